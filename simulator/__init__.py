@@ -1,0 +1,1 @@
+"""trainsim: distributed-training efficiency simulator."""

@@ -1,0 +1,148 @@
+"""Hardware profile: one device, its node, and the network tiers from fastest to slowest.
+
+YAML uses human units (TFLOP/s, GB, TB/s, GB/s, microseconds); the `*_per_s`/`*_bytes`/`*_s` properties give
+SI values. Every figure carries a source string (datasheet, paper, measurement or calibration script).
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..units import GIGA, TERA, US
+from .base import Spec
+
+Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
+Topology = Literal["switch", "full_mesh", "ring", "torus2d", "torus3d", "fat_tree", "rail_optimized"]
+
+
+class PeakTflops(Spec):
+    """Dense (no 2:4 sparsity) peak TFLOP/s per dtype; null where the device lacks the dtype."""
+
+    fp32: Optional[float] = Field(None, gt=0, description="FP32 non-tensor peak")
+    tf32: Optional[float] = Field(None, gt=0)
+    bf16: Optional[float] = Field(None, gt=0)
+    fp16: Optional[float] = Field(None, gt=0)
+    fp8: Optional[float] = Field(None, gt=0)
+    int8: Optional[float] = Field(None, gt=0, description="INT8 TOPS, for int8-quantised training")
+    source: str = Field(min_length=1)
+
+
+class DeviceSpec(Spec):
+    """One accelerator (for MI250X, one GCD)."""
+
+    name: str
+    peak_tflops: PeakTflops
+    memory_gb: float = Field(gt=0, description="usable HBM capacity, GB (1e9 bytes)")
+    memory_bandwidth_tb_per_s: float = Field(gt=0, description="HBM bandwidth, TB/s")
+    power_w: Optional[float] = Field(None, gt=0, description="board power (TDP), W")
+    price_per_hour_usd: Optional[float] = Field(None, gt=0, description="rental price per device-hour, USD")
+    source: str = Field(min_length=1, description="where memory, bandwidth, power and price come from")
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gb * GIGA
+
+    @property
+    def memory_bandwidth_bytes_per_s(self) -> float:
+        return self.memory_bandwidth_tb_per_s * TERA
+
+
+class EfficiencySpec(Spec):
+    """Achieved fraction of the peaks, few physical parameters per device family.
+
+    Matmul efficiency saturates in the GEMM's smallest dimension d: eff(d) = matmul_max * d / (d + matmul_half_dim)
+    (a tile/wave-quantisation shaped curve; Calculon uses size buckets to the same end).
+    """
+
+    matmul_max: float = Field(gt=0, le=1, description="fraction of dense peak a large, well-shaped GEMM reaches")
+    matmul_half_dim: float = Field(ge=0, description="smallest GEMM dimension at which efficiency is half of max")
+    fp8_matmul_max: Optional[float] = Field(None, gt=0, le=1, description="as matmul_max for fp8 GEMMs")
+    attention_max: Optional[float] = Field(
+        None, gt=0, le=1, description="fraction of peak the fused (flash) attention kernel reaches; default matmul_max")
+    memory_bound: float = Field(gt=0, le=1, description="fraction of HBM bandwidth streaming kernels reach")
+    layer_overhead_us: float = Field(0.0, ge=0, description="kernel-launch/framework time per layer per micro-batch pass")
+    step_overhead_ms: float = Field(0.0, ge=0, description="fixed per-step time (data loading, logging, sync)")
+    source: str = Field(min_length=1)
+
+
+class NetworkTier(Spec):
+    """One level of the network, fastest first.
+
+    `domain_size` devices reach each other on this tier (8 for an NVSwitch node, 72 for NVL72, a TPU slice for
+    ICI); the slowest tier has `domain_size: null` (the whole cluster). Bandwidth is per device, per direction.
+    """
+
+    name: str
+    domain_size: Optional[int] = Field(None, ge=1, description="devices reachable on this tier; null = unbounded")
+    bandwidth_gb_per_s: float = Field(gt=0, description="per-device one-direction bandwidth, GB/s (1e9 B/s)")
+    latency_us: float = Field(ge=0, description="per-collective-step latency (alpha), microseconds")
+    efficiency: float = Field(gt=0, le=1.2, description="achieved bus bandwidth / bandwidth_gb_per_s (nccl-tests busbw)")
+    topology: Topology = "switch"
+    torus_dims: Optional[list[int]] = Field(None, description="torus shape for torus2d/torus3d, e.g. [16, 16, 16]")
+    source: str = Field(min_length=1)
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        return self.bandwidth_gb_per_s * GIGA
+
+    @property
+    def latency_s(self) -> float:
+        return self.latency_us * US
+
+    @model_validator(mode="after")
+    def _torus_shape(self):
+        if self.topology in ("torus2d", "torus3d"):
+            want = 2 if self.topology == "torus2d" else 3
+            if self.torus_dims is not None and len(self.torus_dims) != want:
+                raise ValueError(f"torus_dims {self.torus_dims} must have {want} entries for topology {self.topology}")
+        return self
+
+
+class HardwareProfile(Spec):
+    """A system building block: device + node + network tiers (fastest first)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    description: str
+    vendor: Literal["nvidia", "amd", "google", "huawei", "intel", "other"]
+    family: str = Field(description="hardware family used to group validation errors, e.g. nvidia-ampere, tpu")
+    device: DeviceSpec
+    devices_per_node: int = Field(ge=1, description="devices per host (sharing its NICs)")
+    efficiency: EfficiencySpec
+    tiers: list[NetworkTier] = Field(min_length=1)
+    notes: str = ""
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_ordered(cls, tiers: list[NetworkTier]) -> list[NetworkTier]:
+        sizes = [t.domain_size for t in tiers]
+        if sizes[-1] is not None:
+            raise ValueError(f"the last (slowest) tier '{tiers[-1].name}' must have domain_size null (whole cluster)")
+        if any(s is None for s in sizes[:-1]):
+            raise ValueError("only the last tier may have domain_size null")
+        inner = [s for s in sizes[:-1]]
+        if inner != sorted(inner) or len(set(inner)) != len(inner):
+            raise ValueError(f"tier domain sizes {inner} must strictly increase from fastest to slowest")
+        return tiers
+
+    def peak_flops_per_s(self, dtype: str) -> float:
+        """Dense peak FLOP/s of the GEMM datatype; the one definition of peak used by MFU and HFU.
+
+        fp16/bf16 fall back to each other (V100 has no bf16; TPUs have no fp16); fp8/int8 GEMMs use their own
+        peak when the device has one, else the bf16 peak (the device runs them in bf16).
+        """
+        p = self.device.peak_tflops
+        order = {
+            "bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "bf16", "fp16"),
+            "int8": ("int8", "bf16", "fp16"), "fp32": ("fp32",), "tf32": ("tf32", "fp32"),
+        }[dtype]
+        for key in order:
+            v = getattr(p, key)
+            if v is not None:
+                return v * TERA
+        raise ValueError(f"device {self.device.name} has no peak for dtype {dtype}")
+
+    def mfu_peak_flops_per_s(self, dtype: str) -> float:
+        """Peak used as the MFU denominator: bf16/fp16 even for fp8 runs (the convention of Llama 3 and
+        MLPerf reports), so that MFU compares across precisions."""
+        return self.peak_flops_per_s("bf16" if dtype in ("fp8", "int8", "bf16") else dtype)

@@ -1,0 +1,93 @@
+"""Transformer model spec: dense GPT/Llama (MHA, GQA, MQA, SwiGLU) and MoE (routed + shared experts),
+with optional multi-head latent attention (MLA, DeepSeek-V2/V3)."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field, model_validator
+
+from .base import Spec
+
+
+class MoESpec(Spec):
+    """Mixture-of-experts FFN. `layer_freq` k: every k-th layer is MoE; `first_dense_layers` are dense (use the
+    model's ffn_hidden_size) regardless."""
+
+    num_experts: int = Field(ge=2, description="routed experts per MoE layer")
+    top_k: int = Field(ge=1, description="routed experts per token")
+    expert_ffn_hidden_size: int = Field(ge=1, description="FFN width of one routed expert")
+    num_shared_experts: int = Field(0, ge=0, description="always-active experts per MoE layer")
+    shared_expert_ffn_hidden_size: Optional[int] = Field(None, ge=1, description="default expert_ffn_hidden_size")
+    layer_freq: int = Field(1, ge=1)
+    first_dense_layers: int = Field(0, ge=0)
+    capacity_factor: Optional[float] = Field(None, gt=0, description="token capacity factor; null = dropless")
+
+    @model_validator(mode="after")
+    def _topk(self):
+        if self.top_k > self.num_experts:
+            raise ValueError(f"top_k ({self.top_k}) must not exceed num_experts ({self.num_experts})")
+        return self
+
+
+class MLASpec(Spec):
+    """Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434, sec. 2.1): low-rank q and kv projections."""
+
+    q_lora_rank: Optional[int] = Field(None, ge=1, description="null = full-rank q projection")
+    kv_lora_rank: int = Field(ge=1)
+    qk_nope_head_dim: int = Field(ge=1)
+    qk_rope_head_dim: int = Field(ge=0)
+    v_head_dim: int = Field(ge=1)
+
+
+class ModelSpec(Spec):
+    """A decoder-only transformer. `source` cites where the configuration comes from."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    source: str = Field(min_length=1)
+    num_layers: int = Field(ge=1)
+    hidden_size: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_kv_heads: Optional[int] = Field(None, ge=1, description="default num_heads (MHA); 1 = MQA; between = GQA")
+    head_dim: Optional[int] = Field(None, ge=1, description="default hidden_size / num_heads")
+    ffn_hidden_size: int = Field(ge=1, description="dense FFN width (each of gate/up for gated MLPs)")
+    gated_mlp: bool = Field(False, description="SwiGLU/GeGLU: three hidden x ffn matrices")
+    vocab_size: int = Field(ge=1)
+    tied_embeddings: bool = False
+    max_seq_len: Optional[int] = Field(None, ge=1, description="context length of the published model")
+    moe: Optional[MoESpec] = None
+    mla: Optional[MLASpec] = None
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _heads(self):
+        kv = self.kv_heads
+        if self.num_heads % kv != 0:
+            raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({kv})")
+        if self.head_dim is None and self.hidden_size % self.num_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads}) "
+                "unless head_dim is given")
+        if self.moe is not None and self.moe.first_dense_layers > self.num_layers:
+            raise ValueError(f"moe.first_dense_layers ({self.moe.first_dense_layers}) exceeds num_layers")
+        return self
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_kv_heads if self.num_kv_heads is not None else self.num_heads
+
+    @property
+    def dim_per_head(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def num_moe_layers(self) -> int:
+        """Layers whose FFN is an MoE block."""
+        if self.moe is None:
+            return 0
+        return sum(1 for i in range(self.moe.first_dense_layers, self.num_layers)
+                   if (i - self.moe.first_dense_layers) % self.moe.layer_freq == self.moe.layer_freq - 1
+                   or self.moe.layer_freq == 1)
