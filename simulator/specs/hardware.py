@@ -63,6 +63,9 @@ class EfficiencySpec(Spec):
     memory_bound: float = Field(gt=0, le=1, description="fraction of HBM bandwidth streaming kernels reach")
     layer_overhead_us: float = Field(0.0, ge=0, description="kernel-launch/framework time per layer per micro-batch pass")
     step_overhead_ms: float = Field(0.0, ge=0, description="fixed per-step time (data loading, logging, sync)")
+    framework_reserved_gb: float = Field(
+        2.0, ge=0, description="memory the framework holds outside tensors: CUDA/runtime context (~0.5 GB), "
+                               "communication buffers (~0.5-1 GB), allocator fragmentation; default is an estimate")
     source: str = Field(min_length=1)
 
 

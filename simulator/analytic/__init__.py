@@ -1,0 +1,1 @@
+"""Closed-form (analytic) engine, vectorized over layouts."""

@@ -1,0 +1,90 @@
+"""Pipeline schedules in closed form: bubble fraction, layer split over stages, step-time composition.
+
+Sources: Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2: GPipe/1F1B bubble (p-1)/m, interleaved (p-1)/(v*m);
+Qi et al. 2023 (Zero Bubble Pipeline Parallelism, arXiv 2401.10241) sec. 3: ZB-H1 bubble (p-1)(T_F + T_B - T_W).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..specs.layout import SCHEDULE_CODES
+
+
+def bubble_fraction(pp, num_micro, vpp=1, schedule="1f1b"):
+    """Idle fraction of the ideal time of a homogeneous pipeline: (p-1)/m, or (p-1)/(v*m) when interleaved.
+
+    The one definition of the bubble. ZB-H1 with T_F = T_B = T_W (the paper's assumption) leaves a third
+    of the 1F1B bubble.
+    """
+    code = SCHEDULE_CODES[schedule] if isinstance(schedule, str) else np.asarray(schedule)
+    pp = np.asarray(pp, dtype=float)
+    base = (pp - 1.0) / np.asarray(num_micro, dtype=float)
+    return np.where(code == 2, base / vpp, np.where(code == 3, base / 3.0, base))
+
+
+def default_stage_split(num_layers: int, pp, vpp):
+    """Layers on the first, busiest middle and last pipeline rank (summed over their vpp chunks).
+
+    Even when pp*vpp divides the layers. Otherwise every chunk gets ceil(L/(pp*vpp)) layers and the surplus is
+    taken from the first and the last chunk, which also hold the embedding and the logits (Llama 3 405B:
+    126 layers on 16 stages = 7 + 14x8 + 7, Llama 3 paper sec. 3.3.2; BLOOM: 70 on 12 stages).
+    Returns three arrays (first, middle, last); middle is 0 where pp < 3, first = all where pp = 1.
+    """
+    pp = np.asarray(pp)
+    vpp = np.asarray(vpp)
+    chunks = pp * vpp
+    per = -(-num_layers // chunks)                  # ceil
+    deficit = chunks * per - num_layers
+    take_first = np.minimum(per, (deficit + 1) // 2)
+    take_last = np.minimum(per, deficit - take_first)
+    first_chunk = per - take_first
+    last_chunk = per - take_last
+    first = first_chunk + (vpp - 1) * per
+    last = last_chunk + (vpp - 1) * per
+    middle = np.where(pp >= 3, vpp * per, 0)
+    first = np.where(pp == 1, num_layers, first)
+    last = np.where(pp == 1, 0, last)
+    return first, middle, last
+
+
+def explicit_stage_split(stage_layers: list[int], pp: int):
+    """(first, busiest middle, last) rank layers of an explicit per-chunk list (chunk i runs on rank i % pp)."""
+    per_rank = [0] * pp
+    for i, n in enumerate(stage_layers):
+        per_rank[i % pp] += n
+    if pp == 1:
+        return per_rank[0], 0, 0
+    return per_rank[0], (max(per_rank[1:-1]) if pp >= 3 else 0), per_rank[-1]
+
+
+def inflight_microbatches(pp, vpp, num_micro, schedule, rank):
+    """Micro-batches (in units of the rank's whole layer set) whose activations rank `rank` holds at peak.
+
+    1F1B and ZB-H1: p - r (Narayanan et al. 2021 sec. 2.2.1); GPipe: m; interleaved: Megatron's warm-up of
+    2(p-r-1) + (v-1)p chunk passes plus the one in progress, divided by v. For rank 0 it equals
+    p*(1 + (p-1)/(p*v)) (Korthikanti et al. 2022 sec. 4.2.3). Capped at m.
+    """
+    pp = np.asarray(pp, dtype=float)
+    vpp = np.asarray(vpp, dtype=float)
+    m = np.asarray(num_micro, dtype=float)
+    code = np.asarray(schedule)
+    one_f_one_b = pp - rank
+    interleaved = (2.0 * (pp - rank - 1.0) + (vpp - 1.0) * pp + 1.0) / vpp
+    v = np.where(code == 0, m, np.where(code == 2, interleaved, one_f_one_b))
+    return np.clip(v, 1.0, m)
+
+
+def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum=0.0):
+    """Time of the pipelined part of a step from per-micro-batch stage times.
+
+    With tau_i = forward + backward time of stage i for one micro-batch, 1F1B and GPipe take
+    (m-1) tau_max + sum_i tau_i (fill and drain pass once through every stage, the slowest stage paces the
+    steady state); interleaving divides the fill/drain term by v; ZB-H1 removes 2 T_W per stage from it
+    (T_W: weight-gradient time, deferred into the bubble). Reduces to (m + p - 1) tau for equal stages.
+    """
+    m = np.asarray(num_micro, dtype=float)
+    code = np.asarray(schedule)
+    fill = tau_sum - tau_max
+    fill = np.where(code == 2, fill / vpp, fill)
+    fill = np.where(code == 3, np.maximum(0.0, fill - 2.0 * (w_sum - w_max)), fill)
+    return m * tau_max + fill

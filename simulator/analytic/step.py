@@ -1,0 +1,382 @@
+"""The analytic engine: one training step of every layout in a LayoutTable, in closed form over numpy arrays.
+
+Composition (all per device of the busiest pipeline rank, one step):
+
+    step = m * tau_max                       compute + exposed TP/EP/CP/PP comm of one micro-batch, slowest rank
+         + (pipeline fill/drain)             bubble, per schedule (analytic.pipeline.pipeline_time_s)
+         + exposed DP / ZeRO communication   what backward/forward does not hide
+         + optimizer step + fixed overhead
+
+Every duration comes from the pure cost functions in simulator.costs and simulator.topology, which the
+discrete-event engine uses too. One code path evaluates one layout or a million.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..costs.compute import elementwise_bytes_per_token, gemm_time_s, matmul_efficiency, memory_bound_time_s
+from ..costs.flops import ModelCosts, model_costs
+from ..costs.memory import activation_bytes_per_layer, logits_bytes, model_state_bytes
+from ..specs.hardware import HardwareProfile
+from ..specs.model import ModelSpec
+from ..specs.training import TrainingSpec
+from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, p2p_time_s,
+                                    reduce_scatter_time_s)
+from ..topology.placement import axis_strides, tier_arrays
+from ..units import BYTES_PER_ELEMENT, GIGA, storage_bytes
+from .layouts import LayoutTable
+from .pipeline import default_stage_split, inflight_microbatches, pipeline_time_s
+
+#: Bytes the optimizer step streams per parameter it owns: read fp32 grad (4), read+write fp32 master, m, v
+#: (24), write the bf16 weight (2), plus the gradient-norm pass (4). Memory bound.
+OPTIMIZER_BYTES_PER_PARAM = 34.0
+
+#: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
+#: its time is 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
+FLASH_BWD_OVER_FWD = 2.5
+
+#: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
+CAUSAL_EXECUTED_FRACTION = 0.5
+
+# Reason bits of an infeasible layout (messages in analytic.reasons).
+R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP, R_MEMORY = (1 << i for i in range(11))
+
+
+@dataclass(frozen=True)
+class Job:
+    """What is trained on what: the fixed part of an evaluation (the layouts vary)."""
+
+    model: ModelSpec
+    hardware: HardwareProfile
+    training: TrainingSpec
+    num_devices: int
+
+
+def _check_reasons(job: Job, t: LayoutTable, num_micro):
+    m, tr = job.model, job.training
+    reasons = np.zeros(len(t), dtype=np.int64)
+    kv = m.kv_heads
+    reasons |= np.where(t.tp * t.pp * t.dp * t.cp != job.num_devices, R_WORLD, 0)
+    reasons |= np.where(m.num_heads % t.tp != 0, R_HEADS, 0)
+    reasons |= np.where((kv % t.tp != 0) & (t.tp % kv != 0), R_KV, 0)
+    ffn = m.moe.expert_ffn_hidden_size if m.moe is not None else m.ffn_hidden_size
+    reasons |= np.where((m.ffn_hidden_size % t.tp != 0) | (ffn % t.tp != 0), R_FFN, 0)
+    reasons |= np.where(t.pp * t.vpp > m.num_layers, R_CHUNKS, 0)
+    reasons |= np.where(tr.global_batch % (t.micro_batch * t.dp) != 0, R_BATCH, 0)
+    E = m.moe.num_experts if m.moe is not None else 1
+    bad_ep = (t.dp % t.ep != 0) | (E % t.ep != 0) if m.moe is not None else (t.ep != 1)
+    reasons |= np.where(bad_ep, R_EP, 0)
+    reasons |= np.where(tr.seq_len % t.cp != 0, R_CP, 0)
+    reasons |= np.where((t.schedule == 2) & (np.mod(num_micro, t.pp) != 0), R_INTERLEAVE, 0)
+    reasons |= np.where(((t.vpp > 1) & (t.pp == 1)) | ((t.vpp > 1) != (t.schedule == 2)), R_VPP, 0)
+    return reasons
+
+
+def evaluate(job: Job, t: LayoutTable) -> dict:
+    """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+
+    Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
+    breakdown (mem_*_bytes, mem_total_bytes), fits, reasons (bit mask, 0 = feasible), num_micro_batches,
+    bubble_fraction and the per-rank layer split.
+    """
+    m, hw, tr = job.model, job.hardware, job.training
+    c: ModelCosts = model_costs(m, tr.seq_len)
+    eff = hw.efficiency
+    tiers = tier_arrays(hw)
+    f64 = np.float64
+    tp, pp, dp, ep, cp, vpp = (x.astype(f64) for x in (t.tp, t.pp, t.dp, t.ep, t.cp, t.vpp))
+    b = t.micro_batch.astype(f64)
+    sp = t.sequence_parallel & (t.tp > 1)
+    rc = t.recompute
+    s = float(tr.seq_len)
+    h = float(m.hidden_size)
+    V = float(m.vocab_size)
+    L = m.num_layers
+    act_b = float(storage_bytes(tr.dtype))
+    w_bytes = act_b
+    g_bytes = float(BYTES_PER_ELEMENT[tr.grad_dtype])
+    peak = hw.peak_flops_per_s(tr.dtype)
+    mm_max = eff.fp8_matmul_max if (tr.dtype == "fp8" and eff.fp8_matmul_max) else eff.matmul_max
+    half = eff.matmul_half_dim
+    attn_max = eff.attention_max or mm_max
+    hbm = hw.device.memory_bandwidth_bytes_per_s
+
+    num_micro = np.maximum(1.0, np.floor(tr.global_batch / (b * dp)))
+    reasons = _check_reasons(job, t, num_micro)
+
+    # ---- per-layer, per-micro-batch compute on one device ---------------------------------------------------
+    M = b * s / cp                                        # tokens per micro-batch per device (GEMM rows)
+    a, kvh = float(m.num_heads), float(m.kv_heads)
+    if m.mla is not None:
+        d_v = float(m.mla.v_head_dim)
+    else:
+        d_v = float(m.dim_per_head)
+    out_k = a * d_v / tp                                   # output projection inner dim per TP rank
+    in_n = (c.attn_params - a * d_v * h) / h / tp          # q/k/v (or MLA factors) width per TP rank
+    t_attn_proj = gemm_time_s(M, h, in_n, peak, mm_max, half) + gemm_time_s(M, out_k, h, peak, mm_max, half)
+
+    gate = 2.0 if m.gated_mlp else 1.0
+    moe = m.moe
+    if moe is not None:
+        n_moe_heavy = c.num_moe_layers / max(1, L - moe.first_dense_layers)   # MoE share of a stage's layers
+        frac_moe = c.num_moe_layers / L                                      # MoE share of all layers
+        fe = float(moe.expert_ffn_hidden_size)
+        E, k = float(moe.num_experts), float(moe.top_k)
+        tok_per_expert = M * ep * k / E                   # balanced routing over the EP group
+        experts_local = E / ep
+        t_experts = experts_local * (gemm_time_s(tok_per_expert, h, gate * fe / tp, peak, mm_max, half)
+                                     + gemm_time_s(tok_per_expert, fe / tp, h, peak, mm_max, half))
+        fs = float(moe.shared_expert_ffn_hidden_size or moe.expert_ffn_hidden_size) * moe.num_shared_experts
+        t_shared = 0.0
+        if fs > 0:
+            t_shared = gemm_time_s(M, h, gate * fs / tp, peak, mm_max, half) + gemm_time_s(M, fs / tp, h, peak, mm_max, half)
+        t_router = gemm_time_s(M, h, E, peak, mm_max, half)
+        t_moe_mlp = t_experts + t_shared + t_router
+        moe_act = k * (gate + 1.0) * fe + (gate + 1.0) * fs + 2.0 * k * h   # + permuted token copies
+    else:
+        frac_moe = n_moe_heavy = 0.0
+        t_moe_mlp = 0.0
+        moe_act = 0.0
+    f = float(m.ffn_hidden_size)
+    t_dense_mlp = gemm_time_s(M, h, gate * f / tp, peak, mm_max, half) + gemm_time_s(M, f / tp, h, peak, mm_max, half)
+    dense_act = (gate + 1.0) * f
+    t_mlp = (1.0 - frac_moe) * t_dense_mlp + frac_moe * t_moe_mlp
+    mlp_act_elems = (1.0 - frac_moe) * dense_act + frac_moe * moe_act
+    mlp_act_heavy = (1.0 - n_moe_heavy) * dense_act + n_moe_heavy * moe_act
+
+    # attention core (flash: causal half executed; efficiency saturating in the local sequence length)
+    attn_flops_fwd = c.attn_core_flops_per_token * M / tp
+    exec_frac = np.where(t.flash_attention, CAUSAL_EXECUTED_FRACTION, 1.0)
+    attn_eff = matmul_efficiency(s / cp, attn_max, half)
+    t_attn_core = attn_flops_fwd * exec_frac / (peak * attn_eff)
+    softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * act_b)
+    t_attn_core = t_attn_core + memory_bound_time_s(softmax_bytes, hbm, eff.memory_bound)
+    bwd_attn_factor = np.where(t.flash_attention, FLASH_BWD_OVER_FWD, 2.0)
+
+    spf = np.where(sp, tp, 1.0)
+    ew_bytes = act_b * M * (14.0 * h / spf + mlp_act_elems / tp)
+    t_elem = memory_bound_time_s(ew_bytes, hbm, eff.memory_bound)
+    overhead = eff.layer_overhead_us * 1e-6
+
+    t_gemm_f = t_attn_proj + t_mlp
+    t_layer_f = t_gemm_f + t_attn_core + t_elem + overhead
+    t_layer_b = 2.0 * t_gemm_f + bwd_attn_factor * t_attn_core + 2.0 * t_elem + overhead
+    t_layer_w = t_gemm_f                                  # weight-gradient half of the backward GEMMs (ZB-H1)
+    t_layer_rc = np.where(rc == 2, t_layer_f, np.where(rc == 1, t_attn_core, 0.0))
+
+    # ---- per-layer communication, one micro-batch -----------------------------------------------------------
+    st = axis_strides(t.placement, tp, cp, ep, dp, pp)
+    act_msg = M * h * act_b                               # one activation tensor [b, s/cp, h]
+    tp_coll = np.where(t.tp > 1, all_reduce_time_s(act_msg, tp, st["tp"], tiers), 0.0)   # AR == RS + AG
+    n_tp_fwd = 2.0
+    n_tp_bwd = 2.0 + np.where(rc == 2, 2.0, 0.0)           # full recompute replays the forward's collectives
+    tp_hide = np.where(t.tp_comm_overlap, 1.0, 0.0)
+    t_tp_f = n_tp_fwd * tp_coll
+    t_tp_b = n_tp_bwd * tp_coll
+    tp_exposed_f = np.maximum(0.0, t_tp_f - tp_hide * t_gemm_f)
+    tp_exposed_b = np.maximum(0.0, t_tp_b - tp_hide * 2.0 * t_gemm_f)
+
+    if moe is not None:
+        a2a_bytes = M * k * h * act_b / spf
+        a2a = np.where(t.ep > 1, all_to_all_time_s(a2a_bytes, ep, st["ep"], tiers), 0.0) * frac_moe
+    else:
+        a2a = np.zeros_like(tp)
+    t_ep_f = 2.0 * a2a                                     # dispatch + combine
+    t_ep_b = 2.0 * a2a + np.where(rc == 2, 2.0 * a2a, 0.0)
+
+    # context parallel: ring exchange of K and V blocks, overlapped with the attention core it feeds
+    kv_dim = (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) if m.mla is not None else 2.0 * kvh * m.dim_per_head
+    kv_bytes = M * kv_dim * act_b / np.where(m.mla is not None, 1.0, tp)
+    cp_comm = np.where(t.cp > 1, (cp - 1.0) * p2p_time_s(kv_bytes, st["cp"], tiers), 0.0)
+    t_cp_f = np.maximum(0.0, cp_comm - t_attn_core)
+    t_cp_b = np.maximum(0.0, 2.0 * cp_comm - bwd_attn_factor * t_attn_core)
+
+    comm_layer_f = tp_exposed_f + t_ep_f + t_cp_f
+    comm_layer_b = tp_exposed_b + t_ep_b + t_cp_b
+
+    # ---- embedding and logits (first / last rank) ------------------------------------------------------------
+    t_logits_f = gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(3.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
+    t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
+    t_emb_comm = np.where(t.tp > 1, all_reduce_time_s(act_msg, tp, st["tp"], tiers), 0.0)   # vocab-parallel embedding
+
+    # ---- stage split and per-rank micro-batch times -----------------------------------------------------------
+    if t.stage_first is not None:
+        Lf, Lm, Ll = (x.astype(f64) for x in (t.stage_first, t.stage_mid, t.stage_last))
+    else:
+        Lf, Lm, Ll = (x.astype(f64) for x in default_stage_split(L, t.pp, t.vpp))
+    single = t.pp == 1
+    has_mid = t.pp >= 3
+
+    p2p_msg = act_msg / spf
+    p2p = np.where(t.pp > 1, p2p_time_s(p2p_msg, st["pp"], tiers), 0.0)
+    p2p_per_micro = 2.0 * p2p * vpp                        # one send forward and one backward per chunk boundary
+
+    def rank_times(nl, emb, logits):
+        comp_f = nl * t_layer_f + logits * t_logits_f
+        comp_b = nl * (t_layer_b + t_layer_rc) + logits * t_logits_b
+        comm_f = nl * comm_layer_f + emb * t_emb_comm
+        comm_b = nl * comm_layer_b
+        return comp_f, comp_b, comm_f, comm_b
+
+    is_first_logits = np.where(single, 1.0, 0.0)
+    kinds = [rank_times(Lf, 1.0, is_first_logits), rank_times(Lm, 0.0, 0.0), rank_times(Ll, 0.0, 1.0)]
+    valid = [np.ones(len(t), bool), has_mid, ~single]
+    tau = []
+    for (cf, cb, mf, mb), ok in zip(kinds, valid):
+        tau.append(np.where(ok, cf + cb + mf + mb + p2p_per_micro, -np.inf))
+    tau = np.stack(tau)
+    idx = np.argmax(tau, axis=0)
+    cols = np.arange(len(t))
+    tau_max = tau[idx, cols]
+    pick = lambda arrs: np.stack([np.broadcast_to(x, (len(t),)) for x in arrs])[idx, cols]
+    comp_f = pick([k_[0] for k_ in kinds])
+    comp_b = pick([k_[1] for k_ in kinds])
+
+    # sum over all stages of one micro-batch's time (fill/drain passes once through each)
+    tau_sum = (L * (t_layer_f + t_layer_b + t_layer_rc + comm_layer_f + comm_layer_b) + t_logits_f + t_logits_b
+               + t_emb_comm + pp * p2p_per_micro)
+    w_max = np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)) * t_layer_w
+    w_sum = L * t_layer_w
+    t_pipe = pipeline_time_s(tau_max, tau_sum, num_micro, vpp, t.schedule, w_max, w_sum)
+    t_bubble = t_pipe - num_micro * tau_max
+
+    # ---- parameters held by the busiest rank (by memory, below) and data-parallel traffic -------------------
+    dense_part = c.attn_params + c.norm_params_per_layer + c.router_params + c.shared_expert_params \
+        + (1.0 - n_moe_heavy) * c.dense_mlp_params
+    expert_part = n_moe_heavy * c.num_experts * c.expert_params
+    out_params = 0.0 if (m.tied_embeddings and False) else c.output_params   # last stage keeps its own copy
+
+    def rank_params(nl, emb, logits):
+        dense = (nl * dense_part + emb * c.embedding_params + logits * out_params) / tp
+        if m.tied_embeddings:
+            dense = np.where(single & (logits > 0), dense - out_params / tp, dense)
+        expert = nl * expert_part / (tp * ep)
+        return dense, expert
+
+    edp = np.maximum(1.0, dp / ep)
+    zero = t.zero
+    p_kinds = [rank_params(Lf, 1.0, is_first_logits), rank_params(Lm, 0.0, 0.0), rank_params(Ll, 0.0, 1.0)]
+
+    # activations per layer (busiest layer type) and in-flight micro-batches per rank
+    act_layer = activation_bytes_per_layer(s / cp, b, h, a, float(m.dim_per_head) if m.mla is None else d_v, kvh,
+                                           mlp_act_heavy, tp, sp, rc, t.flash_attention, act_b)
+    inflight = [inflight_microbatches(pp, vpp, num_micro, t.schedule, r) for r in (0.0, 1.0, pp - 1.0)]
+    logit_mem = logits_bytes(s / cp, b, V, tp)
+    emb_out = M * h * act_b / spf                                   # embedding output kept for backward
+    reserved = eff.framework_reserved_gb * GIGA
+
+    mem = []
+    for (dense, expert), nl, inf, (e_, lg) in zip(p_kinds, (Lf, Lm, Ll), inflight,
+                                                  ((1.0, is_first_logits), (0.0, 0.0), (0.0, 1.0))):
+        wd, gd, od = model_state_bytes(dense, w_bytes, g_bytes, zero, dp)
+        we, ge, oe = model_state_bytes(expert, w_bytes, g_bytes, zero, edp)
+        zero3_buf = np.where(zero >= 3, 2.0 * (dense_part / tp + expert_part / (tp * ep)) * w_bytes, 0.0)
+        acts = nl * act_layer * inf + e_ * emb_out * inf + lg * logit_mem
+        mem.append((wd + we + zero3_buf, gd + ge, od + oe, acts))
+    mem_tot = np.stack([np.where(ok, sum(x) + reserved, -np.inf) for x, ok in zip(mem, valid)])
+    midx = np.argmax(mem_tot, axis=0)
+    mem_total = mem_tot[midx, cols]
+    mem_weights = np.stack([x[0] for x in mem])[midx, cols]
+    mem_grads = np.stack([x[1] for x in mem])[midx, cols]
+    mem_opt = np.stack([x[2] for x in mem])[midx, cols]
+    mem_act = np.stack([x[3] for x in mem])[midx, cols]
+    capacity = hw.device.memory_bytes
+    fits = mem_total <= capacity
+    reasons |= np.where(fits, 0, R_MEMORY)
+
+    # DP / ZeRO communication of the rank that paces the pipeline
+    dense_t = pick([p[0] for p in p_kinds])
+    expert_t = pick([p[1] for p in p_kinds])
+    dp_stride, edp_stride = st["dp"], st["edp"]
+
+    def dp_time(fn, params, nbytes, n, stride):
+        return np.where(n > 1, fn(params * nbytes, n, stride, tiers), 0.0)
+
+    grad_rs = dp_time(reduce_scatter_time_s, dense_t, g_bytes, dp, dp_stride) + \
+        dp_time(reduce_scatter_time_s, expert_t, g_bytes, edp, edp_stride)
+    param_ag = dp_time(all_gather_time_s, dense_t, w_bytes, dp, dp_stride) + \
+        dp_time(all_gather_time_s, expert_t, w_bytes, edp, edp_stride)
+    grad_ar = dp_time(all_reduce_time_s, dense_t, g_bytes, dp, dp_stride) + \
+        dp_time(all_reduce_time_s, expert_t, g_bytes, edp, edp_stride)
+    ovl = np.where(t.overlap_grad_reduce, 1.0, 0.0)
+    # ZeRO 0: all-reduce after the last backward; 1-2: reduce-scatter there + all-gather before the next forward.
+    # The last micro-batch's backward (forward for the gather) hides what fits in it (bucketed overlap).
+    win_b, win_f = ovl * comp_b, ovl * comp_f
+    dp_exposed_012 = np.where(zero == 0, np.maximum(0.0, grad_ar - win_b),
+                              np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
+    # ZeRO 3: gather weights for forward and backward (and recompute) and reduce-scatter grads every micro-batch,
+    # prefetched under compute; the first layer's gather of each pass is exposed.
+    n_gather = 2.0 + np.where(rc == 2, 1.0, 0.0)
+    per_micro_f = np.maximum(0.0, param_ag - win_f)
+    per_micro_b = np.maximum(0.0, (n_gather - 1.0) * param_ag + grad_rs - win_b)
+    nl_max = np.maximum(1.0, np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)))
+    dp_exposed_3 = num_micro * (per_micro_f + per_micro_b + n_gather * param_ag / nl_max)
+    t_dp = np.where(zero >= 3, dp_exposed_3, dp_exposed_012)
+    dp_total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * (n_gather * param_ag + grad_rs),
+                                                     grad_rs + param_ag))
+
+    # optimizer step over the parameters this device owns
+    own = dense_t / np.where(zero >= 1, dp, 1.0) + expert_t / np.where(zero >= 1, edp, 1.0)
+    t_opt = memory_bound_time_s(own * OPTIMIZER_BYTES_PER_PARAM, hbm, eff.memory_bound)
+    t_fixed = eff.step_overhead_ms * 1e-3
+
+    step = t_pipe + t_dp + t_opt + t_fixed
+
+    # ---- breakdown of the busiest rank's micro-batches ----------------------------------------------------
+    nl_pace = np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll))
+    lg_pace = np.where(idx == 2, 1.0, np.where((idx == 0) & single, 1.0, 0.0))
+    emb_pace = np.where(idx == 0, 1.0, 0.0)
+    mm = num_micro
+    bd_tp = mm * (nl_pace * (tp_exposed_f + tp_exposed_b) + emb_pace * t_emb_comm)
+    bd_ep = mm * nl_pace * (t_ep_f + t_ep_b)
+    bd_cp = mm * nl_pace * (t_cp_f + t_cp_b)
+    bd_pp = mm * p2p_per_micro
+    bd_recompute = mm * nl_pace * t_layer_rc
+    bd_compute = mm * (comp_f + comp_b) - bd_recompute
+
+    # ---- FLOPs, MFU, HFU -----------------------------------------------------------------------------------
+    tokens = float(tr.tokens_per_step)
+    model_flops = tokens * c.model_flops_per_token()
+    rc_flops = np.select([rc == 2, rc == 1], [c.recompute_flops_per_token("full"),
+                                               c.recompute_flops_per_token("selective")], 0.0) * tokens
+    peak_mfu = hw.mfu_peak_flops_per_s(tr.dtype)
+    denom = step * job.num_devices * peak_mfu
+    mfu = model_flops / denom
+    hfu = (model_flops + rc_flops) / denom
+
+    return {
+        "step_time_s": step,
+        "mfu": mfu,
+        "hfu": hfu,
+        "tokens_per_s": tokens / step,
+        "tflops_per_device": model_flops / step / job.num_devices / 1e12,
+        "time_compute_s": bd_compute,
+        "time_recompute_s": bd_recompute,
+        "time_tp_comm_s": bd_tp,
+        "time_ep_comm_s": bd_ep,
+        "time_cp_comm_s": bd_cp,
+        "time_pp_comm_s": bd_pp,
+        "time_bubble_s": t_bubble,
+        "time_dp_comm_s": t_dp,
+        "time_optimizer_s": np.broadcast_to(t_opt, step.shape),
+        "time_overhead_s": np.full(step.shape, t_fixed),
+        "dp_comm_total_s": dp_total,
+        "mem_weights_bytes": mem_weights,
+        "mem_grads_bytes": mem_grads,
+        "mem_optimizer_bytes": mem_opt,
+        "mem_activations_bytes": mem_act,
+        "mem_reserved_bytes": np.full(step.shape, reserved),
+        "mem_total_bytes": mem_total,
+        "mem_capacity_bytes": np.full(step.shape, capacity),
+        "fits": fits,
+        "reasons": reasons,
+        "num_micro_batches": num_micro,
+        "bubble_fraction": t_bubble / np.maximum(num_micro * tau_max, 1e-30),
+        "pacing_rank": idx,
+        "memory_rank": midx,
+        "layers_first": Lf, "layers_mid": Lm, "layers_last": Ll,
+        "model_flops_per_step": np.full(step.shape, model_flops),
+        "hardware_flops_per_step": model_flops + rc_flops,
+    }

@@ -1,0 +1,1 @@
+"""Pure cost functions shared by the analytic and discrete-event engines."""

@@ -1,0 +1,73 @@
+"""Per-device memory: model states under ZeRO, activations, logits, buffers.
+
+All functions are pure and accept numpy arrays or scalars (one layout or a million).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Mixed-precision Adam state per parameter held by the optimizer: fp32 master weights, m and v
+#: (Rajbhandari et al. 2020, ZeRO, sec. 3.1: K = 12).
+ADAM_STATE_BYTES_PER_PARAM = 12.0
+
+
+def model_state_bytes(params, weight_bytes, grad_bytes, zero, dp_shard):
+    """Weights + gradients + Adam state for `params` parameters held by one device.
+
+    ZeRO-1 shards the optimizer state over `dp_shard` ranks, ZeRO-2 also the gradients, ZeRO-3 also the
+    weights (Rajbhandari et al. 2020, Fig. 1). Returns (weights, grads, optimizer) in bytes.
+    Source: ZeRO, arXiv 1910.02054, sec. 5.
+    """
+    zero = np.asarray(zero)
+    w = params * weight_bytes / np.where(zero >= 3, dp_shard, 1)
+    g = params * grad_bytes / np.where(zero >= 2, dp_shard, 1)
+    o = params * ADAM_STATE_BYTES_PER_PARAM / np.where(zero >= 1, dp_shard, 1)
+    return w, g, o
+
+
+def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_heads, mlp_act_elems, tp, sp, recompute,
+                               flash, act_bytes=2.0):
+    """Activation memory of one transformer layer kept for backward, one micro-batch, one device.
+
+    Generalises Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 to GQA and gated MLPs. For GPT
+    (kv = heads, head_dim*heads = h, 4h GELU MLP) it reduces to s*b*h*(34 + 5*a*s/h) without parallelism,
+    s*b*h*(10 + 24/t + 5*a*s/(h*t)) with TP, s*b*h/t*(34 + 5*a*s/h) with TP+SP, 34*s*b*h/t with selective
+    recompute (the attention core is recomputed) and 2*s*b*h (/t with SP) with full recompute.
+    `mlp_act_elems` is the number of elements per token the MLP stores between its GEMMs: the activation
+    function's input and output, f + f for GELU (8h for GPT), 2f + f for gated MLPs, top_k x that for MoE. Flash attention stores no s x s matrices. `seq` is the per-device sequence (s/cp).
+    """
+    sbh = seq * micro_batch * hidden * (act_bytes / 2.0)
+    # Outside the TP regions (split only with SP): LN inputs (4h), QKV and MLP inputs (4h), dropout masks (2h).
+    outside = 10.0 * sbh
+    attn_w = heads * head_dim / hidden
+    kv_w = kv_heads * head_dim / hidden
+    # Inside the TP regions: Q, K, V, attention output and the MLP activation input/output, 2 bytes each.
+    inside = sbh * (2.0 * attn_w + 4.0 * kv_w + 2.0 * attn_w + 2.0 * mlp_act_elems / hidden)
+    # attention core: softmax output (2), dropout mask (1), dropout output (2) per s x s entry per head
+    core = 5.0 * heads * seq * seq * micro_batch * (act_bytes / 2.0)
+    core = np.where(flash, 0.0, core)
+    spf = np.where(sp, tp, 1)
+    full = (outside / spf) + (inside + core) / tp
+    selective = (outside / spf) + inside / tp
+    minimal = 2.0 * sbh / spf
+    rc = np.asarray(recompute)
+    return np.where(rc == 2, minimal, np.where(rc == 1, selective, full))
+
+
+def logits_bytes(seq, micro_batch, vocab, tp):
+    """fp32 logits and their gradient of one micro-batch on the last stage: 4*s*b*V/t bytes for the
+    logits (Korthikanti et al. 2022, sec. 4.1 names 4sbv/t) and as much again for the softmax gradient."""
+    return 2.0 * 4.0 * seq * micro_batch * vocab / tp
+
+
+def inflight_microbatches_first_stage(pp, vpp, num_micro, schedule):
+    """Micro-batches of activations the first pipeline stage holds at its peak, in units of its own layers.
+
+    GPipe keeps all m; 1F1B and ZB-H1 keep min(p, m) (Narayanan et al. 2021, sec. 2.2.1); interleaved 1F1B
+    keeps p * (1 + (p-1)/(p*v)) (Korthikanti et al. 2022, sec. 4.2.3).
+    """
+    pp = np.asarray(pp, dtype=float)
+    one_f_one_b = np.minimum(pp, num_micro)
+    interleaved = np.minimum(pp * (1.0 + (pp - 1.0) / (pp * vpp)), num_micro * 1.0)
+    sched = np.asarray(schedule)
+    return np.where(sched == 0, num_micro * 1.0, np.where(sched == 2, interleaved, one_f_one_b))

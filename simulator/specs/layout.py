@@ -1,0 +1,86 @@
+"""Parallel layout of one training job: how the devices are split and what each stage runs.
+
+Axis names are `tp pp dp ep cp` everywhere. EP is carved out of DP (Megatron): `ep` divides `dp` and does not
+multiply the world size, so `tp * pp * dp * cp = devices`.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from .base import Spec
+
+Recompute = Literal["none", "selective", "full"]
+Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
+AXES = ("tp", "cp", "ep", "dp", "pp")
+DEFAULT_ORDER = "tp-cp-ep-dp-pp"
+
+#: Integer codes used by the vectorized engine (columns of a LayoutTable).
+RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
+SCHEDULE_CODES = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb-h1": 3}
+
+
+class Layout(Spec):
+    """One parallel layout. `dp` may be omitted (derived from the device count)."""
+
+    tp: int = Field(1, ge=1, description="tensor-parallel degree")
+    pp: int = Field(1, ge=1, description="pipeline stages")
+    dp: Optional[int] = Field(None, ge=1, description="data-parallel replicas; derived from devices when omitted")
+    ep: int = Field(1, ge=1, description="expert-parallel degree (carved out of dp)")
+    cp: int = Field(1, ge=1, description="context-parallel degree (sequence split for attention)")
+    vpp: int = Field(1, ge=1, description="virtual pipeline stages (model chunks) per pipeline rank")
+    zero: int = Field(1, ge=0, le=3, description="ZeRO stage: 0 none, 1 optimizer (distributed optimizer), "
+                                                  "2 +gradients, 3 +weights (FSDP)")
+    sequence_parallel: bool = Field(True, description="Megatron sequence parallelism (only with tp > 1)")
+    recompute: Recompute = Field("selective", description="activation recomputation")
+    micro_batch: int = Field(1, ge=1, description="sequences per micro-batch per data-parallel replica")
+    schedule: Optional[Schedule] = Field(None, description="pipeline schedule; default 1f1b, interleaved if vpp>1")
+    flash_attention: bool = Field(True, description="fused attention: no s^2 activations, causal half of the work")
+    overlap_grad_reduce: bool = Field(True, description="overlap DP/ZeRO gradient reduction with backward")
+    tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs (Transformer Engine)")
+    placement: str = Field(DEFAULT_ORDER, description="rank order, innermost axis first (Megatron tp-cp-ep-dp-pp)")
+    stage_layers: Optional[list[int]] = Field(
+        None, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "
+                          "or uneven with lighter first/last chunks")
+
+    @field_validator("placement")
+    @classmethod
+    def _placement(cls, v: str) -> str:
+        parts = v.split("-")
+        required = {"tp", "cp", "dp", "pp"}
+        if set(parts) - set(AXES) or not required <= set(parts) or len(parts) != len(set(parts)):
+            raise ValueError(f"placement '{v}' must order the axes tp, cp, dp, pp (and optionally ep), each once, "
+                             "joined by '-', e.g. tp-cp-ep-dp-pp")
+        if "ep" in parts and parts.index("ep") + 1 != parts.index("dp"):
+            raise ValueError(f"placement '{v}': ep must come right before dp (EP is carved out of DP)")
+        return v
+
+    @field_validator("stage_layers")
+    @classmethod
+    def _stage_layers(cls, v):
+        if v is not None and (len(v) == 0 or any(n < 0 for n in v)):
+            raise ValueError(f"stage_layers {v} must be a non-empty list of non-negative layer counts")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        if self.schedule == "interleaved" and self.vpp == 1:
+            raise ValueError("schedule 'interleaved' needs vpp > 1")
+        if self.vpp > 1 and self.schedule not in (None, "interleaved"):
+            raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', not '{self.schedule}'")
+        return self
+
+    @property
+    def resolved_schedule(self) -> str:
+        if self.schedule is not None:
+            return self.schedule
+        return "interleaved" if self.vpp > 1 else "1f1b"
+
+    def with_dp(self, num_devices: int) -> "Layout":
+        """The layout with dp filled in from the device count (unchanged if dp is set or does not divide)."""
+        if self.dp is not None:
+            return self
+        denom = self.tp * self.pp * self.cp
+        dp = num_devices // denom if num_devices % denom == 0 else max(1, num_devices // denom)
+        return self.model_copy(update={"dp": max(1, dp)})

@@ -1,0 +1,98 @@
+"""A scenario: model + hardware + devices + training + layout, validated together.
+
+The scenario YAML uses the same flat keys as the CLI flags (underscores for dashes); flags override it.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import Field
+
+from ..errors import SpecError
+from .base import Spec
+from .hardware import HardwareProfile
+from .layout import Layout, Recompute, Schedule
+from .loading import load_hardware, load_model, read_yaml, validate_spec
+from .model import ModelSpec
+from .training import TrainingSpec, TrainDtype
+
+LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
+               "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "placement", "stage_layers")
+TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
+
+
+class HardwareOverrides(Spec):
+    """Per-run changes to a profile's standard node (published-runs CSV columns of the same meaning)."""
+
+    devices_per_node: Optional[int] = Field(None, ge=1)
+    memory_gb: Optional[float] = Field(None, gt=0)
+    scaleup_gb_per_s: Optional[float] = Field(None, gt=0, description="per-device scale-up bandwidth, GB/s one way")
+    scaleout_gb_per_s: Optional[float] = Field(None, gt=0, description="per-device scale-out bandwidth, GB/s one way")
+
+
+class ScenarioFile(Spec):
+    """The keys a scenario YAML may hold (all optional; the CLI requires model, hardware, devices, batch)."""
+
+    model: Optional[str] = None
+    hardware: Optional[str] = None
+    devices: Optional[int] = Field(None, ge=1)
+    seq_len: Optional[int] = Field(None, ge=1)
+    global_batch: Optional[int] = Field(None, ge=1)
+    dtype: Optional[TrainDtype] = None
+    grad_dtype: Optional[Literal["fp32", "bf16"]] = None
+    tp: Optional[int] = Field(None, ge=1)
+    pp: Optional[int] = Field(None, ge=1)
+    dp: Optional[int] = Field(None, ge=1)
+    ep: Optional[int] = Field(None, ge=1)
+    cp: Optional[int] = Field(None, ge=1)
+    vpp: Optional[int] = Field(None, ge=1)
+    zero: Optional[int] = Field(None, ge=0, le=3)
+    sequence_parallel: Optional[bool] = None
+    recompute: Optional[Recompute] = None
+    micro_batch: Optional[int] = Field(None, ge=1)
+    schedule: Optional[Schedule] = None
+    flash_attention: Optional[bool] = None
+    overlap_grad_reduce: Optional[bool] = None
+    tp_comm_overlap: Optional[bool] = None
+    placement: Optional[str] = None
+    stage_layers: Optional[list[int]] = None
+    hardware_overrides: Optional[HardwareOverrides] = None
+
+
+class Scenario(Spec):
+    """Everything one estimate needs, resolved to specs."""
+
+    model: ModelSpec
+    hardware: HardwareProfile
+    num_devices: int = Field(ge=1)
+    training: TrainingSpec
+    layout: Layout
+
+    @classmethod
+    def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
+              global_batch: int, seq_len: Optional[int] = None, hardware_overrides: Optional[dict] = None,
+              **kw) -> "Scenario":
+        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario."""
+        m = load_model(model)
+        hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
+        unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
+        if unknown:
+            raise SpecError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
+        if seq_len is None:
+            if m.max_seq_len is None:
+                raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
+            seq_len = m.max_seq_len
+        tr = {k: kw[k] for k in TRAINING_KEYS if k in kw and kw[k] is not None}
+        training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
+        lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
+        layout = validate_spec(Layout, lay, "layout").with_dp(devices)
+        return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout)
+
+
+def read_scenario_file(path: str) -> dict:
+    """Flat keys of a scenario YAML, validated (unknown keys are errors); values still as written."""
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    sf = validate_spec(ScenarioFile, data, str(path))
+    return sf.model_dump(exclude_none=True)

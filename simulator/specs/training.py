@@ -1,0 +1,28 @@
+"""Training spec: what one optimizer step processes and in which precision."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Spec
+
+TrainDtype = Literal["bf16", "fp16", "fp8", "int8", "fp32"]
+
+
+class TrainingSpec(Spec):
+    """Sequence length, global batch (sequences per optimizer step), and precisions.
+
+    `grad_dtype` is the dtype gradients are accumulated and reduced in (Megatron keeps fp32 `main_grad`
+    by default); the optimizer is mixed-precision Adam (fp32 master weights, m and v: 12 bytes/param).
+    """
+
+    seq_len: int = Field(ge=1, description="tokens per training sequence")
+    global_batch: int = Field(ge=1, description="sequences per optimizer step")
+    dtype: TrainDtype = Field("bf16", description="GEMM precision; fp8/int8 keep bf16 activations and weights")
+    grad_dtype: Literal["fp32", "bf16"] = Field("fp32", description="gradient accumulation/reduction dtype")
+    optimizer: Literal["adam"] = "adam"
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.seq_len * self.global_batch

@@ -1,0 +1,1 @@
+"""Cluster topology: rank placement, collective algorithms, networkx graph."""

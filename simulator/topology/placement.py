@@ -1,0 +1,92 @@
+"""Rank placement: which network tiers a parallel group crosses.
+
+Ranks are numbered with the placement order's first axis innermost (Megatron `tp-cp-ep-dp-pp`: TP neighbours
+are consecutive ranks, PP neighbours are tp*cp*dp apart). Devices fill nodes and tier domains in rank order, so a
+group of `n` ranks spaced `stride` apart has min(n, max(1, D // stride)) members inside one domain of D devices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def axis_strides(order: str, tp, cp, ep, dp, pp) -> dict:
+    """Rank stride of each axis under a placement order (innermost first). Works on arrays.
+
+    EP is carved out of DP: with ep right before dp, the ep ranks are the innermost part of each DP group,
+    so the DP group keeps the ep stride and the expert-data-parallel group (dp/ep replicas of each expert)
+    strides over ep.
+    """
+    sizes = {"tp": tp, "cp": cp, "dp": dp, "pp": pp}
+    strides = {}
+    acc = 1
+    for axis in order.split("-"):
+        if axis == "ep":
+            continue
+        strides[axis] = acc
+        acc = acc * sizes[axis]
+    strides["ep"] = strides["dp"]
+    strides["edp"] = strides["dp"] * ep
+    return strides
+
+
+@dataclass(frozen=True)
+class TierArrays:
+    """Network tiers of a profile as arrays, fastest first; the last domain is infinite."""
+
+    domain_size: np.ndarray          # devices per domain (inf for the last tier)
+    bandwidth_bytes_per_s: np.ndarray  # achieved: per-device one-direction bandwidth x efficiency
+    latency_s: np.ndarray
+    torus_ndims: np.ndarray          # 0 for switched tiers, 2 or 3 for tori
+    torus_side: np.ndarray           # devices along one torus dimension (1 for switched)
+
+    @property
+    def num_tiers(self) -> int:
+        return len(self.domain_size)
+
+
+def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
+    """Tier arrays of a HardwareProfile (efficiency applied to bandwidth)."""
+    dom, bw, lat, nd, side = [], [], [], [], []
+    for t in profile.tiers:
+        size = float("inf") if t.domain_size is None else float(t.domain_size)
+        dom.append(size)
+        bw.append(t.bandwidth_bytes_per_s * t.efficiency)
+        lat.append(t.latency_s)
+        if t.topology in ("torus2d", "torus3d"):
+            k = 2 if t.topology == "torus2d" else 3
+            nd.append(k)
+            if t.torus_dims:
+                side.append(float(np.exp(np.mean(np.log(t.torus_dims)))))
+            else:
+                side.append(size ** (1.0 / k) if np.isfinite(size) else 16.0)
+        else:
+            nd.append(0)
+            side.append(1.0)
+    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side))
+
+
+def members_per_domain(n, stride, domain_size):
+    """Members of a group (n ranks, `stride` apart) that share one domain of `domain_size` devices."""
+    n = np.asarray(n, dtype=float)
+    if np.isinf(domain_size):
+        return n
+    return np.minimum(n, np.maximum(1.0, np.floor(domain_size / np.asarray(stride, dtype=float))))
+
+
+def group_levels(n, stride, tiers: TierArrays):
+    """Per tier, the factor by which a group fans out on that tier (product over tiers = n).
+
+    A ring/hierarchical collective runs level by level: members inside the fastest domain first, then across
+    the next tier with the data already reduced by the inner members (NCCL's tree/ring over NVLink then IB).
+    Returns a list of arrays f_k with prod_k f_k = n.
+    """
+    prev = np.ones_like(np.asarray(n, dtype=float))
+    out = []
+    for k in range(tiers.num_tiers):
+        c = members_per_domain(n, stride, tiers.domain_size[k])
+        c = np.maximum(c, prev)
+        out.append(c / prev)
+        prev = c
+    return out
