@@ -1,1 +1,46 @@
-"""trainsim: distributed-training efficiency simulator."""
+"""trainsim: distributed-training efficiency simulator.
+
+Public API (everything else is internal):
+
+    >>> import simulator as ts
+    >>> sc = ts.Scenario.build("gpt3-175b", "a100-sxm4-80gb", devices=1024, global_batch=1536, seq_len=2048,
+    ...                        tp=8, pp=8, micro_batch=1)
+    >>> r = ts.estimate(sc)          # analytic engine -> StepEstimate
+    >>> r.mfu, r.step_time_s, r.to_dict()["memory"]["total_bytes"]
+
+`simulate` (discrete-event engine), `search`, `compare` and `validate` are imported lazily.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .analytic.estimate import StepEstimate, estimate
+from .errors import InfeasibleLayoutError, SpecError
+from .specs.hardware import HardwareProfile
+from .specs.layout import Layout
+from .specs.loading import available_models, available_profiles, load_hardware, load_model
+from .specs.model import ModelSpec
+from .specs.scenario import Scenario
+from .specs.training import TrainingSpec
+
+#: Lazily imported public functions: name -> module that defines it.
+_LAZY = {
+    "simulate": "simulator.des.api",
+    "search": "simulator.search",
+    "compare": "simulator.compare",
+    "validate": "simulator.validation",
+    "sweep": "simulator.sweep",
+}
+
+load_cluster = load_hardware  # the name DESIGN.md uses
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'simulator' has no attribute '{name}'")
+
+
+__all__ = ["Scenario", "ModelSpec", "HardwareProfile", "TrainingSpec", "Layout", "StepEstimate", "estimate",
+           "load_model", "load_hardware", "load_cluster", "available_models", "available_profiles", "SpecError",
+           "InfeasibleLayoutError", *_LAZY]

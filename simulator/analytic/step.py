@@ -74,12 +74,12 @@ def _check_reasons(job: Job, t: LayoutTable, num_micro):
     return reasons
 
 
-def evaluate(job: Job, t: LayoutTable) -> dict:
-    """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+def layer_costs(job: Job, t: LayoutTable) -> dict:
+    """Per-layer, per-micro-batch durations on one device, shared by both engines (SI units, arrays).
 
-    Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
-    breakdown (mem_*_bytes, mem_total_bytes), fits, reasons (bit mask, 0 = feasible), num_micro_batches,
-    bubble_fraction and the per-rank layer split.
+    Keys: t_layer_f/b/rc/w (forward, backward, recompute, weight-gradient part), tp_coll (one TP collective),
+    n_tp_fwd/n_tp_bwd, tp_exposed_f/b, t_ep_f/b, t_cp_f/b, comm_layer_f/b, t_logits_f/b, t_emb_comm, and the
+    context the composition needs (strides, tiers, sizes).
     """
     m, hw, tr = job.model, job.hardware, job.training
     c: ModelCosts = model_costs(m, tr.seq_len)
@@ -201,6 +201,41 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
     t_emb_comm = np.where(t.tp > 1, all_reduce_time_s(act_msg, tp, st["tp"], tiers), 0.0)   # vocab-parallel embedding
 
+    return dict(locals())
+
+
+def dp_comm_times(lc: dict, dense_params, expert_params):
+    """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
+    groups: dense parameters over dp, expert parameters over dp/ep (expert data parallelism)."""
+    tiers, st, dp, ep = lc["tiers"], lc["st"], lc["dp"], lc["ep"]
+    edp = np.maximum(1.0, dp / ep)
+
+    def one(fn, nbytes):
+        dense = np.where(dp > 1, fn(dense_params * nbytes, dp, st["dp"], tiers), 0.0)
+        expert = np.where(edp > 1, fn(expert_params * nbytes, edp, st["edp"], tiers), 0.0)
+        return dense + expert
+
+    return (one(all_reduce_time_s, lc["g_bytes"]), one(reduce_scatter_time_s, lc["g_bytes"]),
+            one(all_gather_time_s, lc["w_bytes"]))
+
+
+def evaluate(job: Job, t: LayoutTable) -> dict:
+    """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+
+    Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
+    breakdown (mem_*_bytes, mem_total_bytes), fits, reasons (bit mask, 0 = feasible), num_micro_batches,
+    bubble_fraction and the per-rank layer split.
+    """
+    lc = layer_costs(job, t)
+    (m, hw, tr, c, eff, tiers, f64, tp, pp, dp, ep, cp, vpp, b, sp, rc, s, h, V, L, act_b, w_bytes, g_bytes,
+     num_micro, reasons, M, a, kvh, d_v, n_moe_heavy, mlp_act_heavy, t_layer_f, t_layer_b, t_layer_w, t_layer_rc,
+     st, act_msg, tp_exposed_f, tp_exposed_b, t_ep_f, t_ep_b, t_cp_f, t_cp_b, comm_layer_f, comm_layer_b,
+     t_logits_f, t_logits_b, t_emb_comm, spf, hbm) = (lc[k] for k in (
+        "m", "hw", "tr", "c", "eff", "tiers", "f64", "tp", "pp", "dp", "ep", "cp", "vpp", "b", "sp", "rc", "s", "h",
+        "V", "L", "act_b", "w_bytes", "g_bytes", "num_micro", "reasons", "M", "a", "kvh", "d_v", "n_moe_heavy",
+        "mlp_act_heavy", "t_layer_f", "t_layer_b", "t_layer_w", "t_layer_rc", "st", "act_msg", "tp_exposed_f",
+        "tp_exposed_b", "t_ep_f", "t_ep_b", "t_cp_f", "t_cp_b", "comm_layer_f", "comm_layer_b", "t_logits_f",
+        "t_logits_b", "t_emb_comm", "spf", "hbm"))
     # ---- stage split and per-rank micro-batch times -----------------------------------------------------------
     if t.stage_first is not None:
         Lf, Lm, Ll = (x.astype(f64) for x in (t.stage_first, t.stage_mid, t.stage_last))
@@ -289,17 +324,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     # DP / ZeRO communication of the rank that paces the pipeline
     dense_t = pick([p[0] for p in p_kinds])
     expert_t = pick([p[1] for p in p_kinds])
-    dp_stride, edp_stride = st["dp"], st["edp"]
-
-    def dp_time(fn, params, nbytes, n, stride):
-        return np.where(n > 1, fn(params * nbytes, n, stride, tiers), 0.0)
-
-    grad_rs = dp_time(reduce_scatter_time_s, dense_t, g_bytes, dp, dp_stride) + \
-        dp_time(reduce_scatter_time_s, expert_t, g_bytes, edp, edp_stride)
-    param_ag = dp_time(all_gather_time_s, dense_t, w_bytes, dp, dp_stride) + \
-        dp_time(all_gather_time_s, expert_t, w_bytes, edp, edp_stride)
-    grad_ar = dp_time(all_reduce_time_s, dense_t, g_bytes, dp, dp_stride) + \
-        dp_time(all_reduce_time_s, expert_t, g_bytes, edp, edp_stride)
+    grad_ar, grad_rs, param_ag = dp_comm_times(lc, dense_t, expert_t)
     ovl = np.where(t.overlap_grad_reduce, 1.0, 0.0)
     # ZeRO 0: all-reduce after the last backward; 1-2: reduce-scatter there + all-gather before the next forward.
     # The last micro-batch's backward (forward for the gather) hides what fits in it (bucketed overlap).

@@ -1,0 +1,5 @@
+"""`python -m simulator` runs the trainsim CLI."""
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

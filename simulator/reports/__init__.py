@@ -1,0 +1,1 @@
+"""Reports: rich tables and matplotlib figures built from results (no printing here)."""

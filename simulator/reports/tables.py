@@ -1,0 +1,68 @@
+"""Rich renderables for results. Build, never print: the CLI prints them."""
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..units import GIGA, format_seconds
+
+BREAKDOWN_LABELS = {
+    "compute": "compute", "recompute": "recompute", "tp_comm": "TP comm (exposed)", "cp_comm": "CP comm (exposed)",
+    "ep_comm": "EP all-to-all (exposed)", "pp_comm": "PP send/recv", "bubble": "pipeline bubble",
+    "dp_comm": "DP/ZeRO comm (exposed)", "optimizer": "optimizer step", "overhead": "fixed overhead",
+}
+
+
+def estimate_renderable(d: dict):
+    """Summary, time breakdown and memory breakdown of one estimate's to_dict()."""
+    lay = d["layout"]
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("model / hardware", f"{d['model']} on {d['devices']} x {d['hardware']}")
+    head.add_row("layout", f"tp {lay['tp']}  pp {lay['pp']}  dp {lay['dp']}  ep {lay['ep']}  cp {lay['cp']}  "
+                           f"vpp {lay['vpp']}  zero {lay['zero']}  sp {'on' if lay['sequence_parallel'] else 'off'}  "
+                           f"recompute {lay['recompute']}  micro-batch {lay['micro_batch']}  "
+                           f"({d['num_micro_batches']} micro-batches)")
+    head.add_row("engine", d.get("engine", "analytic"))
+    head.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%")
+    head.add_row("step time", format_seconds(d["step_time_s"]))
+    head.add_row("throughput", f"{d['tokens_per_s']:,.0f} tokens/s   {d['tflops_per_device']:.1f} TFLOP/s per device")
+    mem = d["memory"]
+    fit = Text("fits", style="green") if d["fits"] else Text("DOES NOT FIT", style="bold red")
+    head.add_row("memory", Text.assemble(f"{mem['total_bytes'] / GIGA:,.1f} of {mem['capacity_bytes'] / GIGA:,.0f} GB  ",
+                                         fit))
+
+    tb = Table(title="step time breakdown (busiest rank)", title_justify="left")
+    tb.add_column("part")
+    tb.add_column("time", justify="right")
+    tb.add_column("share", justify="right")
+    total = d["step_time_s"]
+    for k, v in d["time_breakdown_s"].items():
+        if v > 0:
+            tb.add_row(BREAKDOWN_LABELS.get(k, k), format_seconds(v), f"{v / total * 100:.1f}%")
+    tb.add_row(Text("step", style="bold"), Text(format_seconds(total), style="bold"), "100%")
+
+    mb = Table(title=f"memory per device ({d.get('memory_rank', 'first')} pipeline rank)", title_justify="left")
+    mb.add_column("kind")
+    mb.add_column("GB", justify="right")
+    for k, v in mem.items():
+        if k in ("total_bytes", "capacity_bytes"):
+            continue
+        mb.add_row(k.replace("_bytes", ""), f"{v / GIGA:,.2f}")
+    mb.add_row(Text("total", style="bold"), Text(f"{mem['total_bytes'] / GIGA:,.2f}", style="bold"))
+
+    parts = [head, Text(""), tb, Text(""), mb]
+    if d["reasons"]:
+        parts += [Text(""), Text("infeasible:", style="bold red")] + [Text(f"  - {r}") for r in d["reasons"]]
+    return Group(*parts)
+
+
+def catalog_table(rows: list[dict], columns: list[tuple[str, str]], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for _, label in columns:
+        t.add_column(label)
+    for r in rows:
+        t.add_row(*[str(r.get(k, "")) for k, _ in columns])
+    return t
