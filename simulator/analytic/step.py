@@ -22,8 +22,7 @@ from ..costs.memory import activation_bytes_per_layer, logits_bytes, model_state
 from ..specs.hardware import HardwareProfile
 from ..specs.model import ModelSpec
 from ..specs.training import TrainingSpec
-from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, p2p_time_s,
-                                    reduce_scatter_time_s)
+from ..topology.collectives import all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s
 from ..topology.placement import axis_strides, tier_arrays
 from ..units import BYTES_PER_ELEMENT, GIGA, storage_bytes
 from .layouts import LayoutTable
@@ -199,7 +198,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     # ---- embedding and logits (first / last rank) ------------------------------------------------------------
     t_logits_f = gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(3.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
     t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
-    t_emb_comm = np.where(t.tp > 1, all_reduce_time_s(act_msg, tp, st["tp"], tiers), 0.0)   # vocab-parallel embedding
+    t_emb_comm = tp_coll                                   # vocab-parallel embedding: one all-reduce forward
 
     return dict(locals())
 
@@ -210,13 +209,17 @@ def dp_comm_times(lc: dict, dense_params, expert_params):
     tiers, st, dp, ep = lc["tiers"], lc["st"], lc["dp"], lc["ep"]
     edp = np.maximum(1.0, dp / ep)
 
-    def one(fn, nbytes):
-        dense = np.where(dp > 1, fn(dense_params * nbytes, dp, st["dp"], tiers), 0.0)
-        expert = np.where(edp > 1, fn(expert_params * nbytes, edp, st["edp"], tiers), 0.0)
-        return dense + expert
-
-    return (one(all_reduce_time_s, lc["g_bytes"]), one(reduce_scatter_time_s, lc["g_bytes"]),
-            one(all_gather_time_s, lc["w_bytes"]))
+    # Reduce-scatter and all-gather cost the same per byte and all-reduce is both (topology.collectives), so one
+    # hierarchical cost per group, split into its bandwidth part (per byte) and latency part, serves all three.
+    bw_d, lat_d = hierarchical_phase_cost(dense_params, dp, st["dp"], tiers)
+    bw_d, lat_d = np.where(dp > 1, bw_d, 0.0), np.where(dp > 1, lat_d, 0.0)
+    if lc["m"].moe is not None:
+        bw_e, lat_e = hierarchical_phase_cost(expert_params, edp, st["edp"], tiers)
+        bw_d = bw_d + np.where(edp > 1, bw_e, 0.0)
+        lat_d = lat_d + np.where(edp > 1, lat_e, 0.0)
+    g, w = lc["g_bytes"], lc["w_bytes"]
+    rs = g * bw_d + lat_d
+    return 2.0 * rs, rs, w * bw_d + lat_d
 
 
 def evaluate(job: Job, t: LayoutTable) -> dict:
@@ -386,15 +389,15 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
         "time_bubble_s": t_bubble,
         "time_dp_comm_s": t_dp,
         "time_optimizer_s": np.broadcast_to(t_opt, step.shape),
-        "time_overhead_s": np.full(step.shape, t_fixed),
+        "time_overhead_s": np.broadcast_to(np.float64(t_fixed), step.shape),
         "dp_comm_total_s": dp_total,
         "mem_weights_bytes": mem_weights,
         "mem_grads_bytes": mem_grads,
         "mem_optimizer_bytes": mem_opt,
         "mem_activations_bytes": mem_act,
-        "mem_reserved_bytes": np.full(step.shape, reserved),
+        "mem_reserved_bytes": np.broadcast_to(np.float64(reserved), step.shape),
         "mem_total_bytes": mem_total,
-        "mem_capacity_bytes": np.full(step.shape, capacity),
+        "mem_capacity_bytes": np.broadcast_to(np.float64(capacity), step.shape),
         "fits": fits,
         "reasons": reasons,
         "num_micro_batches": num_micro,
@@ -402,6 +405,6 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
         "pacing_rank": idx,
         "memory_rank": midx,
         "layers_first": Lf, "layers_mid": Lm, "layers_last": Ll,
-        "model_flops_per_step": np.full(step.shape, model_flops),
+        "model_flops_per_step": np.broadcast_to(np.float64(model_flops), step.shape),
         "hardware_flops_per_step": model_flops + rc_flops,
     }

@@ -23,33 +23,40 @@ def _torus_bandwidth(bw, ndims, side, f):
     return bw * dims_used / ndims
 
 
-def _level_costs(size_bytes, n, stride, tiers: TierArrays, volume_factor, steps_factor):
-    """Sum over tiers of the hierarchical level costs of one phase (reduce-scatter-like or all-gather-like)."""
+def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
+    """(bandwidth seconds, latency seconds) of one reduce-scatter or all-gather phase over a group of n ranks
+    `stride` apart, level by level over the tiers it crosses. The bandwidth part is proportional to
+    `size_bytes`; the latency part is alpha per ring step, (f-1) steps per level of fan-out f."""
     levels = group_levels(n, stride, tiers)
-    t = 0.0
+    t_bw = 0.0
+    t_lat = 0.0
     data = np.asarray(size_bytes, dtype=float)
     for k, f in enumerate(levels):
         bw = _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
         active = f > 1.0
         frac = np.where(active, (f - 1.0) / np.maximum(f, 1.0), 0.0)
-        t = t + volume_factor * frac * data / bw + np.where(active, steps_factor * (f - 1.0) * tiers.latency_s[k], 0.0)
+        t_bw = t_bw + frac * data / bw
+        t_lat = t_lat + np.where(active, (f - 1.0) * tiers.latency_s[k], 0.0)
         data = data / f
-    return t
+    return t_bw, t_lat
 
 
 def reduce_scatter_time_s(size_bytes, n, stride, tiers: TierArrays):
     """Reduce-scatter of `size_bytes` (the full buffer each rank starts with) over n ranks: (n-1)/n S / B."""
-    return _level_costs(size_bytes, n, stride, tiers, 1.0, 1.0)
+    bw, lat = hierarchical_phase_cost(size_bytes, n, stride, tiers)
+    return bw + lat
 
 
 def all_gather_time_s(size_bytes, n, stride, tiers: TierArrays):
     """All-gather producing `size_bytes` on every rank over n ranks: (n-1)/n S / B (mirror of reduce-scatter)."""
-    return _level_costs(size_bytes, n, stride, tiers, 1.0, 1.0)
+    bw, lat = hierarchical_phase_cost(size_bytes, n, stride, tiers)
+    return bw + lat
 
 
 def all_reduce_time_s(size_bytes, n, stride, tiers: TierArrays):
-    """Ring/hierarchical all-reduce: reduce-scatter then all-gather, 2(n-1)/n S / B in total."""
-    return 2.0 * _level_costs(size_bytes, n, stride, tiers, 1.0, 1.0)
+    """Ring/hierarchical all-reduce: reduce-scatter then all-gather, 2(n-1)/n S / B and 2(n-1) alphas."""
+    bw, lat = hierarchical_phase_cost(size_bytes, n, stride, tiers)
+    return 2.0 * (bw + lat)
 
 
 def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays):
