@@ -84,7 +84,7 @@ def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum
     """
     m = np.asarray(num_micro, dtype=float)
     code = np.asarray(schedule)
-    fill = tau_sum - tau_max
+    fill = np.maximum(0.0, tau_sum - tau_max)        # exactly 0 for one stage (no rounding below 0)
     fill = np.where(code == 2, fill / vpp, fill)
     fill = np.where(code == 3, np.maximum(0.0, fill - 2.0 * (w_sum - w_max)), fill)
     return m * tau_max + fill

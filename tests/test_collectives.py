@@ -1,0 +1,93 @@
+"""Collective costs on hand-worked cases (toy tiers: 4 devices at 100 GB/s, then 10 GB/s, no latency)."""
+import numpy as np
+import pytest
+
+from simulator.topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, p2p_time_s,
+                                            reduce_scatter_time_s)
+from simulator.topology.placement import axis_strides, group_levels, members_per_domain, tier_arrays
+
+from .conftest import toy_hardware
+
+GB = 1e9
+
+
+@pytest.fixture
+def tiers():
+    return tier_arrays(toy_hardware())
+
+
+def test_ring_all_reduce_inside_a_node(tiers):
+    """4 ranks on the fast tier: 2 (n-1)/n S / B = 2 * 3/4 * 1 GB / 100 GB/s = 15 ms."""
+    assert float(all_reduce_time_s(1 * GB, 4, 1, tiers)) == pytest.approx(0.015)
+
+
+def test_reduce_scatter_and_all_gather_are_half_an_all_reduce(tiers):
+    rs = float(reduce_scatter_time_s(GB, 4, 1, tiers))
+    ag = float(all_gather_time_s(GB, 4, 1, tiers))
+    assert rs == pytest.approx(0.0075) and ag == pytest.approx(rs)
+    assert float(all_reduce_time_s(GB, 4, 1, tiers)) == pytest.approx(rs + ag)
+
+
+def test_hierarchical_all_reduce_across_nodes(tiers):
+    """8 ranks, stride 1: 4 per node then 2 nodes. Level 1: 2 * 3/4 * 1 GB / 100 GB/s = 15 ms;
+    level 2 on a quarter of the data: 2 * 1/2 * 0.25 GB / 10 GB/s = 25 ms. Total 40 ms."""
+    assert float(all_reduce_time_s(GB, 8, 1, tiers)) == pytest.approx(0.040)
+
+
+def test_group_with_one_member_per_node_uses_the_slow_tier_only(tiers):
+    """8 ranks strided by 4 (one per node): 2 * 7/8 * 1 GB / 10 GB/s = 175 ms."""
+    assert float(all_reduce_time_s(GB, 8, 4, tiers)) == pytest.approx(0.175)
+
+
+def test_group_levels_multiply_to_group_size(tiers):
+    for n, stride in [(8, 1), (8, 2), (16, 4), (2, 1), (3, 1)]:
+        levels = group_levels(n, stride, tiers)
+        assert float(np.prod(levels)) == pytest.approx(n)
+
+
+def test_members_per_domain():
+    assert float(members_per_domain(8, 2, 4)) == 2
+    assert float(members_per_domain(8, 8, 4)) == 1
+    assert float(members_per_domain(2, 1, np.inf)) == 2
+
+
+def test_all_to_all_splits_traffic_by_tier(tiers):
+    """8 ranks, 4 per node, each sends 1 GB (1/8 to each peer): 3/8 GB on the fast tier (3.75 ms) and
+    4/8 GB across nodes (50 ms) concurrently: 50 ms."""
+    assert float(all_to_all_time_s(GB, 8, 1, tiers)) == pytest.approx(0.050)
+    # inside one node: 3/4 GB / 100 GB/s
+    assert float(all_to_all_time_s(GB, 4, 1, tiers)) == pytest.approx(0.0075)
+
+
+def test_p2p_uses_the_tier_that_holds_both(tiers):
+    assert float(p2p_time_s(GB, 1, tiers)) == pytest.approx(0.01)
+    assert float(p2p_time_s(GB, 4, tiers)) == pytest.approx(0.1)
+
+
+def test_latency_counts_ring_steps():
+    hw = toy_hardware()
+    data = hw.model_dump()
+    data["tiers"][0]["latency_us"] = 10.0
+    from simulator.specs.hardware import HardwareProfile
+    t = tier_arrays(HardwareProfile.model_validate(data))
+    # 4-rank all-reduce of 0 bytes: 2 (n-1) steps x 10 us
+    assert float(all_reduce_time_s(0.0, 4, 1, t)) == pytest.approx(60e-6)
+
+
+def test_megatron_order_puts_tp_innermost_and_pp_outermost():
+    st = axis_strides("tp-cp-ep-dp-pp", tp=8, cp=2, ep=4, dp=16, pp=4)
+    assert st["tp"] == 1 and st["cp"] == 8 and st["dp"] == 16 and st["ep"] == 16
+    assert st["edp"] == 64 and st["pp"] == 256
+
+
+def test_torus_group_spanning_more_dimensions_gets_more_links():
+    hw = toy_hardware().model_dump()
+    hw["tiers"] = [{"name": "ici", "domain_size": 64, "bandwidth_gb_per_s": 60.0, "latency_us": 0.0,
+                    "efficiency": 1.0, "topology": "torus3d", "torus_dims": [4, 4, 4], "source": "t"},
+                   {"name": "dcn", "bandwidth_gb_per_s": 5.0, "latency_us": 0.0, "efficiency": 1.0, "source": "t"}]
+    from simulator.specs.hardware import HardwareProfile
+    t = tier_arrays(HardwareProfile.model_validate(hw))
+    # a ring of 4 along one dimension uses 2 of 6 ports: 20 GB/s; 2 * 3/4 * 1 GB / 20 GB/s = 75 ms
+    assert float(all_reduce_time_s(GB, 4, 1, t)) == pytest.approx(0.075)
+    # 64 chips over 3 dimensions use all 6 ports: 2 * 63/64 * 1 GB / 60 GB/s
+    assert float(all_reduce_time_s(GB, 64, 1, t)) == pytest.approx(2 * 63 / 64 / 60)

@@ -1,0 +1,69 @@
+"""Pipeline schedules in closed form: bubble, stage split, in-flight micro-batches, step composition."""
+import numpy as np
+import pytest
+
+from simulator.analytic.pipeline import (bubble_fraction, default_stage_split, explicit_stage_split,
+                                         inflight_microbatches, pipeline_time_s)
+
+
+@pytest.mark.parametrize("p,m,v,sched,expected", [
+    (8, 96, 1, "1f1b", 7 / 96), (8, 96, 1, "gpipe", 7 / 96), (8, 96, 3, "interleaved", 7 / 288),
+    (4, 8, 1, "zb-h1", 3 / 8 / 3), (1, 16, 1, "1f1b", 0.0)])
+def test_bubble_fraction(p, m, v, sched, expected):
+    """(p-1)/m for GPipe/1F1B, (p-1)/(v m) interleaved (Narayanan et al. 2021 sec. 2.2)."""
+    assert float(bubble_fraction(p, m, v, sched)) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("L,pp,vpp,expected", [
+    (96, 8, 1, (12, 12, 12)),      # even
+    (126, 16, 1, (7, 8, 7)),       # Llama 3 405B: 7 + 14 x 8 + 7
+    (70, 12, 1, (5, 6, 5)),        # BLOOM 176B: 70 on 12 stages
+    (96, 8, 3, (12, 12, 12)),      # interleaved, 24 chunks of 4
+    (96, 1, 1, (96, 0, 0)),
+    (61, 16, 1, (2, 4, 3)),        # DeepSeek-V3 shape: 64 - 61 = 3 fewer, 2 from the first chunk, 1 from the last
+])
+def test_default_stage_split(L, pp, vpp, expected):
+    first, mid, last = (int(x) for x in default_stage_split(L, pp, vpp))
+    assert (first, mid, last) == expected
+    if pp >= 2:
+        # every layer is placed: the middle ranks are full, the ends absorb the deficit
+        assert first + last + (pp - 2) * vpp * -(-L // (pp * vpp)) == L
+
+
+def test_explicit_split_sums_chunks_per_rank():
+    # 2 ranks x 2 chunks, chunk i on rank i % 2
+    assert explicit_stage_split([3, 4, 5, 6], 2) == (8, 0, 10)
+    assert explicit_stage_split([1, 2, 3], 3) == (1, 2, 3)
+
+
+def test_inflight_1f1b_is_p_minus_rank_and_gpipe_is_m():
+    assert float(inflight_microbatches(8, 1, 96, 1, 0)) == 8
+    assert float(inflight_microbatches(8, 1, 96, 1, 7)) == 1
+    assert float(inflight_microbatches(8, 1, 96, 0, 3)) == 96
+    assert float(inflight_microbatches(8, 1, 4, 1, 0)) == 4      # capped at m
+
+
+def test_inflight_interleaved_first_rank_matches_korthikanti():
+    """Korthikanti et al. 2022 sec. 4.2.3: interleaving multiplies the first stage's memory by 1 + (p-1)/(p v)."""
+    p, v = 8, 3
+    assert float(inflight_microbatches(p, v, 96, 2, 0)) == pytest.approx(p * (1 + (p - 1) / (p * v)))
+
+
+def test_pipeline_time_equal_stages_is_m_plus_p_minus_1():
+    tau, p, m = 3.0, 4, 8
+    assert float(pipeline_time_s(tau, p * tau, m, 1, 1)) == pytest.approx((m + p - 1) * tau)
+    # interleaved: (m + (p-1)/v) tau
+    assert float(pipeline_time_s(tau, p * tau, m, 2, 2)) == pytest.approx((m + (p - 1) / 2) * tau)
+
+
+def test_pipeline_time_gpipe_p2_m2_hand_timeline():
+    """p=2, m=2, fwd 1 s, bwd 2 s per stage. Hand-drawn GPipe timeline: stage 0 F1 0-1, F2 1-2; stage 1 F1 1-2,
+    F2 2-3, B1 3-5, B2 5-7; stage 0 B1 5-7, B2 7-9. The closed form (m-1) tau + sum tau = 3 + 6 = 9 s."""
+    tau = 1.0 + 2.0
+    assert float(pipeline_time_s(tau, 2 * tau, 2, 1, 0)) == pytest.approx(9.0)
+
+
+def test_slowest_stage_paces_the_pipeline():
+    taus = np.array([1.0, 2.0, 1.0])
+    t = pipeline_time_s(taus.max(), taus.sum(), 10, 1, 1)
+    assert float(t) == pytest.approx(9 * 2.0 + 4.0)
