@@ -1,0 +1,175 @@
+"""`trainsim search`: every layout of a job on a cluster, evaluated at once and ranked."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from . import common
+
+LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
+#: Scenario-file layout keys that become one-value constraints of the search.
+SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule")
+
+
+def int_list(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4] (each >= 0)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            v = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{part}' in '{text}' is not an integer") from None
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{v} in '{text}' must be >= 0")
+        out.append(v)
+    if not out:
+        raise argparse.ArgumentTypeError("empty list")
+    return out
+
+
+def choice_list(choices):
+    def parse(text: str) -> list[str]:
+        vals = [p.strip() for p in text.split(",") if p.strip()]
+        bad = [v for v in vals if v not in choices]
+        if bad or not vals:
+            raise argparse.ArgumentTypeError(f"{', '.join(bad) or repr(text)}: choose from {', '.join(choices)}")
+        return vals
+    return parse
+
+
+def add_constraint_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that restrict the enumerated layout space (shared by search and compare)."""
+    g = p.add_argument_group("search space (default: everything the cluster and model allow)")
+    for axis in LIST_AXES:
+        flag = axis.replace("_", "-")
+        g.add_argument(f"--{flag}", dest=f"space_{axis}", type=int_list, metavar="N[,N...]",
+                       help=f"only these {axis} values")
+        g.add_argument(f"--max-{flag}", dest=f"space_max_{axis}", type=common.positive_int, metavar="N",
+                       help=f"largest {axis}")
+    g.add_argument("--zero", dest="space_zero", type=int_list, metavar="Z[,Z...]", help="ZeRO stages (default 0,1,2,3)")
+    g.add_argument("--recompute", dest="space_recompute", type=choice_list(("none", "selective", "full")),
+                   metavar="KIND[,...]", help="none,selective,full (default all)")
+    g.add_argument("--schedule", dest="space_schedule", type=choice_list(("gpipe", "1f1b", "interleaved", "zb-h1")),
+                   metavar="S[,...]", help="pipeline schedules (default 1f1b,interleaved; also gpipe, zb-h1)")
+    g.add_argument("--sequence-parallel", dest="space_sequence_parallel", type=common.on_off, metavar="on|off",
+                   help="Megatron SP wherever tp > 1 (default on)")
+    g.add_argument("--tp-comm-overlap", dest="space_tp_comm_overlap", type=common.on_off, metavar="on|off",
+                   help="overlap TP collectives with GEMMs (default off)")
+    g.add_argument("--placement", dest="space_placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
+
+
+def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) -> dict:
+    """SearchSpace fields from the flags; one-value layout keys of a scenario file fill axes no flag sets."""
+    out = {}
+    for k, v in vars(args).items():
+        if k.startswith("space_") and v is not None:
+            out[k[len("space_"):]] = v
+    for k in SCENARIO_AXES:
+        if scenario_keys and k in scenario_keys and k not in out:
+            out[k] = [scenario_keys[k]]
+    for k in ("placement", "sequence_parallel", "tp_comm_overlap"):
+        if scenario_keys and k in scenario_keys and k not in out:
+            out[k] = scenario_keys[k]
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "search", help="rank every parallel layout of a job on a cluster",
+        description="Enumerate every layout the axes allow (tp, pp, dp, cp, ep, vpp, micro-batch, ZeRO, recompute, "
+                    "schedule), evaluate them all with the analytic engine, rank the feasible ones and print the best. "
+                    "--format csv/json returns every candidate with `feasible` and `reason`. Exit 2: bad input or "
+                    "an empty search space; exit 3: nothing fits (the closest candidates are named).")
+    common.add_job_flags(p, layout=False)
+    add_constraint_flags(p)
+    o = p.add_argument_group("ranking and output")
+    o.add_argument("--objective", choices=["throughput", "memory", "cost"], default="throughput",
+                   help="throughput: tokens/s (default); memory: least per-device memory; cost: USD per token")
+    o.add_argument("--price-per-hour", type=common.positive_float, metavar="USD",
+                   help="price per device-hour (default: the profile's)")
+    o.add_argument("--top", type=common.positive_int, default=10, help="rows of the table (default 10)")
+    o.add_argument("--refine", type=common.nonneg_int, default=0, metavar="K",
+                   help="re-run the best K with the discrete-event engine and re-rank them")
+    o.add_argument("--format", choices=["table", "json", "csv"], default="table",
+                   help="table: the best --top; json/csv: every candidate")
+    o.add_argument("--plot-dir", metavar="DIR", help="write heatmap.png, pareto.png and breakdown.png here")
+    o.add_argument("--heatmap", metavar="PNG", help="TP x PP heatmap of the best throughput")
+    o.add_argument("--pareto", metavar="PNG", help="memory vs throughput scatter with the Pareto front")
+    o.add_argument("--breakdown", metavar="PNG", help="step-time breakdown of the top layouts")
+    p.set_defaults(handler=run)
+
+
+def write_plots(result, args) -> list[str]:
+    from pathlib import Path
+
+    targets = {}
+    if args.plot_dir:
+        d = Path(args.plot_dir)
+        targets = {"heatmap": d / "heatmap.png", "pareto": d / "pareto.png", "breakdown": d / "breakdown.png"}
+    for k in ("heatmap", "pareto", "breakdown"):
+        if getattr(args, k):
+            targets[k] = Path(getattr(args, k))
+    if not targets:
+        return []
+    from ..reports import plots
+    meta = result.summary()
+    made = []
+    for k, path in targets.items():
+        if k == "heatmap":
+            fig = plots.tp_pp_heatmap(result.frame, meta)
+        elif k == "pareto":
+            fig = plots.memory_throughput_scatter(result.frame, meta)
+        else:
+            fig = plots.breakdown_bars(result.frame, n=min(args.top, 12), meta=meta)
+        made.append(str(plots.save(fig, path)))
+    return made
+
+
+def footer(result, wall_s: float) -> list[str]:
+    t = result.timings_s
+    lines = [f"{result.num_candidates:,} candidates ({result.num_feasible:,} feasible) evaluated in "
+             f"{t.get('total_s', wall_s):.2f} s (enumerate {t['enumerate_s']:.2f}, evaluate {t['evaluate_s']:.2f}, "
+             f"rank {t['rank_s']:.2f}" + (f", DES refine {t['refine_s']:.2f}" if "refine_s" in t else "") + ")"]
+    counts = result.reason_counts()
+    if counts:
+        lines.append("infeasible by reason: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    return lines
+
+
+def console():
+    """The CLI console; not wrapped to 80 columns when the output is a pipe or a file."""
+    con = common.stdout()
+    if not con.is_terminal:
+        con.width = 200
+    return con
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    from ..search import search
+    keys = common.scenario_keys(args)
+    result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
+                    dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
+                    objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
+                    hardware_overrides=keys.get("hardware_overrides"))
+    if args.format == "csv":
+        result.frame.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        head = json.dumps(result.summary())
+        sys.stdout.write(head[:-1] + ', "candidates": ' + result.frame.to_json(orient="records") + "}\n")
+    else:
+        from ..reports.search_tables import search_renderable
+        lines = footer(result, time.perf_counter() - t0)
+        con = console()
+        con.print(search_renderable(result.summary(), result.top(args.top), lines, show_ep=result.model.is_moe,
+                                    show_cost=args.objective == "cost", show_des=args.refine > 0))
+    plots = write_plots(result, args)
+    if plots and args.format == "table":
+        console().print("plots: " + ", ".join(plots), style="dim")
+    if result.num_feasible == 0:
+        common.error(result.no_fit_message())
+        return 3
+    return 0

@@ -1,0 +1,223 @@
+"""Figures from result DataFrames (matplotlib, Agg; no pyplot, so no global figure state).
+
+Every function takes a DataFrame (a SearchResult.frame or a compare frame) and returns a matplotlib Figure;
+the caller saves it (`save(fig, path)`). Nothing here runs an engine.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.figure import Figure
+
+from ..units import GIGA
+
+#: Step-time breakdown columns, their labels and colours (compute first, overheads last).
+BREAKDOWN = (
+    ("time_compute_s", "compute", "#4C72B0"),
+    ("time_recompute_s", "recompute", "#8DA0CB"),
+    ("time_tp_comm_s", "TP comm", "#DD8452"),
+    ("time_cp_comm_s", "CP comm", "#E5C494"),
+    ("time_ep_comm_s", "EP all-to-all", "#B3B3B3"),
+    ("time_pp_comm_s", "PP send/recv", "#937860"),
+    ("time_bubble_s", "pipeline bubble", "#C44E52"),
+    ("time_dp_comm_s", "DP/ZeRO comm", "#55A868"),
+    ("time_optimizer_s", "optimizer", "#8172B3"),
+    ("time_overhead_s", "fixed overhead", "#DA8BC3"),
+)
+VENDOR_COLOURS = {"nvidia": "#76B900", "amd": "#ED1C24", "google": "#4285F4", "huawei": "#C7000B",
+                  "intel": "#0071C5", "other": "#7F7F7F"}
+
+
+def save(fig: Figure, path) -> Path:
+    """Write a figure as PNG (folders created); returns the path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=130, bbox_inches="tight")
+    return p
+
+
+def _title(meta: dict | None, what: str) -> str:
+    if not meta:
+        return what
+    return (f"{what}\n{meta.get('model', '')} on {meta.get('devices', 0):,} x {meta.get('hardware', '')}, "
+            f"batch {meta.get('global_batch', 0):,} x seq {meta.get('seq_len', 0):,}")
+
+
+def _label(r) -> str:
+    s = f"tp{int(r['tp'])} pp{int(r['pp'])} dp{int(r['dp'])}"
+    if int(r["cp"]) > 1:
+        s += f" cp{int(r['cp'])}"
+    if int(r["ep"]) > 1:
+        s += f" ep{int(r['ep'])}"
+    if int(r["vpp"]) > 1:
+        s += f" v{int(r['vpp'])}"
+    return s + f" mb{int(r['micro_batch'])} z{int(r['zero'])} {str(r['recompute'])[:3]}"
+
+
+def tp_pp_heatmap(frame: pd.DataFrame, meta: dict | None = None, value: str = "tokens_per_s") -> Figure:
+    """Best `value` over feasible candidates for each (tp, pp); cells with candidates but none feasible are
+    marked 'x', combinations never enumerated are blank."""
+    tps = np.sort(frame["tp"].unique())
+    pps = np.sort(frame["pp"].unique())
+    feas = frame[frame["feasible"]]
+    best = feas.groupby(["tp", "pp"], observed=True)[value].max()
+    grid = np.full((len(pps), len(tps)), np.nan)
+    exists = np.zeros_like(grid, dtype=bool)
+    ti = {t: i for i, t in enumerate(tps)}
+    pi = {p: i for i, p in enumerate(pps)}
+    for (t, p), v in best.items():
+        grid[pi[p], ti[t]] = v
+    for t, p in frame[["tp", "pp"]].drop_duplicates().itertuples(index=False):
+        exists[pi[p], ti[t]] = True
+    scale, unit = (1e3, "k tokens/s") if value == "tokens_per_s" else (1.0, value)
+    fig = Figure(figsize=(1.1 * len(tps) + 2.5, 0.6 * len(pps) + 2.0))
+    ax = fig.subplots()
+    cmap = LinearSegmentedColormap.from_list("tput", ["#f7fbff", "#6baed6", "#08306b"])
+    cmap.set_bad("#eeeeee")
+    im = ax.imshow(np.ma.masked_invalid(grid / scale), cmap=cmap, aspect="auto", origin="lower")
+    vmax = np.nanmax(grid) if np.isfinite(grid).any() else 1.0
+    for i in range(len(pps)):
+        for j in range(len(tps)):
+            v = grid[i, j]
+            if np.isfinite(v):
+                dark = v / vmax > 0.6
+                ax.text(j, i, f"{v / scale:,.0f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black", fontweight="bold" if v == vmax else "normal")
+            elif exists[i, j]:
+                ax.text(j, i, "x", ha="center", va="center", fontsize=9, color="#999999")
+    if np.isfinite(grid).any():
+        bi, bj = np.unravel_index(np.nanargmax(grid), grid.shape)
+        ax.add_patch(_rect(bj, bi))
+    ax.set_xticks(range(len(tps)), [str(t) for t in tps])
+    ax.set_yticks(range(len(pps)), [str(p) for p in pps])
+    ax.set_xlabel("tensor parallel (tp)")
+    ax.set_ylabel("pipeline parallel (pp)")
+    ax.set_title(_title(meta, f"best throughput per tp x pp ({unit}; x = nothing fits)"), fontsize=10)
+    fig.colorbar(im, ax=ax, label=unit, shrink=0.85)
+    return fig
+
+
+def _rect(j, i):
+    from matplotlib.patches import Rectangle
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="#e6550d", linewidth=2.0)
+
+
+def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max_points: int = 20000,
+                              seed: int = 0) -> Figure:
+    """Per-device memory vs throughput of every candidate (a sample when there are many), the device capacity,
+    and the Pareto front of the feasible ones."""
+    from ..search import pareto_front
+
+    rng = np.random.default_rng(seed)
+
+    def sample(df):
+        return df if len(df) <= max_points else df.iloc[np.sort(rng.choice(len(df), max_points, replace=False))]
+
+    fig = Figure(figsize=(8, 5.2))
+    ax = fig.subplots()
+    feas = frame[frame["feasible"]]
+    mem_only = frame[(~frame["feasible"]) & frame["fits"].eq(False)]
+    if len(mem_only):
+        s = sample(mem_only)
+        ax.scatter(s["mem_total_bytes"] / GIGA, s["tokens_per_s"] / 1e3, s=4, c="#cccccc", alpha=0.5,
+                   label=f"does not fit ({len(mem_only):,})", rasterized=True, linewidths=0)
+    if len(feas):
+        s = sample(feas)
+        ax.scatter(s["mem_total_bytes"] / GIGA, s["tokens_per_s"] / 1e3, s=5, c="#6baed6", alpha=0.6,
+                   label=f"feasible ({len(feas):,})", rasterized=True, linewidths=0)
+        front = pareto_front(frame)
+        ax.plot(front["mem_total_bytes"] / GIGA, front["tokens_per_s"] / 1e3, "-o", color="#e6550d", ms=4, lw=1.5,
+                drawstyle="steps-post", label=f"Pareto front ({len(front)})")
+        b = feas.iloc[0]
+        ax.annotate(f"best: {_label(b)}", (b["mem_total_bytes"] / GIGA, b["tokens_per_s"] / 1e3),
+                    xytext=(-10, 12), textcoords="offset points", ha="right", fontsize=8,
+                    arrowprops=dict(arrowstyle="-", color="#555555", lw=0.8))
+    if "mem_capacity_bytes" in frame and len(frame):
+        cap = float(frame["mem_capacity_bytes"].iloc[0]) / GIGA
+        ax.axvline(cap, color="#444444", ls="--", lw=1)
+        ax.text(cap, 0.02, f" {cap:,.0f} GB capacity", transform=ax.get_xaxis_transform(), fontsize=8,
+                color="#444444")
+    if len(frame):
+        hi = float(np.nanpercentile(frame["mem_total_bytes"], 95)) / GIGA
+        cap = float(frame["mem_capacity_bytes"].iloc[0]) / GIGA if "mem_capacity_bytes" in frame else hi
+        ax.set_xlim(0, max(hi, cap) * 1.15)
+    ax.set_xlabel("memory per device (GB)")
+    ax.set_ylabel("throughput (k tokens/s)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, markerscale=2, frameon=False)
+    ax.set_title(_title(meta, "memory vs throughput"), fontsize=10)
+    return fig
+
+
+def breakdown_bars(frame: pd.DataFrame, n: int = 8, meta: dict | None = None) -> Figure:
+    """Step-time breakdown (stacked, seconds) of the best n feasible candidates, best on top."""
+    top = frame[frame["feasible"]].head(n)
+    fig = Figure(figsize=(9, 0.45 * max(len(top), 1) + 1.8))
+    ax = fig.subplots()
+    y = np.arange(len(top))[::-1]
+    left = np.zeros(len(top))
+    for col, label, colour in BREAKDOWN:
+        if col not in top:
+            continue
+        v = top[col].to_numpy(dtype=float)
+        if not (v > 0).any():
+            continue
+        ax.barh(y, v, left=left, color=colour, label=label, height=0.7, edgecolor="white", linewidth=0.5)
+        left += v
+    for yi, (_, r) in zip(y, top.iterrows()):
+        ax.text(r["step_time_s"], yi, f" {r['step_time_s']:.2f} s  MFU {r['mfu'] * 100:.1f}%", va="center",
+                fontsize=8)
+    ax.set_yticks(y, [f"#{int(r['rank'])} {_label(r)}" for _, r in top.iterrows()], fontsize=8)
+    ax.set_xlabel("step time (s)")
+    if len(top):
+        ax.set_xlim(0, float(top["step_time_s"].max()) * 1.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / max(len(top), 1)), ncol=5, fontsize=8,
+              frameon=False)
+    ax.set_title(_title(meta, f"step-time breakdown of the top {len(top)} layouts"), fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+COMPARE_METRICS = (
+    ("mfu", "MFU (%)", 100.0),
+    ("tokens_per_s", "throughput (M tokens/s)", 1e-6),
+    ("time_to_train_s", "time to train (days)", 1.0 / 86400.0),
+    ("cost_usd", "cost to train (M USD)", 1e-6),
+    ("energy_kwh", "energy to train (MWh)", 1e-3),
+)
+
+
+def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
+    """Grouped bars: one panel per metric, one bar per hardware profile (coloured by vendor); 'n/a' where a
+    profile lacks the price or power figure, 'no fit' where no layout fits."""
+    metrics = [m for m in COMPARE_METRICS if m[0] in frame]
+    fig = Figure(figsize=(3.0 * len(metrics) + 1.0, 4.6))
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    names = frame["hardware"].tolist()
+    colours = [VENDOR_COLOURS.get(v, "#7f7f7f") for v in frame.get("vendor", ["other"] * len(frame))]
+    x = np.arange(len(frame))
+    for ax, (col, label, scale) in zip(axes, metrics):
+        vals = frame[col].to_numpy(dtype=float) * scale
+        ok = np.isfinite(vals) & frame["feasible"].to_numpy()
+        ax.bar(x[ok], vals[ok], color=[c for c, o in zip(colours, ok) if o], edgecolor="#333333", linewidth=0.5)
+        top = np.nanmax(vals[ok]) if ok.any() else 1.0
+        for xi, v, o, feas in zip(x, vals, ok, frame["feasible"]):
+            if o:
+                ax.text(xi, v + top * 0.01, f"{v:,.3g}", ha="center", va="bottom", fontsize=7)
+            else:
+                ax.text(xi, top * 0.02, "no fit" if not feas else "n/a", ha="center", va="bottom", fontsize=7,
+                        color="#999999", rotation=90)
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.set_ylim(0, top * 1.15)
+        ax.grid(axis="y", alpha=0.3)
+    if meta:
+        fig.suptitle(f"{meta.get('model', '')}: batch {meta.get('global_batch', 0):,} x seq "
+                     f"{meta.get('seq_len', 0):,}, {meta.get('tokens', 0):.3g} tokens "
+                     f"(best layout per profile; colour = vendor)", fontsize=10)
+    fig.tight_layout()
+    return fig

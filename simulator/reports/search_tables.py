@@ -1,0 +1,101 @@
+"""Rich renderables for search, compare and sweep results. Build, never print: the CLI prints them."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..units import GIGA, format_seconds
+
+
+def _pct(x) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def _num(x, fmt="{:,.0f}") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return fmt.format(x)
+
+
+def _days(t_s) -> str:
+    if t_s is None or (isinstance(t_s, float) and math.isnan(t_s)):
+        return "n/a"
+    return f"{t_s / 86400:,.1f} d" if t_s >= 86400 else format_seconds(t_s)
+
+
+def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str], show_ep: bool = False,
+                      show_cost: bool = False, show_des: bool = False):
+    """Top candidates of a search as a table, with the summary line and a footer (counts, time)."""
+    title = (f"{summary['model']} on {summary['devices']:,} x {summary['hardware']}  ·  global batch "
+             f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}")
+    t = Table(title=title, title_justify="left")
+    cols = ["#", "tp", "pp", "dp", "cp"] + (["ep"] if show_ep else []) + [
+        "vpp", "mb", "zero", "recompute", "schedule", "MFU", "step", "tokens/s", "mem GB"]
+    if show_cost:
+        cols.append("$/M tok")
+    if show_des:
+        cols += ["DES step", "DES MFU"]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("recompute", "schedule") else "right")
+    for _, r in top.iterrows():
+        row = [str(r["rank"]), str(r["tp"]), str(r["pp"]), str(r["dp"]), str(r["cp"])]
+        if show_ep:
+            row.append(str(r["ep"]))
+        row += [str(r["vpp"]), str(r["micro_batch"]), str(r["zero"]), str(r["recompute"]), str(r["schedule"]),
+                _pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
+                f"{r['mem_total_bytes'] / GIGA:,.1f}"]
+        if show_cost:
+            row.append(_num(r.get("usd_per_million_tokens"), "{:,.2f}"))
+        if show_des:
+            des = r.get("des_step_time_s")
+            row += ["" if des is None or pd.isna(des) else format_seconds(des),
+                    "" if des is None or pd.isna(des) else _pct(r["des_mfu"])]
+        t.add_row(*row)
+    return Group(t, *[Text(line, style="dim") for line in footer_lines])
+
+
+def compare_renderable(frame: pd.DataFrame, meta: dict):
+    """One row per hardware profile: best layout, MFU, step time, tokens/s, time, cost and energy to train."""
+    title = (f"{meta['model']}  ·  global batch {meta['global_batch']:,} x seq {meta['seq_len']:,}  ·  "
+             f"{meta['tokens']:.3g} tokens" + (f"  ·  budget ${meta['budget_per_hour']:,.0f}/h"
+                                                if meta.get("budget_per_hour") else ""))
+    t = Table(title=title, title_justify="left")
+    for c in ("hardware", "devices", "best layout", "MFU", "step", "tokens/s", "time to train", "$/device-h",
+              "cost to train", "energy"):
+        t.add_column(c, justify="left" if c in ("hardware", "best layout") else "right")
+    for _, r in frame.iterrows():
+        if not r["feasible"]:
+            t.add_row(r["hardware"], f"{r['devices']:,}", Text(r["status"], style="red"), *[""] * 7)
+            continue
+        t.add_row(
+            r["hardware"], f"{r['devices']:,}", r["layout"], _pct(r["mfu"]), format_seconds(r["step_time_s"]),
+            f"{r['tokens_per_s']:,.0f}", _days(r["time_to_train_s"]),
+            _num(r["price_per_hour_usd"], "{:,.2f}"), _num(r["cost_usd"], "${:,.0f}"),
+            _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"))
+    notes = [Text(n, style="dim") for n in meta.get("notes", [])]
+    return Group(t, *notes)
+
+
+def sweep_renderable(frame: pd.DataFrame, meta: dict, max_rows: int = 40):
+    """Best layout per grid point of a sweep (the first max_rows points)."""
+    t = Table(title=f"sweep: {meta['num_points']:,} grid points in {meta['num_chunks']:,} chunks -> "
+                    f"{meta['output']}", title_justify="left")
+    for c in ("model", "hardware", "devices", "batch", "seq", "status", "tp", "pp", "dp", "MFU", "tokens/s",
+              "mem GB"):
+        t.add_column(c, justify="left" if c in ("model", "hardware", "status") else "right")
+    best = frame[frame["rank"] <= 1] if "rank" in frame else frame
+    for _, r in best.head(max_rows).iterrows():
+        ok = r["status"] == "ok"
+        t.add_row(str(r["model"]), str(r["hardware"]), f"{r['devices']:,}", f"{r['global_batch']:,}",
+                  f"{r['seq_len']:,}", Text(str(r["status"]), style="green" if ok else "red"),
+                  *(str(r[c]) if r[c] >= 1 else "" for c in ("tp", "pp", "dp")),
+                  _pct(r["mfu"]) if ok else "", f"{r['tokens_per_s']:,.0f}" if ok else "",
+                  f"{r['mem_total_bytes'] / GIGA:,.1f}" if r["mem_total_bytes"] == r["mem_total_bytes"] else "")
+    lines = [Text(x, style="dim") for x in meta.get("footer", [])]
+    if len(best) > max_rows:
+        lines.insert(0, Text(f"... {len(best) - max_rows:,} more grid points in the output files", style="dim"))
+    return Group(t, *lines)
