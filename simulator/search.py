@@ -421,6 +421,16 @@ class SearchResult:
             lines.append("infeasible: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         return "\n".join(lines)
 
+    def short_status(self) -> str:
+        """'ok', or one line on why nothing is feasible (memory needed, or the rules broken)."""
+        if self.num_feasible:
+            return "ok"
+        cl = self.closest(1)
+        if len(cl) and cl.iloc[0]["reasons"] == S.R_MEMORY:
+            return (f"nothing fits: needs >= {cl.iloc[0]['mem_total_bytes'] / GIGA:,.1f} GB of "
+                    f"{self.hardware.device.memory_bytes / GIGA:,.1f} GB")
+        return "no valid layout: " + ", ".join(f"{k} {v:,}" for k, v in self.reason_counts().items())
+
     def reason_counts(self) -> dict:
         """Infeasible candidates per reason kind (a candidate with several reasons counts under each)."""
         masks = self.frame["reasons"].to_numpy()

@@ -13,6 +13,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
 from ..units import GIGA
+from .search_tables import token_text
 
 #: Step-time breakdown columns, their labels and colours (compute first, overheads last).
 BREAKDOWN = (
@@ -27,8 +28,9 @@ BREAKDOWN = (
     ("time_optimizer_s", "optimizer", "#8172B3"),
     ("time_overhead_s", "fixed overhead", "#DA8BC3"),
 )
-VENDOR_COLOURS = {"nvidia": "#76B900", "amd": "#ED1C24", "google": "#4285F4", "huawei": "#C7000B",
-                  "intel": "#0071C5", "other": "#7F7F7F"}
+VENDOR_COLOURS = {"nvidia": "#76B900", "amd": "#ED1C24", "google": "#4285F4", "huawei": "#8C564B",
+                  "intel": "#17BECF", "other": "#7F7F7F"}
+
 
 
 def save(fig: Figure, path) -> Path:
@@ -54,7 +56,8 @@ def _label(r) -> str:
         s += f" ep{int(r['ep'])}"
     if int(r["vpp"]) > 1:
         s += f" v{int(r['vpp'])}"
-    return s + f" mb{int(r['micro_batch'])} z{int(r['zero'])} {str(r['recompute'])[:3]}"
+    rc = {"none": "", "selective": " sel-rc", "full": " full-rc"}.get(str(r["recompute"]), "")
+    return s + f" mb{int(r['micro_batch'])} z{int(r['zero'])}{rc}"
 
 
 def tp_pp_heatmap(frame: pd.DataFrame, meta: dict | None = None, value: str = "tokens_per_s") -> Figure:
@@ -133,7 +136,8 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
                 drawstyle="steps-post", label=f"Pareto front ({len(front)})")
         b = feas.iloc[0]
         ax.annotate(f"best: {_label(b)}", (b["mem_total_bytes"] / GIGA, b["tokens_per_s"] / 1e3),
-                    xytext=(-10, 12), textcoords="offset points", ha="right", fontsize=8,
+                    xytext=(25, 25), textcoords="offset points", ha="left", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#999999", lw=0.5),
                     arrowprops=dict(arrowstyle="-", color="#555555", lw=0.8))
     if "mem_capacity_bytes" in frame and len(frame):
         cap = float(frame["mem_capacity_bytes"].iloc[0]) / GIGA
@@ -141,9 +145,15 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
         ax.text(cap, 0.02, f" {cap:,.0f} GB capacity", transform=ax.get_xaxis_transform(), fontsize=8,
                 color="#444444")
     if len(frame):
+        # show up to 2.5x the capacity: the feasible region and the near misses (farther points are clipped)
         hi = float(np.nanpercentile(frame["mem_total_bytes"], 95)) / GIGA
         cap = float(frame["mem_capacity_bytes"].iloc[0]) / GIGA if "mem_capacity_bytes" in frame else hi
-        ax.set_xlim(0, max(hi, cap) * 1.15)
+        right = min(hi * 1.1, 2.5 * cap) if hi > cap else cap * 1.15
+        ax.set_xlim(0, right)
+        beyond = int((frame["mem_total_bytes"] / GIGA > right).sum())
+        if beyond:
+            ax.text(0.99, 0.98, f"{beyond:,} candidates beyond {right:,.0f} GB not shown", ha="right", va="top",
+                    transform=ax.transAxes, fontsize=7, color="#777777")
     ax.set_xlabel("memory per device (GB)")
     ax.set_ylabel("throughput (k tokens/s)")
     ax.set_ylim(bottom=0)
@@ -210,14 +220,20 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
                 ax.text(xi, v + top * 0.01, f"{v:,.3g}", ha="center", va="bottom", fontsize=7)
             else:
                 ax.text(xi, top * 0.02, "no fit" if not feas else "n/a", ha="center", va="bottom", fontsize=7,
-                        color="#999999", rotation=90)
+                        color="#777777")
         ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.set_ylim(0, top * 1.15)
         ax.grid(axis="y", alpha=0.3)
+    from matplotlib.patches import Patch
+    vendors = list(dict.fromkeys(frame.get("vendor", ["other"] * len(frame))))
+    fig.legend(handles=[Patch(facecolor=VENDOR_COLOURS.get(v, "#7f7f7f"), edgecolor="#333333", label=v)
+                        for v in vendors], loc="upper right", ncol=len(vendors), fontsize=8, frameon=False)
     if meta:
-        fig.suptitle(f"{meta.get('model', '')}: batch {meta.get('global_batch', 0):,} x seq "
-                     f"{meta.get('seq_len', 0):,}, {meta.get('tokens', 0):.3g} tokens "
-                     f"(best layout per profile; colour = vendor)", fontsize=10)
-    fig.tight_layout()
+        devs = frame["devices"].unique() if "devices" in frame else []
+        dev_text = f"{int(devs[0]):,} devices" if len(devs) == 1 else "devices per budget"
+        fig.suptitle(f"{meta.get('model', '')}: {dev_text}, batch {meta.get('global_batch', 0):,} x seq "
+                     f"{meta.get('seq_len', 0):,}, {token_text(meta.get('tokens', 0))} tokens "
+                     f"(best layout per profile)", fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig

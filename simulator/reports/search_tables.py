@@ -11,6 +11,14 @@ from rich.text import Text
 from ..units import GIGA, format_seconds
 
 
+def token_text(n: float) -> str:
+    """300e9 -> '300B', 1.4e12 -> '1.4T'."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:,.4g}{suffix}"
+    return f"{n:,.0f}"
+
+
 def _pct(x) -> str:
     return f"{x * 100:.1f}%"
 
@@ -61,7 +69,7 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
 def compare_renderable(frame: pd.DataFrame, meta: dict):
     """One row per hardware profile: best layout, MFU, step time, tokens/s, time, cost and energy to train."""
     title = (f"{meta['model']}  ·  global batch {meta['global_batch']:,} x seq {meta['seq_len']:,}  ·  "
-             f"{meta['tokens']:.3g} tokens" + (f"  ·  budget ${meta['budget_per_hour']:,.0f}/h"
+             f"{token_text(meta['tokens'])} tokens" + (f"  ·  budget ${meta['budget_per_hour']:,.0f}/h"
                                                 if meta.get("budget_per_hour") else ""))
     t = Table(title=title, title_justify="left")
     for c in ("hardware", "devices", "best layout", "MFU", "step", "tokens/s", "time to train", "$/device-h",

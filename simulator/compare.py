@@ -1,0 +1,194 @@
+"""Compare one training job across hardware profiles: the best layout on each (by the layout search), its MFU,
+step time and throughput, and the time, cost and energy to train a number of tokens.
+
+    time to train  = tokens / tokens_per_s
+    cost to train  = devices x price per device-hour x time (hours)
+    energy         = devices x device power (W) x time: the accelerators' board power (TDP) only; host, network
+                     and cooling (PUE) are not included.
+
+With `budget_per_hour` instead of `devices`, each profile gets as many devices as the budget buys,
+floor(budget / price), rounded down to whole nodes (a multiple of devices_per_node).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import pandas as pd
+
+from .errors import SpecError
+from .search import SearchResult, layout_label, parse_space, records, search
+from .specs.hardware import HardwareProfile
+from .specs.loading import available_profiles, load_hardware, load_model
+from .specs.model import ModelSpec
+
+COLUMNS = ("hardware", "vendor", "family", "devices", "feasible", "status", "layout", "tp", "pp", "dp", "cp", "ep",
+           "vpp", "micro_batch", "zero", "recompute", "schedule", "mfu", "step_time_s", "tokens_per_s",
+           "tflops_per_device", "mem_total_bytes", "mem_capacity_bytes", "time_to_train_s", "price_per_hour_usd",
+           "cost_usd", "power_w", "energy_kwh", "num_candidates", "num_feasible", "search_s")
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """One row per hardware profile (`frame`, columns COLUMNS) plus the job; `searches` holds each
+    profile's full SearchResult (absent where the profile's search space was empty)."""
+
+    model: ModelSpec
+    global_batch: int
+    seq_len: int
+    tokens: float
+    frame: pd.DataFrame
+    budget_per_hour: Optional[float] = None
+    searches: dict = field(default_factory=dict)
+    notes: tuple = ()
+
+    def meta(self) -> dict:
+        return {"model": self.model.name, "global_batch": self.global_batch, "seq_len": self.seq_len,
+                "tokens": self.tokens, "budget_per_hour": self.budget_per_hour, "notes": list(self.notes)}
+
+    def to_dict(self) -> dict:
+        d = self.meta()
+        d["profiles"] = records(self.frame)
+        return d
+
+
+def _per_profile(value, name: str, what: str):
+    """A number for all profiles, or a {profile: number} mapping (None where unset)."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    if isinstance(value, dict):
+        return value.get(name)
+    raise SpecError(f"{what} must be a number or a mapping of profile name to number, got {value!r}")
+
+
+def devices_for_budget(hw: HardwareProfile, budget_per_hour: float, price: Optional[float]) -> int:
+    """Devices a budget (USD per hour) rents: floor(budget / price), rounded down to whole nodes."""
+    if price is None:
+        raise SpecError(f"--budget-per-hour needs a price for '{hw.name}': the profile has no "
+                        f"device.price_per_hour_usd; pass --price-per-hour {hw.name}=USD")
+    n = int(math.floor(budget_per_hour / price + 1e-9))
+    return (n // hw.devices_per_node) * hw.devices_per_node
+
+
+def _row(hw: HardwareProfile, devices: int, status: str, price, power, res: Optional[SearchResult], tokens: float,
+         elapsed: float) -> dict:
+    row = {c: None for c in COLUMNS}
+    row.update(hardware=hw.name, vendor=hw.vendor, family=hw.family, devices=int(devices), feasible=False,
+               status=status, price_per_hour_usd=price, power_w=power, search_s=elapsed,
+               mem_capacity_bytes=hw.device.memory_bytes)
+    if res is not None:
+        row.update(num_candidates=res.num_candidates, num_feasible=res.num_feasible)
+        b = res.best
+        if b is None:
+            cl = res.closest(1)
+            if len(cl):
+                row.update(mem_total_bytes=float(cl.iloc[0]["mem_total_bytes"]), layout=layout_label(cl.iloc[0]))
+            return row
+        t = tokens / float(b["tokens_per_s"])
+        row.update(feasible=True, status="ok", layout=layout_label(b),
+                   **{k: b[k] for k in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero")},
+                   recompute=str(b["recompute"]), schedule=str(b["schedule"]),
+                   **{k: float(b[k]) for k in ("mfu", "step_time_s", "tokens_per_s", "tflops_per_device",
+                                               "mem_total_bytes")},
+                   time_to_train_s=t,
+                   cost_usd=None if price is None else devices * price * t / 3600.0,
+                   energy_kwh=None if power is None else devices * power * t / 3600.0 / 1000.0)
+    return row
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    for c in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "num_candidates", "num_feasible"):
+        df[c] = pd.array(df[c], dtype="Int64")
+    for c in ("mfu", "step_time_s", "tokens_per_s", "tflops_per_device", "mem_total_bytes", "mem_capacity_bytes",
+              "time_to_train_s", "price_per_hour_usd", "cost_usd", "power_w", "energy_kwh", "search_s"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    df["feasible"] = df["feasible"].astype(bool)
+    return df
+
+
+def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = None, global_batch: int = 0,
+            seq_len: Optional[int] = None, *, tokens: float = 1e12, budget_per_hour: Optional[float] = None,
+            price_per_hour=None, power_w=None, dtype: str = "bf16", constraints=None,
+            objective: str = "throughput") -> CompareResult:
+    """Best layout of one job on each hardware profile, with the time, cost and energy to train `tokens`.
+
+    `hardware`: profile names/paths/specs, or "all". Give `devices` (the same count everywhere) or
+    `budget_per_hour` (USD; each profile gets what the budget rents). `price_per_hour` and `power_w` override
+    the profiles' figures: one number for all, or a {profile name: number} mapping.
+    """
+    m = load_model(model)
+    if isinstance(hardware, (str, HardwareProfile)):
+        hardware = [hardware]
+    names = []
+    for h in hardware:
+        names.extend(available_profiles() if h == "all" else [h])
+    if not names:
+        raise SpecError("compare needs at least one hardware profile")
+    if (devices is None) == (budget_per_hour is None):
+        raise SpecError("give exactly one of devices (--devices) and budget_per_hour (--budget-per-hour)")
+    if budget_per_hour is not None and not budget_per_hour > 0:
+        raise SpecError(f"budget_per_hour = {budget_per_hour}: must be > 0")
+    if not tokens > 0:
+        raise SpecError(f"tokens = {tokens}: must be > 0")
+    if seq_len is None:
+        if m.max_seq_len is None:
+            raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
+        seq_len = m.max_seq_len
+    space = parse_space(constraints)
+    profiles = [load_hardware(h) for h in names]
+    seen = set()
+    for hw in profiles:
+        if hw.name in seen:
+            raise SpecError(f"hardware profile '{hw.name}' is listed twice")
+        seen.add(hw.name)
+    for mapping, what in ((price_per_hour, "price_per_hour"), (power_w, "power_w")):
+        if isinstance(mapping, dict):
+            unknown = set(mapping) - seen
+            if unknown:
+                raise SpecError(f"{what} names profile(s) not compared: {', '.join(sorted(unknown))} "
+                                f"(compared: {', '.join(sorted(seen))})")
+
+    rows, searches, errors = [], {}, []
+    import time
+    for hw in profiles:
+        price = _per_profile(price_per_hour, hw.name, "price_per_hour")
+        price = price if price is not None else hw.device.price_per_hour_usd
+        power = _per_profile(power_w, hw.name, "power_w")
+        power = power if power is not None else hw.device.power_w
+        n = devices if devices is not None else devices_for_budget(hw, budget_per_hour, price)
+        t0 = time.perf_counter()
+        if n < 1:
+            rows.append(_row(hw, 0, f"${budget_per_hour:,.0f}/h rents less than one node "
+                                    f"({hw.devices_per_node} x ${price:,.2f}/h)", price, power, None, tokens, 0.0))
+            continue
+        try:
+            res = search(m, hw, int(n), global_batch, seq_len, dtype=dtype, constraints=space, objective=objective,
+                         price_per_hour=price if objective == "cost" else None, reasons=False)
+        except SpecError as err:
+            errors.append(f"{hw.name}: {err}")
+            rows.append(_row(hw, n, str(err).split(" (devices")[0], price, power, None, tokens,
+                             time.perf_counter() - t0))
+            continue
+        searches[hw.name] = res
+        status = res.short_status()
+        rows.append(_row(hw, n, status, price, power, res, tokens, time.perf_counter() - t0))
+    if len(errors) == len(profiles):
+        raise SpecError("no profile has a candidate layout:\n" + "\n".join(errors))
+    notes = ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",
+             "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
+    return CompareResult(model=m, global_batch=global_batch, seq_len=seq_len, tokens=float(tokens), frame=_frame(rows),
+                         budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes))
+
+
+class _CallableModule(types.ModuleType):
+    """`simulator.compare` is both this module and its function (see simulator.search)."""
+
+    def __call__(self, *args, **kwargs):
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
