@@ -78,8 +78,7 @@ def tp_pp_heatmap(frame: pd.DataFrame, meta: dict | None = None, value: str = "t
     scale, unit = (1e3, "k tokens/s") if value == "tokens_per_s" else (1.0, value)
     fig = Figure(figsize=(1.1 * len(tps) + 2.5, 0.6 * len(pps) + 2.0))
     ax = fig.subplots()
-    cmap = LinearSegmentedColormap.from_list("tput", ["#f7fbff", "#6baed6", "#08306b"])
-    cmap.set_bad("#eeeeee")
+    cmap = LinearSegmentedColormap.from_list("tput", ["#f7fbff", "#6baed6", "#08306b"]).with_extremes(bad="#eeeeee")
     im = ax.imshow(np.ma.masked_invalid(grid / scale), cmap=cmap, aspect="auto", origin="lower")
     vmax = np.nanmax(grid) if np.isfinite(grid).any() else 1.0
     for i in range(len(pps)):
