@@ -284,9 +284,8 @@ def read_chunk(path: Path, fmt: str) -> pd.DataFrame:
     if fmt == "parquet":
         df = pd.read_parquet(path)
     else:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-        for c in STR_COLUMNS:
-            df[c] = df[c].fillna("").astype(object)
+        df = pd.read_csv(path, dtype={c: str for c in STR_COLUMNS}, keep_default_na=False,
+                         na_values={c: ["", "nan", "NaN"] for c in FLOAT_COLUMNS})
     for c in STR_COLUMNS:
         df[c] = df[c].astype(object)
     return df
