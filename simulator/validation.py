@@ -594,11 +594,60 @@ def _des_step_time(case: Case, layout: dict, simulate) -> float:
     return float(simulate(sc).step_time_s)
 
 
-def predict_case(case: Case, simulate: Optional[Callable] = None) -> RowResult:
-    """Search the blank fields, take the fastest setting that fits, convert to the row's metric."""
-    table, cols, searched = candidate_table(case)
-    out = evaluate(Job(model=case.model, hardware=case.hardware, training=case.training,
-                       num_devices=case.num_devices), table)
+def job_key(case: Case) -> tuple:
+    """Cases with equal keys share one Job and are evaluated as one LayoutTable."""
+    return (case.model.model_dump_json(), case.hardware.model_dump_json(), case.training.model_dump_json(),
+            case.num_devices)
+
+
+def _concat_tables(parts: list[dict]) -> tuple[LayoutTable, dict]:
+    cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    table = LayoutTable.from_columns(**cols)
+    return table, cols
+
+
+def predict_cases(cases: list, simulate: Optional[Callable] = None,
+                  hardware_of: Optional[Callable] = None) -> list:
+    """RowResult (or RowError) of every case, in order. Cases sharing a job are evaluated in one table.
+
+    `hardware_of(case)` may replace a case's profile (calibration); default the case's own."""
+    out: list = [None] * len(cases)
+    prepared = {}
+    groups: dict = {}
+    for i, case in enumerate(cases):
+        try:
+            table, cols, searched = candidate_table(case)
+        except RowError as err:
+            out[i] = err
+            continue
+        cols = dict(cols)
+        n = len(table)
+        cols["flash_attention"] = np.full(n, case.flash_attention)
+        cols["overlap_grad_reduce"] = np.full(n, case.overlap_grad_reduce)
+        cols["tp_comm_overlap"] = np.full(n, case.tp_comm_overlap)
+        prepared[i] = (cols, searched)
+        groups.setdefault(job_key(case), []).append(i)
+    for key, idx in groups.items():
+        first = cases[idx[0]]
+        hw = hardware_of(first) if hardware_of is not None else first.hardware
+        table, cols = _concat_tables([prepared[i][0] for i in idx])
+        res = evaluate(Job(model=first.model, hardware=hw, training=first.training,
+                           num_devices=first.num_devices), table)
+        start = 0
+        for i in idx:
+            n = len(prepared[i][0]["tp"])
+            sl = slice(start, start + n)
+            start += n
+            part = {k: (v[sl] if isinstance(v, np.ndarray) and v.shape[:1] == (len(table),) else v)
+                    for k, v in res.items()}
+            try:
+                out[i] = _finish(cases[i], part, prepared[i][0], prepared[i][1], simulate, hw)
+            except RowError as err:
+                out[i] = err
+    return out
+
+
+def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> RowResult:
     i, notes = choose_layout(case, out, cols, searched)
     layout = _layout_dict(cols, i)
     step = float(out["step_time_s"][i])
@@ -608,9 +657,17 @@ def predict_case(case: Case, simulate: Optional[Callable] = None) -> RowResult:
     pred = predict_metric(case, step, mem, RECOMPUTE_CODES[layout["recompute"]])
     err = (pred - case.measured) / case.measured * 100.0
     return RowResult(id=case.id, metric=case.metric, measured=case.measured, predicted=pred, error_pct=err,
-                     line=case.line, source=case.source, hardware=case.hardware.name, family=case.hardware.family,
+                     line=case.line, source=case.source, hardware=hw.name, family=hw.family,
                      moe=case.model.moe is not None, searched={f: layout[f] for f in searched}, layout=layout,
                      notes=list(case.assumptions) + notes, step_time_s=step, memory_gb=mem / GIGA)
+
+
+def predict_case(case: Case, simulate: Optional[Callable] = None) -> RowResult:
+    """Search the blank fields, take the fastest setting that fits, convert to the row's metric."""
+    r = predict_cases([case], simulate)[0]
+    if isinstance(r, RowError):
+        raise r
+    return r
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -708,15 +765,17 @@ def validate(path: str | Path, engine: str = "analytic") -> ValidationReport:
         raise SpecError(f"engine '{engine}' must be 'analytic' or 'des'")
     simulate = _des_simulate() if engine == "des" else None
     kind, items = load_cases(path)
+    cases = [it for it in items if isinstance(it, Case)]
+    preds = iter(predict_cases(cases, simulate))
     rows = []
     for it in items:
         if isinstance(it, RowResult):
             rows.append(it)
             continue
-        try:
-            rows.append(predict_case(it, simulate))
-        except RowError as err:
-            rows.append(RowResult(id=it.id, metric=it.metric, measured=it.measured, status="skipped",
-                                  reason=str(err), line=it.line, source=it.source, hardware=it.hardware.name,
-                                  family=it.hardware.family, moe=it.model.moe is not None))
+        r = next(preds)
+        if isinstance(r, RowError):
+            r = RowResult(id=it.id, metric=it.metric, measured=it.measured, status="skipped", reason=str(r),
+                          line=it.line, source=it.source, hardware=it.hardware.name, family=it.hardware.family,
+                          moe=it.model.moe is not None)
+        rows.append(r)
     return ValidationReport(rows=rows, summary=summarize(rows), file_kind=kind)

@@ -39,6 +39,13 @@ FLASH_BWD_OVER_FWD = 2.5
 #: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
 CAUSAL_EXECUTED_FRACTION = 0.5
 
+#: Host time each rank spends per micro-batch outside the transformer layers, in layer passes: the embedding
+#: forward and backward (~1 layer pass of kernels each with its TP all-reduce), the logits, vocab-parallel cross
+#: entropy and loss scaling forward and backward (~1 each: max/sum all-reduces, exp, log, gather), and the
+#: batch fetch with its TP broadcast plus pipeline send/receive (~2). An estimate from kernel counts of
+#: Megatron-LM's GPT step, not a fit (the vTrain single-node fit changes by under 1% MAPE between 4 and 6).
+MICRO_BATCH_HOST_LAYERS = 6.0
+
 # Reason bits of an infeasible layout (messages in analytic.reasons).
 R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP, R_MEMORY = (1 << i for i in range(11))
 
@@ -65,7 +72,11 @@ def _check_reasons(job: Job, t: LayoutTable, num_micro):
     reasons |= np.where(t.pp * t.vpp > m.num_layers, R_CHUNKS, 0)
     reasons |= np.where(tr.global_batch % (t.micro_batch * t.dp) != 0, R_BATCH, 0)
     E = m.moe.num_experts if m.moe is not None else 1
-    bad_ep = (t.dp % t.ep != 0) | (E % t.ep != 0) if m.moe is not None else (t.ep != 1)
+    # EP is carved out of DP, or, when it exceeds DP, out of TP x DP with the experts unsplit by TP
+    # (Megatron-Core expert tensor parallelism 1: EP 32 over TP 2 x DP 16, Qwen3-235B recipes)
+    ep_in_dp = t.dp % t.ep == 0
+    ep_in_tpdp = (t.ep % t.dp == 0) & ((t.tp * t.dp) % t.ep == 0)
+    bad_ep = (~(ep_in_dp | ep_in_tpdp)) | (E % t.ep != 0) if m.moe is not None else (t.ep != 1)
     reasons |= np.where(bad_ep, R_EP, 0)
     reasons |= np.where(tr.seq_len % t.cp != 0, R_CP, 0)
     reasons |= np.where((t.schedule == 2) & (np.mod(num_micro, t.pp) != 0), R_INTERLEAVE, 0)
@@ -77,8 +88,9 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     """Per-layer, per-micro-batch durations on one device, shared by both engines (SI units, arrays).
 
     Keys: t_layer_f/b/rc/w (forward, backward, recompute, weight-gradient part), tp_coll (one TP collective),
-    n_tp_fwd/n_tp_bwd, tp_exposed_f/b, t_ep_f/b, t_cp_f/b, comm_layer_f/b, t_logits_f/b, t_emb_comm, and the
-    context the composition needs (strides, tiers, sizes).
+    n_tp_fwd/n_tp_bwd, tp_exposed_f/b, t_ep_f/b, t_cp_f/b, comm_layer_f/b, t_logits_f/b, t_emb_comm,
+    t_micro_host (host time per micro-batch outside the layers, on every rank), gpu_f/gpu_b (a layer pass's GPU
+    time before the host-bound floor), and the context the composition needs (strides, tiers, sizes).
     """
     m, hw, tr = job.model, job.hardware, job.training
     c: ModelCosts = model_costs(m, tr.seq_len)
@@ -103,6 +115,8 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     hbm = hw.device.memory_bandwidth_bytes_per_s
 
     num_micro = np.maximum(1.0, np.floor(tr.global_batch / (b * dp)))
+    # expert tensor-parallel degree: tp when EP fits in DP (experts split like the dense MLP), else tp*dp/ep
+    etp = np.where(np.mod(dp, ep) == 0, tp, np.maximum(1.0, tp * dp / ep))
     reasons = _check_reasons(job, t, num_micro)
 
     # ---- per-layer, per-micro-batch compute on one device ---------------------------------------------------
@@ -123,10 +137,10 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
         frac_moe = c.num_moe_layers / L                                      # MoE share of all layers
         fe = float(moe.expert_ffn_hidden_size)
         E, k = float(moe.num_experts), float(moe.top_k)
-        tok_per_expert = M * ep * k / E                   # balanced routing over the EP group
+        tok_per_expert = M * ep * k * etp / (E * tp)      # balanced routing over the EP group
         experts_local = E / ep
-        t_experts = experts_local * (gemm_time_s(tok_per_expert, h, gate * fe / tp, peak, mm_max, half)
-                                     + gemm_time_s(tok_per_expert, fe / tp, h, peak, mm_max, half))
+        t_experts = experts_local * (gemm_time_s(tok_per_expert, h, gate * fe / etp, peak, mm_max, half)
+                                     + gemm_time_s(tok_per_expert, fe / etp, h, peak, mm_max, half))
         fs = float(moe.shared_expert_ffn_hidden_size or moe.expert_ffn_hidden_size) * moe.num_shared_experts
         t_shared = 0.0
         if fs > 0:
@@ -145,10 +159,15 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     mlp_act_elems = (1.0 - frac_moe) * dense_act + frac_moe * moe_act
     mlp_act_heavy = (1.0 - n_moe_heavy) * dense_act + n_moe_heavy * moe_act
 
-    # attention core (flash: causal half executed; efficiency saturating in the local sequence length)
+    # attention core. Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the
+    # local sequence length. Without flash (Megatron's unfused path): two batched GEMMs, QK^T of shape
+    # (s, d_head, s) and softmax(.)V of shape (s, s, d_head), whose smallest dimension is the head dimension,
+    # so they run on the matmul curve at d_head; the s x s softmax/dropout between them is memory bound.
     attn_flops_fwd = c.attn_core_flops_per_token * M / tp
     exec_frac = np.where(t.flash_attention, CAUSAL_EXECUTED_FRACTION, 1.0)
-    attn_eff = matmul_efficiency(s / cp, attn_max, half)
+    d_head = float(m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) if m.mla is not None else float(m.dim_per_head)
+    attn_eff = np.where(t.flash_attention, matmul_efficiency(s / cp, attn_max, half),
+                        matmul_efficiency(d_head, mm_max, half))
     t_attn_core = attn_flops_fwd * exec_frac / (peak * attn_eff)
     softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * act_b)
     t_attn_core = t_attn_core + memory_bound_time_s(softmax_bytes, hbm, eff.memory_bound)
@@ -157,13 +176,12 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     spf = np.where(sp, tp, 1.0)
     ew_bytes = act_b * M * (14.0 * h / spf + mlp_act_elems / tp)
     t_elem = memory_bound_time_s(ew_bytes, hbm, eff.memory_bound)
-    overhead = eff.layer_overhead_us * 1e-6
+    host = eff.layer_overhead_us * 1e-6                   # host (launch/framework) time of one layer pass
 
     t_gemm_f = t_attn_proj + t_mlp
-    t_layer_f = t_gemm_f + t_attn_core + t_elem + overhead
-    t_layer_b = 2.0 * t_gemm_f + bwd_attn_factor * t_attn_core + 2.0 * t_elem + overhead
+    gpu_f = t_gemm_f + t_attn_core + t_elem
+    gpu_b = 2.0 * t_gemm_f + bwd_attn_factor * t_attn_core + 2.0 * t_elem
     t_layer_w = t_gemm_f                                  # weight-gradient half of the backward GEMMs (ZB-H1)
-    t_layer_rc = np.where(rc == 2, t_layer_f, np.where(rc == 1, t_attn_core, 0.0))
 
     # ---- per-layer communication, one micro-batch -----------------------------------------------------------
     st = axis_strides(t.placement, tp, cp, ep, dp, pp)
@@ -195,6 +213,21 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     comm_layer_f = tp_exposed_f + t_ep_f + t_cp_f
     comm_layer_b = tp_exposed_b + t_ep_b + t_cp_b
 
+    # ---- host-bound floor: a layer pass takes max(GPU time, host time) ----------------------------------------
+    # Eager frameworks launch kernels asynchronously: the GPU runs ahead of the host only while kernels outlast
+    # their launches, so a pass whose kernels are shorter than the host work to issue them takes the host time
+    # (the "overhead-bound" regime; He 2022, "Making Deep Learning Go Brrrr From First Principles",
+    # https://horace.io/brrr_intro.html ; PyTorch performance tuning guide). The exposed communication of the
+    # pass is GPU time too. Full recompute replays the forward (and its collectives) inside the backward pass.
+    rc_comm = np.where(rc == 2, comm_layer_f, 0.0)
+    t_layer_f = np.maximum(gpu_f, host - comm_layer_f)
+    t_layer_rc = np.where(rc == 2, np.maximum(gpu_f, host - rc_comm), np.where(rc == 1, t_attn_core, 0.0))
+    t_layer_b = np.maximum(gpu_b, host - (comm_layer_b - rc_comm))
+    # Work each rank's host does per micro-batch outside the layers (batch fetch and its TP broadcast, embedding,
+    # loss, pipeline send/receive and schedule bookkeeping), counted in layer passes of host time: it launches
+    # about as many kernels and collectives as MICRO_BATCH_HOST_LAYERS layer passes.
+    t_micro_host = MICRO_BATCH_HOST_LAYERS * host
+
     # ---- embedding and logits (first / last rank) ------------------------------------------------------------
     t_logits_f = gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(3.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
     t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
@@ -207,7 +240,7 @@ def dp_comm_times(lc: dict, dense_params, expert_params):
     """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
     groups: dense parameters over dp, expert parameters over dp/ep (expert data parallelism)."""
     tiers, st, dp, ep = lc["tiers"], lc["st"], lc["dp"], lc["ep"]
-    edp = np.maximum(1.0, dp / ep)
+    edp = np.maximum(1.0, dp * lc["tp"] / (lc["etp"] * ep))
 
     # Reduce-scatter and all-gather cost the same per byte and all-reduce is both (topology.collectives), so one
     # hierarchical cost per group, split into its bandwidth part (per byte) and latency part, serves all three.
@@ -233,12 +266,12 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     (m, hw, tr, c, eff, tiers, f64, tp, pp, dp, ep, cp, vpp, b, sp, rc, s, h, V, L, act_b, w_bytes, g_bytes,
      num_micro, reasons, M, a, kvh, d_v, n_moe_heavy, mlp_act_heavy, t_layer_f, t_layer_b, t_layer_w, t_layer_rc,
      st, act_msg, tp_exposed_f, tp_exposed_b, t_ep_f, t_ep_b, t_cp_f, t_cp_b, comm_layer_f, comm_layer_b,
-     t_logits_f, t_logits_b, t_emb_comm, spf, hbm) = (lc[k] for k in (
+     t_logits_f, t_logits_b, t_emb_comm, spf, hbm, t_micro_host) = (lc[k] for k in (
         "m", "hw", "tr", "c", "eff", "tiers", "f64", "tp", "pp", "dp", "ep", "cp", "vpp", "b", "sp", "rc", "s", "h",
         "V", "L", "act_b", "w_bytes", "g_bytes", "num_micro", "reasons", "M", "a", "kvh", "d_v", "n_moe_heavy",
         "mlp_act_heavy", "t_layer_f", "t_layer_b", "t_layer_w", "t_layer_rc", "st", "act_msg", "tp_exposed_f",
         "tp_exposed_b", "t_ep_f", "t_ep_b", "t_cp_f", "t_cp_b", "comm_layer_f", "comm_layer_b", "t_logits_f",
-        "t_logits_b", "t_emb_comm", "spf", "hbm"))
+        "t_logits_b", "t_emb_comm", "spf", "hbm", "t_micro_host"))
     # ---- stage split and per-rank micro-batch times -----------------------------------------------------------
     if t.stage_first is not None:
         Lf, Lm, Ll = (x.astype(f64) for x in (t.stage_first, t.stage_mid, t.stage_last))
@@ -252,8 +285,8 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     p2p_per_micro = 2.0 * p2p * vpp                        # one send forward and one backward per chunk boundary
 
     def rank_times(nl, emb, logits):
-        comp_f = nl * t_layer_f + logits * t_logits_f
-        comp_b = nl * (t_layer_b + t_layer_rc) + logits * t_logits_b
+        comp_f = nl * t_layer_f + logits * t_logits_f + 0.5 * t_micro_host
+        comp_b = nl * (t_layer_b + t_layer_rc) + logits * t_logits_b + 0.5 * t_micro_host
         comm_f = nl * comm_layer_f + emb * t_emb_comm
         comm_b = nl * comm_layer_b
         return comp_f, comp_b, comm_f, comm_b
@@ -274,7 +307,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
 
     # sum over all stages of one micro-batch's time (fill/drain passes once through each)
     tau_sum = (L * (t_layer_f + t_layer_b + t_layer_rc + comm_layer_f + comm_layer_b) + t_logits_f + t_logits_b
-               + t_emb_comm + pp * p2p_per_micro)
+               + t_emb_comm + pp * (p2p_per_micro + t_micro_host))
     w_max = np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)) * t_layer_w
     w_sum = L * t_layer_w
     t_pipe = pipeline_time_s(tau_max, tau_sum, num_micro, vpp, t.schedule, w_max, w_sum)
@@ -290,10 +323,11 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
         dense = (nl * dense_part + emb * c.embedding_params + logits * out_params) / tp
         if m.tied_embeddings:
             dense = np.where(single & (logits > 0), dense - out_params / tp, dense)
-        expert = nl * expert_part / (tp * ep)
+        expert = nl * expert_part / (etp * ep)
         return dense, expert
 
-    edp = np.maximum(1.0, dp / ep)
+    etp = lc["etp"]
+    edp = np.maximum(1.0, dp * tp / (etp * ep))
     zero = t.zero
     p_kinds = [rank_params(Lf, 1.0, is_first_logits), rank_params(Lm, 0.0, 0.0), rank_params(Ll, 0.0, 1.0)]
 
@@ -310,7 +344,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
                                                   ((1.0, is_first_logits), (0.0, 0.0), (0.0, 1.0))):
         wd, gd, od = model_state_bytes(dense, w_bytes, g_bytes, zero, dp)
         we, ge, oe = model_state_bytes(expert, w_bytes, g_bytes, zero, edp)
-        zero3_buf = np.where(zero >= 3, 2.0 * (dense_part / tp + expert_part / (tp * ep)) * w_bytes, 0.0)
+        zero3_buf = np.where(zero >= 3, 2.0 * (dense_part / tp + expert_part / (etp * ep)) * w_bytes, 0.0)
         acts = nl * act_layer * inf + e_ * emb_out * inf + lg * logit_mem
         mem.append((wd + we + zero3_buf, gd + ge, od + oe, acts))
     mem_tot = np.stack([np.where(ok, sum(x) + reserved, -np.inf) for x, ok in zip(mem, valid)])
