@@ -414,8 +414,12 @@ class SearchResult:
                                                               f" (also: {r['reason']})"))
         if len(cl) and cl.iloc[0]["reasons"] == S.R_MEMORY:
             need = cl.iloc[0]["mem_total_bytes"]
-            lines.append(f"more devices, devices with more than {need / GIGA:,.0f} GB, a smaller global batch or "
-                         f"ZeRO-3 / full recompute (if excluded) could make it fit.")
+            hints = ["more devices", f"devices with at least {need / GIGA:,.0f} GB"]
+            if 3 not in self.space.zero:
+                hints.append("allowing ZeRO-3 (--zero)")
+            if "full" not in self.space.recompute:
+                hints.append("allowing full recompute (--recompute)")
+            lines.append("could fit with: " + ", ".join(hints))
         counts = self.reason_counts()
         if counts:
             lines.append("infeasible: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
