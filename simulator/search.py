@@ -225,9 +225,7 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
     pipelined = pp > 1
     mask = np.where(opt_v[None, :] == 1, pipelined | opt_first[None, :],
                     pipelined & (pp * opt_v[None, :] <= L) & (L % (pp * opt_v[None, :]) == 0))
-    cols = _expand(cols, mask, {"vpp": opt_v, "schedule": opt_s})
-    # pp = 1 runs no pipeline: label the one row it keeps as 1f1b
-    cols["schedule"] = np.where(cols["pp"] == 1, SCHEDULE_CODES["1f1b"], cols["schedule"])
+    cols = _expand(cols, mask, {"vpp": opt_v, "schedule": opt_s})   # pp = 1 keeps the first allowed schedule
     if len(cols["tp"]) == 0:
         raise _empty(f"no pipeline schedule in {space.schedule} (vpp {space.vpp or 'any'}) applies: interleaving "
                      f"needs pp > 1 with pp*vpp dividing the {L} layers", model, training, N, space)

@@ -343,7 +343,8 @@ def _run_processes(todo, payload, on_result, retries, workers, start_method):
     while pending:
         fn = evaluate_chunk  # looked up now: tests may replace it
         retry = []
-        with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
+        try:
             futures = {pool.submit(fn, payload(i)): i for i in pending}
             for fut in as_completed(futures):
                 i = futures[fut]
@@ -357,6 +358,11 @@ def _run_processes(todo, payload, on_result, retries, workers, start_method):
                         retry.append(i)
                     continue
                 on_result(i, df)
+        except BaseException:
+            # Ctrl-C or a failed write: drop the queued chunks instead of computing them all before exiting
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         pending = sorted(retry)
     return failures
 

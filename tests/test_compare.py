@@ -94,6 +94,12 @@ def test_cli_compare_four_vendors_writes_chart(tmp_path, capsys):
     assert code == 0 and d["profiles"][0]["hardware"] == "a100-sxm4-80gb" and d["profiles"][0]["feasible"]
 
 
+def test_public_api_compare_is_callable_after_the_module_is_imported():
+    import simulator.compare  # noqa: F401
+    r = ts.compare("llama2-7b", "a100-sxm4-80gb", devices=16, tokens=1e12, **JOB)
+    assert len(r.frame) == 1 and r.frame["feasible"].all()
+
+
 def test_cli_token_counts_parse():
     from simulator.cli.compare import token_count
     assert token_count("300B") == 300e9 and token_count("1.4T") == 1.4e12 and token_count("2e12") == 2e12
