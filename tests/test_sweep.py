@@ -139,19 +139,22 @@ def test_a_failing_chunk_is_retried(spec, monkeypatch):
     pd.testing.assert_frame_equal(r.frame, clean.frame)
 
 
-def _die_once(payload, _marker=None):
+_REAL_EVALUATE_CHUNK = sweep_mod.evaluate_chunk
+
+
+def _die_once(payload):
+    """Kills its worker process on the first attempt at chunk 1 (a marker file remembers across processes)."""
     marker = Path(os.environ["TRAINSIM_TEST_MARKER"])
     if payload["chunk"] == 1 and not marker.exists():
         marker.write_text("died")
-        os._exit(13)                     # the worker process dies mid-chunk
-    return sweep_mod.__dict__["_real_evaluate_chunk"](payload)
+        os._exit(13)
+    return _REAL_EVALUATE_CHUNK(payload)
 
 
 def test_a_chunk_whose_worker_dies_is_retried(spec, tmp_path, monkeypatch):
     monkeypatch.setenv("TRAINSIM_TEST_MARKER", str(tmp_path / "marker"))
-    monkeypatch.setitem(sweep_mod.__dict__, "_real_evaluate_chunk", sweep_mod.evaluate_chunk)
-    monkeypatch.setattr(sweep_mod, "evaluate_chunk", _die_once)
-    r = sweep(spec, workers=2, start_method="fork")
+    monkeypatch.setattr(sweep_mod, "evaluate_chunk", _die_once)     # submitted by reference to spawned workers
+    r = sweep(spec, workers=2)
     assert (tmp_path / "marker").exists() and r.chunks_computed == 6
     monkeypatch.undo()
     clean = sweep(spec, output=tmp_path / "clean", workers=1)
