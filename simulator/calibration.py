@@ -30,6 +30,8 @@ from .validation import Case, RowError, error_stats, load_cases, predict_cases
 
 #: Fittable parameters: (lower bound, upper bound, scale used by the optimiser).
 PARAMETERS = {
+    "matmul_max": (0.3, 1.0, 0.1),
+    "fp8_matmul_max": (0.3, 1.0, 0.1),
     "matmul_half_dim": (0.0, 4096.0, 100.0),
     "attention_max": (0.05, 1.0, 0.1),
     "memory_bound": (0.2, 1.0, 0.1),
@@ -51,6 +53,10 @@ ROBUST_SCALE = 0.1
 TIME_METRICS = ("mfu", "hfu", "tflops_per_device", "step_time_s", "tokens_per_s_per_device")
 
 
+EFFICIENCY_FIELDS = ("matmul_max", "fp8_matmul_max", "matmul_half_dim", "attention_max", "memory_bound",
+                     "layer_overhead_us", "step_overhead_ms")
+
+
 def current_values(hw: HardwareProfile, names: Sequence[str]) -> list[float]:
     """The profile's present values of the named parameters (the fit's starting point)."""
     e = hw.efficiency
@@ -66,6 +72,8 @@ def current_values(hw: HardwareProfile, names: Sequence[str]) -> list[float]:
             out.append(hw.tiers[-1].latency_us)
         elif n == "attention_max":
             out.append(e.attention_max if e.attention_max is not None else e.matmul_max)
+        elif n == "fp8_matmul_max":
+            out.append(e.fp8_matmul_max if e.fp8_matmul_max is not None else e.matmul_max)
         else:
             out.append(float(getattr(e, n)))
     return out
@@ -74,7 +82,7 @@ def current_values(hw: HardwareProfile, names: Sequence[str]) -> list[float]:
 def apply_params(hw: HardwareProfile, params: dict) -> HardwareProfile:
     """A copy of `hw` with the named parameters replaced (fast tier = first, slow tier = last)."""
     eff_upd = {k: float(v) for k, v in params.items() if k in
-               ("matmul_half_dim", "attention_max", "memory_bound", "layer_overhead_us", "step_overhead_ms")}
+               EFFICIENCY_FIELDS}
     eff = hw.efficiency.model_copy(update=eff_upd) if eff_upd else hw.efficiency
     tiers = list(hw.tiers)
     if len(tiers) > 1:

@@ -117,6 +117,11 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     num_micro = np.maximum(1.0, np.floor(tr.global_batch / (b * dp)))
     # expert tensor-parallel degree: tp when EP fits in DP (experts split like the dense MLP), else tp*dp/ep
     etp = np.where(np.mod(dp, ep) == 0, tp, np.maximum(1.0, tp * dp / ep))
+    # Gradients are reduced, and optimizer state (ZeRO) sharded, over DP x CP: context-parallel ranks hold the
+    # same weights and see different tokens (Megatron-Core: data-parallel group "with context parallel" used by
+    # DistributedDataParallel and the distributed optimizer). Experts: over the expert-data-parallel group.
+    dpc = dp * cp
+    edpc = np.maximum(1.0, dp * cp * tp / (etp * ep))
     reasons = _check_reasons(job, t, num_micro)
 
     # ---- per-layer, per-micro-batch compute on one device ---------------------------------------------------
@@ -158,6 +163,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     t_mlp = (1.0 - frac_moe) * t_dense_mlp + frac_moe * t_moe_mlp
     mlp_act_elems = (1.0 - frac_moe) * dense_act + frac_moe * moe_act
     mlp_act_heavy = (1.0 - n_moe_heavy) * dense_act + n_moe_heavy * moe_act
+    fc2_in_heavy = (1.0 - n_moe_heavy) * f + n_moe_heavy * ((k * fe + fs) if moe is not None else 0.0)
 
     # attention core. Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the
     # local sequence length. Without flash (Megatron's unfused path): two batched GEMMs, QK^T of shape
@@ -238,13 +244,14 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
 
 def dp_comm_times(lc: dict, dense_params, expert_params):
     """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
-    groups: dense parameters over dp, expert parameters over dp/ep (expert data parallelism)."""
-    tiers, st, dp, ep = lc["tiers"], lc["st"], lc["dp"], lc["ep"]
-    edp = np.maximum(1.0, dp * lc["tp"] / (lc["etp"] * ep))
+    groups: dense parameters over dp x cp, expert parameters over the expert-data-parallel group."""
+    tiers, st = lc["tiers"], lc["st"]
+    dp, edp = lc["dpc"], lc["edpc"]
+    st_dp = np.minimum(st["dp"], st["cp"]) if np.any(lc["cp"] > 1) else st["dp"]
 
     # Reduce-scatter and all-gather cost the same per byte and all-reduce is both (topology.collectives), so one
     # hierarchical cost per group, split into its bandwidth part (per byte) and latency part, serves all three.
-    bw_d, lat_d = hierarchical_phase_cost(dense_params, dp, st["dp"], tiers)
+    bw_d, lat_d = hierarchical_phase_cost(dense_params, dp, st_dp, tiers)
     bw_d, lat_d = np.where(dp > 1, bw_d, 0.0), np.where(dp > 1, lat_d, 0.0)
     if lc["m"].moe is not None:
         bw_e, lat_e = hierarchical_phase_cost(expert_params, edp, st["edp"], tiers)
@@ -326,14 +333,16 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
         expert = nl * expert_part / (etp * ep)
         return dense, expert
 
-    etp = lc["etp"]
-    edp = np.maximum(1.0, dp * tp / (etp * ep))
+    etp, dpc, edp = lc["etp"], lc["dpc"], lc["edpc"]
     zero = t.zero
     p_kinds = [rank_params(Lf, 1.0, is_first_logits), rank_params(Lm, 0.0, 0.0), rank_params(Ll, 0.0, 1.0)]
 
     # activations per layer (busiest layer type) and in-flight micro-batches per rank
+    fc2_in_heavy = lc["fc2_in_heavy"]
     act_layer = activation_bytes_per_layer(s / cp, b, h, a, float(m.dim_per_head) if m.mla is None else d_v, kvh,
-                                           mlp_act_heavy, tp, sp, rc, t.flash_attention, act_b)
+                                           mlp_act_heavy, tp, sp, rc, t.flash_attention, act_b,
+                                           gemm_input_bytes=1.0 if tr.dtype == "fp8" else None,
+                                           fc2_input_elems=fc2_in_heavy)
     inflight = [inflight_microbatches(pp, vpp, num_micro, t.schedule, r) for r in (0.0, 1.0, pp - 1.0)]
     logit_mem = logits_bytes(s / cp, b, V, tp)
     emb_out = M * h * act_b / spf                                   # embedding output kept for backward
@@ -342,7 +351,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     mem = []
     for (dense, expert), nl, inf, (e_, lg) in zip(p_kinds, (Lf, Lm, Ll), inflight,
                                                   ((1.0, is_first_logits), (0.0, 0.0), (0.0, 1.0))):
-        wd, gd, od = model_state_bytes(dense, w_bytes, g_bytes, zero, dp)
+        wd, gd, od = model_state_bytes(dense, w_bytes, g_bytes, zero, dpc)
         we, ge, oe = model_state_bytes(expert, w_bytes, g_bytes, zero, edp)
         zero3_buf = np.where(zero >= 3, 2.0 * (dense_part / tp + expert_part / (etp * ep)) * w_bytes, 0.0)
         acts = nl * act_layer * inf + e_ * emb_out * inf + lg * logit_mem
@@ -380,7 +389,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
                                                      grad_rs + param_ag))
 
     # optimizer step over the parameters this device owns
-    own = dense_t / np.where(zero >= 1, dp, 1.0) + expert_t / np.where(zero >= 1, edp, 1.0)
+    own = dense_t / np.where(zero >= 1, dpc, 1.0) + expert_t / np.where(zero >= 1, edp, 1.0)
     t_opt = memory_bound_time_s(own * OPTIMIZER_BYTES_PER_PARAM, hbm, eff.memory_bound)
     t_fixed = eff.step_overhead_ms * 1e-3
 

@@ -26,7 +26,7 @@ def model_state_bytes(params, weight_bytes, grad_bytes, zero, dp_shard):
 
 
 def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_heads, mlp_act_elems, tp, sp, recompute,
-                               flash, act_bytes=2.0):
+                               flash, act_bytes=2.0, gemm_input_bytes=None, fc2_input_elems=0.0):
     """Activation memory of one transformer layer kept for backward, one micro-batch, one device.
 
     Generalises Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 to GQA and gated MLPs. For GPT
@@ -35,14 +35,21 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
     recompute (the attention core is recomputed) and 2*s*b*h (/t with SP) with full recompute.
     `mlp_act_elems` is the number of elements per token the MLP stores between its GEMMs: the activation
     function's input and output, f + f for GELU (8h for GPT), 2f + f for gated MLPs, top_k x that for MoE. Flash attention stores no s x s matrices. `seq` is the per-device sequence (s/cp).
+    `gemm_input_bytes` (default act_bytes): bytes per element of the tensors saved as inputs of the QKV, output
+    projection, fc1 and fc2 GEMMs. FP8 training with Transformer Engine saves those in FP8, one byte (TE
+    `Linear`/`LayerNormLinear` keep the FP8-cast input for the weight-gradient GEMM; Micikevicius et al. 2022,
+    "FP8 Formats for Deep Learning", arXiv 2209.05433, sec. 4); `fc2_input_elems` is the part of
+    `mlp_act_elems` that is the fc2 input.
     """
     sbh = seq * micro_batch * hidden * (act_bytes / 2.0)
     # Outside the TP regions (split only with SP): LN inputs (4h), QKV and MLP inputs (4h), dropout masks (2h).
-    outside = 10.0 * sbh
+    r = 1.0 if gemm_input_bytes is None else gemm_input_bytes / act_bytes
+    outside = (6.0 + 4.0 * r) * sbh
     attn_w = heads * head_dim / hidden
     kv_w = kv_heads * head_dim / hidden
     # Inside the TP regions: Q, K, V, attention output and the MLP activation input/output, 2 bytes each.
-    inside = sbh * (2.0 * attn_w + 4.0 * kv_w + 2.0 * attn_w + 2.0 * mlp_act_elems / hidden)
+    inside = sbh * (2.0 * attn_w + 4.0 * kv_w + 2.0 * attn_w * r
+                    + 2.0 * (mlp_act_elems - (1.0 - r) * fc2_input_elems) / hidden)
     # attention core: softmax output (2), dropout mask (1), dropout output (2) per s x s entry per head
     core = 5.0 * heads * seq * seq * micro_batch * (act_bytes / 2.0)
     core = np.where(flash, 0.0, core)
