@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import simulator as ts
-    from simulator.search import layout_label, search
+    from simulator.planning.search import layout_label, search
 
     search(**CASE)  # warm-up (imports, first-call costs)
     times, res = [], None

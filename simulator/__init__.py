@@ -8,7 +8,8 @@ Public API (everything else is internal):
     >>> r = ts.estimate(sc)          # analytic engine -> StepEstimate
     >>> r.mfu, r.step_time_s, r.to_dict()["memory"]["total_bytes"]
 
-`simulate` (discrete-event engine), `search`, `compare` and `validate` are imported lazily.
+`simulate` (discrete-event engine), `search`, `compare`, `sweep` and `validate` are functions; their modules
+are imported on first use (pandas and SimPy load only when needed).
 """
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from .specs.training import TrainingSpec
 #: Lazily imported public functions: name -> module that defines it.
 _LAZY = {
     "simulate": "simulator.des.api",
-    "search": "simulator.search",
-    "compare": "simulator.compare",
+    "search": "simulator.planning.search",
+    "compare": "simulator.planning.compare",
     "validate": "simulator.validation",
-    "sweep": "simulator.sweep",
+    "sweep": "simulator.planning.sweep",
 }
 
 load_cluster = load_hardware  # the name DESIGN.md uses
@@ -37,7 +38,9 @@ load_cluster = load_hardware  # the name DESIGN.md uses
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        fn = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = fn
+        return fn
     raise AttributeError(f"module 'simulator' has no attribute '{name}'")
 
 

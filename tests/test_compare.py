@@ -5,9 +5,9 @@ import json
 import pytest
 
 import simulator as ts
-from simulator.compare import compare, devices_for_budget
+from simulator.planning.compare import compare, devices_for_budget
 from simulator.errors import SpecError
-from simulator.search import search
+from simulator.planning.search import search
 
 FOUR_VENDORS = ["a100-sxm4-80gb", "mi300x", "tpu-v5p", "ascend-910b"]
 JOB = dict(global_batch=32, seq_len=2048)
@@ -95,7 +95,7 @@ def test_cli_compare_four_vendors_writes_chart(tmp_path, capsys):
 
 
 def test_public_api_compare_is_callable_after_the_module_is_imported():
-    import simulator.compare  # noqa: F401
+    import simulator.planning.compare  # noqa: F401
     r = ts.compare("llama2-7b", "a100-sxm4-80gb", devices=16, tokens=1e12, **JOB)
     assert len(r.frame) == 1 and r.frame["feasible"].all()
 

@@ -12,7 +12,7 @@ from simulator.analytic import step as S
 from simulator.analytic.estimate import estimate
 from simulator.analytic.reasons import describe
 from simulator.errors import SpecError
-from simulator.search import (LAYOUT_COLUMNS, SearchSpace, enumerate_layouts, pareto_front, refine_with_des,
+from simulator.planning.search import (LAYOUT_COLUMNS, SearchSpace, enumerate_layouts, pareto_front, refine_with_des,
                               search)
 from simulator.specs.model import MoESpec
 from simulator.specs.training import TrainingSpec
@@ -240,7 +240,7 @@ def test_refine_with_the_des_engine_fills_des_columns():
 # ---- public API, CLI and the acceptance case ----------------------------------------------------------------------
 
 def test_public_api_search_is_callable_after_the_module_is_imported():
-    import simulator.search  # noqa: F401  (binds the package attribute to the module)
+    import simulator.planning.search  # noqa: F401
     r = ts.search(gpt(), toy_hardware(), 4, 4, 128)
     assert r.num_candidates == 180
 

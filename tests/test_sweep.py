@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulator import sweep as sweep_mod
+from simulator.planning import sweep as sweep_mod
 from simulator.errors import SpecError
-from simulator.sweep import MANIFEST, ChunkFailed, load_spec, plan, read_results, sweep
+from simulator.planning.sweep import MANIFEST, ChunkFailed, load_spec, plan, read_results, sweep
 
 from .conftest import gpt, toy_hardware
 
@@ -96,7 +96,7 @@ def test_killed_sweep_restarts_and_loses_nothing(spec, tmp_path):
     spec_path.write_text(yaml.safe_dump(spec))
     script = textwrap.dedent(f"""
         import os, signal
-        from simulator.sweep import sweep
+        from simulator.planning.sweep import sweep
         def on_progress(done, total):
             if done >= 1:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -78,7 +78,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import compare
+    from ..planning.compare import compare
     try:
         price = per_profile_values(args.price_per_hour, "--price-per-hour")
         power = per_profile_values(args.power_w, "--power-w")

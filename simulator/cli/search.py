@@ -149,7 +149,7 @@ def console():
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    from ..search import search
+    from ..planning.search import search
     keys = common.scenario_keys(args)
     result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
                     dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),

@@ -27,7 +27,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweep import ChunkFailed, sweep
+    from ..planning.sweep import ChunkFailed, sweep
 
     progress = None
     task = None

@@ -111,7 +111,7 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
                               seed: int = 0) -> Figure:
     """Per-device memory vs throughput of every candidate (a sample when there are many), the device capacity,
     and the Pareto front of the feasible ones."""
-    from ..search import pareto_front
+    from ..planning.search import pareto_front
 
     rng = np.random.default_rng(seed)
 

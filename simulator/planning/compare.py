@@ -12,18 +12,16 @@ floor(budget / price), rounded down to whole nodes (a multiple of devices_per_no
 from __future__ import annotations
 
 import math
-import sys
-import types
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import pandas as pd
 
-from .errors import SpecError
+from ..errors import SpecError
 from .search import SearchResult, layout_label, parse_space, records, search
-from .specs.hardware import HardwareProfile
-from .specs.loading import available_profiles, load_hardware, load_model
-from .specs.model import ModelSpec
+from ..specs.hardware import HardwareProfile
+from ..specs.loading import available_profiles, load_hardware, load_model
+from ..specs.model import ModelSpec
 
 COLUMNS = ("hardware", "vendor", "family", "devices", "feasible", "status", "layout", "tp", "pp", "dp", "cp", "ep",
            "vpp", "micro_batch", "zero", "recompute", "schedule", "mfu", "step_time_s", "tokens_per_s",
@@ -182,13 +180,3 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
              "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
     return CompareResult(model=m, global_batch=global_batch, seq_len=seq_len, tokens=float(tokens), frame=_frame(rows),
                          budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes))
-
-
-class _CallableModule(types.ModuleType):
-    """`simulator.compare` is both this module and its function (see simulator.search)."""
-
-    def __call__(self, *args, **kwargs):
-        return compare(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -20,9 +20,7 @@ import itertools
 import json
 import math
 import os
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Optional, Union
@@ -31,13 +29,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 
-from .errors import SpecError
+from ..errors import SpecError
 from .search import BREAKDOWN_COLUMNS, Objective, SearchSpace, search
-from .specs.base import Spec
-from .specs.hardware import HardwareProfile
-from .specs.loading import load_hardware, load_model, read_yaml, validate_spec
-from .specs.model import ModelSpec
-from .specs.training import TrainDtype
+from ..specs.base import Spec
+from ..specs.hardware import HardwareProfile
+from ..specs.loading import load_hardware, load_model, read_yaml, validate_spec
+from ..specs.model import ModelSpec
+from ..specs.training import TrainDtype
 
 MANIFEST = "_sweep.json"
 MANIFEST_KIND = "trainsim-sweep"
@@ -501,13 +499,3 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
     return SweepResult(spec=sp, output=out, frame=frame, num_points=len(pl.points), num_chunks=total,
                        chunks_computed=len(todo), chunks_skipped=total - len(todo),
                        elapsed_s=time.perf_counter() - t0, executor=executor, fingerprint=pl.fingerprint)
-
-
-class _CallableModule(types.ModuleType):
-    """`simulator.sweep` is both this module and its function (see simulator.search)."""
-
-    def __call__(self, *args, **kwargs):
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

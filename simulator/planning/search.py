@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
@@ -31,18 +29,18 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
-from .analytic import step as S
-from .analytic.layouts import LayoutTable
-from .analytic.step import Job, evaluate
-from .errors import SpecError
-from .specs.base import Spec
-from .specs.hardware import HardwareProfile
-from .specs.layout import DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, Layout, Recompute, Schedule
-from .specs.loading import load_hardware, load_model, validate_spec
-from .specs.model import ModelSpec
-from .specs.scenario import Scenario
-from .specs.training import TrainDtype, TrainingSpec
-from .units import GIGA
+from ..analytic import step as S
+from ..analytic.layouts import LayoutTable
+from ..analytic.step import Job, evaluate
+from ..errors import SpecError
+from ..specs.base import Spec
+from ..specs.hardware import HardwareProfile
+from ..specs.layout import DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, Layout, Recompute, Schedule
+from ..specs.loading import load_hardware, load_model, validate_spec
+from ..specs.model import ModelSpec
+from ..specs.scenario import Scenario
+from ..specs.training import TrainDtype, TrainingSpec
+from ..units import GIGA
 
 Objective = Literal["throughput", "memory", "cost"]
 OBJECTIVES = ("throughput", "memory", "cost")
@@ -664,13 +662,3 @@ def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult
                         num_devices=result.num_devices, objective=result.objective, space=result.space, frame=frame,
                         timings_s=result.timings_s, price_per_hour_usd=result.price_per_hour_usd,
                         engine="analytic+des")
-
-
-# `simulator.search` names both this module and its function: once the module is imported, the package
-# attribute is the module, so make the module callable (`ts.search(...)` works either way).
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

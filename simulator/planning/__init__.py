@@ -1,0 +1,1 @@
+"""Planning on top of the engines: layout search, hardware comparison, design-space sweeps."""
