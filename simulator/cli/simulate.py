@@ -1,0 +1,150 @@
+"""`trainsim simulate`: one layout, discrete-event engine (overlap, contention, stragglers, timeline)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import SpecError
+from . import common
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{v} must be in [0, 1]")
+    return v
+
+
+def _slowdown(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 1.0 <= v <= 100.0:
+        raise argparse.ArgumentTypeError(f"{v} must be in [1, 100] (a slowdown factor)")
+    return v
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "simulate", help="replay one training step with the discrete-event engine (overlap, contention, stragglers)",
+        description="Replay one training step of one layout with the discrete-event engine: one representative "
+                    "rank per pipeline stage, the pipeline schedule op by op, communication overlapped and "
+                    "sharing network ports, optional jitter and stragglers. Prints the same results as "
+                    "`estimate` plus per-stage busy/idle time and the difference from the analytic estimate; "
+                    "writes a Chrome trace and a Gantt chart on request. Exit 3 if the layout cannot run.")
+    common.add_job_flags(p)
+    g = p.add_argument_group("simulation")
+    g.add_argument("--overlap", type=common.on_off, default=True, metavar="on|off",
+                   help="overlap communication with compute where the layout allows (default on); off "
+                        "serializes everything like the analytic engine")
+    g.add_argument("--contention", type=common.on_off, default=True, metavar="on|off",
+                   help="concurrent transfers of a device on one network tier share its port (default on)")
+    g.add_argument("--jitter", type=_fraction, default=0.0, metavar="SIGMA",
+                   help="relative standard deviation of a random factor on every op (default 0)")
+    g.add_argument("--stragglers", type=_fraction, default=0.0, metavar="FRACTION",
+                   help="fraction of devices whose compute is slower (default 0)")
+    g.add_argument("--straggler-slowdown", type=_slowdown, default=1.5, metavar="FACTOR",
+                   help="how much slower a straggler computes (default 1.5)")
+    g.add_argument("--samples", type=common.positive_int, default=1, metavar="N",
+                   help="independent replays; reports the median and p50/p90/p99 (default 1)")
+    g.add_argument("--seed", type=common.nonneg_int, default=0, help="random seed of jitter and stragglers (default 0)")
+    g.add_argument("--trace", metavar="FILE.json", help="write a Chrome trace (Perfetto / chrome://tracing)")
+    g.add_argument("--gantt", metavar="FILE.png", help="write a Gantt chart of the step")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    p.set_defaults(handler=run)
+
+
+def des_renderable(d: dict):
+    """Per-stage busy/idle, step-time distribution, and the comparison with the analytic engine."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from ..units import format_seconds
+
+    parts = []
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("replay", f"schedule {d['schedule']}, overlap {'on' if d['overlap'] else 'off'}, contention "
+                           f"{'on' if d['contention'] else 'off'}, {d['num_events']:,} events")
+    if d.get("replica_groups"):
+        head.add_row("stragglers", "; ".join(d["replica_groups"]))
+    pct = d.get("step_time_percentiles_s")
+    if pct:
+        head.add_row(f"{d['samples']} samples", f"p50 {format_seconds(pct['p50'])}  p90 {format_seconds(pct['p90'])}  "
+                                                f"p99 {format_seconds(pct['p99'])}  (min {format_seconds(pct['min'])}, "
+                                                f"max {format_seconds(pct['max'])})")
+    a = d["analytic"]
+    delta = d["delta_vs_analytic_s"]["step_time"]
+    head.add_row("vs estimate", f"{format_seconds(a['step_time_s'])} analytic, "
+                                f"{'+' if delta >= 0 else '-'}{format_seconds(abs(delta))} "
+                                f"({delta / a['step_time_s'] * 100:+.2f}%)")
+    parts.append(head)
+
+    st = Table(title="pipeline stages", title_justify="left")
+    for c in ("stage", "layers", "busy", "idle", "idle share", "finished at"):
+        st.add_column(c, justify="right")
+    step = d["step_time_s"]
+    for k, s in d["stages"].items():
+        st.add_row(k, str(s["layers"]), format_seconds(s["busy_s"]), format_seconds(max(0.0, s["idle_s"])),
+                   f"{max(0.0, s['idle_s']) / step * 100:.1f}%", format_seconds(s["finished_s"]))
+    parts += [Text(""), st]
+    if d.get("explanations"):
+        parts += [Text(""), Text("why the replay differs from the estimate:", style="bold")]
+        parts += [Text(f"  - {e}") for e in d["explanations"]]
+    return Group(*parts)
+
+
+def write_outputs(result, args: argparse.Namespace) -> None:
+    """Write the Chrome trace and the Gantt chart the flags ask for."""
+    from ..des.trace import chrome_trace, gantt_figure
+    tl = result.timeline
+    sc = result.scenario
+    lay = sc.layout
+    title = (f"{sc.model.name} on {sc.num_devices} x {sc.hardware.name}: tp {lay.tp} pp {lay.pp} dp {lay.dp}"
+             f"{f' vpp {lay.vpp}' if lay.vpp > 1 else ''}, {result.num_micro_batches} micro-batches, "
+             f"{result.extra['schedule']}; step {result.step_time_s:,.3f} s")
+    if args.trace:
+        meta = {"model": sc.model.name, "hardware": sc.hardware.name, "devices": sc.num_devices,
+                "layout": lay.model_dump(), "engine": "des"}
+        try:
+            with open(args.trace, "w", encoding="utf-8") as fh:
+                json.dump(chrome_trace(tl, meta), fh)
+        except OSError as err:
+            raise SpecError(f"--trace {args.trace}: cannot write the file ({err.strerror})") from None
+    if args.gantt:
+        try:
+            gantt_figure(tl, title=title).savefig(args.gantt)
+        except OSError as err:
+            raise SpecError(f"--gantt {args.gantt}: cannot write the file ({err.strerror})") from None
+        except ValueError as err:
+            raise SpecError(f"--gantt {args.gantt}: {err} (use a .png, .svg or .pdf name)") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..des.api import Stragglers, simulate
+    from .estimate import emit
+    sc = common.build_scenario(args)
+    strag = Stragglers(args.stragglers, args.straggler_slowdown) if args.stragglers > 0 else None
+    result = simulate(sc, overlap=args.overlap, contention=args.contention, jitter=args.jitter, stragglers=strag,
+                      samples=args.samples, seed=args.seed)
+    write_outputs(result, args)
+    d = result.to_dict()
+    if args.format == "table":
+        from rich.text import Text
+        emit(d, "table")
+        out = common.stdout()
+        out.print(Text(""))
+        out.print(des_renderable(d))
+    else:
+        emit(d, args.format)
+    if not result.feasible:
+        if args.format != "table":
+            common.error("infeasible layout:\n" + "\n".join(f"  - {r}" for r in result.reasons))
+        return 3
+    return 0
