@@ -148,13 +148,26 @@ def _comm(*pairs) -> tuple:
 def _param_items(lc: dict):
     """Parameters per tensor-parallel rank of one layer (dense, expert), of the input embedding and of the
     output layer, as analytic.step.evaluate counts them."""
-    c, m = lc["c"], lc["m"]
+    c = lc["c"]
     tp, ep = _scalar(lc, "tp"), _scalar(lc, "ep")
+    etp = _scalar(lc, "etp") if "etp" in lc else tp        # expert tensor parallelism (layer_costs' rule)
     n_moe_heavy = float(np.asarray(lc["n_moe_heavy"], dtype=float).reshape(-1)[0])
     dense_part = (c.attn_params + c.norm_params_per_layer + c.router_params + c.shared_expert_params
                   + (1.0 - n_moe_heavy) * c.dense_mlp_params)
     expert_part = n_moe_heavy * c.num_experts * c.expert_params
-    return dense_part / tp, expert_part / (tp * ep), c.embedding_params / tp, c.output_params / tp
+    return dense_part / tp, expert_part / (etp * ep), c.embedding_params / tp, c.output_params / tp
+
+
+def _dp_groups(lc: dict, lay) -> tuple[float, float, float]:
+    """(dense data-parallel group, expert data-parallel group, rank stride of the dense group): gradients are
+    reduced and ZeRO shards over DP x CP (layer_costs' dpc, edpc; analytic.step.dp_comm_times)."""
+    dpc = _scalar(lc, "dpc") if "dpc" in lc else float(lay.dp)
+    edpc = _scalar(lc, "edpc") if "edpc" in lc else max(1.0, lay.dp / lay.ep)
+    st = lc["st"]
+    s_dp = float(np.asarray(st["dp"]).reshape(-1)[0])
+    if "dpc" in lc and lay.cp > 1:
+        s_dp = min(s_dp, float(np.asarray(st["cp"]).reshape(-1)[0]))
+    return dpc, edpc, s_dp
 
 
 def _tier_shares(lc: dict, sc: Scenario) -> dict:
@@ -164,8 +177,9 @@ def _tier_shares(lc: dict, sc: Scenario) -> dict:
         "tp": group_tier_shares(lay.tp, st["tp"], tiers),
         "ep": group_tier_shares(lay.ep, st["ep"], tiers),
         "cp": group_tier_shares(lay.cp, st["cp"], tiers),
-        "dp": group_tier_shares(lay.dp, st["dp"], tiers),
     }
+    dpc, _, s_dp = _dp_groups(lc, lay)
+    shares["dp"] = group_tier_shares(dpc, s_dp, tiers)
     pp_tier = tiers.num_tiers - 1
     for k in range(tiers.num_tiers):
         if float(np.asarray(members_per_domain(2, float(np.asarray(st["pp"]).reshape(-1)[0]),
@@ -289,14 +303,15 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
         ar, rs, ag = (float(x[0]) for x in dp_times([dense_tot], [expert_tot]))
         dp_reduce = dp_gather = 0.0
         buckets = ()
-        if not z3 and lay.dp > 1:
+        dpc, edpc, _ = _dp_groups(lc, lay)
+        if not z3 and (dpc > 1 or edpc > 1):
             if not bucket_overlap:
                 dp_reduce = ar if zero == 0 else rs
                 dp_gather = 0.0 if zero == 0 else ag
             else:
                 # Megatron keeps one gradient buffer per model chunk: buckets never span chunks. Chunks finish
                 # their last backward from the last to the first.
-                cap = max(BUCKET_MIN_PARAMS, BUCKET_PARAMS_PER_DP_RANK * lay.dp)
+                cap = max(BUCKET_MIN_PARAMS, BUCKET_PARAMS_PER_DP_RANK * dpc)
                 groups = []
                 for c in reversed(range(vpp)):
                     b_items, w_items = items[c]
@@ -320,7 +335,7 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
                                      gather_s=0.0 if zero == 0 else float(b_ag[i]), first_use=first_use,
                                      label=label))
                 buckets = tuple(bl)
-        own = dense_tot / (lay.dp if zero >= 1 else 1) + expert_tot / (max(1.0, lay.dp / lay.ep) if zero >= 1 else 1)
+        own = dense_tot / (dpc if zero >= 1 else 1.0) + expert_tot / (edpc if zero >= 1 else 1.0)
         eff = hw.efficiency
         opt = float(memory_bound_time_s(own * OPTIMIZER_BYTES_PER_PARAM, hw.device.memory_bandwidth_bytes_per_s,
                                         eff.memory_bound))
