@@ -119,6 +119,7 @@ class Case:
     tp_comm_overlap: bool
     convention_embedding: bool  # 6N conventions whose N counts the input embedding too
     assumptions: tuple = ()
+    eval_sequences_per_step: float = 0.0   # forward-only evaluation inside the measured window, per step
 
 
 @dataclass
@@ -273,6 +274,7 @@ def parse_published_row(header: list[str], cells: list[str], line: int) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 _HEAD_DIM = re.compile(r"head_dim\s+(\d+)", re.I)
+_EVAL_BLOCK = re.compile(r"([\d,]+) tokens per eval block.*?eval \(([\d,]+) sequences forward\)", re.I | re.S)
 _DENSE_PREFIX = re.compile(r"first\s+(\d+)\s+layers\s+dense", re.I)
 
 
@@ -406,11 +408,22 @@ def case_from_row(row: dict, line: int) -> Case:
     overlap = not (year and year <= 2022 and not zero3)
     tp_overlap = bool(re.search(r"tp[ _-]comm[ _-]overlap", low))
     conv_emb = bool(re.search(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings", low))
+    # Throughput measured over windows that include a forward-only evaluation (data README sec. 3, pitfall 5):
+    # when the notes give the window's tokens and the evaluated sequences, predict the same window.
+    eval_per_step = 0.0
+    ev = _EVAL_BLOCK.search(notes)
+    if ev:
+        block_tokens = float(ev.group(1).replace(",", ""))
+        steps_per_block = block_tokens / float(training.tokens_per_step)
+        eval_per_step = float(ev.group(2).replace(",", "")) / steps_per_block
+        assumptions.append(f"measured window includes evaluation: {ev.group(2)} sequences forward per "
+                           f"{ev.group(1)} training tokens, predicted the same way")
     return Case(id=row["id"], line=line, source=row.get("source") or "", metric=row["metric"],
                 measured=row["value"], convention=row.get("flops_convention") or None,
                 peak_tflops_used=row["peak_tflops_used"], model=model, hardware=hw, training=training,
                 num_devices=n, known=known, flash_attention=flash, overlap_grad_reduce=overlap,
-                tp_comm_overlap=tp_overlap, convention_embedding=conv_emb, assumptions=tuple(assumptions))
+                tp_comm_overlap=tp_overlap, convention_embedding=conv_emb, assumptions=tuple(assumptions),
+                eval_sequences_per_step=eval_per_step)
 
 
 def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: HardwareProfile) -> Case:
@@ -654,12 +667,23 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
     mem = float(out["mem_total_bytes"][i])
     if simulate is not None:
         step = _des_step_time(case, layout, simulate)
+    if case.eval_sequences_per_step:
+        step = step + eval_time_s(case, out, i, step)
     pred = predict_metric(case, step, mem, RECOMPUTE_CODES[layout["recompute"]])
     err = (pred - case.measured) / case.measured * 100.0
     return RowResult(id=case.id, metric=case.metric, measured=case.measured, predicted=pred, error_pct=err,
                      line=case.line, source=case.source, hardware=hw.name, family=hw.family,
                      moe=case.model.moe is not None, searched={f: layout[f] for f in searched}, layout=layout,
                      notes=list(case.assumptions) + notes, step_time_s=step, memory_gb=mem / GIGA)
+
+
+def eval_time_s(case: Case, out: dict, i: int, step: float) -> float:
+    """Forward-only evaluation time per training step: the evaluated sequences' forward FLOPs (a third of the
+    model FLOPs per token) at the FLOP rate the training step achieves."""
+    c = model_costs(case.model, case.training.seq_len)
+    fwd_flops = case.eval_sequences_per_step * case.training.seq_len * c.model_flops_per_token() / 3.0
+    rate = float(out["hardware_flops_per_step"][i]) / step
+    return fwd_flops / rate
 
 
 def predict_case(case: Case, simulate: Optional[Callable] = None) -> RowResult:

@@ -1,0 +1,45 @@
+"""Re-run the calibration of the hardware families against the visible measured runs.
+
+    python benchmarks/calibrate.py                 # fit and print (no files changed)
+    python benchmarks/calibrate.py --loso          # plus leave-one-source-out errors
+    python benchmarks/calibrate.py --loso --write  # write the values into hardware_profiles/*.yaml
+
+Data: ../shared/data/published_runs.csv and the vTrain ground-truth files (the repository's sibling `shared`
+folder; --data-dir to point elsewhere). Same as `trainsim calibrate FILES... [--loso] [--write]`; what each family
+fits is simulator.calibration.FAMILY_FITS.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+FILES = ("published_runs.csv", "vtrain/ground_truth_single.csv", "vtrain/ground_truth_multi.csv")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    ap.add_argument("--family", action="append")
+    ap.add_argument("--loso", action="store_true")
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--format", choices=["table", "json"], default="table")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from simulator.cli import main as cli_main
+
+    files = [str(Path(a.data_dir) / f) for f in FILES]
+    args = ["calibrate", *files, "--format", a.format]
+    for f in a.family or []:
+        args += ["--family", f]
+    if a.loso:
+        args.append("--loso")
+    if a.write:
+        args.append("--write")
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
