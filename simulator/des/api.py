@@ -541,6 +541,13 @@ def _result(sc, original, row, analytic, plan, res, times, *, samples, seed, jit
     extra["contention_delay_s"] = {k: float(v) for k, v in res.contention_delay_s.items() if v > 1e-12}
     extra["explanations"] = _explain(sc, plan, breakdown, a_bd, step, analytic.step_time_s, res, overlap,
                                      contention, pace)
+    if jitter > 0 or (strag is not None and strag.fraction > 0):
+        extra["explanations"].insert(1 if len(extra["explanations"]) > 1 else 0, (
+            "random draws the estimate does not have: " + ", ".join(
+                ([f"jitter (sigma {jitter:g}) on every pass"] if jitter > 0 else [])
+                + ([f"{strag.fraction:g} of devices {strag.slowdown:g}x slower"] if strag and strag.fraction > 0
+                   else []))
+            + " (median replay shown)"))
     fits = bool(row["fits"])
     return SimulationResult(
         scenario=sc, step_time_s=step, mfu=model_flops / (step * n * peak), hfu=hw_flops / (step * n * peak),

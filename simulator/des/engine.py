@@ -316,14 +316,16 @@ class StepSimulation:
             self.first_uses.append(fu)
 
     # ---- communication -------------------------------------------------------------------------------------
-    def comm(self, g: int, r: int, kind: str, seconds: float, tier: int | None = None):
-        """Event for a transfer of `kind` taking `seconds` when uncontended, from representative rank (g, r)."""
+    def comm(self, g: int, r: int, kind: str, seconds: float):
+        """Event for a transfer of `kind` taking `seconds` when uncontended, from representative rank (g, r):
+        a fixed delay, or transfers on the rank's ports of the tiers the kind crosses, one after the other,
+        each taking its share of the time at full bandwidth (hierarchical collectives run level by level)."""
         env = self.env
         if seconds <= 0.0:
             return env.timeout(0.0)
         if kind not in self.flow_kinds:
             return env.timeout(seconds)
-        shares = ((tier, 1.0),) if tier is not None else self.spec.tier_shares.get(kind, ())
+        shares = self.spec.tier_shares.get(kind, ())
         parts = [(self.links[(g, r, k)], seconds * w) for k, w in shares if (g, r, k) in self.links]
         if not parts:
             return env.timeout(seconds)

@@ -78,10 +78,12 @@ def chrome_trace(tl: Timeline, metadata: dict | None = None) -> dict:
     return {"traceEvents": events, "displayTimeUnit": "ms", "otherData": other}
 
 
-def gantt_figure(tl: Timeline, title: str = "", group: int | None = None, max_stages: int = 64):
+def gantt_figure(tl: Timeline, title: str = "", group: int | None = None, max_stages: int = 64,
+                 min_comm_width: float = 0.0015):
     """A matplotlib Figure with one row per (stage, stream), bars coloured by op kind and communication.
 
     `group` picks the replica group to draw (default: the first); at most `max_stages` stages are drawn.
+    Communication bars are drawn at least `min_comm_width` of the step wide so that short sends stay visible.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -100,10 +102,14 @@ def gantt_figure(tl: Timeline, title: str = "", group: int | None = None, max_st
     ax = fig.add_subplot(1, 1, 1)
     index = {row: i for i, row in enumerate(rows)}
     bars: dict = {}
+    min_w = min_comm_width * tl.step_time_s
     for sp in tl.spans:
         if sp.group != g or (sp.stage, sp.stream) not in index:
             continue
-        bars.setdefault((index[(sp.stage, sp.stream)], sp.category), []).append((sp.start_s, sp.end_s - sp.start_s))
+        width = sp.end_s - sp.start_s
+        if sp.stream != "compute":
+            width = max(width, min_w)
+        bars.setdefault((index[(sp.stage, sp.stream)], sp.category), []).append((sp.start_s, width))
     for (i, cat), xr in bars.items():
         thin = rows[i][1] != "compute"
         h = 0.45 if thin else 0.8
