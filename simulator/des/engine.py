@@ -394,6 +394,9 @@ class StepSimulation:
                 self.accounts[(g, r)] = [0.0] * len(CATEGORIES)
                 env.process(self._stage(g, r))
         env.run()
+        if len(self.end_time) != G * P:                 # a schedule whose dependencies cannot all be met
+            stuck = sorted(set(self.done_ev) - set(self.end_time))
+            raise RuntimeError(f"replay stopped at t={env.now:.6g} s with ranks {stuck} unfinished")
         end = max(self.end_time.values())
         step = end + s.overhead_s
         accounts = {k: dict(zip(CATEGORIES, v)) for k, v in self.accounts.items()}
