@@ -118,3 +118,16 @@ def test_moe_tpu_ascend_answer_with_result_or_reasons(model, hw, extra, capsys):
     assert code in (0, 3)
     d = json.loads(out)
     assert d["step_time_s"] > 0 and 0 < d["mfu"] < 1
+
+
+def test_explicit_stage_layers_must_hold_every_layer(tmp_path, capsys):
+    f = tmp_path / "run.yaml"
+    f.write_text("model: gpt3-175b\nhardware: a100-sxm4-80gb\ndevices: 1024\nglobal_batch: 1536\nseq_len: 2048\n"
+                 "tp: 8\npp: 4\nstage_layers: [24, 24, 24, 23]\n")
+    code, _, err = run(["estimate", "--scenario", str(f)], capsys)
+    assert code == 2 and "sums to 95" in err and "96 layers" in err
+    f.write_text("model: gpt3-175b\nhardware: a100-sxm4-80gb\ndevices: 1024\nglobal_batch: 1536\nseq_len: 2048\n"
+                 "tp: 8\npp: 4\nstage_layers: [23, 25, 25, 23]\n")
+    code, out, _ = run(["estimate", "--scenario", str(f), "--format", "json"], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["stage_layers"] == {"first": 23, "middle": 25, "last": 23}

@@ -86,7 +86,20 @@ class Scenario(Spec):
         training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
         layout = validate_spec(Layout, lay, "layout").with_dp(devices)
+        check_stage_layers(layout, m)
         return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout)
+
+
+def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
+    """An explicit split must list pp*vpp chunks holding all the model's layers."""
+    sl = layout.stage_layers
+    if sl is None:
+        return
+    chunks = layout.pp * layout.vpp
+    if len(sl) != chunks:
+        raise SpecError(f"stage_layers has {len(sl)} entries; it needs pp({layout.pp}) * vpp({layout.vpp}) = {chunks}")
+    if sum(sl) != model.num_layers:
+        raise SpecError(f"stage_layers {sl} sums to {sum(sl)}; model '{model.name}' has {model.num_layers} layers")
 
 
 def read_scenario_file(path: str) -> dict:
