@@ -67,3 +67,13 @@ def test_slowest_stage_paces_the_pipeline():
     taus = np.array([1.0, 2.0, 1.0])
     t = pipeline_time_s(taus.max(), taus.sum(), 10, 1, 1)
     assert float(t) == pytest.approx(9 * 2.0 + 4.0)
+
+
+def test_surplus_beyond_the_two_ends_is_spread_inwards():
+    """32 layers on 8 x 3 = 24 chunks: ceil = 2, 16 chunks lose one layer, ends first, then inwards."""
+    from simulator.analytic.pipeline import chunk_layers
+    chunks = chunk_layers(32, 8, 3)
+    assert sum(chunks) == 32 and max(chunks) - min(chunks) <= 1
+    first, mid, last = (int(x) for x in default_stage_split(32, 8, 3))
+    assert (first, mid, last) == (sum(chunks[0::8]), max(sum(chunks[r::8]) for r in range(1, 7)), sum(chunks[7::8]))
+    assert first + last <= mid * 2

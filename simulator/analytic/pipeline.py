@@ -22,39 +22,56 @@ def bubble_fraction(pp, num_micro, vpp=1, schedule="1f1b"):
     return np.where(code == 2, base / vpp, np.where(code == 3, base / 3.0, base))
 
 
-def default_stage_split(num_layers: int, pp, vpp):
-    """Layers on the first, busiest middle and last pipeline rank (summed over their vpp chunks).
+def chunk_layers(num_layers: int, pp: int, vpp: int) -> list[int]:
+    """Default layers of each of the pp*vpp model chunks, in pipeline order (chunk i runs on rank i % pp).
 
     Even when pp*vpp divides the layers. Otherwise every chunk gets ceil(L/(pp*vpp)) layers and the surplus is
-    taken from the first and the last chunk, which also hold the embedding and the logits (Llama 3 405B:
-    126 layers on 16 stages = 7 + 14x8 + 7, Llama 3 paper sec. 3.3.2; BLOOM: 70 on 12 stages).
-    Returns three arrays (first, middle, last); middle is 0 where pp < 3, first = all where pp = 1.
+    taken from the first and the last chunk (the first gives the larger half), which also hold the embedding
+    and the logits (Llama 3 405B: 126 layers on 16 stages = 7 + 14x8 + 7, Llama 3 paper sec. 3.3.2; BLOOM: 70
+    on 12 stages). When the two ends cannot absorb it (few layers per chunk), one layer at a time is taken from
+    the ends inwards (first, last, second, second-to-last, ...), keeping every chunk within one layer of the rest.
     """
-    pp = np.asarray(pp)
-    vpp = np.asarray(vpp)
     chunks = pp * vpp
-    per = -(-num_layers // chunks)                  # ceil
+    if chunks == 1:
+        return [num_layers]
+    per = -(-num_layers // chunks)
+    out = [per] * chunks
     deficit = chunks * per - num_layers
-    take_first = np.minimum(per, (deficit + 1) // 2)
-    take_last = np.minimum(per, deficit - take_first)
-    first_chunk = per - take_first
-    last_chunk = per - take_last
-    first = first_chunk + (vpp - 1) * per
-    last = last_chunk + (vpp - 1) * per
-    middle = np.where(pp >= 3, vpp * per, 0)
-    first = np.where(pp == 1, num_layers, first)
-    last = np.where(pp == 1, 0, last)
-    return first, middle, last
+    take_first = (deficit + 1) // 2
+    if take_first <= per and deficit - take_first <= per:
+        out[0] -= take_first
+        out[-1] -= deficit - take_first
+        return out
+    order = [i for k in range((chunks + 1) // 2) for i in dict.fromkeys((k, chunks - 1 - k))]
+    for i in order[:deficit]:
+        out[i] -= 1
+    return out
 
 
-def explicit_stage_split(stage_layers: list[int], pp: int):
-    """(first, busiest middle, last) rank layers of an explicit per-chunk list (chunk i runs on rank i % pp)."""
-    per_rank = [0] * pp
-    for i, n in enumerate(stage_layers):
-        per_rank[i % pp] += n
+def rank_split(chunks: list[int], pp: int) -> tuple[int, int, int]:
+    """(first, busiest middle, last) rank layers of a per-chunk list; chunk i runs on rank i % pp.
+    Middle is 0 where pp < 3; first holds everything where pp = 1."""
+    per_rank = [sum(chunks[r::pp]) for r in range(pp)]
     if pp == 1:
         return per_rank[0], 0, 0
     return per_rank[0], (max(per_rank[1:-1]) if pp >= 3 else 0), per_rank[-1]
+
+
+def default_stage_split(num_layers: int, pp, vpp):
+    """Layers on the first, busiest middle and last pipeline rank (summed over their vpp chunks) under the
+    default chunk split (`chunk_layers`), for arrays of pp and vpp: computed once per distinct (pp, vpp)."""
+    pp_a, vpp_a = np.broadcast_arrays(np.asarray(pp), np.asarray(vpp))
+    pairs, inverse = np.unique(np.stack([pp_a.ravel(), vpp_a.ravel()], 1), axis=0, return_inverse=True)
+    table = np.array([rank_split(chunk_layers(num_layers, int(p), int(v)), int(p))
+                      if p * v <= num_layers else (0, 0, 0) for p, v in pairs], dtype=np.int64).reshape(-1, 3)
+    picked = table[inverse.ravel()]
+    shape = pp_a.shape
+    return picked[:, 0].reshape(shape), picked[:, 1].reshape(shape), picked[:, 2].reshape(shape)
+
+
+def explicit_stage_split(stage_layers: list[int], pp: int):
+    """(first, busiest middle, last) rank layers of an explicit per-chunk list."""
+    return rank_split(list(stage_layers), pp)
 
 
 def inflight_microbatches(pp, vpp, num_micro, schedule, rank):

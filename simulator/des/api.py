@@ -30,6 +30,7 @@ import numpy as np
 
 from ..analytic.estimate import BREAKDOWN_KEYS, StepEstimate, job_of, result_from_row
 from ..analytic.layouts import LayoutTable
+from ..analytic.pipeline import chunk_layers as default_chunk_layers
 from ..analytic.step import OPTIMIZER_BYTES_PER_PARAM, R_MEMORY, dp_comm_times, evaluate, layer_costs
 from ..costs.compute import memory_bound_time_s
 from ..errors import InfeasibleLayoutError, SpecError
@@ -66,13 +67,8 @@ class SimulationResult(StepEstimate):
 
 # ----------------------------------------------------------------------------------------- plan building
 def chunk_layers(num_layers: int, pp: int, vpp: int, stage_layers=None) -> list[int]:
-    """Layers of each of the pp*vpp model chunks in pipeline order.
-
-    Explicit `stage_layers` must have pp*vpp entries summing to the model's layers. The default is the
-    analytic engine's rule (analytic.pipeline.default_stage_split): ceil(L/(pp*vpp)) per chunk, the surplus
-    taken from the first and the last chunk (the first gets the larger half); when that is not enough (few
-    layers per chunk) the rest comes from the second and second-to-last chunks, and so on.
-    """
+    """Layers of each of the pp*vpp model chunks in pipeline order: explicit `stage_layers` (pp*vpp entries
+    summing to the model's layers) or the analytic engine's default split (analytic.pipeline.chunk_layers)."""
     chunks = pp * vpp
     if stage_layers is not None:
         sl = list(stage_layers)
@@ -83,23 +79,7 @@ def chunk_layers(num_layers: int, pp: int, vpp: int, stage_layers=None) -> list[
             raise SpecError(f"layout.stage_layers {sl} sums to {sum(sl)}; it must sum to the model's "
                             f"{num_layers} layers")
         return sl
-    if chunks == 1:
-        return [num_layers]
-    per = -(-num_layers // chunks)
-    out = [per] * chunks
-    deficit = chunks * per - num_layers
-    take_first = (deficit + 1) // 2
-    if take_first <= per and deficit - take_first <= per:
-        out[0] -= take_first
-        out[-1] -= deficit - take_first
-        return out
-    # The two end chunks cannot absorb the surplus (few layers per chunk): take one layer at a time from the
-    # ends inwards (first, last, second, second-to-last, ...), which keeps every chunk within one layer of the
-    # others. default_stage_split does not handle this case (its counts then exceed the model's layers).
-    order = [i for k in range((chunks + 1) // 2) for i in dict.fromkeys((k, chunks - 1 - k))]
-    for i in order[:deficit]:
-        out[i] -= 1
-    return out
+    return default_chunk_layers(num_layers, pp, vpp)
 
 
 def _scalar(lc: dict, key: str) -> float:
