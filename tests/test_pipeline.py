@@ -77,3 +77,8 @@ def test_surplus_beyond_the_two_ends_is_spread_inwards():
     first, mid, last = (int(x) for x in default_stage_split(32, 8, 3))
     assert (first, mid, last) == (sum(chunks[0::8]), max(sum(chunks[r::8]) for r in range(1, 7)), sum(chunks[7::8]))
     assert first + last <= mid * 2
+
+
+def test_zb_h1_keeps_p_micro_batches_on_every_rank():
+    assert float(inflight_microbatches(4, 1, 16, 3, 3)) == 4
+    assert float(inflight_microbatches(4, 1, 16, 3, 0)) == 4

@@ -77,7 +77,9 @@ def explicit_stage_split(stage_layers: list[int], pp: int):
 def inflight_microbatches(pp, vpp, num_micro, schedule, rank):
     """Micro-batches (in units of the rank's whole layer set) whose activations rank `rank` holds at peak.
 
-    1F1B and ZB-H1: p - r (Narayanan et al. 2021 sec. 2.2.1); GPipe: m; interleaved: Megatron's warm-up of
+    1F1B: p - r (Narayanan et al. 2021 sec. 2.2.1); ZB-H1: p on every rank (rank r defers r weight-gradient
+    passes, whose inputs stay alive; the peak equals 1F1B's first stage, Qi et al. 2023 sec. 3); GPipe: m;
+    interleaved: Megatron's warm-up of
     2(p-r-1) + (v-1)p chunk passes plus the one in progress, divided by v. For rank 0 it equals
     p*(1 + (p-1)/(p*v)) (Korthikanti et al. 2022 sec. 4.2.3). Capped at m.
     """
@@ -87,7 +89,7 @@ def inflight_microbatches(pp, vpp, num_micro, schedule, rank):
     code = np.asarray(schedule)
     one_f_one_b = pp - rank
     interleaved = (2.0 * (pp - rank - 1.0) + (vpp - 1.0) * pp + 1.0) / vpp
-    v = np.where(code == 0, m, np.where(code == 2, interleaved, one_f_one_b))
+    v = np.where(code == 0, m, np.where(code == 2, interleaved, np.where(code == 3, pp, one_f_one_b)))
     return np.clip(v, 1.0, m)
 
 
