@@ -163,3 +163,12 @@ def test_cli_csv_and_plot(tmp_path):
 def test_cli_table_lists_skipped_rows():
     text = _cli_json()
     assert "rows skipped" in text and "xpu-9000" in text and "MAPE" in text
+
+
+def test_des_engine_predicts_the_same_rows_when_installed():
+    pytest.importorskip("simulator.des.api")
+    des = validate(RUNS, engine="des")
+    ana = validate(RUNS)
+    assert [r.status for r in des.rows] == [r.status for r in ana.rows]
+    # same chosen layouts (the search of blank cells always uses the analytic engine)
+    assert [r.layout for r in des.ok_rows] == [r.layout for r in ana.ok_rows]

@@ -166,14 +166,16 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     fc2_in_heavy = (1.0 - n_moe_heavy) * f + n_moe_heavy * ((k * fe + fs) if moe is not None else 0.0)
 
     # attention core. Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the
-    # local sequence length. Without flash (Megatron's unfused path): two batched GEMMs, QK^T of shape
-    # (s, d_head, s) and softmax(.)V of shape (s, s, d_head), whose smallest dimension is the head dimension,
-    # so they run on the matmul curve at d_head; the s x s softmax/dropout between them is memory bound.
+    # local sequence length. Without flash (Megatron's unfused path): two batched GEMMs per head, QK^T of shape
+    # (s, d_head, s) and softmax(.)V of shape (s, s, d_head), run on the matmul curve; their output (s x s or
+    # s x d_head per head, times heads x micro-batch) fills the machine even though one dimension is d_head, so
+    # the curve is taken at the cube root of the per-head GEMM volume, (s^2 d_head)^(1/3), rather than at d_head;
+    # the s x s softmax/dropout between them is memory bound.
     attn_flops_fwd = c.attn_core_flops_per_token * M / tp
     exec_frac = np.where(t.flash_attention, CAUSAL_EXECUTED_FRACTION, 1.0)
     d_head = float(m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) if m.mla is not None else float(m.dim_per_head)
     attn_eff = np.where(t.flash_attention, matmul_efficiency(s / cp, attn_max, half),
-                        matmul_efficiency(d_head, mm_max, half))
+                        matmul_efficiency(np.cbrt((s / cp) * s * d_head), mm_max, half))
     t_attn_core = attn_flops_fwd * exec_frac / (peak * attn_eff)
     softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * act_b)
     t_attn_core = t_attn_core + memory_bound_time_s(softmax_bytes, hbm, eff.memory_bound)

@@ -1,0 +1,84 @@
+"""The physics added for fidelity, each checked against a number derivable by hand on the toy hardware
+(100 TFLOP/s, 1 TB/s, efficiencies 1 unless set): host-bound floor, unfused attention on the matmul curve,
+ZeRO sharding over DP x CP, expert parallelism carved out of TP x DP, FP8-saved GEMM inputs."""
+import numpy as np
+import pytest
+
+from simulator.analytic.layouts import LayoutTable
+from simulator.analytic.step import MICRO_BATCH_HOST_LAYERS, R_EP, Job, evaluate, layer_costs
+from simulator.costs.compute import matmul_efficiency
+from simulator.costs.memory import activation_bytes_per_layer
+from simulator.specs.model import MoESpec
+from simulator.specs.training import TrainingSpec
+
+from .conftest import gpt, toy_hardware
+
+
+def job(model=None, devices=8, batch=8, seq=512, hw=None, dtype="bf16"):
+    return Job(model=model or gpt(layers=4, hidden=512, heads=8, vocab=1000), hardware=hw or toy_hardware(),
+               training=TrainingSpec(seq_len=seq, global_batch=batch, dtype=dtype), num_devices=devices)
+
+
+def table(**cols):
+    return LayoutTable.from_columns(**cols)
+
+
+def test_layer_pass_takes_the_host_time_when_kernels_are_shorter():
+    """max(GPU, host) per pass (He 2022): a 1 ms host time dominates a tiny layer, not a big one."""
+    host_us = 1000.0
+    small = layer_costs(job(hw=toy_hardware(layer_overhead_us=host_us)), table(tp=[1], pp=[1], dp=[8]))
+    assert float(small["gpu_f"][0]) < 1e-3
+    assert float(small["t_layer_f"][0]) == pytest.approx(host_us * 1e-6)
+    assert float(small["t_micro_host"]) == pytest.approx(MICRO_BATCH_HOST_LAYERS * host_us * 1e-6)
+    big = layer_costs(job(model=gpt(layers=4, hidden=8192, heads=64, vocab=1000), seq=4096,
+                          hw=toy_hardware(layer_overhead_us=host_us)), table(tp=[1], pp=[1], dp=[8]))
+    assert float(big["t_layer_f"][0]) == pytest.approx(float(big["gpu_f"][0]))
+    assert float(big["gpu_f"][0]) > host_us * 1e-6
+
+
+def test_unfused_attention_runs_on_the_matmul_curve_at_head_dim():
+    """Without flash: QK^T and PV are batched GEMMs taken on the matmul curve at (s^2 d_head)^(1/3) = 256, plus the s x s
+    softmax/dropout streamed through HBM (6 bytes per element here)."""
+    hw = toy_hardware(matmul_half_dim=256.0)
+    j = job(hw=hw)
+    lc = layer_costs(j, table(tp=[1], pp=[1], dp=[8], flash_attention=[False]))
+    s, b, h, a, d = 512, 1, 512, 8, 64
+    flops = 2.0 * s * a * (d + d) * s * b                  # QK^T + PV forward, full s x s
+    eff = float(matmul_efficiency((s * s * d) ** (1 / 3), 1.0, 256.0))   # (512^2 64)^(1/3) = 256: 0.5
+    softmax = 3.0 * 2.0 * a * s * s * b * 2.0 / 1e12       # bytes / (1 TB/s)
+    assert eff == pytest.approx(0.5)
+    assert float(lc["t_attn_core"][0]) == pytest.approx(flops / (100e12 * eff) + softmax)
+
+
+def test_optimizer_state_is_sharded_over_dp_times_cp():
+    """ZeRO-1 with dp 2 x cp 2 shards Adam's 12 bytes/param four ways, half of dp 2 x cp 1 on 4 devices."""
+    j4 = job(devices=4, batch=4, seq=1024)
+    out = evaluate(j4, table(tp=[1, 1], pp=[1, 1], dp=[2, 4], cp=[2, 1], zero=[1, 1]))
+    assert out["mem_optimizer_bytes"][0] == pytest.approx(out["mem_optimizer_bytes"][1])
+    out2 = evaluate(job(devices=2, batch=2, seq=1024), table(tp=[1], pp=[1], dp=[2], cp=[1], zero=[1]))
+    assert out["mem_optimizer_bytes"][0] == pytest.approx(out2["mem_optimizer_bytes"][0] / 2)
+
+
+def test_expert_parallelism_may_span_tp_times_dp():
+    """EP 4 over TP 2 x DP 2 (expert TP 1): feasible, and each device holds E/ep = 2 unsplit experts."""
+    m = gpt(layers=2, hidden=512, heads=8, vocab=1000,
+            moe=MoESpec(num_experts=8, top_k=2, expert_ffn_hidden_size=1024))
+    j = job(model=m, devices=4, batch=4)
+    t = table(tp=[2, 2], pp=[1, 1], dp=[2, 2], ep=[4, 2], zero=[0, 0])
+    out = evaluate(j, t)
+    assert not (out["reasons"] & R_EP).any()
+    lc = layer_costs(j, t)
+    assert float(lc["etp"][0]) == 1.0 and float(lc["etp"][1]) == 2.0
+    assert float(lc["edpc"][0]) == 1.0 and float(lc["edpc"][1]) == 1.0
+
+
+def test_fp8_saves_gemm_inputs_in_one_byte():
+    """GPT layer, no parallelism, flash, no recompute: 34 sbh in bf16 (Korthikanti Table 2 without the 5as/h
+    term); with FP8-saved QKV/fc1 inputs (4 -> 2), proj input (2 -> 1) and fc2 input (8 -> 4): 27 sbh."""
+    s, b, h = 2048, 1, 4096
+    kw = dict(seq=s, micro_batch=b, hidden=h, heads=32, head_dim=128, kv_heads=32, mlp_act_elems=8 * h, tp=1,
+              sp=False, recompute=0, flash=True)
+    bf16 = float(activation_bytes_per_layer(**kw))
+    fp8 = float(activation_bytes_per_layer(**kw, gemm_input_bytes=1.0, fc2_input_elems=4 * h))
+    assert bf16 == pytest.approx(34 * s * b * h)
+    assert fp8 == pytest.approx(27 * s * b * h)
