@@ -26,34 +26,26 @@ def error(msg: str) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
-    return v
+def number(kind=int, lo=None, hi=None, lo_open=False, note=""):
+    """An argparse type: a number of `kind` in [lo, hi] ((lo, hi] with lo_open), with a message naming the
+    value and the rule."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise argparse.ArgumentTypeError(f"{v} must be {'>' if lo_open else '>='} {lo}{note}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"{v} must be <= {hi}{note}")
+        return v
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be >= 0")
-    return v
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{v} must be > 0")
-    return v
+positive_int = number(int, lo=1)
+nonneg_int = number(int, lo=0)
+positive_float = number(float, lo=0, lo_open=True)
 
 
 def on_off(text: str) -> bool:

@@ -8,24 +8,8 @@ from ..errors import SpecError
 from . import common
 
 
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"{v} must be in [0, 1]")
-    return v
-
-
-def _slowdown(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 1.0 <= v <= 100.0:
-        raise argparse.ArgumentTypeError(f"{v} must be in [1, 100] (a slowdown factor)")
-    return v
+_fraction = common.number(float, 0.0, 1.0)
+_slowdown = common.number(float, 1.0, 100.0, note=" (a slowdown factor)")
 
 
 def register(sub) -> None:
