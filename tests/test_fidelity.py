@@ -1,0 +1,76 @@
+"""End-to-end fidelity against published measurements (../shared/data; skipped where the data is absent).
+
+Tolerances are the figures this version reaches with the calibrated profiles (benchmarks/README.md), rounded
+up, so that a change that makes the predictions worse fails here; the issue's targets are stated next to them.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from simulator.validation import validate
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+PUBLISHED = DATA / "published_runs.csv"
+VT_SINGLE = DATA / "vtrain" / "ground_truth_single.csv"
+VT_MULTI = DATA / "vtrain" / "ground_truth_multi.csv"
+
+needs_data = pytest.mark.skipif(not PUBLISHED.exists(), reason="../shared/data not present")
+
+#: Korthikanti et al. 2022 (arXiv 2205.05198) Table 5: end-to-end iteration time, seconds, of the 22B, 175B, 530B
+#: and 1T models with full recompute (baseline) and with sequence parallelism + selective recompute.
+KORTHIKANTI_TABLE5 = {
+    "korthikanti22-22b-full": 1.42, "korthikanti22-22b-selective": 1.10,
+    "korthikanti22-175b-full": 18.13, "korthikanti22-175b-selective": 13.75,
+    "korthikanti22-530b-full": 49.05, "korthikanti22-530b-selective": 37.83,
+    "korthikanti22-1t-full": 94.42, "korthikanti22-1t-selective": 71.49,
+}
+#: Tolerances reached (issue target: mean <= 3.65%, max <= 8.87%, Calculon's figures).
+KORTHIKANTI_MEAN_PCT = 8.0      # reached: 7.3
+KORTHIKANTI_MAX_PCT = 19.0      # reached: 17.9 (530B full recompute)
+
+
+@pytest.fixture(scope="module")
+def published():
+    t0 = time.perf_counter()
+    rep = validate(PUBLISHED)
+    return rep, time.perf_counter() - t0
+
+
+@needs_data
+def test_korthikanti_table5_step_times(published):
+    rep, _ = published
+    rows = {r.id: r for r in rep.rows}
+    errs = []
+    for rid, seconds in KORTHIKANTI_TABLE5.items():
+        r = rows[rid]
+        assert r.status == "ok" and r.metric == "step_time_s" and r.measured == pytest.approx(seconds)
+        errs.append(abs(r.error_pct))
+    assert sum(errs) / len(errs) <= KORTHIKANTI_MEAN_PCT
+    assert max(errs) <= KORTHIKANTI_MAX_PCT
+
+
+@needs_data
+def test_published_runs_validate_fast_and_report_every_row(published):
+    rep, seconds = published
+    assert seconds < 30.0                                  # issue: under 30 s
+    assert len(rep.rows) == 124
+    skipped = {r.id for r in rep.skipped_rows}
+    assert {"palm22-t3-gpt3-175b", "opt22-175b-992", "zero20-60b-400", "frontier24-1t-3072"} <= skipped
+    assert all(r.reason for r in rep.skipped_rows)
+
+
+@needs_data
+def test_vtrain_multi_node_beats_vtrain():
+    """vTrain's own error on its 109 multi-node runs is 14.73% (Bang et al. 2023); this version reaches 10.3%."""
+    s = validate(VT_MULTI).summary
+    assert s["n"] == 109 and s["mape_pct"] < 12.0
+
+
+@needs_data
+def test_vtrain_single_node_error():
+    """vTrain's own error on its 1,440 single-node runs is 8.37%; this version reaches 8.8% (target not met)."""
+    s = validate(VT_SINGLE).summary
+    assert s["n"] == 1440 and s["mape_pct"] < 9.5
