@@ -60,13 +60,19 @@ def rank_split(chunks: list[int], pp: int) -> tuple[int, int, int]:
 def default_stage_split(num_layers: int, pp, vpp):
     """Layers on the first, busiest middle and last pipeline rank (summed over their vpp chunks) under the
     default chunk split (`chunk_layers`), for arrays of pp and vpp: computed once per distinct (pp, vpp)."""
-    pp_a, vpp_a = np.broadcast_arrays(np.asarray(pp), np.asarray(vpp))
-    pairs, inverse = np.unique(np.stack([pp_a.ravel(), vpp_a.ravel()], 1), axis=0, return_inverse=True)
-    table = np.array([rank_split(chunk_layers(num_layers, int(p), int(v)), int(p))
-                      if p * v <= num_layers else (0, 0, 0) for p, v in pairs], dtype=np.int64).reshape(-1, 3)
-    picked = table[inverse.ravel()]
-    shape = pp_a.shape
-    return picked[:, 0].reshape(shape), picked[:, 1].reshape(shape), picked[:, 2].reshape(shape)
+    pp_a, vpp_a = np.broadcast_arrays(np.asarray(pp, dtype=np.int64), np.asarray(vpp, dtype=np.int64))
+    # One key per (pp, vpp); a dense presence table finds the distinct pairs without sorting a million rows.
+    width = int(vpp_a.max(initial=1)) + 1
+    keys = pp_a * width + vpp_a
+    present = np.zeros(int(keys.max(initial=0)) + 1, dtype=bool)
+    present[keys] = True
+    table = np.zeros((len(present), 3), dtype=np.int64)
+    for key in np.flatnonzero(present):
+        p, v = divmod(int(key), width)
+        if 0 < p * v <= num_layers:
+            table[key] = rank_split(chunk_layers(num_layers, p, v), p)
+    picked = table[keys]
+    return picked[..., 0], picked[..., 1], picked[..., 2]
 
 
 def explicit_stage_split(stage_layers: list[int], pp: int):

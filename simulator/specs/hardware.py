@@ -61,7 +61,8 @@ class EfficiencySpec(Spec):
     attention_max: Optional[float] = Field(
         None, gt=0, le=1, description="fraction of peak the fused (flash) attention kernel reaches; default matmul_max")
     memory_bound: float = Field(gt=0, le=1, description="fraction of HBM bandwidth streaming kernels reach")
-    layer_overhead_us: float = Field(0.0, ge=0, description="kernel-launch/framework time per layer per micro-batch pass")
+    layer_overhead_us: float = Field(
+        0.0, ge=0, description="host (kernel-launch/framework) time per layer pass; a pass takes max(GPU time, this)")
     step_overhead_ms: float = Field(0.0, ge=0, description="fixed per-step time (data loading, logging, sync)")
     framework_reserved_gb: float = Field(
         2.0, ge=0, description="memory the framework holds outside tensors: CUDA/runtime context (~0.5 GB), "
