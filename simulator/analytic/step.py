@@ -374,11 +374,14 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     expert_t = pick([p[1] for p in p_kinds])
     grad_ar, grad_rs, param_ag = dp_comm_times(lc, dense_t, expert_t)
     ovl = np.where(t.overlap_grad_reduce, 1.0, 0.0)
-    # ZeRO 0: all-reduce after the last backward; 1-2: reduce-scatter there + all-gather before the next forward.
-    # The last micro-batch's backward (forward for the gather) hides what fits in it (bucketed overlap).
+    # ZeRO 0: all-reduce after the last backward; 1: reduce-scatter there + all-gather before the next forward.
+    # ZeRO 2 keeps only its gradient shard, so every micro-batch's gradients are reduce-scattered as its backward
+    # produces them (DeepSpeed ZeRO-2 with gradient accumulation, Rajbhandari et al. 2020 sec. 5.2).
+    # A backward (forward for the gather) hides what fits in it (bucketed overlap).
     win_b, win_f = ovl * comp_b, ovl * comp_f
+    rs_rounds = np.where(zero == 2, num_micro, 1.0)
     dp_exposed_012 = np.where(zero == 0, np.maximum(0.0, grad_ar - win_b),
-                              np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
+                              rs_rounds * np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
     # ZeRO 3: gather weights for forward and backward (and recompute) and reduce-scatter grads every micro-batch,
     # prefetched under compute; the first layer's gather of each pass is exposed.
     n_gather = 2.0 + np.where(rc == 2, 1.0, 0.0)
@@ -388,7 +391,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     dp_exposed_3 = num_micro * (per_micro_f + per_micro_b + n_gather * param_ag / nl_max)
     t_dp = np.where(zero >= 3, dp_exposed_3, dp_exposed_012)
     dp_total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * (n_gather * param_ag + grad_rs),
-                                                     grad_rs + param_ag))
+                                                     rs_rounds * grad_rs + param_ag))
 
     # optimizer step over the parameters this device owns
     own = dense_t / np.where(zero >= 1, dpc, 1.0) + expert_t / np.where(zero >= 1, edp, 1.0)

@@ -207,8 +207,15 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
     _, z_rs_emb, z_ag_emb = (float(x[0]) for x in dp_times([emb_p], [0.0]))
     _, z_rs_out, z_ag_out = (float(x[0]) for x in dp_times([out_p], [0.0])) if out_p > 0 else (0.0, 0.0, 0.0)
 
+    z2_streamed = zero == 2 and bucket_overlap
+
     def zero3(seg_kwargs: dict, gather: float, reduce: float) -> dict:
-        """Attach a ZeRO-3 gather/reduce to a segment: prefetched/queued with overlap, inline without."""
+        """Attach a ZeRO-3 gather/reduce to a segment: prefetched/queued with overlap, inline without. ZeRO-2
+        reduce-scatters every micro-batch's gradients as they are produced (no gathers); without overlap
+        that traffic is charged after the last backward, as the analytic engine does."""
+        if z2_streamed:
+            seg_kwargs["reduce_s"] = reduce
+            return seg_kwargs
         if not z3:
             return seg_kwargs
         if bucket_overlap:
@@ -286,7 +293,7 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
         dpc, edpc, _ = _dp_groups(lc, lay)
         if not z3 and (dpc > 1 or edpc > 1):
             if not bucket_overlap:
-                dp_reduce = ar if zero == 0 else rs
+                dp_reduce = ar if zero == 0 else (num_micro * rs if zero == 2 else rs)
                 dp_gather = 0.0 if zero == 0 else ag
             else:
                 # Megatron keeps one gradient buffer per model chunk: buckets never span chunks. Chunks finish
@@ -311,7 +318,8 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
                     trig = gr[-1][2]
                     first_use = (trig[1], min(x[3] for x in gr))
                     label = gr[0][4] if len(gr) == 1 else f"{gr[0][4]} .. {gr[-1][4]}"
-                    bl.append(Bucket(reduce_s=float(b_ar[i] if zero == 0 else b_rs[i]), trigger=trig,
+                    reduce_s = 0.0 if z2_streamed else float(b_ar[i] if zero == 0 else b_rs[i])
+                    bl.append(Bucket(reduce_s=reduce_s, trigger=trig,
                                      gather_s=0.0 if zero == 0 else float(b_ag[i]), first_use=first_use,
                                      label=label))
                 buckets = tuple(bl)
