@@ -34,10 +34,13 @@ def format_validation_error(err: ValidationError, where: str) -> str:
             continue
         val = e.get("input")
         sval = repr(val) if not isinstance(val, dict) else "{...}"
-        if e["type"] == "missing":
+        msg = e["msg"].removeprefix("Value error, ")
+        if not e["loc"]:                      # a rule across fields: its message names them and their values
+            lines.append(f"{where}: {msg}")
+        elif e["type"] == "missing":
             lines.append(f"{where}: missing required field '{loc}'")
         else:
-            lines.append(f"{where}: {loc} = {sval}: {e['msg']}")
+            lines.append(f"{where}: {loc} = {sval}: {msg}")
     return "\n".join(lines)
 
 
