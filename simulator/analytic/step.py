@@ -241,6 +241,10 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
     t_emb_comm = tp_coll                                   # vocab-parallel embedding: one all-reduce forward
 
+    # pipeline send of one activation [b, s/cp, h]: Megatron's scatter/gather optimisation sends 1/t of it
+    # across the pipeline link and all-gathers it inside the TP group (Narayanan et al. 2021, sec. 4.1), with
+    # or without SP; the NVLink all-gather is small and left out.
+    t_p2p = np.where(t.pp > 1, p2p_time_s(act_msg / tp, st["pp"], tiers), 0.0)
     return dict(locals())
 
 
@@ -289,9 +293,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     single = t.pp == 1
     has_mid = t.pp >= 3
 
-    p2p_msg = act_msg / spf
-    p2p = np.where(t.pp > 1, p2p_time_s(p2p_msg, st["pp"], tiers), 0.0)
-    p2p_per_micro = 2.0 * p2p * vpp                        # one send forward and one backward per chunk boundary
+    p2p_per_micro = 2.0 * lc["t_p2p"] * vpp                        # one send forward and one backward per chunk boundary
 
     def rank_times(nl, emb, logits):
         comp_f = nl * t_layer_f + logits * t_logits_f + 0.5 * t_micro_host

@@ -2,7 +2,7 @@
 
 Every duration comes from the cost functions the analytic engine uses: `analytic.step.layer_costs` for the
 per-layer forward/backward/recompute/weight-gradient times and the exposed TP/EP/CP communication, the logits
-and embedding times; `topology.collectives.p2p_time_s` for pipeline sends; `analytic.step.dp_comm_times` for
+and embedding times; `layer_costs["t_p2p"]` for pipeline sends; `analytic.step.dp_comm_times` for
 data-parallel and ZeRO collectives; the optimizer-step and memory figures as in `analytic.step.evaluate`. This
 module turns them into an engine plan (per-stage op lists from des.schedules, segments per layer, gradient
 buckets, shared ports from the topology graph), runs it, and wraps the result as a StepEstimate (engine "des")
@@ -35,7 +35,6 @@ from ..analytic.step import OPTIMIZER_BYTES_PER_PARAM, R_MEMORY, dp_comm_times, 
 from ..costs.compute import memory_bound_time_s
 from ..errors import InfeasibleLayoutError, SpecError
 from ..specs.scenario import Scenario
-from ..topology.collectives import p2p_time_s
 from ..topology.placement import members_per_domain
 from .engine import CATEGORIES, Bucket, EngineSpec, Seg, StageSpec, Timeline, simulate_spec
 from .schedules import schedule_ops
@@ -109,11 +108,7 @@ class _Costs:
 
 def _costs(lc: dict, pp: int) -> _Costs:
     g = lambda k: _scalar(lc, k)
-    # pipeline send of one activation [b, s/cp, h] (/tp with SP), as analytic.step.evaluate charges it
-    p2p = 0.0
-    if pp > 1:
-        msg = np.asarray(lc["act_msg"]) / np.asarray(lc["spf"])
-        p2p = float(np.asarray(p2p_time_s(msg, lc["st"]["pp"], lc["tiers"])).reshape(-1)[0])
+    p2p = g("t_p2p")                 # pipeline send of one activation (analytic.step.layer_costs)
     return _Costs(t_f=g("t_layer_f"), t_b=g("t_layer_b"), t_rc=g("t_layer_rc"), t_w=g("t_layer_w"),
                   tp_f=g("tp_exposed_f"), tp_b=g("tp_exposed_b"), ep_f=g("t_ep_f"), ep_b=g("t_ep_b"),
                   cp_f=g("t_cp_f"), cp_b=g("t_cp_b"), logits_f=g("t_logits_f"), logits_b=g("t_logits_b"),
