@@ -65,7 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default="analytic", choices=["analytic", "des"])
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from simulator.cli.validate import validation_figure
+    from simulator.reports.plots import validation_figure
     from simulator.validation import validate
 
     data = Path(a.data_dir)

@@ -328,7 +328,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     dense_part = c.attn_params + c.norm_params_per_layer + c.router_params + c.shared_expert_params \
         + (1.0 - n_moe_heavy) * c.dense_mlp_params
     expert_part = n_moe_heavy * c.num_experts * c.expert_params
-    out_params = 0.0 if (m.tied_embeddings and False) else c.output_params   # last stage keeps its own copy
+    out_params = c.output_params      # the last stage keeps its own copy even when tied (Megatron syncs the two)
 
     def rank_params(nl, emb, logits):
         dense = (nl * dense_part + emb * c.embedding_params + logits * out_params) / tp

@@ -236,3 +236,57 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
                      f"(best layout per profile)", fontsize=10, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
+
+
+#: Colours of the hardware families in the validation plot (others cycle through the default palette).
+FAMILY_COLOURS = {"nvidia-ampere": "#76B900", "nvidia-hopper": "#1A7F37", "nvidia-volta": "#A3C57A",
+                  "nvidia-blackwell": "#0B4F2C", "tpu": "#4285F4", "ascend": "#C7000B", "amd-cdna2": "#ED1C24",
+                  "amd-cdna3": "#8B0000", "gaudi": "#0071C5"}
+
+
+def validation_figure(report):
+    """Predicted vs measured of the predicted rows, log axes, y = x and +/-10% bands, coloured by family.
+
+    Each metric is normalised by its own measured median so that step times, rates and utilisations share one
+    pair of axes; the ratio predicted/measured (what the bands show) is unchanged by that scaling."""
+    fig = Figure(figsize=(7.5, 6.5))
+    ax = fig.add_subplot(1, 1, 1)
+    ok = [r for r in report.ok_rows if r.predicted and r.measured and r.predicted > 0 and r.measured > 0]
+    med = {}
+    for m in {r.metric for r in ok}:
+        med[m] = float(np.median([r.measured for r in ok if r.metric == m]))
+    fams = sorted({r.family or r.hardware for r in ok})
+    palette = iter(["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"])
+    markers = {"step_time_s": "o", "tokens_per_s_per_device": "s", "mfu": "^", "hfu": "v",
+               "tflops_per_device": "D", "memory_gb": "x"}
+    lo, hi = np.inf, 0.0
+    for fam in fams:
+        colour = FAMILY_COLOURS.get(fam) or next(palette, "#333333")
+        for metric, mk in markers.items():
+            pts = [(r.measured / med[r.metric], r.predicted / med[r.metric]) for r in ok
+                   if (r.family or r.hardware) == fam and r.metric == metric]
+            if not pts:
+                continue
+            x, y = np.array(pts).T
+            lo, hi = min(lo, x.min(), y.min()), max(hi, x.max(), y.max())
+            ax.scatter(x, y, s=22, marker=mk, color=colour, alpha=0.75, linewidths=0.8,
+                       label=f"{fam} / {metric}")
+    if not ok:
+        lo, hi = 0.1, 10.0
+    lo, hi = lo / 1.3, hi * 1.3
+    xs = np.geomspace(lo, hi, 50)
+    ax.plot(xs, xs, color="black", lw=1, label="y = x")
+    ax.fill_between(xs, xs * 0.9, xs * 1.1, color="grey", alpha=0.2, label="+/-10%")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured / median measured of the metric")
+    ax.set_ylabel("predicted / median measured of the metric")
+    s = report.summary
+    if s["n"]:
+        ax.set_title(f"trainsim validate: {s['n']} rows, MAPE {s['mape_pct']:.1f}%, median {s['median_ape_pct']:.1f}%, "
+                     f"max {s['max_ape_pct']:.1f}%", fontsize=10)
+    ax.legend(fontsize=6, loc="upper left", ncol=1, frameon=False)
+    ax.grid(True, which="both", alpha=0.2)
+    return fig
