@@ -30,13 +30,18 @@ def emit(d: dict, fmt: str) -> None:
         common.stdout().print(estimate_renderable(d))
 
 
+def exit_code(result, fmt: str) -> int:
+    """0, or 3 for an infeasible layout (its reasons go to stderr unless the table already shows them)."""
+    if result.feasible:
+        return 0
+    if fmt != "table":
+        common.error("infeasible layout:\n" + "\n".join(f"  - {r}" for r in result.reasons))
+    return 3
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analytic.estimate import estimate
     result = estimate(common.build_scenario(args))
     d = result.to_dict()
     emit(d, args.format)
-    if not result.feasible:
-        if args.format != "table":
-            common.error("infeasible layout:\n" + "\n".join(f"  - {r}" for r in result.reasons))
-        return 3
-    return 0
+    return exit_code(result, args.format)

@@ -112,7 +112,7 @@ def write_outputs(result, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..des.api import Stragglers, simulate
-    from .estimate import emit
+    from .estimate import emit, exit_code
     sc = common.build_scenario(args)
     strag = Stragglers(args.stragglers, args.straggler_slowdown) if args.stragglers > 0 else None
     result = simulate(sc, overlap=args.overlap, contention=args.contention, jitter=args.jitter, stragglers=strag,
@@ -127,8 +127,4 @@ def run(args: argparse.Namespace) -> int:
         out.print(des_renderable(d))
     else:
         emit(d, args.format)
-    if not result.feasible:
-        if args.format != "table":
-            common.error("infeasible layout:\n" + "\n".join(f"  - {r}" for r in result.reasons))
-        return 3
-    return 0
+    return exit_code(result, args.format)
