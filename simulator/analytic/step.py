@@ -248,21 +248,27 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     return dict(locals())
 
 
-def dp_comm_times(lc: dict, dense_params, expert_params):
-    """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
-    groups: dense parameters over dp x cp, expert parameters over the expert-data-parallel group."""
+def dp_phase_cost(lc: dict, dense_params, expert_params):
+    """(seconds per byte-per-parameter, latency seconds) of one reduce-scatter or all-gather phase of a rank's
+    parameters over its data-parallel groups: dense parameters over dp x cp, expert parameters over the
+    expert-data-parallel group. Reduce-scatter and all-gather cost the same per byte and all-reduce is both
+    (topology.collectives), so this one hierarchical cost serves all three."""
     tiers, st = lc["tiers"], lc["st"]
     dp, edp = lc["dpc"], lc["edpc"]
     st_dp = np.minimum(st["dp"], st["cp"]) if np.any(lc["cp"] > 1) else st["dp"]
-
-    # Reduce-scatter and all-gather cost the same per byte and all-reduce is both (topology.collectives), so one
-    # hierarchical cost per group, split into its bandwidth part (per byte) and latency part, serves all three.
     bw_d, lat_d = hierarchical_phase_cost(dense_params, dp, st_dp, tiers)
     bw_d, lat_d = np.where(dp > 1, bw_d, 0.0), np.where(dp > 1, lat_d, 0.0)
     if lc["m"].moe is not None:
         bw_e, lat_e = hierarchical_phase_cost(expert_params, edp, st["edp"], tiers)
         bw_d = bw_d + np.where(edp > 1, bw_e, 0.0)
         lat_d = lat_d + np.where(edp > 1, lat_e, 0.0)
+    return bw_d, lat_d
+
+
+def dp_comm_times(lc: dict, dense_params, expert_params):
+    """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
+    groups, each as one collective."""
+    bw_d, lat_d = dp_phase_cost(lc, dense_params, expert_params)
     g, w = lc["g_bytes"], lc["w_bytes"]
     rs = g * bw_d + lat_d
     return 2.0 * rs, rs, w * bw_d + lat_d
@@ -384,15 +390,22 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     rs_rounds = np.where(zero == 2, num_micro, 1.0)
     dp_exposed_012 = np.where(zero == 0, np.maximum(0.0, grad_ar - win_b),
                               rs_rounds * np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
-    # ZeRO 3: gather weights for forward and backward (and recompute) and reduce-scatter grads every micro-batch,
-    # prefetched under compute; the first layer's gather of each pass is exposed.
+    # ZeRO 3 (FSDP): every micro-batch gathers each layer's weights for the forward and again for the backward (and
+    # the recompute) and reduce-scatters its gradients, one collective per layer, each paying its own latency
+    # (Zhao et al. 2023, PyTorch FSDP, arXiv 2304.11277, sec. 3: one FlatParameter unit per transformer block). With prefetch a
+    # layer's collectives hide under the previous layer's compute; the first gather of each pass is exposed.
     n_gather = 2.0 + np.where(rc == 2, 1.0, 0.0)
-    per_micro_f = np.maximum(0.0, param_ag - win_f)
-    per_micro_b = np.maximum(0.0, (n_gather - 1.0) * param_ag + grad_rs - win_b)
     nl_max = np.maximum(1.0, np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)))
-    dp_exposed_3 = num_micro * (per_micro_f + per_micro_b + n_gather * param_ag / nl_max)
+    bw_pp, lat = dp_phase_cost(lc, dense_t, expert_t)
+    ag_layer = w_bytes * bw_pp / nl_max + lat
+    rs_layer = g_bytes * bw_pp / nl_max + lat
+    hide_f, hide_b = win_f / nl_max, win_b / nl_max
+    per_micro_f = nl_max * np.maximum(0.0, ag_layer - hide_f) + ovl * ag_layer
+    per_micro_b = nl_max * np.maximum(0.0, (n_gather - 1.0) * ag_layer + rs_layer - hide_b) \
+        + ovl * (n_gather - 1.0) * ag_layer
+    dp_exposed_3 = num_micro * (per_micro_f + per_micro_b)
     t_dp = np.where(zero >= 3, dp_exposed_3, dp_exposed_012)
-    dp_total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * (n_gather * param_ag + grad_rs),
+    dp_total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * nl_max * (n_gather * ag_layer + rs_layer),
                                                      rs_rounds * grad_rs + param_ag))
 
     # optimizer step over the parameters this device owns
