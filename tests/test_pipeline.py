@@ -82,3 +82,12 @@ def test_surplus_beyond_the_two_ends_is_spread_inwards():
 def test_zb_h1_keeps_p_micro_batches_on_every_rank():
     assert float(inflight_microbatches(4, 1, 16, 3, 3)) == 4
     assert float(inflight_microbatches(4, 1, 16, 3, 0)) == 4
+
+
+def test_gpipe_is_paced_by_the_slowest_forward_plus_the_slowest_backward():
+    """Stages (F, B) = (1, 3), (2, 1), m = 3. GPipe: forwards 0-1-2-3 on stage 0 ... hand timeline: stage 1's
+    forwards end at 1+2*3 = 7, backwards start there: stage 1 B at 7, 8, 9 -> 10; stage 0 B at 8, 11, 14 -> 17.
+    sum tau + (m-1)(max F + max B) = (4 + 3) + 2 * (2 + 3) = 17, whereas (m-1) tau_max + sum tau = 15."""
+    t = pipeline_time_s(4.0, 7.0, 3, 1, 0, fb_max=5.0)
+    assert float(t) == pytest.approx(17.0)
+    assert float(pipeline_time_s(4.0, 7.0, 3, 1, 1, fb_max=5.0)) == pytest.approx(15.0)   # 1F1B unchanged

@@ -99,17 +99,21 @@ def inflight_microbatches(pp, vpp, num_micro, schedule, rank):
     return np.clip(v, 1.0, m)
 
 
-def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum=0.0):
+def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum=0.0, fb_max=None):
     """Time of the pipelined part of a step from per-micro-batch stage times.
 
-    With tau_i = forward + backward time of stage i for one micro-batch, 1F1B and GPipe take
-    (m-1) tau_max + sum_i tau_i (fill and drain pass once through every stage, the slowest stage paces the
-    steady state); interleaving divides the fill/drain term by v; ZB-H1 removes 2 T_W per stage from it
-    (T_W: weight-gradient time, deferred into the bubble). Reduces to (m + p - 1) tau for equal stages.
+    With tau_i = forward + backward time of stage i for one micro-batch, 1F1B takes (m-1) tau_max + sum_i tau_i
+    (fill and drain pass once through every stage, the slowest stage paces the steady state; exact when the last
+    stage is the slowest, an upper bound otherwise); interleaving divides the fill/drain term by v; ZB-H1
+    removes 2 T_W per stage from it (T_W: weight-gradient time, deferred into the bubble). GPipe runs all
+    forwards then all backwards, so its steady state is paced by the slowest forward plus the slowest backward,
+    which may sit on different stages: sum_i tau_i + (m-1)(max_i F_i + max_i B_i), given as `fb_max`.
+    All reduce to (m + p - 1) tau for equal stages.
     """
     m = np.asarray(num_micro, dtype=float)
     code = np.asarray(schedule)
-    fill = np.maximum(0.0, tau_sum - tau_max)        # exactly 0 for one stage (no rounding below 0)
+    pace = tau_max if fb_max is None else np.where(code == 0, fb_max, tau_max)
+    fill = np.maximum(0.0, tau_sum - pace)           # exactly 0 for one stage (no rounding below 0)
     fill = np.where(code == 2, fill / vpp, fill)
     fill = np.where(code == 3, np.maximum(0.0, fill - 2.0 * (w_sum - w_max)), fill)
-    return m * tau_max + fill
+    return m * pace + fill

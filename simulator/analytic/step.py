@@ -311,10 +311,13 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     is_first_logits = np.where(single, 1.0, 0.0)
     kinds = [rank_times(Lf, 1.0, is_first_logits), rank_times(Lm, 0.0, 0.0), rank_times(Ll, 0.0, 1.0)]
     valid = [np.ones(len(t), bool), has_mid, ~single]
-    tau = []
+    tau, fwd, bwd = [], [], []
     for (cf, cb, mf, mb), ok in zip(kinds, valid):
         tau.append(np.where(ok, cf + cb + mf + mb + p2p_per_micro, -np.inf))
+        fwd.append(np.where(ok, cf + mf + 0.5 * p2p_per_micro, -np.inf))
+        bwd.append(np.where(ok, cb + mb + 0.5 * p2p_per_micro, -np.inf))
     tau = np.stack(tau)
+    fb_max = np.max(np.stack(fwd), axis=0) + np.max(np.stack(bwd), axis=0)     # GPipe's pace
     idx = np.argmax(tau, axis=0)
     cols = np.arange(len(t))
     tau_max = tau[idx, cols]
@@ -327,7 +330,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
                + t_emb_comm + pp * (p2p_per_micro + t_micro_host))
     w_max = np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)) * t_layer_w
     w_sum = L * t_layer_w
-    t_pipe = pipeline_time_s(tau_max, tau_sum, num_micro, vpp, t.schedule, w_max, w_sum)
+    t_pipe = pipeline_time_s(tau_max, tau_sum, num_micro, vpp, t.schedule, w_max, w_sum, fb_max)
     t_bubble = t_pipe - num_micro * tau_max
 
     # ---- parameters held by the busiest rank (by memory, below) and data-parallel traffic -------------------
