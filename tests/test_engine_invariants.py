@@ -110,7 +110,7 @@ def test_compute_bound_toy_case_matches_hand_count():
     assert out["mfu"][0] == pytest.approx(1.0, rel=1e-6)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(tp=st.sampled_from([1, 2, 4, 8]), pp=st.sampled_from([1, 2, 3, 4, 8]), dp=st.integers(1, 64),
        ep=st.sampled_from([1, 2, 4, 8]), cp=st.sampled_from([1, 2, 4]), vpp=st.integers(1, 4),
        zero=st.integers(0, 3), rc=st.integers(0, 2), mb=st.sampled_from([1, 2, 4]),

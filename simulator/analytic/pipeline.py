@@ -112,7 +112,7 @@ def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum
     """
     m = np.asarray(num_micro, dtype=float)
     code = np.asarray(schedule)
-    pace = tau_max if fb_max is None else np.where(code == 0, fb_max, tau_max)
+    pace = tau_max if fb_max is None else np.where(code == 0, np.maximum(fb_max, tau_max), tau_max)
     fill = np.maximum(0.0, tau_sum - pace)           # exactly 0 for one stage (no rounding below 0)
     fill = np.where(code == 2, fill / vpp, fill)
     fill = np.where(code == 3, np.maximum(0.0, fill - 2.0 * (w_sum - w_max)), fill)
