@@ -86,7 +86,8 @@ def des_renderable(d: dict):
 
 def write_outputs(result, args: argparse.Namespace) -> None:
     """Write the Chrome trace and the Gantt chart the flags ask for."""
-    from ..des.trace import chrome_trace, gantt_figure
+    from ..des.trace import chrome_trace
+    from ..reports.plots import gantt_figure
     tl = result.timeline
     sc = result.scenario
     lay = sc.layout
