@@ -50,6 +50,18 @@ MICRO_BATCH_HOST_LAYERS = 6.0
 R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP, R_MEMORY = (1 << i for i in range(11))
 
 
+#: What layer_costs returns (its contract with evaluate and the discrete-event engine): the job's specs and sizes
+#: as arrays, per-layer per-micro-batch durations (t_*), exposed communication, and the DP/EP group sizes.
+LAYER_COST_KEYS = (
+    "m", "hw", "tr", "c", "eff", "tiers", "f64", "tp", "pp", "dp",
+    "ep", "cp", "vpp", "b", "sp", "rc", "s", "h", "V", "L",
+    "act_b", "w_bytes", "g_bytes", "num_micro", "reasons", "M", "a", "kvh", "d_v", "n_moe_heavy",
+    "mlp_act_heavy", "t_layer_f", "t_layer_b", "t_layer_w", "t_layer_rc", "st", "act_msg", "tp_exposed_f", "tp_exposed_b", "t_ep_f",
+    "t_ep_b", "t_cp_f", "t_cp_b", "comm_layer_f", "comm_layer_b", "t_logits_f", "t_logits_b", "t_emb_comm", "spf", "hbm",
+    "t_micro_host", "etp", "dpc", "edpc", "fc2_in_heavy", "t_p2p", "gpu_f", "gpu_b", "t_attn_core",
+)
+
+
 @dataclass(frozen=True)
 class Job:
     """What is trained on what: the fixed part of an evaluation (the layouts vary)."""
@@ -245,7 +257,8 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     # across the pipeline link and all-gathers it inside the TP group (Narayanan et al. 2021, sec. 4.1), with
     # or without SP; the NVLink all-gather is small and left out.
     t_p2p = np.where(t.pp > 1, p2p_time_s(act_msg / tp, st["pp"], tiers), 0.0)
-    return dict(locals())
+    scope = locals()
+    return {k: scope[k] for k in LAYER_COST_KEYS}
 
 
 def dp_phase_cost(lc: dict, dense_params, expert_params):

@@ -113,7 +113,7 @@ def _costs(lc: dict, pp: int) -> _Costs:
                   tp_f=g("tp_exposed_f"), tp_b=g("tp_exposed_b"), ep_f=g("t_ep_f"), ep_b=g("t_ep_b"),
                   cp_f=g("t_cp_f"), cp_b=g("t_cp_b"), logits_f=g("t_logits_f"), logits_b=g("t_logits_b"),
                   emb_comm=g("t_emb_comm"), p2p=p2p,
-                  micro_host=g("t_micro_host") if "t_micro_host" in lc else 0.0)
+                  micro_host=g("t_micro_host"))
 
 
 def _comm(*pairs) -> tuple:
@@ -125,7 +125,7 @@ def _param_items(lc: dict):
     output layer, as analytic.step.evaluate counts them."""
     c = lc["c"]
     tp, ep = _scalar(lc, "tp"), _scalar(lc, "ep")
-    etp = _scalar(lc, "etp") if "etp" in lc else tp        # expert tensor parallelism (layer_costs' rule)
+    etp = _scalar(lc, "etp")                               # expert tensor parallelism (layer_costs' rule)
     n_moe_heavy = float(np.asarray(lc["n_moe_heavy"], dtype=float).reshape(-1)[0])
     dense_part = (c.attn_params + c.norm_params_per_layer + c.router_params + c.shared_expert_params
                   + (1.0 - n_moe_heavy) * c.dense_mlp_params)
@@ -136,11 +136,11 @@ def _param_items(lc: dict):
 def _dp_groups(lc: dict, lay) -> tuple[float, float, float]:
     """(dense data-parallel group, expert data-parallel group, rank stride of the dense group): gradients are
     reduced and ZeRO shards over DP x CP (layer_costs' dpc, edpc; analytic.step.dp_comm_times)."""
-    dpc = _scalar(lc, "dpc") if "dpc" in lc else float(lay.dp)
-    edpc = _scalar(lc, "edpc") if "edpc" in lc else max(1.0, lay.dp / lay.ep)
+    dpc = _scalar(lc, "dpc")
+    edpc = _scalar(lc, "edpc")
     st = lc["st"]
     s_dp = float(np.asarray(st["dp"]).reshape(-1)[0])
-    if "dpc" in lc and lay.cp > 1:
+    if lay.cp > 1:
         s_dp = min(s_dp, float(np.asarray(st["cp"]).reshape(-1)[0]))
     return dpc, edpc, s_dp
 
