@@ -65,16 +65,3 @@ def logits_bytes(seq, micro_batch, vocab, tp):
     """fp32 logits and their gradient of one micro-batch on the last stage: 4*s*b*V/t bytes for the
     logits (Korthikanti et al. 2022, sec. 4.1 names 4sbv/t) and as much again for the softmax gradient."""
     return 2.0 * 4.0 * seq * micro_batch * vocab / tp
-
-
-def inflight_microbatches_first_stage(pp, vpp, num_micro, schedule):
-    """Micro-batches of activations the first pipeline stage holds at its peak, in units of its own layers.
-
-    GPipe keeps all m; 1F1B and ZB-H1 keep min(p, m) (Narayanan et al. 2021, sec. 2.2.1); interleaved 1F1B
-    keeps p * (1 + (p-1)/(p*v)) (Korthikanti et al. 2022, sec. 4.2.3).
-    """
-    pp = np.asarray(pp, dtype=float)
-    one_f_one_b = np.minimum(pp, num_micro)
-    interleaved = np.minimum(pp * (1.0 + (pp - 1.0) / (pp * vpp)), num_micro * 1.0)
-    sched = np.asarray(schedule)
-    return np.where(sched == 0, num_micro * 1.0, np.where(sched == 2, interleaved, one_f_one_b))
