@@ -120,6 +120,7 @@ class Case:
     convention_embedding: bool  # 6N conventions whose N counts the input embedding too
     assumptions: tuple = ()
     eval_sequences_per_step: float = 0.0   # forward-only evaluation inside the measured window, per step
+    zero3_unit: str = "layer"              # ZeRO-3 gather unit of the row's framework (specs.layout)
 
 
 @dataclass
@@ -404,8 +405,12 @@ def case_from_row(row: dict, line: int) -> Case:
     year = row["year"] or 0
     low = notes.lower()
     flash = year >= 2023 or "flash" in low
-    zero3 = known["zero_stage"] == 3
-    overlap = not (year and year <= 2022 and not zero3)
+    # GPU frameworks of 2021-2022 (Megatron-LM before its overlapped distributed optimizer, DeepSpeed) reduce
+    # gradients after the backward pass; later ones overlap, and XLA on TPUs schedules the FSDP/data-parallel
+    # collectives under compute (GSPMD). DeepSpeed's ZeRO-3 of that time gathers parameters tensor by tensor as
+    # modules run (Rajbhandari et al. 2021, ZeRO-Infinity sec. 7; Narayanan et al. 2021 sec. 5.2).
+    overlap = not (year and year <= 2022 and hw.family != "tpu")
+    zero3_unit = "tensor" if (known["zero_stage"] == 3 and "deepspeed" in low and year and year <= 2022) else "layer"
     tp_overlap = bool(re.search(r"tp[ _-]comm[ _-]overlap", low))
     conv_emb = bool(re.search(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings", low))
     # Throughput measured over windows that include a forward-only evaluation (data README sec. 3, pitfall 5):
@@ -423,7 +428,7 @@ def case_from_row(row: dict, line: int) -> Case:
                 peak_tflops_used=row["peak_tflops_used"], model=model, hardware=hw, training=training,
                 num_devices=n, known=known, flash_attention=flash, overlap_grad_reduce=overlap,
                 tp_comm_overlap=tp_overlap, convention_embedding=conv_emb, assumptions=tuple(assumptions),
-                eval_sequences_per_step=eval_per_step)
+                eval_sequences_per_step=eval_per_step, zero3_unit=zero3_unit)
 
 
 def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: HardwareProfile) -> Case:
@@ -519,7 +524,8 @@ def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
     cols["schedule"] = np.where(cols["vpp"] > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])
     table = LayoutTable.from_columns(flash_attention=case.flash_attention,
                                      overlap_grad_reduce=case.overlap_grad_reduce,
-                                     tp_comm_overlap=case.tp_comm_overlap, **cols)
+                                     tp_comm_overlap=case.tp_comm_overlap,
+                                     zero3_unit=1 if case.zero3_unit == "tensor" else 0, **cols)
     return table, cols, searched
 
 
@@ -601,7 +607,7 @@ def _des_step_time(case: Case, layout: dict, simulate) -> float:
                  vpp=layout["vpp"], zero=layout["zero_stage"], sequence_parallel=bool(layout["sequence_parallel"]),
                  recompute=layout["recompute"], micro_batch=layout["micro_batch"],
                  flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
-                 tp_comm_overlap=case.tp_comm_overlap)
+                 tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit)
     sc = Scenario(model=case.model, hardware=case.hardware, num_devices=case.num_devices, training=case.training,
                   layout=lay)
     return float(simulate(sc).step_time_s)
@@ -638,6 +644,7 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
         cols["flash_attention"] = np.full(n, case.flash_attention)
         cols["overlap_grad_reduce"] = np.full(n, case.overlap_grad_reduce)
         cols["tp_comm_overlap"] = np.full(n, case.tp_comm_overlap)
+        cols["zero3_unit"] = np.full(n, 1 if case.zero3_unit == "tensor" else 0)
         prepared[i] = (cols, searched)
         groups.setdefault(job_key(case), []).append(i)
     for key, idx in groups.items():

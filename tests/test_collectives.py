@@ -91,3 +91,29 @@ def test_torus_group_spanning_more_dimensions_gets_more_links():
     assert float(all_reduce_time_s(GB, 4, 1, t)) == pytest.approx(0.075)
     # 64 chips over 3 dimensions use all 6 ports: 2 * 63/64 * 1 GB / 60 GB/s
     assert float(all_reduce_time_s(GB, 64, 1, t)) == pytest.approx(2 * 63 / 64 / 60)
+
+
+def _latency_tiers(fast_us=10.0, slow_us=100.0):
+    from simulator.specs.hardware import HardwareProfile
+    data = toy_hardware().model_dump()
+    data["tiers"][0]["latency_us"] = fast_us
+    data["tiers"][1]["latency_us"] = slow_us
+    return tier_arrays(HardwareProfile.model_validate(data))
+
+
+def test_flat_ring_latency_repeats_the_inner_steps_on_every_node():
+    """NCCL's ring is one ring through all ranks: 16 ranks on 4 nodes of 4 take 15 steps, 3 of them across
+    nodes: (16 - 4) x 10 us + 3 x 100 us = 420 us per reduce-scatter/all-gather (a hierarchical count would
+    give 3 x 10 + 3 x 100 = 330 us)."""
+    t = _latency_tiers()
+    assert float(all_gather_time_s(0.0, 16, 1, t)) == pytest.approx(420e-6)
+    assert float(reduce_scatter_time_s(0.0, 16, 1, t)) == pytest.approx(420e-6)
+
+
+def test_all_reduce_takes_the_tree_latency_when_smaller():
+    """64 ranks on 16 nodes: ring 2 x ((64 - 16) x 10 + 15 x 100) us = 3.96 ms; NCCL's tree
+    2 x ((4 - 1) x 10 + log2(16) x 100) us = 0.86 ms, which the all-reduce pays. Inside one node both are
+    2 (n-1) alpha."""
+    t = _latency_tiers()
+    assert float(all_reduce_time_s(0.0, 64, 1, t)) == pytest.approx(860e-6)
+    assert float(all_reduce_time_s(0.0, 4, 1, t)) == pytest.approx(60e-6)

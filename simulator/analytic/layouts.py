@@ -5,9 +5,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout
 
-INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule")
+INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit")
 BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap")
 
 
@@ -29,6 +29,7 @@ class LayoutTable:
     micro_batch: np.ndarray
     recompute: np.ndarray
     schedule: np.ndarray
+    zero3_unit: np.ndarray
     sequence_parallel: np.ndarray
     flash_attention: np.ndarray
     overlap_grad_reduce: np.ndarray
@@ -54,10 +55,14 @@ class LayoutTable:
                     v = np.vectorize(RECOMPUTE_CODES.__getitem__)(v)
                 if name == "schedule" and np.asarray(v).dtype.kind in "UO":
                     v = np.vectorize(SCHEDULE_CODES.__getitem__)(v)
+                if name == "zero3_unit" and np.asarray(v).dtype.kind in "UO":
+                    v = np.vectorize(ZERO3_UNIT_CODES.__getitem__)(v)
             elif name == "dp":
                 raise ValueError("LayoutTable needs a dp column")
             elif name == "recompute":
                 v = RECOMPUTE_CODES[defaults.recompute]
+            elif name == "zero3_unit":
+                v = ZERO3_UNIT_CODES[defaults.zero3_unit]
             elif name == "schedule":
                 vpp = np.asarray(cols.get("vpp", 1))
                 v = np.where(vpp > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])
@@ -80,6 +85,8 @@ class LayoutTable:
                     cols[name].append(RECOMPUTE_CODES[l.recompute])
                 elif name == "schedule":
                     cols[name].append(SCHEDULE_CODES[l.resolved_schedule])
+                elif name == "zero3_unit":
+                    cols[name].append(ZERO3_UNIT_CODES[l.zero3_unit])
                 else:
                     cols[name].append(getattr(l, name))
         table = cls.from_columns(placement=orders.pop(), **cols)

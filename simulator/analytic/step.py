@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..costs.compute import elementwise_bytes_per_token, gemm_time_s, matmul_efficiency, memory_bound_time_s
-from ..costs.flops import ModelCosts, model_costs
+from ..costs.flops import ModelCosts, model_costs, param_tensors_per_layer
 from ..costs.memory import activation_bytes_per_layer, logits_bytes, model_state_bytes
 from ..specs.hardware import HardwareProfile
 from ..specs.model import ModelSpec
@@ -410,10 +410,14 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     # the recompute) and reduce-scatters its gradients, one collective per layer, each paying its own latency
     # (Zhao et al. 2023, PyTorch FSDP, arXiv 2304.11277, sec. 3: one FlatParameter unit per transformer block). With prefetch a
     # layer's collectives hide under the previous layer's compute; the first gather of each pass is exposed.
+    # A framework that gathers tensor by tensor (DeepSpeed ZeRO-3 of 2021: one all-gather per parameter as its
+    # module runs) pays one collective latency per tensor of the layer; the gradient reduce-scatter stays
+    # bucketed (one per layer). Over a flat ring of hundreds of ranks each latency is milliseconds.
     n_gather = 2.0 + np.where(rc == 2, 1.0, 0.0)
     nl_max = np.maximum(1.0, np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)))
     bw_pp, lat = dp_phase_cost(lc, dense_t, expert_t)
-    ag_layer = w_bytes * bw_pp / nl_max + lat
+    gathers_per_layer = np.where(t.zero3_unit == 1, float(param_tensors_per_layer(m)), 1.0)
+    ag_layer = w_bytes * bw_pp / nl_max + lat * gathers_per_layer
     rs_layer = g_bytes * bw_pp / nl_max + lat
     hide_f, hide_b = win_f / nl_max, win_b / nl_max
     per_micro_f = nl_max * np.maximum(0.0, ag_layer - hide_f) + ovl * ag_layer

@@ -79,6 +79,8 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     l.add_argument("--cp", type=positive_int, help="context-parallel degree (default 1)")
     l.add_argument("--vpp", type=positive_int, help="virtual pipeline stages per rank (default 1)")
     l.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="ZeRO stage; 3 = FSDP (default 1)")
+    l.add_argument("--zero3-unit", choices=["layer", "tensor"],
+                   help="ZeRO-3 gather unit: layer (FSDP, default) or tensor (DeepSpeed ZeRO-3 of 2021)")
     l.add_argument("--sequence-parallel", type=on_off, metavar="on|off", help="Megatron SP (default on)")
     l.add_argument("--recompute", choices=["none", "selective", "full"], help="activation recompute (default selective)")
     l.add_argument("--micro-batch", type=positive_int, help="sequences per micro-batch (default 1)")
@@ -88,7 +90,8 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
 
 
 FLAG_KEYS = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "tp", "pp", "dp", "ep", "cp", "vpp",
-             "zero", "sequence_parallel", "recompute", "micro_batch", "schedule", "placement", "tp_comm_overlap")
+             "zero", "zero3_unit", "sequence_parallel", "recompute", "micro_batch", "schedule", "placement",
+             "tp_comm_overlap")
 
 
 def scenario_keys(args: argparse.Namespace) -> dict:

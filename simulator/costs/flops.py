@@ -43,6 +43,15 @@ def attention_core_flops_per_token(m: ModelSpec, seq_len: int) -> float:
     return 2.0 * seq_len * m.num_heads * (d_qk + d_v)
 
 
+def param_tensors_per_layer(m: ModelSpec) -> int:
+    """Parameter tensors of one transformer layer as a framework holds them (Megatron-LM module layout): two
+    norms and four linear layers (fused QKV, output projection, fused gate/up or fc1, fc2). GPT-style layers
+    (two-matrix MLP: GPT-2/3, Megatron GPT, Radford et al. 2019) carry a bias on each of them: 12 tensors;
+    Llama-style layers (gated MLP, RMSNorm, no biases; Touvron et al. 2023) carry 6. A framework that gathers
+    ZeRO-3 weights tensor by tensor pays one collective latency per tensor."""
+    return 6 if m.gated_mlp else 12
+
+
 def mlp_params(hidden: int, ffn: int, gated: bool) -> int:
     """Weights of one MLP: 2 matrices (GELU) or 3 (SwiGLU/GeGLU), biases ignored."""
     return (3 if gated else 2) * hidden * ffn

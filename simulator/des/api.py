@@ -31,8 +31,9 @@ import numpy as np
 from ..analytic.estimate import BREAKDOWN_KEYS, StepEstimate, job_of, result_from_row
 from ..analytic.layouts import LayoutTable
 from ..analytic.pipeline import chunk_layers as default_chunk_layers
-from ..analytic.step import OPTIMIZER_BYTES_PER_PARAM, R_MEMORY, dp_comm_times, evaluate, layer_costs
+from ..analytic.step import OPTIMIZER_BYTES_PER_PARAM, R_MEMORY, dp_comm_times, dp_phase_cost, evaluate, layer_costs
 from ..costs.compute import memory_bound_time_s
+from ..costs.flops import param_tensors_per_layer
 from ..errors import InfeasibleLayoutError, SpecError
 from ..specs.scenario import Scenario
 from ..topology.placement import members_per_domain
@@ -199,6 +200,10 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
 
     z3 = zero >= 3
     _, z_rs_l, z_ag_l = (float(x[0]) for x in dp_times([layer_d], [layer_e]))
+    if lay.zero3_unit == "tensor":                   # one latency per parameter tensor (analytic engine)
+        lat_l = float(np.asarray(dp_phase_cost(lc, np.asarray([layer_d], dtype=float),
+                                               np.asarray([layer_e], dtype=float))[1]).reshape(-1)[0])
+        z_ag_l += (param_tensors_per_layer(m) - 1) * lat_l
     _, z_rs_emb, z_ag_emb = (float(x[0]) for x in dp_times([emb_p], [0.0]))
     _, z_rs_out, z_ag_out = (float(x[0]) for x in dp_times([out_p], [0.0])) if out_p > 0 else (0.0, 0.0, 0.0)
 

@@ -13,12 +13,14 @@ from .base import Spec
 
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
+Zero3Unit = Literal["layer", "tensor"]
 AXES = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 
 #: Integer codes used by the vectorized engine (columns of a LayoutTable).
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
 SCHEDULE_CODES = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb-h1": 3}
+ZERO3_UNIT_CODES = {"layer": 0, "tensor": 1}
 
 
 class Layout(Spec):
@@ -32,6 +34,9 @@ class Layout(Spec):
     vpp: int = Field(1, ge=1, description="virtual pipeline stages (model chunks) per pipeline rank")
     zero: int = Field(1, ge=0, le=3, description="ZeRO stage: 0 none, 1 optimizer (distributed optimizer), "
                                                   "2 +gradients, 3 +weights (FSDP)")
+    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: 'layer' = one flat gather per "
+                                  "transformer block (PyTorch FSDP, Megatron-FSDP); 'tensor' = one gather per "
+                                  "parameter tensor (DeepSpeed ZeRO-3 as of 2021)")
     sequence_parallel: bool = Field(True, description="Megatron sequence parallelism (only with tp > 1)")
     recompute: Recompute = Field("selective", description="activation recomputation")
     micro_batch: int = Field(1, ge=1, description="sequences per micro-batch per data-parallel replica")

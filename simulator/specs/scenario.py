@@ -11,13 +11,14 @@ from pydantic import Field
 from ..errors import SpecError
 from .base import Spec
 from .hardware import HardwareProfile
-from .layout import Layout, Recompute, Schedule
+from .layout import Layout, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
 from .training import TrainingSpec, TrainDtype
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
-               "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "placement", "stage_layers")
+               "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "placement", "stage_layers",
+               "zero3_unit")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
 
 
@@ -47,6 +48,7 @@ class ScenarioFile(Spec):
     cp: Optional[int] = Field(None, ge=1)
     vpp: Optional[int] = Field(None, ge=1)
     zero: Optional[int] = Field(None, ge=0, le=3)
+    zero3_unit: Optional[Zero3Unit] = None
     sequence_parallel: Optional[bool] = None
     recompute: Optional[Recompute] = None
     micro_batch: Optional[int] = Field(None, ge=1)

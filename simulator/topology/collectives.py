@@ -26,19 +26,42 @@ def _torus_bandwidth(bw, ndims, side, f):
 def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
     """(bandwidth seconds, latency seconds) of one reduce-scatter or all-gather phase over a group of n ranks
     `stride` apart, level by level over the tiers it crosses. The bandwidth part is proportional to
-    `size_bytes`; the latency part is alpha per ring step, (f-1) steps per level of fan-out f."""
+    `size_bytes`: each level moves (f-1)/f of the data left by the inner levels over its own tier.
+
+    The latency part is that of NCCL's ring, which is flat (one ring through all n ranks, laid out domain by
+    domain), not hierarchical: of its n-1 steps, (f_k - 1) x (members outside the level) cross tier k, so a
+    group of 1536 GPUs on 192 nodes pays 192 x 7 NVLink steps + 191 network steps, not 7 + 191 (NCCL
+    src/graph/tuning.cc, ring latency (nsteps - nInterSteps) x intraLat + nInterSteps x interLat). Torus tiers
+    (TPU ICI) run per-dimension rings inside their slice, level by level: (f - 1) steps."""
     levels = group_levels(n, stride, tiers)
     t_bw = 0.0
     t_lat = 0.0
     data = np.asarray(size_bytes, dtype=float)
+    outer = [np.ones_like(np.asarray(n, dtype=float))]
+    for f in reversed(levels[1:]):
+        outer.insert(0, outer[0] * f)
     for k, f in enumerate(levels):
         bw = _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
         active = f > 1.0
         frac = np.where(active, (f - 1.0) / np.maximum(f, 1.0), 0.0)
         t_bw = t_bw + frac * data / bw
-        t_lat = t_lat + np.where(active, (f - 1.0) * tiers.latency_s[k], 0.0)
+        repeats = 1.0 if tiers.torus_ndims[k] else outer[k]
+        t_lat = t_lat + np.where(active, (f - 1.0) * repeats * tiers.latency_s[k], 0.0)
         data = data / f
     return t_bw, t_lat
+
+
+def tree_all_reduce_latency_s(n, stride, tiers: TierArrays):
+    """Latency of NCCL's tree all-reduce: a chain inside the innermost domain and a (double) binary tree across
+    the outer tiers, up and down: 2 x ((f_0 - 1) alpha_0 + sum_k log2(f_k) alpha_k) (NCCL src/graph/tuning.cc,
+    tree latency 2 x ((nRanks/nNodes - 1) intraLat + log2(nNodes) interLat)). NCCL picks the tree for
+    latency-bound all-reduces across many nodes."""
+    levels = group_levels(n, stride, tiers)
+    lat = 0.0
+    for k, f in enumerate(levels):
+        steps = (f - 1.0) if k == 0 else np.ceil(np.log2(np.maximum(f, 1.0)) - 1e-9)
+        lat = lat + np.where(f > 1.0, steps * tiers.latency_s[k], 0.0)
+    return 2.0 * lat
 
 
 def reduce_scatter_time_s(size_bytes, n, stride, tiers: TierArrays):
@@ -54,9 +77,10 @@ def all_gather_time_s(size_bytes, n, stride, tiers: TierArrays):
 
 
 def all_reduce_time_s(size_bytes, n, stride, tiers: TierArrays):
-    """Ring/hierarchical all-reduce: reduce-scatter then all-gather, 2(n-1)/n S / B and 2(n-1) alphas."""
+    """Ring/hierarchical all-reduce: reduce-scatter then all-gather, 2(n-1)/n S / B, with the latency of the ring
+    (2 x its phase latency) or of NCCL's tree, whichever is smaller."""
     bw, lat = hierarchical_phase_cost(size_bytes, n, stride, tiers)
-    return 2.0 * (bw + lat)
+    return 2.0 * bw + np.minimum(2.0 * lat, tree_all_reduce_latency_s(n, stride, tiers))
 
 
 def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays):
