@@ -36,6 +36,9 @@ OPTIMIZER_BYTES_PER_PARAM = 34.0
 #: its time is 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
 FLASH_BWD_OVER_FWD = 2.5
 
+#: Bytes an FP8 cast-transpose moves per element: read bf16 (2), write FP8 row-wise (1) and column-wise (1).
+FP8_CAST_BYTES_PER_ELEMENT = 4.0
+
 #: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
 CAUSAL_EXECUTED_FRACTION = 0.5
 
@@ -58,7 +61,8 @@ LAYER_COST_KEYS = (
     "act_b", "w_bytes", "g_bytes", "num_micro", "reasons", "M", "a", "kvh", "d_v", "n_moe_heavy",
     "mlp_act_heavy", "t_layer_f", "t_layer_b", "t_layer_w", "t_layer_rc", "st", "act_msg", "tp_exposed_f", "tp_exposed_b", "t_ep_f",
     "t_ep_b", "t_cp_f", "t_cp_b", "comm_layer_f", "comm_layer_b", "t_logits_f", "t_logits_b", "t_emb_comm", "spf", "hbm",
-    "t_micro_host", "etp", "dpc", "edpc", "fc2_in_heavy", "t_p2p", "gpu_f", "gpu_b", "t_attn_core",
+    "t_micro_host", "etp", "dpc", "edpc", "fc2_in_heavy", "t_p2p", "gpu_f", "gpu_b", "t_attn_core", "t_fp8_f",
+    "t_fp8_b",
 )
 
 
@@ -196,11 +200,23 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     spf = np.where(sp, tp, 1.0)
     ew_bytes = act_b * M * (14.0 * h / spf + mlp_act_elems / tp)
     t_elem = memory_bound_time_s(ew_bytes, hbm, eff.memory_bound)
+    # FP8 GEMMs take FP8 operands: every activation entering a GEMM is quantised in the forward pass and every
+    # output gradient in the backward, each read in bf16 and written as FP8 twice (row- and column-wise, the
+    # transposed copy feeding the weight-gradient GEMM): 2 + 1 + 1 bytes per element (NVIDIA Transformer Engine,
+    # FP8 primer: cast-transpose kernels; Micikevicius et al. 2022, arXiv 2209.05433 sec. 4). Memory bound.
+    if tr.dtype == "fp8":
+        fc2_mean = (1.0 - frac_moe) * f + frac_moe * ((k * fe + fs) if moe is not None else 0.0)
+        cast_f = 2.0 * h + out_k + fc2_mean / tp              # inputs of QKV, output projection, FC1, FC2
+        cast_b = in_n + 2.0 * h + gate * fc2_mean / tp       # output gradients of the same four GEMMs
+        t_fp8_f = memory_bound_time_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f, hbm, eff.memory_bound)
+        t_fp8_b = memory_bound_time_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b, hbm, eff.memory_bound)
+    else:
+        t_fp8_f = t_fp8_b = 0.0
     host = eff.layer_overhead_us * 1e-6                   # host (launch/framework) time of one layer pass
 
     t_gemm_f = t_attn_proj + t_mlp
-    gpu_f = t_gemm_f + t_attn_core + t_elem
-    gpu_b = 2.0 * t_gemm_f + bwd_attn_factor * t_attn_core + 2.0 * t_elem
+    gpu_f = t_gemm_f + t_attn_core + t_elem + t_fp8_f
+    gpu_b = 2.0 * t_gemm_f + bwd_attn_factor * t_attn_core + 2.0 * t_elem + t_fp8_b
     t_layer_w = t_gemm_f                                  # weight-gradient half of the backward GEMMs (ZB-H1)
 
     # ---- per-layer communication, one micro-batch -----------------------------------------------------------
