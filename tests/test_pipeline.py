@@ -91,3 +91,15 @@ def test_gpipe_is_paced_by_the_slowest_forward_plus_the_slowest_backward():
     t = pipeline_time_s(4.0, 7.0, 3, 1, 0, fb_max=5.0)
     assert float(t) == pytest.approx(17.0)
     assert float(pipeline_time_s(4.0, 7.0, 3, 1, 1, fb_max=5.0)) == pytest.approx(15.0)   # 1F1B unchanged
+
+
+def test_host_work_per_micro_batch_sits_on_the_ranks_that_do_it():
+    """Host-bound toy (10 ms per layer pass, kernels ~us): 3 layers on 3 stages, one micro-batch. Every rank
+    pays its layer's forward and backward (2 H) plus the every-rank host work (2 H: batch, schedule, sends);
+    the first adds the embedding's 2 H, the last the loss's 2 H: 6 H + 4 H + 6 H = 16 H = 160 ms for the
+    single micro-batch crossing all stages (the host work of a one-stage pipeline, 6 H, is not paid three times)."""
+    import simulator as ts
+    from .conftest import gpt, toy_hardware
+    sc = ts.Scenario.build(gpt(layers=3, hidden=64, heads=4, vocab=64), toy_hardware(layer_overhead_us=10_000.0),
+                           devices=3, global_batch=1, seq_len=16, tp=1, pp=3, micro_batch=1, recompute="none", zero=0)
+    assert ts.estimate(sc).step_time_s == pytest.approx(0.160, rel=1e-3)

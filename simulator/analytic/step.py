@@ -42,12 +42,16 @@ FP8_CAST_BYTES_PER_ELEMENT = 4.0
 #: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
 CAUSAL_EXECUTED_FRACTION = 0.5
 
-#: Host time each rank spends per micro-batch outside the transformer layers, in layer passes: the embedding
-#: forward and backward (~1 layer pass of kernels each with its TP all-reduce), the logits, vocab-parallel cross
-#: entropy and loss scaling forward and backward (~1 each: max/sum all-reduces, exp, log, gather), and the
-#: batch fetch with its TP broadcast plus pipeline send/receive (~2). An estimate from kernel counts of
-#: Megatron-LM's GPT step, not a fit (the vTrain single-node fit changes by under 1% MAPE between 4 and 6).
-MICRO_BATCH_HOST_LAYERS = 6.0
+#: Host time per micro-batch outside the transformer layers, in layer passes: the embedding forward and backward
+#: (~1 layer pass of kernels each with its TP all-reduce; first pipeline rank only), the logits, vocab-parallel
+#: cross entropy and loss scaling forward and backward (~1 each: max/sum all-reduces, exp, log, gather; last
+#: pipeline rank only), and the batch fetch with its TP broadcast plus pipeline send/receive and schedule
+#: bookkeeping (~2, every rank). An estimate from kernel counts of Megatron-LM's GPT step, not a fit.
+#: MICRO_BATCH_HOST_LAYERS is the total of a one-stage pipeline; a middle stage pays only the every-rank part.
+HOST_LAYERS_EVERY_RANK = 2.0
+HOST_LAYERS_EMBEDDING = 2.0
+HOST_LAYERS_LOSS = 2.0
+MICRO_BATCH_HOST_LAYERS = HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS
 
 # Reason bits of an infeasible layout (messages in analytic.reasons).
 R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP, R_MEMORY = (1 << i for i in range(11))
@@ -255,13 +259,17 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     # (the "overhead-bound" regime; He 2022, "Making Deep Learning Go Brrrr From First Principles",
     # https://horace.io/brrr_intro.html ; PyTorch performance tuning guide). The exposed communication of the
     # pass is GPU time too. Full recompute replays the forward (and its collectives) inside the backward pass.
-    rc_comm = np.where(rc == 2, comm_layer_f, 0.0)
-    t_layer_f = np.maximum(gpu_f, host - comm_layer_f)
-    t_layer_rc = np.where(rc == 2, np.maximum(gpu_f, host - rc_comm), np.where(rc == 1, t_attn_core, 0.0))
-    t_layer_b = np.maximum(gpu_b, host - (comm_layer_b - rc_comm))
-    # Work each rank's host does per micro-batch outside the layers (batch fetch and its TP broadcast, embedding,
-    # loss, pipeline send/receive and schedule bookkeeping), counted in layer passes of host time: it launches
-    # about as many kernels and collectives as MICRO_BATCH_HOST_LAYERS layer passes.
+    # A pass's exposed TP/EP/CP collectives do not hide under its host time: a collective is a rendezvous of the
+    # group, each one waits for the last rank's host to launch it, so in the host-bound regime the group runs at the
+    # pace of its slowest host plus the collectives (vTrain single node, Megatron-DeepSpeed on 2-8 A100: the
+    # host-bound per-layer time rises with the TP group, by about the NCCL all-reduce time of its 6 collectives;
+    # letting them hide under the host floor left TP=8 23.7% too fast, adding them leaves 8.5%).
+    t_layer_f = np.maximum(gpu_f, host)
+    t_layer_rc = np.where(rc == 2, np.maximum(gpu_f, host), np.where(rc == 1, t_attn_core, 0.0))
+    t_layer_b = np.maximum(gpu_b, host)
+    # Work the host does per micro-batch outside the layers (batch fetch and its TP broadcast, embedding, loss,
+    # pipeline send/receive and schedule bookkeeping), counted in layer passes of host time, all ranks of a
+    # one-stage pipeline together (evaluate puts each part on the pipeline rank that does it).
     t_micro_host = MICRO_BATCH_HOST_LAYERS * host
 
     # ---- embedding and logits (first / last rank) ------------------------------------------------------------
@@ -330,9 +338,17 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
 
     p2p_per_micro = 2.0 * lc["t_p2p"] * vpp                        # one send forward and one backward per chunk boundary
 
+    # host work per micro-batch outside the layers, on the ranks that do it: every rank fetches the batch and
+    # runs the schedule and its pipeline send/receive, the first rank the embedding, the last the logits and loss
+    host_pass = t_micro_host / MICRO_BATCH_HOST_LAYERS
+
+    def micro_host(emb, logits):
+        return host_pass * (HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING * emb + HOST_LAYERS_LOSS * logits)
+
     def rank_times(nl, emb, logits):
-        comp_f = nl * t_layer_f + logits * t_logits_f + 0.5 * t_micro_host
-        comp_b = nl * (t_layer_b + t_layer_rc) + logits * t_logits_b + 0.5 * t_micro_host
+        mh = micro_host(emb, logits)
+        comp_f = nl * t_layer_f + logits * t_logits_f + 0.5 * mh
+        comp_b = nl * (t_layer_b + t_layer_rc) + logits * t_logits_b + 0.5 * mh
         comm_f = nl * comm_layer_f + emb * t_emb_comm
         comm_b = nl * comm_layer_b
         return comp_f, comp_b, comm_f, comm_b
@@ -356,7 +372,8 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
 
     # sum over all stages of one micro-batch's time (fill/drain passes once through each)
     tau_sum = (L * (t_layer_f + t_layer_b + t_layer_rc + comm_layer_f + comm_layer_b) + t_logits_f + t_logits_b
-               + t_emb_comm + pp * (p2p_per_micro + t_micro_host))
+               + t_emb_comm + pp * p2p_per_micro
+               + host_pass * (pp * HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS))
     w_max = np.where(idx == 0, Lf, np.where(idx == 1, Lm, Ll)) * t_layer_w
     w_sum = L * t_layer_w
     t_pipe = pipeline_time_s(tau_max, tau_sum, num_micro, vpp, t.schedule, w_max, w_sum, fb_max)

@@ -31,7 +31,8 @@ import numpy as np
 from ..analytic.estimate import BREAKDOWN_KEYS, StepEstimate, job_of, result_from_row
 from ..analytic.layouts import LayoutTable
 from ..analytic.pipeline import chunk_layers as default_chunk_layers
-from ..analytic.step import OPTIMIZER_BYTES_PER_PARAM, R_MEMORY, dp_comm_times, dp_phase_cost, evaluate, layer_costs
+from ..analytic.step import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, MICRO_BATCH_HOST_LAYERS,
+                             OPTIMIZER_BYTES_PER_PARAM, R_MEMORY, dp_comm_times, dp_phase_cost, evaluate, layer_costs)
 from ..costs.compute import memory_bound_time_s
 from ..costs.flops import param_tensors_per_layer
 from ..errors import InfeasibleLayoutError, SpecError
@@ -231,12 +232,19 @@ def build_plan(sc: Scenario, lc: dict, *, overlap: bool, contention: bool, num_m
     p2p_seg = () if (overlap or pp == 1) else (Seg(post=_comm(("pp", cs.p2p)), label="p2p"),)
     b_compute = (cs.t_b - cs.t_w if split_w else cs.t_b) + cs.t_rc
     # per-micro-batch host work outside the layers: half with the forward, half with the backward, spread over
-    # the rank's chunks (analytic.step.evaluate adds 0.5 x t_micro_host to each per micro-batch and rank)
-    host_seg = (Seg(compute_s=0.5 * cs.micro_host / vpp, label="host"),) if cs.micro_host > 0 else ()
+    # the rank's chunks: every rank's part, plus the embedding's on the first rank and the loss's on the last
+    # (analytic.step.evaluate adds the same per micro-batch and rank)
+    host_pass = cs.micro_host / MICRO_BATCH_HOST_LAYERS
+
+    def host_seg_of(rank):
+        t = host_pass * (HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING * (rank == 0)
+                         + HOST_LAYERS_LOSS * (rank == pp - 1)) / vpp
+        return (Seg(compute_s=0.5 * t, label="host"),) if t > 0 else ()
 
     stages = []
     stage_totals = []
     for r in range(pp):
+        host_seg = host_seg_of(r)
         segments = {}
         items = []            # gradient items in the order they become final: (dense, expert, trigger, fwd use, label)
         dense_tot = expert_tot = 0.0
