@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..costs.compute import elementwise_bytes_per_token, gemm_time_s, matmul_efficiency, memory_bound_time_s
+from ..costs.compute import (elementwise_bytes_per_token, gemm_efficiency, gemm_time_s, matmul_efficiency,
+                             memory_bound_time_s)
 from ..costs.flops import ModelCosts, model_costs, param_tensors_per_layer
 from ..costs.memory import activation_bytes_per_layer, logits_bytes, model_state_bytes
 from ..specs.hardware import HardwareProfile
@@ -131,6 +132,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     peak = hw.peak_flops_per_s(tr.dtype)
     mm_max = eff.fp8_matmul_max if (tr.dtype == "fp8" and eff.fp8_matmul_max) else eff.matmul_max
     half = eff.matmul_half_dim
+    kh = eff.matmul_k_half
     attn_max = eff.attention_max or mm_max
     hbm = hw.device.memory_bandwidth_bytes_per_s
 
@@ -153,7 +155,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
         d_v = float(m.dim_per_head)
     out_k = a * d_v / tp                                   # output projection inner dim per TP rank
     in_n = (c.attn_params - a * d_v * h) / h / tp          # q/k/v (or MLA factors) width per TP rank
-    t_attn_proj = gemm_time_s(M, h, in_n, peak, mm_max, half) + gemm_time_s(M, out_k, h, peak, mm_max, half)
+    t_attn_proj = gemm_time_s(M, h, in_n, peak, mm_max, half, kh) + gemm_time_s(M, out_k, h, peak, mm_max, half, kh)
 
     gate = 2.0 if m.gated_mlp else 1.0
     moe = m.moe
@@ -164,13 +166,13 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
         E, k = float(moe.num_experts), float(moe.top_k)
         tok_per_expert = M * ep * k * etp / (E * tp)      # balanced routing over the EP group
         experts_local = E / ep
-        t_experts = experts_local * (gemm_time_s(tok_per_expert, h, gate * fe / etp, peak, mm_max, half)
-                                     + gemm_time_s(tok_per_expert, fe / etp, h, peak, mm_max, half))
+        t_experts = experts_local * (gemm_time_s(tok_per_expert, h, gate * fe / etp, peak, mm_max, half, kh)
+                                     + gemm_time_s(tok_per_expert, fe / etp, h, peak, mm_max, half, kh))
         fs = float(moe.shared_expert_ffn_hidden_size or moe.expert_ffn_hidden_size) * moe.num_shared_experts
         t_shared = 0.0
         if fs > 0:
-            t_shared = gemm_time_s(M, h, gate * fs / tp, peak, mm_max, half) + gemm_time_s(M, fs / tp, h, peak, mm_max, half)
-        t_router = gemm_time_s(M, h, E, peak, mm_max, half)
+            t_shared = gemm_time_s(M, h, gate * fs / tp, peak, mm_max, half, kh) + gemm_time_s(M, fs / tp, h, peak, mm_max, half, kh)
+        t_router = gemm_time_s(M, h, E, peak, mm_max, half, kh)
         t_moe_mlp = t_experts + t_shared + t_router
         moe_act = k * (gate + 1.0) * fe + (gate + 1.0) * fs + 2.0 * k * h   # + permuted token copies
     else:
@@ -178,7 +180,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
         t_moe_mlp = 0.0
         moe_act = 0.0
     f = float(m.ffn_hidden_size)
-    t_dense_mlp = gemm_time_s(M, h, gate * f / tp, peak, mm_max, half) + gemm_time_s(M, f / tp, h, peak, mm_max, half)
+    t_dense_mlp = gemm_time_s(M, h, gate * f / tp, peak, mm_max, half, kh) + gemm_time_s(M, f / tp, h, peak, mm_max, half, kh)
     dense_act = (gate + 1.0) * f
     t_mlp = (1.0 - frac_moe) * t_dense_mlp + frac_moe * t_moe_mlp
     mlp_act_elems = (1.0 - frac_moe) * dense_act + frac_moe * moe_act
@@ -188,14 +190,16 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     # attention core. Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the
     # local sequence length. Without flash (Megatron's unfused path): two batched GEMMs per head, QK^T of shape
     # (s, d_head, s) and softmax(.)V of shape (s, s, d_head), run on the matmul curve; their output (s x s or
-    # s x d_head per head, times heads x micro-batch) fills the machine even though one dimension is d_head, so
-    # the curve is taken at the cube root of the per-head GEMM volume, (s^2 d_head)^(1/3), rather than at d_head;
+    # s x d_head per head, times heads x micro-batch) fills the machine even though one dimension is d_head: both
+    # run on the GEMM curve as batched GEMMs (output area x heads x micro-batch; reduction depth d_head for QK^T,
+    # s for softmax(.)V), equal FLOPs each, so their combined efficiency is the harmonic mean of the two;
     # the s x s softmax/dropout between them is memory bound.
     attn_flops_fwd = c.attn_core_flops_per_token * M / tp
     exec_frac = np.where(t.flash_attention, CAUSAL_EXECUTED_FRACTION, 1.0)
     d_head = float(m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) if m.mla is not None else float(m.dim_per_head)
     attn_eff = np.where(t.flash_attention, matmul_efficiency(s / cp, attn_max, half),
-                        matmul_efficiency(np.cbrt((s / cp) * s * d_head), mm_max, half))
+                        2.0 / (1.0 / gemm_efficiency(s / cp, d_head, s, mm_max, half, kh, batch=b * a / tp)
+                               + 1.0 / gemm_efficiency(s / cp, s, d_head, mm_max, half, kh, batch=b * a / tp)))
     t_attn_core = attn_flops_fwd * exec_frac / (peak * attn_eff)
     softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * act_b)
     t_attn_core = t_attn_core + memory_bound_time_s(softmax_bytes, hbm, eff.memory_bound)
@@ -273,8 +277,8 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     t_micro_host = MICRO_BATCH_HOST_LAYERS * host
 
     # ---- embedding and logits (first / last rank) ------------------------------------------------------------
-    t_logits_f = gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(3.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
-    t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
+    t_logits_f = gemm_time_s(M, h, V / tp, peak, mm_max, half, kh) + memory_bound_time_s(3.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
+    t_logits_b = 2.0 * gemm_time_s(M, h, V / tp, peak, mm_max, half, kh) + memory_bound_time_s(2.0 * 4.0 * M * V / tp, hbm, eff.memory_bound)
     t_emb_comm = tp_coll                                   # vocab-parallel embedding: one all-reduce forward
 
     # pipeline send of one activation [b, s/cp, h]: Megatron's scatter/gather optimisation sends 1/t of it

@@ -1,9 +1,16 @@
 """Compute time on one device: roofline with a shape-dependent matmul efficiency and memory-bound ops.
 
-Matmul efficiency saturates in the GEMM's smallest dimension d (tile and wave quantisation: a GEMM narrower
-than a few tiles cannot fill the machine): eff(d) = matmul_max * d / (d + matmul_half_dim). matmul_max is the
-best-shape fraction of peak (stas00/ml-engineering MAMF tables, hardware.md sec. 6.1); half_dim is fitted per
-device family by benchmarks/calibrate.py. Memory-bound kernels run at memory_bound x HBM bandwidth.
+GEMM efficiency is the product of two saturations (matmul_max is the best-shape fraction of peak, stas00/
+ml-engineering MAMF tables, hardware.md sec. 6.1):
+- output fill: a GEMM is cut into output tiles, one per SM at a time, so it fills the machine only once its
+  output area A = batch x M x N covers about one wave of tiles: A / (A + matmul_half_dim^2). matmul_half_dim is
+  the side of the half-fill output square (fitted: A100 1437 = 126 tiles of 128x128, H100 1306 = 104 tiles: about
+  one wave on their 108 / 132 SMs);
+- reduction depth: a short K loop cannot amortise the tile's prologue/epilogue (loading the pipeline, writing
+  the output tile): K / (K + matmul_k_half).
+eff = matmul_max * A / (A + half^2) * K / (K + k_half). Both halves are fitted per family by
+benchmarks/calibrate.py. The 1-D curve matmul_efficiency(d) = matmul_max * d / (d + half) remains for the fused
+attention kernel (saturating in the sequence length). Memory-bound kernels run at memory_bound x HBM bandwidth.
 """
 from __future__ import annotations
 
@@ -11,15 +18,25 @@ import numpy as np
 
 
 def matmul_efficiency(min_dim, matmul_max: float, half_dim: float):
-    """Fraction of peak FLOP/s a GEMM whose smallest dimension is `min_dim` reaches."""
+    """1-D saturating curve matmul_max * d / (d + half_dim) (fused attention, in the sequence length)."""
     d = np.asarray(min_dim, dtype=float)
     return matmul_max * d / (d + half_dim)
 
 
-def gemm_time_s(m, k, n, peak_flops_per_s: float, matmul_max: float, half_dim: float):
-    """Time of an (m x k) @ (k x n) GEMM: 2mkn / (peak x eff(min(m, k, n)))."""
+def gemm_efficiency(m, k, n, matmul_max: float, half_dim: float, k_half=None, batch=1.0):
+    """Fraction of peak FLOP/s of `batch` (m x k) @ (k x n) GEMMs: output fill x reduction-depth saturation.
+
+    k_half None (a family whose profile has no fitted value) falls back to half_dim."""
+    m = np.asarray(m, dtype=float)
+    kh = half_dim if k_half is None else k_half
+    area = batch * m * n
+    return matmul_max * area / (area + half_dim * half_dim) * (k / (k + kh))
+
+
+def gemm_time_s(m, k, n, peak_flops_per_s: float, matmul_max: float, half_dim: float, k_half=None):
+    """Time of an (m x k) @ (k x n) GEMM: 2mkn / (peak x gemm_efficiency(m, k, n))."""
     flops = 2.0 * np.asarray(m, dtype=float) * k * n
-    eff = matmul_efficiency(np.minimum(np.minimum(m, k), n), matmul_max, half_dim)
+    eff = gemm_efficiency(m, k, n, matmul_max, half_dim, k_half)
     return flops / (peak_flops_per_s * eff)
 
 

@@ -51,12 +51,16 @@ class DeviceSpec(Spec):
 class EfficiencySpec(Spec):
     """Achieved fraction of the peaks, few physical parameters per device family.
 
-    Matmul efficiency saturates in the GEMM's smallest dimension d: eff(d) = matmul_max * d / (d + matmul_half_dim)
-    (a tile/wave-quantisation shaped curve; Calculon uses size buckets to the same end).
+    GEMM efficiency saturates in the output area A = M x N (wave fill) and the reduction depth K:
+    eff = matmul_max * A / (A + matmul_half_dim^2) * K / (K + matmul_k_half) (costs.compute.gemm_efficiency;
+    Calculon uses size buckets to the same end). The fused attention kernel uses matmul_half_dim on the sequence.
     """
 
     matmul_max: float = Field(gt=0, le=1, description="fraction of dense peak a large, well-shaped GEMM reaches")
-    matmul_half_dim: float = Field(ge=0, description="smallest GEMM dimension at which efficiency is half of max")
+    matmul_half_dim: float = Field(ge=0, description="side of the output square (M = N) at which a GEMM's wave fill "
+                                                     "is half; also the half point of the fused attention curve")
+    matmul_k_half: Optional[float] = Field(
+        None, ge=0, description="reduction depth K at which the K saturation is half; default matmul_half_dim")
     fp8_matmul_max: Optional[float] = Field(None, gt=0, le=1, description="as matmul_max for fp8 GEMMs")
     attention_max: Optional[float] = Field(
         None, gt=0, le=1, description="fraction of peak the fused (flash) attention kernel reaches; default matmul_max")
