@@ -131,3 +131,15 @@ def test_explicit_stage_layers_must_hold_every_layer(tmp_path, capsys):
     code, out, _ = run(["estimate", "--scenario", str(f), "--format", "json"], capsys)
     d = json.loads(out)
     assert code == 0 and d["stage_layers"] == {"first": 23, "middle": 25, "last": 23}
+
+
+def test_a_layout_that_cannot_be_formed_has_no_step_time(capsys):
+    """More chunks than layers: exit 3, the reason, and null time/MFU figures (not an MFU above 100%)."""
+    args = ["estimate", "--model", "llama3-405b", "--hardware", "h100-sxm5-80gb", "--devices", "16384", "--tp", "8",
+            "--pp", "16", "--vpp", "8", "--global-batch", "2048", "--seq-len", "8192", "--format", "json"]
+    code, out, err = run(args, capsys)
+    assert code == 3
+    d = json.loads(out)
+    assert d["runnable"] is False and d["mfu"] is None and d["step_time_s"] is None
+    assert all(v is None for v in d["time_breakdown_s"].values())
+    assert "exceed the 126 layers" in err

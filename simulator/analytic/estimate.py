@@ -8,7 +8,7 @@ import numpy as np
 from ..specs.scenario import Scenario
 from .layouts import LayoutTable
 from .reasons import describe
-from .step import Job, evaluate
+from .step import R_MEMORY, Job, evaluate
 
 BREAKDOWN_KEYS = ("compute", "recompute", "tp_comm", "cp_comm", "ep_comm", "pp_comm", "bubble", "dp_comm",
                   "optimizer", "overhead")
@@ -37,6 +37,7 @@ class StepEstimate:
     stage_layers: dict = field(default_factory=dict)
     engine: str = "analytic"
     extra: dict = field(default_factory=dict)
+    runnable: bool = True       # False: the layout cannot be formed (not only too big); its figures mean nothing
 
     @property
     def feasible(self) -> bool:
@@ -68,6 +69,13 @@ class StepEstimate:
             "stage_layers": dict(self.stage_layers),
         }
         d.update(self.extra)
+        d["runnable"] = self.runnable
+        if not self.runnable:
+            # A layout that cannot be formed (world size, divisibility, more chunks than layers) has no step time or
+            # utilisation: null rather than figures computed from an impossible split (memory stays, as documented).
+            for k in ("mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device", "bubble_fraction"):
+                d[k] = None
+            d["time_breakdown_s"] = {k: None for k in d["time_breakdown_s"]}
         return d
 
 
@@ -92,7 +100,7 @@ def result_from_row(sc: Scenario, r: dict, engine: str = "analytic") -> StepEsti
         num_micro_batches=int(r["num_micro_batches"]), bubble_fraction=float(r["bubble_fraction"]),
         pacing_rank=RANK_NAMES[int(r["pacing_rank"])], memory_rank=RANK_NAMES[int(r["memory_rank"])],
         stage_layers={"first": int(r["layers_first"]), "middle": int(r["layers_mid"]), "last": int(r["layers_last"])},
-        engine=engine,
+        engine=engine, runnable=not (int(r["reasons"]) & ~R_MEMORY),
     )
 
 

@@ -26,6 +26,13 @@ def estimate_renderable(d: dict):
                            f"recompute {lay['recompute']}  micro-batch {lay['micro_batch']}  "
                            f"({d['num_micro_batches']} micro-batches)")
     head.add_row("engine", d.get("engine", "analytic"))
+    if d.get("runnable") is False:
+        head.add_row("step time", Text("not evaluated: the layout cannot be formed", style="bold red"))
+        mem = d["memory"]
+        head.add_row("memory", f"{mem['total_bytes'] / GIGA:,.1f} of {mem['capacity_bytes'] / GIGA:,.0f} GB "
+                               "(as laid out; approximate)")
+        return Group(head, Text(""), Text("infeasible:", style="bold red"),
+                     *[Text(f"  - {r}") for r in d["reasons"]])
     head.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%")
     head.add_row("step time", format_seconds(d["step_time_s"]))
     head.add_row("throughput", f"{d['tokens_per_s']:,.0f} tokens/s   {d['tflops_per_device']:.1f} TFLOP/s per device")
