@@ -26,7 +26,9 @@ Comparing like with like (data README sec. 3):
   FlashAttention (Dao et al., May 2022) is used by rows from 2023 on or whose notes name it; rows published
   up to 2022 without ZeRO-3 reduce gradients after the backward pass (Megatron-LM's local DDP before its 2023
   overlapped distributed optimizer; Korthikanti et al. 2022 sec. 6.3 "DP gradient all-reduce not overlapped");
-  TP communication overlaps GEMMs only where the notes say so (`tp comm overlap`, `--tp-comm-overlap`).
+  TP communication overlaps GEMMs only where the notes say so (`tp comm overlap`, `--tp-comm-overlap`); likewise
+  the MoE expert-parallel all-to-alls overlap another micro-batch's compute only where the notes say so
+  (`EP A2A overlap`, `--overlap-moe-expert-parallel-comm`).
 
 Rows whose notes start with `UNUSABLE`, rows with an unknown hardware profile, malformed rows (named by line
 and column) and rows that still cannot be predicted are returned with status "skipped" and a reason; they are
@@ -121,6 +123,7 @@ class Case:
     assumptions: tuple = ()
     eval_sequences_per_step: float = 0.0   # forward-only evaluation inside the measured window, per step
     zero3_unit: str = "layer"              # ZeRO-3 gather unit of the row's framework (specs.layout)
+    ep_comm_overlap: bool = False          # MoE all-to-alls hidden behind another micro-batch (specs.layout)
 
 
 @dataclass
@@ -412,6 +415,8 @@ def case_from_row(row: dict, line: int) -> Case:
     overlap = not (year and year <= 2022 and hw.family != "tpu")
     zero3_unit = "tensor" if (known["zero_stage"] == 3 and "deepspeed" in low and year and year <= 2022) else "layer"
     tp_overlap = bool(re.search(r"tp[ _-]comm[ _-]overlap", low))
+    # Megatron-Core's EP all-to-all overlap (--overlap-moe-expert-parallel-comm) only where the notes say so
+    ep_overlap = bool(re.search(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm", low))
     conv_emb = bool(re.search(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings", low))
     # Throughput measured over windows that include a forward-only evaluation (data README sec. 3, pitfall 5):
     # when the notes give the window's tokens and the evaluated sequences, predict the same window.
@@ -428,7 +433,7 @@ def case_from_row(row: dict, line: int) -> Case:
                 peak_tflops_used=row["peak_tflops_used"], model=model, hardware=hw, training=training,
                 num_devices=n, known=known, flash_attention=flash, overlap_grad_reduce=overlap,
                 tp_comm_overlap=tp_overlap, convention_embedding=conv_emb, assumptions=tuple(assumptions),
-                eval_sequences_per_step=eval_per_step, zero3_unit=zero3_unit)
+                eval_sequences_per_step=eval_per_step, zero3_unit=zero3_unit, ep_comm_overlap=ep_overlap)
 
 
 def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: HardwareProfile) -> Case:
@@ -525,6 +530,7 @@ def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
     table = LayoutTable.from_columns(flash_attention=case.flash_attention,
                                      overlap_grad_reduce=case.overlap_grad_reduce,
                                      tp_comm_overlap=case.tp_comm_overlap,
+                                     ep_comm_overlap=case.ep_comm_overlap,
                                      zero3_unit=1 if case.zero3_unit == "tensor" else 0, **cols)
     return table, cols, searched
 
@@ -607,7 +613,8 @@ def _des_step_time(case: Case, layout: dict, simulate) -> float:
                  vpp=layout["vpp"], zero=layout["zero_stage"], sequence_parallel=bool(layout["sequence_parallel"]),
                  recompute=layout["recompute"], micro_batch=layout["micro_batch"],
                  flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
-                 tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit)
+                 tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit,
+                 ep_comm_overlap=case.ep_comm_overlap)
     sc = Scenario(model=case.model, hardware=case.hardware, num_devices=case.num_devices, training=case.training,
                   layout=lay)
     return float(simulate(sc).step_time_s)
@@ -644,6 +651,7 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
         cols["flash_attention"] = np.full(n, case.flash_attention)
         cols["overlap_grad_reduce"] = np.full(n, case.overlap_grad_reduce)
         cols["tp_comm_overlap"] = np.full(n, case.tp_comm_overlap)
+        cols["ep_comm_overlap"] = np.full(n, case.ep_comm_overlap)
         cols["zero3_unit"] = np.full(n, 1 if case.zero3_unit == "tensor" else 0)
         prepared[i] = (cols, searched)
         groups.setdefault(job_key(case), []).append(i)

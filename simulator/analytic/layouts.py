@@ -8,7 +8,7 @@ import numpy as np
 from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout
 
 INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit")
-BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap")
+BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class LayoutTable:
     flash_attention: np.ndarray
     overlap_grad_reduce: np.ndarray
     tp_comm_overlap: np.ndarray
+    ep_comm_overlap: np.ndarray
     placement: str = "tp-cp-ep-dp-pp"
     stage_first: np.ndarray | None = None
     stage_mid: np.ndarray | None = None

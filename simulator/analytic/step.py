@@ -174,18 +174,25 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
             t_shared = gemm_time_s(M, h, gate * fs / tp, peak, mm_max, half, kh) + gemm_time_s(M, fs / tp, h, peak, mm_max, half, kh)
         t_router = gemm_time_s(M, h, E, peak, mm_max, half, kh)
         t_moe_mlp = t_experts + t_shared + t_router
-        moe_act = k * (gate + 1.0) * fe + (gate + 1.0) * fs + 2.0 * k * h   # + permuted token copies
+        # + the permuted token copies, saved once as the input of the expert fc1: since Megatron-Core v0.13 the
+        # routing probabilities multiply inside the expert activation function ("memory efficient token
+        # permutation", megatron/core/transformer/moe/README.md), so the unpermute keeps no copy of its input
+        moe_act = k * (gate + 1.0) * fe + (gate + 1.0) * fs + k * h
+        moe_ew = moe_act + k * h                           # permute writes and unpermute reads k copies each
     else:
         frac_moe = n_moe_heavy = 0.0
         t_moe_mlp = 0.0
-        moe_act = 0.0
+        moe_act = moe_ew = 0.0
     f = float(m.ffn_hidden_size)
     t_dense_mlp = gemm_time_s(M, h, gate * f / tp, peak, mm_max, half, kh) + gemm_time_s(M, f / tp, h, peak, mm_max, half, kh)
     dense_act = (gate + 1.0) * f
     t_mlp = (1.0 - frac_moe) * t_dense_mlp + frac_moe * t_moe_mlp
     mlp_act_elems = (1.0 - frac_moe) * dense_act + frac_moe * moe_act
+    mlp_ew_elems = (1.0 - frac_moe) * dense_act + frac_moe * moe_ew
     mlp_act_heavy = (1.0 - n_moe_heavy) * dense_act + n_moe_heavy * moe_act
-    fc2_in_heavy = (1.0 - n_moe_heavy) * f + n_moe_heavy * ((k * fe + fs) if moe is not None else 0.0)
+    # MLP activations saved as GEMM inputs (FP8 with Transformer Engine): fc2 inputs, and for MoE the permuted
+    # copies entering the expert fc1
+    fc2_in_heavy = (1.0 - n_moe_heavy) * f + n_moe_heavy * ((k * fe + fs + k * h) if moe is not None else 0.0)
 
     # attention core. Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the
     # local sequence length. Without flash (Megatron's unfused path): two batched GEMMs per head, QK^T of shape
@@ -206,7 +213,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     bwd_attn_factor = np.where(t.flash_attention, FLASH_BWD_OVER_FWD, 2.0)
 
     spf = np.where(sp, tp, 1.0)
-    ew_bytes = act_b * M * (14.0 * h / spf + mlp_act_elems / tp)
+    ew_bytes = act_b * M * (14.0 * h / spf + mlp_ew_elems / tp)
     t_elem = memory_bound_time_s(ew_bytes, hbm, eff.memory_bound)
     # FP8 GEMMs take FP8 operands: every activation entering a GEMM is quantised in the forward pass and every
     # output gradient in the backward, each read in bf16 and written as FP8 twice (row- and column-wise, the
@@ -244,8 +251,21 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
         a2a = np.where(t.ep > 1, all_to_all_time_s(a2a_bytes, ep, st["ep"], tiers), 0.0) * frac_moe
     else:
         a2a = np.zeros_like(tp)
-    t_ep_f = 2.0 * a2a                                     # dispatch + combine
-    t_ep_b = 2.0 * a2a + np.where(rc == 2, 2.0 * a2a, 0.0)
+    # EP all-to-all overlap (Megatron-Core v0.14 "batch-level overlapping", --overlap-moe-expert-parallel-comm
+    # --delay-wgrad-compute; megatron/core/pipeline_parallel/combined_1f1b.py): in the steady state the forward of
+    # one micro-batch and the backward of another run together layer by layer, each all-to-all on a communication
+    # stream beside a compute chunk of the other micro-batch: f.attn || b.combine-grad, f.dispatch || b.mlp,
+    # f.mlp || b.dispatch-grad, f.combine || b.attn. Each all-to-all is exposed only by what outlasts its chunk.
+    # Megatron runs it only with pp == 1 or an interleaved schedule; the full-recompute replay stays exposed.
+    ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))
+    attn_f = t_attn_proj + t_attn_core
+    mlp_f = np.maximum(0.0, gpu_f - attn_f)
+    attn_b = 2.0 * t_attn_proj + bwd_attn_factor * t_attn_core
+    mlp_b = np.maximum(0.0, gpu_b - attn_b)
+    ep_f_hidden = np.maximum(0.0, a2a - mlp_b) + np.maximum(0.0, a2a - attn_b)
+    ep_b_hidden = np.maximum(0.0, a2a - attn_f) + np.maximum(0.0, a2a - mlp_f)
+    t_ep_f = np.where(ep_hide, ep_f_hidden, 2.0 * a2a)     # dispatch + combine
+    t_ep_b = np.where(ep_hide, ep_b_hidden, 2.0 * a2a) + np.where(rc == 2, 2.0 * a2a, 0.0)
 
     # context parallel: ring exchange of K and V blocks, overlapped with the attention core it feeds
     kv_dim = (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) if m.mla is not None else 2.0 * kvh * m.dim_per_head

@@ -87,11 +87,13 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     l.add_argument("--schedule", choices=["gpipe", "1f1b", "interleaved", "zb-h1"], help="pipeline schedule")
     l.add_argument("--placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
     l.add_argument("--tp-comm-overlap", type=on_off, metavar="on|off", help="overlap TP collectives with GEMMs")
+    l.add_argument("--ep-comm-overlap", type=on_off, metavar="on|off",
+                   help="hide MoE all-to-alls behind another micro-batch's compute (Megatron-Core; ideal overlap)")
 
 
 FLAG_KEYS = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "tp", "pp", "dp", "ep", "cp", "vpp",
              "zero", "zero3_unit", "sequence_parallel", "recompute", "micro_batch", "schedule", "placement",
-             "tp_comm_overlap")
+             "tp_comm_overlap", "ep_comm_overlap")
 
 
 def scenario_keys(args: argparse.Namespace) -> dict:

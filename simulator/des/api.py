@@ -435,7 +435,7 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     sc = scenario
     if not overlap:
         sc = sc.model_copy(update={"layout": sc.layout.model_copy(
-            update={"overlap_grad_reduce": False, "tp_comm_overlap": False})})
+            update={"overlap_grad_reduce": False, "tp_comm_overlap": False, "ep_comm_overlap": False})})
     lay = sc.layout
     L = sc.model.num_layers
     if lay.stage_layers is not None:

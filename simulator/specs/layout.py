@@ -44,6 +44,9 @@ class Layout(Spec):
     flash_attention: bool = Field(True, description="fused attention: no s^2 activations, causal half of the work")
     overlap_grad_reduce: bool = Field(True, description="overlap DP/ZeRO gradient reduction with backward")
     tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs (Transformer Engine)")
+    ep_comm_overlap: bool = Field(False, description="hide the MoE expert-parallel all-to-alls behind another "
+                                  "micro-batch's compute (Megatron-Core --overlap-moe-expert-parallel-comm, combined "
+                                  "1F1B; needs pp == 1 or an interleaved schedule)")
     placement: str = Field(DEFAULT_ORDER, description="rank order, innermost axis first (Megatron tp-cp-ep-dp-pp)")
     stage_layers: Optional[list[int]] = Field(
         None, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "

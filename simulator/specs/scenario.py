@@ -17,7 +17,7 @@ from .model import ModelSpec
 from .training import TrainingSpec, TrainDtype
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
-               "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "placement", "stage_layers",
+               "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
                "zero3_unit")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
 
@@ -56,6 +56,7 @@ class ScenarioFile(Spec):
     flash_attention: Optional[bool] = None
     overlap_grad_reduce: Optional[bool] = None
     tp_comm_overlap: Optional[bool] = None
+    ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
     stage_layers: Optional[list[int]] = None
     hardware_overrides: Optional[HardwareOverrides] = None
