@@ -93,3 +93,14 @@ def test_fp8_saves_gemm_inputs_in_one_byte():
     fp8 = float(activation_bytes_per_layer(**kw, gemm_input_bytes=1.0, fc2_input_elems=4 * h))
     assert bf16 == pytest.approx(34 * s * b * h)
     assert fp8 == pytest.approx(27 * s * b * h)
+
+
+def test_wide_expert_parallel_groups_are_contiguous_ranks():
+    """EP 32 over TP 2 x DP 16 (expert TP 1): Megatron-Core's expert ranks are etp-ep-dp-pp, so the 32 members are
+    consecutive ranks (stride etp = 1) and the expert-data-parallel group strides over them (32); EP 4 inside
+    DP 8 keeps the DP stride (tp = 2)."""
+    m = gpt(layers=2, hidden=512, heads=8, vocab=1000,
+            moe=MoESpec(num_experts=64, top_k=2, expert_ffn_hidden_size=1024))
+    lc = layer_costs(job(model=m, devices=32, batch=32), table(tp=[2, 2], pp=[1, 1], dp=[16, 16], ep=[32, 4]))
+    assert [float(x) for x in lc["st"]["ep"]] == [1.0, 2.0]
+    assert [float(x) for x in lc["st"]["edp"]] == [32.0, 8.0]
