@@ -409,11 +409,15 @@ def case_from_row(row: dict, line: int) -> Case:
     low = notes.lower()
     flash = year >= 2023 or "flash" in low
     # GPU frameworks of 2021-2022 (Megatron-LM before its overlapped distributed optimizer, DeepSpeed) reduce
-    # gradients after the backward pass; later ones overlap, and XLA on TPUs schedules the FSDP/data-parallel
-    # collectives under compute (GSPMD). DeepSpeed's ZeRO-3 of that time gathers parameters tensor by tensor as
-    # modules run (Rajbhandari et al. 2021, ZeRO-Infinity sec. 7; Narayanan et al. 2021 sec. 5.2).
-    overlap = not (year and year <= 2022 and hw.family != "tpu")
-    zero3_unit = "tensor" if (known["zero_stage"] == 3 and "deepspeed" in low and year and year <= 2022) else "layer"
+    # gradients after the backward pass; later ones overlap. Two exceptions: XLA on TPUs schedules the FSDP and
+    # data-parallel collectives under compute (GSPMD), and FSDP-style ZeRO-3 (FairScale/PyTorch FSDP) prefetches
+    # its gathers and reduce-scatters during the backward (Zhao et al. 2023 sec. 3.3). DeepSpeed's ZeRO-3 of that
+    # time gathers parameters tensor by tensor as modules run (Rajbhandari et al. 2021, ZeRO-Infinity sec. 7;
+    # Narayanan et al. 2021 sec. 5.2), on demand.
+    deepspeed_zero3 = known["zero_stage"] == 3 and "deepspeed" in low and bool(year) and year <= 2022
+    fsdp_zero3 = known["zero_stage"] == 3 and not deepspeed_zero3
+    overlap = not (year and year <= 2022 and hw.family != "tpu" and not fsdp_zero3)
+    zero3_unit = "tensor" if deepspeed_zero3 else "layer"
     tp_overlap = bool(re.search(r"tp[ _-]comm[ _-]overlap", low))
     # Megatron-Core's EP all-to-all overlap (--overlap-moe-expert-parallel-comm) only where the notes say so
     ep_overlap = bool(re.search(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm", low))
