@@ -43,7 +43,9 @@ def test_group_shares_name_the_tiers_a_collective_crosses_and_sum_to_one(n, stri
 
 
 def test_hierarchical_shares_follow_the_level_sizes():
-    # 16 ranks, 8 per node: NVLink level moves 7/8 of S at 234 GB/s, IB level 1/2 of S/8 at 22.5 GB/s
-    nv, ib = 7 / 8 / (300e9 * 0.78), 1 / 2 / 8 / (25e9 * 0.9)
+    # 16 ranks, 8 per node: NVLink level moves 7/8 of S at 300 GB/s x its efficiency, IB level 1/2 of S/8 at
+    # 25 GB/s x its (fitted) efficiency
+    eff_nv, eff_ib = HW.tiers[0].efficiency, HW.tiers[-1].efficiency
+    nv, ib = 7 / 8 / (300e9 * eff_nv), 1 / 2 / 8 / (25e9 * eff_ib)
     shares = dict(group_tier_shares(16, 1, tier_arrays(HW)))
     assert shares[0] == pytest.approx(nv / (nv + ib)) and shares[1] == pytest.approx(ib / (nv + ib))
