@@ -250,14 +250,14 @@ FAMILY_FITS = (
                                 "slow_tier_efficiency"),
               ("a100-sxm4-40gb", "a100-sxm4-80gb", "a800-sxm4-80gb"),
               note="matmul_max (0.85, MAMF) and memory_bound (0.88, copy benchmarks) keep their sourced values: "
-                   "fitting memory_bound too moved it to 0.68 and the cost by 1% (0.0300 vs 0.0304); fitting "
-                   "matmul_max lowered the cost by 12% but only by taking it to 0.73, far below the measured best-shape "
-                   "0.87, and raised the Korthikanti et al. 2022 error from 3.0% to 7.0%. attention_max applies to "
+                   "fitting memory_bound too moved it to 0.72 and the cost by 0.8% (0.0284 vs 0.0286); fitting "
+                   "matmul_max lowered the cost by 9% but only by taking it to 0.74, far below the measured best-shape "
+                   "0.87, and raised the Korthikanti et al. 2022 error from 2.9% to 6.3%. attention_max applies to "
                    "fused (flash) attention only, which 8 Ampere rows use (MosaicML, InternEvo): its low value says "
                    "those runs spend time the model does not hold, not that the kernel runs at that rate. "
                    "slow_tier_efficiency is the scale-out network's bus-bandwidth efficiency in training (nccl-tests "
                    "reach 0.85-0.96 of line rate on 2-3 idle nodes); the NVLink tier keeps its nccl-tests values "
-                   "(fitting it too asked for an efficiency above 1)"),
+                   "(fitting its efficiency too moved it from 0.78 to 0.95 for a 0.6% lower cost)"),
     FamilyFit("nvidia-hopper", ("matmul_max", "fp8_matmul_max", "matmul_half_dim", "matmul_k_half", "attention_max",
                                 "memory_bound"),
               ("h100-sxm5-80gb", "h200-sxm-141gb", "h800-sxm5-80gb"),
