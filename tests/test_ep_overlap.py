@@ -45,3 +45,12 @@ def test_permuted_tokens_are_saved_once():
     lc = layer_costs(Job(m, toy_hardware(), ts.TrainingSpec(seq_len=128, global_batch=16), 8),
                      LayoutTable.from_columns(tp=np.array([1]), dp=np.array([8]), ep=np.array([8])))
     assert float(lc["mlp_act_heavy"]) == pytest.approx(2 * 2 * 1024 + 2 * 512)
+
+
+def test_ep_overlap_needs_a_partner_micro_batch():
+    """With one micro-batch there is nothing to overlap with: the all-to-alls stay exposed."""
+    sc_kw = dict(devices=8, global_batch=8, seq_len=128, tp=1, dp=8, ep=8, recompute="none", micro_batch=1)
+    off = ts.estimate(ts.Scenario.build(_moe(), toy_hardware(), ep_comm_overlap=False, **sc_kw))
+    on = ts.estimate(ts.Scenario.build(_moe(), toy_hardware(), ep_comm_overlap=True, **sc_kw))
+    assert on.num_micro_batches == 1
+    assert on.time_breakdown_s["ep_comm"] == pytest.approx(off.time_breakdown_s["ep_comm"], rel=1e-12)

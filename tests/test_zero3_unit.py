@@ -31,3 +31,13 @@ def test_bad_zero3_unit_is_a_spec_error():
     with pytest.raises(Exception) as err:
         ts.Scenario.build(gpt(), toy_hardware(), devices=8, global_batch=8, seq_len=128, zero=3, zero3_unit="param")
     assert "zero3_unit" in str(err.value)
+
+
+def test_search_takes_the_zero3_unit_from_the_space():
+    """The gather unit reaches the search's table: tensor-by-tensor gathers make the same ZeRO-3 layout slower."""
+    from simulator.planning.search import search
+    kw = dict(model=gpt(), hardware=_hw_with_latency(), devices=8, global_batch=8, seq_len=128)
+    cons = dict(tp=[1], pp=[1], zero=[3], recompute=["none"], micro_batch=[1], overlap_grad_reduce=False)
+    layer = search(**kw, constraints=dict(cons, zero3_unit="layer")).best
+    tensor = search(**kw, constraints=dict(cons, zero3_unit="tensor")).best
+    assert tensor["step_time_s"] > layer["step_time_s"]

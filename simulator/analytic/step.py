@@ -23,7 +23,8 @@ from ..costs.memory import activation_bytes_per_layer, logits_bytes, model_state
 from ..specs.hardware import HardwareProfile
 from ..specs.model import ModelSpec
 from ..specs.training import TrainingSpec
-from ..topology.collectives import all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s
+from ..topology.collectives import (all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
+                                    tree_all_reduce_latency_s)
 from ..topology.placement import axis_strides, tier_arrays
 from ..units import BYTES_PER_ELEMENT, GIGA, storage_bytes
 from .layouts import LayoutTable
@@ -110,7 +111,8 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
 
     Keys: t_layer_f/b/rc/w (forward, backward, recompute, weight-gradient part), tp_coll (one TP collective),
     n_tp_fwd/n_tp_bwd, tp_exposed_f/b, t_ep_f/b, t_cp_f/b, comm_layer_f/b, t_logits_f/b, t_emb_comm,
-    t_micro_host (host time per micro-batch outside the layers, on every rank), gpu_f/gpu_b (a layer pass's GPU
+    t_micro_host (host time per micro-batch outside the layers of a one-stage pipeline; evaluate splits it over
+    the pipeline ranks that do each part), gpu_f/gpu_b (a layer pass's GPU
     time before the host-bound floor), and the context the composition needs (strides, tiers, sizes).
     """
     m, hw, tr = job.model, job.hardware, job.training
@@ -220,9 +222,17 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     # transposed copy feeding the weight-gradient GEMM): 2 + 1 + 1 bytes per element (NVIDIA Transformer Engine,
     # FP8 primer: cast-transpose kernels; Micikevicius et al. 2022, arXiv 2209.05433 sec. 4). Memory bound.
     if tr.dtype == "fp8":
-        fc2_mean = (1.0 - frac_moe) * f + frac_moe * ((k * fe + fs) if moe is not None else 0.0)
-        cast_f = 2.0 * h + out_k + fc2_mean / tp              # inputs of QKV, output projection, FC1, FC2
-        cast_b = in_n + 2.0 * h + gate * fc2_mean / tp       # output gradients of the same four GEMMs
+        # per token: inputs of QKV, the output projection, FC1 and FC2 (forward), and the output gradients of the
+        # same GEMMs (backward); a MoE layer feeds k token copies to its experts (split etp ways) plus the
+        # shared experts (split tp ways)
+        if moe is not None:
+            fc1_in_moe, fc2_in_moe = k * h + (h if fs > 0 else 0.0), k * fe / etp + fs / tp
+            fc1_out_moe, fc2_out_moe = k * gate * fe / etp + gate * fs / tp, k * h + (h if fs > 0 else 0.0)
+        else:
+            fc1_in_moe = fc2_in_moe = fc1_out_moe = fc2_out_moe = 0.0
+        mix = lambda dense, moe_v: (1.0 - frac_moe) * dense + frac_moe * moe_v
+        cast_f = h + out_k + mix(h, fc1_in_moe) + mix(f / tp, fc2_in_moe)
+        cast_b = in_n + h + mix(gate * f / tp, fc1_out_moe) + mix(h, fc2_out_moe)
         t_fp8_f = memory_bound_time_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f, hbm, eff.memory_bound)
         t_fp8_b = memory_bound_time_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b, hbm, eff.memory_bound)
     else:
@@ -238,7 +248,7 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     st = axis_strides(t.placement, tp, cp, ep, dp, pp)
     # EP wider than DP is carved out of TP x DP with expert TP etp = tp*dp/ep (Megatron-Core expert rank generator
     # etp-ep-dp-pp, parallel_state.py): its members are then contiguous ranks etp apart, not dp-strided
-    ep_wide = np.mod(dp, ep) != 0
+    ep_wide = (np.mod(dp, ep) != 0) & t.placement.startswith("tp-cp-ep-dp")
     st["ep"] = np.where(ep_wide, etp, st["ep"])
     st["edp"] = np.where(ep_wide, etp * ep, st["edp"])
     act_msg = M * h * act_b                               # one activation tensor [b, s/cp, h]
@@ -269,6 +279,10 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     mlp_b = np.maximum(0.0, gpu_b - attn_b)
     ep_f_hidden = np.maximum(0.0, a2a - mlp_b) + np.maximum(0.0, a2a - attn_b)
     ep_b_hidden = np.maximum(0.0, a2a - attn_f) + np.maximum(0.0, a2a - mlp_f)
+    # The first forward and the last backward have no partner micro-batch: over m micro-batches, 1/m of the
+    # all-to-all time stays exposed (all of it for m = 1).
+    ep_f_hidden = ep_f_hidden + (2.0 * a2a - ep_f_hidden) / num_micro
+    ep_b_hidden = ep_b_hidden + (2.0 * a2a - ep_b_hidden) / num_micro
     t_ep_f = np.where(ep_hide, ep_f_hidden, 2.0 * a2a)     # dispatch + combine
     t_ep_b = np.where(ep_hide, ep_b_hidden, 2.0 * a2a) + np.where(rc == 2, 2.0 * a2a, 0.0)
 
@@ -333,11 +347,19 @@ def dp_phase_cost(lc: dict, dense_params, expert_params):
 
 def dp_comm_times(lc: dict, dense_params, expert_params):
     """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
-    groups, each as one collective."""
+    groups, each as one collective. The all-reduce pays the ring's latency or NCCL's tree latency, whichever is
+    smaller (topology.collectives.all_reduce_time_s)."""
     bw_d, lat_d = dp_phase_cost(lc, dense_params, expert_params)
     g, w = lc["g_bytes"], lc["w_bytes"]
     rs = g * bw_d + lat_d
-    return 2.0 * rs, rs, w * bw_d + lat_d
+    tiers, st = lc["tiers"], lc["st"]
+    dp, edp = lc["dpc"], lc["edpc"]
+    st_dp = np.minimum(st["dp"], st["cp"]) if np.any(lc["cp"] > 1) else st["dp"]
+    tree = np.where(dp > 1, tree_all_reduce_latency_s(dp, st_dp, tiers), 0.0)
+    if lc["m"].moe is not None:
+        tree = tree + np.where(edp > 1, tree_all_reduce_latency_s(edp, st["edp"], tiers), 0.0)
+    ar = 2.0 * g * bw_d + np.minimum(2.0 * lat_d, tree)
+    return ar, rs, w * bw_d + lat_d
 
 
 def evaluate(job: Job, t: LayoutTable) -> dict:

@@ -58,6 +58,10 @@ def add_constraint_flags(p: argparse.ArgumentParser) -> None:
                    help="Megatron SP wherever tp > 1 (default on)")
     g.add_argument("--tp-comm-overlap", dest="space_tp_comm_overlap", type=common.on_off, metavar="on|off",
                    help="overlap TP collectives with GEMMs (default off)")
+    g.add_argument("--ep-comm-overlap", dest="space_ep_comm_overlap", type=common.on_off, metavar="on|off",
+                   help="hide MoE all-to-alls behind another micro-batch's compute (default off)")
+    g.add_argument("--zero3-unit", dest="space_zero3_unit", choices=["layer", "tensor"],
+                   help="ZeRO-3 gather unit for ZeRO-3 candidates (default layer)")
     g.add_argument("--placement", dest="space_placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
 
 
@@ -70,7 +74,7 @@ def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) 
     for k in SCENARIO_AXES:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = [scenario_keys[k]]
-    for k in ("placement", "sequence_parallel", "tp_comm_overlap"):
+    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit"):
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = scenario_keys[k]
     return out

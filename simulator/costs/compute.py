@@ -4,8 +4,8 @@ GEMM efficiency is the product of two saturations (matmul_max is the best-shape 
 ml-engineering MAMF tables, hardware.md sec. 6.1):
 - output fill: a GEMM is cut into output tiles, one per SM at a time, so it fills the machine only once its
   output area A = batch x M x N covers about one wave of tiles: A / (A + matmul_half_dim^2). matmul_half_dim is
-  the side of the half-fill output square (fitted: A100 1437 = 126 tiles of 128x128, H100 1306 = 104 tiles: about
-  one wave on their 108 / 132 SMs);
+  the side of the half-fill output square (fitted: A100 about 1450 = 128 tiles of 128x128 on its 108 SMs, H100 about
+  1590 = 154 tiles on its 132 SMs: about one wave; the values and their data are in the profiles);
 - reduction depth: a short K loop cannot amortise the tile's prologue/epilogue (loading the pipeline, writing
   the output tile): K / (K + matmul_k_half).
 eff = matmul_max * A / (A + half^2) * K / (K + k_half). Both halves are fitted per family by

@@ -105,7 +105,7 @@ class _Costs:
     logits_b: float
     emb_comm: float
     p2p: float
-    micro_host: float       # host time per micro-batch and rank outside the layers (half forward, half backward)
+    micro_host: float       # host time per micro-batch outside the layers of a one-stage pipeline (split by rank)
 
 
 def _costs(lc: dict, pp: int) -> _Costs:

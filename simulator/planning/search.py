@@ -35,7 +35,8 @@ from ..analytic.step import Job, evaluate
 from ..errors import SpecError
 from ..specs.base import Spec
 from ..specs.hardware import HardwareProfile
-from ..specs.layout import DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, Layout, Recompute, Schedule
+from ..specs.layout import (DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout, Recompute,
+                            Schedule, Zero3Unit)
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
@@ -87,6 +88,8 @@ class SearchSpace(Spec):
                                      description="pipeline schedules to try; interleaved is used with vpp > 1")
     sequence_parallel: bool = Field(True, description="Megatron SP wherever tp > 1")
     tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs")
+    ep_comm_overlap: bool = Field(False, description="hide MoE all-to-alls behind another micro-batch's compute")
+    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: layer (FSDP) or tensor (DeepSpeed 2021)")
     flash_attention: bool = True
     overlap_grad_reduce: bool = True
     placement: str = Field(DEFAULT_ORDER, description="rank order, innermost first")
@@ -254,7 +257,8 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
         placement=space.placement, **cols,
         sequence_parallel=space.sequence_parallel & (cols["tp"] > 1),
         flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=np.full(n, space.overlap_grad_reduce),
-        tp_comm_overlap=np.full(n, space.tp_comm_overlap))
+        tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
+        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -500,7 +504,7 @@ def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace 
                     recompute=str(row["recompute"]), schedule=str(row["schedule"]),
                     sequence_parallel=bool(row["sequence_parallel"]), flash_attention=space.flash_attention,
                     overlap_grad_reduce=space.overlap_grad_reduce, tp_comm_overlap=space.tp_comm_overlap,
-                    placement=space.placement)
+                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement)
     return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout)
 
 
