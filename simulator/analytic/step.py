@@ -246,11 +246,6 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
 
     # ---- per-layer communication, one micro-batch -----------------------------------------------------------
     st = axis_strides(t.placement, tp, cp, ep, dp, pp)
-    # EP wider than DP is carved out of TP x DP with expert TP etp = tp*dp/ep (Megatron-Core expert rank generator
-    # etp-ep-dp-pp, parallel_state.py): its members are then contiguous ranks etp apart, not dp-strided
-    ep_wide = (np.mod(dp, ep) != 0) & t.placement.startswith("tp-cp-ep-dp")
-    st["ep"] = np.where(ep_wide, etp, st["ep"])
-    st["edp"] = np.where(ep_wide, etp * ep, st["edp"])
     act_msg = M * h * act_b                               # one activation tensor [b, s/cp, h]
     tp_coll = np.where(t.tp > 1, all_reduce_time_s(act_msg, tp, st["tp"], tiers), 0.0)   # AR == RS + AG
     n_tp_fwd = 2.0

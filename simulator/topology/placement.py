@@ -16,7 +16,9 @@ def axis_strides(order: str, tp, cp, ep, dp, pp) -> dict:
 
     EP is carved out of DP: with ep right before dp, the ep ranks are the innermost part of each DP group,
     so the DP group keeps the ep stride and the expert-data-parallel group (dp/ep replicas of each expert)
-    strides over ep.
+    strides over ep. EP wider than DP is carved out of TP x DP with expert TP etp = tp*dp/ep: under Megatron's
+    order (tp-cp-ep-dp-...) its expert ranks are etp-ep-dp-pp (Megatron-Core parallel_state.py, expert rank
+    generator), so the EP members are consecutive ranks etp apart and the expert-DP group strides over etp*ep.
     """
     sizes = {"tp": tp, "cp": cp, "dp": dp, "pp": pp}
     strides = {}
@@ -28,6 +30,11 @@ def axis_strides(order: str, tp, cp, ep, dp, pp) -> dict:
         acc = acc * sizes[axis]
     strides["ep"] = strides["dp"]
     strides["edp"] = strides["dp"] * ep
+    if order.startswith("tp-cp-ep-dp"):
+        wide = np.mod(dp, ep) != 0
+        etp = np.maximum(1, np.asarray(tp) * dp / ep)
+        strides["ep"] = np.where(wide, etp, strides["ep"])
+        strides["edp"] = np.where(wide, etp * ep, strides["edp"])
     return strides
 
 
