@@ -323,21 +323,27 @@ def layer_costs(job: Job, t: LayoutTable) -> dict:
     return {k: scope[k] for k in LAYER_COST_KEYS}
 
 
+def _dp_groups(lc: dict) -> list:
+    """(size, stride) of a rank's data-parallel groups: dense parameters over dp x cp, and, for MoE, expert
+    parameters over the expert-data-parallel group."""
+    st = lc["st"]
+    st_dp = np.minimum(st["dp"], st["cp"]) if np.any(lc["cp"] > 1) else st["dp"]
+    groups = [(lc["dpc"], st_dp)]
+    if lc["m"].moe is not None:
+        groups.append((lc["edpc"], st["edp"]))
+    return groups
+
+
 def dp_phase_cost(lc: dict, dense_params, expert_params):
     """(seconds per byte-per-parameter, latency seconds) of one reduce-scatter or all-gather phase of a rank's
-    parameters over its data-parallel groups: dense parameters over dp x cp, expert parameters over the
-    expert-data-parallel group. Reduce-scatter and all-gather cost the same per byte and all-reduce is both
-    (topology.collectives), so this one hierarchical cost serves all three."""
-    tiers, st = lc["tiers"], lc["st"]
-    dp, edp = lc["dpc"], lc["edpc"]
-    st_dp = np.minimum(st["dp"], st["cp"]) if np.any(lc["cp"] > 1) else st["dp"]
-    bw_d, lat_d = hierarchical_phase_cost(dense_params, dp, st_dp, tiers)
-    bw_d, lat_d = np.where(dp > 1, bw_d, 0.0), np.where(dp > 1, lat_d, 0.0)
-    if lc["m"].moe is not None:
-        bw_e, lat_e = hierarchical_phase_cost(expert_params, edp, st["edp"], tiers)
-        bw_d = bw_d + np.where(edp > 1, bw_e, 0.0)
-        lat_d = lat_d + np.where(edp > 1, lat_e, 0.0)
-    return bw_d, lat_d
+    parameters over its data-parallel groups (_dp_groups). Reduce-scatter and all-gather cost the same per byte
+    and all-reduce is both (topology.collectives), so this one hierarchical cost serves all three."""
+    bw, lat = 0.0, 0.0
+    for (n, stride), params in zip(_dp_groups(lc), (dense_params, expert_params)):
+        b, l_ = hierarchical_phase_cost(params, n, stride, lc["tiers"])
+        bw = bw + np.where(n > 1, b, 0.0)
+        lat = lat + np.where(n > 1, l_, 0.0)
+    return bw, lat
 
 
 def dp_comm_times(lc: dict, dense_params, expert_params):
@@ -347,12 +353,7 @@ def dp_comm_times(lc: dict, dense_params, expert_params):
     bw_d, lat_d = dp_phase_cost(lc, dense_params, expert_params)
     g, w = lc["g_bytes"], lc["w_bytes"]
     rs = g * bw_d + lat_d
-    tiers, st = lc["tiers"], lc["st"]
-    dp, edp = lc["dpc"], lc["edpc"]
-    st_dp = np.minimum(st["dp"], st["cp"]) if np.any(lc["cp"] > 1) else st["dp"]
-    tree = np.where(dp > 1, tree_all_reduce_latency_s(dp, st_dp, tiers), 0.0)
-    if lc["m"].moe is not None:
-        tree = tree + np.where(edp > 1, tree_all_reduce_latency_s(edp, st["edp"], tiers), 0.0)
+    tree = sum(np.where(n > 1, tree_all_reduce_latency_s(n, stride, lc["tiers"]), 0.0) for n, stride in _dp_groups(lc))
     ar = 2.0 * g * bw_d + np.minimum(2.0 * lat_d, tree)
     return ar, rs, w * bw_d + lat_d
 
