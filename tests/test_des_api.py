@@ -1,4 +1,6 @@
-"""simulate(): the discrete-event engine against the analytic engine, variability, errors, result keys."""
+"""simulate(): the discrete-event engine against the analytic engine, variability, errors, result keys.
+
+`simulate` here is simulator.simulate (simulator.crosscheck): the replay with its comparison to the estimate."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +8,8 @@ import itertools
 import pytest
 
 import simulator as ts
-from simulator.des.api import Stragglers, chunk_layers, simulate
+from simulator.crosscheck import simulate
+from simulator.des.api import Stragglers, chunk_layers
 from simulator.errors import InfeasibleLayoutError, SpecError
 
 HW = "a100-sxm4-80gb"

@@ -3,9 +3,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from simulator.analytic.compose import evaluate
 from simulator.analytic.estimate import estimate
-from simulator.analytic.layouts import LayoutTable
-from simulator.analytic.step import R_MEMORY, R_WORLD, Job, evaluate
+from simulator.feasibility import R_MEMORY, R_WORLD
+from simulator.specs.job import Job
+from simulator.specs.layout_table import LayoutTable
 from simulator.specs.scenario import Scenario
 from simulator.specs.training import TrainingSpec
 
