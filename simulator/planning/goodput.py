@@ -269,6 +269,8 @@ def plan(scenario: Scenario, tokens: Optional[float], run, *, days: Optional[flo
         raise InfeasibleLayoutError(st.reasons, st)
     n, step_s = scenario.num_devices, st.step_time_s
     mode = checkpoint_mode or run.checkpoint.mode
+    if mode not in ("sync", "async"):
+        raise SpecError(f"checkpoint mode '{mode}' must be sync or async")
     ckpt, reasons = _checkpoint_facts(scenario, run, mode)
     mtbf = float(job_mtbf_s(run.failures.per_device_hour, n))
     rst = _restart_facts(run, n, ckpt["read_s"])
