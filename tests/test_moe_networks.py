@@ -136,6 +136,9 @@ def test_flat_and_hierarchical_all_to_all_by_hand_on_two_nodes():
     assert md.flat_all_to_all_time_s(16e6, 16, 1, t) == pytest.approx(880e-6)
     # hierarchical: 7 x 2 us + 7/8 x 16e6/100e9 = 154 us, then 1 x 10 us + 1/2 x 16e6/10e9 = 810 us: 964 us
     assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t) == pytest.approx(964e-6)
+    # Tutel's two local re-layouts: 2 x (read + write 16 MB) at 1 TB/s = 64 us more; none inside one node
+    assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t, hbm_bytes_per_s=1e12) == pytest.approx(1028e-6)
+    assert md.hierarchical_all_to_all_time_s(16e6, 8, 1, t, hbm_bytes_per_s=1e12) == pytest.approx(154e-6)
     # inside one node both are the same all-to-all
     assert md.flat_all_to_all_time_s(16e6, 8, 1, t) == pytest.approx(md.hierarchical_all_to_all_time_s(16e6, 8, 1, t))
 

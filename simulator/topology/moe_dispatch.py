@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln
 
+from ..errors import SpecError
 from .collectives import _torus_bandwidth
 from .placement import TierArrays, group_levels
 
@@ -70,9 +71,11 @@ def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm
         tk = (f - 1.0) * tiers.latency_s[k] + (f - 1.0) / np.maximum(f, 1.0) * data / _tier_bandwidth(tiers, k, f)
         t = t + np.where(f > 1.0, tk, 0.0)
     if hbm_bytes_per_s is not None:
-        crosses = np.sum([np.where(f > 1.0, 1, 0) for f in levels[1:]], axis=0) if len(levels) > 1 else 0
+        two_level = np.zeros(t.shape, dtype=bool)
+        for f in levels[1:]:
+            two_level = two_level | (f > 1.0)
         copies = TUTEL_RELAYOUT_PASSES * 2.0 * data / (hbm_bytes_per_s * memory_efficiency)
-        t = t + np.where(np.asarray(crosses) > 0, copies, 0.0)
+        t = t + np.where(two_level, copies, 0.0)
     return t
 
 
@@ -141,5 +144,4 @@ def dispatch_time_s(strategy: str, size_bytes, n, stride, tiers: TierArrays, **k
         return hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers, **kw)
     if strategy == "node_limited":
         return node_limited_dispatch_time_s(n=n, stride=stride, tiers=tiers, **kw)
-    from ..errors import SpecError
     raise SpecError(f"dispatch strategy '{strategy}' is not one of flat, hierarchical, node_limited")
