@@ -47,12 +47,13 @@ class DPGroups:
 def data_parallel_groups(tp, dp, ep, cp, etp, strides: dict, has_experts: bool) -> DPGroups:
     """The data-parallel groups of a rank. Gradients are reduced, and optimizer state (ZeRO) sharded, over DP x CP:
     context-parallel ranks hold the same weights and see different tokens; its ranks stride by the smaller of the
-    DP and CP strides when CP is in use. Expert parameters reduce over the expert-data-parallel group
-    dp x cp x tp / (etp x ep), strided over the expert ranks.
+    DP and CP strides where the row uses CP (decided row by row: a row's groups never depend on the other rows of
+    its table). Expert parameters reduce over the expert-data-parallel group dp x cp x tp / (etp x ep), strided
+    over the expert ranks.
 
     Source: Megatron-Core parallel_state.py (data-parallel group "with context parallel", used by
     DistributedDataParallel and the distributed optimizer; expert-data-parallel group)."""
-    st_dp = np.minimum(strides["dp"], strides["cp"]) if np.any(cp > 1) else strides["dp"]
+    st_dp = np.where(cp > 1, np.minimum(strides["dp"], strides["cp"]), strides["dp"])
     return DPGroups(dense_size=dp * cp, dense_stride=st_dp, expert_size=np.maximum(1.0, dp * cp * tp / (etp * ep)),
                     expert_stride=strides["edp"], has_experts=has_experts)
 
