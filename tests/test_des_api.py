@@ -55,10 +55,10 @@ EXACT = (
 def test_simulate_and_estimate_agree_without_overlap_or_contention(case):
     case = dict(case)
     r, a = both(scenario(**case))
-    assert r.step_time_s == pytest.approx(a.step_time_s, rel=1e-6)
+    assert r.step_time_s == pytest.approx(a.step_time_s, rel=1e-12)
     for k, v in a.time_breakdown_s.items():
-        assert r.time_breakdown_s[k] == pytest.approx(v, rel=1e-6, abs=1e-9 * a.step_time_s), k
-    assert r.mfu == pytest.approx(a.mfu, rel=1e-6)
+        assert r.time_breakdown_s[k] == pytest.approx(v, rel=1e-12, abs=1e-12 * a.step_time_s), k
+    assert r.mfu == pytest.approx(a.mfu, rel=1e-12)
     assert r.memory_bytes == a.memory_bytes
 
 
