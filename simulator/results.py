@@ -17,8 +17,14 @@ class TimeBreakdown:
     names (without `_s`) are the keys of `time_breakdown_s` and of the engines' `time_<kind>_s` columns; each
     field's metadata names the quantity it sums (the explain view reads it)."""
 
-    compute_s: object = field(default=0.0, metadata={"quantity": "forward and backward passes of the pacing rank's "
-                                                     "layers, logits and host work, recomputation excluded"})
+    compute_s: object = field(default=0.0, metadata={"quantity": "GEMMs and attention cores of the pacing rank's "
+                                                     "forward and backward layer passes, and its logits/loss"})
+    elementwise_s: object = field(default=0.0, metadata={"quantity": "memory-bound elementwise kernels of its layer "
+                                                         "passes (norms, residuals, activation, dropout)"})
+    fp8_cast_s: object = field(default=0.0, metadata={"quantity": "FP8 cast-transposes of GEMM operands (FP8 runs)"})
+    host_s: object = field(default=0.0, metadata={"quantity": "host-bound time: what host work per layer pass adds "
+                                                  "beyond the GPU time, and the host work per micro-batch outside "
+                                                  "the layers (batch fetch, embedding, loss, schedule)"})
     recompute_s: object = field(default=0.0, metadata={"quantity": "activation recomputation inside the backward"})
     tp_comm_s: object = field(default=0.0, metadata={"quantity": "exposed tensor-parallel collectives (and the "
                                                      "vocab-parallel embedding all-reduce)"})

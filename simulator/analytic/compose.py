@@ -50,6 +50,9 @@ class PipelinePace:
     pipeline_s: np.ndarray
     bubble_s: np.ndarray
     layers: np.ndarray
+    elementwise_s: np.ndarray     # per micro-batch, of the pacing rank
+    fp8_cast_s: np.ndarray
+    host_s: np.ndarray
 
 
 def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
@@ -76,18 +79,25 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
                              sz.num_layers * lc.wgrad_s, fb_max)
     return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times]),
                         compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
-                        pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max, layers=nl_pace)
+                        pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max, layers=nl_pace,
+                        elementwise_s=pick(idx, [t.elementwise_s for t in times]),
+                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]), host_s=pick(idx, [t.host_s for t in times]))
 
 
 def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed) -> dict:
-    """The step's time breakdown (time_*_s columns) of the pacing rank: its micro-batches' compute, recompute and
-    exposed communication by kind, the bubble, the exposed DP/ZeRO traffic, the optimizer and the overhead."""
+    """The step's time breakdown (time_*_s columns, results.TIME_CATEGORIES) of the pacing rank: its micro-batches'
+    compute split into GEMM/attention compute, elementwise kernels, FP8 casts, host-bound time and recompute,
+    its exposed communication by kind, the bubble, the exposed DP/ZeRO traffic, the optimizer and the overhead."""
     shape = pace.tau_max.shape
     mm, nl_pace = sz.num_micro, pace.layers
     emb_pace = np.where(pace.idx == 0, 1.0, 0.0)
     bd_recompute = mm * nl_pace * lc.recompute_s
+    bd_elem, bd_fp8, bd_host = mm * pace.elementwise_s, mm * pace.fp8_cast_s, mm * pace.host_s
     return {
-        "time_compute_s": mm * (pace.compute_fwd_s + pace.compute_bwd_s) - bd_recompute,
+        "time_compute_s": mm * (pace.compute_fwd_s + pace.compute_bwd_s) - bd_recompute - bd_elem - bd_fp8 - bd_host,
+        "time_elementwise_s": bd_elem,
+        "time_fp8_cast_s": bd_fp8,
+        "time_host_s": bd_host,
         "time_recompute_s": bd_recompute,
         "time_tp_comm_s": mm * (nl_pace * (comm.tp_fwd_s + comm.tp_bwd_s) + emb_pace * edge.embedding_comm_s),
         "time_ep_comm_s": mm * nl_pace * (comm.ep_fwd_s + comm.ep_bwd_s),

@@ -66,6 +66,26 @@ class LayerCosts:
         """All GEMMs of one forward pass (attention projections and MLP/MoE)."""
         return self.attention_projection_s + self.mlp_s
 
+    @property
+    def host_fwd_s(self):
+        """What the host floor adds to a forward pass beyond its GPU time (0 unless host bound)."""
+        return self.forward_s - self.gpu_fwd_s
+
+    @property
+    def host_bwd_s(self):
+        """What the host floor adds to a backward pass beyond its GPU time (0 unless host bound)."""
+        return self.backward_s - self.gpu_bwd_s
+
+    @property
+    def elementwise_pass_s(self):
+        """Elementwise time of one forward and one backward pass (the backward moves twice the forward's bytes)."""
+        return self.elementwise_s + 2.0 * self.elementwise_s
+
+    @property
+    def fp8_cast_pass_s(self):
+        """FP8 cast time of one forward and one backward pass."""
+        return self.fp8_cast_fwd_s + self.fp8_cast_bwd_s
+
 
 @dataclass(frozen=True)
 class MlpElements:

@@ -98,12 +98,16 @@ def rank_host_s(host_pass_s, embedding, logits):
 
 @dataclass(frozen=True)
 class StageTimes:
-    """One micro-batch on one rank kind: compute and exposed communication of its forward and backward."""
+    """One micro-batch on one rank kind: compute and exposed communication of its forward and backward, and the
+    parts of its compute that are elementwise kernels, FP8 casts and host-bound time (forward and backward)."""
 
     compute_fwd_s: object
     compute_bwd_s: object
     comm_fwd_s: object
     comm_bwd_s: object
+    elementwise_s: object
+    fp8_cast_s: object
+    host_s: object
 
 
 def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind) -> StageTimes:
@@ -113,7 +117,9 @@ def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind) -> StageTimes:
     nl = kind.layers
     comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + 0.5 * mh
     comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + 0.5 * mh
-    return StageTimes(comp_f, comp_b, nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s, nl * comm.bwd_s)
+    return StageTimes(comp_f, comp_b, nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s, nl * comm.bwd_s,
+                      elementwise_s=nl * lc.elementwise_pass_s, fp8_cast_s=nl * lc.fp8_cast_pass_s,
+                      host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + mh)
 
 
 def activation_bytes_of_layer(sz, mlp):

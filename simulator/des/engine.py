@@ -163,6 +163,10 @@ class StepSimulation:
             for key, segs in st.segments.items():
                 comp = sum(x.compute_s for x in segs)
                 rc = sum(x.recompute_s for x in segs)
+                parts = {}
+                for x in segs:
+                    for cat, sec in x.parts:
+                        parts[cat] = parts.get(cat, 0.0) + sec
                 comm = {}
                 for x in segs:
                     for kind, sec in x.pre + x.post:
@@ -174,7 +178,7 @@ class StepSimulation:
                     ends.append(t)
                 needs_segments = any(x.gather_s > 0 or x.reduce_s > 0 for x in segs)
                 has_comm = any(k_ in self.flow_kinds for x in segs for k_, _ in x.pre + x.post)
-                info[key] = (comp, rc, comm, tuple(ends), needs_segments, has_comm)
+                info[key] = (comp, rc, parts, comm, tuple(ends), needs_segments, has_comm)
             self.op_info.append(info)
         # bucket triggers and first uses per stage
         self.triggers = []
@@ -382,7 +386,7 @@ class StepSimulation:
         jit = self.jit[(g, r)]
         f_jit = 1.0 if jit is None else float(jit[oi])
         cf = self.slow[g][r] * f_jit
-        comp, rc, comm_tot, ends, needs_seg, has_comm = self.op_info[r][(kind, chunk)]
+        comp, rc, parts, comm_tot, ends, needs_seg, has_comm = self.op_info[r][(kind, chunk)]
         trig_here = self.triggers[r].get((kind, chunk)) if micro == s.num_micro - 1 else None
         fu = self.first_uses[r]
         fu_here = fu.get if (kind == "F" and micro == 0 and fu) else None
@@ -397,8 +401,10 @@ class StepSimulation:
                 t_ready = ends[si] * (d / ends[-1]) if ends[-1] > 0 else 0.0
                 self._timer(t_ready, self.bucket_ready[(r, b)][g])
         yield env.timeout(d)
-        acct.compute += (comp - rc) * cf
+        acct.compute += (comp - rc - sum(parts.values())) * cf
         acct.recompute += rc * cf
+        for cat, sec in parts.items():
+            acct.add(cat, sec * cf)
         for k_, sec in comm_tot.items():
             acct.add_comm(k_, sec * f_jit)
         return ()
@@ -517,8 +523,10 @@ class StepSimulation:
                 acct.add_comm(kind, env.now - t0)
             if x.compute_s > 0:
                 yield env.timeout(x.compute_s * cf)
-                acct.compute += (x.compute_s - x.recompute_s) * cf
+                acct.compute += (x.compute_s - x.recompute_s - sum(sec for _, sec in x.parts)) * cf
                 acct.recompute += x.recompute_s * cf
+                for cat, sec in x.parts:
+                    acct.add(cat, sec * cf)
             for kind, sec in x.post:
                 t0 = env.now
                 yield self.comm(g, r, kind, sec * f_jit)

@@ -51,6 +51,8 @@ class PassCosts:
     emb_comm: float
     p2p: float              # pipeline send of one activation
     host_pass: float        # host time of one layer pass as the per-micro-batch host work counts it
+    parts_f: tuple          # (category, seconds) parts of a layer's forward pass (elementwise, fp8_cast, host)
+    parts_b: tuple          # and of its backward pass
 
 
 def pass_costs(lc, comm, edge) -> PassCosts:
@@ -60,7 +62,15 @@ def pass_costs(lc, comm, edge) -> PassCosts:
                      ep_f=scalar(comm.ep_fwd_s), ep_b=scalar(comm.ep_bwd_s), cp_f=scalar(comm.cp_fwd_s),
                      cp_b=scalar(comm.cp_bwd_s), logits_f=scalar(edge.logits_fwd_s), logits_b=scalar(edge.logits_bwd_s),
                      emb_comm=scalar(edge.embedding_comm_s), p2p=scalar(comm.p2p_s),
-                     host_pass=scalar(edge.host_pass_s))
+                     host_pass=scalar(edge.host_pass_s),
+                     parts_f=_parts(("elementwise", lc.elementwise_s), ("fp8_cast", lc.fp8_cast_fwd_s),
+                                    ("host", lc.host_fwd_s)),
+                     parts_b=_parts(("elementwise", 2.0 * lc.elementwise_s), ("fp8_cast", lc.fp8_cast_bwd_s),
+                                    ("host", lc.host_bwd_s)))
+
+
+def _parts(*pairs) -> tuple:
+    return tuple((k, scalar(v)) for k, v in pairs if scalar(v) > 0)
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,7 @@ class _StageBuilder:
         """Per-micro-batch host work outside the layers: half with the forward, half with the backward, spread
         over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it)."""
         t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
-        return (Seg(compute_s=0.5 * t, label="host"),) if t > 0 else ()
+        return (Seg(compute_s=0.5 * t, parts=(("host", 0.5 * t),), label="host"),) if t > 0 else ()
 
     def forward(self, j: int, host_seg: tuple):
         """Segments of the forward pass of model chunk j, and where each layer's segment sits in it."""
@@ -184,7 +194,8 @@ class _StageBuilder:
         if first:
             fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0)))
         for l in range(lo, lo + n):
-            fs.append(Seg(**seg({"compute_s": cs.t_f, "post": self.f_comm, "label": f"layer {l}"}, z.ag_l, 0.0)))
+            fs.append(Seg(**seg({"compute_s": cs.t_f, "parts": cs.parts_f, "post": self.f_comm, "label": f"layer {l}"},
+                                z.ag_l, 0.0)))
         if last:
             fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0)))
         off = len(host_seg)
@@ -207,7 +218,8 @@ class _StageBuilder:
             bs.append(Seg(**seg({"compute_s": cs.logits_b, "label": "logits"}, z.ag_out, z.rs_out)))
             items.append((p.out, 0.0, ("B", c, len(bs) - 1), fwd_index[("out",)], "output layer"))
         for l in range(lo + n - 1, lo - 1, -1):
-            kw = {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "post": self.b_comm, "label": f"layer {l}"}
+            kw = {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "parts": cs.parts_b, "post": self.b_comm,
+                  "label": f"layer {l}"}
             bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l)))
             if not self.split_w:
                 items.append((p.layer_d, p.layer_e, ("B", c, len(bs) - 1), fwd_index[l], f"layer {l}"))

@@ -11,12 +11,15 @@ class Seg:
     """One piece of an op (usually one layer): `pre` blocking communication, compute, `post` blocking
     communication. Communication entries are (kind, seconds), kind one of tp, cp, ep, pp, dp.
 
+    `recompute_s` and `parts` ((category, seconds) entries: elementwise, fp8_cast, host) are the parts of
+    `compute_s` accounted under their own categories; the rest is `compute`.
     `gather_s` (ZeRO-3 with overlap) is a weight all-gather the segment needs, issued ahead by the gather stream;
     `reduce_s` a gradient reduce-scatter queued on the dp stream after it; `label` names it in traces.
     """
 
     compute_s: float = 0.0
     recompute_s: float = 0.0
+    parts: tuple = ()
     pre: tuple = ()
     post: tuple = ()
     gather_s: float = 0.0
