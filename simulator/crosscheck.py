@@ -59,7 +59,7 @@ def _differences(r: SimulationResult, a) -> list[str]:
     db = bd["bubble"] - a_bd["bubble"]
     if abs(db) > tol:
         why = ("the replayed schedule with these per-stage times differs from the closed form "
-               "(m-1)*tau_max + sum tau_i (analytic.pipeline.pipeline_time_s)")
+               "(m-1)*tau_max + sum tau_i (pipeline.closed_form.pipeline_time_s)")
         if overlap:
             why += "; asynchronous sends and waits at the step's barriers also move idle time"
         out.append(f"pipeline bubble {db * 1e3:+,.2f} ms: {why}")
