@@ -136,7 +136,7 @@ class LossSpec(Spec):
     source: str = Field(min_length=1)
 
 
-class HostSpec(Spec):
+class HostTimeSpec(Spec):
     """Host (CPU, launch, framework) time: how kernels are launched and what that costs."""
 
     mode: HostMode = Field(description="eager launches per op; torch-compile fuses; cuda-graphs replays captured "
@@ -210,7 +210,7 @@ class FrameworkSpec(Spec):
     recompute: RecomputeSpec
     fsdp: FsdpSpec
     loss: LossSpec
-    host: HostSpec
+    host: HostTimeSpec
     allocator: AllocatorSpec
     defaults: DefaultsSpec
     notes: str = ""
