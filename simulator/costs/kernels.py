@@ -66,6 +66,7 @@ GRID_STEP = 0.25                       # octaves between grid nodes
 PRIOR_WEIGHT = 0.1                     # background weight: data farther than ~2.1 sigma yield to the device ceiling
 BANDWIDTHS = (0.25, 0.35, 0.5, 0.7, 1.0)   # candidate kernel widths (octaves), chosen by leave-one-out
 K_HALVES = (0.0, 32.0, 64.0, 128.0, 192.0, 256.0, 384.0, 512.0, 768.0)   # candidate saturation half-points
+TILE_CHOICES = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5), (2.0, 1.0), (1.0, 2.0))   # x the device tile
 ATTENTION_TILE_Q = 128                 # query rows per attention tile (FlashAttention-2/3 forward block size)
 CROSS_VENDOR_ERROR_FACTOR = 2.0
 GRID_AXES = {                          # log2 range of each residual axis
@@ -74,6 +75,22 @@ GRID_AXES = {                          # log2 range of each residual axis
     "attention": ((7.0, 20.0), (0.0, 12.0), (5.0, 9.0)),       # seq, batch x heads, head dim
 }
 PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4")
+CHUNK = 1 << 15                        # elements per block of a lookup: temporaries stay in cache
+
+
+def chunked(fn, *arrays):
+    """fn over broadcast, flattened arrays in blocks of CHUNK elements (same result as one call, several times
+    faster on large inputs: numpy temporaries are reused from cache instead of freshly allocated)."""
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in arrays))
+    shape = arrays[0].shape
+    flat = [a.ravel() for a in arrays]
+    size = flat[0].size
+    if size <= CHUNK:
+        return np.asarray(fn(*flat), dtype=float).reshape(shape)
+    out = np.empty(size)
+    for lo in range(0, size, CHUNK):
+        out[lo:lo + CHUNK] = fn(*(a[lo:lo + CHUNK] for a in flat))
+    return out.reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------- physics
@@ -89,17 +106,19 @@ def wave_fill(tiles, units: int):
 def gemm_fill(m, n, groups, units: int, tile_m: int, tile_n: int):
     """Useful output area / area of the tile-slots occupied (tile padding and wave quantisation together),
     groups * m * n / (waves * units * Tm * Tn), waves = ceil(groups * ceil(m/Tm) * ceil(n/Tn) / units), for the
-    best of the device's tile (tile_m x tile_n) and its two halves (tile_m/2 x tile_n, tile_m x tile_n/2): GEMM
-    libraries pick among several tile shapes per problem (cuBLAS heuristics; hipBLASLt/Tensile solution tables).
+    best of the tile shapes a GEMM library chooses among per problem: the device's tile T = tile_m x tile_n, its
+    halves (T/2 x T, T x T/2, T/2 x T/2) and doubles (2T x T, T x 2T) (cuBLAS heuristics; hipBLASLt/Tensile
+    solution tables). Of these candidate sets, this one gave the lowest leave-one-out error on both SimuMax tables.
 
     Source: NVIDIA Matrix Multiplication Background User's Guide (tile and wave quantisation)."""
     m, n, g = (np.asarray(x, dtype=float) for x in (m, n, groups))
-    best = None
-    for tm, tn in ((tile_m, tile_n), (tile_m // 2, tile_n), (tile_m, tile_n // 2)):
-        waves = np.ceil(g * np.ceil(m / tm) * np.ceil(n / tn) / units)
-        fill = g * m * n / (waves * units * tm * tn)
-        best = fill if best is None else np.maximum(best, fill)
-    return best
+    rows = {f: np.ceil(m / (f * tile_m)) for f in {c[0] for c in TILE_CHOICES}}
+    cols = {f: np.ceil(n / (f * tile_n)) for f in {c[1] for c in TILE_CHOICES}}
+    slots = None                           # fewest occupied tile-slot areas = best fill
+    for fm, fn in TILE_CHOICES:
+        area = np.ceil(g * rows[fm] * cols[fn] / units) * (fm * fn)
+        slots = area if slots is None else np.minimum(slots, area)
+    return g * m * n / (slots * (units * tile_m * tile_n))
 
 
 def saturation(x, half: float):
@@ -169,26 +188,29 @@ class LogGrid:
 
     def __call__(self, *coords) -> np.ndarray:
         arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in coords))
+        out_shape = arrays[0].shape
+        arrays = [a.ravel() for a in arrays]
         shape, dims = self.values.shape, len(self.lo)
-        idx, frac = [], []
+        strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+        base, frac = 0, []
         for d in range(dims):
-            u = (np.log2(np.maximum(arrays[d], 1e-300)) - self.lo[d]) / self.step
-            u = np.clip(u, 0.0, shape[d] - 1.000001)
-            i = np.floor(u)
-            idx.append(i.astype(np.intp))
+            u = np.log2(np.maximum(arrays[d], 1e-300))
+            u -= self.lo[d]
+            u /= self.step
+            np.clip(u, 0.0, shape[d] - 1.000001, out=u)
+            i = u.astype(np.intp)              # u >= 0: truncation is floor
+            base = base + i * int(strides[d])
             frac.append(u - i)
         flat = self.values.ravel()
-        strides = np.cumprod((1,) + shape[:0:-1])[::-1]
-        out = np.zeros(arrays[0].shape)
-        for corner in range(1 << dims):
-            pos = 0
-            weight = 1.0
-            for d in range(dims):
-                bit = (corner >> (dims - 1 - d)) & 1
-                pos = pos + (idx[d] + bit) * strides[d]
-                weight = weight * (frac[d] if bit else 1.0 - frac[d])
-            out = out + weight * flat[pos]
-        return out
+        corners = [(0, None)]                  # (offset, weight) of the 2**dims corners, built axis by axis
+        for d in range(dims):
+            lo_w, hi_w, step = 1.0 - frac[d], frac[d], int(strides[d])
+            corners = [(o, lo_w if w is None else w * lo_w) for o, w in corners] + \
+                      [(o + step, hi_w if w is None else w * hi_w) for o, w in corners]
+        out = np.zeros_like(frac[0])
+        for offset, weight in corners:
+            out += weight * flat.take(base + offset)
+        return out.reshape(out_shape)
 
 
 def residual_grid(points, values, sigma: float, background: float, axes: Sequence[tuple[float, float]],
@@ -559,8 +581,11 @@ class KernelModel:
         tiles; SimuMax B200/A100 tables (commit 4dcaae51), DeepGEMM H800 FP8."""
         om = self.op("grouped_gemm", dtype, kernel)
         d = self.device
-        phys = gemm_shape_factor(m, n, k, groups, d.compute_units, d.tile_m, d.tile_n, om.half)
-        return np.minimum(phys * np.exp(om.grid(m, n, k)), self._roofline(m, n, k, groups, dtype))
+
+        def block(g, m, n, k):
+            phys = gemm_shape_factor(m, n, k, g, d.compute_units, d.tile_m, d.tile_n, om.half)
+            return np.minimum(phys * np.exp(om.grid(m, n, k)), self._roofline(m, n, k, g, dtype))
+        return chunked(block, groups, m, n, k)
 
     def gemm_efficiency(self, m, n, k, dtype: str = "bf16", kernel: Optional[str] = None):
         """Fraction of the dtype's dense peak reached by an (m x k) @ (k x n) GEMM.
@@ -569,8 +594,11 @@ class KernelModel:
         rule of the module docstring; MAMF (stas00/ml-engineering) for the level of transferred devices."""
         om = self.op("gemm", dtype, kernel)
         d = self.device
-        phys = gemm_shape_factor(m, n, k, 1.0, d.compute_units, d.tile_m, d.tile_n, om.half)
-        return np.minimum(phys * np.exp(om.grid(m, n, k)), self._roofline(m, n, k, 1.0, dtype))
+
+        def block(m, n, k):
+            phys = gemm_shape_factor(m, n, k, 1.0, d.compute_units, d.tile_m, d.tile_n, om.half)
+            return np.minimum(phys * np.exp(om.grid(m, n, k)), self._roofline(m, n, k, 1.0, dtype))
+        return chunked(block, m, n, k)
 
     def gemm_time_s(self, m, n, k, dtype: str = "bf16", kernel: Optional[str] = None):
         """2 m n k / (peak x gemm_efficiency)."""
@@ -590,8 +618,11 @@ class KernelModel:
         Source: SimuMax B200/A100 fused-attention tables (TransformerEngine/cuDNN), FlashAttention-3 on H100
         (pytorch/benchmark ff65cb67), with the wave-fill fallback of `attention_shape_factor`."""
         om = self.op(f"attention_{pass_}", "bf16", kernel)
-        phys = attention_shape_factor(seq_len, batch_heads, causal, self.device.compute_units, om.half)
-        return phys * np.exp(om.grid(seq_len, batch_heads, head_dim))
+        units = self.device.compute_units
+
+        def block(s, d, bh, c):
+            return attention_shape_factor(s, bh, c > 0.5, units, om.half) * np.exp(om.grid(s, bh, d))
+        return chunked(block, seq_len, head_dim, batch_heads, np.asarray(causal, dtype=bool))
 
     def attention_time_s(self, batch, heads, seq_len, head_dim, causal=True, pass_: str = "fwd",
                          kernel: Optional[str] = None):
