@@ -16,7 +16,7 @@ from typing import Mapping, Optional
 import numpy as np
 import yaml
 
-PACKAGE = "simulator.presets.kernels"
+PACKAGE, FOLDER = "simulator", "presets/kernels"
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class KernelCatalog:
 
 
 def _read_text(name: str) -> str:
-    return resources.files(PACKAGE).joinpath(name).read_text(encoding="utf-8")
+    return resources.files(PACKAGE).joinpath(FOLDER).joinpath(name).read_text(encoding="utf-8")
 
 
 def read_table_csv(text: str) -> dict[str, np.ndarray]:
@@ -76,7 +76,8 @@ def load_kernel_catalog() -> KernelCatalog:
         for op, spec in t["ops"].items():
             tables.append(MeasuredTable(
                 table_id=table_id, machine=machine, silicon=silicon, op=op, dtype=spec.get("dtype"),
-                kernel=spec.get("kernel"), default=bool(spec.get("default", True)), peak_tflops=float(t["peak_tflops"]), source=" ".join(t["source"].split()),
+                kernel=spec.get("kernel"), default=bool(spec.get("default", True)),
+                peak_tflops=float(t["peak_tflops"]), source=" ".join(t["source"].split()),
                 columns=read_table_csv(_read_text(spec["file"]))))
     return KernelCatalog(tables=tuple(tables), machines=machines, devices=cat["devices"],
                          transfer_validation=cat.get("transfer_validation", {}))

@@ -630,7 +630,8 @@ class KernelModel:
 
         Source: Dao 2023 (arXiv 2307.08691) sec. 4.1 FLOP counts (backward = 2.5 x forward)."""
         b, h, s, d = (np.asarray(x, float) for x in (batch, heads, seq_len, head_dim))
-        flops = 4.0 * b * h * s * s * d * np.where(np.asarray(causal, bool), 0.5, 1.0) * (2.5 if pass_ == "bwd" else 1.0)
+        executed = np.where(np.asarray(causal, bool), 0.5, 1.0) * (2.5 if pass_ == "bwd" else 1.0)
+        flops = 4.0 * b * h * s * s * d * executed
         eff = self.attention_efficiency(s, d, b * h, causal, pass_, kernel)
         return flops / (self.device.peak("bf16") * eff)
 
