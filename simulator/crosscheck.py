@@ -37,13 +37,12 @@ def explain(r: SimulationResult, a) -> list[str]:
     """Sentences saying where and why the replay `r` differs from the analytic estimate `a`."""
     out = _differences(r, a)
     jitter, strag = r.extra["jitter"], r.extra["stragglers"]
-    if jitter > 0 or (strag is not None and strag["fraction"] > 0):
-        out.insert(1 if len(out) > 1 else 0, (
-            "random draws the estimate does not have: " + ", ".join(
-                ([f"jitter (sigma {jitter:g}) on every pass"] if jitter > 0 else [])
-                + ([f"{strag['fraction']:g} of devices {strag['slowdown']:g}x slower"] if strag and strag["fraction"] > 0
-                   else []))
-            + " (median replay shown)"))
+    slow = strag is not None and strag["fraction"] > 0
+    if jitter > 0 or slow:
+        draws = ([f"jitter (sigma {jitter:g}) on every pass"] if jitter > 0 else []) \
+            + ([f"{strag['fraction']:g} of devices {strag['slowdown']:g}x slower"] if slow else [])
+        out.insert(1 if len(out) > 1 else 0,
+                   "random draws the estimate does not have: " + ", ".join(draws) + " (median replay shown)")
     return out
 
 

@@ -81,7 +81,8 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
                         compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
                         pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max, layers=nl_pace,
                         elementwise_s=pick(idx, [t.elementwise_s for t in times]),
-                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]), host_s=pick(idx, [t.host_s for t in times]))
+                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]),
+                        host_s=pick(idx, [t.host_s for t in times]))
 
 
 def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed) -> dict:
