@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import math
 import re
 from dataclasses import dataclass, field
@@ -56,16 +55,19 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .analytic.layouts import LayoutTable
+from .analytic.layouts import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
 from .analytic.step import R_MEMORY, Job, evaluate
 from .costs.flops import model_costs
 from .errors import SpecError
 from .specs.hardware import HardwareProfile
-from .specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from .specs.layout import RECOMPUTE_CODES, Layout
 from .specs.loading import available_models, load_hardware, load_model, override_hardware
 from .specs.model import MLASpec, ModelSpec, MoESpec
 from .specs.training import TrainingSpec
+from .planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layouts
 from .units import GIGA
+
+TABLE_COLUMNS = TABLE_INT_COLUMNS + BOOL_COLUMNS
 
 # ---------------------------------------------------------------------------------------------------------------
 # Schema
@@ -405,6 +407,11 @@ def case_from_row(row: dict, line: int) -> Case:
         known["sequence_parallel"] = 0
     if known["pp"] == 1:
         known["vpp"] = 1
+    if None not in (known["tp"], known["pp"], known["dp"]):
+        prod = known["tp"] * known["pp"] * known["dp"] * known["cp"]
+        if prod != n:
+            raise RowError(f"tp({known['tp']}) * pp({known['pp']}) * dp({known['dp']}) * cp({known['cp']}) = {prod} "
+                           f"!= n_devices ({n})")
     year = row["year"] or 0
     low = notes.lower()
     flash = year >= 2023 or "flash" in low
@@ -477,65 +484,36 @@ def vtrain_hardware() -> HardwareProfile:
 # Layout search and metric conversion
 # ---------------------------------------------------------------------------------------------------------------
 
-def _divisors(n: int, limit: Optional[int] = None) -> list[int]:
-    out = [d for d in range(1, n + 1) if n % d == 0]
-    return [d for d in out if limit is None or d <= limit]
+def search_space(case: Case) -> SearchSpace:
+    """The row's layout as a search space of the one layout enumeration (planning.enumerate): the stated cells as
+    stated (the engine judges them), the blank ones open; blank micro-batch sizes are the divisors of the
+    replica's batch up to MAX_SEARCH_MICRO_BATCH; the row's framework facts as the flags."""
+    k = case.known
+
+    def fixed(f):
+        return None if k[f] is None else [k[f]]
+
+    return SearchSpace(
+        tp=fixed("tp"), pp=fixed("pp"), dp=fixed("dp"), cp=[k["cp"]], ep=fixed("ep"), vpp=fixed("vpp"),
+        micro_batch=fixed("micro_batch"), micro_batch_sizes="batch-divisors",
+        max_micro_batch=MAX_SEARCH_MICRO_BATCH if k["micro_batch"] is None else None,
+        zero=fixed("zero_stage") or [0, 1, 2, 3], recompute=fixed("recompute") or list(RECOMPUTES),
+        sequence_parallel=[False, True] if k["sequence_parallel"] is None else bool(k["sequence_parallel"]),
+        flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
+        tp_comm_overlap=case.tp_comm_overlap, ep_comm_overlap=case.ep_comm_overlap, zero3_unit=case.zero3_unit,
+        as_stated=True)
 
 
 def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
     """Every combination of the blank layout fields under the known ones, as a LayoutTable.
 
-    Returns (table, columns as python lists, names of the searched fields)."""
-    k = dict(case.known)
-    m, n = case.model, case.num_devices
-    searched = [f for f in SEARCHABLE if k.get(f) is None]
-    cp = k["cp"]
-    tps = [k["tp"]] if k["tp"] is not None else [t for t in (1, 2, 4, 8) if m.num_heads % t == 0 and t <= n]
-    grid = []
-    for tp in tps:
-        if k["pp"] is not None:
-            pps = [k["pp"]]
-        else:
-            pps = [p for p in _divisors(max(1, n // (tp * cp))) if p <= m.num_layers]
-        for pp in pps:
-            if k["dp"] is not None and k["tp"] is not None and k["pp"] is not None:
-                dp = k["dp"]
-            else:
-                if n % (tp * pp * cp):
-                    continue
-                dp = n // (tp * pp * cp)
-            if k["ep"] is not None:
-                eps = [k["ep"]]
-            else:
-                E = m.moe.num_experts if m.moe else 1
-                eps = [e for e in _divisors(math.gcd(dp, E))]
-            if k["vpp"] is not None:
-                vpps = [k["vpp"]]
-            elif pp == 1:
-                vpps = [1]
-            else:
-                vpps = [1] + [v for v in range(2, m.num_layers // pp + 1) if m.num_layers % (pp * v) == 0][:8]
-            per_replica = case.training.global_batch // dp if case.training.global_batch % dp == 0 else 0
-            if k["micro_batch"] is not None:
-                mbs = [k["micro_batch"]]
-            else:
-                mbs = _divisors(per_replica, MAX_SEARCH_MICRO_BATCH) if per_replica else [1]
-            rcs = [k["recompute"]] if k["recompute"] is not None else list(RECOMPUTES)
-            zs = [k["zero_stage"]] if k["zero_stage"] is not None else [0, 1, 2, 3]
-            sps = [k["sequence_parallel"]] if k["sequence_parallel"] is not None else ([0, 1] if tp > 1 else [0])
-            for ep, vpp, mb, rc, z, sp in itertools.product(eps, vpps, mbs, rcs, zs, sps):
-                grid.append((tp, pp, dp, ep, cp, vpp, mb, RECOMPUTE_CODES[rc], z, bool(sp and tp > 1)))
-    if not grid:
-        raise RowError("no layout matches the row's known fields and device count")
-    arr = np.array(grid, dtype=np.int64)
-    cols = dict(tp=arr[:, 0], pp=arr[:, 1], dp=arr[:, 2], ep=arr[:, 3], cp=arr[:, 4], vpp=arr[:, 5],
-                micro_batch=arr[:, 6], recompute=arr[:, 7], zero=arr[:, 8], sequence_parallel=arr[:, 9].astype(bool))
-    cols["schedule"] = np.where(cols["vpp"] > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])
-    table = LayoutTable.from_columns(flash_attention=case.flash_attention,
-                                     overlap_grad_reduce=case.overlap_grad_reduce,
-                                     tp_comm_overlap=case.tp_comm_overlap,
-                                     ep_comm_overlap=case.ep_comm_overlap,
-                                     zero3_unit=1 if case.zero3_unit == "tensor" else 0, **cols)
+    Returns (table, its columns by name, names of the searched fields)."""
+    searched = [f for f in SEARCHABLE if case.known.get(f) is None]
+    try:
+        table = enumerate_layouts(case.model, case.training, case.num_devices, search_space(case))
+    except EmptySearchSpace as err:
+        raise RowError(f"no layout matches the row's known fields and device count: {err.reason}") from None
+    cols = {name: getattr(table, name) for name in TABLE_COLUMNS}
     return table, cols, searched
 
 
@@ -650,13 +628,6 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
         except RowError as err:
             out[i] = err
             continue
-        cols = dict(cols)
-        n = len(table)
-        cols["flash_attention"] = np.full(n, case.flash_attention)
-        cols["overlap_grad_reduce"] = np.full(n, case.overlap_grad_reduce)
-        cols["tp_comm_overlap"] = np.full(n, case.tp_comm_overlap)
-        cols["ep_comm_overlap"] = np.full(n, case.ep_comm_overlap)
-        cols["zero3_unit"] = np.full(n, 1 if case.zero3_unit == "tensor" else 0)
         prepared[i] = (cols, searched)
         groups.setdefault(job_key(case), []).append(i)
     for key, idx in groups.items():
