@@ -91,9 +91,12 @@ def available_profiles() -> list[str]:
 
 
 def load_model(name_or_path: str | ModelSpec) -> ModelSpec:
-    """A model preset by name (see `trainsim models`) or a YAML file path."""
+    """A model preset by name (see `trainsim models`), a YAML file path, or a Hugging Face config.json path."""
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
+    if str(name_or_path).lower().endswith(".json"):
+        from .hf_config import load_hf_config          # imported here: hf_config imports this module
+        return load_hf_config(name_or_path)
     path = _resolve(str(name_or_path), MODELS_DIR, "model")
     return validate_spec(ModelSpec, read_yaml(path), str(path))
 

@@ -40,10 +40,11 @@ class MLASpec(Spec):
 
 
 class ModelSpec(Spec):
-    """A decoder-only transformer. `source` cites where the configuration comes from."""
+    """A decoder-only transformer. `source` cites where the configuration comes from (every shipped preset has
+    one; optional in a user's own file)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
-    source: str = Field(min_length=1)
+    source: str = ""
     num_layers: int = Field(ge=1)
     hidden_size: int = Field(ge=1)
     num_heads: int = Field(ge=1)
