@@ -26,6 +26,8 @@ class PeakTflops(Spec):
     fp16: Optional[float] = Field(None, gt=0)
     fp8: Optional[float] = Field(None, gt=0)
     int8: Optional[float] = Field(None, gt=0, description="INT8 TOPS, for int8-quantised training")
+    fp6: Optional[float] = Field(None, gt=0, description="FP6 (MXFP6) dense peak: Blackwell, CDNA4")
+    fp4: Optional[float] = Field(None, gt=0, description="FP4 (NVFP4/MXFP4) dense peak: Blackwell, CDNA4")
     source: str = Field(min_length=1)
 
 
@@ -146,6 +148,7 @@ class HardwareProfile(Spec):
         order = {
             "bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "bf16", "fp16"),
             "int8": ("int8", "bf16", "fp16"), "fp32": ("fp32",), "tf32": ("tf32", "fp32"),
+            "fp4": ("fp4", "fp8", "bf16", "fp16"),
         }[dtype]
         for key in order:
             v = getattr(p, key)
