@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -12,16 +14,35 @@ from ..errors import SpecError
 from .hardware import HardwareProfile
 from .model import ModelSpec
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-MODELS_DIR = PACKAGE_DIR / "presets" / "models"
+#: Where a checkout (or an editable install) keeps the profiles: the repository root, beside the package.
+REPO_PROFILES = Path(__file__).resolve().parents[2] / "hardware_profiles"
+#: A file of the package (wheel or checkout) or a user's file.
+Source = Union[Path, Traversable]
 
 
-def profiles_dir() -> Path:
-    """Folder of the hardware profiles: $TRAINSIM_PROFILES, else the repository's hardware_profiles/."""
+def _package_dir(*parts: str) -> Traversable:
+    node = resources.files("simulator")
+    for part in parts:
+        node = node / part
+    return node
+
+
+def models_dir() -> Traversable:
+    """Folder of the model presets (package data: simulator/presets/models)."""
+    return _package_dir("presets", "models")
+
+
+def profiles_dir() -> Source:
+    """Folder of the hardware profiles: $TRAINSIM_PROFILES; else the copy an installed wheel carries
+    (simulator/_data/hardware_profiles, made by setup.py's build step); else the repository's hardware_profiles/
+    (a checkout or an editable install, which read the profiles in place)."""
     env = os.environ.get("TRAINSIM_PROFILES")
     if env:
         return Path(env)
-    return PACKAGE_DIR.parent / "hardware_profiles"
+    packaged = _package_dir("_data", "hardware_profiles")
+    if packaged.is_dir():
+        return packaged
+    return REPO_PROFILES
 
 
 def format_validation_error(err: ValidationError, where: str) -> str:
@@ -54,10 +75,12 @@ def validate_spec(cls: type[BaseModel], data: Any, where: str):
         raise SpecError(format_validation_error(err, where)) from None
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Union[str, Source]) -> Any:
     """Read a YAML file with safe loading; errors name the file and line."""
+    if isinstance(path, str):
+        path = Path(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with path.open("r", encoding="utf-8") as fh:
             return yaml.safe_load(fh)
     except FileNotFoundError:
         raise SpecError(f"file not found: {path}") from None
@@ -65,25 +88,27 @@ def read_yaml(path: Path) -> Any:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
 
 
-def _available(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+def _available(folder: Source) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml") and p.is_file())
 
 
-def _resolve(name_or_path: str, folder: Path, kind: str) -> Path:
+def _resolve(name_or_path: str, folder: Source, kind: str) -> Source:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.exists():
             raise SpecError(f"{kind} file not found: {name_or_path}")
         return p
     candidate = folder / f"{name_or_path}.yaml"
-    if not candidate.exists():
+    if not candidate.is_file():
         names = ", ".join(_available(folder))
         raise SpecError(f"unknown {kind} '{name_or_path}'; available: {names}")
     return candidate
 
 
 def available_models() -> list[str]:
-    return _available(MODELS_DIR)
+    return _available(models_dir())
 
 
 def available_profiles() -> list[str]:
@@ -94,7 +119,7 @@ def load_model(name_or_path: str | ModelSpec) -> ModelSpec:
     """A model preset by name (see `trainsim models`) or a YAML file path."""
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
-    path = _resolve(str(name_or_path), MODELS_DIR, "model")
+    path = _resolve(str(name_or_path), models_dir(), "model")
     return validate_spec(ModelSpec, read_yaml(path), str(path))
 
 
