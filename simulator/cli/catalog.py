@@ -19,7 +19,7 @@ def profile_rows() -> list[dict]:
     """One row per shipped profile; a SpecError (exit 2) when none is found: an install without its package
     data cannot run any job, and an empty table would hide that."""
     from ..errors import SpecError
-    from ..specs.loading import available_profiles, load_hardware, profiles_dir
+    from ..specs.loading import HARDWARE_ALIASES, available_profiles, load_hardware, profiles_dir
     names = available_profiles()
     if not names:
         raise SpecError(f"no hardware profiles found in {profiles_dir()} (a broken install, or $TRAINSIM_PROFILES "
@@ -34,6 +34,7 @@ def profile_rows() -> list[dict]:
             "devices_per_node": hw.devices_per_node,
             "tiers": " > ".join(f"{t.name} {t.bandwidth_gb_per_s:g} GB/s" for t in hw.tiers),
             "description": hw.description,
+            "aliases": sorted(a for a, n in HARDWARE_ALIASES.items() if n == hw.name),
         })
     return rows
 

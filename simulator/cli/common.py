@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from rich.console import Console
 
 from ..errors import SpecError
+from ..specs.base import MAX_BATCH, MAX_DEVICES, MAX_LAYERS, MAX_SEQ_LEN, shorten
 
 
 def version() -> str:
@@ -26,19 +28,30 @@ def error(msg: str) -> None:
     Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
 
 
+#: Largest integer any counting flag takes (seeds, samples, top-k, workers ...): far below int64, so products of
+#: two flags cannot overflow numpy's int64 columns. Job sizes have their own, smaller limits (specs.base).
+MAX_FLAG_INT = 2**31 - 1
+
+
 def number(kind=int, lo=None, hi=None, lo_open=False, note=""):
-    """An argparse type: a number of `kind` in [lo, hi] ((lo, hi] with lo_open), with a message naming the
-    value and the rule."""
+    """An argparse type: a finite number of `kind` in [lo, hi] ((lo, hi] with lo_open), with a message naming the
+    value and the rule; integers are capped at MAX_FLAG_INT when no `hi` is given; nan and inf are refused."""
+    if hi is None and kind is int:
+        hi = MAX_FLAG_INT
+
     def parse(text: str):
+        shown = shorten(repr(text))
         try:
             v = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(
-                f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
+                f"{shown} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{shown} is not a finite number")
         if lo is not None and (v <= lo if lo_open else v < lo):
-            raise argparse.ArgumentTypeError(f"{v} must be {'>' if lo_open else '>='} {lo}{note}")
+            raise argparse.ArgumentTypeError(f"{shorten(str(v))} must be {'>' if lo_open else '>='} {lo:,}{note}")
         if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError(f"{v} must be <= {hi}{note}")
+            raise argparse.ArgumentTypeError(f"{shorten(str(v))} must be <= {hi:,}{note}")
         return v
     return parse
 
@@ -46,6 +59,12 @@ def number(kind=int, lo=None, hi=None, lo_open=False, note=""):
 positive_int = number(int, lo=1)
 nonneg_int = number(int, lo=0)
 positive_float = number(float, lo=0, lo_open=True)
+#: Job sizes, bounded as the specs bound them (one definition: simulator.specs.base).
+devices_int = number(int, lo=1, hi=MAX_DEVICES)
+degree_int = number(int, lo=1, hi=MAX_DEVICES)
+stages_int = number(int, lo=1, hi=MAX_LAYERS)
+batch_int = number(int, lo=1, hi=MAX_BATCH)
+seq_len_int = number(int, lo=1, hi=MAX_SEQ_LEN)
 
 
 def on_off(text: str) -> bool:
@@ -54,7 +73,7 @@ def on_off(text: str) -> bool:
         return True
     if t in ("0", "false", "off", "no"):
         return False
-    raise argparse.ArgumentTypeError(f"'{text}' must be on or off")
+    raise argparse.ArgumentTypeError(f"{shorten(repr(text))} must be on or off")
 
 
 def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
@@ -63,27 +82,27 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     g.add_argument("--scenario", metavar="FILE", help="scenario YAML with the same keys as these flags (flags win)")
     g.add_argument("--model", help="model preset name (see `trainsim models`) or YAML path")
     g.add_argument("--hardware", help="hardware profile name (see `trainsim profiles`) or YAML path")
-    g.add_argument("--devices", type=positive_int, help="number of accelerators")
-    g.add_argument("--global-batch", type=positive_int, help="sequences per optimizer step")
-    g.add_argument("--seq-len", type=positive_int, help="tokens per sequence (default: the model's max_seq_len)")
+    g.add_argument("--devices", type=devices_int, help="number of accelerators")
+    g.add_argument("--global-batch", type=batch_int, help="sequences per optimizer step")
+    g.add_argument("--seq-len", type=seq_len_int, help="tokens per sequence (default: the model's max_seq_len)")
     g.add_argument("--dtype", choices=["bf16", "fp16", "fp8", "int8", "fp32"], help="GEMM precision (default bf16)")
-    g.add_argument("--devices-per-node", type=positive_int, help="override the profile's devices per node")
+    g.add_argument("--devices-per-node", type=devices_int, help="override the profile's devices per node")
     g.add_argument("--memory-gb", type=positive_float, help="override the device memory (GB)")
     if not layout:
         return
     l = p.add_argument_group("layout")
-    l.add_argument("--tp", type=positive_int, help="tensor-parallel degree (default 1)")
-    l.add_argument("--pp", type=positive_int, help="pipeline stages (default 1)")
-    l.add_argument("--dp", type=positive_int, help="data-parallel degree (default: devices / (tp*pp*cp))")
-    l.add_argument("--ep", type=positive_int, help="expert-parallel degree, carved out of dp (default 1)")
-    l.add_argument("--cp", type=positive_int, help="context-parallel degree (default 1)")
-    l.add_argument("--vpp", type=positive_int, help="virtual pipeline stages per rank (default 1)")
+    l.add_argument("--tp", type=degree_int, help="tensor-parallel degree (default 1)")
+    l.add_argument("--pp", type=stages_int, help="pipeline stages (default 1)")
+    l.add_argument("--dp", type=degree_int, help="data-parallel degree (default: devices / (tp*pp*cp))")
+    l.add_argument("--ep", type=degree_int, help="expert-parallel degree, carved out of dp (default 1)")
+    l.add_argument("--cp", type=degree_int, help="context-parallel degree (default 1)")
+    l.add_argument("--vpp", type=stages_int, help="virtual pipeline stages per rank (default 1)")
     l.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="ZeRO stage; 3 = FSDP (default 1)")
     l.add_argument("--zero3-unit", choices=["layer", "tensor"],
                    help="ZeRO-3 gather unit: layer (FSDP, default) or tensor (DeepSpeed ZeRO-3 of 2021)")
     l.add_argument("--sequence-parallel", type=on_off, metavar="on|off", help="Megatron SP (default on)")
     l.add_argument("--recompute", choices=["none", "selective", "full"], help="activation recompute (default selective)")
-    l.add_argument("--micro-batch", type=positive_int, help="sequences per micro-batch (default 1)")
+    l.add_argument("--micro-batch", type=batch_int, help="sequences per micro-batch (default 1)")
     l.add_argument("--schedule", choices=["gpipe", "1f1b", "interleaved", "zb-h1"], help="pipeline schedule")
     l.add_argument("--placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
     l.add_argument("--tp-comm-overlap", type=on_off, metavar="on|off", help="overlap TP collectives with GEMMs")
