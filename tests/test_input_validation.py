@@ -280,3 +280,18 @@ def test_presets_still_load_unchanged():
     for name in available_profiles():
         assert load_hardware(name).name == name
     assert load_model("llama3-8b").num_layers == 32
+
+
+def test_a_preset_whose_name_differs_from_its_file_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "h1.yaml").write_text((Path(__file__).resolve().parents[1] / "hardware_profiles" /
+                                       "h100-sxm5-80gb.yaml").read_text())
+    monkeypatch.setenv("TRAINSIM_PROFILES", str(tmp_path))
+    with pytest.raises(SpecError, match="differs from the file name"):
+        load_hardware("h1")
+
+
+def test_profile_headers_and_readme_hold_no_machine_path():
+    folder = Path(__file__).resolve().parents[1] / "hardware_profiles"
+    for f in [*folder.glob("*.yaml"), folder / "README.md"]:
+        text = f.read_text(encoding="utf-8")
+        assert "/work/" not in text and "/home/" not in text and "/Users/" not in text, f.name

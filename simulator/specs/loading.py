@@ -204,7 +204,16 @@ def load_model(name_or_path: str | ModelSpec) -> ModelSpec:
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
     path = _resolve(str(name_or_path), models_dir(), "model", listing="trainsim models")
-    return validate_spec(ModelSpec, safe_yaml.read_yaml(path, "model file"), str(path))
+    model = validate_spec(ModelSpec, safe_yaml.read_yaml(path, "model file"), str(path))
+    _check_preset_name(path, model.name, models_dir())
+    return model
+
+
+def _check_preset_name(path: Source, name: str, folder: Source) -> None:
+    """A preset's `name:` is its file name, so that the name shown is the name to type (user files may differ)."""
+    in_folder = not isinstance(path, Path) or path.parent == Path(str(folder))
+    if in_folder and path.name != f"{name}.yaml":
+        raise SpecError(f"{path}: name = {shorten(repr(name))} differs from the file name; rename one of them")
 
 
 def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = None) -> HardwareProfile:
@@ -215,6 +224,7 @@ def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = 
     else:
         path = _resolve(str(name_or_path), profiles_dir(), "hardware profile", HARDWARE_ALIASES)
         hw = validate_spec(HardwareProfile, hardware_data(path), str(path))
+        _check_preset_name(path, hw.name, profiles_dir())
     if overrides:
         hw = override_hardware(hw, **overrides)
     return hw
