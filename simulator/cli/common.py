@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 
 from rich.console import Console
@@ -20,12 +21,137 @@ def version() -> str:
         return "0.1.0"
 
 
+#: Width of the output when it is not a terminal (a pipe or a file) and $COLUMNS is not set: wide enough that no
+#: table is squeezed or cut (rich would use 80); tables and text size to their content, not to this width.
+PIPE_WIDTH = 1000
+#: Longest error message printed; a longer one is cut (its values are already cut where they are quoted).
+MAX_MESSAGE = 20_000
+
+
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """The console every verb prints to: no markup parsing (text such as `trainsim[dask]` or `^[a-z]*$` prints as
+    written), no emoji codes, not cut at 80 columns when piped."""
+    con = Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
+    if not con.is_terminal and not os.environ.get("COLUMNS"):
+        con.width = PIPE_WIDTH
+    return con
 
 
 def error(msg: str) -> None:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+    """The one error style: `error: <message>` on stderr, the message printed as written (no markup)."""
+    from rich.text import Text
+    msg = str(msg)
+    if len(msg) > MAX_MESSAGE:
+        msg = f"{msg[:MAX_MESSAGE]}... ({len(msg) - MAX_MESSAGE:,} more characters)"
+    con = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+    con.print(Text.assemble(("error:", "bold red"), " ", msg))
+
+
+class UsageError(SpecError):
+    """A flag argparse cannot accept: reported like every other bad input (exit 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the CLI's one error style (`error: ...`, exit 2, through cli.main) instead of a usage block,
+    no prefix matching of long flags (`--glob 1536` is not `--global-batch`), and "did you mean" for flags and
+    choices."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is reported by the verb's parser (which knows the verb's flags)."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            verb = next((a.choices.get(getattr(ns, a.dest, None)) for a in self._actions
+                         if isinstance(a, argparse._SubParsersAction)), None)
+            (verb or self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+    def error(self, message: str):
+        raise UsageError(f"{shorten(message, 400)}{self._hint(message)} (see `{self.prog} --help`)")
+
+    def _hint(self, message: str) -> str:
+        import difflib
+        flags = [f for f in self._option_string_actions if f.startswith("--")]
+        if message.startswith("unrecognized arguments:"):
+            words = [w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")]
+            close = [c for w in words for c in difflib.get_close_matches(w, flags, n=1, cutoff=0.6)]
+            return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        if "invalid choice:" in message:
+            for action in self._actions:
+                if action.choices and isinstance(action.choices, dict):     # the verb list
+                    bad = message.split("invalid choice:", 1)[1].split("(")[0].strip().strip("'")
+                    close = difflib.get_close_matches(bad, list(action.choices), n=1)
+                    return f"; did you mean '{close[0]}'?" if close else ""
+        return ""
+
+
+#: Flags that name files a command reads, and files or folders it writes (dest names, across the verbs).
+INPUT_FLAGS = ("scenario", "model", "hardware", "file", "files", "spec")
+OUTPUT_FILE_FLAGS = {"trace": (".json",), "gantt": "image", "plot": "image", "chart": "image", "heatmap": "image",
+                     "pareto": "image", "breakdown": "image"}
+OUTPUT_DIR_FLAGS = ("plot_dir", "output")
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def _existing_inputs(args: argparse.Namespace) -> list[str]:
+    out = []
+    for name in INPUT_FLAGS:
+        value = getattr(args, name, None)
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, str) and v and os.path.isfile(v):
+                out.append(v)
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, output paths that are empty, a folder, in a missing folder, of a format the writer
+    cannot produce, given twice, or one of the command's own input files (which the output would replace).
+    An existing file that is not an input is replaced, as usual."""
+    inputs = _existing_inputs(args)
+    seen: dict[str, str] = {}
+    for name, kind in OUTPUT_FILE_FLAGS.items():
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = shorten(repr(path))
+        if not isinstance(path, str) or not path.strip():
+            raise SpecError(f"{flag}: the file name is empty")
+        suffixes = IMAGE_SUFFIXES if kind == "image" else kind
+        if os.path.splitext(path)[1].lower() not in suffixes:
+            raise SpecError(f"{flag} {shown}: the name must end in {', '.join(suffixes[:3])}"
+                            f"{' (or ' + ', '.join(suffixes[3:]) + ')' if len(suffixes) > 3 else ''}")
+        if os.path.isdir(path):
+            raise SpecError(f"{flag} {shown} is a folder; give a file name")
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise SpecError(f"{flag} {shown}: the folder {shorten(repr(folder))} does not exist")
+        clash = next((i for i in inputs if _same_file(i, path)), None)
+        if clash is not None:
+            raise SpecError(f"{flag} {shown} is one of this command's inputs; writing it would replace that file")
+        key = os.path.abspath(path)
+        if key in seen:
+            raise SpecError(f"{flag} and {seen[key]} name the same file {shown}")
+        seen[key] = flag
+    for name in OUTPUT_DIR_FLAGS:
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not isinstance(path, str) or not path.strip():
+            raise SpecError(f"{flag}: the folder name is empty")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise SpecError(f"{flag} {shorten(repr(path))} is a file, not a folder")
 
 
 #: Largest integer any counting flag takes (seeds, samples, top-k, workers ...): far below int64, so products of
