@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
 from . import safe_yaml
-from .base import shorten
+from .base import MAX_NAME, shorten
 from .hardware import HardwareProfile
 from .model import ModelSpec
 
@@ -179,7 +179,7 @@ def _resolve(name_or_path: str, folder: Source, kind: str, aliases: dict | None 
         return Path(text)
     key = text.lower()
     key = (aliases or {}).get(key, key)
-    if PRESET_NAME.match(key):
+    if PRESET_NAME.match(key) and len(key) <= MAX_NAME:
         candidate = folder / f"{key}.yaml"
         if candidate.is_file():
             return candidate
