@@ -206,7 +206,7 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     """Flags naming the job (model, hardware, devices, batch) and, optionally, one layout."""
     g = p.add_argument_group("job")
     g.add_argument("--scenario", metavar="FILE", help="scenario YAML with the same keys as these flags (flags win)")
-    g.add_argument("--model", help="model preset name (see `trainsim models`) or YAML path")
+    g.add_argument("--model", help="model preset name (see `trainsim models`), YAML path, or Hugging Face config.json path")
     g.add_argument("--hardware", help="hardware profile name (see `trainsim profiles`) or YAML path")
     g.add_argument("--devices", type=devices_int, help="number of accelerators")
     g.add_argument("--global-batch", type=batch_int, help="sequences per optimizer step")

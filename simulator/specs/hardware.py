@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from ..errors import SpecError
 from ..units import GIGA, TERA, US
 from .base import MAX_DEVICES, MAX_NAME, MAX_TEXT, MAX_TIERS, Spec
+from .host import HostSpec
 
 Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
 Topology = Literal["switch", "full_mesh", "ring", "torus2d", "torus3d", "fat_tree", "rail_optimized"]
@@ -121,6 +122,8 @@ class HardwareProfile(Spec):
     devices_per_node: int = Field(ge=1, le=MAX_DEVICES, description="devices per host (sharing its NICs)")
     efficiency: EfficiencySpec
     tiers: list[NetworkTier] = Field(min_length=1, max_length=MAX_TIERS)
+    host: Optional[HostSpec] = Field(None, description="host memory, host link, NVMe, CPU Adam speed (specs/host.py); "
+                                                        "null = unknown")
     notes: str = Field("", max_length=MAX_TEXT)
 
     @field_validator("tiers")

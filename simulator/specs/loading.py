@@ -21,6 +21,9 @@ from .base import MAX_NAME, shorten
 from .hardware import HardwareProfile
 from .model import ModelSpec
 
+#: The package folder (on the file system for a checkout, an editable install or an unpacked wheel); package data
+#: is better reached through models_dir()/profiles_dir() (importlib.resources).
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: Where a checkout (or an editable install) keeps the profiles: the repository root, beside the package.
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "hardware_profiles"
 #: A file of the package (wheel or checkout) or a user's file.
@@ -200,9 +203,12 @@ def available_profiles() -> list[str]:
 
 
 def load_model(name_or_path: str | ModelSpec) -> ModelSpec:
-    """A model preset by name (see `trainsim models`) or a YAML file path."""
+    """A model preset by name (see `trainsim models`), a YAML file path, or a Hugging Face config.json path."""
     if isinstance(name_or_path, ModelSpec):
         return name_or_path
+    if str(name_or_path).lower().endswith(".json"):
+        from .hf_config import load_hf_config          # imported here: hf_config imports this module
+        return load_hf_config(name_or_path)
     path = _resolve(str(name_or_path), models_dir(), "model", listing="trainsim models")
     model = validate_spec(ModelSpec, safe_yaml.read_yaml(path, "model file"), str(path))
     _check_preset_name(path, model.name, models_dir())

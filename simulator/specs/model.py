@@ -40,10 +40,11 @@ class MLASpec(Spec):
 
 
 class ModelSpec(Spec):
-    """A decoder-only transformer. `source` cites where the configuration comes from."""
+    """A decoder-only transformer. `source` cites where the configuration comes from (every shipped preset has
+    one; optional in a user's own file)."""
 
     name: str = Field(max_length=MAX_NAME, pattern=r"^[a-z0-9][a-z0-9.\-]*$")
-    source: str = Field(min_length=1, max_length=MAX_TEXT)
+    source: str = Field("", max_length=MAX_TEXT)
     num_layers: int = Field(ge=1, le=MAX_LAYERS)
     hidden_size: int = Field(ge=1, le=MAX_WIDTH)
     num_heads: int = Field(ge=1, le=MAX_HEADS)
