@@ -15,7 +15,8 @@ from ..specs.base import shorten
 from . import common
 
 #: Verb modules, in the order `trainsim --help` lists them. A module not present in this build is skipped.
-VERB_MODULES = ("estimate", "simulate", "search", "compare", "plan", "sweep", "validate", "calibrate", "catalog")
+VERB_MODULES = ("estimate", "simulate", "search", "compare", "plan", "sweep", "validate", "calibrate", "catalog",
+                "frameworks")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ class PeakTflops(Spec):
     fp16: Optional[float] = Field(None, gt=0)
     fp8: Optional[float] = Field(None, gt=0)
     int8: Optional[float] = Field(None, gt=0, description="INT8 TOPS, for int8-quantised training")
+    fp6: Optional[float] = Field(None, gt=0, description="FP6 (MXFP6) dense peak: Blackwell, CDNA4")
+    fp4: Optional[float] = Field(None, gt=0, description="FP4 (NVFP4/MXFP4) dense peak: Blackwell, CDNA4")
     source: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
@@ -149,12 +151,13 @@ class HardwareProfile(Spec):
         order = {
             "bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16"), "fp8": ("fp8", "bf16", "fp16"),
             "int8": ("int8", "bf16", "fp16"), "fp32": ("fp32",), "tf32": ("tf32", "fp32"),
+            "fp4": ("fp4", "fp8", "bf16", "fp16"),
         }[dtype]
         for key in order:
             v = getattr(p, key)
             if v is not None:
                 return v * TERA
-        have = [k for k in ("bf16", "fp16", "fp8", "int8", "fp32", "tf32") if getattr(p, k) is not None]
+        have = [k for k in ("bf16", "fp16", "fp8", "fp6", "fp4", "int8", "fp32", "tf32") if getattr(p, k) is not None]
         raise SpecError(f"dtype {dtype}: hardware '{self.name}' ({self.device.name}) has no {dtype} peak (it has "
                         f"{', '.join(have) or 'none'}); choose one of those")
 
