@@ -14,7 +14,7 @@ def gpt(name="gpt-test", layers=4, hidden=512, heads=8, vocab=1000, ffn=None, **
 
 def toy_hardware(**eff) -> HardwareProfile:
     """A made-up device with round numbers: 100 TFLOP/s, 10 GB, 1 TB/s; 4-device nodes, 100 / 10 GB/s tiers."""
-    e = dict(matmul_max=1.0, matmul_half_dim=0.0, memory_bound=1.0, layer_overhead_us=0.0,
+    e = dict(kernel_model="ideal", layer_overhead_us=0.0,
              framework_reserved_gb=0.0, source="test")
     e.update(eff)
     return HardwareProfile.model_validate({

@@ -156,7 +156,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
                                           np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model))
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
-                                  kr.memory_bound)
+                                  kr.memory_efficiency())
     t_fixed = step_overhead_s(job.hardware)
     step = pace.pipeline_s + dp_exposed + t_opt + t_fixed
 

@@ -3,10 +3,8 @@
 What is fitted (per accelerator family, e.g. nvidia-ampere = A100 40/80 GB and A800), each a field that the
 profile's `efficiency:` block or its network tiers already carry:
 
-- `matmul_half_dim`, `matmul_k_half`: output-square side and reduction depth at which the GEMM's wave fill and K
-  saturation are half (costs.compute.gemm_efficiency); matmul_max itself stays the sourced MAMF value.
-- `attention_max`: fraction of peak the fused attention kernel reaches.
-- `memory_bound`: fraction of HBM bandwidth the streaming kernels reach.
+- `kernel_level`: sustained training efficiency of the compute kernels over the measured kernel model's
+  (costs.compute; kernel shapes and memory-bound bandwidths come from the kernel tables, never from a fit).
 - `layer_overhead_us`: kernel-launch / framework host time per layer per pass.
 - per network tier: bus-bandwidth `efficiency` and per-ring-step `latency_us`.
 
@@ -30,12 +28,7 @@ from ..validation import Case, RowError, error_stats, load_cases, predict_cases
 
 #: Fittable parameters: (lower bound, upper bound, scale used by the optimiser).
 PARAMETERS = {
-    "matmul_max": (0.3, 1.0, 0.1),
-    "fp8_matmul_max": (0.3, 1.0, 0.1),
-    "matmul_half_dim": (0.0, 4096.0, 100.0),
-    "matmul_k_half": (0.0, 4096.0, 50.0),
-    "attention_max": (0.05, 1.0, 0.1),
-    "memory_bound": (0.6, 0.95, 0.1),
+    "kernel_level": (0.3, 1.5, 0.1),
     "layer_overhead_us": (0.0, 3000.0, 100.0),
     "step_overhead_ms": (0.0, 5000.0, 100.0),
     "fast_tier_efficiency": (0.2, 1.0, 0.1),      # achieved bus bandwidth cannot exceed the link rate
@@ -55,11 +48,9 @@ ROBUST_SCALE = 0.02
 TIME_METRICS = ("mfu", "hfu", "tflops_per_device", "step_time_s", "tokens_per_s_per_device")
 
 #: Parameters that are fields of the profile's `efficiency:` block.
-EFFICIENCY_FIELDS = ("matmul_max", "fp8_matmul_max", "matmul_half_dim", "matmul_k_half", "attention_max",
-                     "memory_bound", "layer_overhead_us", "step_overhead_ms")
+EFFICIENCY_FIELDS = ("kernel_level", "layer_overhead_us", "step_overhead_ms")
 #: Optional efficiency fields and the field whose value they take when unset.
-EFFICIENCY_FALLBACKS = {"attention_max": "matmul_max", "matmul_k_half": "matmul_half_dim",
-                        "fp8_matmul_max": "matmul_max"}
+EFFICIENCY_FALLBACKS: dict = {}
 #: Network-tier parameters: name -> (tier index: first = fast, last = slow; the tier's field).
 TIER_PARAMETERS = {"fast_tier_efficiency": (0, "efficiency"), "fast_tier_latency_us": (0, "latency_us"),
                    "slow_tier_efficiency": (-1, "efficiency"), "slow_tier_latency_us": (-1, "latency_us")}

@@ -27,8 +27,7 @@ class FamilyFit:
 
 
 FAMILY_FITS = (
-    FamilyFit("nvidia-ampere", ("matmul_half_dim", "matmul_k_half", "attention_max", "layer_overhead_us",
-                                "slow_tier_efficiency"),
+    FamilyFit("nvidia-ampere", ("kernel_level", "layer_overhead_us", "slow_tier_efficiency"),
               ("a100-sxm4-40gb", "a100-sxm4-80gb", "a800-sxm4-80gb"),
               note="matmul_max (0.85, MAMF) and memory_bound (0.88, copy benchmarks) keep their sourced values: "
                    "fitting memory_bound too moved it to 0.72 and the cost by 0.8% (0.0284 vs 0.0286); fitting "
@@ -39,8 +38,7 @@ FAMILY_FITS = (
                    "slow_tier_efficiency is the scale-out network's bus-bandwidth efficiency in training (nccl-tests "
                    "reach 0.85-0.96 of line rate on 2-3 idle nodes); the NVLink tier keeps its nccl-tests values "
                    "(fitting its efficiency too moved it from 0.78 to 0.95 for a 0.6% lower cost)"),
-    FamilyFit("nvidia-hopper", ("matmul_max", "fp8_matmul_max", "matmul_half_dim", "matmul_k_half", "attention_max",
-                                "memory_bound"),
+    FamilyFit("nvidia-hopper", ("kernel_level", "layer_overhead_us"),
               ("h100-sxm5-80gb", "h200-sxm-141gb", "h800-sxm5-80gb"),
               note="matmul_max and fp8_matmul_max are fitted too: with the MAMF values (0.80 / 0.71) no setting "
                    "of the shape, attention, memory and overhead parameters within physical bounds reaches the "

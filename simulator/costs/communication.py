@@ -103,7 +103,7 @@ def tp_exposed_s(sz, lc):
     tp_hide = np.where(t.tp_comm_overlap, 1.0, 0.0)
     t_gemm_f = lc.gemm_fwd_s
     exposed_f = np.maximum(0.0, 2.0 * tp_coll - tp_hide * t_gemm_f)
-    exposed_b = np.maximum(0.0, n_tp_bwd * tp_coll - tp_hide * 2.0 * t_gemm_f)
+    exposed_b = np.maximum(0.0, n_tp_bwd * tp_coll - tp_hide * lc.gemm_bwd_s)
     return tp_coll, exposed_f, exposed_b
 
 
@@ -129,7 +129,7 @@ def ep_exposed_s(sz, lc):
     ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))
     attn_f = lc.attention_projection_s + lc.attention_core_s
     mlp_f = np.maximum(0.0, lc.gpu_fwd_s - attn_f)
-    attn_b = 2.0 * lc.attention_projection_s + lc.attention_core_bwd_s
+    attn_b = lc.attention_projection_bwd_s + lc.attention_core_bwd_s
     mlp_b = np.maximum(0.0, lc.gpu_bwd_s - attn_b)
     ep_f_hidden = np.maximum(0.0, a2a - mlp_b) + np.maximum(0.0, a2a - attn_b)
     ep_b_hidden = np.maximum(0.0, a2a - attn_f) + np.maximum(0.0, a2a - mlp_f)

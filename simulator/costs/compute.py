@@ -1,45 +1,42 @@
-"""Compute time on one device: roofline with a shape-dependent matmul efficiency and memory-bound ops.
+"""Kernel times on one device for the engines: the measured kernel model (costs.kernels) at the layouts' shapes.
 
-GEMM efficiency is the product of two saturations (matmul_max is the best-shape fraction of peak, stas00/
-ml-engineering MAMF tables, hardware.md sec. 6.1):
-- output fill: a GEMM is cut into output tiles, one per SM at a time, so it fills the machine only once its
-  output area A = batch x M x N covers about one wave of tiles: A / (A + matmul_half_dim^2). matmul_half_dim is
-  the side of the half-fill output square (fitted: A100 about 1450 = 128 tiles of 128x128 on its 108 SMs, H100 about
-  1590 = 154 tiles on its 132 SMs: about one wave; the values and their data are in the profiles);
-- reduction depth: a short K loop cannot amortise the tile's prologue/epilogue (loading the pipeline, writing
-  the output tile): K / (K + matmul_k_half).
-eff = matmul_max * A / (A + half^2) * K / (K + k_half). Both halves are fitted per family by
-benchmarks/calibrate.py. The 1-D curve matmul_efficiency(d) = matmul_max * d / (d + half) remains for the fused
-attention kernel (saturating in the sequence length). Memory-bound kernels run at memory_bound x HBM bandwidth.
+Every kernel of a training step goes through `KernelRates`, built once per job (`kernel_rates`):
+
+- GEMMs (QKV, projections, dense MLP, shared experts, router, logits): `gemm_passes_s` gives the three GEMMs of a
+  linear layer, forward (M, n, k), input gradient (M, k, n) and weight gradient (n, k, M) (output rows, output
+  columns, reduction depth), each at its own efficiency from the device's GEMM model, instead of backward = 2 x
+  forward: a weight gradient reduces over the M tokens and runs at a different shape than the forward.
+- MoE experts: `grouped_passes_s`, the same three passes as grouped GEMMs over the local experts.
+- Fused attention: `attention_efficiency` of the device's attention model (bf16 peak, also in FP8 runs: attention
+  stays in bf16), the kernel named by the framework where its table exists.
+- Memory-bound kernels (elementwise, FP8 casts, optimizer step, cross entropy): `stream_s`, bytes at the measured
+  fraction of the datasheet HBM bandwidth of their kind.
+
+What remains fittable per hardware family is `efficiency.kernel_level` (the sustained training throughput of the
+compute kernels over the tables' benchmark throughput: clocks under power limits, communication kernels sharing
+the SMs), multiplying GEMM, grouped-GEMM and attention efficiencies; it is 1.0 unless a calibration sets it.
+A profile with `efficiency.kernel_model: ideal` runs every kernel at peak and full bandwidth (a roofline, for
+speed-of-light bounds and hand-derived tests).
+
+Shapes depend only on a few layout columns (tp, cp, ep, etp, micro-batch, flash), so the kernel model is evaluated
+once per distinct combination (`ShapeIndex`) and gathered back: a million layouts cost a handful of lookups.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
 
 import numpy as np
 
+from .kernels import KernelModel, kernel_model_for
 
-def matmul_efficiency(min_dim, matmul_max: float, half_dim: float):
-    """1-D saturating curve matmul_max * d / (d + half_dim) (fused attention, in the sequence length)."""
-    d = np.asarray(min_dim, dtype=float)
-    return matmul_max * d / (d + half_dim)
+#: Below this many rows the kernel model is evaluated row by row (deduplication would cost more than it saves).
+DEDUP_MIN_ROWS = 64
 
-
-def gemm_efficiency(m, k, n, matmul_max: float, half_dim: float, k_half=None, batch=1.0):
-    """Fraction of peak FLOP/s of `batch` (m x k) @ (k x n) GEMMs: output fill x reduction-depth saturation.
-
-    k_half None (a family whose profile has no fitted value) falls back to half_dim."""
-    m = np.asarray(m, dtype=float)
-    kh = half_dim if k_half is None else k_half
-    area = batch * m * n
-    return matmul_max * area / (area + half_dim * half_dim) * (k / (k + kh))
-
-
-def gemm_time_s(m, k, n, peak_flops_per_s: float, matmul_max: float, half_dim: float, k_half=None):
-    """Time of an (m x k) @ (k x n) GEMM: 2mkn / (peak x gemm_efficiency(m, k, n))."""
-    flops = 2.0 * np.asarray(m, dtype=float) * k * n
-    eff = gemm_efficiency(m, k, n, matmul_max, half_dim, k_half)
-    return flops / (peak_flops_per_s * eff)
+#: Framework attention kernels (specs.framework.AttentionKernel) -> the kernel name of the measured tables
+#: (simulator/presets/kernels/catalog.yaml); kernels not listed use the device's default attention table.
+TABLE_ATTENTION_KERNEL = {"flash-attn-3": "flash3", "cudnn-fused": "te"}
 
 
 def memory_bound_time_s(bytes_moved, hbm_bytes_per_s: float, efficiency: float):
@@ -58,35 +55,173 @@ def elementwise_bytes_per_token(hidden, mlp_act_elems, act_bytes: float = 2.0) -
     return act_bytes * (14.0 * hidden + mlp_act_elems)
 
 
+def _factor_codes(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(codes 0..u-1, u) of a non-negative column: integer values in O(n) (a presence table, no sort), others
+    by sorting."""
+    x = np.asarray(x)
+    xi = x.astype(np.int64)
+    if x.dtype.kind == "f" and not np.array_equal(xi, x):
+        uniq, inv = np.unique(x, return_inverse=True)
+        return inv.ravel(), len(uniq)
+    present = np.zeros(int(xi.max()) + 1, dtype=bool)
+    present[xi] = True
+    code = np.cumsum(present) - 1
+    return code[xi], int(present.sum())
+
+
+@dataclass(frozen=True)
+class ShapeIndex:
+    """Rows with equal values of the shape-deciding columns share kernel shapes: `rep` holds one row of each
+    distinct combination, `inverse` maps every row to its combination. Callers pass only arrays that are functions
+    of those columns (and scalars)."""
+
+    rep: np.ndarray
+    inverse: np.ndarray
+
+    @classmethod
+    def of(cls, *columns) -> Optional["ShapeIndex"]:
+        """The index of integer-valued columns (None for tables too small to gain from it)."""
+        n = len(columns[0])
+        if n < DEDUP_MIN_ROWS:
+            return None
+        key, size = np.zeros(n, dtype=np.int64), 1
+        for col in columns:
+            codes, u = _factor_codes(col)
+            key, size = key * u + codes, size * u
+            if size > (1 << 22):
+                key, size = _factor_codes(key)
+        inverse, u = _factor_codes(key)
+        rep = np.empty(u, dtype=np.int64)
+        rep[inverse] = np.arange(n)
+        return cls(rep=rep, inverse=inverse)
+
+    def apply(self, fn, *args):
+        """fn over the distinct rows of the array arguments (scalars pass as they are), gathered back per row."""
+        n = len(self.inverse)
+        red = [a[self.rep] if np.ndim(a) and np.shape(a)[0] == n else a for a in args]
+        out = fn(*red)
+        return tuple(np.asarray(o)[self.inverse] for o in out) if isinstance(out, tuple) else \
+            np.asarray(out)[self.inverse]
+
+
 @dataclass(frozen=True)
 class KernelRates:
-    """The rates a device runs kernels at for one training dtype: GEMM peak and saturation curve, attention
-    kernel ceiling, achieved HBM bandwidth. Built once per job (`kernel_rates`)."""
+    """The kernel times of one device for one job: the device's kernel model (None: ideal, every kernel at peak),
+    the training dtype, the fittable `level`, and the shape index of the job's layout table."""
 
-    peak_flops_per_s: float
-    matmul_max: float
-    half_dim: float
-    k_half: float | None
-    attention_max: float
+    model: Optional[KernelModel]
+    dtype: str
+    level: float
+    peak_flops_per_s: float          # dense peak of the GEMM dtype
+    bf16_peak_flops_per_s: float     # attention, router and logits run in bf16
     hbm_bytes_per_s: float
-    memory_bound: float
+    index: Optional[ShapeIndex] = None
 
-    def gemm_s(self, m, k, n):
-        """Time of an (m x k) @ (k x n) GEMM (gemm_time_s at these rates)."""
-        return gemm_time_s(m, k, n, self.peak_flops_per_s, self.matmul_max, self.half_dim, self.k_half)
+    def _shaped(self, fn, *args):
+        return fn(*args) if self.index is None else self.index.apply(fn, *args)
 
-    def stream_s(self, bytes_moved):
-        """Time of a memory-bound kernel moving `bytes_moved` (memory_bound_time_s at these rates)."""
-        return memory_bound_time_s(bytes_moved, self.hbm_bytes_per_s, self.memory_bound)
+    def _peak(self, dtype: str) -> float:
+        return self.peak_flops_per_s if dtype == self.dtype else self.bf16_peak_flops_per_s
+
+    def gemm_time_s(self, m, n, k, dtype: Optional[str] = None):
+        """Time of an (m x k) @ (k x n) GEMM (output m x n, reduction k) in `dtype` (default: the training dtype).
+
+        Source: costs.kernels.KernelModel.gemm_time_s (measured tables, physical fallback, transfer rule) divided
+        by the level."""
+        dt = dtype or self.dtype
+        if self.model is None:
+            return 2.0 * np.asarray(m, float) * n * k / self._peak(dt)
+        return self._shaped(lambda a, b, c: self.model.gemm_time_s(a, b, c, dt), m, n, k) / self.level
+
+    def gemm_passes_s(self, m, n, k, dtype: Optional[str] = None):
+        """(forward, input gradient, weight gradient) times of a linear layer y = x W, x (m x k), W (k x n):
+        forward (m, n, k), input gradient dx = dy W^T (m, k, n), weight gradient dW = x^T dy (n, k, m) (written as
+        output rows, output columns, reduction).
+
+        Source: the backward of a linear layer is two GEMMs of the forward's FLOPs (Narayanan et al. 2021, arXiv
+        2104.04473, sec. 5.1: backward = 2 x forward FLOPs); Qi et al. 2023 (arXiv 2401.10241) sec. 2 (the
+        weight-gradient GEMM is separable)."""
+        return self.gemm_time_s(m, n, k, dtype), self.gemm_time_s(m, k, n, dtype), self.gemm_time_s(n, k, m, dtype)
+
+    def grouped_time_s(self, groups, m, n, k, dtype: Optional[str] = None):
+        """Time of `groups` GEMMs of per-group (m x k) @ (k x n) run as one grouped GEMM.
+
+        Source: costs.kernels.KernelModel.grouped_gemm_time_s, divided by the level."""
+        dt = dtype or self.dtype
+        if self.model is None:
+            return 2.0 * np.asarray(groups, float) * m * n * k / self._peak(dt)
+        return self._shaped(lambda g, a, b, c: self.model.grouped_gemm_time_s(g, a, b, c, dt), groups, m, n, k) \
+            / self.level
+
+    def grouped_passes_s(self, groups, m, n, k, dtype: Optional[str] = None):
+        """(forward, input gradient, weight gradient) times of `groups` experts' linear layers (gemm_passes_s per
+        group, as grouped GEMMs)."""
+        return (self.grouped_time_s(groups, m, n, k, dtype), self.grouped_time_s(groups, m, k, n, dtype),
+                self.grouped_time_s(groups, n, k, m, dtype))
+
+    def attention_efficiency(self, seq_len, head_dim, batch_heads, pass_: str, kernel: Optional[str] = None):
+        """Fraction of the bf16 peak a fused attention kernel reaches (causal), times the level; 1 when ideal.
+
+        Source: costs.kernels.KernelModel.attention_efficiency (SimuMax/TE, FlashAttention-3 tables)."""
+        if self.model is None:
+            return np.ones(np.broadcast(seq_len, head_dim, batch_heads).shape)
+
+        def eff(s, d, bh):
+            try:
+                return self.model.attention_efficiency(s, d, bh, True, pass_, kernel)
+            except ValueError:          # the named kernel has no model on this device: the default one
+                return self.model.attention_efficiency(s, d, bh, True, pass_, None)
+        return self._shaped(eff, seq_len, head_dim, batch_heads) * self.level
+
+    def memory_efficiency(self, kind: str = "elementwise") -> float:
+        """Measured fraction of the datasheet HBM bandwidth a memory-bound kernel of `kind` reaches (1 when ideal;
+        a kind the device's table lacks takes the elementwise one)."""
+        if self.model is None:
+            return 1.0
+        mem = self.model.memory
+        return float((mem.get(kind) or mem["elementwise"]).efficiency)
+
+    def stream_s(self, bytes_moved, kind: str = "elementwise"):
+        """Time of memory-bound kernels of `kind` moving `bytes_moved` at the measured bandwidth fraction. The
+        tables' per-kernel latency is not added: launch time is the host floor's (costs.layer.host_time_s).
+
+        Source: SimuMax compute_mem_access_time (simumax/core/config.py, commit 4dcaae51), its measured
+        efficiencies (simulator/presets/kernels/*.memory.csv)."""
+        return memory_bound_time_s(bytes_moved, self.hbm_bytes_per_s, self.memory_efficiency(kind))
 
 
-def kernel_rates(hw, dtype: str) -> KernelRates:
-    """KernelRates of profile `hw` for GEMMs in `dtype`: FP8 GEMMs use the profile's fp8_matmul_max where it has
-    one; attention runs at attention_max (else the GEMM ceiling), at the dtype's peak.
+def kernel_rates(hw, dtype: str, index: Optional[ShapeIndex] = None) -> KernelRates:
+    """KernelRates of profile `hw` for a job training in `dtype`: the profile's kernel model (measured tables or
+    the transfer rule, costs.kernels.kernel_model_for) and its fittable efficiency.kernel_level.
 
-    Source: the profile's efficiency block (hardware_profiles/*.yaml, fitted values and their data there)."""
+    Source: costs.kernels (module docstring); the profile's efficiency block for the level."""
     eff = hw.efficiency
-    mm_max = eff.fp8_matmul_max if (dtype == "fp8" and eff.fp8_matmul_max) else eff.matmul_max
-    return KernelRates(peak_flops_per_s=hw.peak_flops_per_s(dtype), matmul_max=mm_max, half_dim=eff.matmul_half_dim,
-                       k_half=eff.matmul_k_half, attention_max=eff.attention_max or mm_max,
-                       hbm_bytes_per_s=hw.device.memory_bandwidth_bytes_per_s, memory_bound=eff.memory_bound)
+    model = None if eff.kernel_model == "ideal" else cached_kernel_model(hw)
+    return KernelRates(model=model, dtype=dtype, level=eff.kernel_level, peak_flops_per_s=hw.peak_flops_per_s(dtype),
+                       bf16_peak_flops_per_s=hw.peak_flops_per_s("bf16"),
+                       hbm_bytes_per_s=hw.device.memory_bandwidth_bytes_per_s, index=index)
+
+
+class _ProfileKey:
+    """A profile keyed by what its kernel model reads (name, vendor, family, device), hashable for the cache."""
+
+    def __init__(self, hw):
+        self.hw = hw
+        self.key = (hw.name, hw.vendor, hw.family, hw.device.model_dump_json())
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _ProfileKey) and self.key == other.key
+
+
+@lru_cache(maxsize=128)
+def _model_of(pk: _ProfileKey) -> KernelModel:
+    return kernel_model_for(pk.hw)
+
+
+def cached_kernel_model(hw) -> KernelModel:
+    """kernel_model_for(hw), built once per distinct (name, vendor, family, device) in the process (calibration
+    varies only the efficiency block and tiers, which the kernel model does not read)."""
+    return _model_of(_ProfileKey(hw))

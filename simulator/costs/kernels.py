@@ -646,7 +646,7 @@ class KernelModel:
 
 
 def _gemm_dtypes(dev: DeviceFacts) -> list[str]:
-    return [d for d in ("bf16", "fp16", "fp8", "fp4") if d in dev.peak_flops_per_s or d == "bf16"]
+    return [d for d in ("bf16", "fp16", "fp8", "int8", "fp4") if d in dev.peak_flops_per_s or d == "bf16"]
 
 
 def build_kernel_model(hw: HardwareProfile, exclude_tables: Sequence[str] = ()) -> KernelModel:

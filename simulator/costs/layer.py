@@ -3,11 +3,14 @@ compose (forward, backward, weight gradient, recompute), as arrays over the layo
 
     forward pass   = max(GPU time, host time)                       host-bound floor (eager frameworks)
     GPU time (fwd) = QKV + out-proj + MLP/MoE GEMMs + attention core + elementwise + FP8 casts
-    GPU time (bwd) = 2 x GEMMs + attention-core backward + 2 x elementwise + FP8 casts of the output gradients
-    weight grad    = the forward GEMM time (ZB-H1 splits it off the backward)
+    GPU time (bwd) = input-gradient GEMMs + weight-gradient GEMMs + attention-core backward + 2 x elementwise
+                     + FP8 casts of the output gradients
+    weight grad    = the weight-gradient GEMMs (ZB-H1 splits them off the backward)
     recompute      = full: the forward pass again; selective: the attention core again
 
-Per-op costs come from costs.compute (GEMM saturation curve, memory-bound streaming) with the model's shapes.
+Per-op costs come from costs.compute (the measured kernel model at the model's shapes: every linear layer as its
+forward, input-gradient and weight-gradient GEMMs, MoE experts as grouped GEMMs, fused attention at the bf16 peak,
+memory-bound kernels at their measured bandwidth).
 """
 from __future__ import annotations
 
@@ -15,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .compute import gemm_efficiency, matmul_efficiency
+from .compute import TABLE_ATTENTION_KERNEL
 
 #: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
-#: its time is 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
+#: its FLOPs are 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
 FLASH_BWD_OVER_FWD = 2.5
 
 #: Bytes an FP8 cast-transpose moves per element: read bf16 (2), write FP8 row-wise (1) and column-wise (1).
@@ -34,10 +37,11 @@ class LayerCosts:
 
     Forward ops: `qkv_s`, `out_proj_s` (attention projections), `attention_core_s`, `mlp_s` (dense MLP or MoE,
     averaged over the model's layers), `elementwise_s` (norms, residuals, activation, dropout), `fp8_cast_fwd_s`.
-    Backward: `attention_core_bwd_s`, `fp8_cast_bwd_s` (GEMMs and elementwise are twice the forward's).
+    Backward: `attention_projection_dgrad_s`/`_wgrad_s` and `mlp_dgrad_s`/`mlp_wgrad_s` (input- and weight-gradient
+    GEMMs), `attention_core_bwd_s`, `fp8_cast_bwd_s` (elementwise moves twice the forward's bytes).
     `host_s`: host time of one layer pass (kernel launches, framework), the floor of every pass.
     Passes: `gpu_fwd_s`/`gpu_bwd_s` before the host floor; `forward_s`, `backward_s`, `recompute_s` (inside the
-    backward) and `wgrad_s` (the weight-gradient half of the backward GEMMs).
+    backward) and `wgrad_s` (the weight-gradient GEMMs of the backward).
     """
 
     qkv_s: object
@@ -45,6 +49,10 @@ class LayerCosts:
     attention_core_s: object
     attention_core_bwd_s: object
     mlp_s: object
+    attention_projection_dgrad_s: object
+    attention_projection_wgrad_s: object
+    mlp_dgrad_s: object
+    mlp_wgrad_s: object
     elementwise_s: object
     fp8_cast_fwd_s: object
     fp8_cast_bwd_s: object
@@ -62,9 +70,19 @@ class LayerCosts:
         return self.qkv_s + self.out_proj_s
 
     @property
+    def attention_projection_bwd_s(self):
+        """QKV and output projection GEMMs of one backward pass (input and weight gradients)."""
+        return self.attention_projection_dgrad_s + self.attention_projection_wgrad_s
+
+    @property
     def gemm_fwd_s(self):
         """All GEMMs of one forward pass (attention projections and MLP/MoE)."""
         return self.attention_projection_s + self.mlp_s
+
+    @property
+    def gemm_bwd_s(self):
+        """All GEMMs of one backward pass (input and weight gradients of the projections and MLP/MoE)."""
+        return self.attention_projection_bwd_s + self.mlp_dgrad_s + self.mlp_wgrad_s
 
     @property
     def host_fwd_s(self):
@@ -87,6 +105,16 @@ class LayerCosts:
         return self.fp8_cast_fwd_s + self.fp8_cast_bwd_s
 
 
+def _add(*passes):
+    """Sum of (forward, input gradient, weight gradient) triples."""
+    return tuple(sum(p[i] for p in passes) for i in range(3))
+
+
+def _scale(c, p):
+    """A (forward, input gradient, weight gradient) triple times c."""
+    return tuple(c * x for x in p)
+
+
 @dataclass(frozen=True)
 class MlpElements:
     """Elements per token the MLP (or MoE) of a layer moves or stores."""
@@ -105,7 +133,8 @@ def _moe_dims(m):
 
 
 def attention_projections_s(sz):
-    """(QKV, output projection) GEMM times and their widths per TP rank (in_n, out_k).
+    """((forward, input-gradient, weight-gradient) times of QKV, the same of the output projection, their widths
+    per TP rank in_n and out_k).
 
     Source: Megatron-LM column/row-parallel attention (Shoeybi et al. 2019, arXiv 1909.08053, sec. 3); GQA
     narrows K/V (Ainslie et al. 2023); MLA's factors per DeepSeek-V2 (arXiv 2405.04434)."""
@@ -113,35 +142,37 @@ def attention_projections_s(sz):
     out_k = a * sz.v_head_dim / tp                            # output projection inner dim per TP rank
     in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp   # q/k/v (or MLA factors) width per TP rank
     kr, M = sz.kernel, sz.tokens
-    return kr.gemm_s(M, h, in_n), kr.gemm_s(M, out_k, h), in_n, out_k
+    return kr.gemm_passes_s(M, in_n, h), kr.gemm_passes_s(M, h, out_k), in_n, out_k
 
 
 def mlp_s(sz):
-    """MLP GEMM time of one layer's forward, averaged over dense and MoE layers: dense fc1 (gated: 2 matrices) and
-    fc2 split tp ways; MoE router, the local experts' share of the top-k routed tokens (balanced routing over
-    the EP group, expert weights split etp ways) and the shared experts.
+    """(forward, input-gradient, weight-gradient) MLP GEMM times of one layer, averaged over dense and MoE layers:
+    dense fc1 (gated: 2 matrices) and fc2 split tp ways; MoE router (bf16: TE's FP8 autocast covers the expert and
+    shared-expert linears, not the router), the local experts as grouped GEMMs over the top-k routed tokens
+    (balanced routing over the EP group, expert weights split etp ways) and the shared experts.
 
     Source: Megatron-LM MLP (Shoeybi et al. 2019 sec. 3); MoE per Fedus et al. 2021 (arXiv 2101.03961) and
-    Megatron-Core expert parallelism; DeepSeekMoE shared experts (arXiv 2401.06066)."""
+    Megatron-Core expert parallelism (TEGroupedMLP); DeepSeekMoE shared experts (arXiv 2401.06066)."""
     m, kr, M, h, tp = sz.model, sz.kernel, sz.tokens, sz.hidden, sz.tp
     gate = 2.0 if m.gated_mlp else 1.0
+    frac = sz.moe_fraction
     if m.moe is not None:
         fe, E, k, fs = _moe_dims(m)
         etp, ep = sz.etp, sz.ep
         tok_per_expert = M * ep * k * etp / (E * tp)      # balanced routing over the EP group
         experts_local = E / ep
-        t_experts = experts_local * (kr.gemm_s(tok_per_expert, h, gate * fe / etp)
-                                     + kr.gemm_s(tok_per_expert, fe / etp, h))
-        t_shared = 0.0
+        moe = _add(kr.grouped_passes_s(experts_local, tok_per_expert, gate * fe / etp, h),
+                   kr.grouped_passes_s(experts_local, tok_per_expert, h, fe / etp),
+                   kr.gemm_passes_s(M, E, h, "bf16"))
         if fs > 0:
-            t_shared = kr.gemm_s(M, h, gate * fs / tp) + kr.gemm_s(M, fs / tp, h)
-        t_moe_mlp = t_experts + t_shared + kr.gemm_s(M, h, E)
+            moe = _add(moe, kr.gemm_passes_s(M, gate * fs / tp, h), kr.gemm_passes_s(M, h, fs / tp))
     else:
-        t_moe_mlp = 0.0
+        moe = (0.0, 0.0, 0.0)
+    if frac >= 1.0:
+        return moe
     f = float(m.ffn_hidden_size)
-    t_dense_mlp = kr.gemm_s(M, h, gate * f / tp) + kr.gemm_s(M, f / tp, h)
-    frac = sz.moe_fraction
-    return (1.0 - frac) * t_dense_mlp + frac * t_moe_mlp
+    dense = _add(kr.gemm_passes_s(M, gate * f / tp, h), kr.gemm_passes_s(M, h, f / tp))
+    return _add(_scale(1.0 - frac, dense), _scale(frac, moe))
 
 
 def mlp_elements(sz) -> MlpElements:
@@ -169,30 +200,46 @@ def mlp_elements(sz) -> MlpElements:
                        fc2_input_heavy=(1.0 - heavy) * f + heavy * moe_fc2)
 
 
+def attention_table_kernel(sz):
+    """The attention kernel name of the measured tables the layouts run (None: the device's default table).
+
+    The seam for the framework preset's resolved kernel per row: until the layout table carries it, every row
+    runs the device's default fused-attention table (TABLE_ATTENTION_KERNEL maps framework kernel names)."""
+    name = getattr(sz, "attention_kernel", None)
+    return TABLE_ATTENTION_KERNEL.get(name) if name else None
+
+
 def attention_core_s(sz):
     """(forward, backward) time of the attention core (QK^T, softmax, x V) of one layer.
 
-    Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the local sequence
-    length; its backward is 2.5x the forward. Without flash (Megatron's unfused path): two batched GEMMs per head,
-    QK^T of shape (s, d_head, s) and softmax(.)V of shape (s, s, d_head), on the GEMM curve (output area x heads x
-    micro-batch; equal FLOPs each, so their combined efficiency is the harmonic mean of the two), plus the s x s
-    softmax/dropout, memory bound; its backward is 2x the forward.
+    Flash: one fused kernel on the causal half, at the bf16 peak (FP8 recipes keep attention in bf16) times the
+    device's measured fused-attention efficiency at the local shape (s/cp queries per chunk, micro-batch x a/tp
+    heads, head dim); its backward executes 2.5x the forward's FLOPs at the backward table's efficiency. Without
+    flash (Megatron's unfused path): two batched bf16 GEMMs per head, QK^T (s/cp x d) @ (d x s) and softmax(.)V
+    (s/cp x s) @ (s x d), as grouped GEMMs over micro-batch x heads, plus the s x s softmax/dropout, memory bound;
+    its backward is 2x the forward.
 
-    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3; Korthikanti et al. 2022 (arXiv 2205.05198)
-    sec. 4.1 (unfused attention's s x s tensors)."""
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3 and 4.1; Shah et al. 2024 (FlashAttention-3,
+    arXiv 2407.08608); Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 (unfused attention's s x s tensors)."""
     m, t, kr = sz.model, sz.table, sz.kernel
     s, cp, tp, b, a = sz.seq_len, sz.cp, sz.tp, sz.micro_batch, sz.heads
-    mm_max, half, kh = kr.matmul_max, kr.half_dim, kr.k_half
     attn_flops_fwd = sz.costs.attn_core_flops_per_token * sz.tokens / tp
-    exec_frac = np.where(t.flash_attention, CAUSAL_EXECUTED_FRACTION, 1.0)
     d_head = float(m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) if m.mla is not None else float(m.dim_per_head)
-    attn_eff = np.where(t.flash_attention, matmul_efficiency(s / cp, kr.attention_max, half),
-                        2.0 / (1.0 / gemm_efficiency(s / cp, d_head, s, mm_max, half, kh, batch=b * a / tp)
-                               + 1.0 / gemm_efficiency(s / cp, s, d_head, mm_max, half, kh, batch=b * a / tp)))
-    t_core = attn_flops_fwd * exec_frac / (kr.peak_flops_per_s * attn_eff)
-    softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * sz.act_bytes)
-    t_core = t_core + kr.stream_s(softmax_bytes)
-    return t_core, np.where(t.flash_attention, FLASH_BWD_OVER_FWD, 2.0) * t_core
+    d_v = sz.v_head_dim
+    bh, sq = b * a / tp, s / cp
+    kern = attention_table_kernel(sz)
+    peak = kr.bf16_peak_flops_per_s
+    flash = np.asarray(t.flash_attention, dtype=bool)
+    fwd = bwd = 0.0
+    if flash.any():
+        work = attn_flops_fwd * CAUSAL_EXECUTED_FRACTION / peak
+        fwd = work / kr.attention_efficiency(sq, d_head, bh, "fwd", kern)
+        bwd = FLASH_BWD_OVER_FWD * work / kr.attention_efficiency(sq, d_head, bh, "bwd", kern)
+    if not flash.all():
+        unfused = (kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
+                   + kr.stream_s(3.0 * 2.0 * bh * sq * s * sz.act_bytes))
+        fwd, bwd = np.where(flash, fwd, unfused), np.where(flash, bwd, 2.0 * unfused)
+    return fwd, bwd
 
 
 def elementwise_s(sz, ew_elems):
@@ -254,17 +301,19 @@ def layer_costs(sz) -> LayerCosts:
     Source: He 2022 (https://horace.io/brrr_intro.html, overhead-bound regime); Korthikanti et al. 2022 (arXiv
     2205.05198) sec. 5 (recompute); Qi et al. 2023 (arXiv 2401.10241) sec. 2 (the weight-gradient half)."""
     qkv, out_proj, in_n, out_k = attention_projections_s(sz)
-    t_mlp = mlp_s(sz)
+    mlp = mlp_s(sz)
     core_f, core_b = attention_core_s(sz)
     t_elem = elementwise_s(sz, mlp_elements(sz).elementwise)
     fp8_f, fp8_b = fp8_cast_s(sz, in_n, out_k)
     host = host_time_s(sz.hardware)
-    t_gemm_f = qkv + out_proj + t_mlp
-    gpu_f = t_gemm_f + core_f + t_elem + fp8_f
-    gpu_b = 2.0 * t_gemm_f + core_b + 2.0 * t_elem + fp8_b
+    proj = _add(qkv, out_proj)
+    gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f
+    wgrad = proj[2] + mlp[2]
+    gpu_b = proj[1] + mlp[1] + wgrad + core_b + 2.0 * t_elem + fp8_b
     rc = sz.recompute
     return LayerCosts(
-        qkv_s=qkv, out_proj_s=out_proj, attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=t_mlp,
-        elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host, gpu_fwd_s=gpu_f,
-        gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
-        recompute_s=np.where(rc == 2, np.maximum(gpu_f, host), np.where(rc == 1, core_f, 0.0)), wgrad_s=t_gemm_f)
+        qkv_s=qkv[0], out_proj_s=out_proj[0], attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=mlp[0],
+        attention_projection_dgrad_s=proj[1], attention_projection_wgrad_s=proj[2], mlp_dgrad_s=mlp[1],
+        mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host,
+        gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
+        recompute_s=np.where(rc == 2, np.maximum(gpu_f, host), np.where(rc == 1, core_f, 0.0)), wgrad_s=wgrad)

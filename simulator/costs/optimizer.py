@@ -18,11 +18,11 @@ def owned_params(dense, expert, zero, dense_dp, expert_dp):
     return dense / np.where(zero >= 1, dense_dp, 1.0) + expert / np.where(zero >= 1, expert_dp, 1.0)
 
 
-def optimizer_step_time_s(dense, expert, zero, dense_dp, expert_dp, hbm_bytes_per_s, memory_bound):
+def optimizer_step_time_s(dense, expert, zero, dense_dp, expert_dp, hbm_bytes_per_s, memory_efficiency):
     """Time of one Adam step: OPTIMIZER_BYTES_PER_PARAM bytes streamed per owned parameter at the achieved HBM
-    bandwidth.
+    bandwidth (`memory_efficiency`: the device's measured elementwise fraction, costs.compute.KernelRates).
 
     Source: Kingma & Ba 2015 (Adam); byte count of Megatron-LM's fused Adam with fp32 main params and grads
     (apex/Transformer Engine multi-tensor apply)."""
     own = owned_params(dense, expert, zero, dense_dp, expert_dp)
-    return memory_bound_time_s(own * OPTIMIZER_BYTES_PER_PARAM, hbm_bytes_per_s, memory_bound)
+    return memory_bound_time_s(own * OPTIMIZER_BYTES_PER_PARAM, hbm_bytes_per_s, memory_efficiency)

@@ -14,7 +14,7 @@ from ..pipeline.closed_form import num_micro_batches
 from ..topology.placement import TierArrays, axis_strides, tier_arrays
 from ..units import BYTES_PER_ELEMENT, storage_bytes
 from .communication import DPGroups, data_parallel_groups, expert_tensor_parallel
-from .compute import KernelRates, kernel_rates
+from .compute import KernelRates, ShapeIndex, kernel_rates
 from .flops import ModelCosts, model_costs
 
 
@@ -68,6 +68,12 @@ class Sizes:
         return self.job.training
 
 
+def shape_index(table, etp):
+    """The rows sharing kernel shapes: every GEMM and attention shape of a layer is a function of tp, cp, ep, the
+    expert TP degree, the micro-batch and the attention path (costs.compute.ShapeIndex)."""
+    return ShapeIndex.of(table.tp, table.cp, table.ep, etp, table.micro_batch, table.flash_attention)
+
+
 def sizes(job, table) -> Sizes:
     """The Sizes of every layout of `table` for `job`."""
     m, hw, tr = job.model, job.hardware, job.training
@@ -87,7 +93,7 @@ def sizes(job, table) -> Sizes:
     else:
         heavy = frac = 0.0
     return Sizes(
-        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype), tiers=tier_arrays(hw),
+        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype, shape_index(table, etp)), tiers=tier_arrays(hw),
         tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, vpp=vpp, micro_batch=b, sequence_parallel=sp,
         recompute=table.recompute, seq_len=s, hidden=float(m.hidden_size), vocab=float(m.vocab_size),
         num_layers=L, act_bytes=act_b, weight_bytes=act_b, grad_bytes=float(BYTES_PER_ELEMENT[tr.grad_dtype]),

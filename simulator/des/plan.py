@@ -300,7 +300,7 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
         else:
             buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
     kr = sz.kernel
-    opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
+    opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_efficiency()))
     return dp_reduce, dp_gather, buckets, opt
 
 

@@ -53,22 +53,21 @@ class DeviceSpec(Spec):
 
 
 class EfficiencySpec(Spec):
-    """Achieved fraction of the peaks, few physical parameters per device family.
+    """What a device's kernels and framework reach beyond the kernel model, few parameters per device family.
 
-    GEMM efficiency saturates in the output area A = M x N (wave fill) and the reduction depth K:
-    eff = matmul_max * A / (A + matmul_half_dim^2) * K / (K + matmul_k_half) (costs.compute.gemm_efficiency;
-    Calculon uses size buckets to the same end). The fused attention kernel uses matmul_half_dim on the sequence.
+    Kernel efficiencies (GEMM, grouped GEMM, fused attention, memory-bound kernels) come from the measured kernel
+    tables or their transfer rule (costs.kernels, simulator/presets/kernels/catalog.yaml), never from this block.
+    `kernel_level` scales the compute kernels' efficiency (sustained training throughput over the tables'
+    benchmark throughput); with the host and step overheads it is what calibration may fit.
     """
 
-    matmul_max: float = Field(gt=0, le=1, description="fraction of dense peak a large, well-shaped GEMM reaches")
-    matmul_half_dim: float = Field(ge=0, description="side of the output square (M = N) at which a GEMM's wave fill "
-                                                     "is half; also the half point of the fused attention curve")
-    matmul_k_half: Optional[float] = Field(
-        None, ge=0, description="reduction depth K at which the K saturation is half; default matmul_half_dim")
-    fp8_matmul_max: Optional[float] = Field(None, gt=0, le=1, description="as matmul_max for fp8 GEMMs")
-    attention_max: Optional[float] = Field(
-        None, gt=0, le=1, description="fraction of peak the fused (flash) attention kernel reaches; default matmul_max")
-    memory_bound: float = Field(gt=0, le=1, description="fraction of HBM bandwidth streaming kernels reach")
+    kernel_model: Literal["tables", "ideal"] = Field(
+        "tables", description="tables: the measured kernel model (costs.kernels); ideal: every kernel at peak FLOP/s "
+                              "and full HBM bandwidth (roofline, speed-of-light bounds)")
+    kernel_level: float = Field(
+        1.0, gt=0, le=1.5, description="sustained training efficiency of GEMM, grouped-GEMM and attention kernels "
+                                       "over the kernel model's (clocks under power limits, SMs shared with "
+                                       "communication kernels); 1.0 = the tables as measured")
     layer_overhead_us: float = Field(
         0.0, ge=0, description="host (kernel-launch/framework) time per layer pass; a pass takes max(GPU time, this)")
     step_overhead_ms: float = Field(0.0, ge=0, description="fixed per-step time (data loading, logging, sync)")
