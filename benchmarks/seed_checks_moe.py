@@ -14,7 +14,7 @@ import numpy as np
 
 from simulator.analytic.estimate import estimate
 from simulator.costs import compression as cmp
-from simulator.costs.compute import gemm_time_s
+from simulator.costs.compute import kernel_rates
 from simulator.costs.moe_routing import max_over_mean
 from simulator.specs.model import ModelSpec
 from simulator.specs.routing import RoutingSpec
@@ -44,21 +44,20 @@ def hecate_scenario(micro_batch: int) -> Scenario:
 
 def moe_layer_extra_s(sc: Scenario, mom: float) -> float:
     """Extra time per MoE layer and micro-batch when the busiest rank gets mom x the mean: its expert GEMMs
-    (forward + 2x backward) and its four all-to-alls (dispatch/combine, forward and backward) grow with the
+    (grouped GEMM forward, input and weight gradients, costs.compute) and its four all-to-alls (dispatch/combine, forward and backward) grow with the
     load; the engine's balanced values are the base (same formulas as analytic.step)."""
     m, hw, lay = sc.model, sc.hardware, sc.layout
-    eff, peak = hw.efficiency, hw.peak_flops_per_s(sc.training.dtype)
+    kr = kernel_rates(hw, sc.training.dtype)
     tokens = lay.micro_batch * sc.training.seq_len
     E, k, fe, h = m.moe.num_experts, m.moe.top_k, m.moe.expert_ffn_hidden_size, m.hidden_size
     rows = tokens * lay.ep * k / E
 
     def experts(r):
-        one = gemm_time_s(r, h, fe, peak, eff.matmul_max, eff.matmul_half_dim, eff.matmul_k_half)
-        return (E / lay.ep) * 2 * one
+        return 2.0 * sum(float(x) for x in kr.grouped_passes_s(E / lay.ep, r, fe, h))   # fc1 and fc2
 
     tiers = tier_arrays(hw)
     a2a = lambda f: all_to_all_time_s(f * tokens * k * h * 2, lay.ep, 1, tiers)  # noqa: E731
-    return float(3 * (experts(mom * rows) - experts(rows)) + 4 * (a2a(mom) - a2a(1.0)))
+    return float((experts(mom * rows) - experts(rows)) + 4 * (a2a(mom) - a2a(1.0)))
 
 
 def check_hecate() -> None:

@@ -2,13 +2,14 @@
 
 sizes.py          the job and its layouts as arrays (parallel degrees, tokens, bytes, strides, DP groups)
 flops.py          parameter and FLOP counts of the model
-compute.py        kernel time: GEMM saturation curve, memory-bound streaming (KernelRates)
+compute.py        kernel times for the engines: the measured kernel model at the layouts' shapes (KernelRates)
 layer.py          one layer's per-op and per-pass times (LayerCosts)
 communication.py  exposed TP/EP/CP per layer, pipeline sends, DP/ZeRO per step, the DP groups
 params.py         parameters per rank kind
 memory.py         model states under ZeRO, activations, logits
 stage.py          first / middle / last rank: host work, logits, per-micro-batch times, memory
 optimizer.py      the optimizer step
-Standalone models not yet composed by the engines: kernels.py / kernel_data.py (measured kernel tables),
+kernels.py        the kernel model: measured tables, physical fallback, transfer rule (kernel_data.py reads them)
+Standalone models not yet composed by the engines:
 framework_effects.py, moe_routing.py, compression.py, offload.py.
 """
