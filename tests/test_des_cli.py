@@ -36,7 +36,7 @@ def test_json_output_has_the_estimate_keys_and_the_replay_extras(capsys):
                 "time_breakdown_s", "stages", "num_events", "analytic", "delta_vs_analytic_s"):
         assert key in d
     assert d["engine"] == "des" and d["overlap"] is False
-    assert d["step_time_s"] == pytest.approx(d["analytic"]["step_time_s"], rel=1e-6)   # flags off on both sides
+    assert d["step_time_s"] == pytest.approx(d["analytic"]["step_time_s"], rel=1e-12)   # flags off on both sides
 
 
 def test_samples_report_percentiles(capsys):
@@ -48,9 +48,7 @@ def test_samples_report_percentiles(capsys):
 
 
 def test_bad_input_exits_2_naming_the_flag(capsys):
-    with pytest.raises(SystemExit) as err:
-        main(README_175B + ["--jitter", "2"])
-    assert err.value.code == 2
+    assert main(README_175B + ["--jitter", "2"]) == 2
     assert "--jitter" in capsys.readouterr().err
 
 

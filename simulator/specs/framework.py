@@ -1,0 +1,231 @@
+"""Framework spec: the software stack that runs a training job, as a first-class input.
+
+The same model, layout and devices train at different speeds and memory under Megatron-Core, torchtitan,
+DeepSpeed or MaxText. A `FrameworkSpec` says what the stack does where a user states nothing: which attention
+kernel runs, which collectives overlap what by default, what "selective" recompute keeps, how FSDP behaves under
+pipeline parallelism, how the loss materialises the logits, how much host time a layer pass costs, what the
+caching allocator reserves over what tensors need, and how it fills knobs a published run leaves blank.
+
+Every field group carries a `source` (framework code at a named file, documentation, or paper); presets live in
+`simulator/presets/frameworks/*.yaml`, one per framework and behaviour era. Fields are the framework's *usual*
+setting for a training run (what its documented recipes and launch scripts use), and the `source` says where
+that differs from the bare code default. A user or a published run's notes override individual fields.
+
+Units follow the rest of the specs: YAML in human units (`_us`, `_ms`, `_gb`), properties give SI values.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..units import GIGA, MS, US
+from .base import Spec
+
+#: Values of the `framework` column of the published-runs schema (data README sec. 2.5), in its order.
+FRAMEWORK_COLUMN_VALUES = ("megatron-lm", "megatron-core", "nemo", "megatron-bridge", "megatron-deepspeed",
+                           "deepspeed", "torchtitan", "maxtext", "pax", "jax", "llm-foundry", "internevo",
+                           "megascale", "mindspeed", "mindspore", "gpt-neox", "metaseq", "in-house", "unknown")
+FrameworkColumn = Literal["megatron-lm", "megatron-core", "nemo", "megatron-bridge", "megatron-deepspeed",
+                          "deepspeed", "torchtitan", "maxtext", "pax", "jax", "llm-foundry", "internevo",
+                          "megascale", "mindspeed", "mindspore", "gpt-neox", "metaseq", "in-house", "unknown"]
+
+#: Attention kernels. `unfused`: QK^T and softmax(.)V as separate batched GEMMs with the s x s scores in HBM
+#: (Megatron's fused scale-mask-softmax, XLA einsum attention). `flash-attn-1/2/3`: Dao et al. 2022 / Dao 2023 /
+#: Shah et al. 2024 (PyTorch SDPA's flash backend is flash-attn-2). `cudnn-fused`: cuDNN flash attention (Transformer
+#: Engine FusedAttention, SDPA's cuDNN backend, JAX cudnn_flash_te). `triton`: Triton flash attention
+#: (llm-foundry 2023, the Triton tutorial kernel). `xla-splash`: TPU Pallas splash/flash attention (MaxText
+#: attention=flash). `npu-fusion`: Ascend npu_fusion_attention. `hpu-fused`: Gaudi FusedSDPA. `ck-flash`: AMD
+#: Composable Kernel flash attention (ROCm).
+AttentionKernel = Literal["unfused", "flash-attn-1", "flash-attn-2", "flash-attn-3", "cudnn-fused", "triton",
+                          "xla-splash", "npu-fusion", "hpu-fused", "ck-flash"]
+
+#: What "selective" recompute keeps. `core-attention`: Megatron's selective recompute, the attention core (softmax,
+#: dropout, scores x V) is recomputed (Korthikanti et al. 2022 sec. 4.1). `op-level-sac`: torchtitan's op-level
+#: selective checkpointing: every matmul output except every second one, SDPA outputs and reduce-scatters are
+#: saved, everything else recomputed. `every-nth-layer`: whole layers checkpointed every n-th (torchtitan
+#: selective_ac_option = n). `remat-policy`: a JAX remat policy names the saved tensors (MaxText minimal,
+#: save_dot_*, custom). `none`: the framework has no selective mode.
+SelectiveKind = Literal["core-attention", "op-level-sac", "every-nth-layer", "remat-policy", "none"]
+Recompute = Literal["none", "selective", "full"]
+GatherUnit = Literal["layer", "tensor"]
+FsdpImpl = Literal["none", "fsdp1", "fsdp2", "deepspeed-zero3", "megatron-fsdp", "gspmd", "internevo-fsdp"]
+ReshardPolicy = Literal["always", "never", "not-under-pp"]
+CrossEntropyKind = Literal["fp32-materialized", "fused-bf16", "inplace-grad"]
+HostMode = Literal["eager", "torch-compile", "cuda-graphs", "xla", "graph-mode"]
+AllocatorKind = Literal["pytorch-caching", "xla", "npu-caching", "hpu"]
+MemoryReport = Literal["allocated", "reserved", "allocated-and-reserved", "device", "unknown"]
+MicroBatchRule = Literal["fastest-that-fits", "pp-stages", "micro-batch-one"]
+
+
+class AttentionSpec(Spec):
+    """Which attention kernel runs; efficiencies come from the kernel table (costs.framework_effects)."""
+
+    kernel: AttentionKernel = Field(description="kernel on hardware families not named in kernel_by_family")
+    kernel_by_family: dict[str, AttentionKernel] = Field(
+        default_factory=dict, description="hardware family (profile `family`) -> kernel where it differs, e.g. "
+                                          "nvidia-hopper: cudnn-fused")
+    source: str = Field(min_length=1, description="where the kernel choice comes from")
+
+    def kernel_for(self, family: str) -> AttentionKernel:
+        """The kernel this stack runs on a hardware family."""
+        return self.kernel_by_family.get(family, self.kernel)
+
+    @property
+    def fused(self) -> bool:
+        """True when the default kernel keeps no s x s scores in memory (any flash-style kernel)."""
+        return self.kernel != "unfused"
+
+
+class OverlapSpec(Spec):
+    """Which collectives the stack hides behind compute by default."""
+
+    tp_comm_overlap: bool = Field(description="TP all-gather/reduce-scatter overlapped with GEMMs "
+                                              "(Transformer Engine userbuffers, async TP)")
+    dp_grad_reduce_overlap: bool = Field(description="DP gradient all-reduce / reduce-scatter bucketed under the "
+                                                     "backward pass (False: after the last micro-batch's backward)")
+    dp_param_gather_overlap: bool = Field(description="distributed-optimizer parameter all-gather overlapped with "
+                                                      "the next forward (Megatron --overlap-param-gather)")
+    zero3_prefetch: bool = Field(description="ZeRO-3/FSDP gathers the next unit's parameters while this one computes")
+    zero3_gather_unit: GatherUnit = Field(description="ZeRO-3 gather granularity: one flat gather per layer "
+                                                      "(FSDP, coalesced DeepSpeed) or per parameter tensor")
+    ep_a2a_overlap: bool = Field(description="MoE all-to-alls hidden behind another micro-batch's compute")
+    source: str = Field(min_length=1)
+
+
+class RecomputeSpec(Spec):
+    """What activation checkpointing means in this stack, and its default."""
+
+    selective: SelectiveKind = Field(description="what the layout value recompute='selective' keeps")
+    selective_every_n_layers: Optional[int] = Field(
+        None, ge=1, description="for selective='every-nth-layer': checkpoint one layer in n")
+    default: Recompute = Field(description="the code default: what runs when no recompute flag is given")
+    source: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _every_n(self):
+        if (self.selective == "every-nth-layer") != (self.selective_every_n_layers is not None):
+            raise ValueError(f"selective_every_n_layers ({self.selective_every_n_layers}) must be set exactly when "
+                             f"selective is 'every-nth-layer' (selective = '{self.selective}')")
+        return self
+
+
+class FsdpSpec(Spec):
+    """Weight sharding (ZeRO-3 / FSDP) semantics, in particular under pipeline parallelism."""
+
+    implementation: FsdpImpl = Field(description="the stack's ZeRO-3 implementation ('none' if it has none)")
+    reshard_after_forward: ReshardPolicy = Field(
+        description="free the gathered parameters after a unit's forward: always, never, or not under PP "
+                    "(torchtitan's default: with PP the stage keeps them for all micro-batches)")
+    unsharded_grad_accumulation_under_pp: bool = Field(
+        description="under PP the stage accumulates unsharded gradients across micro-batches and reduce-scatters "
+                    "once after the last (torch.distributed.pipelining with FSDP2)")
+    accumulated_grad_bytes: float = Field(4.0, gt=0, description="bytes per element of accumulated gradients "
+                                                                 "(fp32 reduce dtype: 4)")
+    source: str = Field(min_length=1)
+
+
+class LossSpec(Spec):
+    """How the loss materialises the logits."""
+
+    cross_entropy: CrossEntropyKind = Field(
+        description="fp32-materialized: an fp32 softmax of the (vocab-parallel) logits is kept for backward and "
+                    "its bf16 gradient is made from it (6 bytes per logit at the peak); fused-bf16: a fused kernel "
+                    "keeps the bf16 logits and writes a new bf16 gradient (4 bytes); inplace-grad: the gradient "
+                    "overwrites the bf16 logits (2 bytes)")
+    source: str = Field(min_length=1)
+
+
+class HostTimeSpec(Spec):
+    """Host (CPU, launch, framework) time: how kernels are launched and what that costs."""
+
+    mode: HostMode = Field(description="eager launches per op; torch-compile fuses; cuda-graphs replays captured "
+                                       "graphs; xla / graph-mode compile the step")
+    layer_overhead_us: Optional[float] = Field(
+        None, ge=0, description="host time per layer pass; a pass takes max(device time, this). null: not "
+                                "published, the calibrated hardware-profile value applies")
+    micro_batch_overhead_us: Optional[float] = Field(
+        None, ge=0, description="host time per micro-batch outside the layers (schedule, send/recv, loss); null: "
+                                "not published")
+    step_overhead_ms: Optional[float] = Field(None, ge=0, description="fixed time per step; null: not published")
+    source: str = Field(min_length=1)
+
+    @property
+    def layer_overhead_s(self) -> Optional[float]:
+        return None if self.layer_overhead_us is None else self.layer_overhead_us * US
+
+    @property
+    def step_overhead_s(self) -> Optional[float]:
+        return None if self.step_overhead_ms is None else self.step_overhead_ms * MS
+
+
+class AllocatorSpec(Spec):
+    """Memory as the framework reports it: reserved = allocated / utilisation + fragmentation."""
+
+    kind: AllocatorKind
+    utilisation: float = Field(gt=0, le=1, description="peak allocated / peak reserved of the caching allocator")
+    fragmentation_gb: float = Field(0.0, ge=0, description="reserved memory beyond allocated / utilisation, GB")
+    context_gb: Optional[float] = Field(
+        None, ge=0, description="device memory outside the allocator (runtime context, communicator buffers), GB; "
+                                "counted only in 'device' reports; null: the hardware profile's estimate applies")
+    memory_report: MemoryReport = Field(description="what the framework's own memory log prints: the allocated "
+                                                    "peak, the reserved peak, both, whole-device use, or not stated")
+    source: str = Field(min_length=1)
+
+    @property
+    def fragmentation_bytes(self) -> float:
+        return self.fragmentation_gb * GIGA
+
+    @property
+    def context_bytes(self) -> Optional[float]:
+        return None if self.context_gb is None else self.context_gb * GIGA
+
+
+class DefaultsSpec(Spec):
+    """How the stack fills what a run leaves open (the blank-field policy)."""
+
+    micro_batch_rule: MicroBatchRule = Field(
+        description="how an unstated micro-batch is filled: fastest-that-fits (the framework needs it stated, so a "
+                    "blank cell is searched as its authors would tune it); pp-stages (the local batch is split into "
+                    "as many micro-batches as pipeline stages); micro-batch-one (micro-batch size 1 under PP)")
+    vpp: Optional[int] = Field(None, ge=1, description="interleaving when unstated (null: search)")
+    sequence_parallel_with_tp: Optional[bool] = Field(
+        None, description="sequence parallelism when TP > 1 and unstated (null: search)")
+    zero_stage: Optional[int] = Field(None, ge=0, le=3, description="ZeRO stage when unstated (null: search)")
+    recompute: Optional[Recompute] = Field(None, description="recompute when unstated (null: search)")
+    source: str = Field(min_length=1)
+
+
+class FrameworkSpec(Spec):
+    """One training stack in one behaviour era. See the module docstring."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="preset name, e.g. megatron-core, deepspeed-2020")
+    framework: FrameworkColumn = Field(description="the published-runs `framework` column value it stands for")
+    version: str = Field(min_length=1, description="versions / commits / containers this preset describes")
+    years: tuple[int, Optional[int]] = Field(description="[first, last] year of runs it describes; last null = open")
+    description: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="main references for the preset as a whole")
+    attention: AttentionSpec
+    overlap: OverlapSpec
+    recompute: RecomputeSpec
+    fsdp: FsdpSpec
+    loss: LossSpec
+    host: HostTimeSpec
+    allocator: AllocatorSpec
+    defaults: DefaultsSpec
+    notes: str = ""
+
+    @field_validator("years")
+    @classmethod
+    def _years(cls, v):
+        first, last = v
+        if not 2015 <= first <= 2100:
+            raise ValueError(f"first year {first} must be in 2015-2100")
+        if last is not None and last < first:
+            raise ValueError(f"last year {last} is before the first year {first}")
+        return v
+
+    def covers_year(self, year: int) -> bool:
+        """True if runs of `year` fall in this preset's era."""
+        first, last = self.years
+        return year >= first and (last is None or year <= last)
