@@ -22,7 +22,7 @@ Whole-process figures are wall seconds from start to exit of `python -m simulato
 their CPU seconds (user + sys of the child) are printed too, as they move less when the machine is busy. The
 tree measured is this checkout, or --tree DIR (its root is put first on PYTHONPATH of every child), so that a
 baseline and a change can be measured in one session. --quick runs fewer repeats (about 1.5 minutes on a busy
-2-core machine); the full run took 3 minutes there.
+2-core machine); the full run took 3 to 4.5 minutes there.
 """
 from __future__ import annotations
 
@@ -181,7 +181,11 @@ ANALYTIC_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from bench_analytic import distinct_layouts
-from simulator.analytic.step import Job, evaluate
+try:                                    # the engine's home since issue 9; older trees: analytic.step
+    from simulator.analytic.compose import evaluate
+    from simulator.specs.job import Job
+except ImportError:
+    from simulator.analytic.step import Job, evaluate
 from simulator.specs.loading import load_hardware, load_model
 from simulator.specs.training import TrainingSpec
 n, repeats = int(sys.argv[2]), int(sys.argv[3])

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 HEAVY = ("matplotlib", "pandas")
+ROOT = Path(__file__).resolve().parent.parent   # `python -c` puts the working folder first on sys.path
 
 # Runs the CLI as `python -m simulator ARGS` would, with the command's own output discarded, then prints the
 # heavy top-level packages present in sys.modules as one JSON line on stderr.
@@ -31,7 +33,8 @@ SIMULATE = ["simulate", *JOB, "--devices", "64", "--global-batch", "64", "--tp",
 
 def loaded_after(argv: list[str]) -> list[str]:
     """The HEAVY packages a fresh interpreter holds after `trainsim ARGV` (the command must succeed)."""
-    r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120,
+                       cwd=ROOT)
     last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
     assert last.startswith("{"), f"probe failed (exit {r.returncode}):\n{r.stderr[-2000:]}"
     out = json.loads(last)
