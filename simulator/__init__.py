@@ -8,15 +8,16 @@ Public API (everything else is internal):
     >>> r = ts.estimate(sc)          # analytic engine -> StepEstimate
     >>> r.mfu, r.step_time_s, r.to_dict()["memory"]["total_bytes"]
 
-`simulate` (discrete-event engine), `search`, `compare`, `sweep` and `validate` are functions; their modules
-are imported on first use (pandas and SimPy load only when needed).
+`estimate` (analytic engine), `simulate` (discrete-event engine, compared with the analytic estimate), `search`,
+`compare`, `sweep` and `validate` are functions; their modules are imported on first use (pandas and SimPy load
+only when needed, and importing one engine does not import the other).
 """
 from __future__ import annotations
 
 import importlib
 
-from .analytic.estimate import StepEstimate, estimate
 from .errors import InfeasibleLayoutError, SpecError
+from .results import SimulationResult, StepEstimate
 from .specs.hardware import HardwareProfile
 from .specs.layout import Layout
 from .specs.loading import available_models, available_profiles, load_hardware, load_model
@@ -26,7 +27,8 @@ from .specs.training import TrainingSpec
 
 #: Lazily imported public functions: name -> module that defines it.
 _LAZY = {
-    "simulate": "simulator.des.api",
+    "estimate": "simulator.analytic.estimate",
+    "simulate": "simulator.crosscheck",
     "search": "simulator.planning.search",
     "compare": "simulator.planning.compare",
     "validate": "simulator.validation",
@@ -44,6 +46,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'simulator' has no attribute '{name}'")
 
 
-__all__ = ["Scenario", "ModelSpec", "HardwareProfile", "TrainingSpec", "Layout", "StepEstimate", "estimate",
+__all__ = ["Scenario", "ModelSpec", "HardwareProfile", "TrainingSpec", "Layout", "StepEstimate", "SimulationResult",
            "load_model", "load_hardware", "load_cluster", "available_models", "available_profiles", "SpecError",
            "InfeasibleLayoutError", *_LAZY]

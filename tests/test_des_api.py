@@ -1,4 +1,6 @@
-"""simulate(): the discrete-event engine against the analytic engine, variability, errors, result keys."""
+"""simulate(): the discrete-event engine against the analytic engine, variability, errors, result keys.
+
+`simulate` here is simulator.simulate (simulator.crosscheck): the replay with its comparison to the estimate."""
 from __future__ import annotations
 
 import itertools
@@ -6,7 +8,8 @@ import itertools
 import pytest
 
 import simulator as ts
-from simulator.des.api import Stragglers, chunk_layers, simulate
+from simulator.crosscheck import simulate
+from simulator.des.api import Stragglers, chunk_layers
 from simulator.errors import InfeasibleLayoutError, SpecError
 
 HW = "a100-sxm4-80gb"
@@ -52,10 +55,10 @@ EXACT = (
 def test_simulate_and_estimate_agree_without_overlap_or_contention(case):
     case = dict(case)
     r, a = both(scenario(**case))
-    assert r.step_time_s == pytest.approx(a.step_time_s, rel=1e-6)
+    assert r.step_time_s == pytest.approx(a.step_time_s, rel=1e-12)
     for k, v in a.time_breakdown_s.items():
-        assert r.time_breakdown_s[k] == pytest.approx(v, rel=1e-6, abs=1e-9 * a.step_time_s), k
-    assert r.mfu == pytest.approx(a.mfu, rel=1e-6)
+        assert r.time_breakdown_s[k] == pytest.approx(v, rel=1e-12, abs=1e-12 * a.step_time_s), k
+    assert r.mfu == pytest.approx(a.mfu, rel=1e-12)
     assert r.memory_bytes == a.memory_bytes
 
 

@@ -6,7 +6,7 @@ import pytest
 import simpy
 
 from simulator.des.engine import CATEGORIES, Bucket, EngineSpec, Seg, SharedLink, StageSpec, simulate_spec
-from simulator.des.schedules import gpipe, interleaved_1f1b, one_f_one_b, schedule_ops, zb_h1
+from simulator.pipeline.schedules import gpipe, interleaved_1f1b, one_f_one_b, schedule_ops, zb_h1
 
 
 def toy(sched, f, b, w=None, *, vpp=1, p2p=0.0, overlap=False, comm_f=(), **kw) -> EngineSpec:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.analytic.pipeline import inflight_microbatches
-from simulator.des.schedules import (Op, check_schedule, gpipe, interleaved_1f1b, max_in_flight, one_f_one_b,
+from simulator.pipeline.closed_form import inflight_microbatches
+from simulator.pipeline.schedules import (Op, check_schedule, gpipe, interleaved_1f1b, max_in_flight, one_f_one_b,
                                      schedule_ops, zb_h1)
 from simulator.errors import SpecError
 

@@ -38,13 +38,16 @@ def test_ep_overlap_needs_an_interleaved_schedule_when_pipelined():
 def test_permuted_tokens_are_saved_once():
     """MoE activations per token: k x (gate+1) x ffn_e + k x h (the fc1 input), not 2 k x h (Megatron-Core v0.13
     moves the probs multiply into the activation, so the unpermute saves no copy)."""
-    from simulator.analytic.layouts import LayoutTable
-    from simulator.analytic.step import Job, layer_costs
     import numpy as np
+
+    from simulator.costs.layer import mlp_elements
+    from simulator.costs.sizes import sizes
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import LayoutTable
     m = _moe()
-    lc = layer_costs(Job(m, toy_hardware(), ts.TrainingSpec(seq_len=128, global_batch=16), 8),
-                     LayoutTable.from_columns(tp=np.array([1]), dp=np.array([8]), ep=np.array([8])))
-    assert float(lc["mlp_act_heavy"]) == pytest.approx(2 * 2 * 1024 + 2 * 512)
+    sz = sizes(Job(m, toy_hardware(), ts.TrainingSpec(seq_len=128, global_batch=16), 8),
+               LayoutTable.from_columns(tp=np.array([1]), dp=np.array([8]), ep=np.array([8])))
+    assert float(mlp_elements(sz).stored_heavy) == pytest.approx(2 * 2 * 1024 + 2 * 512)
 
 
 def test_ep_overlap_needs_a_partner_micro_batch():

@@ -4,9 +4,15 @@ ZeRO sharding over DP x CP, expert parallelism carved out of TP x DP, FP8-saved 
 import numpy as np
 import pytest
 
-from simulator.analytic.layouts import LayoutTable
-from simulator.analytic.step import MICRO_BATCH_HOST_LAYERS, R_EP, Job, evaluate, layer_costs
+from simulator.analytic.compose import evaluate
+from simulator.costs.communication import layer_comm
 from simulator.costs.compute import gemm_efficiency
+from simulator.costs.layer import layer_costs
+from simulator.costs.sizes import sizes
+from simulator.costs.stage import MICRO_BATCH_HOST_LAYERS, edge_costs
+from simulator.feasibility import R_EP
+from simulator.specs.job import Job
+from simulator.specs.layout_table import LayoutTable
 from simulator.costs.memory import activation_bytes_per_layer
 from simulator.specs.model import MoESpec
 from simulator.specs.training import TrainingSpec
@@ -26,14 +32,16 @@ def table(**cols):
 def test_layer_pass_takes_the_host_time_when_kernels_are_shorter():
     """max(GPU, host) per pass (He 2022): a 1 ms host time dominates a tiny layer, not a big one."""
     host_us = 1000.0
-    small = layer_costs(job(hw=toy_hardware(layer_overhead_us=host_us)), table(tp=[1], pp=[1], dp=[8]))
-    assert float(small["gpu_f"][0]) < 1e-3
-    assert float(small["t_layer_f"][0]) == pytest.approx(host_us * 1e-6)
-    assert float(small["t_micro_host"]) == pytest.approx(MICRO_BATCH_HOST_LAYERS * host_us * 1e-6)
-    big = layer_costs(job(model=gpt(layers=4, hidden=8192, heads=64, vocab=1000), seq=4096,
-                          hw=toy_hardware(layer_overhead_us=host_us)), table(tp=[1], pp=[1], dp=[8]))
-    assert float(big["t_layer_f"][0]) == pytest.approx(float(big["gpu_f"][0]))
-    assert float(big["gpu_f"][0]) > host_us * 1e-6
+    sz = sizes(job(hw=toy_hardware(layer_overhead_us=host_us)), table(tp=[1], pp=[1], dp=[8]))
+    small = layer_costs(sz)
+    assert float(small.gpu_fwd_s[0]) < 1e-3
+    assert float(small.forward_s[0]) == pytest.approx(host_us * 1e-6)
+    edge = edge_costs(sz, small, layer_comm(sz, small))
+    assert float(edge.micro_host_s) == pytest.approx(MICRO_BATCH_HOST_LAYERS * host_us * 1e-6)
+    big = layer_costs(sizes(job(model=gpt(layers=4, hidden=8192, heads=64, vocab=1000), seq=4096,
+                                hw=toy_hardware(layer_overhead_us=host_us)), table(tp=[1], pp=[1], dp=[8])))
+    assert float(big.forward_s[0]) == pytest.approx(float(big.gpu_fwd_s[0]))
+    assert float(big.gpu_fwd_s[0]) > host_us * 1e-6
 
 
 def test_unfused_attention_runs_as_batched_gemms():
@@ -44,14 +52,14 @@ def test_unfused_attention_runs_as_batched_gemms():
     through HBM (6 bytes per element here)."""
     hw = toy_hardware(matmul_half_dim=256.0)
     j = job(hw=hw)
-    lc = layer_costs(j, table(tp=[1], pp=[1], dp=[8], flash_attention=[False]))
+    lc = layer_costs(sizes(j, table(tp=[1], pp=[1], dp=[8], flash_attention=[False])))
     s, b, h, a, d = 512, 1, 512, 8, 64
     flops = 2.0 * s * a * (d + d) * s * b                  # QK^T + PV forward, full s x s
     eff = 64.0 / 225.0
     assert float(gemm_efficiency(s, d, s, 1.0, 256.0, batch=8)) == pytest.approx(32.0 / 165.0)
     assert float(gemm_efficiency(s, s, d, 1.0, 256.0, batch=8)) == pytest.approx(8.0 / 15.0)
     softmax = 3.0 * 2.0 * a * s * s * b * 2.0 / 1e12       # bytes / (1 TB/s)
-    assert float(lc["t_attn_core"][0]) == pytest.approx(flops / (100e12 * eff) + softmax)
+    assert float(lc.attention_core_s[0]) == pytest.approx(flops / (100e12 * eff) + softmax)
 
 
 def test_gemm_efficiency_saturates_in_output_area_and_depth():
@@ -78,9 +86,9 @@ def test_expert_parallelism_may_span_tp_times_dp():
     t = table(tp=[2, 2], pp=[1, 1], dp=[2, 2], ep=[4, 2], zero=[0, 0])
     out = evaluate(j, t)
     assert not (out["reasons"] & R_EP).any()
-    lc = layer_costs(j, t)
-    assert float(lc["etp"][0]) == 1.0 and float(lc["etp"][1]) == 2.0
-    assert float(lc["edpc"][0]) == 1.0 and float(lc["edpc"][1]) == 1.0
+    sz = sizes(j, t)
+    assert float(sz.etp[0]) == 1.0 and float(sz.etp[1]) == 2.0
+    assert float(sz.dp_groups.expert_size[0]) == 1.0 and float(sz.dp_groups.expert_size[1]) == 1.0
 
 
 def test_fp8_saves_gemm_inputs_in_one_byte():
@@ -101,6 +109,6 @@ def test_wide_expert_parallel_groups_are_contiguous_ranks():
     DP 8 keeps the DP stride (tp = 2)."""
     m = gpt(layers=2, hidden=512, heads=8, vocab=1000,
             moe=MoESpec(num_experts=64, top_k=2, expert_ffn_hidden_size=1024))
-    lc = layer_costs(job(model=m, devices=32, batch=32), table(tp=[2, 2], pp=[1, 1], dp=[16, 16], ep=[32, 4]))
-    assert [float(x) for x in lc["st"]["ep"]] == [1.0, 2.0]
-    assert [float(x) for x in lc["st"]["edp"]] == [32.0, 8.0]
+    sz = sizes(job(model=m, devices=32, batch=32), table(tp=[2, 2], pp=[1, 1], dp=[16, 16], ep=[32, 4]))
+    assert [float(x) for x in sz.strides["ep"]] == [1.0, 2.0]
+    assert [float(x) for x in sz.strides["edp"]] == [32.0, 8.0]

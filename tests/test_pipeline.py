@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from simulator.analytic.pipeline import (bubble_fraction, default_stage_split, explicit_stage_split,
-                                         inflight_microbatches, pipeline_time_s)
+from simulator.pipeline.closed_form import bubble_fraction, inflight_microbatches, pipeline_time_s
+from simulator.pipeline.split import chunk_layers, default_stage_split, explicit_stage_split
 
 
 @pytest.mark.parametrize("p,m,v,sched,expected", [
@@ -71,7 +71,6 @@ def test_slowest_stage_paces_the_pipeline():
 
 def test_surplus_beyond_the_two_ends_is_spread_inwards():
     """32 layers on 8 x 3 = 24 chunks: ceil = 2, 16 chunks lose one layer, ends first, then inwards."""
-    from simulator.analytic.pipeline import chunk_layers
     chunks = chunk_layers(32, 8, 3)
     assert sum(chunks) == 32 and max(chunks) - min(chunks) <= 1
     first, mid, last = (int(x) for x in default_stage_split(32, 8, 3))

@@ -112,7 +112,8 @@ def write_outputs(result, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..des.api import Stragglers, simulate
+    from ..crosscheck import simulate
+    from ..des.stragglers import Stragglers
     from .estimate import emit, exit_code
     sc = common.build_scenario(args)
     strag = Stragglers(args.stragglers, args.straggler_slowdown) if args.stragglers > 0 else None

@@ -14,6 +14,8 @@ attention kernel (saturating in the sequence length). Memory-bound kernels run a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -54,3 +56,37 @@ def elementwise_bytes_per_token(hidden, mlp_act_elems, act_bytes: float = 2.0) -
     Backward moves about twice as much (Korthikanti et al. 2022 treat these ops as memory bound).
     """
     return act_bytes * (14.0 * hidden + mlp_act_elems)
+
+
+@dataclass(frozen=True)
+class KernelRates:
+    """The rates a device runs kernels at for one training dtype: GEMM peak and saturation curve, attention
+    kernel ceiling, achieved HBM bandwidth. Built once per job (`kernel_rates`)."""
+
+    peak_flops_per_s: float
+    matmul_max: float
+    half_dim: float
+    k_half: float | None
+    attention_max: float
+    hbm_bytes_per_s: float
+    memory_bound: float
+
+    def gemm_s(self, m, k, n):
+        """Time of an (m x k) @ (k x n) GEMM (gemm_time_s at these rates)."""
+        return gemm_time_s(m, k, n, self.peak_flops_per_s, self.matmul_max, self.half_dim, self.k_half)
+
+    def stream_s(self, bytes_moved):
+        """Time of a memory-bound kernel moving `bytes_moved` (memory_bound_time_s at these rates)."""
+        return memory_bound_time_s(bytes_moved, self.hbm_bytes_per_s, self.memory_bound)
+
+
+def kernel_rates(hw, dtype: str) -> KernelRates:
+    """KernelRates of profile `hw` for GEMMs in `dtype`: FP8 GEMMs use the profile's fp8_matmul_max where it has
+    one; attention runs at attention_max (else the GEMM ceiling), at the dtype's peak.
+
+    Source: the profile's efficiency block (hardware_profiles/*.yaml, fitted values and their data there)."""
+    eff = hw.efficiency
+    mm_max = eff.fp8_matmul_max if (dtype == "fp8" and eff.fp8_matmul_max) else eff.matmul_max
+    return KernelRates(peak_flops_per_s=hw.peak_flops_per_s(dtype), matmul_max=mm_max, half_dim=eff.matmul_half_dim,
+                       k_half=eff.matmul_k_half, attention_max=eff.attention_max or mm_max,
+                       hbm_bytes_per_s=hw.device.memory_bandwidth_bytes_per_s, memory_bound=eff.memory_bound)

@@ -33,6 +33,7 @@ from ..analytic import step as S
 from ..analytic.layouts import LayoutTable
 from ..analytic.step import Job, evaluate
 from ..errors import SpecError
+from ..results import TIME_CATEGORIES
 from ..specs.base import Spec
 from ..specs.hardware import HardwareProfile
 from ..specs.layout import (DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout, Recompute,
@@ -52,8 +53,7 @@ RANK_NAMES = ("first", "middle", "last")
 #: Columns of evaluate() copied into the result frame (in this order, after the layout columns).
 RESULT_COLUMNS = (
     "num_micro_batches", "mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device",
-    "time_compute_s", "time_recompute_s", "time_tp_comm_s", "time_cp_comm_s", "time_ep_comm_s", "time_pp_comm_s",
-    "time_bubble_s", "time_dp_comm_s", "time_optimizer_s", "time_overhead_s", "bubble_fraction",
+    *(f"time_{k}_s" for k in TIME_CATEGORIES), "bubble_fraction",    # the breakdown categories (simulator.results)
     "mem_weights_bytes", "mem_grads_bytes", "mem_optimizer_bytes", "mem_activations_bytes", "mem_reserved_bytes",
     "mem_total_bytes", "mem_capacity_bytes", "fits", "reasons",
 )

@@ -8,7 +8,8 @@ from rich.text import Text
 from ..units import GIGA, format_seconds
 
 BREAKDOWN_LABELS = {
-    "compute": "compute", "recompute": "recompute", "tp_comm": "TP comm (exposed)", "cp_comm": "CP comm (exposed)",
+    "compute": "compute", "elementwise": "elementwise kernels", "fp8_cast": "FP8 casts", "host": "host-bound",
+    "recompute": "recompute", "tp_comm": "TP comm (exposed)", "cp_comm": "CP comm (exposed)",
     "ep_comm": "EP all-to-all (exposed)", "pp_comm": "PP send/recv", "bubble": "pipeline bubble",
     "dp_comm": "DP/ZeRO comm (exposed)", "optimizer": "optimizer step", "overhead": "fixed overhead",
 }

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from ..errors import SpecError
 from .base import MAX_BATCH, MAX_SEQ_LEN, Spec
 
 TrainDtype = Literal["bf16", "fp16", "fp8", "int8", "fp32"]
@@ -26,3 +27,13 @@ class TrainingSpec(Spec):
     @property
     def tokens_per_step(self) -> int:
         return self.seq_len * self.global_batch
+
+
+def resolve_seq_len(model, seq_len: int | None) -> int:
+    """`seq_len`, or the model's max_seq_len when it is None: the one definition of the sequence-length default
+    (SpecError when the model has none)."""
+    if seq_len is not None:
+        return seq_len
+    if model.max_seq_len is None:
+        raise SpecError(f"seq_len is required: model '{model.name}' has no max_seq_len")
+    return model.max_seq_len

@@ -162,10 +162,11 @@ def estimate_output(inputs: dict) -> dict:
 
 
 def simulate_output(inputs: dict, mode: dict) -> dict:
-    from simulator.des.api import simulate
+    """The public `simulator.simulate`: the discrete-event replay with its comparison to the analytic estimate."""
+    import simulator as ts
     from simulator.errors import InfeasibleLayoutError
     try:
-        return simulate(scenario_of(inputs), **mode).to_dict()
+        return ts.simulate(scenario_of(inputs), **mode).to_dict()
     except InfeasibleLayoutError as err:
         return {"infeasible": list(err.reasons)}
 

@@ -1,0 +1,167 @@
+"""The analytic engine: one training step of every layout in a LayoutTable, composed in closed form over numpy
+arrays from the shared cost functions (composition only: every duration comes from simulator.costs).
+
+Composition (all per device of the busiest pipeline rank, one step):
+
+    step = m * tau_max                       compute + exposed TP/EP/CP/PP comm of one micro-batch, slowest rank
+         + (pipeline fill/drain)             bubble, per schedule (pipeline.closed_form.pipeline_time_s)
+         + exposed DP / ZeRO communication   what backward/forward does not hide (costs.communication)
+         + optimizer step + fixed overhead   (costs.optimizer; the profile's step_overhead_ms)
+
+One code path evaluates one layout or a million.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import metrics
+from ..costs.communication import dp_step_comm_s, layer_comm
+from ..costs.flops import param_tensors_per_layer
+from ..costs.layer import layer_costs
+from ..costs.optimizer import optimizer_step_time_s
+from ..costs.params import rank_params
+from ..costs.sizes import sizes
+from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, edge_costs,
+                           memory_columns, rank_kinds, stage_times)
+from ..feasibility import memory_reason, structural_reasons, subject_of
+from ..pipeline.closed_form import pipeline_time_s
+from ..specs.job import Job
+from ..specs.layout_table import LayoutTable
+
+
+def pick(idx, arrays) -> np.ndarray:
+    """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2)."""
+    n = len(idx)
+    return np.stack([np.broadcast_to(x, (n,)) for x in arrays])[idx, np.arange(n)]
+
+
+@dataclass(frozen=True)
+class PipelinePace:
+    """The pipelined part of a step: which rank kind paces it (`idx`: 0 first, 1 middle, 2 last), its time per
+    micro-batch, its compute per micro-batch, its layers, the pipeline time and its bubble."""
+
+    idx: np.ndarray
+    tau_max: np.ndarray
+    compute_fwd_s: np.ndarray
+    compute_bwd_s: np.ndarray
+    p2p_per_micro_s: np.ndarray
+    pipeline_s: np.ndarray
+    bubble_s: np.ndarray
+    layers: np.ndarray
+    elementwise_s: np.ndarray     # per micro-batch, of the pacing rank
+    fp8_cast_s: np.ndarray
+    host_s: np.ndarray
+
+
+def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
+    """Per-micro-batch time tau of each rank kind (compute, exposed communication, two pipeline sends per chunk
+    boundary), the slowest one, and the pipeline time of the schedule from tau_max and the sum over stages."""
+    p2p_per_micro = 2.0 * comm.p2p_s * sz.vpp          # one send forward and one backward per chunk boundary
+    times = [stage_times(lc, comm, edge, k) for k in kinds]
+    tau, fwd, bwd = [], [], []
+    for st, k in zip(times, kinds):
+        cf, cb, mf, mb = st.compute_fwd_s, st.compute_bwd_s, st.comm_fwd_s, st.comm_bwd_s
+        tau.append(np.where(k.valid, cf + cb + mf + mb + p2p_per_micro, -np.inf))
+        fwd.append(np.where(k.valid, cf + mf + 0.5 * p2p_per_micro, -np.inf))
+        bwd.append(np.where(k.valid, cb + mb + 0.5 * p2p_per_micro, -np.inf))
+    tau = np.stack(tau)
+    fb_max = np.max(np.stack(fwd), axis=0) + np.max(np.stack(bwd), axis=0)     # GPipe's pace
+    idx = np.argmax(tau, axis=0)
+    tau_max = tau[idx, np.arange(len(idx))]
+    nl_pace = pick(idx, [k.layers for k in kinds])
+    # sum over all stages of one micro-batch's time (fill/drain passes once through each)
+    tau_sum = (sz.num_layers * (lc.forward_s + lc.backward_s + lc.recompute_s + comm.fwd_s + comm.bwd_s)
+               + edge.logits_fwd_s + edge.logits_bwd_s + edge.embedding_comm_s + sz.pp * p2p_per_micro
+               + edge.host_pass_s * (sz.pp * HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS))
+    t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, sz.table.schedule, nl_pace * lc.wgrad_s,
+                             sz.num_layers * lc.wgrad_s, fb_max)
+    return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times]),
+                        compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
+                        pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max, layers=nl_pace,
+                        elementwise_s=pick(idx, [t.elementwise_s for t in times]),
+                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]), host_s=pick(idx, [t.host_s for t in times]))
+
+
+def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed) -> dict:
+    """The step's time breakdown (time_*_s columns, results.TIME_CATEGORIES) of the pacing rank: its micro-batches'
+    compute split into GEMM/attention compute, elementwise kernels, FP8 casts, host-bound time and recompute,
+    its exposed communication by kind, the bubble, the exposed DP/ZeRO traffic, the optimizer and the overhead."""
+    shape = pace.tau_max.shape
+    mm, nl_pace = sz.num_micro, pace.layers
+    emb_pace = np.where(pace.idx == 0, 1.0, 0.0)
+    bd_recompute = mm * nl_pace * lc.recompute_s
+    bd_elem, bd_fp8, bd_host = mm * pace.elementwise_s, mm * pace.fp8_cast_s, mm * pace.host_s
+    return {
+        "time_compute_s": mm * (pace.compute_fwd_s + pace.compute_bwd_s) - bd_recompute - bd_elem - bd_fp8 - bd_host,
+        "time_elementwise_s": bd_elem,
+        "time_fp8_cast_s": bd_fp8,
+        "time_host_s": bd_host,
+        "time_recompute_s": bd_recompute,
+        "time_tp_comm_s": mm * (nl_pace * (comm.tp_fwd_s + comm.tp_bwd_s) + emb_pace * edge.embedding_comm_s),
+        "time_ep_comm_s": mm * nl_pace * (comm.ep_fwd_s + comm.ep_bwd_s),
+        "time_cp_comm_s": mm * nl_pace * (comm.cp_fwd_s + comm.cp_bwd_s),
+        "time_pp_comm_s": mm * pace.p2p_per_micro_s,
+        "time_bubble_s": pace.bubble_s,
+        "time_dp_comm_s": dp_exposed,
+        "time_optimizer_s": np.broadcast_to(t_opt, shape),
+        "time_overhead_s": np.broadcast_to(np.float64(t_fixed), shape),
+    }
+
+
+def metric_columns(sz, step) -> dict:
+    """MFU, HFU, TFLOP/s per device, tokens/s and the FLOPs per step (simulator.metrics)."""
+    job = sz.job
+    tokens = float(sz.training.tokens_per_step)
+    model_flops = metrics.model_flops_per_step(sz.costs, tokens)
+    hw_flops = metrics.hardware_flops_per_step(model_flops,
+                                               metrics.recompute_flops_per_step(sz.costs, tokens, sz.recompute))
+    peak = sz.hardware.mfu_peak_flops_per_s(sz.training.dtype)
+    return {
+        "step_time_s": step,
+        "mfu": metrics.mfu(model_flops, step, job.num_devices, peak),
+        "hfu": metrics.hfu(hw_flops, step, job.num_devices, peak),
+        "tokens_per_s": metrics.tokens_per_s(tokens, step),
+        "tflops_per_device": metrics.tflops_per_device(model_flops, step, job.num_devices),
+        "model_flops_per_step": np.broadcast_to(np.float64(model_flops), step.shape),
+        "hardware_flops_per_step": hw_flops,
+    }
+
+
+def evaluate(job: Job, t: LayoutTable) -> dict:
+    """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+
+    Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
+    breakdown (mem_*_bytes, mem_total_bytes), fits, reasons (bit mask, 0 = feasible), num_micro_batches,
+    bubble_fraction and the per-rank layer split.
+    """
+    sz = sizes(job, t)
+    lc = layer_costs(sz)
+    comm = layer_comm(sz, lc)
+    edge = edge_costs(sz, lc, comm)
+    kinds = rank_kinds(sz)
+    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro))
+    pace = pipeline_pace(sz, lc, comm, edge, kinds)
+    mem = memory_columns(sz, kinds)
+    reasons |= memory_reason(mem["fits"])
+
+    params = [rank_params(sz, k.layers, k.embedding, k.logits) for k in kinds]
+    dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
+    dp_exposed, dp_total = dp_step_comm_s(sz, dense_t, expert_t, pace.compute_fwd_s, pace.compute_bwd_s,
+                                          np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model))
+    kr, g = sz.kernel, sz.dp_groups
+    t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
+                                  kr.memory_bound)
+    t_fixed = job.hardware.efficiency.step_overhead_ms * 1e-3
+    step = pace.pipeline_s + dp_exposed + t_opt + t_fixed
+
+    out = metric_columns(sz, step)
+    out.update(time_columns(sz, lc, comm, edge, pace, dp_exposed, t_opt, t_fixed))
+    out["dp_comm_total_s"] = dp_total
+    out.update(mem)
+    Lf, Lm, Ll = (k.layers for k in kinds)
+    out.update({"reasons": reasons, "num_micro_batches": sz.num_micro,
+                "bubble_fraction": pace.bubble_s / np.maximum(sz.num_micro * pace.tau_max, 1e-30),
+                "pacing_rank": pace.idx, "layers_first": Lf, "layers_mid": Lm, "layers_last": Ll})
+    return out

@@ -1,0 +1,243 @@
+"""Communication a rank exposes: per layer (TP collectives, MoE all-to-alls, the context-parallel ring), per
+micro-batch (pipeline sends) and per step (data-parallel gradient reduction and ZeRO gathers), with the
+data-parallel groups defined once (`data_parallel_groups`).
+
+Every collective is priced by topology.collectives (alpha-beta, hierarchical over the tiers the group crosses,
+placement from topology.placement); this module decides which collectives a layer or a step runs and what
+hides them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..topology.collectives import (all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
+                                    tree_all_reduce_latency_s)
+
+
+# ---------------------------------------------------------------------------------------------------- groups
+def expert_tensor_parallel(tp, dp, ep):
+    """Expert tensor-parallel degree: tp when EP fits in DP (experts split like the dense MLP), else tp*dp/ep
+    (EP carved out of TP x DP, experts unsplit by TP).
+
+    Source: Megatron-Core parallel_state.py (expert tensor parallelism, expert rank generator)."""
+    return np.where(np.mod(dp, ep) == 0, tp, np.maximum(1.0, tp * dp / ep))
+
+
+@dataclass(frozen=True)
+class DPGroups:
+    """A rank's data-parallel groups: dense parameters over DP x CP, expert parameters (MoE) over the
+    expert-data-parallel group. Sizes and rank strides are arrays over the table's rows."""
+
+    dense_size: object
+    dense_stride: object
+    expert_size: object
+    expert_stride: object
+    has_experts: bool
+
+    def pairs(self) -> list:
+        """[(size, stride)] of each group a rank reduces over (the expert group only for MoE models)."""
+        out = [(self.dense_size, self.dense_stride)]
+        if self.has_experts:
+            out.append((self.expert_size, self.expert_stride))
+        return out
+
+
+def data_parallel_groups(tp, dp, ep, cp, etp, strides: dict, has_experts: bool) -> DPGroups:
+    """The data-parallel groups of a rank. Gradients are reduced, and optimizer state (ZeRO) sharded, over DP x CP:
+    context-parallel ranks hold the same weights and see different tokens; its ranks stride by the smaller of the
+    DP and CP strides where the row uses CP (decided row by row: a row's groups never depend on the other rows of
+    its table). Expert parameters reduce over the expert-data-parallel group dp x cp x tp / (etp x ep), strided
+    over the expert ranks.
+
+    Source: Megatron-Core parallel_state.py (data-parallel group "with context parallel", used by
+    DistributedDataParallel and the distributed optimizer; expert-data-parallel group)."""
+    st_dp = np.where(cp > 1, np.minimum(strides["dp"], strides["cp"]), strides["dp"])
+    return DPGroups(dense_size=dp * cp, dense_stride=st_dp, expert_size=np.maximum(1.0, dp * cp * tp / (etp * ep)),
+                    expert_stride=strides["edp"], has_experts=has_experts)
+
+
+# ----------------------------------------------------------------------------------------------- per layer
+@dataclass(frozen=True)
+class LayerComm:
+    """Communication of one layer, one micro-batch, one device (seconds): the TP all-reduce of one activation
+    (`tp_collective_s`) and what each pass exposes of the TP collectives, the MoE all-to-alls and the CP ring,
+    plus the pipeline send of one activation (`p2p_s`; per chunk boundary)."""
+
+    tp_collective_s: object
+    tp_fwd_s: object
+    tp_bwd_s: object
+    ep_fwd_s: object
+    ep_bwd_s: object
+    cp_fwd_s: object
+    cp_bwd_s: object
+    p2p_s: object
+
+    @property
+    def fwd_s(self):
+        """Exposed communication of one forward pass."""
+        return self.tp_fwd_s + self.ep_fwd_s + self.cp_fwd_s
+
+    @property
+    def bwd_s(self):
+        """Exposed communication of one backward pass (with its recompute)."""
+        return self.tp_bwd_s + self.ep_bwd_s + self.cp_bwd_s
+
+
+def activation_bytes(sz):
+    """Bytes of one activation tensor [b, s/cp, h] of one micro-batch."""
+    return sz.tokens * sz.hidden * sz.act_bytes
+
+
+def tp_exposed_s(sz, lc):
+    """(one TP all-reduce, exposed forward, exposed backward) TP time of a layer: two all-reduces (or reduce-scatter +
+    all-gather with SP, the same cost) per pass, two more in the backward under full recompute; TP comm overlap
+    hides them under the pass's GEMMs.
+
+    Source: Shoeybi et al. 2019 (arXiv 1909.08053) sec. 3 (f/g operators); Korthikanti et al. 2022 (arXiv
+    2205.05198) sec. 4.2.2 (SP: all-gather + reduce-scatter); Transformer Engine userbuffers (overlap)."""
+    t = sz.table
+    tp_coll = np.where(t.tp > 1, all_reduce_time_s(activation_bytes(sz), sz.tp, sz.strides["tp"], sz.tiers), 0.0)
+    n_tp_bwd = 2.0 + np.where(sz.recompute == 2, 2.0, 0.0)   # full recompute replays the forward's collectives
+    tp_hide = np.where(t.tp_comm_overlap, 1.0, 0.0)
+    t_gemm_f = lc.gemm_fwd_s
+    exposed_f = np.maximum(0.0, 2.0 * tp_coll - tp_hide * t_gemm_f)
+    exposed_b = np.maximum(0.0, n_tp_bwd * tp_coll - tp_hide * 2.0 * t_gemm_f)
+    return tp_coll, exposed_f, exposed_b
+
+
+def ep_exposed_s(sz, lc):
+    """(forward, backward) exposed MoE all-to-all time of a layer (averaged over the model's layers): dispatch and
+    combine of the top-k token copies over the EP group, each pass; again in the backward under full recompute.
+
+    With EP overlap (Megatron-Core v0.14 batch-level overlapping, --overlap-moe-expert-parallel-comm
+    --delay-wgrad-compute; megatron/core/pipeline_parallel/combined_1f1b.py) the forward of one micro-batch and
+    the backward of another run together layer by layer, each all-to-all beside a compute chunk of the other:
+    f.attn || b.combine-grad, f.dispatch || b.mlp, f.mlp || b.dispatch-grad, f.combine || b.attn; each is exposed
+    only by what outlasts its chunk. Megatron runs it only with pp == 1 or an interleaved schedule; the first
+    forward and the last backward have no partner (1/m stays exposed); the full-recompute replay stays exposed.
+
+    Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py."""
+    m, t = sz.model, sz.table
+    if m.moe is not None:
+        a2a_bytes = sz.tokens * float(m.moe.top_k) * sz.hidden * sz.act_bytes / sz.sp_factor
+        a2a = np.where(t.ep > 1, all_to_all_time_s(a2a_bytes, sz.ep, sz.strides["ep"], sz.tiers), 0.0) \
+            * sz.moe_fraction
+    else:
+        a2a = np.zeros_like(sz.tp)
+    ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))
+    attn_f = lc.attention_projection_s + lc.attention_core_s
+    mlp_f = np.maximum(0.0, lc.gpu_fwd_s - attn_f)
+    attn_b = 2.0 * lc.attention_projection_s + lc.attention_core_bwd_s
+    mlp_b = np.maximum(0.0, lc.gpu_bwd_s - attn_b)
+    ep_f_hidden = np.maximum(0.0, a2a - mlp_b) + np.maximum(0.0, a2a - attn_b)
+    ep_b_hidden = np.maximum(0.0, a2a - attn_f) + np.maximum(0.0, a2a - mlp_f)
+    ep_f_hidden = ep_f_hidden + (2.0 * a2a - ep_f_hidden) / sz.num_micro
+    ep_b_hidden = ep_b_hidden + (2.0 * a2a - ep_b_hidden) / sz.num_micro
+    t_ep_f = np.where(ep_hide, ep_f_hidden, 2.0 * a2a)     # dispatch + combine
+    t_ep_b = np.where(ep_hide, ep_b_hidden, 2.0 * a2a) + np.where(sz.recompute == 2, 2.0 * a2a, 0.0)
+    return t_ep_f, t_ep_b
+
+
+def cp_exposed_s(sz, lc):
+    """(forward, backward) exposed context-parallel time of a layer: the ring exchange of K and V blocks (cp - 1
+    steps; MLA sends its compressed latent, unsplit by TP), overlapped with the attention core it feeds.
+
+    Source: Liu et al. 2023 (Ring Attention, arXiv 2310.01889); Megatron-Core context parallelism (P2P ring)."""
+    m, t = sz.model, sz.table
+    kv_dim = (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) if m.mla is not None else 2.0 * sz.kv_heads * m.dim_per_head
+    kv_bytes = sz.tokens * kv_dim * sz.act_bytes / np.where(m.mla is not None, 1.0, sz.tp)
+    cp_comm = np.where(t.cp > 1, (sz.cp - 1.0) * p2p_time_s(kv_bytes, sz.strides["cp"], sz.tiers), 0.0)
+    return np.maximum(0.0, cp_comm - lc.attention_core_s), np.maximum(0.0, 2.0 * cp_comm - lc.attention_core_bwd_s)
+
+
+def p2p_send_s(sz):
+    """Pipeline send of one activation [b, s/cp, h]: Megatron's scatter/gather optimisation sends 1/t of it across
+    the pipeline link and all-gathers it inside the TP group (the small NVLink all-gather is left out).
+
+    Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 4.1."""
+    return np.where(sz.table.pp > 1, p2p_time_s(activation_bytes(sz) / sz.tp, sz.strides["pp"], sz.tiers), 0.0)
+
+
+def layer_comm(sz, lc) -> LayerComm:
+    """The exposed communication of one layer (LayerComm) given its compute (costs.layer.LayerCosts)."""
+    tp_coll, tp_f, tp_b = tp_exposed_s(sz, lc)
+    ep_f, ep_b = ep_exposed_s(sz, lc)
+    cp_f, cp_b = cp_exposed_s(sz, lc)
+    return LayerComm(tp_collective_s=tp_coll, tp_fwd_s=tp_f, tp_bwd_s=tp_b, ep_fwd_s=ep_f, ep_bwd_s=ep_b,
+                     cp_fwd_s=cp_f, cp_bwd_s=cp_b, p2p_s=p2p_send_s(sz))
+
+
+# ------------------------------------------------------------------------------------------------- per step
+def dp_phase_cost(sz, dense_params, expert_params):
+    """(seconds per byte-per-parameter, latency seconds) of one reduce-scatter or all-gather phase of a rank's
+    parameters over its data-parallel groups. Reduce-scatter and all-gather cost the same per byte and all-reduce
+    is both (topology.collectives), so this one hierarchical cost serves all three.
+
+    Source: topology.collectives.hierarchical_phase_cost (nccl-tests bus bandwidth; NCCL ring latency)."""
+    bw, lat = 0.0, 0.0
+    for (n, stride), params in zip(sz.dp_groups.pairs(), (dense_params, expert_params)):
+        b, l_ = hierarchical_phase_cost(params, n, stride, sz.tiers)
+        bw = bw + np.where(n > 1, b, 0.0)
+        lat = lat + np.where(n > 1, l_, 0.0)
+    return bw, lat
+
+
+def dp_comm_times(sz, dense_params, expert_params):
+    """(all-reduce, reduce-scatter, all-gather) times of one rank's gradients/weights over its data-parallel
+    groups, each as one collective. The all-reduce pays the ring's latency or NCCL's tree latency, whichever is
+    smaller.
+
+    Source: topology.collectives.all_reduce_time_s; NCCL src/graph/tuning.cc (tree vs ring latency)."""
+    bw_d, lat_d = dp_phase_cost(sz, dense_params, expert_params)
+    g, w = sz.grad_bytes, sz.weight_bytes
+    rs = g * bw_d + lat_d
+    tree = sum(np.where(n > 1, tree_all_reduce_latency_s(n, stride, sz.tiers), 0.0)
+               for n, stride in sz.dp_groups.pairs())
+    ar = 2.0 * g * bw_d + np.minimum(2.0 * lat_d, tree)
+    return ar, rs, w * bw_d + lat_d
+
+
+def zero3_gathers_per_layer(sz, tensors_per_layer: int):
+    """Collectives of one ZeRO-3 weight gather of one layer: 1 for a flat per-layer unit (PyTorch FSDP), one per
+    parameter tensor for a framework that gathers tensor by tensor (DeepSpeed ZeRO-3 of 2021).
+
+    Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3; DeepSpeed ZeRO-3 (Rajbhandari et al. 2020)."""
+    return np.where(sz.table.zero3_unit == 1, float(tensors_per_layer), 1.0)
+
+
+def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tensors_per_layer: int):
+    """(exposed, total) data-parallel / ZeRO communication of one step of the rank that holds `dense_params` and
+    `expert_params` and computes `comp_f`/`comp_b` per micro-batch over `nl_max` layers.
+
+    ZeRO 0: all-reduce after the last backward; 1: reduce-scatter there + all-gather before the next forward;
+    2 keeps only its gradient shard, so every micro-batch's gradients are reduce-scattered as its backward
+    produces them. A backward (forward for the gather) hides what fits in it (bucketed overlap).
+    ZeRO 3 (FSDP): every micro-batch gathers each layer's weights for the forward and again for the backward (and
+    the recompute) and reduce-scatters its gradients, one collective per layer, each paying its own latency; with
+    prefetch a layer's collectives hide under the previous layer's compute; the first gather of each pass is
+    exposed.
+
+    Source: Rajbhandari et al. 2020 (ZeRO, arXiv 1910.02054) sec. 5.2; Zhao et al. 2023 (PyTorch FSDP, arXiv
+    2304.11277) sec. 3; Megatron-Core DDP bucketed overlap."""
+    t, num_micro = sz.table, sz.num_micro
+    zero = t.zero
+    grad_ar, grad_rs, param_ag = dp_comm_times(sz, dense_params, expert_params)
+    ovl = np.where(t.overlap_grad_reduce, 1.0, 0.0)
+    win_b, win_f = ovl * comp_b, ovl * comp_f
+    rs_rounds = np.where(zero == 2, num_micro, 1.0)
+    exposed_012 = np.where(zero == 0, np.maximum(0.0, grad_ar - win_b),
+                           rs_rounds * np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
+    n_gather = 2.0 + np.where(sz.recompute == 2, 1.0, 0.0)
+    bw_pp, lat = dp_phase_cost(sz, dense_params, expert_params)
+    ag_layer = sz.weight_bytes * bw_pp / nl_max + lat * zero3_gathers_per_layer(sz, tensors_per_layer)
+    rs_layer = sz.grad_bytes * bw_pp / nl_max + lat
+    hide_f, hide_b = win_f / nl_max, win_b / nl_max
+    per_micro_f = nl_max * np.maximum(0.0, ag_layer - hide_f) + ovl * ag_layer
+    per_micro_b = nl_max * np.maximum(0.0, (n_gather - 1.0) * ag_layer + rs_layer - hide_b) \
+        + ovl * (n_gather - 1.0) * ag_layer
+    exposed = np.where(zero >= 3, num_micro * (per_micro_f + per_micro_b), exposed_012)
+    total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * nl_max * (n_gather * ag_layer + rs_layer),
+                                                  rs_rounds * grad_rs + param_ag))
+    return exposed, total

@@ -1,0 +1,270 @@
+"""One transformer layer's compute on one device, one micro-batch: per-op times and the pass times both engines
+compose (forward, backward, weight gradient, recompute), as arrays over the layouts of a table.
+
+    forward pass   = max(GPU time, host time)                       host-bound floor (eager frameworks)
+    GPU time (fwd) = QKV + out-proj + MLP/MoE GEMMs + attention core + elementwise + FP8 casts
+    GPU time (bwd) = 2 x GEMMs + attention-core backward + 2 x elementwise + FP8 casts of the output gradients
+    weight grad    = the forward GEMM time (ZB-H1 splits it off the backward)
+    recompute      = full: the forward pass again; selective: the attention core again
+
+Per-op costs come from costs.compute (GEMM saturation curve, memory-bound streaming) with the model's shapes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compute import gemm_efficiency, matmul_efficiency
+
+#: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
+#: its time is 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
+FLASH_BWD_OVER_FWD = 2.5
+
+#: Bytes an FP8 cast-transpose moves per element: read bf16 (2), write FP8 row-wise (1) and column-wise (1).
+FP8_CAST_BYTES_PER_ELEMENT = 4.0
+
+#: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
+CAUSAL_EXECUTED_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class LayerCosts:
+    """Per-layer, per-micro-batch times on one device (seconds; arrays over the table's rows or scalars).
+
+    Forward ops: `qkv_s`, `out_proj_s` (attention projections), `attention_core_s`, `mlp_s` (dense MLP or MoE,
+    averaged over the model's layers), `elementwise_s` (norms, residuals, activation, dropout), `fp8_cast_fwd_s`.
+    Backward: `attention_core_bwd_s`, `fp8_cast_bwd_s` (GEMMs and elementwise are twice the forward's).
+    `host_s`: host time of one layer pass (kernel launches, framework), the floor of every pass.
+    Passes: `gpu_fwd_s`/`gpu_bwd_s` before the host floor; `forward_s`, `backward_s`, `recompute_s` (inside the
+    backward) and `wgrad_s` (the weight-gradient half of the backward GEMMs).
+    """
+
+    qkv_s: object
+    out_proj_s: object
+    attention_core_s: object
+    attention_core_bwd_s: object
+    mlp_s: object
+    elementwise_s: object
+    fp8_cast_fwd_s: object
+    fp8_cast_bwd_s: object
+    host_s: float
+    gpu_fwd_s: object
+    gpu_bwd_s: object
+    forward_s: object
+    backward_s: object
+    recompute_s: object
+    wgrad_s: object
+
+    @property
+    def attention_projection_s(self):
+        """QKV and output projection GEMMs of one forward pass."""
+        return self.qkv_s + self.out_proj_s
+
+    @property
+    def gemm_fwd_s(self):
+        """All GEMMs of one forward pass (attention projections and MLP/MoE)."""
+        return self.attention_projection_s + self.mlp_s
+
+    @property
+    def host_fwd_s(self):
+        """What the host floor adds to a forward pass beyond its GPU time (0 unless host bound)."""
+        return self.forward_s - self.gpu_fwd_s
+
+    @property
+    def host_bwd_s(self):
+        """What the host floor adds to a backward pass beyond its GPU time (0 unless host bound)."""
+        return self.backward_s - self.gpu_bwd_s
+
+    @property
+    def elementwise_pass_s(self):
+        """Elementwise time of one forward and one backward pass (the backward moves twice the forward's bytes)."""
+        return self.elementwise_s + 2.0 * self.elementwise_s
+
+    @property
+    def fp8_cast_pass_s(self):
+        """FP8 cast time of one forward and one backward pass."""
+        return self.fp8_cast_fwd_s + self.fp8_cast_bwd_s
+
+
+@dataclass(frozen=True)
+class MlpElements:
+    """Elements per token the MLP (or MoE) of a layer moves or stores."""
+
+    elementwise: object      # read/written by its elementwise kernels, averaged over all layers
+    stored_heavy: object     # stored between its GEMMs, in the busiest stage's layer mix (memory)
+    fc2_input_heavy: object  # of which fc2 inputs (and permuted MoE copies), saved in FP8 with FP8 GEMMs
+
+
+def _moe_dims(m):
+    """(expert ffn, experts, top-k, shared-expert ffn x count) of an MoE model."""
+    moe = m.moe
+    fe = float(moe.expert_ffn_hidden_size)
+    fs = float(moe.shared_expert_ffn_hidden_size or moe.expert_ffn_hidden_size) * moe.num_shared_experts
+    return fe, float(moe.num_experts), float(moe.top_k), fs
+
+
+def attention_projections_s(sz):
+    """(QKV, output projection) GEMM times and their widths per TP rank (in_n, out_k).
+
+    Source: Megatron-LM column/row-parallel attention (Shoeybi et al. 2019, arXiv 1909.08053, sec. 3); GQA
+    narrows K/V (Ainslie et al. 2023); MLA's factors per DeepSeek-V2 (arXiv 2405.04434)."""
+    h, a, tp = sz.hidden, sz.heads, sz.tp
+    out_k = a * sz.v_head_dim / tp                            # output projection inner dim per TP rank
+    in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp   # q/k/v (or MLA factors) width per TP rank
+    kr, M = sz.kernel, sz.tokens
+    return kr.gemm_s(M, h, in_n), kr.gemm_s(M, out_k, h), in_n, out_k
+
+
+def mlp_s(sz):
+    """MLP GEMM time of one layer's forward, averaged over dense and MoE layers: dense fc1 (gated: 2 matrices) and
+    fc2 split tp ways; MoE router, the local experts' share of the top-k routed tokens (balanced routing over
+    the EP group, expert weights split etp ways) and the shared experts.
+
+    Source: Megatron-LM MLP (Shoeybi et al. 2019 sec. 3); MoE per Fedus et al. 2021 (arXiv 2101.03961) and
+    Megatron-Core expert parallelism; DeepSeekMoE shared experts (arXiv 2401.06066)."""
+    m, kr, M, h, tp = sz.model, sz.kernel, sz.tokens, sz.hidden, sz.tp
+    gate = 2.0 if m.gated_mlp else 1.0
+    if m.moe is not None:
+        fe, E, k, fs = _moe_dims(m)
+        etp, ep = sz.etp, sz.ep
+        tok_per_expert = M * ep * k * etp / (E * tp)      # balanced routing over the EP group
+        experts_local = E / ep
+        t_experts = experts_local * (kr.gemm_s(tok_per_expert, h, gate * fe / etp)
+                                     + kr.gemm_s(tok_per_expert, fe / etp, h))
+        t_shared = 0.0
+        if fs > 0:
+            t_shared = kr.gemm_s(M, h, gate * fs / tp) + kr.gemm_s(M, fs / tp, h)
+        t_moe_mlp = t_experts + t_shared + kr.gemm_s(M, h, E)
+    else:
+        t_moe_mlp = 0.0
+    f = float(m.ffn_hidden_size)
+    t_dense_mlp = kr.gemm_s(M, h, gate * f / tp) + kr.gemm_s(M, f / tp, h)
+    frac = sz.moe_fraction
+    return (1.0 - frac) * t_dense_mlp + frac * t_moe_mlp
+
+
+def mlp_elements(sz) -> MlpElements:
+    """Elements per token of a layer's MLP: the activation function's input and output ((gate + 1) x ffn), for MoE
+    k copies of the expert's plus the shared experts' and the permuted token copies (saved once as the expert
+    fc1 input: since Megatron-Core v0.13 the routing probabilities multiply inside the expert activation, so
+    the unpermute keeps no copy of its input), plus the permute/unpermute traffic for the elementwise kernels.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1; Megatron-Core megatron/core/transformer/moe/
+    README.md ("memory efficient token permutation")."""
+    m = sz.model
+    gate = 2.0 if m.gated_mlp else 1.0
+    f = float(m.ffn_hidden_size)
+    if m.moe is not None:
+        fe, _, k, fs = _moe_dims(m)
+        moe_act = k * (gate + 1.0) * fe + (gate + 1.0) * fs + k * sz.hidden
+        moe_ew = moe_act + k * sz.hidden                  # permute writes and unpermute reads k copies each
+        moe_fc2 = k * fe + fs + k * sz.hidden
+    else:
+        moe_act = moe_ew = moe_fc2 = 0.0
+    dense_act = (gate + 1.0) * f
+    frac, heavy = sz.moe_fraction, sz.moe_heavy_fraction
+    return MlpElements(elementwise=(1.0 - frac) * dense_act + frac * moe_ew,
+                       stored_heavy=(1.0 - heavy) * dense_act + heavy * moe_act,
+                       fc2_input_heavy=(1.0 - heavy) * f + heavy * moe_fc2)
+
+
+def attention_core_s(sz):
+    """(forward, backward) time of the attention core (QK^T, softmax, x V) of one layer.
+
+    Flash: one fused kernel, causal half executed, efficiency attention_max saturating in the local sequence
+    length; its backward is 2.5x the forward. Without flash (Megatron's unfused path): two batched GEMMs per head,
+    QK^T of shape (s, d_head, s) and softmax(.)V of shape (s, s, d_head), on the GEMM curve (output area x heads x
+    micro-batch; equal FLOPs each, so their combined efficiency is the harmonic mean of the two), plus the s x s
+    softmax/dropout, memory bound; its backward is 2x the forward.
+
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3; Korthikanti et al. 2022 (arXiv 2205.05198)
+    sec. 4.1 (unfused attention's s x s tensors)."""
+    m, t, kr = sz.model, sz.table, sz.kernel
+    s, cp, tp, b, a = sz.seq_len, sz.cp, sz.tp, sz.micro_batch, sz.heads
+    mm_max, half, kh = kr.matmul_max, kr.half_dim, kr.k_half
+    attn_flops_fwd = sz.costs.attn_core_flops_per_token * sz.tokens / tp
+    exec_frac = np.where(t.flash_attention, CAUSAL_EXECUTED_FRACTION, 1.0)
+    d_head = float(m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim) if m.mla is not None else float(m.dim_per_head)
+    attn_eff = np.where(t.flash_attention, matmul_efficiency(s / cp, kr.attention_max, half),
+                        2.0 / (1.0 / gemm_efficiency(s / cp, d_head, s, mm_max, half, kh, batch=b * a / tp)
+                               + 1.0 / gemm_efficiency(s / cp, s, d_head, mm_max, half, kh, batch=b * a / tp)))
+    t_core = attn_flops_fwd * exec_frac / (kr.peak_flops_per_s * attn_eff)
+    softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * sz.act_bytes)
+    t_core = t_core + kr.stream_s(softmax_bytes)
+    return t_core, np.where(t.flash_attention, FLASH_BWD_OVER_FWD, 2.0) * t_core
+
+
+def elementwise_s(sz, ew_elems):
+    """Forward time of a layer's memory-bound elementwise kernels: 14 h per token outside the TP regions (two norms,
+    two residual adds, two dropouts/bias adds; split tp ways with SP) plus the MLP's elements inside them.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4 (these ops are memory bound); costs.compute
+    elementwise_bytes_per_token for the count."""
+    ew_bytes = sz.act_bytes * sz.tokens * (14.0 * sz.hidden / sz.sp_factor + ew_elems / sz.tp)
+    return sz.kernel.stream_s(ew_bytes)
+
+
+def fp8_cast_s(sz, in_n, out_k):
+    """(forward, backward) time of the FP8 cast-transposes of one layer: every activation entering a GEMM is
+    quantised in the forward pass and every output gradient in the backward, each read in bf16 and written as FP8
+    twice (row- and column-wise, the transposed copy feeding the weight-gradient GEMM): 4 bytes per element. Per
+    token: the inputs of QKV, the output projection, FC1 and FC2 and the output gradients of the same GEMMs; a MoE
+    layer feeds k token copies to its experts (split etp ways) plus the shared experts (split tp ways). 0 without
+    FP8.
+
+    Source: NVIDIA Transformer Engine FP8 primer (cast-transpose kernels); Micikevicius et al. 2022 (arXiv
+    2209.05433) sec. 4."""
+    m = sz.model
+    if sz.training.dtype != "fp8":
+        return 0.0, 0.0
+    h, tp = sz.hidden, sz.tp
+    gate = 2.0 if m.gated_mlp else 1.0
+    f = float(m.ffn_hidden_size)
+    if m.moe is not None:
+        fe, _, k, fs = _moe_dims(m)
+        etp = sz.etp
+        fc1_in_moe, fc2_in_moe = k * h + (h if fs > 0 else 0.0), k * fe / etp + fs / tp
+        fc1_out_moe, fc2_out_moe = k * gate * fe / etp + gate * fs / tp, k * h + (h if fs > 0 else 0.0)
+    else:
+        fc1_in_moe = fc2_in_moe = fc1_out_moe = fc2_out_moe = 0.0
+    frac = sz.moe_fraction
+    mix = lambda dense, moe_v: (1.0 - frac) * dense + frac * moe_v
+    cast_f = h + out_k + mix(h, fc1_in_moe) + mix(f / tp, fc2_in_moe)
+    cast_b = in_n + h + mix(gate * f / tp, fc1_out_moe) + mix(h, fc2_out_moe)
+    kr, M = sz.kernel, sz.tokens
+    return (kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f), kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b))
+
+
+def host_time_s(hw) -> float:
+    """Host (kernel launch and framework) time of one layer pass: the profile's layer_overhead_us.
+
+    Source: the profile's efficiency.layer_overhead_us (hardware_profiles/*.yaml: fitted or measured); He 2022,
+    "Making Deep Learning Go Brrrr From First Principles" (the overhead-bound regime)."""
+    return hw.efficiency.layer_overhead_us * 1e-6
+
+
+def layer_costs(sz) -> LayerCosts:
+    """Per-op and per-pass times of one layer, one micro-batch, one device, for every layout of `sz`.
+
+    A pass takes max(GPU time, host time): eager frameworks launch kernels asynchronously, so the GPU runs ahead
+    of the host only while kernels outlast their launches; a pass whose kernels are shorter than the host work
+    to issue them takes the host time. Full recompute replays the forward inside the backward.
+
+    Source: He 2022 (https://horace.io/brrr_intro.html, overhead-bound regime); Korthikanti et al. 2022 (arXiv
+    2205.05198) sec. 5 (recompute); Qi et al. 2023 (arXiv 2401.10241) sec. 2 (the weight-gradient half)."""
+    qkv, out_proj, in_n, out_k = attention_projections_s(sz)
+    t_mlp = mlp_s(sz)
+    core_f, core_b = attention_core_s(sz)
+    t_elem = elementwise_s(sz, mlp_elements(sz).elementwise)
+    fp8_f, fp8_b = fp8_cast_s(sz, in_n, out_k)
+    host = host_time_s(sz.hardware)
+    t_gemm_f = qkv + out_proj + t_mlp
+    gpu_f = t_gemm_f + core_f + t_elem + fp8_f
+    gpu_b = 2.0 * t_gemm_f + core_b + 2.0 * t_elem + fp8_b
+    rc = sz.recompute
+    return LayerCosts(
+        qkv_s=qkv, out_proj_s=out_proj, attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=t_mlp,
+        elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host, gpu_fwd_s=gpu_f,
+        gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
+        recompute_s=np.where(rc == 2, np.maximum(gpu_f, host), np.where(rc == 1, core_f, 0.0)), wgrad_s=t_gemm_f)

@@ -1,0 +1,100 @@
+"""The dimensions every cost function reads: one job and a table of layouts, as numpy arrays (SI units).
+
+`sizes(job, table)` is built once per evaluation; the cost functions (costs.layer, costs.communication,
+costs.params, costs.stage) take it and return arrays over the table's rows, so one code path serves one layout
+(the discrete-event engine, `estimate`) or a million (`search`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pipeline.closed_form import num_micro_batches
+from ..topology.placement import TierArrays, axis_strides, tier_arrays
+from ..units import BYTES_PER_ELEMENT, storage_bytes
+from .communication import DPGroups, data_parallel_groups, expert_tensor_parallel
+from .compute import KernelRates, kernel_rates
+from .flops import ModelCosts, model_costs
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """A job and its layouts as arrays: parallel degrees, token and byte sizes, rank strides, network tiers."""
+
+    job: object                  # specs.job.Job
+    table: object                # specs.layout_table.LayoutTable
+    costs: ModelCosts            # per-layer parameters and FLOPs of the model at the job's sequence length
+    kernel: KernelRates
+    tiers: TierArrays
+    tp: np.ndarray               # parallel degrees as float arrays
+    pp: np.ndarray
+    dp: np.ndarray
+    ep: np.ndarray
+    cp: np.ndarray
+    vpp: np.ndarray
+    micro_batch: np.ndarray      # sequences per micro-batch (float)
+    sequence_parallel: np.ndarray  # Megatron SP in effect (needs tp > 1)
+    recompute: np.ndarray        # codes: 0 none, 1 selective, 2 full
+    seq_len: float
+    hidden: float
+    vocab: float
+    num_layers: int
+    act_bytes: float             # bytes per stored activation element
+    weight_bytes: float          # bytes per stored weight element
+    grad_bytes: float            # bytes per gradient element (accumulation/reduction dtype)
+    num_micro: np.ndarray        # micro-batches per replica per step
+    tokens: np.ndarray           # tokens per micro-batch per device: b x s / cp (GEMM rows)
+    heads: float
+    kv_heads: float
+    v_head_dim: float
+    sp_factor: np.ndarray        # tp where SP splits the sequence outside the TP regions, else 1
+    etp: np.ndarray              # expert tensor-parallel degree
+    strides: dict                # rank stride of each parallel axis (topology.placement.axis_strides)
+    dp_groups: DPGroups          # the data-parallel groups gradients are reduced over
+    moe_fraction: float          # MoE share of all layers
+    moe_heavy_fraction: float    # MoE share of a stage's layers (the first dense layers sit on the first stage)
+
+    @property
+    def model(self):
+        return self.job.model
+
+    @property
+    def hardware(self):
+        return self.job.hardware
+
+    @property
+    def training(self):
+        return self.job.training
+
+
+def sizes(job, table) -> Sizes:
+    """The Sizes of every layout of `table` for `job`."""
+    m, hw, tr = job.model, job.hardware, job.training
+    c = model_costs(m, tr.seq_len)
+    f64 = np.float64
+    tp, pp, dp, ep, cp, vpp = (x.astype(f64) for x in (table.tp, table.pp, table.dp, table.ep, table.cp, table.vpp))
+    b = table.micro_batch.astype(f64)
+    sp = table.sequence_parallel & (table.tp > 1)
+    s = float(tr.seq_len)
+    act_b = float(storage_bytes(tr.dtype))
+    etp = expert_tensor_parallel(tp, dp, ep)
+    strides = axis_strides(table.placement, tp, cp, ep, dp, pp)
+    L = m.num_layers
+    if m.moe is not None:
+        heavy = c.num_moe_layers / max(1, L - m.moe.first_dense_layers)
+        frac = c.num_moe_layers / L
+    else:
+        heavy = frac = 0.0
+    return Sizes(
+        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype), tiers=tier_arrays(hw),
+        tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, vpp=vpp, micro_batch=b, sequence_parallel=sp,
+        recompute=table.recompute, seq_len=s, hidden=float(m.hidden_size), vocab=float(m.vocab_size),
+        num_layers=L, act_bytes=act_b, weight_bytes=act_b, grad_bytes=float(BYTES_PER_ELEMENT[tr.grad_dtype]),
+        num_micro=num_micro_batches(tr.global_batch, b, dp), tokens=b * s / cp,
+        heads=float(m.num_heads), kv_heads=float(m.kv_heads),
+        v_head_dim=float(m.mla.v_head_dim) if m.mla is not None else float(m.dim_per_head),
+        sp_factor=np.where(sp, tp, 1.0), etp=etp, strides=strides,
+        dp_groups=data_parallel_groups(tp, dp, ep, cp, etp, strides, m.moe is not None),
+        moe_fraction=frac, moe_heavy_fraction=heavy,
+    )

@@ -1,0 +1,186 @@
+"""The three kinds of pipeline rank both engines compose: the first (embedding), the busiest middle and the last
+(logits and loss); a single rank is first and last at once. Per kind: its layers, its host work per micro-batch,
+its time per micro-batch and its memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pipeline.closed_form import inflight_microbatches
+from ..pipeline.split import stage_split
+from ..units import GIGA
+from .memory import activation_bytes_per_layer, logits_bytes, model_state_bytes
+from .layer import mlp_elements
+from .params import layer_params_per_rank, rank_params
+
+#: Host time per micro-batch outside the transformer layers, in layer passes: the embedding forward and backward
+#: (~1 layer pass of kernels each with its TP all-reduce; first pipeline rank only), the logits, vocab-parallel
+#: cross entropy and loss scaling forward and backward (~1 each: max/sum all-reduces, exp, log, gather; last
+#: pipeline rank only), and the batch fetch with its TP broadcast plus pipeline send/receive and schedule
+#: bookkeeping (~2, every rank). An estimate from kernel counts of Megatron-LM's GPT step, not a fit.
+#: MICRO_BATCH_HOST_LAYERS is the total of a one-stage pipeline; a middle stage pays only the every-rank part.
+HOST_LAYERS_EVERY_RANK = 2.0
+HOST_LAYERS_EMBEDDING = 2.0
+HOST_LAYERS_LOSS = 2.0
+MICRO_BATCH_HOST_LAYERS = HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS
+
+
+@dataclass(frozen=True)
+class RankKind:
+    """One kind of pipeline rank: its layers (array), whether it holds the embedding and the output layer (1/0),
+    and where it exists (the middle only with pp >= 3, the last only with pp >= 2)."""
+
+    layers: object
+    embedding: object
+    logits: object
+    valid: object
+
+
+def rank_kinds(sz) -> tuple:
+    """(first, middle, last) RankKinds of every layout of `sz`, the layers as float arrays.
+
+    Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 3; pipeline.split (the layer split)."""
+    f64 = np.float64
+    Lf, Lm, Ll = (x.astype(f64) for x in stage_split(sz.table, sz.num_layers))
+    single = sz.table.pp == 1
+    first_logits = np.where(single, 1.0, 0.0)
+    return (RankKind(Lf, 1.0, first_logits, np.ones(len(sz.table), bool)),
+            RankKind(Lm, 0.0, 0.0, sz.table.pp >= 3),
+            RankKind(Ll, 0.0, 1.0, ~single))
+
+
+@dataclass(frozen=True)
+class EdgeCosts:
+    """Per-micro-batch work outside the transformer layers: the logits and loss (last rank), the vocab-parallel
+    embedding's all-reduce (first rank) and the host time of a one-stage pipeline (`micro_host_s`)."""
+
+    logits_fwd_s: object
+    logits_bwd_s: object
+    embedding_comm_s: object
+    micro_host_s: object
+
+    @property
+    def host_pass_s(self):
+        """Host time of one layer pass, as the per-micro-batch host work counts it."""
+        return self.micro_host_s / MICRO_BATCH_HOST_LAYERS
+
+
+def logits_s(sz):
+    """(forward, backward) time of the output layer and the fp32 cross entropy on the last rank: the logits GEMM
+    (V/tp columns) and 3 (forward) or 2 (backward) fp32 passes over the logits, memory bound; the backward runs
+    two GEMMs.
+
+    Source: Megatron-LM vocab-parallel cross entropy (Shoeybi et al. 2019 sec. 3); Korthikanti et al. 2022 (arXiv
+    2205.05198) sec. 4.1 (fp32 logits 4sbv/t)."""
+    kr, M, h, V, tp = sz.kernel, sz.tokens, sz.hidden, sz.vocab, sz.tp
+    fwd = kr.gemm_s(M, h, V / tp) + kr.stream_s(3.0 * 4.0 * M * V / tp)
+    bwd = 2.0 * kr.gemm_s(M, h, V / tp) + kr.stream_s(2.0 * 4.0 * M * V / tp)
+    return fwd, bwd
+
+
+def edge_costs(sz, lc, comm) -> EdgeCosts:
+    """The EdgeCosts of every layout (embedding all-reduce: one TP all-reduce forward; host: MICRO_BATCH_HOST_LAYERS
+    layer passes of host time)."""
+    f, b = logits_s(sz)
+    return EdgeCosts(logits_fwd_s=f, logits_bwd_s=b, embedding_comm_s=comm.tp_collective_s,
+                     micro_host_s=MICRO_BATCH_HOST_LAYERS * lc.host_s)
+
+
+def rank_host_s(host_pass_s, embedding, logits):
+    """Host work per micro-batch of a rank: its every-rank part, plus the embedding's on the first rank and the
+    loss's on the last (HOST_LAYERS_* layer passes each).
+
+    Source: the HOST_LAYERS_* estimate above (kernel counts of Megatron-LM's GPT step)."""
+    return host_pass_s * (HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING * embedding + HOST_LAYERS_LOSS * logits)
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """One micro-batch on one rank kind: compute and exposed communication of its forward and backward, and the
+    parts of its compute that are elementwise kernels, FP8 casts and host-bound time (forward and backward)."""
+
+    compute_fwd_s: object
+    compute_bwd_s: object
+    comm_fwd_s: object
+    comm_bwd_s: object
+    elementwise_s: object
+    fp8_cast_s: object
+    host_s: object
+
+
+def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind) -> StageTimes:
+    """Per-micro-batch times of a rank kind: its layers' passes (with recompute in the backward), the logits on the
+    last rank, half its host work with each pass, the embedding all-reduce on the first rank."""
+    mh = rank_host_s(edge.host_pass_s, kind.embedding, kind.logits)
+    nl = kind.layers
+    comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + 0.5 * mh
+    comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + 0.5 * mh
+    return StageTimes(comp_f, comp_b, nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s, nl * comm.bwd_s,
+                      elementwise_s=nl * lc.elementwise_pass_s, fp8_cast_s=nl * lc.fp8_cast_pass_s,
+                      host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + mh)
+
+
+def activation_bytes_of_layer(sz, mlp):
+    """Activation bytes one layer keeps for its backward, one micro-batch (costs.memory.activation_bytes_per_layer
+    with the layout's SP, recompute and flash attention; FP8 GEMM inputs saved in one byte)."""
+    m, t = sz.model, sz.table
+    head_dim = float(m.dim_per_head) if m.mla is None else sz.v_head_dim
+    return activation_bytes_per_layer(sz.seq_len / sz.cp, sz.micro_batch, sz.hidden, sz.heads, head_dim, sz.kv_heads,
+                                      mlp.stored_heavy, sz.tp, sz.sequence_parallel, sz.recompute,
+                                      t.flash_attention, sz.act_bytes,
+                                      gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
+                                      fc2_input_elems=mlp.fc2_input_heavy)
+
+
+def stage_memory_bytes(sz, mlp, kinds) -> list:
+    """(weights, grads, optimizer, activations) bytes per device of each rank kind: model states under ZeRO over
+    the data-parallel groups (plus ZeRO-3's double-buffered gather of one layer), the activations of the
+    micro-batches in flight, the embedding output (first rank) and the fp32 logits (last rank).
+
+    Source: Rajbhandari et al. 2020 (ZeRO) sec. 5; Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 and sec.
+    4.2.3 (in-flight micro-batches); costs.memory."""
+    t = sz.table
+    act_layer = activation_bytes_of_layer(sz, mlp)
+    inflight = [inflight_microbatches(sz.pp, sz.vpp, sz.num_micro, t.schedule, r) for r in (0.0, 1.0, sz.pp - 1.0)]
+    logit_mem = logits_bytes(sz.seq_len / sz.cp, sz.micro_batch, sz.vocab, sz.tp)
+    emb_out = sz.tokens * sz.hidden * sz.act_bytes / sz.sp_factor       # embedding output kept for backward
+    g = sz.dp_groups
+    layer_d, layer_e = layer_params_per_rank(sz)
+    zero3_buf = np.where(t.zero >= 3, 2.0 * (layer_d + layer_e) * sz.weight_bytes, 0.0)
+    out = []
+    for kind, inf in zip(kinds, inflight):
+        dense, expert = rank_params(sz, kind.layers, kind.embedding, kind.logits)
+        wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
+        we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
+        acts = kind.layers * act_layer * inf + kind.embedding * emb_out * inf + kind.logits * logit_mem
+        out.append((wd + we + zero3_buf, gd + ge, od + oe, acts))
+    return out
+
+
+def reserved_bytes(hw) -> float:
+    """Framework, allocator and communication buffers per device: the profile's framework_reserved_gb.
+
+    Source: the profile's efficiency.framework_reserved_gb (hardware_profiles/*.yaml)."""
+    return hw.efficiency.framework_reserved_gb * GIGA
+
+
+def memory_columns(sz, kinds) -> dict:
+    """Memory of the fullest rank kind as columns (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes), whether
+    it fits (`fits`) and which kind it is (`memory_rank`: 0 first, 1 middle, 2 last)."""
+    n = len(sz.table)
+    cols = np.arange(n)
+    mem = stage_memory_bytes(sz, mlp_elements(sz), kinds)
+    reserved = reserved_bytes(sz.hardware)
+    mem_tot = np.stack([np.where(k.valid, sum(x) + reserved, -np.inf) for x, k in zip(mem, kinds)])
+    midx = np.argmax(mem_tot, axis=0)
+    capacity = sz.hardware.device.memory_bytes
+    out = {f"mem_{name}_bytes": np.stack([x[i] for x in mem])[midx, cols]
+           for i, name in enumerate(("weights", "grads", "optimizer", "activations"))}
+    out["mem_reserved_bytes"] = np.broadcast_to(np.float64(reserved), (n,))
+    out["mem_total_bytes"] = mem_tot[midx, cols]
+    out["mem_capacity_bytes"] = np.broadcast_to(np.float64(capacity), (n,))
+    out["fits"] = out["mem_total_bytes"] <= capacity
+    out["memory_rank"] = midx
+    return out

@@ -1,0 +1,349 @@
+"""The engine plan of one layout: per-stage op lists (pipeline.schedules), each pass cut into segments (one per
+layer) with their compute and blocking communication, ZeRO-3 gathers/reduces, gradient buckets, the step's
+tail (gradient reduction, optimizer, parameter gather) and the network tiers each kind of transfer crosses.
+
+Every duration comes from the shared cost functions (simulator.costs) of the layout's one-row table, so that with
+overlap and contention off the replay charges what the analytic engine composes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..costs.communication import dp_comm_times, dp_phase_cost
+from ..costs.flops import param_tensors_per_layer
+from ..costs.optimizer import optimizer_step_time_s
+from ..costs.params import edge_params_per_rank, layer_params_per_rank
+from ..costs.stage import rank_host_s
+from ..pipeline.schedules import schedule_ops
+from ..pipeline.split import checked_chunk_layers
+from ..topology.placement import members_per_domain
+from .spec import Bucket, EngineSpec, Seg, StageSpec
+
+#: Megatron-LM's default DDP bucket: max(40M, 1M x dp) parameters (megatron/core/distributed/
+#: distributed_data_parallel.py, `bucket_size`).
+BUCKET_MIN_PARAMS = 40_000_000
+BUCKET_PARAMS_PER_DP_RANK = 1_000_000
+
+
+def scalar(x) -> float:
+    """The one value of a one-row cost array (or a scalar)."""
+    return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+
+@dataclass(frozen=True)
+class PassCosts:
+    """The scalar durations of one layout the plan is built from (costs.layer, costs.communication, costs.stage)."""
+
+    t_f: float              # forward pass of one layer
+    t_b: float              # backward pass of one layer
+    t_rc: float             # its recompute
+    t_w: float              # its weight-gradient part
+    tp_f: float             # exposed TP / EP / CP communication of one layer, forward and backward
+    tp_b: float
+    ep_f: float
+    ep_b: float
+    cp_f: float
+    cp_b: float
+    logits_f: float
+    logits_b: float
+    emb_comm: float
+    p2p: float              # pipeline send of one activation
+    host_pass: float        # host time of one layer pass as the per-micro-batch host work counts it
+    parts_f: tuple          # (category, seconds) parts of a layer's forward pass (elementwise, fp8_cast, host)
+    parts_b: tuple          # and of its backward pass
+
+
+def pass_costs(lc, comm, edge) -> PassCosts:
+    """PassCosts of a one-row evaluation."""
+    return PassCosts(t_f=scalar(lc.forward_s), t_b=scalar(lc.backward_s), t_rc=scalar(lc.recompute_s),
+                     t_w=scalar(lc.wgrad_s), tp_f=scalar(comm.tp_fwd_s), tp_b=scalar(comm.tp_bwd_s),
+                     ep_f=scalar(comm.ep_fwd_s), ep_b=scalar(comm.ep_bwd_s), cp_f=scalar(comm.cp_fwd_s),
+                     cp_b=scalar(comm.cp_bwd_s), logits_f=scalar(edge.logits_fwd_s), logits_b=scalar(edge.logits_bwd_s),
+                     emb_comm=scalar(edge.embedding_comm_s), p2p=scalar(comm.p2p_s),
+                     host_pass=scalar(edge.host_pass_s),
+                     parts_f=_parts(("elementwise", lc.elementwise_s), ("fp8_cast", lc.fp8_cast_fwd_s),
+                                    ("host", lc.host_fwd_s)),
+                     parts_b=_parts(("elementwise", 2.0 * lc.elementwise_s), ("fp8_cast", lc.fp8_cast_bwd_s),
+                                    ("host", lc.host_bwd_s)))
+
+
+def _parts(*pairs) -> tuple:
+    return tuple((k, scalar(v)) for k, v in pairs if scalar(v) > 0)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: EngineSpec
+    chunks: list
+    stage_totals: list          # per stage (dense, expert) params
+    schedule: str
+    num_micro: int
+
+
+def _comm(*pairs) -> tuple:
+    return tuple((k, float(v)) for k, v in pairs if v > 0)
+
+
+@dataclass(frozen=True)
+class _Params:
+    """Parameters per rank of one layer (dense, expert), of the input embedding and of the output layer."""
+
+    layer_d: float
+    layer_e: float
+    emb: float
+    out: float
+
+
+def _params(sz) -> _Params:
+    layer_d, layer_e = layer_params_per_rank(sz)
+    emb, out = edge_params_per_rank(sz)
+    out_p = scalar(out)
+    if sz.model.tied_embeddings and sz.table.pp[0] == 1:
+        out_p = 0.0                                  # one copy of the tied embedding on a single rank
+    return _Params(scalar(layer_d), scalar(layer_e), scalar(emb), out_p)
+
+
+class _DPCosts:
+    """Data-parallel collective times of arbitrary parameter counts of the layout (one vectorised call each)."""
+
+    def __init__(self, sz):
+        self.sz = sz
+
+    def times(self, dense, expert):
+        """(all-reduce, reduce-scatter, all-gather) arrays of parameter counts `dense`, `expert`."""
+        ar, rs, ag = dp_comm_times(self.sz, np.asarray(dense, dtype=float), np.asarray(expert, dtype=float))
+        shape = np.shape(dense)
+        return np.broadcast_to(ar, shape), np.broadcast_to(rs, shape), np.broadcast_to(ag, shape)
+
+    def one(self, dense, expert):
+        """(all-reduce, reduce-scatter, all-gather) of one parameter count, as floats."""
+        return tuple(float(x[0]) for x in self.times([dense], [expert]))
+
+
+@dataclass(frozen=True)
+class _Zero3:
+    """ZeRO-3 gather / reduce-scatter times of one layer, of the embedding and of the output layer."""
+
+    rs_l: float
+    ag_l: float
+    rs_emb: float
+    ag_emb: float
+    rs_out: float
+    ag_out: float
+
+
+def _zero3(sz, lay, p: _Params, dp: _DPCosts) -> _Zero3:
+    _, rs_l, ag_l = dp.one(p.layer_d, p.layer_e)
+    if lay.zero3_unit == "tensor":                   # one latency per parameter tensor (costs.communication)
+        lat_l = float(np.asarray(dp_phase_cost(sz, np.asarray([p.layer_d], dtype=float),
+                                               np.asarray([p.layer_e], dtype=float))[1]).reshape(-1)[0])
+        ag_l += (param_tensors_per_layer(sz.model) - 1) * lat_l
+    _, rs_emb, ag_emb = dp.one(p.emb, 0.0)
+    _, rs_out, ag_out = dp.one(p.out, 0.0) if p.out > 0 else (0.0, 0.0, 0.0)
+    return _Zero3(rs_l, ag_l, rs_emb, ag_emb, rs_out, ag_out)
+
+
+class _StageBuilder:
+    """Builds the segments of every pass of one stage, and the gradient items in the order they become final."""
+
+    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool):
+        self.lay, self.cs, self.p, self.z, self.chunks = lay, cs, p, z, chunks
+        self.pp, self.vpp = lay.pp, lay.vpp
+        self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
+        self.split_w = lay.resolved_schedule == "zb-h1"
+        self.bucket_overlap = overlap and lay.overlap_grad_reduce
+        self.z3 = lay.zero >= 3
+        self.z2_streamed = lay.zero == 2 and self.bucket_overlap
+        self.n_gather_b = 2.0 if lay.recompute == "full" else 1.0   # recompute + backward gathers
+        self.f_comm = _comm(("tp", cs.tp_f), ("ep", cs.ep_f), ("cp", cs.cp_f))
+        self.b_comm = _comm(("tp", cs.tp_b), ("ep", cs.ep_b), ("cp", cs.cp_b))
+        self.p2p_seg = () if (overlap or lay.pp == 1) else (Seg(post=_comm(("pp", cs.p2p)), label="p2p"),)
+        self.b_compute = (cs.t_b - cs.t_w if self.split_w else cs.t_b) + cs.t_rc
+
+    def zero3(self, seg_kwargs: dict, gather: float, reduce: float) -> dict:
+        """Attach a ZeRO-3 gather/reduce to a segment: prefetched/queued with overlap, inline without. ZeRO-2
+        reduce-scatters every micro-batch's gradients as they are produced (no gathers); without overlap
+        that traffic is charged after the last backward, as the analytic engine does."""
+        if self.z2_streamed:
+            seg_kwargs["reduce_s"] = reduce
+            return seg_kwargs
+        if not self.z3:
+            return seg_kwargs
+        if self.bucket_overlap:
+            seg_kwargs["gather_s"] = gather
+            seg_kwargs["reduce_s"] = reduce
+        else:
+            seg_kwargs["pre"] = _comm(("dp", gather)) + seg_kwargs.get("pre", ())
+            seg_kwargs["post"] = seg_kwargs.get("post", ()) + _comm(("dp", reduce))
+        return seg_kwargs
+
+    def host_seg(self, r: int) -> tuple:
+        """Per-micro-batch host work outside the layers: half with the forward, half with the backward, spread
+        over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it)."""
+        t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
+        return (Seg(compute_s=0.5 * t, parts=(("host", 0.5 * t),), label="host"),) if t > 0 else ()
+
+    def forward(self, j: int, host_seg: tuple):
+        """Segments of the forward pass of model chunk j, and where each layer's segment sits in it."""
+        cs, z, seg = self.cs, self.z, self.zero3
+        lo, n = int(self.starts[j]), self.chunks[j]
+        first, last = j == 0, j == len(self.chunks) - 1
+        fs = []
+        if first:
+            fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0)))
+        for l in range(lo, lo + n):
+            fs.append(Seg(**seg({"compute_s": cs.t_f, "parts": cs.parts_f, "post": self.f_comm, "label": f"layer {l}"},
+                                z.ag_l, 0.0)))
+        if last:
+            fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0)))
+        off = len(host_seg)
+        fwd_index = {("emb",): off} if first else {}
+        for i, l in enumerate(range(lo, lo + n)):
+            fwd_index[l] = off + i + (1 if first else 0)
+        if last:
+            fwd_index[("out",)] = off + len(fs) - 1
+        return host_seg + tuple(fs) + self.p2p_seg, fwd_index
+
+    def backward(self, c: int, j: int, host_seg: tuple, fwd_index: dict):
+        """Segments of the backward pass of chunk j (input + weight gradient, or input gradient only for ZB-H1)
+        and its gradient items (dense, expert, trigger, forward use, label)."""
+        cs, z, p, seg = self.cs, self.z, self.p, self.zero3
+        lo, n = int(self.starts[j]), self.chunks[j]
+        first, last = j == 0, j == len(self.chunks) - 1
+        bs = list(host_seg)
+        items = []
+        if last:
+            bs.append(Seg(**seg({"compute_s": cs.logits_b, "label": "logits"}, z.ag_out, z.rs_out)))
+            items.append((p.out, 0.0, ("B", c, len(bs) - 1), fwd_index[("out",)], "output layer"))
+        for l in range(lo + n - 1, lo - 1, -1):
+            kw = {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "parts": cs.parts_b, "post": self.b_comm,
+                  "label": f"layer {l}"}
+            bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l)))
+            if not self.split_w:
+                items.append((p.layer_d, p.layer_e, ("B", c, len(bs) - 1), fwd_index[l], f"layer {l}"))
+        if first:
+            bs.append(Seg(**seg({"label": "embedding"}, 0.0, z.rs_emb)))
+            items.append((p.emb, 0.0, ("B", c, len(bs) - 1), len(host_seg), "embedding"))
+        return tuple(bs) + self.p2p_seg, items
+
+    def wgrad(self, c: int, j: int, fwd_index: dict):
+        """Segments of the weight-gradient pass of chunk j (ZB-H1) and its gradient items."""
+        lo, n = int(self.starts[j]), self.chunks[j]
+        ws, items = [], []
+        for l in range(lo + n - 1, lo - 1, -1):
+            ws.append(Seg(**self.zero3({"compute_s": self.cs.t_w, "label": f"layer {l}"}, 0.0, self.z.rs_l)))
+            items.append((self.p.layer_d, self.p.layer_e, ("W", c, len(ws) - 1), fwd_index[l], f"layer {l}"))
+        return tuple(ws), items
+
+    def stage(self, r: int):
+        """(segments by (kind, chunk), gradient items per chunk, dense params, expert params) of stage r."""
+        host_seg = self.host_seg(r)
+        segments, items = {}, []
+        dense_tot = expert_tot = 0.0
+        for c in range(self.vpp):
+            j = c * self.pp + r
+            segments[("F", c)], fwd_index = self.forward(j, host_seg)
+            segments[("B", c)], b_items = self.backward(c, j, host_seg, fwd_index)
+            w_items = []
+            if self.split_w:
+                segments[("W", c)], w_items = self.wgrad(c, j, fwd_index)
+            items.append((b_items, w_items))
+            dense_tot += self.chunks[j] * self.p.layer_d + (self.p.emb if j == 0 else 0.0) \
+                + (self.p.out if j == len(self.chunks) - 1 else 0.0)
+            expert_tot += self.chunks[j] * self.p.layer_e
+        return segments, items, dense_tot, expert_tot
+
+
+def _buckets(items, vpp: int, dpc: float, zero: int, z2_streamed: bool, dp: _DPCosts) -> tuple:
+    """Gradient buckets of one stage: Megatron keeps one gradient buffer per model chunk (buckets never span
+    chunks) and fills buckets of max(40M, 1M x dp) parameters in the order gradients become final; chunks finish
+    their last backward from the last to the first.
+
+    Source: Megatron-LM megatron/core/distributed/distributed_data_parallel.py (bucket_size, per-chunk buffers)."""
+    cap = max(BUCKET_MIN_PARAMS, BUCKET_PARAMS_PER_DP_RANK * dpc)
+    groups = []
+    for c in reversed(range(vpp)):
+        b_items, w_items = items[c]
+        cur = []
+        for it in b_items + w_items:
+            cur.append(it)
+            if sum(x[0] + x[1] for x in cur) >= cap:
+                groups.append(cur)
+                cur = []
+        if cur:
+            groups.append(cur)
+    b_ar, b_rs, b_ag = dp.times([sum(x[0] for x in gr) for gr in groups], [sum(x[1] for x in gr) for gr in groups])
+    out = []
+    for i, gr in enumerate(groups):
+        trig = gr[-1][2]
+        label = gr[0][4] if len(gr) == 1 else f"{gr[0][4]} .. {gr[-1][4]}"
+        reduce_s = 0.0 if z2_streamed else float(b_ar[i] if zero == 0 else b_rs[i])
+        out.append(Bucket(reduce_s=reduce_s, trigger=trig, gather_s=0.0 if zero == 0 else float(b_ag[i]),
+                          first_use=(trig[1], min(x[3] for x in gr)), label=label))
+    return tuple(out)
+
+
+def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_micro, dp: _DPCosts):
+    """(blocking gradient reduction, blocking parameter gather, buckets, optimizer time) of one stage: one
+    collective after the last backward, or buckets overlapping it; the optimizer over the owned parameters."""
+    ar, rs, ag = dp.one(dense_tot, expert_tot)
+    zero = lay.zero
+    dpc, edpc = scalar(sz.dp_groups.dense_size), scalar(sz.dp_groups.expert_size)
+    dp_reduce = dp_gather = 0.0
+    buckets = ()
+    if not b.z3 and (dpc > 1 or edpc > 1):
+        if not b.bucket_overlap:
+            dp_reduce = ar if zero == 0 else (num_micro * rs if zero == 2 else rs)
+            dp_gather = 0.0 if zero == 0 else ag
+        else:
+            buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
+    kr = sz.kernel
+    opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
+    return dp_reduce, dp_gather, buckets, opt
+
+
+def tier_shares(sz, lay) -> dict:
+    """Which network tiers each kind of transfer crosses and the share of its time on each (contention)."""
+    from ..topology.graph import group_tier_shares
+    tiers, st, g = sz.tiers, sz.strides, sz.dp_groups
+    shares = {
+        "tp": group_tier_shares(lay.tp, st["tp"], tiers),
+        "ep": group_tier_shares(lay.ep, st["ep"], tiers),
+        "cp": group_tier_shares(lay.cp, st["cp"], tiers),
+        "dp": group_tier_shares(scalar(g.dense_size), scalar(g.dense_stride), tiers),
+    }
+    pp_tier = tiers.num_tiers - 1
+    for k in range(tiers.num_tiers):
+        if scalar(members_per_domain(2, scalar(st["pp"]), tiers.domain_size[k])) >= 2:
+            pp_tier = k
+            break
+    shares["pp"] = ((pp_tier, 1.0),)
+    return shares
+
+
+def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_micro: int) -> Plan:
+    """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table."""
+    lay, m = sc.layout, sc.model
+    pp, vpp = lay.pp, lay.vpp
+    cs = pass_costs(lc, comm, edge)
+    chunks = checked_chunk_layers(m.num_layers, pp, vpp, lay.stage_layers)
+    sched = schedule_ops(lay.resolved_schedule, pp, num_micro, vpp)
+    p = _params(sz)
+    dp = _DPCosts(sz)
+    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap)
+    stages, stage_totals = [], []
+    for r in range(pp):
+        segments, items, dense_tot, expert_tot = b.stage(r)
+        stage_totals.append((dense_tot, expert_tot))
+        dp_reduce, dp_gather, buckets, opt = _stage_tail(sz, lay, b, items, dense_tot, expert_tot, num_micro, dp)
+        rng_ = [f"{int(b.starts[c * pp + r])}-{int(b.starts[c * pp + r] + chunks[c * pp + r]) - 1}"
+                if chunks[c * pp + r] else "none" for c in range(vpp)]
+        stages.append(StageSpec(ops=sched[r], segments=segments, optimizer_s=opt, dp_reduce_s=dp_reduce,
+                                dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})"))
+    spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
+                      contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
+                      overhead_s=sc.hardware.efficiency.step_overhead_ms * 1e-3)
+    return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=lay.resolved_schedule,
+                num_micro=num_micro)

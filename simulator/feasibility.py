@@ -1,0 +1,178 @@
+"""Why a layout cannot run: one table of rules, each with its bit, its name, a vectorised check and a message.
+
+Every caller uses this table: the analytic engine (a bit mask per layout), the discrete-event engine (which
+refuses a layout with a structural reason), `estimate` (sentences), `search` (a `reason` column) and
+`validate` (rows whose layout cannot run). A rule's `check(s)` takes a `Subject` (the job and the layout
+columns as arrays) and returns True where the rule is broken; `message(s, i)` says so for row i, naming the
+values and the rule. The memory rule is checked once the memory is composed (costs.stage) and reads
+`s.mem_total_bytes` and `s.capacity_bytes`.
+
+Sources of the rules: Megatron-LM argument checks (megatron/training/arguments.py: world size = tp x pp x dp x
+cp, heads and FFN divisible by tp, global batch divisible by micro-batch x dp, interleaving needs m % pp == 0,
+expert parallelism inside data parallelism or tp x dp); Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from .units import GIGA
+
+R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP, R_MEMORY = (1 << i for i in range(11))
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What the rules look at: the job (model, training, devices) and the layout columns (numpy arrays or
+    scalars), plus the composed memory for the memory rule."""
+
+    model: object
+    training: object
+    num_devices: int
+    tp: object
+    pp: object
+    dp: object
+    ep: object
+    cp: object
+    vpp: object
+    micro_batch: object
+    schedule: object
+    num_micro: object
+    mem_total_bytes: object = None
+    capacity_bytes: object = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One reason a layout cannot run."""
+
+    bit: int
+    name: str
+    check: Callable          # Subject -> bool array, True where broken
+    message: Callable        # (Subject, row index) -> sentence
+    structural: bool = True  # False: the layout can be formed (only its memory is too large)
+
+
+def subject_of(model, training, num_devices: int, table, num_micro) -> Subject:
+    """The Subject of every row of a LayoutTable."""
+    return Subject(model=model, training=training, num_devices=num_devices, tp=table.tp, pp=table.pp, dp=table.dp,
+                   ep=table.ep, cp=table.cp, vpp=table.vpp, micro_batch=table.micro_batch, schedule=table.schedule,
+                   num_micro=num_micro)
+
+
+def _i(s: Subject, name: str, i: int) -> int:
+    return int(np.asarray(getattr(s, name)).reshape(-1)[i] if np.ndim(getattr(s, name)) else getattr(s, name))
+
+
+def _expert_ffn(m) -> int:
+    return m.moe.expert_ffn_hidden_size if m.moe is not None else m.ffn_hidden_size
+
+
+def _bad_ep(s: Subject):
+    # EP is carved out of DP, or, when it exceeds DP, out of TP x DP with the experts unsplit by TP
+    # (Megatron-Core expert tensor parallelism 1: EP 32 over TP 2 x DP 16, Qwen3-235B recipes)
+    if s.model.moe is None:
+        return s.ep != 1
+    ep_in_dp = s.dp % s.ep == 0
+    ep_in_tpdp = (s.ep % s.dp == 0) & ((s.tp * s.dp) % s.ep == 0)
+    return (~(ep_in_dp | ep_in_tpdp)) | (s.model.moe.num_experts % s.ep != 0)
+
+
+def _msg_world(s, i):
+    tp, pp, dp, cp = (_i(s, k, i) for k in ("tp", "pp", "dp", "cp"))
+    return f"tp({tp}) * pp({pp}) * dp({dp}) * cp({cp}) = {tp * pp * dp * cp} != devices ({s.num_devices})"
+
+
+def _msg_ffn(s, i):
+    m = s.model
+    return (f"tp ({_i(s, 'tp', i)}) must divide the FFN width ({m.ffn_hidden_size}"
+            + (f", expert {_expert_ffn(m)})" if m.moe else ")"))
+
+
+def _msg_chunks(s, i):
+    pp, vpp = _i(s, "pp", i), _i(s, "vpp", i)
+    return f"pp({pp}) * vpp({vpp}) = {pp * vpp} pipeline chunks exceed the {s.model.num_layers} layers"
+
+
+def _msg_batch(s, i):
+    mb, dp = _i(s, "micro_batch", i), _i(s, "dp", i)
+    return (f"global batch ({s.training.global_batch}) is not a multiple of micro_batch({mb}) * dp({dp}) "
+            f"= {mb * dp}")
+
+
+def _msg_ep(s, i):
+    ep, dp = _i(s, "ep", i), _i(s, "dp", i)
+    if s.model.moe is None:
+        return f"ep ({ep}) > 1 needs an MoE model; '{s.model.name}' is dense"
+    return f"ep ({ep}) must divide dp ({dp}) and the number of experts ({s.model.moe.num_experts})"
+
+
+def _msg_interleave(s, i):
+    m = s.training.global_batch // max(1, _i(s, "micro_batch", i) * _i(s, "dp", i))
+    return f"interleaved schedule needs the micro-batch count ({m}) to be a multiple of pp ({_i(s, 'pp', i)})"
+
+
+def _msg_memory(s, i):
+    if s.mem_total_bytes is None:
+        return "does not fit in device memory"
+    total = float(np.asarray(s.mem_total_bytes).reshape(-1)[i] if np.ndim(s.mem_total_bytes) else s.mem_total_bytes)
+    cap = float(np.asarray(s.capacity_bytes).reshape(-1)[i] if np.ndim(s.capacity_bytes) else s.capacity_bytes)
+    return f"needs {total / GIGA:,.1f} GB per device, more than the {cap / GIGA:,.1f} GB available"
+
+
+#: The rules, in the order their sentences are listed.
+RULES = (
+    Rule(R_WORLD, "world size", lambda s: s.tp * s.pp * s.dp * s.cp != s.num_devices, _msg_world),
+    Rule(R_HEADS, "heads", lambda s: s.model.num_heads % s.tp != 0,
+         lambda s, i: f"tp ({_i(s, 'tp', i)}) must divide the attention heads ({s.model.num_heads})"),
+    Rule(R_KV, "kv heads", lambda s: (s.model.kv_heads % s.tp != 0) & (s.tp % s.model.kv_heads != 0),
+         lambda s, i: f"tp ({_i(s, 'tp', i)}) and the key/value heads ({s.model.kv_heads}) must divide one another"),
+    Rule(R_FFN, "ffn width", lambda s: (s.model.ffn_hidden_size % s.tp != 0) | (_expert_ffn(s.model) % s.tp != 0),
+         _msg_ffn),
+    Rule(R_CHUNKS, "layers", lambda s: s.pp * s.vpp > s.model.num_layers, _msg_chunks),
+    Rule(R_BATCH, "batch", lambda s: s.training.global_batch % (s.micro_batch * s.dp) != 0, _msg_batch),
+    Rule(R_EP, "experts", _bad_ep, _msg_ep),
+    Rule(R_CP, "sequence", lambda s: s.training.seq_len % s.cp != 0,
+         lambda s, i: f"cp ({_i(s, 'cp', i)}) must divide the sequence length ({s.training.seq_len})"),
+    Rule(R_INTERLEAVE, "interleave", lambda s: (s.schedule == 2) & (np.mod(s.num_micro, s.pp) != 0),
+         _msg_interleave),
+    Rule(R_VPP, "vpp", lambda s: ((s.vpp > 1) & (s.pp == 1)) | ((s.vpp > 1) != (s.schedule == 2)),
+         lambda s, i: f"vpp ({_i(s, 'vpp', i)}) > 1 needs pp > 1 and the interleaved schedule (and vice versa)"),
+    Rule(R_MEMORY, "memory", lambda s: ~(s.mem_total_bytes <= s.capacity_bytes), _msg_memory, structural=False),
+)
+RULE_BY_BIT = {r.bit: r for r in RULES}
+#: Bits of the reasons that make a layout impossible to form (every bit but memory).
+STRUCTURAL_MASK = sum(r.bit for r in RULES if r.structural)
+
+
+def structural_reasons(s: Subject):
+    """Bit mask (int64 array) of the structural rules each row breaks."""
+    n = np.broadcast(*(np.asarray(getattr(s, k)) for k in ("tp", "pp", "dp", "ep", "cp", "vpp"))).shape
+    reasons = np.zeros(n, dtype=np.int64)
+    for r in RULES:
+        if r.structural:
+            reasons |= np.where(r.check(s), r.bit, 0)
+    return reasons
+
+
+def memory_reason(fits):
+    """The memory bit where a layout does not fit (`fits` from the composed memory)."""
+    return np.where(fits, 0, R_MEMORY)
+
+
+def describe_subject(mask: int, s: Subject, i: int = 0) -> list[str]:
+    """Every reason of row i, as sentences naming the values and the rule."""
+    return [r.message(s, i) for r in RULES if mask & r.bit]
+
+
+def describe(mask: int, model, training, num_devices: int, row: dict, result: dict | None = None) -> list[str]:
+    """Every reason of one layout (`row`: its tp, pp, dp, ep, cp, vpp, micro_batch; `result`: its
+    mem_total_bytes and mem_capacity_bytes, for the memory sentence), as sentences."""
+    s = Subject(model=model, training=training, num_devices=num_devices, schedule=row.get("schedule"),
+                num_micro=row.get("num_micro"), **{k: int(row[k]) for k in ("tp", "pp", "dp", "ep", "cp", "vpp",
+                                                                             "micro_batch")})
+    if result is not None:
+        s = replace(s, mem_total_bytes=result["mem_total_bytes"], capacity_bytes=result["mem_capacity_bytes"])
+    return describe_subject(int(mask), s, 0)

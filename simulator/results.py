@@ -1,0 +1,183 @@
+"""What an estimate returns, for both engines: the time breakdown (its categories defined once, here), the
+memory breakdown, StepEstimate (analytic) and SimulationResult (discrete-event), with the stable JSON keys of
+`to_dict()`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .feasibility import STRUCTURAL_MASK, describe
+
+#: Pipeline ranks the engines report on: the first, the busiest middle and the last stage.
+RANK_NAMES = ("first", "middle", "last")
+
+
+@dataclass(frozen=True)
+class TimeBreakdown:
+    """One step split by kind along the busiest rank's time line; the fields sum to the step time. The field
+    names (without `_s`) are the keys of `time_breakdown_s` and of the engines' `time_<kind>_s` columns; each
+    field's metadata names the quantity it sums (the explain view reads it)."""
+
+    compute_s: object = field(default=0.0, metadata={"quantity": "GEMMs and attention cores of the pacing rank's "
+                                                     "forward and backward layer passes, and its logits/loss"})
+    elementwise_s: object = field(default=0.0, metadata={"quantity": "memory-bound elementwise kernels of its layer "
+                                                         "passes (norms, residuals, activation, dropout)"})
+    fp8_cast_s: object = field(default=0.0, metadata={"quantity": "FP8 cast-transposes of GEMM operands (FP8 runs)"})
+    host_s: object = field(default=0.0, metadata={"quantity": "host-bound time: what host work per layer pass adds "
+                                                  "beyond the GPU time, and the host work per micro-batch outside "
+                                                  "the layers (batch fetch, embedding, loss, schedule)"})
+    recompute_s: object = field(default=0.0, metadata={"quantity": "activation recomputation inside the backward"})
+    tp_comm_s: object = field(default=0.0, metadata={"quantity": "exposed tensor-parallel collectives (and the "
+                                                     "vocab-parallel embedding all-reduce)"})
+    cp_comm_s: object = field(default=0.0, metadata={"quantity": "exposed context-parallel K/V ring exchange"})
+    ep_comm_s: object = field(default=0.0, metadata={"quantity": "exposed MoE expert-parallel all-to-alls"})
+    pp_comm_s: object = field(default=0.0, metadata={"quantity": "pipeline send/receive of activations and "
+                                                     "gradients"})
+    bubble_s: object = field(default=0.0, metadata={"quantity": "pipeline fill and drain (idle time of the "
+                                                    "pacing rank)"})
+    dp_comm_s: object = field(default=0.0, metadata={"quantity": "exposed data-parallel gradient reduction and "
+                                                     "ZeRO parameter gathers"})
+    optimizer_s: object = field(default=0.0, metadata={"quantity": "optimizer step over the parameters this "
+                                                       "device owns"})
+    overhead_s: object = field(default=0.0, metadata={"quantity": "fixed per-step overhead of the framework"})
+
+    def to_dict(self) -> dict:
+        """{category: seconds} in category order (the `time_breakdown_s` of to_dict())."""
+        return {f.name[:-2]: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TimeBreakdown":
+        return cls(**{f"{k}_s": v for k, v in d.items()})
+
+
+#: Step-time categories, in report order: the one definition (TimeBreakdown's fields).
+TIME_CATEGORIES = tuple(f.name[:-2] for f in fields(TimeBreakdown))
+BREAKDOWN_KEYS = TIME_CATEGORIES
+#: Quantity each category sums (for the explain view).
+TIME_QUANTITIES = {f.name[:-2]: f.metadata["quantity"] for f in fields(TimeBreakdown)}
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Per-device memory of the fullest pipeline rank, bytes. Its fields are the keys of `memory` in to_dict()."""
+
+    weights_bytes: object = field(default=0.0, metadata={"quantity": "weights held (sharded over data parallelism "
+                                                         "by ZeRO-3, plus ZeRO-3 gather buffers)"})
+    grads_bytes: object = field(default=0.0, metadata={"quantity": "gradients (sharded by ZeRO-2/3)"})
+    optimizer_bytes: object = field(default=0.0, metadata={"quantity": "Adam state: fp32 master weights, m, v "
+                                                           "(sharded by ZeRO-1/2/3)"})
+    activations_bytes: object = field(default=0.0, metadata={"quantity": "activations kept for the backward of "
+                                                             "the micro-batches in flight, embedding output and "
+                                                             "logits"})
+    reserved_bytes: object = field(default=0.0, metadata={"quantity": "framework, allocator and communication "
+                                                           "buffers"})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: Memory kinds, in report order (MemoryBreakdown's fields without `_bytes`), and the quantity each holds.
+MEMORY_KEYS = tuple(f.name[:-6] for f in fields(MemoryBreakdown))
+MEMORY_QUANTITIES = {f.name[:-6]: f.metadata["quantity"] for f in fields(MemoryBreakdown)}
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """Result of one layout: time, utilisation, memory, feasibility. `to_dict()` gives the stable JSON keys."""
+
+    scenario: object
+    step_time_s: float
+    mfu: float
+    hfu: float
+    tokens_per_s: float
+    tflops_per_device: float
+    time_breakdown_s: dict
+    memory_bytes: dict
+    fits: bool
+    reasons: list = field(default_factory=list)
+    num_micro_batches: int = 1
+    bubble_fraction: float = 0.0
+    pacing_rank: str = "first"
+    memory_rank: str = "first"
+    stage_layers: dict = field(default_factory=dict)
+    engine: str = "analytic"
+    extra: dict = field(default_factory=dict)
+    runnable: bool = True       # False: the layout cannot be formed (not only too big); its figures mean nothing
+
+    @property
+    def feasible(self) -> bool:
+        return not self.reasons
+
+    def to_dict(self) -> dict:
+        sc = self.scenario
+        d = {
+            "engine": self.engine,
+            "model": sc.model.name,
+            "hardware": sc.hardware.name,
+            "devices": sc.num_devices,
+            "layout": sc.layout.model_dump(),
+            "training": sc.training.model_dump(),
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "step_time_s": self.step_time_s,
+            "tokens_per_s": self.tokens_per_s,
+            "tflops_per_device": self.tflops_per_device,
+            "time_breakdown_s": dict(self.time_breakdown_s),
+            "memory": dict(self.memory_bytes),
+            "fits": self.fits,
+            "feasible": self.feasible,
+            "reasons": list(self.reasons),
+            "num_micro_batches": self.num_micro_batches,
+            "bubble_fraction": self.bubble_fraction,
+            "pacing_rank": self.pacing_rank,
+            "memory_rank": self.memory_rank,
+            "stage_layers": dict(self.stage_layers),
+        }
+        d.update(self.extra)
+        d["runnable"] = self.runnable
+        if not self.runnable:
+            # A layout that cannot be formed (world size, divisibility, more chunks than layers) has no step time or
+            # utilisation: null rather than figures computed from an impossible split (memory stays, as documented).
+            for k in ("mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device", "bubble_fraction"):
+                d[k] = None
+            d["time_breakdown_s"] = {k: None for k in d["time_breakdown_s"]}
+        return d
+
+
+@dataclass(frozen=True)
+class SimulationResult(StepEstimate):
+    """A StepEstimate from the discrete-event engine, with the timeline (des.spec.Timeline) of the median replay
+    and the replay itself (des.simulate.Replay: its plan and engine result; not part of to_dict())."""
+
+    timeline: object = field(default=None, repr=False, compare=False)
+    replay: object = field(default=None, repr=False, compare=False)
+
+
+def memory_dict(r: dict) -> dict:
+    """The `memory` mapping of one engine row (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes)."""
+    memory = {f"{k}_bytes": float(r[f"mem_{k}_bytes"]) for k in MEMORY_KEYS}
+    memory["total_bytes"] = float(r["mem_total_bytes"])
+    memory["capacity_bytes"] = float(r["mem_capacity_bytes"])
+    return memory
+
+
+def reasons_of_row(sc, r: dict) -> list[str]:
+    """The reason sentences of one engine row of scenario `sc`."""
+    lay = sc.layout
+    row = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "cp": lay.cp, "vpp": lay.vpp,
+           "micro_batch": lay.micro_batch}
+    return describe(int(r["reasons"]), sc.model, sc.training, sc.num_devices, row, r)
+
+
+def step_estimate_from_row(sc, r: dict, engine: str = "analytic") -> StepEstimate:
+    """Wrap row `r` (scalars of one layout from the analytic engine's columns) as a StepEstimate with reason
+    sentences."""
+    return StepEstimate(
+        scenario=sc, step_time_s=float(r["step_time_s"]), mfu=float(r["mfu"]), hfu=float(r["hfu"]),
+        tokens_per_s=float(r["tokens_per_s"]), tflops_per_device=float(r["tflops_per_device"]),
+        time_breakdown_s={k: float(r[f"time_{k}_s"]) for k in TIME_CATEGORIES}, memory_bytes=memory_dict(r),
+        fits=bool(r["fits"]), reasons=reasons_of_row(sc, r),
+        num_micro_batches=int(r["num_micro_batches"]), bubble_fraction=float(r["bubble_fraction"]),
+        pacing_rank=RANK_NAMES[int(r["pacing_rank"])], memory_rank=RANK_NAMES[int(r["memory_rank"])],
+        stage_layers={"first": int(r["layers_first"]), "middle": int(r["layers_mid"]), "last": int(r["layers_last"])},
+        engine=engine, runnable=not (int(r["reasons"]) & STRUCTURAL_MASK),
+    )

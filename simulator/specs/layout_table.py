@@ -1,0 +1,104 @@
+"""A table of layouts as numpy columns: the input of the vectorized cost functions (one layout or a million)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .layout import RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout
+
+INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit")
+BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap")
+_CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES}
+
+
+@dataclass(frozen=True)
+class LayoutTable:
+    """Columns of N layouts. `recompute`, `schedule` and `zero3_unit` hold the integer codes of specs.layout.
+
+    `stage_layers` optionally gives, per row, an explicit per-chunk layer list (None for a row on the default
+    split); None as a whole means every row takes the default split (pipeline.split.stage_split resolves both).
+    All layouts of one table share the placement order.
+    """
+
+    tp: np.ndarray
+    pp: np.ndarray
+    dp: np.ndarray
+    ep: np.ndarray
+    cp: np.ndarray
+    vpp: np.ndarray
+    zero: np.ndarray
+    micro_batch: np.ndarray
+    recompute: np.ndarray
+    schedule: np.ndarray
+    zero3_unit: np.ndarray
+    sequence_parallel: np.ndarray
+    flash_attention: np.ndarray
+    overlap_grad_reduce: np.ndarray
+    tp_comm_overlap: np.ndarray
+    ep_comm_overlap: np.ndarray
+    placement: str = "tp-cp-ep-dp-pp"
+    stage_layers: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.tp)
+
+    @classmethod
+    def from_columns(cls, placement: str = "tp-cp-ep-dp-pp", **cols) -> "LayoutTable":
+        """Build from array-likes; missing columns take Layout's defaults; dp must be given."""
+        n = max(np.size(v) for v in cols.values())
+        defaults = Layout()
+        out = {}
+        for name in INT_COLUMNS + BOOL_COLUMNS:
+            if name in cols:
+                v = cols[name]
+                if name in _CODES and np.asarray(v).dtype.kind in "UO":
+                    v = np.vectorize(_CODES[name].__getitem__)(v)
+            elif name == "dp":
+                raise ValueError("LayoutTable needs a dp column")
+            elif name == "recompute":
+                v = RECOMPUTE_CODES[defaults.recompute]
+            elif name == "zero3_unit":
+                v = ZERO3_UNIT_CODES[defaults.zero3_unit]
+            elif name == "schedule":
+                vpp = np.asarray(cols.get("vpp", 1))
+                v = np.where(vpp > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])
+            else:
+                v = getattr(defaults, name)
+            dtype = bool if name in BOOL_COLUMNS else np.int64
+            out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
+        return cls(placement=placement, **out)
+
+    @classmethod
+    def from_layouts(cls, layouts: list[Layout], num_layers: int | None = None) -> "LayoutTable":
+        """Table of fully specified Layout objects (dp set). All must share one placement order.
+        (`num_layers` is accepted for older callers; the split is resolved by pipeline.split.stage_split.)"""
+        orders = {l.placement for l in layouts}
+        if len(orders) != 1:
+            raise ValueError(f"layouts of one table must share a placement order, got {sorted(orders)}")
+        cols = {name: [] for name in INT_COLUMNS + BOOL_COLUMNS}
+        for l in layouts:
+            for name in INT_COLUMNS + BOOL_COLUMNS:
+                if name == "schedule":
+                    cols[name].append(SCHEDULE_CODES[l.resolved_schedule])
+                elif name in _CODES:
+                    cols[name].append(_CODES[name][getattr(l, name)])
+                else:
+                    cols[name].append(getattr(l, name))
+        table = cls.from_columns(placement=orders.pop(), **cols)
+        if any(l.stage_layers is not None for l in layouts):
+            table = table.replace(stage_layers=tuple(None if l.stage_layers is None else tuple(l.stage_layers)
+                                                     for l in layouts))
+        return table
+
+    def replace(self, **kw) -> "LayoutTable":
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(kw)
+        return LayoutTable(**d)
+
+    def row(self, i: int) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v[i] if isinstance(v, (np.ndarray, tuple)) else v
+        return out
