@@ -181,22 +181,13 @@ class KernelRates:
         mem = self.model.memory
         return float((mem.get(kind) or mem["elementwise"]).efficiency)
 
-    def memory_latency_s(self, kind: str = "elementwise") -> float:
-        """Fixed time per memory-bound kernel of `kind` in the device's measured table (0 when ideal)."""
-        if self.model is None:
-            return 0.0
-        mem = self.model.memory
-        return float((mem.get(kind) or mem["elementwise"]).latency_s)
+    def stream_s(self, bytes_moved, kind: str = "elementwise"):
+        """Time of memory-bound kernels of `kind` moving `bytes_moved` at the measured bandwidth fraction. The
+        tables' per-kernel latency is not added: launch time is the host floor's (costs.layer.host_time_s).
 
-    def stream_s(self, bytes_moved, kind: str = "elementwise", kernels: float = 0.0):
-        """Time of `kernels` memory-bound kernels of `kind` moving `bytes_moved` in all: bytes at the measured
-        bandwidth fraction plus the table's fixed time per kernel.
-
-        Source: SimuMax compute_mem_access_time (simumax/core/config.py, commit 4dcaae51: latency + bytes /
-        (bandwidth x efficiency) per kernel), its measured efficiencies and latencies
-        (simulator/presets/kernels/*.memory.csv)."""
-        t = memory_bound_time_s(bytes_moved, self.hbm_bytes_per_s, self.memory_efficiency(kind))
-        return t + kernels * self.memory_latency_s(kind) if kernels else t
+        Source: SimuMax compute_mem_access_time (simumax/core/config.py, commit 4dcaae51), its measured
+        efficiencies (simulator/presets/kernels/*.memory.csv)."""
+        return memory_bound_time_s(bytes_moved, self.hbm_bytes_per_s, self.memory_efficiency(kind))
 
 
 def kernel_rates(hw, dtype: str, index: Optional[ShapeIndex] = None) -> KernelRates:

@@ -27,15 +27,6 @@ FLASH_BWD_OVER_FWD = 2.5
 #: Bytes an FP8 cast-transpose moves per element: read bf16 (2), write FP8 row-wise (1) and column-wise (1).
 FP8_CAST_BYTES_PER_ELEMENT = 4.0
 
-#: Memory-bound kernels of one layer's forward outside the GEMMs and attention: two norms, two residual adds, two
-#: dropouts/bias adds, the activation (the ops costs.compute.elementwise_bytes_per_token counts; the backward runs
-#: about twice as many, as it moves twice the bytes).
-ELEMENTWISE_KERNELS_PER_LAYER = 7.0
-
-#: FP8 cast-transpose kernels per pass: the inputs (forward) or output gradients (backward) of QKV, the output
-#: projection, FC1 and FC2.
-FP8_CASTS_PER_PASS = 4.0
-
 #: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
 CAUSAL_EXECUTED_FRACTION = 0.5
 
@@ -246,20 +237,19 @@ def attention_core_s(sz):
         bwd = FLASH_BWD_OVER_FWD * work / kr.attention_efficiency(sq, d_head, bh, "bwd", kern)
     if not flash.all():
         unfused = (kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
-                   + kr.stream_s(3.0 * 2.0 * bh * sq * s * sz.act_bytes, kernels=3.0))
+                   + kr.stream_s(3.0 * 2.0 * bh * sq * s * sz.act_bytes))
         fwd, bwd = np.where(flash, fwd, unfused), np.where(flash, bwd, 2.0 * unfused)
     return fwd, bwd
 
 
 def elementwise_s(sz, ew_elems):
     """Forward time of a layer's memory-bound elementwise kernels: 14 h per token outside the TP regions (two norms,
-    two residual adds, two dropouts/bias adds; split tp ways with SP) plus the MLP's elements inside them, at the
-    measured bandwidth, plus the measured fixed time of each of its ELEMENTWISE_KERNELS_PER_LAYER kernels.
+    two residual adds, two dropouts/bias adds; split tp ways with SP) plus the MLP's elements inside them.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4 (these ops are memory bound); costs.compute
     elementwise_bytes_per_token for the count."""
     ew_bytes = sz.act_bytes * sz.tokens * (14.0 * sz.hidden / sz.sp_factor + ew_elems / sz.tp)
-    return sz.kernel.stream_s(ew_bytes, kernels=ELEMENTWISE_KERNELS_PER_LAYER)
+    return sz.kernel.stream_s(ew_bytes)
 
 
 def fp8_cast_s(sz, in_n, out_k):
@@ -290,8 +280,7 @@ def fp8_cast_s(sz, in_n, out_k):
     cast_f = h + out_k + mix(h, fc1_in_moe) + mix(f / tp, fc2_in_moe)
     cast_b = in_n + h + mix(gate * f / tp, fc1_out_moe) + mix(h, fc2_out_moe)
     kr, M = sz.kernel, sz.tokens
-    return (kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f, kernels=FP8_CASTS_PER_PASS),
-            kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b, kernels=FP8_CASTS_PER_PASS))
+    return (kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f), kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b))
 
 
 def host_time_s(hw) -> float:

@@ -70,15 +70,15 @@ class EdgeCosts:
 def logits_s(sz):
     """(forward, backward) time of the output layer and the fp32 cross entropy on the last rank: the logits GEMM
     (V/tp columns, in bf16: Megatron's output layer sits outside the FP8 autocast) and 3 (forward) or 2 (backward)
-    fp32 passes over the logits at the measured cross-entropy bandwidth (one kernel each); the backward runs the input- and
+    fp32 passes over the logits at the measured cross-entropy bandwidth; the backward runs the input- and
     weight-gradient GEMMs.
 
     Source: Megatron-LM vocab-parallel cross entropy (Shoeybi et al. 2019 sec. 3); Korthikanti et al. 2022 (arXiv
     2205.05198) sec. 4.1 (fp32 logits 4sbv/t); SimuMax cross-entropy efficiency (presets/kernels/*.memory.csv)."""
     kr, M, h, V, tp = sz.kernel, sz.tokens, sz.hidden, sz.vocab, sz.tp
     g_f, g_d, g_w = kr.gemm_passes_s(M, V / tp, h, "bf16")
-    fwd = g_f + kr.stream_s(3.0 * 4.0 * M * V / tp, "cross_entropy", kernels=3.0)
-    bwd = g_d + g_w + kr.stream_s(2.0 * 4.0 * M * V / tp, "cross_entropy", kernels=2.0)
+    fwd = g_f + kr.stream_s(3.0 * 4.0 * M * V / tp, "cross_entropy")
+    bwd = g_d + g_w + kr.stream_s(2.0 * 4.0 * M * V / tp, "cross_entropy")
     return fwd, bwd
 
 
