@@ -18,10 +18,12 @@ from typing import Optional, Union
 import pandas as pd
 
 from ..errors import SpecError
-from .search import SearchResult, layout_label, parse_space, records, search
+from ..reports.labels import layout_label
+from .search import SearchResult, parse_space, records, search
 from ..specs.hardware import HardwareProfile
 from ..specs.loading import available_profiles, load_hardware, load_model
 from ..specs.model import ModelSpec
+from ..specs.training import resolve_seq_len
 
 COLUMNS = ("hardware", "vendor", "family", "devices", "feasible", "status", "layout", "tp", "pp", "dp", "cp", "ep",
            "vpp", "micro_batch", "zero", "recompute", "schedule", "mfu", "step_time_s", "tokens_per_s",
@@ -132,10 +134,7 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
         raise SpecError(f"budget_per_hour = {budget_per_hour}: must be > 0")
     if not tokens > 0:
         raise SpecError(f"tokens = {tokens}: must be > 0")
-    if seq_len is None:
-        if m.max_seq_len is None:
-            raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-        seq_len = m.max_seq_len
+    seq_len = resolve_seq_len(m, seq_len)
     space = parse_space(constraints)
     profiles = [load_hardware(h) for h in names]
     seen = set()

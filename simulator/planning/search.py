@@ -28,7 +28,8 @@ from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
-from ..specs.training import TrainDtype, TrainingSpec
+from ..specs.training import TrainDtype, TrainingSpec, resolve_seq_len
+from ..reports.labels import layout_label
 from ..units import GIGA
 from .enumerate import EmptySearchSpace, SearchSpace, divisors, enumerate_layouts, parse_space  # noqa: F401
 
@@ -274,19 +275,6 @@ def records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records"))
 
 
-def layout_label(r) -> str:
-    """Short text of one candidate's layout, e.g. 'tp 8 pp 8 dp 16 vpp 2 mb 1 zero 1 selective interleaved'."""
-    parts = [f"tp {int(r['tp'])}", f"pp {int(r['pp'])}", f"dp {int(r['dp'])}"]
-    if int(r["cp"]) > 1:
-        parts.append(f"cp {int(r['cp'])}")
-    if int(r["ep"]) > 1:
-        parts.append(f"ep {int(r['ep'])}")
-    if int(r["vpp"]) > 1:
-        parts.append(f"vpp {int(r['vpp'])}")
-    parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(r["schedule"])]
-    return " ".join(parts)
-
-
 def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None) -> Scenario:
     space = space or SearchSpace()
     layout = Layout(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]), ep=int(row["ep"]), cp=int(row["cp"]),
@@ -360,10 +348,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
     if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or devices < 1:
         raise SpecError(f"devices = {devices!r}: must be a positive integer")
-    if seq_len is None:
-        if m.max_seq_len is None:
-            raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-        seq_len = m.max_seq_len
+    seq_len = resolve_seq_len(m, seq_len)
     training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, "dtype": dtype},
                              "training")
     if objective not in OBJECTIVES:

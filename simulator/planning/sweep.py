@@ -35,7 +35,7 @@ from ..specs.base import Spec
 from ..specs.hardware import HardwareProfile
 from ..specs.loading import load_hardware, load_model, read_yaml, validate_spec
 from ..specs.model import ModelSpec
-from ..specs.training import TrainDtype
+from ..specs.training import TrainDtype, resolve_seq_len
 
 MANIFEST = "_sweep.json"
 MANIFEST_KIND = "trainsim-sweep"
@@ -146,10 +146,10 @@ def plan(spec: SweepSpec) -> Plan:
     seqs = spec.seq_len if isinstance(spec.seq_len, list) else [spec.seq_len]
     points = []
     for mname, hname, n, b, s in itertools.product(models, hardware, spec.devices, spec.global_batch, seqs):
-        if s is None:
-            s = models[mname].max_seq_len
-            if s is None:
-                raise SpecError(f"sweep spec: seq_len is required: model '{mname}' has no max_seq_len")
+        try:
+            s = resolve_seq_len(models[mname], s)
+        except SpecError as err:
+            raise SpecError(f"sweep spec: {err}") from None
         points.append({"point": len(points), "model": mname, "hardware": hname, "devices": int(n),
                        "global_batch": int(b), "seq_len": int(s)})
     ident = {

@@ -14,7 +14,7 @@ from .hardware import HardwareProfile
 from .layout import Layout, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
-from .training import TrainingSpec, TrainDtype
+from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
@@ -81,10 +81,7 @@ class Scenario(Spec):
         unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
         if unknown:
             raise SpecError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
-        if seq_len is None:
-            if m.max_seq_len is None:
-                raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-            seq_len = m.max_seq_len
+        seq_len = resolve_seq_len(m, seq_len)
         tr = {k: kw[k] for k in TRAINING_KEYS if k in kw and kw[k] is not None}
         training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
