@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from .base import Spec
@@ -63,13 +63,32 @@ class ScenarioFile(Spec):
 
 
 class Scenario(Spec):
-    """Everything one estimate needs, resolved to specs."""
+    """Everything one estimate needs, resolved to specs.
+
+    Every construction path (`Scenario(...)`, `Scenario.model_validate`, `Scenario.build`) runs the same checks:
+    a layout without dp gets dp = devices / (tp*pp*cp), and the cross-field rules of `_cross_field_checks` hold.
+    (`model_copy(update=...)` skips validation, as pydantic's copies do: build a new Scenario instead.)
+    """
 
     model: ModelSpec
     hardware: HardwareProfile
     num_devices: int = Field(ge=1)
     training: TrainingSpec
     layout: Layout
+
+    @field_validator("layout")
+    @classmethod
+    def _fill_dp(cls, layout: Layout, info: ValidationInfo) -> Layout:
+        """dp derived from the device count when the layout leaves it open."""
+        n = info.data.get("num_devices")
+        return layout.with_dp(n) if n is not None else layout
+
+    @model_validator(mode="after")
+    def _cross_field_checks(self):
+        """The rules that involve more than one spec: an explicit stage split holds pp*vpp chunks and all the
+        model's layers."""
+        check_stage_layers(self.layout, self.model)
+        return self
 
     @classmethod
     def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
@@ -85,13 +104,13 @@ class Scenario(Spec):
         tr = {k: kw[k] for k in TRAINING_KEYS if k in kw and kw[k] is not None}
         training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
-        layout = validate_spec(Layout, lay, "layout").with_dp(devices)
-        check_stage_layers(layout, m)
-        return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout)
+        layout = validate_spec(Layout, lay, "layout")
+        return validate_spec(cls, {"model": m, "hardware": hw, "num_devices": devices, "training": training,
+                                   "layout": layout}, "scenario")
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
-    """An explicit split must list pp*vpp chunks holding all the model's layers."""
+    """An explicit split must list pp*vpp chunks holding all the model's layers (SpecError naming both)."""
     sl = layout.stage_layers
     if sl is None:
         return
