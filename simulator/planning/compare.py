@@ -19,11 +19,12 @@ import pandas as pd
 
 from ..errors import SpecError
 from ..reports.labels import layout_label
-from .search import SearchResult, parse_space, records, search
 from ..specs.hardware import HardwareProfile
 from ..specs.loading import available_profiles, load_hardware, load_model
 from ..specs.model import ModelSpec
 from ..specs.training import resolve_seq_len
+from .enumerate import EmptySearchSpace
+from .search import SearchResult, parse_space, records, search
 
 COLUMNS = ("hardware", "vendor", "family", "devices", "feasible", "status", "layout", "tp", "pp", "dp", "cp", "ep",
            "vpp", "micro_batch", "zero", "recompute", "schedule", "mfu", "step_time_s", "tokens_per_s",
@@ -62,6 +63,14 @@ def _per_profile(value, name: str, what: str):
     if isinstance(value, dict):
         return value.get(name)
     raise SpecError(f"{what} must be a number or a mapping of profile name to number, got {value!r}")
+
+
+def error_status(err: SpecError) -> str:
+    """The status of a profile whose search raised: the axis that ran out for an empty search space (its
+    structured `reason`, without the job and constraints the message repeats), else the message."""
+    if isinstance(err, EmptySearchSpace):
+        return f"empty search space: {err.reason}"
+    return str(err)
 
 
 def devices_for_budget(hw: HardwareProfile, budget_per_hour: float, price: Optional[float]) -> int:
@@ -167,8 +176,7 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
                          price_per_hour=price if objective == "cost" else None, reasons=False)
         except SpecError as err:
             errors.append(f"{hw.name}: {err}")
-            rows.append(_row(hw, n, str(err).split(" (devices")[0], price, power, None, tokens,
-                             time.perf_counter() - t0))
+            rows.append(_row(hw, n, error_status(err), price, power, None, tokens, time.perf_counter() - t0))
             continue
         searches[hw.name] = res
         status = res.short_status()

@@ -30,6 +30,7 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from ..errors import SpecError
+from .enumerate import EmptySearchSpace
 from .search import BREAKDOWN_COLUMNS, Objective, SearchSpace, search
 from ..specs.base import Spec
 from ..specs.hardware import HardwareProfile
@@ -207,8 +208,11 @@ def evaluate_chunk(payload: dict) -> pd.DataFrame:
         try:
             res = search(models[p["model"]], hardware[p["hardware"]], p["devices"], p["global_batch"], p["seq_len"],
                          dtype=payload["dtype"], constraints=space, objective=payload["objective"], reasons=False)
+        except EmptySearchSpace as err:
+            rows.append(_empty_row(p, f"empty: {err.reason}"))
+            continue
         except SpecError as err:
-            rows.append(_empty_row(p, "empty: " + str(err).split(" (devices")[0].replace("empty search space: ", "")))
+            rows.append(_empty_row(p, f"error: {err}"))
             continue
         if res.num_feasible:
             for k, (_, r) in enumerate(res.top(payload["top_k"]).iterrows(), start=1):
