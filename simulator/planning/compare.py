@@ -17,6 +17,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
+from .. import metrics
 from ..errors import SpecError
 from ..reports.labels import layout_label
 from ..specs.hardware import HardwareProfile
@@ -103,8 +104,8 @@ def _row(hw: HardwareProfile, devices: int, status: str, price, power, res: Opti
                    **{k: float(b[k]) for k in ("mfu", "step_time_s", "tokens_per_s", "tflops_per_device",
                                                "mem_total_bytes")},
                    time_to_train_s=t,
-                   cost_usd=None if price is None else devices * price * t / 3600.0,
-                   energy_kwh=None if power is None else devices * power * t / 3600.0 / 1000.0)
+                   cost_usd=None if price is None else metrics.cost_usd(devices, price, t),
+                   energy_kwh=None if power is None else metrics.energy_kwh(devices, power, t))
     return row
 
 
