@@ -12,6 +12,7 @@ floor(budget / price), rounded down to whole nodes (a multiple of devices_per_no
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -120,6 +121,31 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _profiles(hardware, price_per_hour, power_w) -> list[HardwareProfile]:
+    """The compared profiles ("all" expands to every shipped profile), each once; the per-profile price and
+    power mappings may only name compared profiles."""
+    if isinstance(hardware, (str, HardwareProfile)):
+        hardware = [hardware]
+    names = []
+    for h in hardware:
+        names.extend(available_profiles() if h == "all" else [h])
+    if not names:
+        raise SpecError("compare needs at least one hardware profile")
+    profiles = [load_hardware(h) for h in names]
+    seen = set()
+    for hw in profiles:
+        if hw.name in seen:
+            raise SpecError(f"hardware profile '{hw.name}' is listed twice")
+        seen.add(hw.name)
+    for mapping, what in ((price_per_hour, "price_per_hour"), (power_w, "power_w")):
+        if isinstance(mapping, dict):
+            unknown = set(mapping) - seen
+            if unknown:
+                raise SpecError(f"{what} names profile(s) not compared: {', '.join(sorted(unknown))} "
+                                f"(compared: {', '.join(sorted(seen))})")
+    return profiles
+
+
 def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = None, global_batch: int = 0,
             seq_len: Optional[int] = None, *, tokens: float = 1e12, budget_per_hour: Optional[float] = None,
             price_per_hour=None, power_w=None, dtype: str = "bf16", constraints=None,
@@ -133,10 +159,7 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
     m = load_model(model)
     if isinstance(hardware, (str, HardwareProfile)):
         hardware = [hardware]
-    names = []
-    for h in hardware:
-        names.extend(available_profiles() if h == "all" else [h])
-    if not names:
+    if not hardware:
         raise SpecError("compare needs at least one hardware profile")
     if (devices is None) == (budget_per_hour is None):
         raise SpecError("give exactly one of devices (--devices) and budget_per_hour (--budget-per-hour)")
@@ -146,21 +169,8 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
         raise SpecError(f"tokens = {tokens}: must be > 0")
     seq_len = resolve_seq_len(m, seq_len)
     space = parse_space(constraints)
-    profiles = [load_hardware(h) for h in names]
-    seen = set()
-    for hw in profiles:
-        if hw.name in seen:
-            raise SpecError(f"hardware profile '{hw.name}' is listed twice")
-        seen.add(hw.name)
-    for mapping, what in ((price_per_hour, "price_per_hour"), (power_w, "power_w")):
-        if isinstance(mapping, dict):
-            unknown = set(mapping) - seen
-            if unknown:
-                raise SpecError(f"{what} names profile(s) not compared: {', '.join(sorted(unknown))} "
-                                f"(compared: {', '.join(sorted(seen))})")
-
+    profiles = _profiles(hardware, price_per_hour, power_w)
     rows, searches, errors = [], {}, []
-    import time
     for hw in profiles:
         price = _per_profile(price_per_hour, hw.name, "price_per_hour")
         price = price if price is not None else hw.device.price_per_hour_usd
@@ -180,8 +190,7 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
             rows.append(_row(hw, n, error_status(err), price, power, None, tokens, time.perf_counter() - t0))
             continue
         searches[hw.name] = res
-        status = res.short_status()
-        rows.append(_row(hw, n, status, price, power, res, tokens, time.perf_counter() - t0))
+        rows.append(_row(hw, n, res.short_status(), price, power, res, tokens, time.perf_counter() - t0))
     if len(errors) == len(profiles):
         raise SpecError("no profile has a candidate layout:\n" + "\n".join(errors))
     notes = ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",
