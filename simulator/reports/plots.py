@@ -28,6 +28,7 @@ BREAKDOWN = (
     ("time_pp_comm_s", "PP send/recv", "#937860"),
     ("time_bubble_s", "pipeline bubble", "#C44E52"),
     ("time_dp_comm_s", "DP/ZeRO comm", "#55A868"),
+    ("time_offload_s", "offload", "#2CA02C"),
     ("time_optimizer_s", "optimizer", "#8172B3"),
     ("time_overhead_s", "fixed overhead", "#DA8BC3"),
 )
