@@ -59,7 +59,8 @@ ACTIVATION_LAYERS_ON_DEVICE = 2.0
 
 # ------------------------------------------------------------------------------------------------ scalar pieces
 def devices_on_node(num_devices, devices_per_node):
-    """Devices of the job on one node: all of a node's devices, or fewer when the job is smaller than a node."""
+    """Devices of the job on one node: all of a node's devices, or fewer when the job is smaller than a node.
+    Source: the profile's devices_per_node (jobs fill whole nodes, hardware_profiles/README.md)."""
     return np.minimum(num_devices, devices_per_node)
 
 
@@ -115,8 +116,8 @@ def exposed_s(transfer_s, overlap_window_s):
 
 def nvme_optimizer_io_bytes(params_shard):
     """(read, write) NVMe bytes per step for an optimizer partition kept on NVMe: fp32 master, m and v are read
-    and written back each step (12 B each way). Source: ZeRO-Infinity sec. 5 (optimizer states on NVMe, swapped
-    in for the CPU update)."""
+    and written back each step (12 B each way).
+    Source: ZeRO-Infinity sec. 5 (optimizer states on NVMe, swapped in for the CPU update)."""
     return params_shard * ADAM_STATE_BYTES_PER_PARAM, params_shard * ADAM_STATE_BYTES_PER_PARAM
 
 
@@ -185,7 +186,8 @@ def host_rates(hardware, num_devices: int) -> HostRates:
 
 def missing_host_facts(rates: HostRates, optimizer, params, activations):
     """Per row: True where an offload choice needs a host fact the profile does not give (the host link for any
-    offload, a CPU-Adam rate for optimizer offload, NVMe bandwidth for an NVMe tier)."""
+    offload, a CPU-Adam rate for optimizer offload, NVMe bandwidth for an NVMe tier).
+    Source: what param_fetch_s, grad_offload_s, activation_copy_s and offload_update_s read (this module)."""
     what = {w for w, _ in rates.missing}
     opt, par, act = (np.asarray(x) for x in (optimizer, params, activations))
     any_off = (opt > NONE) | (par > NONE) | (act > NONE)
@@ -251,7 +253,8 @@ def grad_offload_s(params, rates: HostRates, opt_code, grad_bytes):
 
 def activation_copy_s(num_bytes, rates: HostRates, act_code):
     """Time to copy `num_bytes` of activation checkpoints one way over the host link (out in the forward, back in
-    the backward); 0 without activation offload. Source: ZeRO-Infinity sec. 5.1."""
+    the backward); 0 without activation offload.
+    Source: ZeRO-Infinity sec. 5.1 (activation checkpoints offloaded to CPU memory)."""
     return np.where(np.asarray(act_code) > NONE, np.asarray(num_bytes, dtype=float) / rates.link_bytes_per_s, 0.0)
 
 
@@ -364,7 +367,8 @@ def rank_partition(sz, kind) -> RankPartition:
 
 def tier_fits(need, capacity):
     """Where a tier's bytes can be shown to fit: nothing kept there, or no more than a known capacity (nan =
-    unknown: the planner cannot promise a fit it cannot check)."""
+    unknown: the planner cannot promise a fit it cannot check).
+    Source: docs/plan.md (memory tiers: an unknown capacity is a reason)."""
     need = np.asarray(need, dtype=float)
     return (need <= 0) | (need <= capacity)
 

@@ -17,7 +17,7 @@ from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
-from ..costs.stage import RankKind, activation_bytes_of_layer, rank_host_s
+from ..costs.stage import RankKind, activation_bytes_of_layer, rank_host_s, step_overhead_s
 from ..pipeline.schedules import schedule_ops
 from ..pipeline.split import checked_chunk_layers
 from ..topology.placement import members_per_domain
@@ -400,7 +400,7 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
                                 offload_update_s=_offload_update_s(sz, rates, dense_tot, expert_tot)))
     spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
                       contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
-                      overhead_s=sc.hardware.efficiency.step_overhead_ms * 1e-3,
+                      overhead_s=step_overhead_s(sc.hardware),
                       offload_delayed_update=b.bucket_overlap and lay.offload_delayed_update,
                       devices_per_node=sc.hardware.devices_per_node,
                       host_link_ratio=rates.device_link_bytes_per_s / rates.link_bytes_per_s,
