@@ -258,10 +258,11 @@ def describe_subject(mask: int, s: Subject, i: int = 0) -> list[str]:
 def describe(mask: int, model, training, num_devices: int, row: dict, result: dict | None = None,
              hardware=None) -> list[str]:
     """Every reason of one layout (`row`: its tp, pp, dp, ep, cp, vpp, micro_batch and optionally zero and the
-    offload codes; `result`: its composed memory columns, for the memory sentences; `hardware`: for the offload
+    offload tiers (codes or names); `result`: its composed memory columns, for the memory sentences; `hardware`: for the offload
     sentences), as sentences."""
-    opt = {k: int(row.get(k, d)) for k, d in (("zero", 1), ("offload_optimizer", 0), ("offload_params", 0),
-                                               ("offload_activations", 0))}
+    code = lambda v: _TIERS.index(str(v)) if str(v) in _TIERS else int(v)  # noqa: E731 (tier names or codes)
+    opt = {k: code(row.get(k, d)) for k, d in (("zero", 1), ("offload_optimizer", 0), ("offload_params", 0),
+                                                ("offload_activations", 0))}
     s = Subject(model=model, training=training, num_devices=num_devices, schedule=row.get("schedule"),
                 num_micro=row.get("num_micro"), hardware=hardware, **opt,
                 **{k: int(row[k]) for k in ("tp", "pp", "dp", "ep", "cp", "vpp", "micro_batch")})

@@ -22,9 +22,10 @@ from ..analytic import step as S
 from ..analytic.layouts import LayoutTable
 from ..analytic.step import Job, evaluate
 from ..errors import SpecError
+from ..feasibility import R_HOST_FACTS, R_HOST_MEMORY, R_NVME, R_OFFLOAD, describe, tier_capacity_bytes
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
-from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from ..specs.layout import OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, Layout
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
@@ -36,6 +37,8 @@ Objective = Literal["throughput", "memory", "cost"]
 OBJECTIVES = ("throughput", "memory", "cost")
 RECOMPUTE_NAMES = tuple(sorted(RECOMPUTE_CODES, key=RECOMPUTE_CODES.get))      # code -> name
 SCHEDULE_NAMES = tuple(sorted(SCHEDULE_CODES, key=SCHEDULE_CODES.get))
+OFFLOAD_NAMES = tuple(sorted(OFFLOAD_CODES, key=OFFLOAD_CODES.get))
+OFFLOAD_COLUMNS = ("offload_optimizer", "offload_params", "offload_activations")
 RANK_NAMES = ("first", "middle", "last")
 
 #: Columns of evaluate() copied into the result frame (in this order, after the layout columns).
@@ -43,10 +46,10 @@ RESULT_COLUMNS = (
     "num_micro_batches", "mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device",
     *(f"time_{k}_s" for k in TIME_CATEGORIES), "bubble_fraction",    # the breakdown categories (simulator.results)
     "mem_weights_bytes", "mem_grads_bytes", "mem_optimizer_bytes", "mem_activations_bytes", "mem_reserved_bytes",
-    "mem_total_bytes", "mem_capacity_bytes", "fits", "reasons",
+    "mem_total_bytes", "mem_capacity_bytes", "mem_host_bytes", "mem_nvme_bytes", "fits", "reasons",
 )
 LAYOUT_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
-                  "sequence_parallel")
+                  "sequence_parallel", *OFFLOAD_COLUMNS)
 #: The step-time breakdown columns (they sum to step_time_s).
 BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
 
@@ -68,7 +71,34 @@ def _gb(x) -> pd.Series:
     return pd.Series(text[inv]).astype(str)
 
 
-def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int) -> pd.Series:
+def _offload_reasons(frame: pd.DataFrame, rows: np.ndarray, bit: int, model, training, num_devices: int,
+                     hardware) -> pd.Series:
+    """Sentences of an offload rule (feasibility.describe) for the rows carrying `bit`, one describe call per
+    distinct combination of what the sentence names (ZeRO stage, data parallelism, offload tiers)."""
+    keys = ["zero", "dp", "cp", *OFFLOAD_COLUMNS]
+    sub = frame.loc[rows, keys + ["tp", "pp", "ep", "vpp", "micro_batch"]].astype(str)
+    combo = sub[keys].agg("|".join, axis=1)
+    text = {}
+    for k, i in zip(*np.unique(combo.to_numpy(), return_index=True)):
+        r = sub.iloc[i]
+        row = {c: int(r[c]) for c in ("tp", "pp", "dp", "ep", "cp", "vpp", "micro_batch", "zero")}
+        row.update({c: OFFLOAD_CODES[r[c]] for c in OFFLOAD_COLUMNS})
+        text[k] = "; ".join(describe(bit, model, training, num_devices, row, hardware=hardware))
+    return combo.map(text).reset_index(drop=True)
+
+
+def _tier_reasons(frame: pd.DataFrame, rows: np.ndarray, tier: str, num_devices: int, hardware) -> pd.Series:
+    """'needs X GB of host memory per node, more than the C GB available' (or: no capacity given), vectorized."""
+    what, field_name = ("host memory", "host.memory_gb") if tier == "host" else ("NVMe", "host.nvme_gb")
+    need = "needs " + _gb(frame[f"mem_{tier}_bytes"].to_numpy()[rows]) + f" GB of {what} per node"
+    cap = tier_capacity_bytes(hardware, num_devices, tier)
+    if np.isnan(cap):
+        return need + f"; hardware '{hardware.name}' gives no {field_name}"
+    return need + f", more than the {cap / GIGA:,.0f} GB available"
+
+
+def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int,
+                hardware: HardwareProfile | None = None) -> pd.Series:
     """The `reason` column: the sentences of analytic.reasons.describe joined by '; ', '' for feasible rows.
 
     Vectorized: one string operation per reason bit over the rows that carry it (no per-row Python except
@@ -123,6 +153,10 @@ def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, n
             cap = frame["mem_capacity_bytes"].to_numpy()[rows]
             cap_text = _gb(cap) if np.ptp(cap) > 0 else f"{cap[0] / GIGA:,.1f}"
             return "needs " + _gb(frame["mem_total_bytes"].to_numpy()[rows]) + " GB per device, more than the " + cap_text + " GB available"
+        if bit in (R_OFFLOAD, R_HOST_FACTS) and hardware is not None:
+            return _offload_reasons(frame, rows, bit, model, training, num_devices, hardware)
+        if bit in (R_HOST_MEMORY, R_NVME) and hardware is not None:
+            return _tier_reasons(frame, rows, "host" if bit == R_HOST_MEMORY else "nvme", num_devices, hardware)
         return pd.Series([f"reason bit {bit}"] * int(rows.sum()))
 
     bit = 1
@@ -230,7 +264,8 @@ class SearchResult:
         masks = self.frame["reasons"].to_numpy()
         names = {S.R_WORLD: "world size", S.R_HEADS: "heads", S.R_KV: "kv heads", S.R_FFN: "ffn width",
                  S.R_CHUNKS: "layers", S.R_BATCH: "batch", S.R_EP: "experts", S.R_CP: "sequence",
-                 S.R_INTERLEAVE: "interleave", S.R_VPP: "vpp", S.R_MEMORY: "memory"}
+                 S.R_INTERLEAVE: "interleave", S.R_VPP: "vpp", S.R_MEMORY: "memory", R_OFFLOAD: "offload",
+                 R_HOST_FACTS: "host facts", R_HOST_MEMORY: "host memory", R_NVME: "nvme"}
         return {name: int(((masks & bit) != 0).sum()) for bit, name in names.items() if ((masks & bit) != 0).any()}
 
     def scenario(self, row) -> Scenario:
@@ -284,7 +319,13 @@ def layout_label(r) -> str:
     if int(r["vpp"]) > 1:
         parts.append(f"vpp {int(r['vpp'])}")
     parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(r["schedule"])]
-    return " ".join(parts)
+    off = offload_label(r)
+    return " ".join(parts) + (f" offload {off}" if off else "")
+
+
+def offload_label(r) -> str:
+    """'optimizer cpu, params cpu, activations cpu' for the tiers a candidate offloads ('' for none)."""
+    return ", ".join(f"{c.removeprefix('offload_')} {r[c]}" for c in OFFLOAD_COLUMNS if c in r and str(r[c]) != "none")
 
 
 def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None) -> Scenario:
@@ -294,7 +335,10 @@ def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace 
                     recompute=str(row["recompute"]), schedule=str(row["schedule"]),
                     sequence_parallel=bool(row["sequence_parallel"]), flash_attention=space.flash_attention,
                     overlap_grad_reduce=space.overlap_grad_reduce, tp_comm_overlap=space.tp_comm_overlap,
-                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement)
+                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement,
+                    **{c: str(row[c]) for c in OFFLOAD_COLUMNS if c in row},
+                    offload_delayed_update=space.offload_delayed_update and str(row.get("offload_optimizer")) not in
+                    ("none", "None"))
     return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout)
 
 
@@ -332,6 +376,8 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
             v = pd.Categorical.from_codes(v, RECOMPUTE_NAMES)
         elif c == "schedule":
             v = pd.Categorical.from_codes(v, SCHEDULE_NAMES)
+        elif c in OFFLOAD_COLUMNS:
+            v = pd.Categorical.from_codes(v, OFFLOAD_NAMES)
         data[c] = v
     for c in RESULT_COLUMNS:
         data[c] = np.asarray(out[c])[order]
@@ -390,7 +436,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     order = _order(out, objective, cost)
     frame = _frame(table, out, order, price, int(devices), objective)
     if reasons:
-        frame["reason"] = reason_text(frame, m, training, int(devices))
+        frame["reason"] = reason_text(frame, m, training, int(devices), hw)
     t4 = time.perf_counter()
     timings = {"load_s": t1 - t0, "enumerate_s": t2 - t1, "evaluate_s": t3 - t2, "rank_s": t4 - t3}
     result = SearchResult(model=m, hardware=hw, training=training, num_devices=int(devices), objective=objective,

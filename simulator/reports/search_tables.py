@@ -41,20 +41,27 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
     title = (f"{summary['model']} on {summary['devices']:,} x {summary['hardware']}  ·  global batch "
              f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}")
     t = Table(title=title, title_justify="left")
+    show_offload = any(c in top and (top[c].astype(str) != "none").any()
+                       for c in ("offload_optimizer", "offload_params", "offload_activations"))
     cols = ["#", "tp", "pp", "dp", "cp"] + (["ep"] if show_ep else []) + [
-        "vpp", "mb", "zero", "recompute", "schedule", "MFU", "step", "tokens/s", "mem GB"]
+        "vpp", "mb", "zero", "recompute", "schedule"] + (["offload", "host GB/node"] if show_offload else []) + [
+        "MFU", "step", "tokens/s", "mem GB"]
     if show_cost:
         cols.append("$/M tok")
     if show_des:
         cols += ["DES step", "DES MFU"]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("recompute", "schedule") else "right")
+        t.add_column(c, justify="left" if c in ("recompute", "schedule", "offload") else "right")
     for _, r in top.iterrows():
         row = [str(r["rank"]), str(r["tp"]), str(r["pp"]), str(r["dp"]), str(r["cp"])]
         if show_ep:
             row.append(str(r["ep"]))
-        row += [str(r["vpp"]), str(r["micro_batch"]), str(r["zero"]), str(r["recompute"]), str(r["schedule"]),
-                _pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
+        row += [str(r["vpp"]), str(r["micro_batch"]), str(r["zero"]), str(r["recompute"]), str(r["schedule"])]
+        if show_offload:
+            off = ", ".join(f"{k} {r[f'offload_{k}']}" for k in ("optimizer", "params", "activations")
+                            if str(r[f"offload_{k}"]) != "none")
+            row += [off or "none", f"{r['mem_host_bytes'] / GIGA:,.0f}"]
+        row += [_pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
                 f"{r['mem_total_bytes'] / GIGA:,.1f}"]
         if show_cost:
             row.append(_num(r.get("usd_per_million_tokens"), "{:,.2f}"))
