@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import common
+from ..errors import SpecError
 
 LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
 #: Scenario-file layout keys that become one-value constraints of the search.
@@ -75,6 +76,24 @@ def add_constraint_flags(p: argparse.ArgumentParser) -> None:
                    metavar="on|off", help="ZeRO-Offload's delayed update wherever the optimizer is offloaded")
 
 
+def add_train_rank_flags(p: argparse.ArgumentParser, tokens: bool = True) -> None:
+    """--rank-by time-to-train|cost-to-train (with --tokens) and the run model (planning.to_train)."""
+    g = p.add_argument_group("rank by time or cost to train (failures, checkpoints and restarts included)")
+    if tokens:
+        from .compare import token_count
+        g.add_argument("--tokens", type=token_count, metavar="T", help="tokens to train, e.g. 300B, 15T")
+    g.add_argument("--rank-by", choices=["time-to-train", "cost-to-train"],
+                   help="rank by wall-clock time or cost to train --tokens with goodput (planning.goodput)")
+    g.add_argument("--run-preset", metavar="NAME|YAML",
+                   help="run model: failures, checkpoint storage, restarts (default llama3-405b-16k: Llama 3's "
+                        "published failure rates, 2 TB/s storage, MegaScale restarts)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--async-checkpoint", dest="checkpoint_mode", action="store_const", const="async",
+                      help="two-stage asynchronous checkpoints (default: the run model's)")
+    mode.add_argument("--sync-checkpoint", dest="checkpoint_mode", action="store_const", const="sync",
+                      help="synchronous checkpoints")
+
+
 def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) -> dict:
     """SearchSpace fields from the flags; one-value layout keys of a scenario file fill axes no flag sets."""
     out = {}
@@ -112,6 +131,7 @@ def register(sub) -> None:
                    help="re-run the best K with the discrete-event engine and re-rank them")
     o.add_argument("--format", choices=["table", "json", "csv"], default="table",
                    help="table: the best --top; json/csv: every candidate")
+    add_train_rank_flags(p)
     o.add_argument("--plot-dir", metavar="DIR", help="write heatmap.png, pareto.png and breakdown.png here")
     o.add_argument("--heatmap", metavar="PNG", help="TP x PP heatmap of the best throughput")
     o.add_argument("--pareto", metavar="PNG", help="memory vs throughput scatter with the Pareto front")
@@ -201,6 +221,11 @@ def run(args: argparse.Namespace) -> int:
                     dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                     objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
                     hardware_overrides=keys.get("hardware_overrides"))
+    if args.rank_by or args.tokens is not None:
+        from ..planning.to_train import rank_search
+        if not args.rank_by:
+            raise SpecError("--tokens in search goes with --rank-by time-to-train|cost-to-train")
+        result = rank_search(result, args.tokens, args.rank_by, args.run_preset, args.checkpoint_mode)
     if args.format == "csv":
         result.frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
