@@ -298,9 +298,9 @@ def validation_figure(report):
 
 #: Colours of span categories (op kinds and communication) in the Gantt chart.
 CATEGORY_COLORS = {"F": "#4C72B0", "B": "#DD8452", "W": "#55A868", "optimizer": "#8172B3", "pp": "#937860",
-                   "dp": "#C44E52"}
+                   "dp": "#C44E52", "offload": "#2CA02C"}
 CATEGORY_LABELS = {"F": "forward", "B": "backward", "W": "weight gradient (ZB)", "optimizer": "optimizer step",
-                   "pp": "pipeline send", "dp": "DP / ZeRO collective"}
+                   "pp": "pipeline send", "dp": "DP / ZeRO collective", "offload": "host link / CPU optimizer"}
 
 
 def gantt_figure(tl, title: str = "", group: int | None = None, max_stages: int = 64,
