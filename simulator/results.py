@@ -68,8 +68,9 @@ class MemoryBreakdown:
     activations_bytes: object = field(default=0.0, metadata={"quantity": "activations kept for the backward of "
                                                              "the micro-batches in flight, embedding output and "
                                                              "logits"})
-    reserved_bytes: object = field(default=0.0, metadata={"quantity": "framework, allocator and communication "
-                                                           "buffers"})
+    reserved_bytes: object = field(default=0.0, metadata={"quantity": "allocator reserve over the tensors and the "
+                                                           "context outside the allocator (framework, "
+                                                           "communication buffers): total - allocated"})
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -79,7 +80,8 @@ class MemoryBreakdown:
 #: the two totals of the `memory` mapping).
 MEMORY_KEYS = tuple(f.name[:-6] for f in fields(MemoryBreakdown))
 MEMORY_QUANTITIES = {**{f.name[:-6]: f.metadata["quantity"] for f in fields(MemoryBreakdown)},
-                     "total": "sum of the kinds above on the fullest pipeline rank",
+                     "total": "device use of the fullest pipeline rank: reserved peak + context outside the "
+                              "allocator (what must fit)",
                      "capacity": "memory of one device"}
 
 
@@ -111,6 +113,7 @@ class StepEstimate:
     engine: str = "analytic"
     extra: dict = field(default_factory=dict)
     runnable: bool = True       # False: the layout cannot be formed (not only too big); its figures mean nothing
+    extra_peaks: dict = field(default_factory=dict)   # memory_peaks(): allocated, reserved, device
 
     @property
     def feasible(self) -> bool:
@@ -123,6 +126,9 @@ class StepEstimate:
             "model": sc.model.name,
             "hardware": sc.hardware.name,
             "devices": sc.num_devices,
+            "framework": getattr(sc.framework, "name", None),
+            "framework_overrides": dict(sc.overrides) if hasattr(sc, "overrides") else {},
+            "attention_kernel": _attention_kernel(sc),
             "layout": sc.layout.model_dump(),
             "training": sc.training.model_dump(),
             "mfu": self.mfu,
@@ -132,6 +138,7 @@ class StepEstimate:
             "tflops_per_device": self.tflops_per_device,
             "time_breakdown_s": dict(self.time_breakdown_s),
             "memory": dict(self.memory_bytes),
+            "memory_peaks": dict(self.extra_peaks),
             "fits": self.fits,
             "feasible": self.feasible,
             "reasons": list(self.reasons),
@@ -161,6 +168,32 @@ class SimulationResult(StepEstimate):
     replay: object = field(default=None, repr=False, compare=False)
 
 
+def _attention_kernel(sc):
+    """The attention kernel the scenario's layout runs (specs.stack.attention_kernel_name)."""
+    if getattr(sc, "framework", None) is None:
+        return None
+    from .specs.stack import attention_kernel_name
+    return attention_kernel_name(sc.framework, sc.hardware.family, bool(sc.layout.flash_attention))
+
+
+#: The three memory peaks frameworks report (to_dict()['memory_peaks']), and what each measures.
+MEMORY_PEAK_QUANTITIES = {
+    "allocated_bytes": "tensors held at the peak (weights, grads, optimizer, activations): what "
+                       "torch.cuda.max_memory_allocated reports",
+    "reserved_bytes": "the caching allocator's reserved peak for it: allocated / utilisation + fragmentation (the "
+                      "framework preset's allocator model): torch.cuda.max_memory_reserved",
+    "device_bytes": "reserved peak + context outside the allocator: device use (nvidia-smi), what must fit",
+}
+
+
+def memory_peaks(r: dict) -> dict:
+    """The three memory peaks of one engine row (MEMORY_PEAK_QUANTITIES)."""
+    if "mem_allocated_bytes" not in r:
+        return {}
+    return {"allocated_bytes": float(r["mem_allocated_bytes"]), "reserved_bytes": float(r["mem_reserved_peak_bytes"]),
+            "device_bytes": float(r["mem_total_bytes"])}
+
+
 def memory_dict(r: dict) -> dict:
     """The `memory` mapping of one engine row (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes)."""
     memory = {f"{k}_bytes": float(r[f"mem_{k}_bytes"]) for k in MEMORY_KEYS}
@@ -188,5 +221,5 @@ def step_estimate_from_row(sc, r: dict, engine: str = "analytic") -> StepEstimat
         num_micro_batches=int(r["num_micro_batches"]), bubble_fraction=float(r["bubble_fraction"]),
         pacing_rank=RANK_NAMES[int(r["pacing_rank"])], memory_rank=RANK_NAMES[int(r["memory_rank"])],
         stage_layers={"first": int(r["layers_first"]), "middle": int(r["layers_mid"]), "last": int(r["layers_last"])},
-        engine=engine, runnable=not (int(r["reasons"]) & STRUCTURAL_MASK),
+        engine=engine, runnable=not (int(r["reasons"]) & STRUCTURAL_MASK), extra_peaks=memory_peaks(r),
     )

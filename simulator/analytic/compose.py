@@ -157,7 +157,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
                                   kr.memory_bound)
-    t_fixed = step_overhead_s(job.hardware)
+    t_fixed = step_overhead_s(job.hardware, sz.framework)
     step = pace.pipeline_s + dp_exposed + t_opt + t_fixed
 
     out = metric_columns(sz, step)

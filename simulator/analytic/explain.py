@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass, fields
 
 from .. import metrics
-from ..costs import communication, layer, memory, optimizer, params, stage
+from ..costs import communication, framework_effects, layer, memory, optimizer, params, stage
 from ..pipeline import closed_form, split
 from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate
 from .compose import evaluate
@@ -48,8 +48,9 @@ MEMORY_FUNCTIONS = {
     "weights": (memory.model_state_bytes, params.rank_params),
     "grads": (memory.model_state_bytes, params.rank_params),
     "optimizer": (memory.model_state_bytes, params.rank_params),
-    "activations": (memory.activation_bytes_per_layer, closed_form.inflight_microbatches, memory.logits_bytes),
-    "reserved": (stage.reserved_bytes,),
+    "activations": (memory.activation_bytes_per_layer, closed_form.inflight_microbatches,
+                    framework_effects.logits_peak_bytes, stage.recompute_working_set_bytes),
+    "reserved": (stage.device_overhead_bytes, framework_effects.reserved_bytes, stage.context_bytes),
     "total": (stage.memory_columns,),
     "capacity": (stage.memory_columns,),
 }

@@ -344,6 +344,6 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
                                 dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})"))
     spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
                       contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
-                      overhead_s=step_overhead_s(sc.hardware))
+                      overhead_s=step_overhead_s(sc.hardware, sc.framework))
     return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=lay.resolved_schedule,
                 num_micro=num_micro)
