@@ -67,6 +67,8 @@ class SearchSpace(Spec):
                                      description="pipeline schedules to try; interleaved is used with vpp > 1")
     sequence_parallel: Union[bool, list[bool]] = Field(
         True, description="Megatron SP wherever tp > 1; a list tries each setting")
+    framework: Optional[str] = Field(None, description="framework preset name or YAML path (trainsim frameworks); "
+                                                       "None: specs.stack.DEFAULT_FRAMEWORK")
     # software-stack flags: None = the framework's (specs.stack; resolve_space), a value overrides it
     tp_comm_overlap: Optional[bool] = Field(None, description="overlap TP collectives with GEMMs")
     ep_comm_overlap: Optional[bool] = Field(None, description="hide MoE all-to-alls behind another micro-batch's "
@@ -297,7 +299,7 @@ def resolve_space(space: SearchSpace, framework=None, family: str = "") -> Searc
     """The space with its unset software-stack flags taken from `framework` (None: the default preset) on a
     hardware family (specs.stack.framework_layout_values)."""
     from ..specs.stack import FRAMEWORK_LAYOUT_FIELDS, as_framework, framework_layout_values
-    fw = framework_layout_values(as_framework(framework), family)
+    fw = framework_layout_values(as_framework(framework if framework is not None else space.framework), family)
     update = {k: fw[k] for k in FRAMEWORK_LAYOUT_FIELDS if getattr(space, k) is None}
     return space.model_copy(update=update) if update else space
 

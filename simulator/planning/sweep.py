@@ -442,7 +442,8 @@ class SweepResult:
 
 def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
           dask_scheduler=None, workers: Optional[int] = None, retries: int = 2,
-          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn") -> SweepResult:
+          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn",
+          framework: Optional[str] = None) -> SweepResult:
     """Run (or resume) a sweep and return all its rows.
 
     `spec`: a YAML path, dict or SweepSpec; `output` overrides its output folder. Executors: local processes
@@ -453,6 +454,8 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
     """
     t0 = time.perf_counter()
     sp = load_spec(spec)
+    if framework is not None:        # the software stack of every grid point (constraints.framework in the spec)
+        sp = sp.model_copy(update={"constraints": sp.constraints.model_copy(update={"framework": str(framework)})})
     if output is not None:
         sp = sp.model_copy(update={"output": str(output)})
     if retries < 0:
