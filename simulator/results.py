@@ -68,9 +68,9 @@ class MemoryBreakdown:
     activations_bytes: object = field(default=0.0, metadata={"quantity": "activations kept for the backward of "
                                                              "the micro-batches in flight, embedding output and "
                                                              "logits"})
-    reserved_bytes: object = field(default=0.0, metadata={"quantity": "allocator reserve over the tensors and the "
-                                                           "context outside the allocator (framework, "
-                                                           "communication buffers): total - allocated"})
+    reserved_bytes: object = field(default=0.0, metadata={"quantity": "context outside the tensors (runtime, "
+                                                           "communication buffers, fragmentation): the framework "
+                                                           "preset's allocator.context_gb or the profile's estimate"})
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -80,8 +80,7 @@ class MemoryBreakdown:
 #: the two totals of the `memory` mapping).
 MEMORY_KEYS = tuple(f.name[:-6] for f in fields(MemoryBreakdown))
 MEMORY_QUANTITIES = {**{f.name[:-6]: f.metadata["quantity"] for f in fields(MemoryBreakdown)},
-                     "total": "device use of the fullest pipeline rank: reserved peak + context outside the "
-                              "allocator (what must fit)",
+                     "total": "sum of the kinds above on the fullest pipeline rank",
                      "capacity": "memory of one device"}
 
 
@@ -182,7 +181,8 @@ MEMORY_PEAK_QUANTITIES = {
                        "torch.cuda.max_memory_allocated reports",
     "reserved_bytes": "the caching allocator's reserved peak for it: allocated / utilisation + fragmentation (the "
                       "framework preset's allocator model): torch.cuda.max_memory_reserved",
-    "device_bytes": "reserved peak + context outside the allocator: device use (nvidia-smi), what must fit",
+    "device_bytes": "reserved peak + context outside the allocator: device use as nvidia-smi shows it on a roomy "
+                    "device (what must fit is allocated + context: memory.total_bytes)",
 }
 
 
@@ -191,7 +191,7 @@ def memory_peaks(r: dict) -> dict:
     if "mem_allocated_bytes" not in r:
         return {}
     return {"allocated_bytes": float(r["mem_allocated_bytes"]), "reserved_bytes": float(r["mem_reserved_peak_bytes"]),
-            "device_bytes": float(r["mem_total_bytes"])}
+            "device_bytes": float(r["mem_device_peak_bytes"])}
 
 
 def memory_dict(r: dict) -> dict:

@@ -50,7 +50,7 @@ MEMORY_FUNCTIONS = {
     "optimizer": (memory.model_state_bytes, params.rank_params),
     "activations": (memory.activation_bytes_per_layer, closed_form.inflight_microbatches,
                     framework_effects.logits_peak_bytes, stage.recompute_working_set_bytes),
-    "reserved": (stage.device_overhead_bytes, framework_effects.reserved_bytes, stage.context_bytes),
+    "reserved": (stage.context_bytes,),
     "total": (stage.memory_columns,),
     "capacity": (stage.memory_columns,),
 }

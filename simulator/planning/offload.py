@@ -119,9 +119,6 @@ def _memory(sc: Scenario, choice: Offload, st) -> tuple[dict, float, float, floa
         layers_rank = sc.model.num_layers / lay.pp
         mem["activations_bytes"] = moved * min(1.0, off.ACTIVATION_LAYERS_ON_DEVICE / layers_rank)
         host += moved
-    from ..costs.stage import device_overhead_bytes       # allocator reserve + context of the new tensor total
-    alloc = sum(mem[k] for k in ("weights_bytes", "grads_bytes", "optimizer_bytes", "activations_bytes"))
-    mem["reserved_bytes"] = float(device_overhead_bytes(alloc, sc.hardware, sc.framework))
     mem["total_bytes"] = sum(v for k, v in mem.items() if k not in ("total_bytes", "capacity_bytes"))
     return mem, float(host), float(nvme), moved
 

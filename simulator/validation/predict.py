@@ -146,7 +146,7 @@ def predicted_memory_gb(case: Case, allocated_bytes: float, hw) -> float:
 
     Source: data README sec. 2.6; the preset's allocator.source."""
     fw = case.framework or as_framework(None)
-    ctx = context_bytes(hw, None)
+    ctx = context_bytes(hw, fw)
     return float(memory_as_reported_bytes(allocated_bytes, case.metric, fw.allocator, ctx)) / GIGA
 
 
