@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import SpecError
+from ..specs.base import MAX_NAME
 from ..specs.framework import FrameworkSpec
 from ..specs.frameworks_loading import framework_for_run
 from ..specs.hardware import HardwareProfile
@@ -138,7 +139,7 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
     if ffn is None:
         ffn = 4 * row["hidden"]
         assumptions.append("ffn_hidden blank: 4 x hidden assumed")
-    name = re.sub(r"[^a-z0-9.\-]", "-", row["id"].lower()) or "row"
+    name = (re.sub(r"[^a-z0-9.\-]", "-", row["id"].lower()) or "row")[:MAX_NAME]   # long row ids: cut to a name
     try:
         return ModelSpec(name=name, source=row.get("source") or "runs file", num_layers=row["n_layers"],
                          hidden_size=row["hidden"], num_heads=row["n_heads"],
