@@ -130,7 +130,10 @@ def activation_bytes_of_layer(sz, mlp, recompute=None):
     defaults to the layout's. What 'selective' keeps follows the framework (FrameworkSpec.recompute.selective):
     Megatron's core-attention as costs.memory; torchtitan's op-level SAC its saved ops
     (framework_effects.op_sac_saved_elements_per_token); every n-th layer checkpointed: one layer in n keeps its
-    input only, the others everything."""
+    input only, the others everything.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) Table 2; torchtitan parallelize_llama.py (_save_list,
+    selective_ac_option); the preset's recompute.source."""
     m, t = sz.model, sz.table
     rc = sz.recompute if recompute is None else recompute
     head_dim = float(m.dim_per_head) if m.mla is None else sz.v_head_dim
