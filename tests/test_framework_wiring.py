@@ -166,3 +166,10 @@ def test_each_row_runs_under_the_preset_of_its_framework_column(tmp_path):
     assert {"framework", "overrides", "policy"} <= set(d["rows"][0])
     assert set(d["summary"]["by_framework"]) >= {"megatron-core", framework_for_run("torchtitan", 2024).name,
                                                   "maxtext"}
+
+
+def test_compare_runs_every_profile_under_the_framework():
+    d = cli_json("compare", "--model", "llama3-8b", "--hardware", "h100-sxm5-80gb", "--devices", "8",
+                 "--global-batch", "16", "--seq-len", "4096", "--max-pp", "1", "--tp", "8", "--framework",
+                 "torchtitan", "--format", "json")
+    assert d["framework"] == "torchtitan"

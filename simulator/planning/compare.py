@@ -18,6 +18,7 @@ from typing import Optional, Union
 import pandas as pd
 
 from ..errors import SpecError
+from ..specs.stack import as_framework
 from .search import SearchResult, layout_label, parse_space, records, search
 from ..specs.hardware import HardwareProfile
 from ..specs.loading import available_profiles, load_hardware, load_model
@@ -42,9 +43,11 @@ class CompareResult:
     budget_per_hour: Optional[float] = None
     searches: dict = field(default_factory=dict)
     notes: tuple = ()
+    framework: str = "megatron-core"     # the software stack of every profile's search (specs.stack)
 
     def meta(self) -> dict:
-        return {"model": self.model.name, "global_batch": self.global_batch, "seq_len": self.seq_len,
+        return {"model": self.model.name, "framework": self.framework, "global_batch": self.global_batch,
+                "seq_len": self.seq_len,
                 "tokens": self.tokens, "budget_per_hour": self.budget_per_hour, "notes": list(self.notes)}
 
     def to_dict(self) -> dict:
@@ -179,4 +182,5 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
     notes = ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",
              "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
     return CompareResult(model=m, global_batch=global_batch, seq_len=seq_len, tokens=float(tokens), frame=_frame(rows),
-                         budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes))
+                         budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes),
+                         framework=as_framework(space.framework).name)
