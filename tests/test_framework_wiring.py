@@ -173,3 +173,42 @@ def test_compare_runs_every_profile_under_the_framework():
                  "--global-batch", "16", "--seq-len", "4096", "--max-pp", "1", "--tp", "8", "--framework",
                  "torchtitan", "--format", "json")
     assert d["framework"] == "torchtitan"
+
+
+def test_param_gather_without_overlap_is_exposed_in_both_engines():
+    """ZeRO-1 over dp 8: with the parameter all-gather overlapped (megatron-core's default) the forward hides it;
+    stated off (as presets such as `unknown` have it) it is exposed, in the analytic engine and in the replay by
+    the same amount: one all-gather of the rank's parameters."""
+    kw = dict(seq_len=2048, tp=1, zero=1, micro_batch=1)
+    on = ts.Scenario.build("llama2-7b", "a100-sxm4-80gb", 8, 16, **kw)
+    off = ts.Scenario.build("llama2-7b", "a100-sxm4-80gb", 8, 16, dp_param_gather_overlap=False, **kw)
+    assert off.overrides == {"dp_param_gather_overlap": False}
+    assert framework_named("unknown").overlap.dp_param_gather_overlap is False
+    a_on, a_off = ts.estimate(on), ts.estimate(off)
+    exposed = a_off.time_breakdown_s["dp_comm"] - a_on.time_breakdown_s["dp_comm"]
+    assert exposed > 0
+    from simulator.crosscheck import simulate
+    d_on, d_off = simulate(on), simulate(off)
+    assert d_off.step_time_s - d_on.step_time_s == pytest.approx(exposed, rel=0.05)
+
+
+def test_blank_micro_batch_follows_the_presets_rule():
+    """Global batch 64 over dp 4 (local batch 16), pp 2, micro-batch blank: torchtitan (2025-) runs micro-batch 1
+    under PP (16 micro-batches); torchtitan-2024 splits the local batch into as many micro-batches as stages
+    (micro-batch 8); Megatron-Core leaves it to the search; without PP torchtitan runs the local batch at once."""
+    from simulator.validation.rows import blank_field_policy
+    known = {"micro_batch": None, "pp": 2, "dp": 4}
+    assert blank_field_policy(framework_named("torchtitan"), known, 64)[0] == 1
+    assert blank_field_policy(framework_named("torchtitan-2024"), known, 64)[0] == 8
+    assert blank_field_policy(framework_named("megatron-core"), known, 64)[0] is None
+    assert blank_field_policy(framework_named("torchtitan"), dict(known, pp=1), 64)[0] == 16
+
+
+def test_scenario_file_takes_the_framework(tmp_path):
+    f = tmp_path / "job.yaml"
+    f.write_text("model: llama3-8b\nhardware: h100-sxm5-80gb\ndevices: 8\nglobal_batch: 8\nseq_len: 4096\n"
+                 "tp: 8\nframework: torchtitan\n")
+    d = cli_json("estimate", "--scenario", str(f), "--format", "json")
+    assert d["framework"] == "torchtitan"
+    assert cli_json("estimate", "--scenario", str(f), "--framework", "maxtext", "--format", "json")[
+        "framework"] == "maxtext"

@@ -7,6 +7,8 @@ overlap and contention off the replay charges what the analytic engine composes.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -299,6 +301,9 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
             dp_gather = 0.0 if zero == 0 else ag
         else:
             buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
+            if zero in (1, 2) and lay.dp_param_gather_overlap is False:   # the framework gathers after the step
+                buckets = tuple(dataclasses.replace(bk, gather_s=0.0) for bk in buckets)
+                dp_gather = ag
     kr = sz.kernel
     opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
     return dp_reduce, dp_gather, buckets, opt
