@@ -204,6 +204,16 @@ def test_blank_micro_batch_follows_the_presets_rule():
     assert blank_field_policy(framework_named("torchtitan"), dict(known, pp=1), 64)[0] == 16
 
 
+def test_blank_cells_a_preset_fixes_take_its_defaults():
+    from simulator.validation.rows import framework_default_fill
+    known = {"zero_stage": None, "recompute": None, "vpp": None, "sequence_parallel": None, "tp": 2}
+    filled = framework_default_fill(framework_named("torchtitan"), known)
+    assert filled == {"zero_stage": 3, "recompute": "selective", "sequence_parallel": 1}
+    assert known["vpp"] is None                                        # torchtitan fixes no vpp: searched
+    assert framework_default_fill(framework_named("megatron-core"), {"zero_stage": None, "recompute": None,
+                                                                      "vpp": None, "sequence_parallel": None}) == {}
+
+
 def test_scenario_file_takes_the_framework(tmp_path):
     f = tmp_path / "job.yaml"
     f.write_text("model: llama3-8b\nhardware: h100-sxm5-80gb\ndevices: 8\nglobal_batch: 8\nseq_len: 4096\n"

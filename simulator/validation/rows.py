@@ -256,6 +256,21 @@ def framework_facts(row: dict, fw: FrameworkSpec, family: str) -> tuple[dict, tu
     return facts, tuple(applied)
 
 
+def framework_default_fill(fw: FrameworkSpec, known: dict) -> dict:
+    """Fill the blank zero_stage, recompute, vpp and (with tp > 1 stated) sequence_parallel cells the preset
+    fixes (FrameworkSpec.defaults; null there = searched); returns what was filled. Mutates `known`.
+
+    Source: the preset's defaults.source (the framework's code defaults and recipes)."""
+    d, filled = fw.defaults, {}
+    for cell, value in (("zero_stage", d.zero_stage), ("recompute", d.recompute), ("vpp", d.vpp)):
+        if known.get(cell) is None and value is not None:
+            known[cell] = filled[cell] = value
+    if known.get("sequence_parallel") is None and d.sequence_parallel_with_tp is not None \
+            and (known.get("tp") or 1) > 1:
+        known["sequence_parallel"] = filled["sequence_parallel"] = int(d.sequence_parallel_with_tp)
+    return filled
+
+
 def blank_field_policy(fw: FrameworkSpec, known: dict, global_batch: int) -> tuple[dict, str]:
     """(micro_batch fixed by the framework's micro_batch_rule or None, the policy's name) for a row whose
     micro_batch cell is blank; other blank cells are searched (fastest that fits) unless the preset's defaults fix
@@ -327,6 +342,11 @@ def case_from_row(row: dict, line: int) -> Case:
     if mb is not None:
         known["micro_batch"] = mb
         assumptions.append(f"micro_batch blank: {mb} by {fw.name}'s rule {fw.defaults.micro_batch_rule}")
+    filled = framework_default_fill(fw, known)
+    if filled:
+        policy += "; preset defaults for " + ", ".join(f"{k}={v}" for k, v in filled.items())
+        assumptions.append(f"blank cells filled from {fw.name}'s defaults: "
+                           + ", ".join(f"{k}={v}" for k, v in filled.items()))
     eval_per_step = eval_sequences_per_step(notes, training, assumptions)
     return Case(id=row["id"], line=line, source=row.get("source") or "", metric=row["metric"],
                 measured=row["value"], convention=row.get("flops_convention") or None,
