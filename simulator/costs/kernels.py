@@ -545,7 +545,8 @@ class KernelModel:
     def op(self, op: str, dtype: str = "bf16", kernel: Optional[str] = None) -> OpModel:
         """The OpModel of `op`; `dtype` runs as the device's compute dtype (fp8 on a device without fp8: bf16)."""
         try:
-            return self.ops[(op, self.device.compute_dtype(dtype), kernel)]
+            key = (op, self.device.compute_dtype(dtype), kernel)
+            return self.ops[key if key in self.ops else (op, dtype, kernel)]   # attention: keyed bf16 (V100: fp16)
         except KeyError:
             have = sorted(f"{d}/{k or 'default'}" for o, d, k in self.ops if o == op)
             raise ValueError(f"{self.device.name}: no {op} model for dtype {dtype}, kernel {kernel or 'default'}; "

@@ -10,6 +10,8 @@ The candidates are the product of the layout axes, bounded by what can exist at 
 - micro-batch: powers of two with micro_batch * dp <= global batch (`micro_batch_sizes="powers-of-two"`), or
   the sizes that divide each replica's share of the batch (`"batch-divisors"`; 1 where dp does not divide it).
 - ZeRO stages x recompute kinds; sequence parallelism wherever tp > 1 (or both settings, when a list is given).
+- offload tiers (optimizer x parameters x activations; default none only): the combinations the ZeRO stage allows
+  (parameter offload with ZeRO-3, optimizer offload with ZeRO >= 2, wherever dp x cp > 1; feasibility.R_OFFLOAD).
 - schedules: 1f1b and interleaved by default; gpipe and zb-h1 on request. With pp = 1 the schedule and, with
   dp = 1, the ZeRO stage make no difference: only the first allowed value is kept (no duplicate rows).
 
@@ -27,11 +29,11 @@ from typing import Literal, Optional, Union
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..analytic.layouts import LayoutTable
 from ..errors import SpecError
 from ..specs.base import Spec
-from ..specs.layout import DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout, Recompute, \
-    Schedule, Zero3Unit
+from ..specs.layout import DEFAULT_ORDER, OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, \
+    ActivationOffloadTier, Layout, OffloadTier, Recompute, Schedule, Zero3Unit
+from ..specs.layout_table import LayoutTable
 from ..specs.loading import validate_spec
 from ..specs.model import ModelSpec
 from ..specs.training import TrainingSpec
@@ -67,12 +69,24 @@ class SearchSpace(Spec):
                                      description="pipeline schedules to try; interleaved is used with vpp > 1")
     sequence_parallel: Union[bool, list[bool]] = Field(
         True, description="Megatron SP wherever tp > 1; a list tries each setting")
-    tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs")
-    ep_comm_overlap: bool = Field(False, description="hide MoE all-to-alls behind another micro-batch's compute")
-    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: layer (FSDP) or tensor (DeepSpeed 2021)")
-    flash_attention: bool = True
-    overlap_grad_reduce: bool = True
+    framework: Optional[str] = Field(None, description="framework preset name or YAML path (trainsim frameworks); "
+                                                       "None: specs.stack.DEFAULT_FRAMEWORK")
+    # software-stack flags: None = the framework's (specs.stack; resolve_space), a value overrides it
+    tp_comm_overlap: Optional[bool] = Field(None, description="overlap TP collectives with GEMMs")
+    ep_comm_overlap: Optional[bool] = Field(None, description="hide MoE all-to-alls behind another micro-batch's "
+                                                              "compute")
+    zero3_unit: Optional[Zero3Unit] = Field(None, description="ZeRO-3 gather unit: layer (FSDP) or tensor "
+                                                              "(DeepSpeed 2021)")
+    flash_attention: Optional[bool] = None
+    overlap_grad_reduce: Optional[bool] = None
+    dp_param_gather_overlap: Optional[bool] = None
     placement: str = Field(DEFAULT_ORDER, description="rank order, innermost first")
+    offload_optimizer: list[OffloadTier] = Field(["none"], min_length=1, description="optimizer offload tiers to try")
+    offload_params: list[OffloadTier] = Field(["none"], min_length=1, description="parameter offload tiers to try")
+    offload_activations: list[ActivationOffloadTier] = Field(["none"], min_length=1,
+                                                             description="activation offload tiers to try")
+    offload_delayed_update: bool = Field(False, description="ZeRO-Offload's delayed update wherever the optimizer "
+                                                            "is offloaded")
     as_stated: bool = Field(False, description="keep listed values as stated (only tp*pp*cp*dp = devices is "
                                                "enforced) for the engine's reasons to judge")
 
@@ -289,13 +303,41 @@ def _zero_recompute_sp_axes(job: _Job, cols: dict) -> dict:
     return cols
 
 
+def _offload_axis(job: _Job, cols: dict) -> dict:
+    """Offload tiers (optimizer x parameters x activations): the combinations the row's ZeRO stage allows where
+    the state is sharded (dp x cp > 1): parameter offload with ZeRO-3, optimizer offload with ZeRO >= 2."""
+    s = job.space
+    grids = np.meshgrid(*(np.array(sorted({OFFLOAD_CODES[v] for v in getattr(s, f"offload_{k}")}), np.int64)
+                          for k in ("optimizer", "params", "activations")), indexing="ij")
+    opt, par, act = (g.ravel() for g in grids)
+    if len(opt) == 1 and opt[0] == par[0] == act[0] == 0:
+        return cols
+    sharded = (cols["dp"] * cols["cp"] > 1)[:, None]
+    zero = cols["zero"][:, None]
+    bad = sharded & (((par[None, :] > 0) & (zero < 3)) | ((opt[None, :] > 0) & (zero < 2)))
+    cols = _expand(cols, ~bad, {"offload_optimizer": opt, "offload_params": par, "offload_activations": act})
+    if len(cols["tp"]) == 0:
+        raise job.empty("no offload choice applies: parameter offload needs ZeRO-3 and optimizer offload ZeRO >= 2 "
+                        "with data parallelism")
+    return cols
+
+
+def resolve_space(space: SearchSpace, framework=None, family: str = "") -> SearchSpace:
+    """The space with its unset software-stack flags taken from `framework` (None: the default preset) on a
+    hardware family (specs.stack.framework_layout_values)."""
+    from ..specs.stack import FRAMEWORK_LAYOUT_FIELDS, as_framework, framework_layout_values
+    fw = framework_layout_values(as_framework(framework if framework is not None else space.framework), family)
+    update = {k: fw[k] for k in FRAMEWORK_LAYOUT_FIELDS if getattr(space, k) is None}
+    return space.model_copy(update=update) if update else space
+
+
 def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int,
                       space: SearchSpace | None = None) -> LayoutTable:
     """Every candidate layout as numpy columns (see the module docstring for the rules and the order).
 
     Raises EmptySearchSpace (a SpecError) when the constraints leave no candidate, naming the axis that ran out.
     """
-    space = space or SearchSpace()
+    space = resolve_space(space or SearchSpace())
     if model.moe is None and space.ep is not None and set(space.ep) != {1}:
         msg = f"ep {space.ep} > 1 needs an MoE model; '{model.name}' is dense"
         raise EmptySearchSpace(msg)
@@ -305,9 +347,13 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
     cols = _pipeline_axis(job, cols)
     cols = _micro_batch_axis(job, cols)
     cols = _zero_recompute_sp_axes(job, cols)
+    cols = _offload_axis(job, cols)
     n = len(cols["tp"])
+    if "offload_optimizer" in cols:
+        cols["offload_delayed_update"] = space.offload_delayed_update & (cols["offload_optimizer"] > 0)
     return LayoutTable.from_columns(
         placement=space.placement, **cols,
         flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=np.full(n, space.overlap_grad_reduce),
         tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
-        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]))
+        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]),
+        dp_param_gather_overlap=np.full(n, space.dp_param_gather_overlap))

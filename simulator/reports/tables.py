@@ -6,12 +6,14 @@ from rich.table import Table
 from rich.text import Text
 
 from ..units import GIGA, format_seconds
+from .labels import layout_label
 
 BREAKDOWN_LABELS = {
     "compute": "compute", "elementwise": "elementwise kernels", "fp8_cast": "FP8 casts", "host": "host-bound",
     "recompute": "recompute", "tp_comm": "TP comm (exposed)", "cp_comm": "CP comm (exposed)",
     "ep_comm": "EP all-to-all (exposed)", "pp_comm": "PP send/recv", "bubble": "pipeline bubble",
-    "dp_comm": "DP/ZeRO comm (exposed)", "optimizer": "optimizer step", "overhead": "fixed overhead",
+    "dp_comm": "DP/ZeRO comm (exposed)", "offload": "offload (host link, NVMe, CPU optimizer; exposed)",
+    "optimizer": "optimizer step", "overhead": "fixed overhead",
 }
 
 
@@ -22,10 +24,12 @@ def estimate_renderable(d: dict):
     head.add_column(style="bold")
     head.add_column()
     head.add_row("model / hardware", f"{d['model']} on {d['devices']} x {d['hardware']}")
-    head.add_row("layout", f"tp {lay['tp']}  pp {lay['pp']}  dp {lay['dp']}  ep {lay['ep']}  cp {lay['cp']}  "
-                           f"vpp {lay['vpp']}  zero {lay['zero']}  sp {'on' if lay['sequence_parallel'] else 'off'}  "
-                           f"recompute {lay['recompute']}  micro-batch {lay['micro_batch']}  "
+    head.add_row("layout", f"{layout_label(lay)}  sp {'on' if lay['sequence_parallel'] else 'off'}  "
                            f"({d['num_micro_batches']} micro-batches)")
+    if d.get("framework"):
+        over = d.get("framework_overrides") or {}
+        head.add_row("framework", f"{d['framework']} (attention kernel {d.get('attention_kernel')})"
+                     + (f"; overrides: {', '.join(f'{k}={v}' for k, v in over.items())}" if over else ""))
     head.add_row("engine", d.get("engine", "analytic"))
     if d.get("runnable") is False:
         head.add_row("step time", Text("not evaluated: the layout cannot be formed", style="bold red"))
@@ -60,6 +64,11 @@ def estimate_renderable(d: dict):
             continue
         mb.add_row(k.replace("_bytes", ""), f"{v / GIGA:,.2f}")
     mb.add_row(Text("total", style="bold"), Text(f"{mem['total_bytes'] / GIGA:,.2f}", style="bold"))
+    tiers = d.get("memory_tiers") or {}
+    for tier, label in (("host", "host memory per node"), ("nvme", "NVMe per node")):
+        need, cap = tiers.get(f"{tier}_bytes_per_node", 0.0), tiers.get(f"{tier}_capacity_bytes_per_node")
+        if need:
+            mb.add_row(label, f"{need / GIGA:,.2f} of " + ("unknown" if cap is None else f"{cap / GIGA:,.0f}"))
 
     parts = [head, Text(""), tb, Text(""), mb]
     if d["reasons"]:

@@ -15,6 +15,11 @@ from .base import MAX_BATCH, MAX_DEVICES, MAX_LAYERS, Spec
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
 Zero3Unit = Literal["layer", "tensor"]
+#: Where a kind of model state lives beyond the device (DeepSpeed zero_optimization.offload_optimizer /
+#: offload_param `device`: none | cpu | nvme). Activation checkpoints go to CPU memory only (ZeRO-Infinity,
+#: arXiv 2104.07857, sec. 5.1: activation checkpoints offloaded to CPU memory).
+OffloadTier = Literal["none", "cpu", "nvme"]
+ActivationOffloadTier = Literal["none", "cpu"]
 AXES = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 
@@ -22,6 +27,7 @@ DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
 SCHEDULE_CODES = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb-h1": 3}
 ZERO3_UNIT_CODES = {"layer": 0, "tensor": 1}
+OFFLOAD_CODES = {"none": 0, "cpu": 1, "nvme": 2}
 
 
 class Layout(Spec):
@@ -35,23 +41,44 @@ class Layout(Spec):
     vpp: int = Field(1, ge=1, le=MAX_LAYERS, description="virtual pipeline stages (model chunks) per pipeline rank")
     zero: int = Field(1, ge=0, le=3, description="ZeRO stage: 0 none, 1 optimizer (distributed optimizer), "
                                                   "2 +gradients, 3 +weights (FSDP)")
-    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: 'layer' = one flat gather per "
-                                  "transformer block (PyTorch FSDP, Megatron-FSDP); 'tensor' = one gather per "
-                                  "parameter tensor (DeepSpeed ZeRO-3 as of 2021)")
+    zero3_unit: Optional[Zero3Unit] = Field(None, description="ZeRO-3 gather unit: 'layer' = one flat gather per "
+                                            "transformer block (PyTorch FSDP, Megatron-FSDP); 'tensor' = one gather "
+                                            "per parameter tensor (DeepSpeed ZeRO-3 as of 2021); None: the "
+                                            "framework's (specs.stack)")
     sequence_parallel: bool = Field(True, description="Megatron sequence parallelism (only with tp > 1)")
     recompute: Recompute = Field("selective", description="activation recomputation")
     micro_batch: int = Field(1, ge=1, le=MAX_BATCH, description="sequences per micro-batch per data-parallel replica")
     schedule: Optional[Schedule] = Field(None, description="pipeline schedule; default 1f1b, interleaved if vpp>1")
-    flash_attention: bool = Field(True, description="fused attention: no s^2 activations, causal half of the work")
-    overlap_grad_reduce: bool = Field(True, description="overlap DP/ZeRO gradient reduction with backward")
-    tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs (Transformer Engine)")
-    ep_comm_overlap: bool = Field(False, description="hide the MoE expert-parallel all-to-alls behind another "
-                                  "micro-batch's compute (Megatron-Core --overlap-moe-expert-parallel-comm, combined "
-                                  "1F1B; needs pp == 1 or an interleaved schedule)")
+    # Software-stack flags: None takes the framework preset's value (specs.stack.resolve_layout); a stated value
+    # overrides it.
+    flash_attention: Optional[bool] = Field(None, description="fused attention: no s^2 activations, causal half of "
+                                            "the work; None: the framework's kernel")
+    overlap_grad_reduce: Optional[bool] = Field(None, description="overlap DP/ZeRO gradient reduction with backward")
+    dp_param_gather_overlap: Optional[bool] = Field(None, description="overlap the distributed optimizer's (ZeRO-1/2) "
+                                                    "parameter all-gather with the next forward")
+    tp_comm_overlap: Optional[bool] = Field(None, description="overlap TP collectives with GEMMs (Transformer Engine)")
+    ep_comm_overlap: Optional[bool] = Field(None, description="hide the MoE expert-parallel all-to-alls behind "
+                                            "another micro-batch's compute (Megatron-Core "
+                                            "--overlap-moe-expert-parallel-comm, combined 1F1B; needs pp == 1 or an "
+                                            "interleaved schedule)")
     placement: str = Field(DEFAULT_ORDER, max_length=64, description="rank order, innermost axis first (Megatron tp-cp-ep-dp-pp)")
     stage_layers: Optional[list[int]] = Field(
         None, max_length=MAX_LAYERS, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "
                           "or uneven with lighter first/last chunks")
+    offload_optimizer: OffloadTier = Field(
+        "none", description="ZeRO-Offload: optimizer state (fp32 master, m, v) and fp32 gradients of the device's "
+                            "partition in host memory, Adam on the CPU (cpu), or the optimizer state on NVMe "
+                            "(nvme, ZeRO-Infinity); needs zero >= 2 when the optimizer is sharded (dp x cp > 1)")
+    offload_params: OffloadTier = Field(
+        "none", description="ZeRO-3 Offload / ZeRO-Infinity: the fp16 parameter partition in host memory (cpu) or on "
+                            "NVMe (nvme), fetched over the host link layer by layer in every pass; needs zero 3 "
+                            "when dp x cp > 1")
+    offload_activations: ActivationOffloadTier = Field(
+        "none", description="activation checkpoints in host memory, copied out in the forward and back in the "
+                            "backward (ZeRO-Infinity); CPU only")
+    offload_delayed_update: bool = Field(
+        False, description="ZeRO-Offload's one-step delayed parameter update: the CPU optimizer step overlaps the "
+                           "next step's forward and backward (needs offload_optimizer)")
 
     @field_validator("placement")
     @classmethod
@@ -78,6 +105,9 @@ class Layout(Spec):
             raise ValueError("schedule 'interleaved' needs vpp > 1")
         if self.vpp > 1 and self.schedule not in (None, "interleaved"):
             raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', not '{self.schedule}'")
+        if self.offload_delayed_update and self.offload_optimizer == "none":
+            raise ValueError("offload_delayed_update needs offload_optimizer cpu or nvme (the delayed step is the CPU "
+                             "optimizer's), got offload_optimizer 'none'")
         return self
 
     @property

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from .base import Spec
+from .framework import FrameworkSpec
 from .hardware import HardwareProfile
-from .layout import Layout, Recompute, Schedule, Zero3Unit
+from .layout import ActivationOffloadTier, Layout, OffloadTier, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
-from .training import TrainingSpec, TrainDtype
+from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
-               "zero3_unit")
+               "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update",
+               "dp_param_gather_overlap")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
 
 
@@ -36,6 +38,8 @@ class ScenarioFile(Spec):
 
     model: Optional[str] = None
     hardware: Optional[str] = None
+    framework: Optional[str] = Field(None, description="framework preset name (see `trainsim frameworks`) or YAML "
+                                                       "path; default specs.stack.DEFAULT_FRAMEWORK")
     devices: Optional[int] = Field(None, ge=1)
     seq_len: Optional[int] = Field(None, ge=1)
     global_batch: Optional[int] = Field(None, ge=1)
@@ -55,46 +59,89 @@ class ScenarioFile(Spec):
     schedule: Optional[Schedule] = None
     flash_attention: Optional[bool] = None
     overlap_grad_reduce: Optional[bool] = None
+    dp_param_gather_overlap: Optional[bool] = None
     tp_comm_overlap: Optional[bool] = None
     ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
     stage_layers: Optional[list[int]] = None
+    offload_optimizer: Optional[OffloadTier] = None
+    offload_params: Optional[OffloadTier] = None
+    offload_activations: Optional[ActivationOffloadTier] = None
+    offload_delayed_update: Optional[bool] = None
     hardware_overrides: Optional[HardwareOverrides] = None
 
 
 class Scenario(Spec):
-    """Everything one estimate needs, resolved to specs."""
+    """Everything one estimate needs, resolved to specs.
+
+    `framework` is the software stack (None: specs.stack.DEFAULT_FRAMEWORK). The layout's framework flags left
+    unset are filled from it when the scenario is built (specs.stack.resolve_layout); `overrides` lists the ones
+    the layout states differently from the framework.
+
+    Every construction path (`Scenario(...)`, `Scenario.model_validate`, `Scenario.build`) runs the same checks:
+    a layout without dp gets dp = devices / (tp*pp*cp), and the cross-field rules of `_cross_field_checks` hold.
+    (`model_copy(update=...)` skips validation, as pydantic's copies do: build a new Scenario instead.)
+    """
 
     model: ModelSpec
     hardware: HardwareProfile
     num_devices: int = Field(ge=1)
     training: TrainingSpec
     layout: Layout
+    framework: Optional[FrameworkSpec] = None
+
+    @model_validator(mode="after")
+    def _resolve_stack(self):
+        from .stack import as_framework, resolve_layout
+        fw = as_framework(self.framework)
+        object.__setattr__(self, "framework", fw)
+        object.__setattr__(self, "layout", resolve_layout(self.layout, fw, self.hardware.family))
+        return self
+
+    @property
+    def overrides(self) -> dict:
+        """Framework flags the layout states differently from the framework ({field: value})."""
+        from .stack import layout_overrides
+        return layout_overrides(self.layout, self.framework, self.hardware.family)
+
+    @field_validator("layout")
+    @classmethod
+    def _fill_dp(cls, layout: Layout, info: ValidationInfo) -> Layout:
+        """dp derived from the device count when the layout leaves it open."""
+        n = info.data.get("num_devices")
+        return layout.with_dp(n) if n is not None else layout
+
+    @model_validator(mode="after")
+    def _cross_field_checks(self):
+        """The rules that involve more than one spec: an explicit stage split holds pp*vpp chunks and all the
+        model's layers."""
+        check_stage_layers(self.layout, self.model)
+        return self
 
     @classmethod
     def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
               global_batch: int, seq_len: Optional[int] = None, hardware_overrides: Optional[dict] = None,
-              **kw) -> "Scenario":
-        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario."""
+              framework: Union[str, FrameworkSpec, None] = None, **kw) -> "Scenario":
+        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario. `framework`: a
+        preset name, YAML path or FrameworkSpec (None: the default preset)."""
+        from .stack import as_framework
+        fw = as_framework(framework)
         m = load_model(model)
         hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
         unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
         if unknown:
             raise SpecError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
-        if seq_len is None:
-            if m.max_seq_len is None:
-                raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-            seq_len = m.max_seq_len
+        seq_len = resolve_seq_len(m, seq_len)
         tr = {k: kw[k] for k in TRAINING_KEYS if k in kw and kw[k] is not None}
         training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
-        layout = validate_spec(Layout, lay, "layout").with_dp(devices)
-        check_stage_layers(layout, m)
-        return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout)
+        layout = validate_spec(Layout, lay, "layout")
+        return validate_spec(cls, {"model": m, "hardware": hw, "num_devices": devices, "training": training,
+                                   "layout": layout, "framework": fw}, "scenario")
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
-    """An explicit split must list pp*vpp chunks holding all the model's layers."""
+    """An explicit split must list pp*vpp chunks holding all the model's layers (SpecError naming both)."""
     sl = layout.stage_layers
     if sl is None:
         return
