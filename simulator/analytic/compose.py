@@ -116,9 +116,8 @@ def metric_columns(sz, step) -> dict:
     job = sz.job
     tokens = float(sz.training.tokens_per_step)
     model_flops = metrics.model_flops_per_step(sz.costs, tokens)
-    hw_flops = metrics.hardware_flops_per_step(model_flops,
-                                               metrics.recompute_flops_per_step(sz.costs, tokens, sz.recompute))
-    peak = sz.hardware.mfu_peak_flops_per_s(sz.training.dtype)
+    hw_flops = metrics.hardware_flops_per_step(sz.costs, tokens, sz.recompute, sz.table.flash_attention)
+    peak = sz.hardware.utilization_peak_flops_per_s(sz.training.dtype)
     return {
         "step_time_s": step,
         "mfu": metrics.mfu(model_flops, step, job.num_devices, peak),

@@ -207,8 +207,8 @@ def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
     tokens = float(sc.training.tokens_per_step)
     model_flops = float(metrics.model_flops_per_step(sz.costs, tokens))
     hw_flops = float(np.asarray(metrics.hardware_flops_per_step(
-        model_flops, metrics.recompute_flops_per_step(sz.costs, tokens, sz.recompute))).reshape(-1)[0])
-    peak = sc.hardware.mfu_peak_flops_per_s(sc.training.dtype)
+        sz.costs, tokens, sz.recompute, sz.table.flash_attention)).reshape(-1)[0])
+    peak = sc.hardware.utilization_peak_flops_per_s(sc.training.dtype)
     n = sc.num_devices
     per_rank = [0] * pp
     for j, nl in enumerate(plan.chunks):

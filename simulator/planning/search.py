@@ -22,6 +22,7 @@ from ..analytic import step as S
 from ..analytic.layouts import LayoutTable
 from ..analytic.step import Job, evaluate
 from ..errors import SpecError
+from ..feasibility import STRUCTURAL_MASK
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
 from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
@@ -337,9 +338,26 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
         data[c] = np.asarray(out[c])[order]
     if price_per_hour is not None:
         data["usd_per_million_tokens"] = num_devices * price_per_hour / 3600.0 / data["tokens_per_s"] * 1e6
+    _blank_unformable(data, np.asarray(out["reasons"])[order])
     data["pacing_rank"] = pd.Categorical.from_codes(np.asarray(out["pacing_rank"])[order], RANK_NAMES)
     data["memory_rank"] = pd.Categorical.from_codes(np.asarray(out["memory_rank"])[order], RANK_NAMES)
     return pd.DataFrame(data)
+
+
+#: Figures a layout that cannot be formed does not have (results.StepEstimate.to_dict blanks the same ones).
+UNFORMABLE_BLANK = ("mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device", *BREAKDOWN_COLUMNS,
+                    "bubble_fraction", "usd_per_million_tokens")
+
+
+def _blank_unformable(data: dict, reasons: np.ndarray) -> None:
+    """NaN (blank in CSV, null in JSON) for the step time, utilisation, throughput and cost of rows with a
+    structural reason (feasibility.STRUCTURAL_MASK: world size, divisibility, interleaving...): figures computed
+    from an impossible split mean nothing. Rows that only fail on memory keep theirs; memory stays for all."""
+    bad = (reasons & STRUCTURAL_MASK) != 0
+    if bad.any():
+        for c in UNFORMABLE_BLANK:
+            if c in data:
+                data[c] = np.where(bad, np.nan, np.asarray(data[c], dtype=float))
 
 
 def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int, global_batch: int,

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
+from ..feasibility import R_MEMORY
 from ..units import GIGA
 from .search_tables import token_text
 
@@ -124,7 +125,9 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
     fig = Figure(figsize=(8, 5.2))
     ax = fig.subplots()
     feas = frame[frame["feasible"]]
-    mem_only = frame[(~frame["feasible"]) & frame["fits"].eq(False)]
+    # layouts that can be formed but do not fit (memory the only reason); those that cannot be formed have no
+    # throughput (search blanks it) and are not drawn
+    mem_only = frame[frame["reasons"].to_numpy() == R_MEMORY] if "reasons" in frame else frame.iloc[:0]
     if len(mem_only):
         s = sample(mem_only)
         ax.scatter(s["mem_total_bytes"] / GIGA, s["tokens_per_s"] / 1e3, s=4, c="#cccccc", alpha=0.5,
@@ -160,7 +163,8 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
     ax.set_ylabel("throughput (k tokens/s)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, markerscale=2, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8, markerscale=2, frameon=False)
     ax.set_title(_title(meta, "memory vs throughput"), fontsize=10)
     return fig
 
@@ -187,8 +191,9 @@ def breakdown_bars(frame: pd.DataFrame, n: int = 8, meta: dict | None = None) ->
     ax.set_xlabel("step time (s)")
     if len(top):
         ax.set_xlim(0, float(top["step_time_s"].max()) * 1.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / max(len(top), 1)), ncol=5, fontsize=8,
-              frameon=False)
+    if len(top):
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / max(len(top), 1)), ncol=5, fontsize=8,
+                  frameon=False)
     ax.set_title(_title(meta, f"step-time breakdown of the top {len(top)} layouts"), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig

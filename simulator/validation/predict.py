@@ -31,6 +31,7 @@ import numpy as np
 
 from ..analytic.layouts import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
 from ..analytic.step import R_MEMORY, Job, evaluate
+from .. import metrics
 from ..costs.flops import model_costs
 from ..errors import SpecError
 from ..planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layouts
@@ -161,10 +162,12 @@ def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recom
 
 
 def eval_time_s(case: Case, out: dict, i: int, step: float) -> float:
-    """Forward-only evaluation time per training step: the evaluated sequences' forward FLOPs (a third of the
-    model FLOPs per token) at the FLOP rate the training step achieves."""
+    """Forward-only evaluation time per training step: the evaluated sequences' executed forward FLOPs (a third
+    of the executed FLOPs per token without recompute, simulator.metrics) at the FLOP rate the training step
+    achieves."""
     c = model_costs(case.model, case.training.seq_len)
-    fwd_flops = case.eval_sequences_per_step * case.training.seq_len * c.model_flops_per_token() / 3.0
+    fwd_per_token = metrics.hardware_flops_per_step(c, 1.0, 0, case.flash_attention) / 3.0
+    fwd_flops = case.eval_sequences_per_step * case.training.seq_len * float(fwd_per_token)
     rate = float(out["hardware_flops_per_step"][i]) / step
     return fwd_flops / rate
 
