@@ -47,6 +47,13 @@ def error(msg: str) -> None:
     con.print(Text.assemble(("error:", "bold red"), " ", msg))
 
 
+def warn(msg: str) -> None:
+    """A warning in the error style (`warning: <message>` on stderr, no markup); the command goes on."""
+    from rich.text import Text
+    con = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+    con.print(Text.assemble(("warning:", "bold yellow"), " ", shorten(str(msg), MAX_MESSAGE)))
+
+
 class UsageError(SpecError):
     """A flag argparse cannot accept: reported like every other bad input (exit 2)."""
 

@@ -11,6 +11,24 @@ from . import common
 LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
 #: Scenario-file layout keys that become one-value constraints of the search.
 SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule")
+#: Scenario-file settings a search applies to every candidate (SearchSpace fields).
+SCENARIO_SETTINGS = ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit",
+                     "flash_attention", "overlap_grad_reduce")
+#: Scenario-file keys a search uses (the job, the axes and the settings); others (grad_dtype, stage_layers) are
+#: estimate/simulate settings and draw a warning.
+SCENARIO_USED = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "hardware_overrides",
+                 *SCENARIO_AXES, *SCENARIO_SETTINGS)
+
+
+def warn_unused_scenario_keys(args: argparse.Namespace) -> None:
+    """A warning naming the keys of --scenario that a search cannot use (they are estimate/simulate settings)."""
+    if not getattr(args, "scenario", None):
+        return
+    from ..specs.scenario import read_scenario_file
+    unused = sorted(k for k in read_scenario_file(args.scenario) if k not in SCENARIO_USED)
+    if unused:
+        common.warn(f"{args.scenario}: search does not use the key(s) {', '.join(unused)} (settings of "
+                    f"estimate/simulate); the search runs without them")
 
 
 def int_list(text: str) -> list[int]:
@@ -74,7 +92,7 @@ def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) 
     for k in SCENARIO_AXES:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = [scenario_keys[k]]
-    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit"):
+    for k in SCENARIO_SETTINGS:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = scenario_keys[k]
     return out
@@ -155,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from ..planning.search import search
     keys = common.scenario_keys(args)
+    warn_unused_scenario_keys(args)
     result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
                     dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                     objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,

@@ -27,6 +27,12 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..validation import validate
     report = validate(args.file, engine=args.engine)
+    if not report.summary["n"] and report.skipped_rows:
+        from ..errors import SpecError
+        first = report.skipped_rows[0]
+        raise SpecError(f"{args.file}: no row can be predicted ({len(report.skipped_rows)} skipped); "
+                        f"first: {first.reason}" + ("" if f"line {first.line}" in first.reason
+                                                    else f" (line {first.line})"))
     if args.format == "json":
         common.print_json(report_json(report))
     elif args.format == "csv":

@@ -63,9 +63,13 @@ def _s(x) -> pd.Series:
 def _gb(x) -> pd.Series:
     """'1,234.5'-style GB text with one decimal, like analytic.reasons.describe (each distinct value formatted
     once)."""
-    tenths = np.rint(np.asarray(x, dtype=float) / (GIGA / 10.0)).astype(np.int64)
+    v = np.asarray(x, dtype=float)
+    ok = np.isfinite(v)
+    tenths = np.rint(np.where(ok, v, 0.0) / (GIGA / 10.0)).astype(np.int64)
+    tenths = np.where(ok, tenths, -1)                    # not finite: 'an unbounded amount of' (never 'nan')
     uniq, inv = np.unique(tenths, return_inverse=True)
-    text = np.array([f"{u / 10.0:,.1f}" for u in uniq.tolist()], dtype=object)
+    text = np.array([f"{u / 10.0:,.1f}" if u >= 0 else "an unbounded amount of" for u in uniq.tolist()],
+                    dtype=object)
     return pd.Series(text[inv]).astype(str)
 
 
