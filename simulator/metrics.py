@@ -113,6 +113,13 @@ def tokens_per_s(tokens_per_step, step_time_s):
     return tokens_per_step / step_time_s
 
 
+def time_to_train_s(tokens, tokens_per_second):
+    """Wall time to train `tokens` at a constant throughput (no restarts or failures: planning.goodput adds them).
+
+    Source: definition."""
+    return tokens / tokens_per_second
+
+
 def usd_per_million_tokens(num_devices, price_per_hour_usd, tokens_per_second):
     """Rental cost of one million training tokens: devices x price per device-hour / tokens per hour x 1e6.
 

@@ -121,6 +121,7 @@ def register(sub) -> None:
     o.add_argument("--heatmap", metavar="PNG", help="TP x PP heatmap of the best throughput")
     o.add_argument("--pareto", metavar="PNG", help="memory vs throughput scatter with the Pareto front")
     o.add_argument("--breakdown", metavar="PNG", help="step-time breakdown of the top layouts")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -174,10 +175,11 @@ def run(args: argparse.Namespace) -> int:
     from ..planning.search import search
     keys = common.scenario_keys(args)
     warn_unused_scenario_keys(args)
-    result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
-                    dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
-                    objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
-                    hardware_overrides=keys.get("hardware_overrides"))
+    with common.progress_bar(args, f"refine: {args.refine} layouts with the DES", args.refine > 0) as bar:
+        result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"],
+                        keys.get("seq_len"), dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
+                        objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
+                        hardware_overrides=keys.get("hardware_overrides"), progress=bar)
     if args.format == "csv":
         result.frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":

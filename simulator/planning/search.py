@@ -367,14 +367,15 @@ def _blank_unformable(data: dict, reasons: np.ndarray) -> None:
 def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int, global_batch: int,
            seq_len: Optional[int] = None, *, dtype: TrainDtype = "bf16", constraints=None,
            objective: Objective = "throughput", refine: int = 0, price_per_hour: Optional[float] = None,
-           hardware_overrides: Optional[dict] = None, reasons: bool = True) -> SearchResult:
+           hardware_overrides: Optional[dict] = None, reasons: bool = True, progress=None) -> SearchResult:
     """Search every layout of `model` on `devices` x `hardware` for one global batch and sequence length.
 
     `constraints`: a SearchSpace or a dict of its fields (e.g. {"max_tp": 8, "zero": [1, 3]}).
     `objective`: throughput (tokens/s, highest first), memory (per-device bytes, lowest first) or cost (USD per
     million tokens, lowest first; needs a price: the profile's price_per_hour_usd or `price_per_hour`).
     `refine`: re-run the best `refine` candidates with the discrete-event engine and re-rank them by its step
-    time. `reasons=False` skips the reason text (the `reasons` bit mask is always there).
+    time. `reasons=False` skips the reason text (the `reasons` bit mask is always there). `progress(done, total)`
+    is called after each refined candidate.
     Raises SpecError for bad input, contradictory constraints or an empty search space.
     """
     t0 = time.perf_counter()
@@ -418,7 +419,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     result = SearchResult(model=m, hardware=hw, training=training, num_devices=int(devices), objective=objective,
                           space=space, frame=frame, timings_s=timings, price_per_hour_usd=price)
     if refine:
-        result = refine_with_des(result, refine, simulate)
+        result = refine_with_des(result, refine, simulate, progress)
         timings["refine_s"] = time.perf_counter() - t4
     timings["total_s"] = time.perf_counter() - t0
     return result
@@ -451,7 +452,7 @@ def _step_time_of(res) -> float:
     return float(res.to_dict()["step_time_s"])
 
 
-def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult:
+def refine_with_des(result: SearchResult, k: int, simulate=None, progress=None) -> SearchResult:
     """Re-run the best k feasible candidates with the discrete-event engine and re-rank them by its step time.
 
     Adds `des_step_time_s`, `des_tokens_per_s` and `des_mfu` (NaN for rows not refined); the refined rows
@@ -461,7 +462,12 @@ def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult
     f = result.frame
     k = min(int(k), result.num_feasible)
     top = f.iloc[:k]
-    des_step = np.array([_step_time_of(simulate(result.scenario(r))) for _, r in top.iterrows()], dtype=float)
+    des_step = []
+    for j, (_, r) in enumerate(top.iterrows()):
+        des_step.append(_step_time_of(simulate(result.scenario(r))))
+        if progress is not None:
+            progress(j + 1, k)
+    des_step = np.array(des_step, dtype=float)
     tokens = float(result.training.tokens_per_step)
     head = top.copy()
     head["des_step_time_s"] = des_step

@@ -215,6 +215,8 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
     fig = Figure(figsize=(3.0 * len(metrics) + 1.0, 4.6))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     names = frame["hardware"].tolist()
+    if meta and meta.get("budget_per_hour") and "devices" in frame:       # budget mode: each bar's device count
+        names = [f"{h} ({int(d):,})" for h, d in zip(names, frame["devices"])]
     colours = [VENDOR_COLOURS.get(v, "#7f7f7f") for v in frame.get("vendor", ["other"] * len(frame))]
     x = np.arange(len(frame))
     for ax, (col, label, scale) in zip(axes, metrics):
@@ -239,6 +241,8 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
     if meta:
         devs = frame["devices"].unique() if "devices" in frame else []
         dev_text = f"{int(devs[0]):,} devices" if len(devs) == 1 else "devices per budget"
+        if meta.get("budget_per_hour"):
+            dev_text = f"budget ${meta['budget_per_hour']:,.0f}/h (devices in brackets)"
         fig.suptitle(f"{meta.get('model', '')}: {dev_text}, batch {meta.get('global_batch', 0):,} x seq "
                      f"{meta.get('seq_len', 0):,}, {token_text(meta.get('tokens', 0))} tokens "
                      f"(best layout per profile)", fontsize=10, x=0.02, ha="left")

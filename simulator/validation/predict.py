@@ -217,10 +217,11 @@ def _concat_tables(parts: list[dict]) -> LayoutTable:
 
 
 def predict_cases(cases: list, simulate: Optional[Callable] = None,
-                  hardware_of: Optional[Callable] = None) -> list:
+                  hardware_of: Optional[Callable] = None, progress: Optional[Callable] = None) -> list:
     """RowResult (or RowError) of every case, in order. Cases sharing a job are evaluated in one table.
 
-    `hardware_of(case)` may replace a case's profile (calibration); default the case's own."""
+    `hardware_of(case)` may replace a case's profile (calibration); default the case's own. `progress(done,
+    total)` is called after each group of cases sharing a job."""
     out: list = [None] * len(cases)
     prepared = {}
     groups: dict = {}
@@ -232,7 +233,9 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
             continue
         prepared[i] = (cols, searched)
         groups.setdefault(job_key(case), []).append(i)
-    for idx in groups.values():
+    for g, idx in enumerate(groups.values()):
+        if progress is not None and g:
+            progress(g, len(groups))
         first = cases[idx[0]]
         hw = hardware_of(first) if hardware_of is not None else first.hardware
         table = _concat_tables([prepared[i][0] for i in idx])
@@ -249,6 +252,8 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
                 out[i] = _finish(cases[i], part, prepared[i][0], prepared[i][1], simulate, hw)
             except RowError as err:
                 out[i] = err
+    if progress is not None and groups:
+        progress(len(groups), len(groups))
     return out
 
 
@@ -274,7 +279,7 @@ def _des_simulate():
     return simulate
 
 
-def validate(path: str | Path, engine: str = "analytic") -> ValidationReport:
+def validate(path: str | Path, engine: str = "analytic", progress: Optional[Callable] = None) -> ValidationReport:
     """Predict every row of a runs file (published schema or vTrain) and summarize the errors.
 
     `engine`: "analytic" (default) or "des" (simulator.des.api.simulate on the chosen layout; the layout search
@@ -284,7 +289,7 @@ def validate(path: str | Path, engine: str = "analytic") -> ValidationReport:
     simulate = _des_simulate() if engine == "des" else None
     kind, items = load_cases(path)
     cases = [it for it in items if isinstance(it, Case)]
-    preds = iter(predict_cases(cases, simulate))
+    preds = iter(predict_cases(cases, simulate, progress=progress))
     rows = []
     for it in items:
         if isinstance(it, RowResult):
