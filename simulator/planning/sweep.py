@@ -3,11 +3,15 @@ lengths), each grid point searched for its best layouts, evaluated in chunks on 
 
     spec.yaml -> grid points -> chunks -> executor (local processes | dask.distributed) -> one file per chunk
 
-The output folder holds `_sweep.json` (the spec and its fingerprint) and `chunk-00000.parquet` (or `.csv`), one
-file per chunk, each written to a temporary name and renamed into place, so a file that exists is complete.
-Started again with the same spec, a sweep skips the chunks already written; a folder that is not a sweep of the
-same spec (same models and profiles too) is never written into. `pandas.read_parquet(folder)` reads the whole
-result (files starting with '_' or '.' are ignored).
+The output folder holds `_sweep.json` (the spec and its fingerprint) and `chunk-00000.csv` (or `.parquet`, which
+needs pyarrow, checked before any work), one file per chunk, each written to a temporary name and renamed into
+place, so a file that exists is complete. Started again with the same spec, a sweep skips the chunks already
+written and recomputes any that cannot be read back (a damaged file); a folder that is not a sweep of the same
+spec (same models and profiles too) is never written into, unless it holds no chunk yet (a sweep that stopped
+before writing one, e.g. started with another format). `read_results(folder)` (or, for Parquet,
+`pandas.read_parquet(folder)`) reads the whole result (files starting with '_' or '.' are ignored). Pool workers
+exit when the sweep's process dies (even by SIGKILL); a Dask cluster without any worker for `worker_timeout_s`
+ends the sweep with a message instead of waiting forever.
 
 Going from local processes to a cluster is one argument: `sweep(spec)` -> `sweep(spec, dask_scheduler=
 "tcp://host:8786")` (CLI: `--dask-scheduler tcp://host:8786`). Workers need trainsim installed; model and
@@ -63,7 +67,8 @@ class SweepSpec(Spec):
     objective: Objective = "throughput"
     top_k: int = Field(1, ge=1, description="layouts kept per grid point")
     output: str = Field(min_length=1, description="output folder (one file per chunk)")
-    format: Literal["parquet", "csv"] = "parquet"
+    format: Literal["parquet", "csv"] = Field("csv", description="csv (default, base install) or parquet (needs "
+                                                                  "pyarrow: pip install 'trainsim[parquet]')")
     chunk_size: int = Field(4, ge=1, description="grid points per chunk")
 
     @field_validator("devices", "global_batch")
@@ -246,14 +251,35 @@ def _prepare_output(out: Path, pl: Plan) -> None:
                 raise SpecError(f"output '{out}' holds a {MANIFEST} that is not a trainsim sweep manifest; "
                                 "refusing to write there")
             if old.get("fingerprint") != pl.fingerprint:
+                if not any(out.glob("chunk-*")):      # a sweep that stopped before its first chunk: nothing to mix
+                    _atomic_write(mpath, lambda p: Path(p).write_text(json.dumps(manifest, indent=2, default=str)))
+                    return
                 raise SpecError(f"output '{out}' holds a sweep of a different spec (or of models/profiles that have "
-                                "changed since); refusing to mix results: choose another output folder")
+                                "changed since); refusing to mix results: choose another output folder, or delete "
+                                "this one to start over")
             return
         if any(out.iterdir()):
             raise SpecError(f"output '{out}' exists, is not empty and is not a sweep folder; refusing to write "
                             "into it: choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / MANIFEST, lambda p: Path(p).write_text(json.dumps(manifest, indent=2, default=str)))
+
+
+def _check_format(fmt: str) -> None:
+    """SpecError before any work when the output format needs a package this install lacks."""
+    import importlib.util
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise SpecError("format: parquet needs pyarrow, which is not installed: pip install 'trainsim[parquet]' "
+                        "(or pyarrow), or use format: csv (the default)")
+
+
+def _readable(path: Path, fmt: str) -> bool:
+    """Whether a chunk file reads back with the sweep's columns (a damaged file is recomputed)."""
+    try:
+        df = read_chunk(path, fmt)
+    except Exception:  # noqa: BLE001 - any failure to parse means the file is damaged
+        return False
+    return "point" in df.columns and "status" in df.columns
 
 
 def _atomic_write(path: Path, write: Callable) -> None:
@@ -327,6 +353,19 @@ def _run_serial(todo, payload, on_result, retries):
     return failures
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: a daemon thread ends the worker once the sweep's process is gone (killed, even by
+    SIGKILL, which leaves no chance to stop the pool), instead of computing the rest of its chunk as an orphan."""
+    import threading
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="trainsim-parent-watch").start()
+
+
 def _run_processes(todo, payload, on_result, retries, workers, start_method):
     """Chunks on a pool of local processes. A chunk that raises is retried; a worker that dies breaks the pool,
     which is rebuilt and the chunks it held are retried."""
@@ -341,7 +380,8 @@ def _run_processes(todo, payload, on_result, retries, workers, start_method):
     while pending:
         fn = evaluate_chunk  # looked up now: tests may replace it
         retry = []
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx,
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(fn, payload(i)): i for i in pending}
             for fut in as_completed(futures):
@@ -357,19 +397,24 @@ def _run_processes(todo, payload, on_result, retries, workers, start_method):
                     continue
                 on_result(i, df)
         except BaseException:
-            # Ctrl-C or a failed write: drop the queued chunks instead of computing them all before exiting
+            # Ctrl-C, SIGTERM or a failed write: drop the queued chunks and stop the workers, not after the chunk
+            # they compute now
+            procs = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
+            for proc in procs:
+                proc.terminate()
             raise
         pool.shutdown(wait=True)
         pending = sorted(retry)
     return failures
 
 
-def _run_dask(todo, payload, on_result, retries, scheduler, key_prefix):
+def _run_dask(todo, payload, on_result, retries, scheduler, key_prefix, worker_timeout_s: float = 120.0):
     """Chunks on a dask.distributed cluster. Dask reschedules the tasks of a worker that dies; a chunk that still
-    fails (an exception, or KilledWorker after repeated deaths) is resubmitted up to `retries` times."""
+    fails (an exception, or KilledWorker after repeated deaths) is resubmitted up to `retries` times. A cluster
+    with no worker for `worker_timeout_s` seconds ends the sweep (SpecError; the chunks written stay)."""
     try:
-        from distributed import Client, as_completed
+        from distributed import Client, wait
     except ImportError:
         raise SpecError("--dask-scheduler needs dask.distributed: pip install 'trainsim[dask]'") from None
     own = not isinstance(scheduler, Client)
@@ -381,28 +426,38 @@ def _run_dask(todo, payload, on_result, retries, scheduler, key_prefix):
     try:
         fn = evaluate_chunk
         attempts = {i: 0 for i in todo}
-        index = {}
-        futs = []
+        pending = {}
         for i in todo:
             f = client.submit(fn, payload(i), key=f"{key_prefix}-chunk-{i}-try-0", pure=False)
-            index[f.key] = i
-            futs.append(f)
-        ac = as_completed(futs)
-        for fut in ac:
-            i = index[fut.key]
+            pending[f.key] = (f, i)
+        seen_worker = time.monotonic()
+        while pending:
             try:
-                df = fut.result()
-            except Exception as err:  # noqa: BLE001 - includes distributed.KilledWorker
-                attempts[i] += 1
-                if attempts[i] > retries:
-                    failures[i] = err
-                else:
-                    nf = client.submit(fn, payload(i), key=f"{key_prefix}-chunk-{i}-try-{attempts[i]}", pure=False)
-                    index[nf.key] = i
-                    ac.add(nf)
-                continue
-            on_result(i, df)
-            fut.release()
+                done = wait([f for f, _ in pending.values()], timeout=min(5.0, worker_timeout_s),
+                            return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            if client.scheduler_info().get("workers"):
+                seen_worker = time.monotonic()
+            elif not done and time.monotonic() - seen_worker > worker_timeout_s:
+                raise SpecError(f"the Dask cluster has had no worker for {worker_timeout_s:g} s; {len(pending)} "
+                                "chunk(s) not computed (the others are written): start workers and run the sweep "
+                                "again to resume")
+            for fut in done:
+                _, i = pending.pop(fut.key)
+                try:
+                    df = fut.result()
+                except Exception as err:  # noqa: BLE001 - includes distributed.KilledWorker
+                    attempts[i] += 1
+                    if attempts[i] > retries:
+                        failures[i] = err
+                    else:
+                        nf = client.submit(fn, payload(i), key=f"{key_prefix}-chunk-{i}-try-{attempts[i]}",
+                                           pure=False)
+                        pending[nf.key] = (nf, i)
+                    continue
+                on_result(i, df)
+                fut.release()
     finally:
         if own:
             client.close()
@@ -442,14 +497,16 @@ class SweepResult:
 
 def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
           dask_scheduler=None, workers: Optional[int] = None, retries: int = 2,
-          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn") -> SweepResult:
+          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn",
+          worker_timeout_s: float = 120.0) -> SweepResult:
     """Run (or resume) a sweep and return all its rows.
 
     `spec`: a YAML path, dict or SweepSpec; `output` overrides its output folder. Executors: local processes
     (`workers`, default the CPU count; 1 = in this process), or a Dask cluster when `dask_scheduler` is an
     address ('tcp://host:8786') or a distributed.Client. A failing chunk is retried `retries` times; a chunk
     that still fails raises ChunkFailed after the others are written. `on_progress(done, total)` is called
-    after each chunk is written (and once at the start, counting chunks already there).
+    after each chunk is written (and once at the start, counting chunks already there). `worker_timeout_s`: how
+    long a Dask cluster may have no worker before the sweep stops with a message.
     """
     t0 = time.perf_counter()
     sp = load_spec(spec)
@@ -459,12 +516,17 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
         raise SpecError(f"retries = {retries}: must be >= 0")
     if workers is not None and workers < 1:
         raise SpecError(f"workers = {workers}: must be >= 1")
+    _check_format(sp.format)
     pl = plan(sp)
     out = Path(sp.output)
     _prepare_output(out, pl)
     for stale in out.glob(".chunk-*.tmp-*"):          # left by a sweep that was killed while writing
         stale.unlink()
     total = pl.num_chunks
+    for i in range(total):                            # a damaged chunk (disk error, edited by hand) is recomputed
+        path = chunk_path(out, i, sp.format)
+        if path.exists() and not _readable(path, sp.format):
+            path.unlink()
     todo = [i for i in range(total) if not chunk_path(out, i, sp.format).exists()]
     done = total - len(todo)
     if on_progress:
@@ -482,7 +544,8 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
         failures = {}
     elif dask_scheduler is not None:
         executor = f"dask ({dask_scheduler if isinstance(dask_scheduler, str) else 'client'})"
-        failures = _run_dask(todo, pl.payload, on_result, retries, dask_scheduler, f"trainsim-{pl.fingerprint[:12]}")
+        failures = _run_dask(todo, pl.payload, on_result, retries, dask_scheduler, f"trainsim-{pl.fingerprint[:12]}",
+                             worker_timeout_s)
     else:
         n = workers or os.cpu_count() or 1
         if n == 1 or len(todo) == 1:
