@@ -116,3 +116,25 @@ def test_estimate_and_simulate_outputs_bounded(capsys):
         assert d["mfu"] <= 1 and d["hfu"] <= 1
         assert all(math.isfinite(v) for v in d["time_breakdown_s"].values())
         assert "NaN" not in out and "Infinity" not in out
+
+
+def test_compare_and_sweep_outputs_bounded_and_finite(tmp_path, capsys):
+    from simulator.planning.compare import compare
+    from simulator.planning.sweep import sweep
+    res = compare("gpt-neox-20b", ["gaudi2", "h100-sxm5-80gb", "a100-sxm4-80gb"], devices=8, global_batch=8,
+                  seq_len=4096, dtype="fp8")
+    f = res.frame
+    assert (f["mfu"].dropna() <= 1).all() and f["feasible"].any()
+    code, out = _cli_json(["compare", "--model", "gpt-neox-20b", "--hardware", "gaudi2", "h100-sxm5-80gb",
+                           "--devices", "8", "--global-batch", "8", "--seq-len", "4096", "--dtype", "fp8",
+                           "--format", "json"], capsys)
+    assert "NaN" not in out and "Infinity" not in out
+    r = sweep({"models": ["gpt3-175b", "llama2-7b"], "hardware": ["a100-sxm4-80gb"], "devices": [8, 16],
+               "global_batch": [8], "seq_len": 2048, "top_k": 3, "output": str(tmp_path / "s")}, workers=1)
+    fr = r.frame
+    assert (fr["mfu"].dropna() <= 1).all()
+    if "hfu" in fr:
+        assert (fr["hfu"].dropna() <= 1).all()
+    num = fr.select_dtypes("number").to_numpy(dtype=float)
+    assert not np.isinf(num).any()
+    assert (fr["status"] == "ok").any()
