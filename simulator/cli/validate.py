@@ -20,12 +20,20 @@ def register(sub) -> None:
                    help="engine for the step time (des: discrete-event, where installed)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
     p.add_argument("--plot", metavar="OUT.png", help="also draw predicted vs measured (log axes, y=x, +/-10%% bands)")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..validation import validate
-    report = validate(args.file, engine=args.engine)
+    with common.progress_bar(args, "validate: jobs predicted") as bar:
+        report = validate(args.file, engine=args.engine, progress=bar)
+    if not report.summary["n"] and report.skipped_rows:
+        from ..errors import SpecError
+        first = report.skipped_rows[0]
+        raise SpecError(f"{args.file}: no row can be predicted ({len(report.skipped_rows)} skipped); "
+                        f"first: {first.reason}" + ("" if f"line {first.line}" in first.reason
+                                                    else f" (line {first.line})"))
     if args.format == "json":
         common.print_json(report_json(report))
     elif args.format == "csv":
