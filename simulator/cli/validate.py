@@ -7,6 +7,8 @@ import sys
 
 from . import common
 
+DEFAULT_ROWS = 20       # rows a table shows by default: the worst ones; the figures always cover every row
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,6 +22,11 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["analytic", "des"], default="analytic",
                    help="engine for the step time (des: discrete-event, where installed)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--rows", type=int, default=DEFAULT_ROWS, metavar="N",
+                       help=f"table: the N rows with the largest |error| (default {DEFAULT_ROWS}); json and csv "
+                            "always hold every row")
+    shown.add_argument("--all", action="store_true", help="table: every row, in file order")
     p.add_argument("--plot", metavar="OUT.png", help="also draw predicted vs measured (log axes, y=x, +/-10%% bands)")
     p.set_defaults(handler=run)
 
@@ -32,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         write_csv(report, sys.stdout)
     else:
-        common.stdout().print(report_renderable(report))
+        if args.rows < 0:
+            raise common.UsageError(f"--rows {args.rows}: must be 0 or more (the number of rows to show)")
+        common.stdout().print(report_renderable(report, None if args.all else args.rows))
     if args.plot:
         from ..reports.plots import validation_figure
         fig = validation_figure(report)
@@ -87,17 +96,27 @@ def _stats_table(title: str, groups: dict, key_label: str):
     return t
 
 
-def report_renderable(report):
+def shown_rows(report, max_rows: int | None) -> tuple[list, str]:
+    """The predicted rows a table shows and its title: every row in file order (max_rows None or at least their
+    number), else the max_rows rows with the largest |error|, largest first."""
+    ok_rows = report.ok_rows
+    if max_rows is None or max_rows >= len(ok_rows):
+        return list(ok_rows), f"{len(report.rows)} rows"
+    worst = sorted(ok_rows, key=lambda r: -abs(r.error_pct))[:max_rows]
+    return worst, f"the {max_rows} rows of {len(ok_rows)} with the largest |error| (--all or --rows N for more)"
+
+
+def report_renderable(report, max_rows: int | None = None):
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    rows = Table(title=f"{len(report.rows)} rows ({report.file_kind})", title_justify="left", show_edge=False,
-                 pad_edge=False)
+    ok, title = shown_rows(report, max_rows)
+    rows = Table(title=f"{title} ({report.file_kind})", title_justify="left", show_edge=False, pad_edge=False)
     for c, j in (("id", "left"), ("metric", "left"), ("measured", "right"), ("predicted", "right"),
                  ("error %", "right"), ("searched (chosen)", "left")):
         rows.add_column(c, justify=j, overflow="fold")
-    for r in report.ok_rows:
+    for r in ok:
         err = f"{r.error_pct:+.1f}"
         style = "red" if abs(r.error_pct) > 25 else ("yellow" if abs(r.error_pct) > 10 else "")
         searched = " ".join(f"{k}={v}" for k, v in r.searched.items())

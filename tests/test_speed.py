@@ -1,0 +1,30 @@
+"""Speed work (issue #13): caches and shortcuts that must not change what a user sees."""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from simulator.cli.validate import shown_rows
+from simulator.specs import safe_yaml
+
+
+def test_yaml_cache_returns_independent_copies_and_rereads_a_changed_file(tmp_path):
+    p = tmp_path / "a.yaml"
+    p.write_text("a: 1\nb: [1, 2]\n")
+    first = safe_yaml.read_yaml(p)
+    first["b"].append(3)                        # a caller changing its copy leaves the cache as it was
+    assert safe_yaml.read_yaml(str(p)) == {"a": 1, "b": [1, 2]}
+    p.write_text("a: 2\nb: []\n")
+    os.utime(p, ns=(1, 1))                      # a new modification time: parsed again
+    assert safe_yaml.read_yaml(p) == {"a": 2, "b": []}
+
+
+def test_validate_table_shows_the_worst_rows_by_default_and_every_row_on_request():
+    rows = [SimpleNamespace(id=str(i), error_pct=e) for i, e in enumerate([5.0, -40.0, 12.0, 0.5, 30.0])]
+    report = SimpleNamespace(ok_rows=rows, rows=rows + [SimpleNamespace(id="skipped")])
+    worst, title = shown_rows(report, 3)
+    assert [r.id for r in worst] == ["1", "4", "2"]        # |-40| > |30| > |12|
+    assert title.startswith("the 3 rows of 5")
+    every, title = shown_rows(report, None)
+    assert [r.id for r in every] == ["0", "1", "2", "3", "4"] and title == "6 rows"
+    assert shown_rows(report, 5)[0] == rows
