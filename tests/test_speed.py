@@ -28,3 +28,28 @@ def test_validate_table_shows_the_worst_rows_by_default_and_every_row_on_request
     every, title = shown_rows(report, None)
     assert [r.id for r in every] == ["0", "1", "2", "3", "4"] and title == "6 rows"
     assert shown_rows(report, 5)[0] == rows
+
+
+def test_blocked_evaluation_gives_the_numbers_of_one_pass_bit_for_bit():
+    """Invariant: every formula is row-wise, so cutting a table into blocks changes no number, key or dtype."""
+    import numpy as np
+
+    from simulator.analytic.compose import evaluate, evaluate_block
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import LayoutTable
+    from simulator.specs.loading import load_hardware, load_model
+    from simulator.specs.training import TrainingSpec
+
+    job = Job(model=load_model("gpt3-175b"), hardware=load_hardware("a100-sxm4-80gb"),
+              training=TrainingSpec(seq_len=2048, global_batch=1536), num_devices=1024)
+    g = np.stack(np.meshgrid([1, 2, 4, 8], [1, 2, 4, 8, 16], [1, 2], [0, 1, 3], [0, 2], indexing="ij"),
+                 -1).reshape(-1, 5)
+    t = LayoutTable.from_columns(tp=g[:, 0], pp=g[:, 1], micro_batch=g[:, 2], zero=g[:, 3], recompute=g[:, 4],
+                                 dp=1024 // (g[:, 0] * g[:, 1]))
+    whole, blocked = evaluate_block(job, t), evaluate(job, t, block_rows=7)     # 240 rows: 35 blocks, last of 2
+    assert list(blocked) == list(whole)
+    for k, v in whole.items():
+        b = np.asarray(blocked[k])
+        assert b.shape == (len(t),) and b.dtype == np.asarray(v).dtype, k
+        assert np.array_equal(np.broadcast_to(v, b.shape), b, equal_nan=True), k
+    assert int((whole["reasons"] == 0).sum()) > 0 and int((whole["reasons"] != 0).sum()) > 0
