@@ -53,3 +53,14 @@ def test_blocked_evaluation_gives_the_numbers_of_one_pass_bit_for_bit():
         assert b.shape == (len(t),) and b.dtype == np.asarray(v).dtype, k
         assert np.array_equal(np.broadcast_to(v, b.shape), b, equal_nan=True), k
     assert int((whole["reasons"] == 0).sum()) > 0 and int((whole["reasons"] != 0).sum()) > 0
+
+
+def test_search_writes_reason_text_on_demand_as_it_would_have_for_every_row():
+    from simulator.planning.search import search
+
+    eager = search("llama2-7b", "a100-sxm4-80gb", 8, 12, 4096)       # batch 12: many layouts do not divide it
+    lazy = search("llama2-7b", "a100-sxm4-80gb", 8, 12, 4096, reasons=False)
+    assert "reason" not in lazy.frame and (lazy.frame["reasons"] != 0).sum() > 100
+    assert lazy.reason_of(lazy.frame).tolist() == eager.frame["reason"].tolist()
+    assert "global batch (12) is not a multiple of micro_batch(1) * dp(8) = 8" in set(eager.frame["reason"])
+    assert lazy.no_fit_message() == eager.no_fit_message()

@@ -158,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
                     dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                     objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
-                    hardware_overrides=keys.get("hardware_overrides"))
+                    hardware_overrides=keys.get("hardware_overrides"),
+                    reasons=args.format != "table")     # a table shows feasible rows: reason text on demand only
     if args.format == "csv":
         result.frame.to_csv(sys.stdout, index=False)
     elif args.format == "json":
