@@ -106,11 +106,12 @@ def parse_yaml(text: str, where: str) -> Any:
         raise SpecError(f"{where}: not valid YAML: {shorten(str(err), 400)}") from None
 
 
-def read_yaml(path: PathLike, what: str = "file") -> Any:
+def read_yaml(path: PathLike, what: str = "file", shared: bool = False) -> Any:
     """read_bytes, decode and parse_yaml in one: the checked content of a YAML file.
 
     A file on disk is parsed once per process while its size and modification time stay the same (validate reads
-    the same few profiles and presets for hundreds of rows); each call gets its own copy, so callers may change it."""
+    the same few profiles and presets for hundreds of rows); each call gets its own copy, so callers may change it,
+    unless `shared` (for callers that only read it: the cached object itself, which must not be changed)."""
     if isinstance(path, str) and path.strip() and len(path) <= MAX_PATH_CHARS and "\x00" not in path:
         path = Path(path)
     if isinstance(path, Path):
@@ -119,7 +120,8 @@ def read_yaml(path: PathLike, what: str = "file") -> Any:
         except OSError:
             st = None
         if st is not None and stat.S_ISREG(st.st_mode) and st.st_size <= MAX_YAML_BYTES:
-            return copy.deepcopy(_read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, what, str(path)))
+            data = _read_cached(str(path.resolve()), st.st_mtime_ns, st.st_size, what, str(path))
+            return data if shared else copy.deepcopy(data)
     return _read_uncached(path, what)
 
 
