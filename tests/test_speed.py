@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from simulator.cli.validate import shown_rows
+from simulator.reports.validation_tables import shown_rows
 from simulator.specs import safe_yaml
 
 
