@@ -13,7 +13,7 @@ One code path evaluates one layout or a million.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -148,8 +148,57 @@ def metric_columns(sz, step) -> dict:
     }
 
 
-def evaluate(job: Job, t: LayoutTable) -> dict:
+#: Rows evaluated together. The engine makes ~1,100 whole-array passes; blocks of this size keep every temporary
+#: (8k rows x 8 B = 64 KB) in the CPU's cache and under glibc's mmap threshold, so a million rows take a fraction of
+#: the memory and no fresh page mappings per temporary (issue #13: 2.2x faster, 0.2 GB instead of 1.4 GB).
+BLOCK_ROWS = 8192
+
+
+def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS) -> dict:
     """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+
+    Tables longer than `block_rows` are evaluated in blocks of that many rows (evaluate_block on each) and the
+    columns concatenated; the numbers are those of one call on the whole table (every formula is row-wise).
+    A column that is one constant in every block stays a read-only broadcast of it (as evaluate_block returns it).
+
+    Source: step = pipeline time of the slowest rank kind + exposed DP/ZeRO communication + optimizer + overhead
+    (Narayanan et al. 2021, arXiv 2104.04473, sec. 2.2 and 3; Rajbhandari et al. 2020, arXiv 1910.02054, sec. 5);
+    evaluate_block composes it.
+    """
+    n = len(t)
+    if n <= block_rows:
+        return evaluate_block(job, t)
+    cols = [(f.name, getattr(t, f.name)) for f in fields(t) if isinstance(getattr(t, f.name), np.ndarray)]
+    out: dict = {}
+    const: dict = {}
+    order: list = []
+    for a in range(0, n, block_rows):
+        b = min(n, a + block_rows)
+        part = {k: v[a:b] for k, v in cols}
+        if t.stage_layers is not None:
+            part["stage_layers"] = t.stage_layers[a:b]
+        res = evaluate_block(job, t.replace(**part))
+        for k, v in res.items():
+            v = np.asarray(v)
+            if a == 0:
+                order.append(k)
+                if v.ndim == 0 or (v.ndim == 1 and v.strides == (0,)):
+                    const[k] = v.reshape(-1)[0] if v.size else v
+                    continue
+                out[k] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
+            elif k in const:
+                if (v.ndim == 0 or v.strides == (0,)) and v.reshape(-1)[0] == const[k]:
+                    continue
+                out[k] = np.empty((n,) + v.shape[1:], dtype=np.result_type(v, const[k]))
+                out[k][:a] = const.pop(k)
+            out[k][a:b] = v
+    for k, c in const.items():
+        out[k] = np.broadcast_to(c, (n,))
+    return {k: out[k] for k in order}
+
+
+def evaluate_block(job: Job, t: LayoutTable) -> dict:
+    """Evaluate every layout of `t` in one vectorised pass (evaluate's keys and numbers).
 
     Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
     breakdown (mem_*_bytes, mem_total_bytes), fits, reasons (bit mask, 0 = feasible), num_micro_batches,

@@ -243,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"],
                         keys.get("seq_len"), dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                         objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
-                        hardware_overrides=keys.get("hardware_overrides"), progress=bar)
+                        hardware_overrides=keys.get("hardware_overrides"), progress=bar,
+                        reasons=args.format != "table")     # a table shows feasible rows: reason text on demand only
     if args.rank_by or args.tokens is not None:
         from ..planning.to_train import rank_search
         if not args.rank_by:

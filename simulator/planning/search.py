@@ -176,10 +176,11 @@ class SearchResult:
         lines = [f"no layout of {self.model.name} fits on {self.num_devices} x {self.hardware.name} "
                  f"(global batch {self.training.global_batch}, seq_len {self.training.seq_len}); "
                  f"{self.num_candidates:,} candidates evaluated."]
-        for _, r in cl.iterrows():
+        why = self.reason_of(cl)
+        for (i, r) in cl.iterrows():
             lines.append(f"closest: {layout_label(r)} needs {r['mem_total_bytes'] / GIGA:,.1f} GB per device vs "
                          f"{cap / GIGA:,.1f} GB available" + ("" if r["reasons"] == R_MEMORY else
-                                                              f" (also: {r['reason']})"))
+                                                              f" (also: {why[i]})"))
         if len(cl) and cl.iloc[0]["reasons"] == R_MEMORY:
             need = cl.iloc[0]["mem_total_bytes"]
             hints = ["more devices", f"devices with at least {need / GIGA:,.0f} GB"]
@@ -192,6 +193,13 @@ class SearchResult:
         if counts:
             lines.append("infeasible: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         return "\n".join(lines)
+
+    def reason_of(self, rows: pd.DataFrame) -> pd.Series:
+        """The `reason` text of some rows of `frame`: the column when the search wrote it, else written now for
+        these rows only (search(reasons=False) leaves it out; the bit mask `reasons` is always there)."""
+        if "reason" in rows:
+            return rows["reason"]
+        return reason_text(rows, self.model, self.training, self.num_devices)
 
     def short_status(self) -> str:
         """'ok', or one line on why nothing is feasible (memory needed, or the rules broken)."""

@@ -92,7 +92,7 @@ def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, work
 
 def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
           dask_scheduler=None, workers: Optional[int] = None, retries: int = 2,
-          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn",
+          on_progress: Optional[Callable[[int, int], None]] = None, start_method: Optional[str] = None,
           framework: Optional[str] = None, worker_timeout_s: float = 120.0) -> SweepResult:
     """Run (or resume) a sweep and return all its rows.
 
@@ -104,6 +104,8 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
     software stack of every grid point (preset name or YAML path; also `constraints.framework` in the spec).
     `worker_timeout_s`: how
     long a Dask cluster may have no worker before the sweep stops with a message.
+    `start_method` of the
+    local processes: None picks executors.default_start_method() ('fork' on Linux from a single-threaded process).
     """
     t0 = time.perf_counter()
     sp = load_spec(spec)
