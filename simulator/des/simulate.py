@@ -79,7 +79,8 @@ def _check_args(overlap, contention, jitter, stragglers, samples, seed) -> Strag
 
 def _costs_of(sc: Scenario):
     """The shared costs of the scenario's one-row table, its memory and reasons as one row of scalars."""
-    job = Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices)
+    job = Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices,
+              network=sc.network)
     table = LayoutTable.from_layouts([sc.layout])
     sz = sizes(job, table)
     lc = layer_costs(sz)

@@ -4,6 +4,7 @@ The scenario YAML uses the same flat keys as the CLI flags (underscores for dash
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional, Union
 
 from pydantic import Field
@@ -11,15 +12,19 @@ from pydantic import Field
 from ..errors import SpecError
 from .base import Spec
 from .hardware import HardwareProfile
-from .layout import Layout, Recompute, Schedule, Zero3Unit
+from .layout import DpCompression, Layout, MoeDispatch, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
+from .network import HeterogeneousCluster, NetworkConditions
+from .routing import RoutingSpec
 from .training import TrainingSpec, TrainDtype
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
-               "zero3_unit")
-TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
+               "zero3_unit", "moe_dispatch", "moe_max_nodes", "dp_compression", "onebit_warmup_fraction",
+               "local_sgd_tau")
+TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype", "moe_routing")
+NETWORK_KEYS = ("background_occupancy", "background_elastic", "all_to_all_latency", "cluster", "stage_groups")
 
 
 class HardwareOverrides(Spec):
@@ -59,6 +64,18 @@ class ScenarioFile(Spec):
     ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
     stage_layers: Optional[list[int]] = None
+    moe_dispatch: Optional[MoeDispatch] = None
+    moe_max_nodes: Optional[int] = Field(None, ge=1)
+    dp_compression: Optional[DpCompression] = None
+    onebit_warmup_fraction: Optional[float] = Field(None, ge=0.0, le=1.0)
+    local_sgd_tau: Optional[int] = Field(None, ge=1)
+    moe_routing: Optional[RoutingSpec] = None
+    background_occupancy: Optional[float] = Field(None, ge=0.0, lt=1.0)
+    background_elastic: Optional[bool] = None
+    all_to_all_latency: Optional[Literal["per-tier", "per-peer"]] = None
+    cluster: Optional[str] = Field(None, description="path of a heterogeneous cluster YAML (specs.network), "
+                                   "relative to the scenario file")
+    stage_groups: Optional[list[str]] = None
     hardware_overrides: Optional[HardwareOverrides] = None
 
 
@@ -70,6 +87,7 @@ class Scenario(Spec):
     num_devices: int = Field(ge=1)
     training: TrainingSpec
     layout: Layout
+    network: NetworkConditions = NetworkConditions()
 
     @classmethod
     def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
@@ -78,7 +96,7 @@ class Scenario(Spec):
         """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario."""
         m = load_model(model)
         hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
-        unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
+        unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS) - set(NETWORK_KEYS)
         if unknown:
             raise SpecError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
         if seq_len is None:
@@ -90,7 +108,19 @@ class Scenario(Spec):
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
         layout = validate_spec(Layout, lay, "layout").with_dp(devices)
         check_stage_layers(layout, m)
-        return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout)
+        network = network_conditions({k: kw[k] for k in NETWORK_KEYS if kw.get(k) is not None})
+        return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout, network=network)
+
+
+def network_conditions(keys: dict) -> NetworkConditions:
+    """NetworkConditions from flat scenario keys; `cluster` may be a HeterogeneousCluster, a mapping or the path of
+    its YAML (read with safe loading)."""
+    keys = dict(keys)
+    c = keys.get("cluster")
+    if isinstance(c, (str, Path)):
+        data = read_yaml(Path(c))
+        keys["cluster"] = validate_spec(HeterogeneousCluster, data, str(c))
+    return validate_spec(NetworkConditions, keys, "network")
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
@@ -106,9 +136,15 @@ def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
 
 
 def read_scenario_file(path: str) -> dict:
-    """Flat keys of a scenario YAML, validated (unknown keys are errors); values still as written."""
+    """Flat keys of a scenario YAML, validated (unknown keys are errors); values still as written, except a
+    relative `cluster` path, which is taken relative to the scenario file."""
     data = read_yaml(path)
     if data is None:
         return {}
     sf = validate_spec(ScenarioFile, data, str(path))
-    return sf.model_dump(exclude_none=True)
+    out = sf.model_dump(exclude_none=True)
+    if "cluster" in out and not Path(out["cluster"]).is_absolute():
+        out["cluster"] = str(Path(path).parent / out["cluster"])
+    if "moe_routing" in out:
+        out["moe_routing"] = sf.moe_routing
+    return out
