@@ -82,3 +82,93 @@ def test_layout_rejects_compression_with_zero():
     with pytest.raises(ValueError, match="needs zero 0"):
         Layout(zero=2, local_sgd_tau=8)
     assert Layout(zero=0, dp_compression="onebit").onebit_warmup_fraction == 0.15
+
+
+# ---- step 2: analytic engine -------------------------------------------------------------------------------------
+
+def toy_moe(layers=2, experts=4, top_k=2):
+    from tests.conftest import gpt
+    return gpt(name="toy-moe", layers=layers, hidden=512, heads=8, ffn=2048,
+               moe=dict(num_experts=experts, top_k=top_k, expert_ffn_hidden_size=1024))
+
+
+def toy_sizes(devices=2, ep=2, routing=None, **lay):
+    """Sizes of a one-row table: toy MoE (h 512, 4 experts of ffn 1024, top-2, not gated), seq 256, b 1, on the toy
+    device (100 TFLOP/s at efficiency 1: a GEMM takes 2mkn / 1e14 s; 4-device nodes at 100 GB/s, 10 GB/s
+    network, no latency)."""
+    from simulator.analytic.estimate import job_of
+    from simulator.costs.sizes import sizes
+    from simulator.specs.layout_table import LayoutTable
+    from tests.conftest import toy_hardware
+    sc = Scenario.build(toy_moe(), toy_hardware(), devices, global_batch=devices * 4, seq_len=256, ep=ep,
+                        recompute="none", moe_routing=routing, **lay)
+    return sz_of(sc), sc
+
+
+def sz_of(sc):
+    from simulator.analytic.estimate import job_of
+    from simulator.costs.sizes import sizes
+    from simulator.specs.layout_table import LayoutTable
+    return sizes(job_of(sc), LayoutTable.from_layouts([sc.layout]))
+
+
+def test_imbalance_scales_the_busiest_ranks_expert_gemms_by_hand():
+    from simulator.costs.layer import expert_gemm_s, layer_costs
+    # 256 tokens x ep 2 x top-2 over 4 experts: 256 rows per expert; 2 local experts x (fc1 + fc2) of
+    # 2 x 256 x 512 x 1024 FLOPs = 1.073741824e9 FLOPs -> 10.73741824 us at 100 TFLOP/s
+    sz, _ = toy_sizes()
+    assert float(expert_gemm_s(sz)[0]) == pytest.approx(10.73741824e-6, rel=1e-12)
+    base = float(layer_costs(sz).mlp_s[0])
+    sz2, _ = toy_sizes(routing=RoutingSpec(max_over_mean=2.0))
+    assert float(layer_costs(sz2).mlp_s[0]) - base == pytest.approx(10.73741824e-6, rel=1e-9)
+    # a measured max-over-mean of exactly 1 is today's number, to the last bit
+    sz1, _ = toy_sizes(routing=RoutingSpec(max_over_mean=1.0))
+    assert float(layer_costs(sz1).mlp_s[0]) == base
+
+
+def test_capacity_padding_scales_gemms_and_stored_activations_by_ec_over_tk():
+    from simulator.costs.layer import layer_costs, mlp_elements
+    # capacity factor 1.5: C = ceil(1.5 x 256 x 2 / 4) = 192 per source; E C = 768 rows = 1.5 x T k (512):
+    # the expert GEMMs grow by half (5.36870912 us) and so do the routed activations: k ((1 + 1) fe + h) x 0.5 =
+    # 2 x 2560 x 0.5 = 2560 more elements per token
+    sz, _ = toy_sizes()
+    sz2, _ = toy_sizes(routing=RoutingSpec(capacity_factor=1.5))
+    assert float(sz2.moe_load.gemm_factor[0]) == 1.5 and float(sz2.moe_load.capacity[0]) == 192
+    d = float(layer_costs(sz2).mlp_s[0]) - float(layer_costs(sz).mlp_s[0])
+    assert d == pytest.approx(5.36870912e-6, rel=1e-9)
+    assert float(mlp_elements(sz2).stored_heavy[0]) - float(mlp_elements(sz).stored_heavy) == pytest.approx(2560.0)
+
+
+def test_busiest_rank_all_to_all_and_strategies_by_hand():
+    from simulator.costs.communication import moe_all_to_all_s
+    # one rank sends T k h x 2 B = 256 x 2 x 512 x 2 = 524288 B; ep 2 inside a node: half of it over 100 GB/s
+    sz, _ = toy_sizes()
+    assert float(moe_all_to_all_s(sz)[0]) == pytest.approx(0.5 * 524288 / 100e9, rel=1e-12)
+    sz2, _ = toy_sizes(routing=RoutingSpec(max_over_mean=1.5))      # it receives 1.5x: the larger side decides
+    assert float(moe_all_to_all_s(sz2)[0]) == pytest.approx(1.5 * 0.5 * 524288 / 100e9, rel=1e-12)
+    # ep 8 over two 4-device nodes (8 experts, dp 8), S = 524288 B:
+    #   flat: max(3/8 S / 100e9, 4/8 S / 10e9) = 26.2144 us
+    #   hierarchical: 3/4 S / 100e9 + 1/2 S / 10e9 + Tutel's 2 re-layouts of 2S at 1 TB/s = 3.93216 + 26.2144 +
+    #   2.097152 = 32.243712 us
+    #   node-limited, top-2 of 8 experts on 2 nodes: nodes per token 2 (1 - C(4,2)/C(8,2)) = 2 x 22/28, remote
+    #   half of them: 11/14 copies of 1024 B per token over 10 GB/s: 256 x 1024 x 11/14 / 1e10 = 20.5970 us;
+    #   NVLink 2 copies x 3/4 of 256 x 1024 B / 100e9 = 3.93216 us -> 20.5970 us
+    from simulator.specs.model import ModelSpec
+    S = 524288.0
+    want = {"flat": 0.5 * S / 10e9, "hierarchical": 0.75 * S / 100e9 + 0.5 * S / 10e9 + 4 * S / 1e12,
+            "node-limited": 256 * 1024 * 11 / 14 / 10e9}
+    for strategy, t in want.items():
+        m = toy_moe(experts=8)
+        from tests.conftest import toy_hardware
+        sc = Scenario.build(m, toy_hardware(), 8, global_batch=32, seq_len=256, ep=8, recompute="none",
+                            moe_dispatch=strategy)
+        assert float(moe_all_to_all_s(sz_of(sc))[0]) == pytest.approx(t, rel=1e-9), strategy
+
+
+def test_background_occupancy_slows_the_scale_out_tiers_only():
+    # elastic background active half of the time with one flow: 10 GB/s x (0.5 + 0.5/2) = 7.5 GB/s; the node's
+    # own 100 GB/s tier is left alone
+    sz, _ = toy_sizes(background_occupancy=0.5)
+    assert list(sz.tiers.bandwidth_bytes_per_s) == pytest.approx([100e9, 7.5e9])
+    sz, _ = toy_sizes(background_occupancy=0.5, background_elastic=False)
+    assert list(sz.tiers.bandwidth_bytes_per_s) == pytest.approx([100e9, 5e9])

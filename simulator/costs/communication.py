@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..specs.layout import MOE_DISPATCH_CODES
 from ..topology.collectives import (all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
                                     tree_all_reduce_latency_s)
+from ..topology.moe_dispatch import hierarchical_all_to_all_time_s, node_limited_dispatch_time_s
 
 
 # ---------------------------------------------------------------------------------------------------- groups
@@ -107,6 +109,42 @@ def tp_exposed_s(sz, lc):
     return tp_coll, exposed_f, exposed_b
 
 
+def moe_all_to_all_s(sz, dispatch_factor=None):
+    """One dispatch (or combine) all-to-all of an MoE layer on the busiest EP rank, by the layout's strategy
+    (topology.moe_dispatch): the top-k token copies of its micro-batch share (split tp ways by SP), times the
+    routing load's dispatch_factor (`dispatch_factor` overrides it; broadcasts, for per-layer samples).
+    Flat: collectives.all_to_all_time_s; hierarchical: intra-node then inter-node with Tutel's local re-layouts
+    at the achieved HBM bandwidth; node-limited (DeepEP): one copy per destination node, at most moe_max_nodes
+    nodes per token, NVLink forwarding. The latency model (one alpha per tier, or per peer) is the job's
+    network.all_to_all_latency.
+
+    Source: Megatron-Core MoEAlltoAllTokenDispatcher; DeepSpeed-MoE arXiv 2201.05596 sec. 5; Tutel arXiv
+    2206.03382 sec. 3.3; DeepSeek-V3 arXiv 2412.19437 sec. 3.2.2 (topology.moe_dispatch)."""
+    m, t = sz.model, sz.table
+    load = sz.moe_load
+    k = float(m.moe.top_k)
+    if dispatch_factor is None:
+        dispatch_factor = load.dispatch_factor if load is not None else 1.0
+    a2a_bytes = sz.tokens * k * sz.hidden * sz.act_bytes / sz.sp_factor * dispatch_factor
+    net = getattr(sz.job, "network", None)
+    per_peer = net is not None and net.all_to_all_latency == "per-peer"
+    n, stride, tiers = sz.ep, sz.strides["ep"], sz.tiers
+    out = all_to_all_time_s(a2a_bytes, n, stride, tiers, per_peer_latency=per_peer)
+    code = t.moe_dispatch if t.moe_dispatch is not None else np.zeros(len(t), np.int64)
+    if np.any(code == MOE_DISPATCH_CODES["hierarchical"]):
+        kr = sz.kernel
+        hier = hierarchical_all_to_all_time_s(a2a_bytes, n, stride, tiers, kr.hbm_bytes_per_s, kr.memory_bound,
+                                              per_peer_latency=per_peer)
+        out = np.where(code == MOE_DISPATCH_CODES["hierarchical"], hier, out)
+    if np.any(code == MOE_DISPATCH_CODES["node-limited"]):
+        mom = load.max_over_mean if load is not None else 1.0
+        max_nodes = np.where(t.moe_max_nodes > 0, t.moe_max_nodes, np.inf)
+        nl = node_limited_dispatch_time_s(sz.tokens / sz.sp_factor, sz.hidden, sz.act_bytes, k,
+                                          float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer)
+        out = np.where(code == MOE_DISPATCH_CODES["node-limited"], nl, out)
+    return out
+
+
 def ep_exposed_s(sz, lc):
     """(forward, backward) exposed MoE all-to-all time of a layer (averaged over the model's layers): dispatch and
     combine of the top-k token copies over the EP group, each pass; again in the backward under full recompute.
@@ -121,9 +159,7 @@ def ep_exposed_s(sz, lc):
     Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py."""
     m, t = sz.model, sz.table
     if m.moe is not None:
-        a2a_bytes = sz.tokens * float(m.moe.top_k) * sz.hidden * sz.act_bytes / sz.sp_factor
-        a2a = np.where(t.ep > 1, all_to_all_time_s(a2a_bytes, sz.ep, sz.strides["ep"], sz.tiers), 0.0) \
-            * sz.moe_fraction
+        a2a = np.where(t.ep > 1, moe_all_to_all_s(sz), 0.0) * sz.moe_fraction
     else:
         a2a = np.zeros_like(sz.tp)
     ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))

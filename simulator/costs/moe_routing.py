@@ -11,6 +11,8 @@ rank e // (E/ep), Megatron-Core and DeepSpeed); all functions broadcast over num
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import ndtr
 
@@ -225,3 +227,40 @@ def busiest_rank_dispatch_bytes(tokens, top_k, hidden, bytes_per_element, max_ov
     if capacity is not None:
         load = np.minimum(load, float(num_experts) * np.asarray(capacity, dtype=float))
     return load * per_copy
+
+
+@dataclass(frozen=True)
+class MoeLoad:
+    """How routing loads the busiest expert rank of every layout, relative to an even split (all 1.0 for
+    `routing` None): `max_over_mean` (the routing model's expectation), `gemm_factor` (its expert GEMM rows over
+    the mean T k), `dispatch_factor` (its all-to-all bytes over T k x h x bytes), `tokens` (T, tokens one EP rank
+    routes per micro-batch) and `capacity` (per-source expert capacity, or None when dropless). The routed
+    activations a rank stores scale like its GEMM rows (`gemm_factor`)."""
+
+    max_over_mean: object
+    gemm_factor: object
+    dispatch_factor: object
+    tokens: object
+    capacity: object = None
+
+
+def moe_load(routing: RoutingSpec | None, num_experts: int, top_k: int, ep, tokens) -> MoeLoad:
+    """The MoeLoad of arrays of EP degrees and per-rank tokens T (one routing model for all rows). The expected
+    max-over-mean is computed once per distinct (ep, T).
+
+    Source: max_over_mean, expert_capacity_tokens, busiest_rank_gemm_tokens, busiest_rank_dispatch_bytes (above)."""
+    ep_a, t_a = np.broadcast_arrays(np.asarray(ep, dtype=float), np.asarray(tokens, dtype=float))
+    if routing is None:
+        return MoeLoad(max_over_mean=1.0, gemm_factor=1.0, dispatch_factor=1.0, tokens=t_a)
+    mom = np.ones(ep_a.shape)
+    pairs = np.stack([ep_a.reshape(-1), t_a.reshape(-1)], axis=1)
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    vals = np.array([max_over_mean(routing, num_experts, int(e), float(t), top_k) for e, t in uniq])
+    mom = vals[np.asarray(inv).reshape(-1)].reshape(ep_a.shape)
+    cap = None
+    if routing.capacity_factor is not None:
+        cap = expert_capacity_tokens(t_a, top_k, num_experts, routing.capacity_factor, routing.min_capacity)
+    copies = t_a * top_k
+    gemm = busiest_rank_gemm_tokens(t_a, top_k, mom, num_experts, cap, routing.pad_to_capacity) / copies
+    disp = busiest_rank_dispatch_bytes(t_a, top_k, 1.0, 1.0, mom, num_experts, cap, routing.pad_to_capacity) / copies
+    return MoeLoad(max_over_mean=mom, gemm_factor=gemm, dispatch_factor=disp, tokens=t_a, capacity=cap)
