@@ -4,8 +4,8 @@
     python benchmarks/calibrate.py --loso          # plus leave-one-source-out errors
     python benchmarks/calibrate.py --loso --write  # write the values into hardware_profiles/*.yaml
 
-Data: ../shared/data/published_runs.csv and the vTrain ground-truth files (the repository's sibling `shared`
-folder; --data-dir to point elsewhere). Same as `trainsim calibrate FILES... [--loso] [--write]`; what each family
+Data: benchmarks/data/published_runs.csv and the vTrain ground-truth files (a mirror of the sibling
+`../shared/data` folder, kept by benchmarks/sync_data.py; --data-dir to point elsewhere). Same as `trainsim calibrate FILES... [--loso] [--write]`; what each family
 fits is simulator.calibration.FAMILY_FITS.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = ROOT / "benchmarks" / "data"  # mirror of ../shared/data (benchmarks/sync_data.py)
 FILES = ("published_runs.csv", "vtrain/ground_truth_single.csv", "vtrain/ground_truth_multi.csv")
 
 

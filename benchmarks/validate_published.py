@@ -1,6 +1,6 @@
 """Regenerate benchmarks/README.md (error tables) and benchmarks/validation.png (predicted vs measured).
 
-    python benchmarks/validate_published.py [--data-dir ../shared/data] [--engine analytic]
+    python benchmarks/validate_published.py [--data-dir benchmarks/data] [--engine analytic]
 
 Runs `trainsim validate` on the published runs and on both vTrain files, and writes the tables of the README
 from the results (nothing in the README's tables is typed by hand).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = ROOT / "benchmarks" / "data"  # mirror of ../shared/data (benchmarks/sync_data.py)
 
 
 def _row(label, s):
@@ -95,7 +95,7 @@ Re-run it after any change to the engine or the profiles. The calibration that p
 efficiency values is `python benchmarks/calibrate.py --loso --write` (same as `trainsim calibrate`); each
 fitted value, its data and its leave-one-source-out errors are recorded in the profile's `efficiency.source`.
 
-## Published measured runs (`trainsim validate ../shared/data/published_runs.csv`, {seconds:.1f} s)
+## Published measured runs (`trainsim validate benchmarks/data/published_runs.csv`, {seconds:.1f} s)
 
 ![predicted vs measured](validation.png)
 
@@ -108,7 +108,7 @@ axes; the ratio predicted/measured (the +/-10% band) is unchanged by it.
 
 {korth}
 
-## vTrain ground truth (`trainsim validate ../shared/data/vtrain/ground_truth_*.csv`)
+## vTrain ground truth (`trainsim validate benchmarks/data/vtrain/ground_truth_*.csv`)
 
 {head}
 {single}

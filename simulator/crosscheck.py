@@ -37,13 +37,12 @@ def explain(r: SimulationResult, a) -> list[str]:
     """Sentences saying where and why the replay `r` differs from the analytic estimate `a`."""
     out = _differences(r, a)
     jitter, strag = r.extra["jitter"], r.extra["stragglers"]
-    if jitter > 0 or (strag is not None and strag["fraction"] > 0):
-        out.insert(1 if len(out) > 1 else 0, (
-            "random draws the estimate does not have: " + ", ".join(
-                ([f"jitter (sigma {jitter:g}) on every pass"] if jitter > 0 else [])
-                + ([f"{strag['fraction']:g} of devices {strag['slowdown']:g}x slower"] if strag and strag["fraction"] > 0
-                   else []))
-            + " (median replay shown)"))
+    slow = strag is not None and strag["fraction"] > 0
+    if jitter > 0 or slow:
+        draws = ([f"jitter (sigma {jitter:g}) on every pass"] if jitter > 0 else []) \
+            + ([f"{strag['fraction']:g} of devices {strag['slowdown']:g}x slower"] if slow else [])
+        out.insert(1 if len(out) > 1 else 0,
+                   "random draws the estimate does not have: " + ", ".join(draws) + " (median replay shown)")
     return out
 
 
@@ -59,7 +58,7 @@ def _differences(r: SimulationResult, a) -> list[str]:
     db = bd["bubble"] - a_bd["bubble"]
     if abs(db) > tol:
         why = ("the replayed schedule with these per-stage times differs from the closed form "
-               "(m-1)*tau_max + sum tau_i (analytic.pipeline.pipeline_time_s)")
+               "(m-1)*tau_max + sum tau_i (pipeline.closed_form.pipeline_time_s)")
         if overlap:
             why += "; asynchronous sends and waits at the step's barriers also move idle time"
         out.append(f"pipeline bubble {db * 1e3:+,.2f} ms: {why}")

@@ -20,7 +20,9 @@ import numpy as np
 
 from .units import GIGA
 
-R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP, R_MEMORY = (1 << i for i in range(11))
+#: Reason bits (a layout's `reasons` is their OR; 0 = feasible).
+(R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP,
+ R_MEMORY) = (1 << i for i in range(11))
 
 
 @dataclass(frozen=True)

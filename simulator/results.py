@@ -75,9 +75,12 @@ class MemoryBreakdown:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-#: Memory kinds, in report order (MemoryBreakdown's fields without `_bytes`), and the quantity each holds.
+#: Memory kinds, in report order (MemoryBreakdown's fields without `_bytes`), and the quantity each holds (with
+#: the two totals of the `memory` mapping).
 MEMORY_KEYS = tuple(f.name[:-6] for f in fields(MemoryBreakdown))
-MEMORY_QUANTITIES = {f.name[:-6]: f.metadata["quantity"] for f in fields(MemoryBreakdown)}
+MEMORY_QUANTITIES = {**{f.name[:-6]: f.metadata["quantity"] for f in fields(MemoryBreakdown)},
+                     "total": "sum of the kinds above on the fullest pipeline rank",
+                     "capacity": "memory of one device"}
 
 
 @dataclass(frozen=True)
@@ -85,17 +88,23 @@ class StepEstimate:
     """Result of one layout: time, utilisation, memory, feasibility. `to_dict()` gives the stable JSON keys."""
 
     scenario: object
-    step_time_s: float
-    mfu: float
-    hfu: float
-    tokens_per_s: float
-    tflops_per_device: float
+    step_time_s: float = field(metadata={"quantity": "time of one optimizer step: the pipelined micro-batches of the "
+                                         "slowest rank, exposed DP/ZeRO communication, optimizer, overhead"})
+    mfu: float = field(metadata={"quantity": "model FLOPs per step (no recomputation) / (step time x devices x "
+                                 "dense bf16 peak)"})
+    hfu: float = field(metadata={"quantity": "model + recomputed FLOPs per step / (step time x devices x dense "
+                                 "bf16 peak)"})
+    tokens_per_s: float = field(metadata={"quantity": "tokens per step (global batch x sequence) / step time"})
+    tflops_per_device: float = field(metadata={"quantity": "model FLOPs per step / step time / devices, in "
+                                               "TFLOP/s (1e12)"})
     time_breakdown_s: dict
     memory_bytes: dict
     fits: bool
     reasons: list = field(default_factory=list)
-    num_micro_batches: int = 1
-    bubble_fraction: float = 0.0
+    num_micro_batches: int = field(default=1, metadata={"quantity": "micro-batches per data-parallel replica "
+                                                        "per step"})
+    bubble_fraction: float = field(default=0.0, metadata={"quantity": "pipeline bubble / pipelined time of the "
+                                                          "pacing rank's micro-batches"})
     pacing_rank: str = "first"
     memory_rank: str = "first"
     stage_layers: dict = field(default_factory=dict)

@@ -149,7 +149,7 @@ def test_random_layouts_never_raise_nan_or_negative(tp, pp, dp, ep, cp, vpp, zer
 
 
 def test_estimate_api_reports_reasons_without_raising():
-    sc = Scenario.build(gpt(layers=4, hidden=512, heads=8), toy_hardware(), devices=16, global_batch=10,
+    sc = Scenario.build(gpt(layers=4, hidden=512, heads=8), toy_hardware(), devices=24, global_batch=10,
                         seq_len=256, tp=3, pp=8)
     r = estimate(sc)
     assert not r.feasible

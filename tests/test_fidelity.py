@@ -1,4 +1,5 @@
-"""End-to-end fidelity against published measurements (../shared/data; skipped where the data is absent).
+"""End-to-end fidelity against published measurements (benchmarks/data, shipped with the repository: a mirror of
+../shared/data kept by benchmarks/sync_data.py; nothing here skips).
 
 Tolerances are the figures this version reaches with the calibrated profiles (benchmarks/README.md), rounded
 up, so that a change that makes the predictions worse fails here; the issue's targets are stated next to them.
@@ -12,12 +13,10 @@ import pytest
 
 from simulator.validation import validate
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
 PUBLISHED = DATA / "published_runs.csv"
 VT_SINGLE = DATA / "vtrain" / "ground_truth_single.csv"
 VT_MULTI = DATA / "vtrain" / "ground_truth_multi.csv"
-
-needs_data = pytest.mark.skipif(not PUBLISHED.exists(), reason="../shared/data not present")
 
 #: Korthikanti et al. 2022 (arXiv 2205.05198) Table 5: end-to-end iteration time, seconds, of the 22B, 175B, 530B
 #: and 1T models with full recompute (baseline) and with sequence parallelism + selective recompute.
@@ -48,7 +47,6 @@ def published():
     return rep, time.perf_counter() - t0
 
 
-@needs_data
 def test_korthikanti_table5_step_times(published):
     rep, _ = published
     rows = {r.id: r for r in rep.rows}
@@ -61,7 +59,6 @@ def test_korthikanti_table5_step_times(published):
     assert max(errs) <= KORTHIKANTI_MAX_PCT
 
 
-@needs_data
 def test_published_runs_validate_fast_and_report_every_row(published):
     rep, seconds = published
     assert seconds < 30.0                                  # issue: under 30 s
@@ -71,7 +68,6 @@ def test_published_runs_validate_fast_and_report_every_row(published):
     assert all(r.reason for r in rep.skipped_rows)
 
 
-@needs_data
 def test_calibrated_sources_in_sample_error(published):
     rep, _ = published
     errs = [abs(r.error_pct) for r in rep.ok_rows if any(k in r.source for k in CALIBRATED_SOURCES)]
@@ -79,21 +75,18 @@ def test_calibrated_sources_in_sample_error(published):
     assert sum(errs) / len(errs) <= CALIBRATED_MAPE_PCT
 
 
-@needs_data
 def test_published_runs_error_does_not_regress(published):
     rep, _ = published
     assert len(rep.ok_rows) >= 226
     assert rep.summary["mape_pct"] <= PUBLISHED_MAPE_CEILING_PCT
 
 
-@needs_data
 def test_vtrain_multi_node_beats_vtrain():
     """vTrain's own error on its 109 multi-node runs is 14.73% (Bang et al. 2023); this version reaches 8.3%."""
     s = validate(VT_MULTI).summary
     assert s["n"] == 109 and s["mape_pct"] < 9.5
 
 
-@needs_data
 def test_vtrain_single_node_error():
     """vTrain's own error on its 1,440 single-node runs is 8.37%; this version reaches 7.5%."""
     s = validate(VT_SINGLE).summary

@@ -9,6 +9,7 @@ of vTrain's MIT-licensed ground_truth_single.csv (Bang et al. 2023; ../shared/da
 """
 from __future__ import annotations
 
+import csv
 import io
 import json
 from contextlib import redirect_stdout
@@ -86,6 +87,17 @@ def test_known_layout_is_not_searched(report):
     r = by_id(report)["korthikanti22-22b-selective"]
     assert r.searched == {}
     assert r.layout["recompute"] == "selective" and r.layout["sequence_parallel"] == 1
+
+
+def test_a_row_whose_layout_does_not_fill_its_devices_is_skipped_with_the_product(tmp_path):
+    rows = list(csv.reader(io.StringIO(RUNS.read_text())))
+    header, row = rows[0], next(r for r in rows if r[0] == "korthikanti22-22b-full")
+    row[header.index("n_devices")] = "16"                      # tp 8, pp 1, dp 1, cp 1 stated: 8 devices
+    p = tmp_path / "runs.csv"
+    with open(p, "w", newline="") as fh:
+        csv.writer(fh).writerows([header, row])
+    r = validate(p).rows[0]
+    assert r.status == "skipped" and r.reason == "tp(8) * pp(1) * dp(1) * cp(1) = 8 != n_devices (16)"
 
 
 def test_memory_row_compares_the_per_device_total(report):

@@ -24,7 +24,7 @@ from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, edge_costs,
-                           memory_columns, rank_kinds, stage_times)
+                           memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
 from ..pipeline.closed_form import pipeline_time_s
 from ..specs.job import Job
@@ -81,7 +81,8 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
                         compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
                         pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max, layers=nl_pace,
                         elementwise_s=pick(idx, [t.elementwise_s for t in times]),
-                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]), host_s=pick(idx, [t.host_s for t in times]))
+                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]),
+                        host_s=pick(idx, [t.host_s for t in times]))
 
 
 def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed) -> dict:
@@ -135,6 +136,9 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
     breakdown (mem_*_bytes, mem_total_bytes), fits, reasons (bit mask, 0 = feasible), num_micro_batches,
     bubble_fraction and the per-rank layer split.
+
+    Source: step = pipeline time of the slowest rank kind + exposed DP/ZeRO communication + optimizer + overhead
+    (Narayanan et al. 2021, arXiv 2104.04473, sec. 2.2 and 3; Rajbhandari et al. 2020, arXiv 1910.02054, sec. 5).
     """
     sz = sizes(job, t)
     lc = layer_costs(sz)
@@ -153,7 +157,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
                                   kr.memory_bound)
-    t_fixed = job.hardware.efficiency.step_overhead_ms * 1e-3
+    t_fixed = step_overhead_s(job.hardware)
     step = pace.pipeline_s + dp_exposed + t_opt + t_fixed
 
     out = metric_columns(sz, step)

@@ -1,14 +1,17 @@
 """The trainsim command line: the only place that prints or exits.
 
-Exit codes: 0 ok, 2 bad input (a message naming field, value and rule), 3 infeasible layout (every reason).
+Exit codes: 0 ok, 2 bad input (a message naming field, value and rule; argparse's errors too), 3 infeasible
+layout (every reason), 1 an internal error (a bug: one line, no traceback unless TRAINSIM_DEBUG=1).
 Each verb lives in its own module with `register(subparsers)`; the module's handler returns an exit code.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import InfeasibleLayoutError, SpecError
+from ..specs.base import shorten
 from . import common
 
 #: Verb modules, in the order `trainsim --help` lists them. A module not present in this build is skipped.
@@ -19,7 +22,7 @@ VERB_MODULES = ("estimate", "simulate", "search", "compare", "plan", "sweep", "v
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = common.ArgumentParser(
         prog="trainsim",
         description="Distributed-training efficiency simulator: MFU, step time and memory of LLM training layouts.")
     parser.add_argument("--version", action="version", version=f"trainsim {common.version()}")
@@ -33,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; returns its exit code (`--help` and `--version` exit through SystemExit(0), as argparse
+    does). An unexpected exception is reported in one line with exit 1 (TRAINSIM_DEBUG=1 shows the traceback)."""
     try:
+        args = build_parser().parse_args(argv)
+        common.check_outputs(args)
         return int(args.handler(args) or 0)
     except SpecError as err:
         common.error(str(err))
@@ -48,3 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # noqa: BLE001 - the CLI never ends in a traceback
+        if os.environ.get("TRAINSIM_DEBUG"):
+            raise
+        common.error(f"internal error, a bug in trainsim (please report it with the command): "
+                     f"{type(err).__name__}: {shorten(str(err), 400)}; TRAINSIM_DEBUG=1 shows the traceback")
+        return 1

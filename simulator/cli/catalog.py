@@ -16,9 +16,16 @@ def register(sub) -> None:
 
 
 def profile_rows() -> list[dict]:
-    from ..specs.loading import available_profiles, load_hardware
+    """One row per shipped profile; a SpecError (exit 2) when none is found: an install without its package
+    data cannot run any job, and an empty table would hide that."""
+    from ..errors import SpecError
+    from ..specs.loading import HARDWARE_ALIASES, available_profiles, load_hardware, profiles_dir
+    names = available_profiles()
+    if not names:
+        raise SpecError(f"no hardware profiles found in {profiles_dir()} (a broken install, or $TRAINSIM_PROFILES "
+                        "names an empty folder); reinstall trainsim")
     rows = []
-    for name in available_profiles():
+    for name in names:
         hw = load_hardware(name)
         rows.append({
             "name": hw.name, "family": hw.family,
@@ -27,6 +34,7 @@ def profile_rows() -> list[dict]:
             "devices_per_node": hw.devices_per_node,
             "tiers": " > ".join(f"{t.name} {t.bandwidth_gb_per_s:g} GB/s" for t in hw.tiers),
             "description": hw.description,
+            "aliases": sorted(a for a, n in HARDWARE_ALIASES.items() if n == hw.name),
         })
     return rows
 
@@ -34,8 +42,13 @@ def profile_rows() -> list[dict]:
 def model_rows() -> list[dict]:
     from ..costs.flops import model_costs
     from ..specs.loading import available_models, load_model
+    from ..errors import SpecError
+    from ..specs.loading import models_dir
+    names = available_models()
+    if not names:
+        raise SpecError(f"no model presets found in {models_dir()} (a broken install); reinstall trainsim")
     rows = []
-    for name in available_models():
+    for name in names:
         m = load_model(name)
         c = model_costs(m, m.max_seq_len or 2048)
         rows.append({

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 from rich.console import Console
 
 from ..errors import SpecError
+from ..specs.base import MAX_BATCH, MAX_DEVICES, MAX_LAYERS, MAX_SEQ_LEN, shorten
 
 
 def version() -> str:
@@ -18,27 +21,163 @@ def version() -> str:
         return "0.1.0"
 
 
+#: Width of the output when it is not a terminal (a pipe or a file) and $COLUMNS is not set: wide enough that no
+#: table is squeezed or cut (rich would use 80); tables and text size to their content, not to this width.
+PIPE_WIDTH = 1000
+#: Longest error message printed; a longer one is cut (its values are already cut where they are quoted).
+MAX_MESSAGE = 20_000
+
+
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """The console every verb prints to: no markup parsing (text such as `trainsim[dask]` or `^[a-z]*$` prints as
+    written), no emoji codes, not cut at 80 columns when piped."""
+    con = Console(highlight=False, soft_wrap=False, markup=False, emoji=False)
+    if not con.is_terminal and not os.environ.get("COLUMNS"):
+        con.width = PIPE_WIDTH
+    return con
 
 
 def error(msg: str) -> None:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+    """The one error style: `error: <message>` on stderr, the message printed as written (no markup)."""
+    from rich.text import Text
+    msg = str(msg)
+    if len(msg) > MAX_MESSAGE:
+        msg = f"{msg[:MAX_MESSAGE]}... ({len(msg) - MAX_MESSAGE:,} more characters)"
+    con = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+    con.print(Text.assemble(("error:", "bold red"), " ", msg))
+
+
+class UsageError(SpecError):
+    """A flag argparse cannot accept: reported like every other bad input (exit 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the CLI's one error style (`error: ...`, exit 2, through cli.main) instead of a usage block,
+    no prefix matching of long flags (`--glob 1536` is not `--global-batch`), and "did you mean" for flags and
+    choices."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown flag is reported by the verb's parser (which knows the verb's flags)."""
+        ns, extra = self.parse_known_args(args, namespace)
+        if extra:
+            verb = next((a.choices.get(getattr(ns, a.dest, None)) for a in self._actions
+                         if isinstance(a, argparse._SubParsersAction)), None)
+            (verb or self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return ns
+
+    def error(self, message: str):
+        raise UsageError(f"{shorten(message, 400)}{self._hint(message)} (see `{self.prog} --help`)")
+
+    def _hint(self, message: str) -> str:
+        import difflib
+        flags = [f for f in self._option_string_actions if f.startswith("--")]
+        if message.startswith("unrecognized arguments:"):
+            words = [w.split("=", 1)[0] for w in message.split(":", 1)[1].split() if w.startswith("-")]
+            close = [c for w in words for c in difflib.get_close_matches(w, flags, n=1, cutoff=0.6)]
+            return f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        if "invalid choice:" in message:
+            for action in self._actions:
+                if action.choices and isinstance(action.choices, dict):     # the verb list
+                    bad = message.split("invalid choice:", 1)[1].split("(")[0].strip().strip("'")
+                    close = difflib.get_close_matches(bad, list(action.choices), n=1)
+                    return f"; did you mean '{close[0]}'?" if close else ""
+        return ""
+
+
+#: Flags that name files a command reads, and files or folders it writes (dest names, across the verbs).
+INPUT_FLAGS = ("scenario", "model", "hardware", "file", "files", "spec")
+OUTPUT_FILE_FLAGS = {"trace": (".json",), "gantt": "image", "plot": "image", "chart": "image", "heatmap": "image",
+                     "pareto": "image", "breakdown": "image"}
+OUTPUT_DIR_FLAGS = ("plot_dir", "output")
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def _existing_inputs(args: argparse.Namespace) -> list[str]:
+    out = []
+    for name in INPUT_FLAGS:
+        value = getattr(args, name, None)
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, str) and v and os.path.isfile(v):
+                out.append(v)
+    return out
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, output paths that are empty, a folder, in a missing folder, of a format the writer
+    cannot produce, given twice, or one of the command's own input files (which the output would replace).
+    An existing file that is not an input is replaced, as usual."""
+    inputs = _existing_inputs(args)
+    seen: dict[str, str] = {}
+    for name, kind in OUTPUT_FILE_FLAGS.items():
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        shown = shorten(repr(path))
+        if not isinstance(path, str) or not path.strip():
+            raise SpecError(f"{flag}: the file name is empty")
+        suffixes = IMAGE_SUFFIXES if kind == "image" else kind
+        if os.path.splitext(path)[1].lower() not in suffixes:
+            raise SpecError(f"{flag} {shown}: the name must end in {', '.join(suffixes[:3])}"
+                            f"{' (or ' + ', '.join(suffixes[3:]) + ')' if len(suffixes) > 3 else ''}")
+        if os.path.isdir(path):
+            raise SpecError(f"{flag} {shown} is a folder; give a file name")
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise SpecError(f"{flag} {shown}: the folder {shorten(repr(folder))} does not exist")
+        clash = next((i for i in inputs if _same_file(i, path)), None)
+        if clash is not None:
+            raise SpecError(f"{flag} {shown} is one of this command's inputs; writing it would replace that file")
+        key = os.path.abspath(path)
+        if key in seen:
+            raise SpecError(f"{flag} and {seen[key]} name the same file {shown}")
+        seen[key] = flag
+    for name in OUTPUT_DIR_FLAGS:
+        path = getattr(args, name, None)
+        if path is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not isinstance(path, str) or not path.strip():
+            raise SpecError(f"{flag}: the folder name is empty")
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise SpecError(f"{flag} {shorten(repr(path))} is a file, not a folder")
+
+
+#: Largest integer any counting flag takes (seeds, samples, top-k, workers ...): far below int64, so products of
+#: two flags cannot overflow numpy's int64 columns. Job sizes have their own, smaller limits (specs.base).
+MAX_FLAG_INT = 2**31 - 1
 
 
 def number(kind=int, lo=None, hi=None, lo_open=False, note=""):
-    """An argparse type: a number of `kind` in [lo, hi] ((lo, hi] with lo_open), with a message naming the
-    value and the rule."""
+    """An argparse type: a finite number of `kind` in [lo, hi] ((lo, hi] with lo_open), with a message naming the
+    value and the rule; integers are capped at MAX_FLAG_INT when no `hi` is given; nan and inf are refused."""
+    if hi is None and kind is int:
+        hi = MAX_FLAG_INT
+
     def parse(text: str):
+        shown = shorten(repr(text))
         try:
             v = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(
-                f"'{text}' is not {'an integer' if kind is int else 'a number'}") from None
+                f"{shown} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{shown} is not a finite number")
         if lo is not None and (v <= lo if lo_open else v < lo):
-            raise argparse.ArgumentTypeError(f"{v} must be {'>' if lo_open else '>='} {lo}{note}")
+            raise argparse.ArgumentTypeError(f"{shorten(str(v))} must be {'>' if lo_open else '>='} {lo:,}{note}")
         if hi is not None and v > hi:
-            raise argparse.ArgumentTypeError(f"{v} must be <= {hi}{note}")
+            raise argparse.ArgumentTypeError(f"{shorten(str(v))} must be <= {hi:,}{note}")
         return v
     return parse
 
@@ -46,6 +185,12 @@ def number(kind=int, lo=None, hi=None, lo_open=False, note=""):
 positive_int = number(int, lo=1)
 nonneg_int = number(int, lo=0)
 positive_float = number(float, lo=0, lo_open=True)
+#: Job sizes, bounded as the specs bound them (one definition: simulator.specs.base).
+devices_int = number(int, lo=1, hi=MAX_DEVICES)
+degree_int = number(int, lo=1, hi=MAX_DEVICES)
+stages_int = number(int, lo=1, hi=MAX_LAYERS)
+batch_int = number(int, lo=1, hi=MAX_BATCH)
+seq_len_int = number(int, lo=1, hi=MAX_SEQ_LEN)
 
 
 def on_off(text: str) -> bool:
@@ -54,7 +199,7 @@ def on_off(text: str) -> bool:
         return True
     if t in ("0", "false", "off", "no"):
         return False
-    raise argparse.ArgumentTypeError(f"'{text}' must be on or off")
+    raise argparse.ArgumentTypeError(f"{shorten(repr(text))} must be on or off")
 
 
 def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
@@ -63,28 +208,28 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     g.add_argument("--scenario", metavar="FILE", help="scenario YAML with the same keys as these flags (flags win)")
     g.add_argument("--model", help="model preset name (see `trainsim models`), YAML path, or Hugging Face config.json path")
     g.add_argument("--hardware", help="hardware profile name (see `trainsim profiles`) or YAML path")
-    g.add_argument("--devices", type=positive_int, help="number of accelerators")
-    g.add_argument("--global-batch", type=positive_int, help="sequences per optimizer step")
-    g.add_argument("--seq-len", type=positive_int, help="tokens per sequence (default: the model's max_seq_len)")
+    g.add_argument("--devices", type=devices_int, help="number of accelerators")
+    g.add_argument("--global-batch", type=batch_int, help="sequences per optimizer step")
+    g.add_argument("--seq-len", type=seq_len_int, help="tokens per sequence (default: the model's max_seq_len)")
     g.add_argument("--dtype", choices=["bf16", "fp16", "fp8", "int8", "fp32"], help="GEMM precision (default bf16)")
-    g.add_argument("--devices-per-node", type=positive_int, help="override the profile's devices per node")
+    g.add_argument("--devices-per-node", type=devices_int, help="override the profile's devices per node")
     g.add_argument("--memory-gb", type=positive_float, help="override the device memory (GB)")
     add_moe_network_flags(p)
     if not layout:
         return
     l = p.add_argument_group("layout")
-    l.add_argument("--tp", type=positive_int, help="tensor-parallel degree (default 1)")
-    l.add_argument("--pp", type=positive_int, help="pipeline stages (default 1)")
-    l.add_argument("--dp", type=positive_int, help="data-parallel degree (default: devices / (tp*pp*cp))")
-    l.add_argument("--ep", type=positive_int, help="expert-parallel degree, carved out of dp (default 1)")
-    l.add_argument("--cp", type=positive_int, help="context-parallel degree (default 1)")
-    l.add_argument("--vpp", type=positive_int, help="virtual pipeline stages per rank (default 1)")
+    l.add_argument("--tp", type=degree_int, help="tensor-parallel degree (default 1)")
+    l.add_argument("--pp", type=stages_int, help="pipeline stages (default 1)")
+    l.add_argument("--dp", type=degree_int, help="data-parallel degree (default: devices / (tp*pp*cp))")
+    l.add_argument("--ep", type=degree_int, help="expert-parallel degree, carved out of dp (default 1)")
+    l.add_argument("--cp", type=degree_int, help="context-parallel degree (default 1)")
+    l.add_argument("--vpp", type=stages_int, help="virtual pipeline stages per rank (default 1)")
     l.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="ZeRO stage; 3 = FSDP (default 1)")
     l.add_argument("--zero3-unit", choices=["layer", "tensor"],
                    help="ZeRO-3 gather unit: layer (FSDP, default) or tensor (DeepSpeed ZeRO-3 of 2021)")
     l.add_argument("--sequence-parallel", type=on_off, metavar="on|off", help="Megatron SP (default on)")
     l.add_argument("--recompute", choices=["none", "selective", "full"], help="activation recompute (default selective)")
-    l.add_argument("--micro-batch", type=positive_int, help="sequences per micro-batch (default 1)")
+    l.add_argument("--micro-batch", type=batch_int, help="sequences per micro-batch (default 1)")
     l.add_argument("--schedule", choices=["gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v"],
                    help="pipeline schedule (dualpipe: DeepSeek-V3 bidirectional, even pp; zb-v: zero-bubble V)")
     l.add_argument("--placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")

@@ -5,6 +5,7 @@ import argparse
 import csv
 import sys
 
+from ..errors import SpecError
 from . import common
 
 
@@ -14,6 +15,10 @@ def register(sub) -> None:
                                    "of one training layout. Exit 3 if the layout cannot run (every reason listed).")
     common.add_job_flags(p)
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    p.add_argument("--explain", action="store_true",
+                   help="for every number (step time, MFU, HFU, tokens/s, each breakdown and memory row) also print "
+                        "the quantity it sums, the function that computes it and that function's source (table or "
+                        "json; the JSON gains an `explain` list)")
     p.set_defaults(handler=run)
 
 
@@ -39,9 +44,56 @@ def exit_code(result, fmt: str) -> int:
     return 3
 
 
+def _value_text(v, unit: str) -> str:
+    from ..units import GIGA, format_seconds
+    if v is None:
+        return "n/a"
+    if unit == "s":
+        return format_seconds(v)
+    if unit == "B":
+        return f"{v / GIGA:,.2f} GB"
+    if unit == "":
+        return f"{v:.4g}"
+    return f"{v:,.0f} {unit}" if abs(v) >= 1000 else f"{v:,.4g} {unit}"
+
+
+def explain_renderable(rows: list[dict]):
+    """Rich table of explain() rows: the field and its value, then the quantity it sums and each function that
+    computes it with that function's source."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="where each number comes from", title_justify="left", show_lines=True)
+    t.add_column("field", no_wrap=True)
+    t.add_column("value", justify="right", no_wrap=True)
+    t.add_column("quantity; computed by: source", overflow="fold")
+    for r in rows:
+        text = Text(r["quantity"], style="italic")
+        for f in r["functions"]:
+            text.append("\n" + f["name"].removeprefix("simulator."), style="bold")
+            text.append(": " + f["source"])
+        t.add_row(r["field"], _value_text(r["value"], r["unit"]), text)
+    return t
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analytic.estimate import estimate
+    if getattr(args, "explain", False) and args.format == "csv":
+        raise SpecError("--explain: prints a table or JSON, not CSV (use --format table or --format json)")
     result = estimate(common.build_scenario(args))
     d = result.to_dict()
-    emit(d, args.format)
+    if not getattr(args, "explain", False):
+        emit(d, args.format)
+        return exit_code(result, args.format)
+    from ..analytic.explain import explain
+    rows = explain(result)
+    if args.format == "json":
+        d["explain"] = rows
+        emit(d, "json")
+    else:
+        from rich.text import Text
+        emit(d, "table")
+        out = common.stdout()
+        out.print(Text(""))
+        out.print(explain_renderable(rows))
     return exit_code(result, args.format)

@@ -9,4 +9,6 @@ params.py         parameters per rank kind
 memory.py         model states under ZeRO, activations, logits
 stage.py          first / middle / last rank: host work, logits, per-micro-batch times, memory
 optimizer.py      the optimizer step
+Standalone models not yet composed by the engines: kernels.py / kernel_data.py (measured kernel tables),
+framework_effects.py, moe_routing.py, compression.py, offload.py.
 """

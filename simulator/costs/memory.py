@@ -40,6 +40,9 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
     `Linear`/`LayerNormLinear` keep the FP8-cast input for the weight-gradient GEMM; Micikevicius et al. 2022,
     "FP8 Formats for Deep Learning", arXiv 2209.05433, sec. 4); `fc2_input_elems` is the part of
     `mlp_act_elems` that is the fc2 input.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 and Table 2; Micikevicius et al. 2022 (arXiv
+    2209.05433) sec. 4 (FP8-saved GEMM inputs).
     """
     sbh = seq * micro_batch * hidden * (act_bytes / 2.0)
     # Outside the TP regions (split only with SP): LN inputs (4h), QKV and MLP inputs (4h), dropout masks (2h).
@@ -63,5 +66,7 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
 
 def logits_bytes(seq, micro_batch, vocab, tp):
     """fp32 logits and their gradient of one micro-batch on the last stage: 4*s*b*V/t bytes for the
-    logits (Korthikanti et al. 2022, sec. 4.1 names 4sbv/t) and as much again for the softmax gradient."""
+    logits (Korthikanti et al. 2022, sec. 4.1 names 4sbv/t) and as much again for the softmax gradient.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1."""
     return 2.0 * 4.0 * seq * micro_batch * vocab / tp

@@ -159,6 +159,14 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     return out
 
 
+def step_overhead_s(hw) -> float:
+    """Fixed time per step outside the pipeline and the optimizer (data loader, logging, gradient clipping
+    bookkeeping): the profile's step_overhead_ms.
+
+    Source: the profile's efficiency.step_overhead_ms (hardware_profiles/*.yaml)."""
+    return hw.efficiency.step_overhead_ms * 1e-3
+
+
 def reserved_bytes(hw) -> float:
     """Framework, allocator and communication buffers per device: the profile's framework_reserved_gb.
 
@@ -168,7 +176,10 @@ def reserved_bytes(hw) -> float:
 
 def memory_columns(sz, kinds) -> dict:
     """Memory of the fullest rank kind as columns (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes), whether
-    it fits (`fits`) and which kind it is (`memory_rank`: 0 first, 1 middle, 2 last)."""
+    it fits (`fits`) and which kind it is (`memory_rank`: 0 first, 1 middle, 2 last).
+
+    Source: the busiest pipeline rank decides (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4.2.3: the first
+    stage holds the most activations under 1F1B); capacity is the profile's device.memory_gb."""
     n = len(sz.table)
     cols = np.arange(n)
     mem = stage_memory_bytes(sz, mlp_elements(sz), kinds)

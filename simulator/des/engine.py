@@ -14,8 +14,9 @@ Contended things are `SharedLink`s, one per port of a representative device in t
 device): concurrent transfers on one port share its bandwidth equally (processor sharing).
 
 All durations come in through an `EngineSpec` (des.spec) built by des.plan from the shared cost functions; this
-module only orders them and keeps the accounts (des.accounting). Ties at equal times resolve in SimPy's (time, priority, insertion) order, so a run is deterministic;
-jitter and stragglers come from an explicit numpy Generator.
+module only orders them and keeps the accounts (des.accounting). Ties at equal times resolve in SimPy's (time,
+priority, insertion) order, so a run is deterministic; jitter and stragglers come from an explicit numpy
+Generator.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from ..costs.communication import dp_comm_times, dp_phase_cost
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
-from ..costs.stage import rank_host_s
+from ..costs.stage import rank_host_s, step_overhead_s
 from ..pipeline.schedules import schedule_ops
 from ..pipeline.split import checked_chunk_layers
 from ..topology.placement import members_per_domain
@@ -344,6 +344,6 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
                                 dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})"))
     spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
                       contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
-                      overhead_s=sc.hardware.efficiency.step_overhead_ms * 1e-3)
+                      overhead_s=step_overhead_s(sc.hardware))
     return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=lay.resolved_schedule,
                 num_micro=num_micro)

@@ -92,7 +92,9 @@ def explicit_stage_split(stage_layers: list[int], pp: int):
 
 def stage_split(table, num_layers: int):
     """(first, busiest middle, last) rank layers of every row of a LayoutTable, as int64 arrays: the row's
-    explicit `stage_layers` where it has one, else the default split."""
+    explicit `stage_layers` where it has one, else the default split.
+
+    Source: `chunk_layers` (Llama 3 paper, arXiv 2407.21783, sec. 3.3.2); Megatron-LM chunk i on rank i % pp."""
     if table.stage_layers is None:
         return default_stage_split(num_layers, table.pp, table.vpp)
     rows = []

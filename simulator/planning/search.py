@@ -1,21 +1,11 @@
 """Layout search: enumerate every layout a cluster allows, evaluate them all at once, rank them.
 
-    enumerate (numpy columns) -> analytic.step.evaluate (one call) -> rank -> pandas DataFrame
+    planning.enumerate (numpy columns) -> analytic.step.evaluate (one call) -> rank -> pandas DataFrame
 
-The enumeration is the product of the layout axes, bounded by what can exist at all and by the user's
-constraints (`SearchSpace`):
-
-- tp, pp, cp: divisors of the device count with tp <= heads, pp <= layers, cp <= seq_len; dp = devices/(tp*pp*cp).
-- ep (MoE only): divisors of dp up to the number of experts (EP is carved out of DP).
-- vpp > 1 (interleaved schedule only): pp > 1 and pp*vpp dividing the layers (Megatron's interleaving rule).
-- micro-batch: powers of two with micro_batch * dp <= global batch.
-- ZeRO 0-3 x recompute none/selective/full; sequence parallelism on wherever tp > 1.
-- schedules: 1f1b and interleaved by default; gpipe and zb-h1 on request. With pp = 1 the schedule and, with
-  dp = 1, the ZeRO stage make no difference: only the first allowed value is kept (no duplicate rows).
-
-Everything else (heads, KV heads and FFN width divisible by tp, batch divisible by micro_batch*dp, cp dividing
-the sequence, experts divisible by ep, micro-batch count for interleaving, memory) is decided by the engine,
-whose reason bits become the `reason` text of the infeasible rows. No Python loop runs per layout.
+The candidates and their rules are those of `planning.enumerate` (the user's constraints are a `SearchSpace`).
+The engine decides feasibility (heads, KV heads and FFN width divisible by tp, batch divisible by micro_batch*dp,
+cp dividing the sequence, experts divisible by ep, micro-batch count for interleaving, memory); its reason bits
+become the `reason` text of the infeasible rows. No Python loop runs per layout.
 """
 from __future__ import annotations
 
@@ -27,22 +17,20 @@ from typing import Literal, Optional, Union
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
 
 from ..analytic import step as S
 from ..analytic.layouts import LayoutTable
 from ..analytic.step import Job, evaluate
 from ..errors import SpecError
 from ..results import TIME_CATEGORIES
-from ..specs.base import Spec
 from ..specs.hardware import HardwareProfile
-from ..specs.layout import (DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout, Recompute,
-                            Schedule, Zero3Unit)
+from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
 from ..specs.training import TrainDtype, TrainingSpec
 from ..units import GIGA
+from .enumerate import EmptySearchSpace, SearchSpace, divisors, enumerate_layouts, parse_space  # noqa: F401
 
 Objective = Literal["throughput", "memory", "cost"]
 OBJECTIVES = ("throughput", "memory", "cost")
@@ -61,204 +49,6 @@ LAYOUT_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "r
                   "sequence_parallel")
 #: The step-time breakdown columns (they sum to step_time_s).
 BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
-
-
-class SearchSpace(Spec):
-    """Which layouts the search enumerates. A list fixes an axis to those values; `max_*` caps it.
-
-    Unset axes take every value the cluster and model allow (see the module docstring).
-    """
-
-    tp: Optional[list[int]] = Field(None, description="tensor-parallel degrees to try")
-    pp: Optional[list[int]] = Field(None, description="pipeline-parallel degrees to try")
-    cp: Optional[list[int]] = Field(None, description="context-parallel degrees to try")
-    dp: Optional[list[int]] = Field(None, description="data-parallel degrees to try")
-    ep: Optional[list[int]] = Field(None, description="expert-parallel degrees to try (MoE models)")
-    vpp: Optional[list[int]] = Field(None, description="virtual pipeline stages to try (1 = not interleaved)")
-    micro_batch: Optional[list[int]] = Field(None, description="micro-batch sizes to try")
-    max_tp: Optional[int] = Field(None, ge=1)
-    max_pp: Optional[int] = Field(None, ge=1)
-    max_cp: Optional[int] = Field(None, ge=1)
-    max_ep: Optional[int] = Field(None, ge=1)
-    max_vpp: Optional[int] = Field(None, ge=1)
-    max_micro_batch: Optional[int] = Field(None, ge=1)
-    zero: list[int] = Field([0, 1, 2, 3], min_length=1, description="ZeRO stages to try")
-    recompute: list[Recompute] = Field(["none", "selective", "full"], min_length=1)
-    schedule: list[Schedule] = Field(["1f1b", "interleaved"], min_length=1,
-                                     description="pipeline schedules to try; interleaved is used with vpp > 1")
-    sequence_parallel: bool = Field(True, description="Megatron SP wherever tp > 1")
-    tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs")
-    ep_comm_overlap: bool = Field(False, description="hide MoE all-to-alls behind another micro-batch's compute")
-    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: layer (FSDP) or tensor (DeepSpeed 2021)")
-    flash_attention: bool = True
-    overlap_grad_reduce: bool = True
-    placement: str = Field(DEFAULT_ORDER, description="rank order, innermost first")
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        for axis in ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch"):
-            vals = getattr(self, axis)
-            if vals is None:
-                continue
-            if len(vals) == 0:
-                raise ValueError(f"{axis}: an empty list allows no layout")
-            if any(v < 1 for v in vals):
-                raise ValueError(f"{axis} values {vals} must be >= 1")
-            cap = getattr(self, f"max_{axis}", None)
-            if cap is not None and min(vals) > cap:
-                raise ValueError(f"{axis} {sorted(vals)} contradicts max_{axis} {cap}: no value is <= {cap}")
-        bad = [z for z in self.zero if z not in (0, 1, 2, 3)]
-        if bad:
-            raise ValueError(f"zero stages {bad} are not among 0, 1, 2, 3")
-        vpps = set(self.vpp or [])
-        only_interleaved = set(self.schedule) == {"interleaved"}
-        if only_interleaved and ((self.vpp is not None and vpps == {1}) or self.max_vpp == 1):
-            raise ValueError("schedule 'interleaved' needs vpp > 1, but vpp/max_vpp allow only 1")
-        if "interleaved" not in self.schedule and self.vpp is not None and 1 not in vpps:
-            raise ValueError(f"vpp {sorted(vpps)} > 1 needs the 'interleaved' schedule, which schedule "
-                             f"{self.schedule} excludes")
-        Layout(placement=self.placement)  # validates the order
-        return self
-
-
-def parse_space(constraints: Union[SearchSpace, dict, None], where: str = "search constraints") -> SearchSpace:
-    if constraints is None:
-        return SearchSpace()
-    if isinstance(constraints, SearchSpace):
-        return constraints
-    return validate_spec(SearchSpace, {k: v for k, v in constraints.items() if v is not None}, where)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# enumeration
-# ---------------------------------------------------------------------------------------------------------------
-
-def divisors(n: int) -> np.ndarray:
-    """Divisors of n, ascending."""
-    d = np.arange(1, int(np.sqrt(n)) + 1)
-    d = d[n % d == 0]
-    return np.unique(np.concatenate([d, n // d]))
-
-
-def _allowed(values: np.ndarray, listed, cap) -> np.ndarray:
-    ok = np.ones(len(values), bool)
-    if listed is not None:
-        ok &= np.isin(values, np.asarray(listed))
-    if cap is not None:
-        ok &= values <= cap
-    return ok
-
-
-def _expand(cols: dict, mask: np.ndarray, options: dict) -> dict:
-    """Ragged product: row i of `cols` times every option j with mask[i, j] (vectorized)."""
-    rows, opt = np.nonzero(mask)
-    out = {k: v[rows] for k, v in cols.items()}
-    out.update({k: np.asarray(v)[opt] for k, v in options.items()})
-    return out
-
-
-def _empty(what: str, model: ModelSpec, training: TrainingSpec, devices: int, space: SearchSpace) -> SpecError:
-    set_ = {k: v for k, v in space.model_dump(exclude_defaults=True).items()}
-    cons = ", ".join(f"{k}={v}" for k, v in set_.items()) or "none"
-    return SpecError(f"empty search space: {what} (devices {devices}, model '{model.name}' with "
-                     f"{model.num_layers} layers and {model.num_heads} heads, global batch {training.global_batch}, "
-                     f"seq_len {training.seq_len}; constraints: {cons})")
-
-
-def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int,
-                      space: SearchSpace | None = None) -> LayoutTable:
-    """Every candidate layout as numpy columns (see the module docstring for the rules).
-
-    Raises SpecError when the constraints leave no candidate, naming the axis that ran out.
-    """
-    space = space or SearchSpace()
-    N = int(num_devices)
-    D = divisors(N)
-    moe = model.moe
-    if moe is None and space.ep is not None and set(space.ep) != {1}:
-        raise SpecError(f"ep {space.ep} > 1 needs an MoE model; '{model.name}' is dense")
-
-    tp_ok = D[_allowed(D, space.tp, space.max_tp) & (D <= model.num_heads)]
-    pp_ok = D[_allowed(D, space.pp, space.max_pp) & (D <= model.num_layers)]
-    cp_ok = D[_allowed(D, space.cp, space.max_cp) & (D <= training.seq_len)]
-    for axis, ok, extra in (("tp", tp_ok, f"<= {model.num_heads} heads"), ("pp", pp_ok, f"<= {model.num_layers} layers"),
-                            ("cp", cp_ok, f"<= seq_len {training.seq_len}")):
-        if len(ok) == 0:
-            raise _empty(f"no {axis} divides the {N} devices within the constraints ({extra})", model, training, N,
-                         space)
-    # (tp, pp, cp) with tp*pp*cp dividing N; dp takes the rest
-    g = np.stack(np.meshgrid(tp_ok, pp_ok, cp_ok, indexing="ij"), -1).reshape(-1, 3)
-    g = g[N % (g[:, 0] * g[:, 1] * g[:, 2]) == 0]
-    dp = N // (g[:, 0] * g[:, 1] * g[:, 2]) if len(g) else np.zeros(0, np.int64)
-    keep = _allowed(dp, space.dp, None)
-    g, dp = g[keep], dp[keep]
-    if len(g) == 0:
-        raise _empty(f"no tp x pp x cp x dp product equals the {N} devices with tp in {tp_ok.tolist()}, pp in "
-                     f"{pp_ok.tolist()}, cp in {cp_ok.tolist()}" + (f", dp in {space.dp}" if space.dp else ""),
-                     model, training, N, space)
-    cols = {"tp": g[:, 0], "pp": g[:, 1], "cp": g[:, 2], "dp": dp}
-
-    # expert parallelism: divisors of dp, at most the number of experts
-    if moe is not None:
-        ep_opt = D[_allowed(D, space.ep, space.max_ep) & (D <= moe.num_experts)]
-        mask = (cols["dp"][:, None] % ep_opt[None, :]) == 0
-        cols = _expand(cols, mask, {"ep": ep_opt})
-        if len(cols["tp"]) == 0:
-            raise _empty(f"no ep in {ep_opt.tolist()} divides dp", model, training, N, space)
-    else:
-        cols["ep"] = np.ones(len(cols["tp"]), np.int64)
-
-    # (vpp, schedule) options
-    L = model.num_layers
-    flat = [s for s in ("1f1b", "gpipe", "zb-h1") if s in space.schedule]
-    v_max = min(L, space.max_vpp or L)
-    vs = np.arange(2, v_max + 1) if "interleaved" in space.schedule else np.zeros(0, np.int64)
-    if space.vpp is not None:
-        vs = vs[np.isin(vs, space.vpp)]
-        if 1 not in space.vpp:
-            flat = []
-    opt_v = np.concatenate([np.ones(len(flat), np.int64), vs]).astype(np.int64)
-    opt_s = np.array([SCHEDULE_CODES[s] for s in flat] + [SCHEDULE_CODES["interleaved"]] * len(vs), np.int64)
-    opt_first = np.zeros(len(opt_v), bool)
-    if flat:
-        opt_first[0] = True
-    pp = cols["pp"][:, None]
-    pipelined = pp > 1
-    mask = np.where(opt_v[None, :] == 1, pipelined | opt_first[None, :],
-                    pipelined & (pp * opt_v[None, :] <= L) & (L % (pp * opt_v[None, :]) == 0))
-    cols = _expand(cols, mask, {"vpp": opt_v, "schedule": opt_s})   # pp = 1 keeps the first allowed schedule
-    if len(cols["tp"]) == 0:
-        raise _empty(f"no pipeline schedule in {space.schedule} (vpp {space.vpp or 'any'}) applies: interleaving "
-                     f"needs pp > 1 with pp*vpp dividing the {L} layers", model, training, N, space)
-
-    # micro-batch sizes: powers of two (or the listed sizes) with micro_batch * dp <= global batch
-    B = training.global_batch
-    if space.micro_batch is not None:
-        mb_opt = np.array(sorted(set(space.micro_batch)), np.int64)
-    else:
-        mb_opt = 2 ** np.arange(0, int(np.log2(B)) + 1, dtype=np.int64)
-    if space.max_micro_batch is not None:
-        mb_opt = mb_opt[mb_opt <= space.max_micro_batch]
-    mask = mb_opt[None, :] * cols["dp"][:, None] <= B
-    cols = _expand(cols, mask, {"micro_batch": mb_opt})
-    if len(cols["tp"]) == 0:
-        raise _empty(f"no micro-batch size in {mb_opt.tolist()} has micro_batch * dp <= the global batch {B} "
-                     "(dp too large for the batch)", model, training, N, space)
-
-    # ZeRO x recompute; ZeRO does nothing without data parallelism: one row (the lowest allowed stage) at dp = 1
-    zs = np.array(sorted(set(space.zero)), np.int64)
-    rcs = np.array(sorted(RECOMPUTE_CODES[r] for r in set(space.recompute)), np.int64)
-    zz, rr = (x.ravel() for x in np.meshgrid(zs, rcs, indexing="ij"))
-    mask = (cols["dp"][:, None] > 1) | (zz[None, :] == zs[0])
-    cols = _expand(cols, mask, {"zero": zz, "recompute": rr})
-
-    n = len(cols["tp"])
-    return LayoutTable.from_columns(
-        placement=space.placement, **cols,
-        sequence_parallel=space.sequence_parallel & (cols["tp"] > 1),
-        flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=np.full(n, space.overlap_grad_reduce),
-        tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
-        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,12 +5,13 @@ SI values. Every figure carries a source string (datasheet, paper, measurement o
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from ..errors import SpecError
 from ..units import GIGA, TERA, US
-from .base import Spec
+from .base import MAX_DEVICES, MAX_NAME, MAX_TEXT, MAX_TIERS, Spec
 from .host import HostSpec
 
 Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"]
@@ -28,19 +29,19 @@ class PeakTflops(Spec):
     int8: Optional[float] = Field(None, gt=0, description="INT8 TOPS, for int8-quantised training")
     fp6: Optional[float] = Field(None, gt=0, description="FP6 (MXFP6) dense peak: Blackwell, CDNA4")
     fp4: Optional[float] = Field(None, gt=0, description="FP4 (NVFP4/MXFP4) dense peak: Blackwell, CDNA4")
-    source: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class DeviceSpec(Spec):
     """One accelerator (for MI250X, one GCD)."""
 
-    name: str
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     peak_tflops: PeakTflops
     memory_gb: float = Field(gt=0, description="usable HBM capacity, GB (1e9 bytes)")
     memory_bandwidth_tb_per_s: float = Field(gt=0, description="HBM bandwidth, TB/s")
     power_w: Optional[float] = Field(None, gt=0, description="board power (TDP), W")
     price_per_hour_usd: Optional[float] = Field(None, gt=0, description="rental price per device-hour, USD")
-    source: str = Field(min_length=1, description="where memory, bandwidth, power and price come from")
+    source: str = Field(min_length=1, max_length=MAX_TEXT, description="where memory, bandwidth, power and price come from")
 
     @property
     def memory_bytes(self) -> float:
@@ -74,7 +75,7 @@ class EfficiencySpec(Spec):
     framework_reserved_gb: float = Field(
         2.0, ge=0, description="memory the framework holds outside tensors: CUDA/runtime context (~0.5 GB), "
                                "communication buffers (~0.5-1 GB), allocator fragmentation; default is an estimate")
-    source: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=MAX_TEXT)
 
 
 class NetworkTier(Spec):
@@ -84,14 +85,16 @@ class NetworkTier(Spec):
     ICI); the slowest tier has `domain_size: null` (the whole cluster). Bandwidth is per device, per direction.
     """
 
-    name: str
-    domain_size: Optional[int] = Field(None, ge=1, description="devices reachable on this tier; null = unbounded")
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    domain_size: Optional[int] = Field(None, ge=1, le=MAX_DEVICES,
+                                       description="devices reachable on this tier; null = unbounded")
     bandwidth_gb_per_s: float = Field(gt=0, description="per-device one-direction bandwidth, GB/s (1e9 B/s)")
     latency_us: float = Field(ge=0, description="per-collective-step latency (alpha), microseconds")
     efficiency: float = Field(gt=0, le=1.2, description="achieved bus bandwidth / bandwidth_gb_per_s (nccl-tests busbw)")
     topology: Topology = "switch"
-    torus_dims: Optional[list[int]] = Field(None, description="torus shape for torus2d/torus3d, e.g. [16, 16, 16]")
-    source: str = Field(min_length=1)
+    torus_dims: Optional[list[Annotated[int, Field(ge=1, le=MAX_DEVICES)]]] = Field(
+        None, max_length=3, description="torus shape for torus2d/torus3d, e.g. [16, 16, 16]")
+    source: str = Field(min_length=1, max_length=MAX_TEXT)
 
     @property
     def bandwidth_bytes_per_s(self) -> float:
@@ -113,17 +116,17 @@ class NetworkTier(Spec):
 class HardwareProfile(Spec):
     """A system building block: device + node + network tiers (fastest first)."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
-    description: str
+    name: str = Field(max_length=MAX_NAME, pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    description: str = Field(max_length=MAX_TEXT)
     vendor: Literal["nvidia", "amd", "google", "huawei", "intel", "other"]
-    family: str = Field(description="hardware family used to group validation errors, e.g. nvidia-ampere, tpu")
+    family: str = Field(min_length=1, max_length=MAX_NAME, description="hardware family used to group validation errors, e.g. nvidia-ampere, tpu")
     device: DeviceSpec
-    devices_per_node: int = Field(ge=1, description="devices per host (sharing its NICs)")
+    devices_per_node: int = Field(ge=1, le=MAX_DEVICES, description="devices per host (sharing its NICs)")
     efficiency: EfficiencySpec
-    tiers: list[NetworkTier] = Field(min_length=1)
+    tiers: list[NetworkTier] = Field(min_length=1, max_length=MAX_TIERS)
     host: Optional[HostSpec] = Field(None, description="host memory, host link, NVMe, CPU Adam speed (specs/host.py); "
                                                         "null = unknown")
-    notes: str = ""
+    notes: str = Field("", max_length=MAX_TEXT)
 
     @field_validator("tiers")
     @classmethod
@@ -154,7 +157,9 @@ class HardwareProfile(Spec):
             v = getattr(p, key)
             if v is not None:
                 return v * TERA
-        raise ValueError(f"device {self.device.name} has no peak for dtype {dtype}")
+        have = [k for k in ("bf16", "fp16", "fp8", "fp6", "fp4", "int8", "fp32", "tf32") if getattr(p, k) is not None]
+        raise SpecError(f"dtype {dtype}: hardware '{self.name}' ({self.device.name}) has no {dtype} peak (it has "
+                        f"{', '.join(have) or 'none'}); choose one of those")
 
     def mfu_peak_flops_per_s(self, dtype: str) -> float:
         """Peak used as the MFU denominator: bf16/fp16 even for fp8 runs (the convention of Llama 3 and

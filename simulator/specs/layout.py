@@ -9,7 +9,8 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Spec
+from ..errors import SpecError
+from .base import MAX_BATCH, MAX_DEVICES, MAX_LAYERS, Spec
 
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v"]
@@ -32,12 +33,12 @@ TWO_CHUNK_SCHEDULES = ("dualpipe", "zb-v")
 class Layout(Spec):
     """One parallel layout. `dp` may be omitted (derived from the device count)."""
 
-    tp: int = Field(1, ge=1, description="tensor-parallel degree")
-    pp: int = Field(1, ge=1, description="pipeline stages")
-    dp: Optional[int] = Field(None, ge=1, description="data-parallel replicas; derived from devices when omitted")
-    ep: int = Field(1, ge=1, description="expert-parallel degree (carved out of dp)")
-    cp: int = Field(1, ge=1, description="context-parallel degree (sequence split for attention)")
-    vpp: int = Field(1, ge=1, description="virtual pipeline stages (model chunks) per pipeline rank")
+    tp: int = Field(1, ge=1, le=MAX_DEVICES, description="tensor-parallel degree")
+    pp: int = Field(1, ge=1, le=MAX_LAYERS, description="pipeline stages")
+    dp: Optional[int] = Field(None, ge=1, le=MAX_DEVICES, description="data-parallel replicas; derived from devices when omitted")
+    ep: int = Field(1, ge=1, le=MAX_DEVICES, description="expert-parallel degree (carved out of dp)")
+    cp: int = Field(1, ge=1, le=MAX_DEVICES, description="context-parallel degree (sequence split for attention)")
+    vpp: int = Field(1, ge=1, le=MAX_LAYERS, description="virtual pipeline stages (model chunks) per pipeline rank")
     zero: int = Field(1, ge=0, le=3, description="ZeRO stage: 0 none, 1 optimizer (distributed optimizer), "
                                                   "2 +gradients, 3 +weights (FSDP)")
     zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: 'layer' = one flat gather per "
@@ -45,7 +46,7 @@ class Layout(Spec):
                                   "parameter tensor (DeepSpeed ZeRO-3 as of 2021)")
     sequence_parallel: bool = Field(True, description="Megatron sequence parallelism (only with tp > 1)")
     recompute: Recompute = Field("selective", description="activation recomputation")
-    micro_batch: int = Field(1, ge=1, description="sequences per micro-batch per data-parallel replica")
+    micro_batch: int = Field(1, ge=1, le=MAX_BATCH, description="sequences per micro-batch per data-parallel replica")
     schedule: Optional[Schedule] = Field(None, description="pipeline schedule; default 1f1b, interleaved if vpp>1")
     flash_attention: bool = Field(True, description="fused attention: no s^2 activations, causal half of the work")
     overlap_grad_reduce: bool = Field(True, description="overlap DP/ZeRO gradient reduction with backward")
@@ -53,9 +54,9 @@ class Layout(Spec):
     ep_comm_overlap: bool = Field(False, description="hide the MoE expert-parallel all-to-alls behind another "
                                   "micro-batch's compute (Megatron-Core --overlap-moe-expert-parallel-comm, combined "
                                   "1F1B; needs pp == 1 or an interleaved schedule)")
-    placement: str = Field(DEFAULT_ORDER, description="rank order, innermost axis first (Megatron tp-cp-ep-dp-pp)")
+    placement: str = Field(DEFAULT_ORDER, max_length=64, description="rank order, innermost axis first (Megatron tp-cp-ep-dp-pp)")
     stage_layers: Optional[list[int]] = Field(
-        None, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "
+        None, max_length=MAX_LAYERS, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "
                           "or uneven with lighter first/last chunks")
     moe_dispatch: MoeDispatch = Field("flat", description="MoE token dispatch/combine: flat all-to-all (NCCL), "
                                       "hierarchical (intra-node then inter-node: DeepSpeed-MoE, Tutel 2DH) or "
@@ -85,8 +86,8 @@ class Layout(Spec):
     @field_validator("stage_layers")
     @classmethod
     def _stage_layers(cls, v):
-        if v is not None and (len(v) == 0 or any(n < 0 for n in v)):
-            raise ValueError(f"stage_layers {v} must be a non-empty list of non-negative layer counts")
+        if v is not None and (len(v) == 0 or any(n < 0 or n > MAX_LAYERS for n in v)):
+            raise ValueError(f"stage_layers {v} must be a non-empty list of layer counts between 0 and {MAX_LAYERS}")
         return v
 
     @model_validator(mode="after")
@@ -115,9 +116,21 @@ class Layout(Spec):
         return "interleaved" if self.vpp > 1 else "1f1b"
 
     def with_dp(self, num_devices: int) -> "Layout":
-        """The layout with dp filled in from the device count (unchanged if dp is set or does not divide)."""
+        """The layout with dp filled in from the device count (unchanged if dp is set).
+
+        Bad input (SpecError) when the device count is out of range, or when dp is left to derive and the devices
+        do not divide by tp x pp x cp: that one root cause, not the world-size and batch reasons that an
+        invented dp would add."""
+        if not 1 <= num_devices <= MAX_DEVICES:
+            raise SpecError(f"devices ({num_devices:,}) must be between 1 and {MAX_DEVICES:,}")
         if self.dp is not None:
             return self
         denom = self.tp * self.pp * self.cp
-        dp = num_devices // denom if num_devices % denom == 0 else max(1, num_devices // denom)
-        return self.model_copy(update={"dp": max(1, dp)})
+        if num_devices % denom:
+            lower, upper = num_devices // denom * denom, (num_devices // denom + 1) * denom
+            near = f"{lower:,} or {upper:,}" if lower else f"{upper:,}"
+            raise SpecError(
+                f"devices ({num_devices:,}) is not divisible by tp x pp x cp = {self.tp} x {self.pp} x {self.cp} = "
+                f"{denom:,}, so dp cannot be derived: use a multiple of {denom:,} devices (e.g. {near}), other "
+                "degrees, or give dp")
+        return self.model_copy(update={"dp": num_devices // denom})

@@ -1,40 +1,128 @@
-"""Loading specs from preset names or YAML files (safe loading), with field-named errors."""
+"""Loading specs from preset names, aliases or YAML files (bounded safe loading), with field-named errors and
+"did you mean" suggestions for names and keys."""
 from __future__ import annotations
 
+import copy
+import difflib
 import os
+import re
+import typing
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
+from . import safe_yaml
+from .base import MAX_NAME, shorten
 from .hardware import HardwareProfile
 from .model import ModelSpec
 
+#: The package folder (on the file system for a checkout, an editable install or an unpacked wheel); package data
+#: is better reached through models_dir()/profiles_dir() (importlib.resources).
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-MODELS_DIR = PACKAGE_DIR / "presets" / "models"
+#: Where a checkout (or an editable install) keeps the profiles: the repository root, beside the package.
+REPO_PROFILES = Path(__file__).resolve().parents[2] / "hardware_profiles"
+#: A file of the package (wheel or checkout) or a user's file.
+Source = Union[Path, Traversable]
 
 
-def profiles_dir() -> Path:
-    """Folder of the hardware profiles: $TRAINSIM_PROFILES, else the repository's hardware_profiles/."""
+def _package_dir(*parts: str) -> Traversable:
+    node = resources.files("simulator")
+    for part in parts:
+        node = node / part
+    return node
+
+
+def models_dir() -> Traversable:
+    """Folder of the model presets (package data: simulator/presets/models)."""
+    return _package_dir("presets", "models")
+
+
+def profiles_dir() -> Source:
+    """Folder of the hardware profiles: $TRAINSIM_PROFILES; else the copy an installed wheel carries
+    (simulator/_data/hardware_profiles, made by setup.py's build step); else the repository's hardware_profiles/
+    (a checkout or an editable install, which read the profiles in place)."""
     env = os.environ.get("TRAINSIM_PROFILES")
     if env:
         return Path(env)
-    return PACKAGE_DIR.parent / "hardware_profiles"
+    packaged = _package_dir("_data", "hardware_profiles")
+    if packaged.is_dir():
+        return packaged
+    return REPO_PROFILES
 
 
-def format_validation_error(err: ValidationError, where: str) -> str:
-    """One line per problem: `where: field.path = value: rule`."""
+#: Short names people type, mapped to the stable profile names (lower case; a name is matched case-insensitively).
+HARDWARE_ALIASES = {
+    "a100": "a100-sxm4-80gb", "a100-80gb": "a100-sxm4-80gb", "a100-sxm4": "a100-sxm4-80gb",
+    "a100-40gb": "a100-sxm4-40gb", "a800": "a800-sxm4-80gb",
+    "h100": "h100-sxm5-80gb", "h100-sxm": "h100-sxm5-80gb", "h100-sxm5": "h100-sxm5-80gb", "h800": "h800-sxm5-80gb",
+    "h200": "h200-sxm-141gb", "h200-sxm": "h200-sxm-141gb",
+    "gb200": "gb200-nvl72", "gb300": "gb300-nvl72", "v100": "v100-sxm2-32gb", "v100-32gb": "v100-sxm2-32gb",
+    "mi300": "mi300x", "mi250": "mi250x", "910b": "ascend-910b", "910": "ascend-910",
+    "tpu-v5": "tpu-v5p", "tpuv5p": "tpu-v5p", "v5p": "tpu-v5p", "tpuv5e": "tpu-v5e", "v5e": "tpu-v5e",
+    "tpuv4": "tpu-v4", "v4": "tpu-v4", "tpuv3": "tpu-v3", "v3": "tpu-v3", "tpuv6e": "tpu-v6e", "v6e": "tpu-v6e",
+    "trillium": "tpu-v6e",
+}
+#: A preset name: no path separator, no leading dot (so `../x` can never name a file outside the preset folder).
+PRESET_NAME = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+#: How many profiles an `extends:` chain may stack.
+MAX_EXTENDS = 8
+
+
+def _fields_at(cls: type[BaseModel], parents: tuple) -> list[str]:
+    """Field names of the (nested) model that the location `parents` points into; [] if not a model."""
+    model = cls
+    for part in parents:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = _submodel(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _submodel(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key(cls: type[BaseModel], loc: tuple, where: str) -> str:
+    key = str(loc[-1]) if loc else "?"
+    path = ".".join(str(p) for p in loc)
+    allowed = _fields_at(cls, loc[:-1])
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean '{close[0]}'?"
+    elif allowed:
+        hint = "allowed: " + ", ".join(allowed)
+    else:
+        hint = "allowed keys are the documented fields"
+    return f"{where}: unknown key {shorten(repr(path))}; {hint}"
+
+
+def format_validation_error(err: ValidationError, where: str, cls: type[BaseModel] | None = None) -> str:
+    """One line per problem: `where: field.path = value: rule`; values cut to a readable length; an unknown key
+    gets the closest field name ("did you mean")."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key '{loc}' (allowed keys are the documented fields; typo?)")
+            lines.append(_unknown_key(cls, e["loc"], where) if cls is not None
+                         else f"{where}: unknown key {shorten(repr(loc))}")
             continue
         val = e.get("input")
-        sval = repr(val) if not isinstance(val, dict) else "{...}"
-        msg = e["msg"].removeprefix("Value error, ")
+        sval = "{...}" if isinstance(val, dict) else shorten(repr(val))
+        msg = shorten(e["msg"].removeprefix("Value error, "), 400)
         if not e["loc"]:                      # a rule across fields: its message names them and their values
             lines.append(f"{where}: {msg}")
         elif e["type"] == "missing":
@@ -51,39 +139,63 @@ def validate_spec(cls: type[BaseModel], data: Any, where: str):
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        raise SpecError(format_validation_error(err, where)) from None
+        raise SpecError(format_validation_error(err, where, cls)) from None
 
 
-def read_yaml(path: Path) -> Any:
-    """Read a YAML file with safe loading; errors name the file and line."""
+def read_yaml(path: Union[str, Source]) -> Any:
+    """A YAML file read safely (bounded size, nesting and alias expansion, UTF-8; see specs.safe_yaml)."""
+    return safe_yaml.read_yaml(path)
+
+
+def _available(folder: Source) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml") and p.is_file())
+
+
+def _is_path(text: str) -> bool:
+    """Whether a --model/--hardware value names a file rather than a preset: a separator or a YAML suffix."""
+    return "/" in text or "\\" in text or text.lower().endswith((".yaml", ".yml")) or text.startswith(".")
+
+
+def _unknown_name(text: str, names: list[str], aliases: dict, kind: str, listing: str) -> SpecError:
+    shown = shorten(repr(text))
+    pool = {n: n for n in names}
+    pool.update({a: t for a, t in aliases.items() if t in pool})
+    close = [pool[c] for c in difflib.get_close_matches(text.lower(), list(pool), n=4, cutoff=0.6)]
+    close = list(dict.fromkeys(close))[:3]
+    if close:
+        return SpecError(f"unknown {kind} {shown}; did you mean {' or '.join(repr(c) for c in close)}? "
+                         f"(`{listing}` lists all {len(names)}; a YAML path works too)")
+    return SpecError(f"unknown {kind} {shown}; available: {', '.join(names) or 'none'} (or give a YAML path)")
+
+
+def _resolve(name_or_path: str, folder: Source, kind: str, aliases: dict | None = None,
+             listing: str = "trainsim profiles") -> Source:
+    """A preset of `folder` by name or alias (case-insensitive), or a user's file by path."""
+    text = name_or_path
+    if not text.strip():
+        raise SpecError(f"{kind}: the name is empty (give a preset name, see `{listing}`, or a YAML path)")
+    if len(text) > safe_yaml.MAX_PATH_CHARS or "\x00" in text:
+        raise SpecError(f"{kind} {shorten(repr(text))}: not a usable name or path")
+    if _is_path(text):
+        return Path(text)
+    key = text.lower()
+    key = (aliases or {}).get(key, key)
+    if PRESET_NAME.match(key) and len(key) <= MAX_NAME:
+        candidate = folder / f"{key}.yaml"
+        if candidate.is_file():
+            return candidate
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise SpecError(f"file not found: {path}") from None
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}") from None
-
-
-def _available(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
-
-
-def _resolve(name_or_path: str, folder: Path, kind: str) -> Path:
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.exists():
-            raise SpecError(f"{kind} file not found: {name_or_path}")
-        return p
-    candidate = folder / f"{name_or_path}.yaml"
-    if not candidate.exists():
-        names = ", ".join(_available(folder))
-        raise SpecError(f"unknown {kind} '{name_or_path}'; available: {names}")
-    return candidate
+        if Path(text).is_file():             # a user's file without a .yaml suffix, in the working folder
+            return Path(text)
+    except OSError:
+        pass
+    raise _unknown_name(text, _available(folder), aliases or {}, kind, listing)
 
 
 def available_models() -> list[str]:
-    return _available(MODELS_DIR)
+    return _available(models_dir())
 
 
 def available_profiles() -> list[str]:
@@ -97,20 +209,102 @@ def load_model(name_or_path: str | ModelSpec) -> ModelSpec:
     if str(name_or_path).lower().endswith(".json"):
         from .hf_config import load_hf_config          # imported here: hf_config imports this module
         return load_hf_config(name_or_path)
-    path = _resolve(str(name_or_path), MODELS_DIR, "model")
-    return validate_spec(ModelSpec, read_yaml(path), str(path))
+    path = _resolve(str(name_or_path), models_dir(), "model", listing="trainsim models")
+    model = validate_spec(ModelSpec, safe_yaml.read_yaml(path, "model file"), str(path))
+    _check_preset_name(path, model.name, models_dir())
+    return model
+
+
+def _check_preset_name(path: Source, name: str, folder: Source) -> None:
+    """A preset's `name:` is its file name, so that the name shown is the name to type (user files may differ)."""
+    in_folder = not isinstance(path, Path) or path.parent == Path(str(folder))
+    if in_folder and path.name != f"{name}.yaml":
+        raise SpecError(f"{path}: name = {shorten(repr(name))} differs from the file name; rename one of them")
 
 
 def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = None) -> HardwareProfile:
-    """A hardware profile by name (see `trainsim profiles`) or a YAML path, with optional per-run overrides."""
+    """A hardware profile by name or alias (see `trainsim profiles`) or a YAML path, with optional per-run
+    overrides. A YAML file may start from another profile with `extends:` (see hardware_data)."""
     if isinstance(name_or_path, HardwareProfile):
         hw = name_or_path
     else:
-        path = _resolve(str(name_or_path), profiles_dir(), "hardware profile")
-        hw = validate_spec(HardwareProfile, read_yaml(path), str(path))
+        path = _resolve(str(name_or_path), profiles_dir(), "hardware profile", HARDWARE_ALIASES)
+        hw = validate_spec(HardwareProfile, hardware_data(path), str(path))
+        _check_preset_name(path, hw.name, profiles_dir())
     if overrides:
         hw = override_hardware(hw, **overrides)
     return hw
+
+
+def hardware_data(src: Source, chain: tuple[str, ...] = ()) -> Any:
+    """The fields of a hardware YAML, with `extends: NAME-OR-PATH` resolved: the named profile's fields, then this
+    file's on top (mappings merge key by key; `tiers` as a list replaces the tiers, as a mapping `{tier name:
+    {fields}}` changes the named tiers). Without `name` the file's stem names the result. A relative path is
+    relative to the extending file."""
+    data = safe_yaml.read_yaml(src, "hardware profile")
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    ref = data["extends"]
+    if not isinstance(ref, str) or not ref.strip():
+        raise SpecError(f"{src}: extends = {shorten(repr(ref))}: must name a hardware profile (e.g. h100-sxm5-80gb) "
+                        "or a YAML path")
+    if isinstance(src, Path) and _is_path(ref) and not Path(ref).is_absolute():
+        base_src: Source = src.parent / ref
+    else:
+        base_src = _resolve(ref, profiles_dir(), "hardware profile", HARDWARE_ALIASES)
+    key = str(base_src)
+    if key in chain or str(src) == key:
+        raise SpecError(f"{src}: extends {ref!r} leads back to itself ({' -> '.join(chain + (key,))})")
+    if len(chain) >= MAX_EXTENDS:
+        raise SpecError(f"{src}: more than {MAX_EXTENDS} profiles stacked with extends")
+    base = hardware_data(base_src, chain + (str(src),))
+    if not isinstance(base, dict):
+        raise SpecError(f"{base_src}: expected a mapping of fields, got {type(base).__name__}")
+    return _extend(base, data, src)
+
+
+def _extend(base: dict, over: dict, src: Source) -> dict:
+    out = copy.deepcopy(base)
+    changed = [k for k in over if k != "extends"]
+    for k in changed:
+        v = over[k]
+        if k == "tiers" and isinstance(v, dict) and isinstance(out.get("tiers"), list):
+            out["tiers"] = _merge_tiers(out["tiers"], v, src)
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    base_name = base.get("name", "?")
+    if "name" not in over:
+        stem = Path(str(src)).stem.lower()
+        out["name"] = stem if PRESET_NAME.match(stem) and len(stem) <= 64 else f"{base_name}-custom"
+    if "description" not in over:
+        out["description"] = f"{base.get('description', base_name)} (modified: {', '.join(changed) or 'nothing'})"
+    note = f"[extends {base_name}; changed {', '.join(changed) or 'nothing'}]"
+    out["notes"] = f"{out.get('notes') or ''} {note}".strip()
+    return out
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def _merge_tiers(tiers: list, changes: dict, src: Source) -> list:
+    names = [t.get("name") for t in tiers if isinstance(t, dict)]
+    out = [dict(t) for t in tiers]
+    for name, fields in changes.items():
+        if name not in names:
+            close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"the tiers are {', '.join(map(str, names))}"
+            raise SpecError(f"{src}: tiers.{shorten(str(name))}: no such tier in the extended profile; {hint}")
+        if not isinstance(fields, dict):
+            raise SpecError(f"{src}: tiers.{name} = {shorten(repr(fields))}: expected a mapping of tier fields")
+        i = names.index(name)
+        out[i] = _deep_merge(out[i], fields)
+    return out
 
 
 def override_hardware(hw: HardwareProfile, devices_per_node: int | None = None, memory_gb: float | None = None,

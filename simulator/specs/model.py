@@ -6,20 +6,20 @@ from typing import Optional
 
 from pydantic import Field, model_validator
 
-from .base import Spec
+from .base import MAX_EXPERTS, MAX_HEADS, MAX_LAYERS, MAX_NAME, MAX_SEQ_LEN, MAX_TEXT, MAX_VOCAB, MAX_WIDTH, Spec
 
 
 class MoESpec(Spec):
     """Mixture-of-experts FFN. `layer_freq` k: every k-th layer is MoE; `first_dense_layers` are dense (use the
     model's ffn_hidden_size) regardless."""
 
-    num_experts: int = Field(ge=2, description="routed experts per MoE layer")
-    top_k: int = Field(ge=1, description="routed experts per token")
-    expert_ffn_hidden_size: int = Field(ge=1, description="FFN width of one routed expert")
-    num_shared_experts: int = Field(0, ge=0, description="always-active experts per MoE layer")
-    shared_expert_ffn_hidden_size: Optional[int] = Field(None, ge=1, description="default expert_ffn_hidden_size")
-    layer_freq: int = Field(1, ge=1)
-    first_dense_layers: int = Field(0, ge=0)
+    num_experts: int = Field(ge=2, le=MAX_EXPERTS, description="routed experts per MoE layer")
+    top_k: int = Field(ge=1, le=MAX_EXPERTS, description="routed experts per token")
+    expert_ffn_hidden_size: int = Field(ge=1, le=MAX_WIDTH, description="FFN width of one routed expert")
+    num_shared_experts: int = Field(0, ge=0, le=MAX_EXPERTS, description="always-active experts per MoE layer")
+    shared_expert_ffn_hidden_size: Optional[int] = Field(None, ge=1, le=MAX_WIDTH, description="default expert_ffn_hidden_size")
+    layer_freq: int = Field(1, ge=1, le=MAX_LAYERS)
+    first_dense_layers: int = Field(0, ge=0, le=MAX_LAYERS)
     capacity_factor: Optional[float] = Field(None, gt=0, description="token capacity factor; null = dropless")
 
     @model_validator(mode="after")
@@ -32,32 +32,32 @@ class MoESpec(Spec):
 class MLASpec(Spec):
     """Multi-head latent attention (DeepSeek-V2, arXiv 2405.04434, sec. 2.1): low-rank q and kv projections."""
 
-    q_lora_rank: Optional[int] = Field(None, ge=1, description="null = full-rank q projection")
-    kv_lora_rank: int = Field(ge=1)
-    qk_nope_head_dim: int = Field(ge=1)
-    qk_rope_head_dim: int = Field(ge=0)
-    v_head_dim: int = Field(ge=1)
+    q_lora_rank: Optional[int] = Field(None, ge=1, le=MAX_WIDTH, description="null = full-rank q projection")
+    kv_lora_rank: int = Field(ge=1, le=MAX_WIDTH)
+    qk_nope_head_dim: int = Field(ge=1, le=MAX_WIDTH)
+    qk_rope_head_dim: int = Field(ge=0, le=MAX_WIDTH)
+    v_head_dim: int = Field(ge=1, le=MAX_WIDTH)
 
 
 class ModelSpec(Spec):
     """A decoder-only transformer. `source` cites where the configuration comes from (every shipped preset has
     one; optional in a user's own file)."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
-    source: str = ""
-    num_layers: int = Field(ge=1)
-    hidden_size: int = Field(ge=1)
-    num_heads: int = Field(ge=1)
-    num_kv_heads: Optional[int] = Field(None, ge=1, description="default num_heads (MHA); 1 = MQA; between = GQA")
-    head_dim: Optional[int] = Field(None, ge=1, description="default hidden_size / num_heads")
-    ffn_hidden_size: int = Field(ge=1, description="dense FFN width (each of gate/up for gated MLPs)")
+    name: str = Field(max_length=MAX_NAME, pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    source: str = Field("", max_length=MAX_TEXT)
+    num_layers: int = Field(ge=1, le=MAX_LAYERS)
+    hidden_size: int = Field(ge=1, le=MAX_WIDTH)
+    num_heads: int = Field(ge=1, le=MAX_HEADS)
+    num_kv_heads: Optional[int] = Field(None, ge=1, le=MAX_HEADS, description="default num_heads (MHA); 1 = MQA; between = GQA")
+    head_dim: Optional[int] = Field(None, ge=1, le=MAX_WIDTH, description="default hidden_size / num_heads")
+    ffn_hidden_size: int = Field(ge=1, le=MAX_WIDTH, description="dense FFN width (each of gate/up for gated MLPs)")
     gated_mlp: bool = Field(False, description="SwiGLU/GeGLU: three hidden x ffn matrices")
-    vocab_size: int = Field(ge=1)
+    vocab_size: int = Field(ge=1, le=MAX_VOCAB)
     tied_embeddings: bool = False
-    max_seq_len: Optional[int] = Field(None, ge=1, description="context length of the published model")
+    max_seq_len: Optional[int] = Field(None, ge=1, le=MAX_SEQ_LEN, description="context length of the published model")
     moe: Optional[MoESpec] = None
     mla: Optional[MLASpec] = None
-    notes: str = ""
+    notes: str = Field("", max_length=MAX_TEXT)
 
     @model_validator(mode="after")
     def _heads(self):

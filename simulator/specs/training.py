@@ -6,7 +6,7 @@ from typing import Literal, Optional
 from pydantic import Field
 
 from ..errors import SpecError
-from .base import Spec
+from .base import MAX_BATCH, MAX_SEQ_LEN, Spec
 from .routing import RoutingSpec
 
 TrainDtype = Literal["bf16", "fp16", "fp8", "int8", "fp32"]
@@ -19,8 +19,8 @@ class TrainingSpec(Spec):
     by default); the optimizer is mixed-precision Adam (fp32 master weights, m and v: 12 bytes/param).
     """
 
-    seq_len: int = Field(ge=1, description="tokens per training sequence")
-    global_batch: int = Field(ge=1, description="sequences per optimizer step")
+    seq_len: int = Field(ge=1, le=MAX_SEQ_LEN, description="tokens per training sequence")
+    global_batch: int = Field(ge=1, le=MAX_BATCH, description="sequences per optimizer step")
     dtype: TrainDtype = Field("bf16", description="GEMM precision; fp8/int8 keep bf16 activations and weights")
     grad_dtype: Literal["fp32", "bf16"] = Field("fp32", description="gradient accumulation/reduction dtype")
     optimizer: Literal["adam"] = "adam"

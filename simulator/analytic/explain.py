@@ -1,0 +1,118 @@
+"""Where every number of an estimate comes from: for each field of `StepEstimate.to_dict()` (step time, MFU, HFU,
+tokens/s, TFLOP/s, micro-batches, bubble fraction, every row of `time_breakdown_s` and `memory`, the stage split),
+the named quantity it sums, the functions that compute it and their `Source:` docstring lines.
+
+Data-driven: `REGISTRY` maps each field to its functions; the quantity is the field's metadata in
+simulator.results (TimeBreakdown, MemoryBreakdown, StepEstimate) and the source is read from each function's
+docstring, so the view follows the code. `explain(result)` builds rows (no printing; the CLI renders them).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, fields
+
+from .. import metrics
+from ..costs import communication, layer, memory, optimizer, params, stage
+from ..pipeline import closed_form, split
+from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate
+from .compose import evaluate
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One explained field: its dotted path in to_dict(), its unit and the functions that compute it."""
+
+    path: str
+    unit: str
+    functions: tuple
+
+
+#: Functions behind each step-time category.
+TIME_FUNCTIONS = {
+    "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, stage.logits_s),
+    "elementwise": (layer.elementwise_s,),
+    "fp8_cast": (layer.fp8_cast_s,),
+    "host": (layer.host_time_s, layer.layer_costs, stage.rank_host_s),
+    "recompute": (layer.layer_costs, layer.attention_core_s),
+    "tp_comm": (communication.tp_exposed_s,),
+    "cp_comm": (communication.cp_exposed_s,),
+    "ep_comm": (communication.ep_exposed_s,),
+    "pp_comm": (communication.p2p_send_s,),
+    "bubble": (closed_form.pipeline_time_s,),
+    "dp_comm": (communication.dp_step_comm_s, communication.data_parallel_groups),
+    "optimizer": (optimizer.optimizer_step_time_s, optimizer.owned_params),
+    "overhead": (stage.step_overhead_s,),
+}
+#: Functions behind each memory kind.
+MEMORY_FUNCTIONS = {
+    "weights": (memory.model_state_bytes, params.rank_params),
+    "grads": (memory.model_state_bytes, params.rank_params),
+    "optimizer": (memory.model_state_bytes, params.rank_params),
+    "activations": (memory.activation_bytes_per_layer, closed_form.inflight_microbatches, memory.logits_bytes),
+    "reserved": (stage.reserved_bytes,),
+    "total": (stage.memory_columns,),
+    "capacity": (stage.memory_columns,),
+}
+
+REGISTRY = (
+    Entry("step_time_s", "s", (evaluate,)),
+    Entry("mfu", "", (metrics.mfu, metrics.model_flops_per_step)),
+    Entry("hfu", "", (metrics.hfu, metrics.recompute_flops_per_step)),
+    Entry("tokens_per_s", "tokens/s", (metrics.tokens_per_s,)),
+    Entry("tflops_per_device", "TFLOP/s", (metrics.tflops_per_device,)),
+    Entry("num_micro_batches", "", (closed_form.num_micro_batches,)),
+    Entry("bubble_fraction", "", (closed_form.pipeline_time_s,)),
+    *(Entry(f"time_breakdown_s.{k}", "s", TIME_FUNCTIONS[k]) for k in TIME_CATEGORIES),
+    *(Entry(f"memory.{k}_bytes", "B", MEMORY_FUNCTIONS[k]) for k in (*MEMORY_KEYS, "total", "capacity")),
+    *(Entry(f"stage_layers.{k}", "layers", (split.stage_split, split.chunk_layers)) for k in
+      ("first", "middle", "last")),
+)
+
+_STEP_QUANTITIES = {f.name: f.metadata["quantity"] for f in fields(StepEstimate) if "quantity" in f.metadata}
+_STAGE_QUANTITY = "layers held by the {} pipeline rank (summed over its model chunks)"
+
+
+def quantity_of(path: str) -> str:
+    """The named quantity a field sums (simulator.results metadata)."""
+    head, _, key = path.partition(".")
+    if head == "time_breakdown_s":
+        return TIME_QUANTITIES[key]
+    if head == "memory":
+        return MEMORY_QUANTITIES[key.removesuffix("_bytes")]
+    if head == "stage_layers":
+        return _STAGE_QUANTITY.format("busiest middle" if key == "middle" else key)
+    return _STEP_QUANTITIES[path]
+
+
+def source_of(fn) -> str:
+    """The `Source:` paragraph of a function's docstring, on one line ('' if it has none)."""
+    lines, found = [], False
+    for line in (inspect.getdoc(fn) or "").splitlines():
+        text = line.strip()
+        if not found and text.startswith("Source:"):
+            found, text = True, text[len("Source:"):].strip()
+        elif found and not text:
+            break
+        if found:
+            lines.append(text)
+    return " ".join(lines).strip()
+
+
+def function_name(fn) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _value(d: dict, path: str):
+    v = d
+    for part in path.split("."):
+        v = v[part]
+    return v
+
+
+def explain(result: StepEstimate) -> list[dict]:
+    """One row per explained field of `result.to_dict()`: path, value, unit, quantity and functions (name and
+    source), in report order."""
+    d = result.to_dict()
+    return [{"field": e.path, "value": _value(d, e.path), "unit": e.unit, "quantity": quantity_of(e.path),
+             "functions": [{"name": function_name(fn), "source": source_of(fn)} for fn in e.functions]}
+            for e in REGISTRY]

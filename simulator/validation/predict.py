@@ -1,0 +1,296 @@
+"""Predict every row of a runs file: search the row's blank layout cells, take the fastest setting that fits,
+and convert the step time (or memory) into the row's own metric under its own FLOP convention.
+
+Comparing like with like (data README sec. 3):
+
+- `step_time_s`, `tokens_per_s_per_device`, `memory_gb`: the engine's step time, tokens/s / devices and
+  per-device total memory (GB, 1e9 bytes).
+- `mfu` / `hfu` / `tflops_per_device`: FLOPs of the row's global batch under its `flops_convention`, divided by
+  the predicted step time (and devices, and `peak_tflops_used` or the profile's MFU peak):
+  `6N`: 6 x (matmul weights every token uses, the logit layer once) per token, no attention; `6N+attn`:
+  plus 12 l s (heads x head_dim) (PaLM App. B); `6N+attn_causal`: the attention term halved (MaxText);
+  `megatron_eq3_norecompute`: equal to `6N+attn` (data README sec. 3); `megatron_eq3`: Narayanan et al. 2021
+  eq. 3 generalised = `6N+attn` + one more forward of every transformer layer (the recompute pass it assumes).
+  `unknown`: an `mfu` row is compared as `6N+attn` (the PaLM definition); a `tflops_per_device` row as the
+  FLOP/s the hardware executes under the row's recompute setting (model FLOPs + recompute), since frameworks
+  that log "TFLOP/s" without naming a convention count what they run (Megatron, GPT-NeoX logging).
+- Blank layout cells (micro_batch, recompute, zero_stage, vpp, sequence_parallel; also ep, tp, pp when blank)
+  are searched as a user would: the one layout enumeration (planning.enumerate) lists every combination of the
+  blank fields under the stated ones, the vectorized analytic engine evaluates them, and the fastest that fits in
+  memory is taken (data README sec. 5). Each row reports which fields were searched and what was chosen.
+
+Rows that cannot be predicted come back as skipped RowResults with the reason, never dropped. Pure: no
+printing, no files written (the CLI renders and plots the report).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..analytic.layouts import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
+from ..analytic.step import R_MEMORY, Job, evaluate
+from ..costs.flops import model_costs
+from ..errors import SpecError
+from ..planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layouts
+from ..specs.layout import RECOMPUTE_CODES, Layout
+from ..units import GIGA
+from .report import RowResult, ValidationReport, summarize
+from .rows import Case, load_cases
+from .schema import RECOMPUTES, RowError
+
+#: Layout fields a blank cell may leave open; reported in this order.
+SEARCHABLE = ("tp", "pp", "ep", "vpp", "micro_batch", "recompute", "zero_stage", "sequence_parallel")
+#: Largest micro-batch a blank cell is searched up to.
+MAX_SEARCH_MICRO_BATCH = 64
+TABLE_COLUMNS = TABLE_INT_COLUMNS + BOOL_COLUMNS
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the candidates of one row
+# ---------------------------------------------------------------------------------------------------------------
+
+def search_space(case: Case) -> SearchSpace:
+    """The row's layout as a search space of the one layout enumeration (planning.enumerate): the stated cells as
+    stated (the engine judges them), the blank ones open; blank micro-batch sizes are the divisors of the
+    replica's batch up to MAX_SEARCH_MICRO_BATCH; the row's framework facts as the flags."""
+    k = case.known
+
+    def fixed(f):
+        return None if k[f] is None else [k[f]]
+
+    return SearchSpace(
+        tp=fixed("tp"), pp=fixed("pp"), dp=fixed("dp"), cp=[k["cp"]], ep=fixed("ep"), vpp=fixed("vpp"),
+        micro_batch=fixed("micro_batch"), micro_batch_sizes="batch-divisors",
+        max_micro_batch=MAX_SEARCH_MICRO_BATCH if k["micro_batch"] is None else None,
+        zero=fixed("zero_stage") or [0, 1, 2, 3], recompute=fixed("recompute") or list(RECOMPUTES),
+        sequence_parallel=[False, True] if k["sequence_parallel"] is None else bool(k["sequence_parallel"]),
+        flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
+        tp_comm_overlap=case.tp_comm_overlap, ep_comm_overlap=case.ep_comm_overlap, zero3_unit=case.zero3_unit,
+        as_stated=True)
+
+
+def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
+    """Every combination of the blank layout fields under the known ones, as a LayoutTable.
+
+    Returns (table, its columns by name, names of the searched fields)."""
+    searched = [f for f in SEARCHABLE if case.known.get(f) is None]
+    try:
+        table = enumerate_layouts(case.model, case.training, case.num_devices, search_space(case))
+    except EmptySearchSpace as err:
+        raise RowError(f"no layout matches the row's known fields and device count: {err.reason}") from None
+    cols = {name: getattr(table, name) for name in TABLE_COLUMNS}
+    return table, cols, searched
+
+
+def _layout_dict(cols: dict, i: int) -> dict:
+    return {"tp": int(cols["tp"][i]), "pp": int(cols["pp"][i]), "dp": int(cols["dp"][i]), "ep": int(cols["ep"][i]),
+            "cp": int(cols["cp"][i]), "vpp": int(cols["vpp"][i]), "micro_batch": int(cols["micro_batch"][i]),
+            "recompute": RECOMPUTES[int(cols["recompute"][i])], "zero_stage": int(cols["zero"][i]),
+            "sequence_parallel": int(bool(cols["sequence_parallel"][i]))}
+
+
+def choose_layout(case: Case, out: dict, cols: dict, searched: list) -> tuple[int, list]:
+    """Index of the fastest candidate that fits (reasons == 0); notes about the choice."""
+    notes = []
+    reasons = out["reasons"]
+    step = out["step_time_s"]
+    ok = reasons == 0
+    if ok.any():
+        i = int(np.argmin(np.where(ok, step, np.inf)))
+        return i, notes
+    mem_only = (reasons & ~R_MEMORY) == 0
+    if mem_only.any():
+        i = int(np.argmin(np.where(mem_only, step, np.inf)))
+        notes.append(f"predicted memory {out['mem_total_bytes'][i] / GIGA:.1f} GB exceeds the "
+                     f"{out['mem_capacity_bytes'][i] / GIGA:.1f} GB device; step time predicted anyway"
+                     + (" (no searched setting fits)" if searched else ""))
+        return i, notes
+    from ..analytic.reasons import describe
+    i = 0
+    row = _layout_dict(cols, i)
+    msgs = describe(int(reasons[i]), case.model, case.training, case.num_devices, row,
+                    {k: (v[i] if isinstance(v, np.ndarray) else v) for k, v in out.items()})
+    raise RowError("layout cannot run: " + "; ".join(msgs))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the row's metric
+# ---------------------------------------------------------------------------------------------------------------
+
+def conv_flops_per_token(case: Case, convention: str, recompute_code: int) -> float:
+    """FLOPs per token of the row's model under a FLOP convention (module docstring)."""
+    c = model_costs(case.model, case.training.seq_len)
+    model = c.model_flops_per_token()               # 3 x (layers' matmuls + full attention + logits)
+    attn = 3.0 * c.num_layers * c.attn_core_flops_per_token
+    if convention in ("6N", "6N+attn", "6N+attn_causal"):
+        emb = 6.0 * c.embedding_params if (case.convention_embedding and not case.model.tied_embeddings) else 0.0
+        base = model - attn + emb
+        return base + {"6N": 0.0, "6N+attn": attn, "6N+attn_causal": 0.5 * attn}[convention]
+    if convention == "megatron_eq3_norecompute":
+        return model
+    if convention == "megatron_eq3":
+        return model + c.recompute_flops_per_token("full")
+    rc = {0: "none", 1: "selective", 2: "full"}[int(recompute_code)]
+    return model + c.recompute_flops_per_token(rc)           # hardware FLOPs (hfu, unknown tflops)
+
+
+def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recompute_code: int) -> float:
+    """The row's metric from a predicted step time / memory."""
+    tokens = case.training.tokens_per_step
+    n = case.num_devices
+    if case.metric == "step_time_s":
+        return step_time_s
+    if case.metric == "tokens_per_s_per_device":
+        return tokens / step_time_s / n
+    if case.metric == "memory_gb":
+        return mem_total_bytes / GIGA
+    conv = case.convention or "unknown"
+    if case.metric == "mfu":
+        conv = "6N+attn" if conv == "unknown" else conv
+    elif case.metric == "hfu":
+        conv = "hardware" if conv == "unknown" else conv
+    flops = conv_flops_per_token(case, conv, recompute_code) * tokens
+    per_device = flops / step_time_s / n
+    if case.metric == "tflops_per_device":
+        return per_device / 1e12
+    peak = case.peak_tflops_used * 1e12 if case.peak_tflops_used else \
+        case.hardware.mfu_peak_flops_per_s(case.training.dtype)
+    return per_device / peak
+
+
+def eval_time_s(case: Case, out: dict, i: int, step: float) -> float:
+    """Forward-only evaluation time per training step: the evaluated sequences' forward FLOPs (a third of the
+    model FLOPs per token) at the FLOP rate the training step achieves."""
+    c = model_costs(case.model, case.training.seq_len)
+    fwd_flops = case.eval_sequences_per_step * case.training.seq_len * c.model_flops_per_token() / 3.0
+    rate = float(out["hardware_flops_per_step"][i]) / step
+    return fwd_flops / rate
+
+
+def _des_step_time(case: Case, layout: dict, simulate) -> float:
+    from ..specs.scenario import Scenario
+    lay = Layout(tp=layout["tp"], pp=layout["pp"], dp=layout["dp"], ep=layout["ep"], cp=layout["cp"],
+                 vpp=layout["vpp"], zero=layout["zero_stage"], sequence_parallel=bool(layout["sequence_parallel"]),
+                 recompute=layout["recompute"], micro_batch=layout["micro_batch"],
+                 flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
+                 tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit,
+                 ep_comm_overlap=case.ep_comm_overlap)
+    sc = Scenario(model=case.model, hardware=case.hardware, num_devices=case.num_devices, training=case.training,
+                  layout=lay)
+    return float(simulate(sc).step_time_s)
+
+
+def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> RowResult:
+    i, notes = choose_layout(case, out, cols, searched)
+    layout = _layout_dict(cols, i)
+    step = float(out["step_time_s"][i])
+    mem = float(out["mem_total_bytes"][i])
+    if simulate is not None:
+        step = _des_step_time(case, layout, simulate)
+    if case.eval_sequences_per_step:
+        step = step + eval_time_s(case, out, i, step)
+    pred = predict_metric(case, step, mem, RECOMPUTE_CODES[layout["recompute"]])
+    err = (pred - case.measured) / case.measured * 100.0
+    return RowResult(id=case.id, metric=case.metric, measured=case.measured, predicted=pred, error_pct=err,
+                     line=case.line, source=case.source, hardware=hw.name, family=hw.family,
+                     moe=case.model.moe is not None, searched={f: layout[f] for f in searched}, layout=layout,
+                     notes=list(case.assumptions) + notes, step_time_s=step, memory_gb=mem / GIGA)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# many rows at once
+# ---------------------------------------------------------------------------------------------------------------
+
+def job_key(case: Case) -> tuple:
+    """Cases with equal keys share one Job and are evaluated as one LayoutTable."""
+    return (case.model.model_dump_json(), case.hardware.model_dump_json(), case.training.model_dump_json(),
+            case.num_devices)
+
+
+def _concat_tables(parts: list[dict]) -> LayoutTable:
+    return LayoutTable.from_columns(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+
+
+def predict_cases(cases: list, simulate: Optional[Callable] = None,
+                  hardware_of: Optional[Callable] = None) -> list:
+    """RowResult (or RowError) of every case, in order. Cases sharing a job are evaluated in one table.
+
+    `hardware_of(case)` may replace a case's profile (calibration); default the case's own."""
+    out: list = [None] * len(cases)
+    prepared = {}
+    groups: dict = {}
+    for i, case in enumerate(cases):
+        try:
+            _, cols, searched = candidate_table(case)
+        except RowError as err:
+            out[i] = err
+            continue
+        prepared[i] = (cols, searched)
+        groups.setdefault(job_key(case), []).append(i)
+    for idx in groups.values():
+        first = cases[idx[0]]
+        hw = hardware_of(first) if hardware_of is not None else first.hardware
+        table = _concat_tables([prepared[i][0] for i in idx])
+        res = evaluate(Job(model=first.model, hardware=hw, training=first.training,
+                           num_devices=first.num_devices), table)
+        start = 0
+        for i in idx:
+            n = len(prepared[i][0]["tp"])
+            sl = slice(start, start + n)
+            start += n
+            part = {k: (v[sl] if isinstance(v, np.ndarray) and v.shape[:1] == (len(table),) else v)
+                    for k, v in res.items()}
+            try:
+                out[i] = _finish(cases[i], part, prepared[i][0], prepared[i][1], simulate, hw)
+            except RowError as err:
+                out[i] = err
+    return out
+
+
+def predict_case(case: Case, simulate: Optional[Callable] = None) -> RowResult:
+    """Search the blank fields, take the fastest setting that fits, convert to the row's metric."""
+    r = predict_cases([case], simulate)[0]
+    if isinstance(r, RowError):
+        raise r
+    return r
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a whole file
+# ---------------------------------------------------------------------------------------------------------------
+
+def _des_simulate():
+    """simulator.des.api.simulate if the discrete-event engine is installed; SpecError otherwise."""
+    try:
+        from ..des.api import simulate  # type: ignore
+    except ImportError:
+        raise SpecError("--engine des: the discrete-event engine (simulator.des.api.simulate) is not available "
+                        "in this build; use --engine analytic") from None
+    return simulate
+
+
+def validate(path: str | Path, engine: str = "analytic") -> ValidationReport:
+    """Predict every row of a runs file (published schema or vTrain) and summarize the errors.
+
+    `engine`: "analytic" (default) or "des" (simulator.des.api.simulate on the chosen layout; the layout search
+    of blank fields always uses the vectorized analytic engine)."""
+    if engine not in ("analytic", "des"):
+        raise SpecError(f"engine '{engine}' must be 'analytic' or 'des'")
+    simulate = _des_simulate() if engine == "des" else None
+    kind, items = load_cases(path)
+    cases = [it for it in items if isinstance(it, Case)]
+    preds = iter(predict_cases(cases, simulate))
+    rows = []
+    for it in items:
+        if isinstance(it, RowResult):
+            rows.append(it)
+            continue
+        r = next(preds)
+        if isinstance(r, RowError):
+            r = RowResult(id=it.id, metric=it.metric, measured=it.measured, status="skipped", reason=str(r),
+                          line=it.line, source=it.source, hardware=it.hardware.name, family=it.hardware.family,
+                          moe=it.model.moe is not None)
+        rows.append(r)
+    return ValidationReport(rows=rows, summary=summarize(rows), file_kind=kind)

@@ -1,0 +1,337 @@
+"""A runs-file row -> a Case: the job (model, hardware profile with the row's overrides, batch, devices), the
+layout cells the row states (blank ones left open for the search), and the framework facts the schema has no
+column for.
+
+Framework facts, derived from the row with a stated rule (`framework_facts`; to be replaced by framework
+presets): FlashAttention (Dao et al., May 2022) is used by rows from 2023 on or whose notes name it; rows
+published up to 2022 without ZeRO-3 reduce gradients after the backward pass (Megatron-LM's local DDP before its
+2023 overlapped distributed optimizer; Korthikanti et al. 2022 sec. 6.3 "DP gradient all-reduce not overlapped");
+TP communication overlaps GEMMs only where the notes say so (`tp comm overlap`, `--tp-comm-overlap`); likewise
+the MoE expert-parallel all-to-alls overlap another micro-batch's compute only where the notes say so
+(`EP A2A overlap`, `--overlap-moe-expert-parallel-comm`).
+
+vTrain files (Bang et al. 2023, arXiv 2312.12391; data README sec. 4): GPT models (4h GELU MLP, MHA, vocab
+50257), fp16, full recompute, 1F1B without interleaving, no sequence parallelism, no FlashAttention (vTrain's
+model uses Megatron's fused softmax), plain data parallelism (ZeRO 0) with the gradient all-reduce after the
+backward pass (vTrain's `use_gradient_bucket` default false), on `a100-sxm4-80gb` with 8 GPUs per node and
+800 Gb/s of scale-out per node (vTrain's `inter_node_bandwidth` default; 100 Gb/s per GPU). Row ids are
+`vtrain-single-<n>` / `vtrain-multi-<n>` (n: 1-based data row), metric `step_time_s`.
+
+Rows whose notes start with `UNUSABLE`, rows with an unknown hardware profile, malformed rows (named by line
+and column) and rows whose stated layout does not fill their devices become skipped RowResults with the reason.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import SpecError
+from ..specs.hardware import HardwareProfile
+from ..specs.loading import available_models, load_hardware, load_model, override_hardware
+from ..specs.model import MLASpec, ModelSpec, MoESpec
+from ..specs.training import TrainingSpec
+from .report import RowResult
+from .schema import VTRAIN_SOURCE, RowError, detect_kind, parse_published_row, parse_vtrain_row, records
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row turned into a job whose blank layout fields are still open (None)."""
+
+    id: str
+    line: int
+    source: str
+    metric: str
+    measured: float
+    convention: Optional[str]
+    peak_tflops_used: Optional[float]
+    model: ModelSpec
+    hardware: HardwareProfile
+    training: TrainingSpec
+    num_devices: int
+    known: dict                 # layout field -> value or None (blank, to search)
+    flash_attention: bool
+    overlap_grad_reduce: bool
+    tp_comm_overlap: bool
+    convention_embedding: bool  # 6N conventions whose N counts the input embedding too
+    assumptions: tuple = ()
+    eval_sequences_per_step: float = 0.0   # forward-only evaluation inside the measured window, per step
+    zero3_unit: str = "layer"              # ZeRO-3 gather unit of the row's framework (specs.layout)
+    ep_comm_overlap: bool = False          # MoE all-to-alls hidden behind another micro-batch (specs.layout)
+
+
+_HEAD_DIM = re.compile(r"head_dim\s+(\d+)", re.I)
+_EVAL_BLOCK = re.compile(r"([\d,]+) tokens per eval block.*?eval \(([\d,]+) sequences forward\)", re.I | re.S)
+_DENSE_PREFIX = re.compile(r"first\s+(\d+)\s+layers\s+dense", re.I)
+_TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap")
+_EP_OVERLAP = re.compile(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm")
+_CONV_EMBEDDING = re.compile(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model and hardware
+# ---------------------------------------------------------------------------------------------------------------
+
+def _mla_from_presets(hidden: int, layers: int, heads: int) -> Optional[MLASpec]:
+    """MLA dimensions of a shipped preset with the same hidden size, depth and heads (the schema has no MLA
+    columns)."""
+    for name in available_models():
+        m = load_model(name)
+        if m.mla is not None and m.hidden_size == hidden and m.num_layers == layers and m.num_heads == heads:
+            return m.mla
+    return None
+
+
+def _attention_of(row: dict, notes: str, assumptions: list) -> tuple:
+    """(head_dim from the notes or None, MLA spec or None) of a row; RowError when the heads do not fit."""
+    h, L, a = row["hidden"], row["n_layers"], row["n_heads"]
+    m = _HEAD_DIM.search(notes)
+    head_dim = int(m.group(1)) if m else None
+    if head_dim is None and h % a != 0:
+        raise RowError(f"hidden ({h}) is not a multiple of n_heads ({a}) and the notes give no head_dim")
+    mla = None
+    if row["n_kv_heads"] is None:
+        if "MLA" in notes or "latent" in notes.lower():
+            mla = _mla_from_presets(h, L, a)
+            if mla is not None:
+                assumptions.append("MLA dimensions taken from the shipped preset of the same shape")
+            else:
+                assumptions.append("MLA approximated as multi-head attention (no MLA dimensions in the row)")
+        else:
+            assumptions.append("n_kv_heads blank: multi-head attention assumed")
+    return head_dim, mla
+
+
+def _moe_of(row: dict, notes: str) -> Optional[MoESpec]:
+    """The row's MoE spec (a dense prefix from the notes), or None for a dense model."""
+    if row["moe_experts"] is None:
+        return None
+    for c in ("moe_topk", "moe_expert_ffn"):
+        if row[c] is None:
+            raise RowError(f"MoE row with blank {c}")
+    pm = _DENSE_PREFIX.search(notes)
+    return MoESpec(num_experts=row["moe_experts"], top_k=row["moe_topk"], expert_ffn_hidden_size=row["moe_expert_ffn"],
+                   num_shared_experts=row["moe_shared_experts"] or 0, layer_freq=row["moe_layer_freq"] or 1,
+                   first_dense_layers=int(pm.group(1)) if pm else 0)
+
+
+def model_from_row(row: dict, assumptions: list) -> ModelSpec:
+    """A ModelSpec from the row's model columns (notes give head_dim, a dense prefix, MLA)."""
+    blank = [c for c in ("n_layers", "hidden", "n_heads", "vocab", "seq_len") if row[c] is None]
+    if blank:
+        raise RowError(f"model column(s) blank: {', '.join(blank)}")
+    notes = row.get("notes") or ""
+    head_dim, mla = _attention_of(row, notes, assumptions)
+    moe = _moe_of(row, notes)
+    ffn = row["ffn_hidden"]
+    if ffn is None and moe is not None:
+        ffn = row["moe_expert_ffn"]          # no dense layers: the value is unused
+    if ffn is None:
+        ffn = 4 * row["hidden"]
+        assumptions.append("ffn_hidden blank: 4 x hidden assumed")
+    name = re.sub(r"[^a-z0-9.\-]", "-", row["id"].lower()) or "row"
+    try:
+        return ModelSpec(name=name, source=row.get("source") or "runs file", num_layers=row["n_layers"],
+                         hidden_size=row["hidden"], num_heads=row["n_heads"],
+                         num_kv_heads=row["n_kv_heads"] if mla is None else None,
+                         head_dim=head_dim if mla is None else (mla.v_head_dim if mla else None), ffn_hidden_size=ffn,
+                         gated_mlp=bool(row["gated_mlp"]) if row["gated_mlp"] is not None else False,
+                         vocab_size=row["vocab"], max_seq_len=row["seq_len"], moe=moe, mla=mla)
+    except Exception as err:  # pydantic ValidationError
+        raise RowError(f"model columns do not form a valid model: {err}".splitlines()[0]) from None
+
+
+def hardware_from_row(row: dict) -> HardwareProfile:
+    """The row's profile with its per-row overrides (Gb/s columns converted to GB/s)."""
+    name = row["hardware_profile"]
+    if not name:
+        raise RowError("hardware_profile blank")
+    try:
+        hw = load_hardware(name)
+    except SpecError as err:
+        msg = str(err)
+        if msg.startswith("unknown hardware profile"):
+            raise RowError(f"unknown hardware profile '{name}'") from None
+        raise RowError(msg) from None
+    over = {}
+    if row["devices_per_node"] is not None and row["devices_per_node"] != hw.devices_per_node:
+        over["devices_per_node"] = row["devices_per_node"]
+    if row["device_memory_gb"] is not None:
+        over["memory_gb"] = row["device_memory_gb"]
+    if row["scaleup_gbps_per_device"] is not None:
+        over["scaleup_gb_per_s"] = row["scaleup_gbps_per_device"] / 8.0
+    if row["scaleout_gbps_per_device"] is not None:
+        over["scaleout_gb_per_s"] = row["scaleout_gbps_per_device"] / 8.0
+    if over:
+        try:
+            hw = override_hardware(hw, **over)
+        except SpecError as err:
+            raise RowError(str(err)) from None
+    return hw
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# layout, framework facts, measurement window
+# ---------------------------------------------------------------------------------------------------------------
+
+def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
+    """The layout cells the row states (None = blank, to search), with what follows from the others: ep 1 for a
+    dense model, no SP without TP, no interleaving without a pipeline. RowError when tp, pp, dp and cp are all
+    stated and do not fill the row's devices."""
+    known = {k: row[k] for k in ("tp", "pp", "dp", "ep", "cp", "vpp", "micro_batch")}
+    known["zero_stage"] = row["zero_stage"]
+    known["recompute"] = row["recompute"] or None
+    known["sequence_parallel"] = row["sequence_parallel"]
+    if model.moe is None:
+        known["ep"] = 1
+    if known["cp"] is None:
+        known["cp"] = 1
+        assumptions.append("cp blank: 1 assumed")
+    if known["tp"] == 1:
+        known["sequence_parallel"] = 0
+    if known["pp"] == 1:
+        known["vpp"] = 1
+    if None not in (known["tp"], known["pp"], known["dp"]):
+        prod = known["tp"] * known["pp"] * known["dp"] * known["cp"]
+        if prod != row["n_devices"]:
+            raise RowError(f"tp({known['tp']}) * pp({known['pp']}) * dp({known['dp']}) * cp({known['cp']}) = {prod} "
+                           f"!= n_devices ({row['n_devices']})")
+    return known
+
+
+def framework_facts(row: dict, zero_stage: Optional[int], family: str) -> dict:
+    """The Case flags the schema has no column for, by the stated rules of the module docstring."""
+    notes = (row.get("notes") or "").lower()
+    year = row["year"] or 0
+    # GPU frameworks of 2021-2022 (Megatron-LM before its overlapped distributed optimizer, DeepSpeed) reduce
+    # gradients after the backward pass; later ones overlap. Two exceptions: XLA on TPUs schedules the FSDP and
+    # data-parallel collectives under compute (GSPMD), and FSDP-style ZeRO-3 (FairScale/PyTorch FSDP) prefetches
+    # its gathers and reduce-scatters during the backward (Zhao et al. 2023 sec. 3.3). DeepSpeed's ZeRO-3 of that
+    # time gathers parameters tensor by tensor as modules run (Rajbhandari et al. 2021, ZeRO-Infinity sec. 7;
+    # Narayanan et al. 2021 sec. 5.2), on demand.
+    deepspeed_zero3 = zero_stage == 3 and "deepspeed" in notes and bool(year) and year <= 2022
+    fsdp_zero3 = zero_stage == 3 and not deepspeed_zero3
+    return {
+        "flash_attention": year >= 2023 or "flash" in notes,
+        "overlap_grad_reduce": not (year and year <= 2022 and family != "tpu" and not fsdp_zero3),
+        "zero3_unit": "tensor" if deepspeed_zero3 else "layer",
+        "tp_comm_overlap": bool(_TP_OVERLAP.search(notes)),
+        # Megatron-Core's EP all-to-all overlap (--overlap-moe-expert-parallel-comm) only where the notes say so
+        "ep_comm_overlap": bool(_EP_OVERLAP.search(notes)),
+    }
+
+
+def eval_sequences_per_step(notes: str, training: TrainingSpec, assumptions: list) -> float:
+    """Forward-only evaluation sequences per training step inside the measured window (0 when none).
+
+    Throughput measured over windows that include a forward-only evaluation (data README sec. 3, pitfall 5): when
+    the notes give the window's tokens and the evaluated sequences, the same window is predicted."""
+    ev = _EVAL_BLOCK.search(notes)
+    if not ev:
+        return 0.0
+    block_tokens = float(ev.group(1).replace(",", ""))
+    steps_per_block = block_tokens / float(training.tokens_per_step)
+    assumptions.append(f"measured window includes evaluation: {ev.group(2)} sequences forward per "
+                       f"{ev.group(1)} training tokens, predicted the same way")
+    return float(ev.group(2).replace(",", "")) / steps_per_block
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rows -> cases
+# ---------------------------------------------------------------------------------------------------------------
+
+def _training_of(row: dict, assumptions: list) -> TrainingSpec:
+    if row["n_devices"] is None:
+        raise RowError("n_devices blank")
+    if row["global_batch"] is None:
+        raise RowError("global_batch blank")
+    if not row["dtype"]:
+        assumptions.append("dtype blank: bf16 assumed")
+    try:
+        return TrainingSpec(seq_len=row["seq_len"], global_batch=row["global_batch"], dtype=row["dtype"] or "bf16")
+    except Exception as err:
+        raise RowError(f"training columns invalid: {err}".splitlines()[0]) from None
+
+
+def case_from_row(row: dict, line: int) -> Case:
+    """A Case from a typed published-runs row; RowError with the reason when it cannot be predicted."""
+    notes = row.get("notes") or ""
+    if notes.strip().upper().startswith("UNUSABLE"):
+        raise RowError(notes.strip().split(".")[0].strip())
+    assumptions: list = []
+    hw = hardware_from_row(row)
+    model = model_from_row(row, assumptions)
+    training = _training_of(row, assumptions)
+    known = known_layout(row, model, assumptions)
+    facts = framework_facts(row, known["zero_stage"], hw.family)
+    eval_per_step = eval_sequences_per_step(notes, training, assumptions)
+    return Case(id=row["id"], line=line, source=row.get("source") or "", metric=row["metric"],
+                measured=row["value"], convention=row.get("flops_convention") or None,
+                peak_tflops_used=row["peak_tflops_used"], model=model, hardware=hw, training=training,
+                num_devices=row["n_devices"], known=known, convention_embedding=bool(_CONV_EMBEDDING.search(notes.lower())),
+                assumptions=tuple(assumptions), eval_sequences_per_step=eval_per_step, **facts)
+
+
+def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: HardwareProfile) -> Case:
+    """A Case from one vTrain ground-truth record (all layout fields known)."""
+    vals = parse_vtrain_row(kind, cells, line)
+    h, a, L, s = vals["hidden size"], vals["attention heads"], vals["# layers"], vals["sequence length"]
+    model = ModelSpec(name=f"vtrain-gpt-{L}l-{h}h", source="vTrain ground truth (GPT, 4h MLP, MHA)", num_layers=L,
+                      hidden_size=h, num_heads=a, ffn_hidden_size=4 * h, vocab_size=50257, max_seq_len=s)
+    training = TrainingSpec(seq_len=s, global_batch=vals["global batch"], dtype="fp16")
+    known = {"tp": vals["tensor parallelism"], "pp": vals["pipeline parallelism"], "dp": vals["data parallelism"],
+             "ep": 1, "cp": 1, "vpp": 1, "micro_batch": vals["micro batch"], "zero_stage": 0, "recompute": "full",
+             "sequence_parallel": 0}
+    short = "multi" if kind == "vtrain-multi" else "single"
+    return Case(id=f"vtrain-{short}-{index}", line=line, source=VTRAIN_SOURCE[short], metric="step_time_s",
+                measured=vals["iteration time (ms)"] / 1000.0, convention=None, peak_tflops_used=None, model=model,
+                hardware=hw, training=training, num_devices=vals["# GPUs"], known=known, flash_attention=False,
+                overlap_grad_reduce=False, tp_comm_overlap=False, convention_embedding=False)
+
+
+def vtrain_hardware() -> HardwareProfile:
+    """A100 80GB, 8 per node, 800 Gb/s scale-out per node (vTrain's defaults; data README sec. 4)."""
+    return override_hardware(load_hardware("a100-sxm4-80gb"), scaleout_gb_per_s=800.0 / 8.0 / 8.0)
+
+
+def skipped(rid: str, line: int, reason: str, cells: list, header: Optional[list], kind: str) -> RowResult:
+    """The RowResult of a row that cannot become a Case (metric, value, source and profile as far as readable)."""
+    metric, measured, source, hwname = "step_time_s", None, "", ""
+    if header is not None and len(cells) == len(header):
+        d = dict(zip(header, (c.strip() for c in cells)))
+        metric, source, hwname = d.get("metric", ""), d.get("source", ""), d.get("hardware_profile", "")
+        try:
+            measured = float(d.get("value", ""))
+        except ValueError:
+            measured = None
+    elif kind.startswith("vtrain"):
+        source = VTRAIN_SOURCE["multi" if kind == "vtrain-multi" else "single"]
+    return RowResult(id=rid, metric=metric, measured=measured, status="skipped", reason=reason, line=line,
+                     source=source, hardware=hwname)
+
+
+def load_cases(path: str | Path) -> tuple[str, list]:
+    """(file kind, list of Case or RowResult-skips in file order) of a runs file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SpecError(f"runs file not found: {path}") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{path}: not UTF-8 text ({err})") from None
+    header, recs = records(text)
+    kind = detect_kind(header)
+    items = []
+    vt_hw = vtrain_hardware() if kind.startswith("vtrain") else None
+    for idx, (line, cells) in enumerate(recs, start=1):
+        rid = f"{kind}-{idx}" if kind.startswith("vtrain") else (cells[0].strip() if cells else f"line-{line}")
+        try:
+            if kind == "published":
+                items.append(case_from_row(parse_published_row(header, cells, line), line))
+            else:
+                items.append(vtrain_case(kind, cells, idx, line, vt_hw))
+        except RowError as err:
+            items.append(skipped(rid, line, str(err), cells, header if kind == "published" else None, kind))
+    return kind, items

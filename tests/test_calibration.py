@@ -1,0 +1,74 @@
+"""Calibration: source weights, parameters <-> profile, and the fitted values written as profile text (values
+replaced in place, comments kept, the provenance paragraph replaced rather than repeated)."""
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from simulator.calibration import (CALIBRATION_MARK, apply_params, current_values, make_fitset,
+                                   profile_text_with_fit, robust_cost)
+
+from .conftest import toy_hardware
+
+PROFILE = """name: toy  # a comment that stays
+efficiency:
+  matmul_max: 0.8
+  matmul_half_dim: 100
+  source: >-
+    MAMF benchmark.
+tiers:
+  - name: fast
+    efficiency: 0.9
+    latency_us: 2
+  - name: slow
+    efficiency: 0.8
+    latency_us: 5
+"""
+
+
+def test_every_source_carries_the_same_total_weight():
+    cases = [SimpleNamespace(source=s) for s in ("a", "a", "a", "a", "b")]
+    fs = make_fitset("fam", cases)
+    assert list(fs.weights) == pytest.approx([0.5, 0.5, 0.5, 0.5, 1.0])      # 1 / sqrt(rows of the source)
+    assert fs.sources == ["a", "b"]
+    assert sum(w for w, c in zip(fs.weights, cases) if c.source == "a") ** 2 / 4 == pytest.approx(1.0)
+
+
+def test_parameters_go_to_the_efficiency_block_and_the_first_and_last_tier():
+    hw = toy_hardware(attention_max=None)
+    new = apply_params(hw, {"matmul_half_dim": 512.0, "fast_tier_efficiency": 0.7, "slow_tier_latency_us": 9.0})
+    assert new.efficiency.matmul_half_dim == 512.0
+    assert (new.tiers[0].efficiency, new.tiers[-1].latency_us) == (0.7, 9.0)
+    assert new.tiers[0].latency_us == hw.tiers[0].latency_us
+    # an unset attention_max starts from matmul_max (the value the engine uses for it)
+    assert current_values(new, ["attention_max", "matmul_half_dim", "fast_tier_efficiency"]) == [1.0, 512.0, 0.7]
+
+
+def test_robust_cost_is_quadratic_for_small_and_linear_for_large_residuals():
+    # soft_l1 with scale f: f^2 (sqrt(1 + (r/f)^2) - 1) -> r^2 / 2 for r << f, ~ f r for r >> f
+    assert robust_cost([1e-4]) == pytest.approx(0.5e-8, rel=1e-4)
+    assert robust_cost([10.0]) == pytest.approx(0.02 * 10.0 - 0.02 ** 2, rel=1e-5)
+
+
+def test_fitted_values_replace_the_profile_text_in_place_and_keep_the_rest():
+    out = profile_text_with_fit(PROFILE, {"matmul_half_dim": 812.34, "attention_max": 0.61234,
+                                          "slow_tier_efficiency": 0.6},
+                                f"{CALIBRATION_MARK} fitted on 3 rows.")
+    lines = out.splitlines()
+    assert lines[0] == "name: toy  # a comment that stays"
+    assert "  matmul_half_dim: 812" in lines and "  matmul_max: 0.8" in lines
+    assert lines.index("  attention_max: 0.612") < lines.index("  source: >-")      # inserted before source
+    assert "    MAMF benchmark. CALIBRATION (benchmarks/calibrate.py): fitted on 3 rows." in lines
+    slow = lines.index("  - name: slow")
+    assert lines[slow + 1:slow + 3] == ["    efficiency: 0.6", "    latency_us: 5"]
+    assert lines[lines.index("  - name: fast") + 1] == "    efficiency: 0.9"
+    # a second calibration replaces the first paragraph instead of appending to it
+    again = profile_text_with_fit(out, {"matmul_half_dim": 700.0}, f"{CALIBRATION_MARK} refit.")
+    assert "    MAMF benchmark. CALIBRATION (benchmarks/calibrate.py): refit." in again.splitlines()
+    assert again.count(CALIBRATION_MARK) == 1
+
+
+def test_a_profile_without_an_efficiency_block_is_refused():
+    with pytest.raises(ValueError, match="no top-level 'efficiency:' block"):
+        profile_text_with_fit("name: x\n", {"matmul_max": 0.5}, "p")
+    assert math.isfinite(robust_cost([0.0]))
