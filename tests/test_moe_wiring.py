@@ -172,3 +172,55 @@ def test_background_occupancy_slows_the_scale_out_tiers_only():
     assert list(sz.tiers.bandwidth_bytes_per_s) == pytest.approx([100e9, 7.5e9])
     sz, _ = toy_sizes(background_occupancy=0.5, background_elastic=False)
     assert list(sz.tiers.bandwidth_bytes_per_s) == pytest.approx([100e9, 5e9])
+
+
+# ---- step 3: discrete-event engine, per (step, layer) routing draws -------------------------------------------
+
+def test_layer_imbalance_prices_each_draw_against_the_expectation_by_hand():
+    import numpy as np
+    from simulator.costs.moe_layers import layer_imbalance
+    # toy: the expert GEMMs are linear in their rows (efficiency 1): 10.73741824 us per unit of gemm factor; the
+    # flat all-to-all (no latency) is linear in its bytes, the larger of send (1) and receive (max-over-mean)
+    routing = RoutingSpec(model="dirichlet", skew=1.0)
+    sz, _ = toy_sizes(routing=routing)
+    m0 = float(sz.moe_load.max_over_mean[0])
+    assert m0 > 1.0
+    x = layer_imbalance(sz, routing, np.array([1.0, 2.0]))
+    assert x.fwd_s == pytest.approx([10.73741824e-6 * (1 - m0), 10.73741824e-6 * (2 - m0)], rel=1e-9)
+    assert x.bwd_s == pytest.approx(2 * x.fwd_s) and x.wgrad_s == pytest.approx(x.fwd_s)
+    assert x.ep_scale == pytest.approx([1 / m0, 2 / m0], rel=1e-12)
+
+
+def test_des_replays_one_draw_per_layer_and_step_on_top_of_the_analytic_expectation():
+    import numpy as np
+    from simulator.costs.communication import layer_comm
+    from simulator.costs.layer import layer_costs
+    from simulator.costs.moe_layers import sampled_layer_imbalance
+    from simulator.des.simulate import simulate
+    routing = RoutingSpec(model="zipf", skew=1.0)
+    sz, sc = toy_sizes(devices=4, ep=4, routing=routing, overlap_grad_reduce=False)
+    est = estimate(sc)
+    r = simulate(sc, overlap=False, contention=False, samples=1, seed=5)
+    # pp 1, nothing overlapped: the replay is the analytic step plus, per micro-batch, every layer's difference
+    # from the expected load (compute forward + backward, all-to-all time scaled)
+    x = sampled_layer_imbalance(sz, routing, np.random.default_rng([5, 15]), 1)[0]
+    comm = layer_comm(sz, layer_costs(sz))
+    ep_f, ep_b = float(comm.ep_fwd_s[0]), float(comm.ep_bwd_s[0])
+    per_micro = float(np.sum(x.fwd_s + x.bwd_s + (x.ep_scale - 1.0) * (ep_f + ep_b)))
+    assert r.step_time_s - est.step_time_s == pytest.approx(est.num_micro_batches * per_micro, rel=1e-9, abs=1e-15)
+    assert r.extra["moe_imbalance"]["max_over_mean_mean"] == pytest.approx(float(x.max_over_mean.mean()))
+
+
+def test_sampled_routing_gives_step_time_percentiles_deterministic_for_a_seed():
+    from simulator.des.simulate import simulate
+    _, sc = toy_sizes(devices=8, ep=4, routing=RoutingSpec(model="dirichlet", skew=0.3), pp=2)
+    a = simulate(sc, samples=9, seed=2)
+    b = simulate(sc, samples=9, seed=2)
+    pct = a.extra["step_time_percentiles_s"]
+    assert pct == b.extra["step_time_percentiles_s"] and pct["min"] < pct["p50"] <= pct["p99"] <= pct["max"]
+    # a measured, fixed max-over-mean is not sampled: one replay, the analytic composition with overlap off
+    _, fixed = toy_sizes(devices=8, ep=4, routing=RoutingSpec(max_over_mean=1.7), pp=2,
+                         overlap_grad_reduce=False)
+    r = simulate(fixed, overlap=False, contention=False, samples=3)
+    assert "moe_imbalance" not in r.extra
+    assert r.step_time_s == pytest.approx(estimate(fixed).step_time_s, rel=1e-9)

@@ -109,10 +109,11 @@ def tp_exposed_s(sz, lc):
     return tp_coll, exposed_f, exposed_b
 
 
-def moe_all_to_all_s(sz, dispatch_factor=None):
+def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     """One dispatch (or combine) all-to-all of an MoE layer on the busiest EP rank, by the layout's strategy
     (topology.moe_dispatch): the top-k token copies of its micro-batch share (split tp ways by SP), times the
-    routing load's dispatch_factor (`dispatch_factor` overrides it; broadcasts, for per-layer samples).
+    routing load's dispatch_factor (`dispatch_factor` and `max_over_mean` override the load's; they broadcast, for
+    per-layer samples).
     Flat: collectives.all_to_all_time_s; hierarchical: intra-node then inter-node with Tutel's local re-layouts
     at the achieved HBM bandwidth; node-limited (DeepEP): one copy per destination node, at most moe_max_nodes
     nodes per token, NVLink forwarding. The latency model (one alpha per tier, or per peer) is the job's
@@ -137,7 +138,7 @@ def moe_all_to_all_s(sz, dispatch_factor=None):
                                               per_peer_latency=per_peer)
         out = np.where(code == MOE_DISPATCH_CODES["hierarchical"], hier, out)
     if np.any(code == MOE_DISPATCH_CODES["node-limited"]):
-        mom = load.max_over_mean if load is not None else 1.0
+        mom = max_over_mean if max_over_mean is not None else (load.max_over_mean if load is not None else 1.0)
         max_nodes = np.where(t.moe_max_nodes > 0, t.moe_max_nodes, np.inf)
         nl = node_limited_dispatch_time_s(sz.tokens / sz.sp_factor, sz.hidden, sz.act_bytes, k,
                                           float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer)

@@ -257,10 +257,21 @@ def moe_load(routing: RoutingSpec | None, num_experts: int, top_k: int, ep, toke
     uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
     vals = np.array([max_over_mean(routing, num_experts, int(e), float(t), top_k) for e, t in uniq])
     mom = vals[np.asarray(inv).reshape(-1)].reshape(ep_a.shape)
+    gemm, disp, cap = load_factors(routing, num_experts, top_k, t_a, mom)
+    return MoeLoad(max_over_mean=mom, gemm_factor=gemm, dispatch_factor=disp, tokens=t_a, capacity=cap)
+
+
+def load_factors(routing: RoutingSpec, num_experts: int, top_k: int, tokens, max_over_mean):
+    """(gemm_factor, dispatch_factor, capacity) of the busiest rank for given max-over-mean values (arrays
+    broadcast: the discrete-event engine passes one value per (step, layer)); capacity None when dropless.
+
+    Source: expert_capacity_tokens, busiest_rank_gemm_tokens, busiest_rank_dispatch_bytes (above)."""
+    t_a = np.asarray(tokens, dtype=float)
     cap = None
     if routing.capacity_factor is not None:
         cap = expert_capacity_tokens(t_a, top_k, num_experts, routing.capacity_factor, routing.min_capacity)
     copies = t_a * top_k
-    gemm = busiest_rank_gemm_tokens(t_a, top_k, mom, num_experts, cap, routing.pad_to_capacity) / copies
-    disp = busiest_rank_dispatch_bytes(t_a, top_k, 1.0, 1.0, mom, num_experts, cap, routing.pad_to_capacity) / copies
-    return MoeLoad(max_over_mean=mom, gemm_factor=gemm, dispatch_factor=disp, tokens=t_a, capacity=cap)
+    gemm = busiest_rank_gemm_tokens(t_a, top_k, max_over_mean, num_experts, cap, routing.pad_to_capacity) / copies
+    disp = busiest_rank_dispatch_bytes(t_a, top_k, 1.0, 1.0, max_over_mean, num_experts, cap,
+                                       routing.pad_to_capacity) / copies
+    return gemm, disp, cap

@@ -148,7 +148,7 @@ def _zero3(sz, lay, p: _Params, dp: _DPCosts) -> _Zero3:
 class _StageBuilder:
     """Builds the segments of every pass of one stage, and the gradient items in the order they become final."""
 
-    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool):
+    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, imbalance=None):
         self.lay, self.cs, self.p, self.z, self.chunks = lay, cs, p, z, chunks
         self.pp, self.vpp = lay.pp, lay.vpp
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
@@ -161,6 +161,29 @@ class _StageBuilder:
         self.b_comm = _comm(("tp", cs.tp_b), ("ep", cs.ep_b), ("cp", cs.cp_b))
         self.p2p_seg = () if (overlap or lay.pp == 1) else (Seg(post=_comm(("pp", cs.p2p)), label="p2p"),)
         self.b_compute = (cs.t_b - cs.t_w if self.split_w else cs.t_b) + cs.t_rc
+        self.imb = imbalance                 # costs.moe_layers.LayerImbalance of this step, or None
+
+    def layer_f(self, l: int) -> dict:
+        """Forward segment fields of layer l (with this step's routing draw for the layer, if any)."""
+        cs, imb = self.cs, self.imb
+        if imb is None:
+            return {"compute_s": cs.t_f, "post": self.f_comm}
+        return {"compute_s": cs.t_f + float(imb.fwd_s[l]),
+                "post": _comm(("tp", cs.tp_f), ("ep", cs.ep_f * float(imb.ep_scale[l])), ("cp", cs.cp_f))}
+
+    def layer_b(self, l: int) -> dict:
+        """Backward segment fields of layer l (input gradient only when the schedule splits off W)."""
+        cs, imb = self.cs, self.imb
+        if imb is None:
+            return {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "post": self.b_comm}
+        d_b, d_w, d_f = float(imb.bwd_s[l]), float(imb.wgrad_s[l]), float(imb.fwd_s[l])
+        return {"compute_s": self.b_compute + d_b - (d_w if self.split_w else 0.0),
+                "recompute_s": cs.t_rc + d_b - 2.0 * d_f,
+                "post": _comm(("tp", cs.tp_b), ("ep", cs.ep_b * float(imb.ep_scale[l])), ("cp", cs.cp_b))}
+
+    def layer_w(self, l: int) -> float:
+        """Weight-gradient time of layer l (split-backward schedules)."""
+        return self.cs.t_w + (float(self.imb.wgrad_s[l]) if self.imb is not None else 0.0)
 
     def zero3(self, seg_kwargs: dict, gather: float, reduce: float) -> dict:
         """Attach a ZeRO-3 gather/reduce to a segment: prefetched/queued with overlap, inline without. ZeRO-2
@@ -194,7 +217,7 @@ class _StageBuilder:
         if first:
             fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0)))
         for l in range(lo, lo + n):
-            fs.append(Seg(**seg({"compute_s": cs.t_f, "parts": cs.parts_f, "post": self.f_comm, "label": f"layer {l}"},
+            fs.append(Seg(**seg({**self.layer_f(l), "parts": cs.parts_f, "label": f"layer {l}"},
                                 z.ag_l, 0.0)))
         if last:
             fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0)))
@@ -218,7 +241,7 @@ class _StageBuilder:
             bs.append(Seg(**seg({"compute_s": cs.logits_b, "label": "logits"}, z.ag_out, z.rs_out)))
             items.append((p.out, 0.0, ("B", c, len(bs) - 1), fwd_index[("out",)], "output layer"))
         for l in range(lo + n - 1, lo - 1, -1):
-            kw = {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "parts": cs.parts_b, "post": self.b_comm,
+            kw = {**self.layer_b(l), "parts": cs.parts_b,
                   "label": f"layer {l}"}
             bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l)))
             if not self.split_w:
@@ -233,7 +256,7 @@ class _StageBuilder:
         lo, n = int(self.starts[j]), self.chunks[j]
         ws, items = [], []
         for l in range(lo + n - 1, lo - 1, -1):
-            ws.append(Seg(**self.zero3({"compute_s": self.cs.t_w, "label": f"layer {l}"}, 0.0, self.z.rs_l)))
+            ws.append(Seg(**self.zero3({"compute_s": self.layer_w(l), "label": f"layer {l}"}, 0.0, self.z.rs_l)))
             items.append((self.p.layer_d, self.p.layer_e, ("W", c, len(ws) - 1), fwd_index[l], f"layer {l}"))
         return tuple(ws), items
 
@@ -323,8 +346,10 @@ def tier_shares(sz, lay) -> dict:
     return shares
 
 
-def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_micro: int) -> Plan:
-    """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table."""
+def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_micro: int,
+               imbalance=None) -> Plan:
+    """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table;
+    `imbalance` (costs.moe_layers.LayerImbalance) prices one step's per-layer routing draws."""
     lay, m = sc.layout, sc.model
     pp, vpp = lay.pp, lay.vpp
     cs = pass_costs(lc, comm, edge)
@@ -332,7 +357,7 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
     sched = schedule_ops(lay.resolved_schedule, pp, num_micro, vpp)
     p = _params(sz)
     dp = _DPCosts(sz)
-    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap)
+    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, imbalance)
     stages, stage_totals = [], []
     for r in range(pp):
         segments, items, dense_tot, expert_tot = b.stage(r)

@@ -94,14 +94,16 @@ def _costs_of(sc: Scenario):
     return sz, lc, comm, edge, row
 
 
-def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples, seed, per_layer):
-    """(median replay, step times of every replay): one replay, or `samples` with jitter or stragglers."""
+def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples, seed, per_layer):
+    """(median replay, its plan, step times of every replay): one replay, or `samples` with jitter, stragglers or
+    routing draws (`plans` holds one plan per sample when the routing is sampled, else one)."""
     rng = np.random.default_rng(seed)
     graph_cache = {}
     runs = []
-    stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0)
+    stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0) or len(plans) > 1
     pp_stride, dp_stride = (int(float(np.asarray(sz.strides[k]).reshape(-1)[0])) for k in ("pp", "dp"))
-    for _ in range(samples if stochastic else 1):
+    for i in range(samples if stochastic else 1):
+        plan = plans[i % len(plans)]
         groups = straggler_groups(rng, sc.num_devices, sc.layout.pp, sc.layout.dp, strag)
         devices = representative_devices(sc.layout.pp, pp_stride, dp_stride, [g[0] for g in groups])
         graph = None
@@ -116,7 +118,22 @@ def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples,
         runs.append(simulate_spec(spec, rng))
     times = np.array([r.step_time_s for r in runs] * (samples if not stochastic else 1))
     order = sorted(range(len(runs)), key=lambda i: (runs[i].step_time_s, i))
-    return runs[order[(len(runs) - 1) // 2]], times
+    med = order[(len(runs) - 1) // 2]
+    return runs[med], plans[med % len(plans)], times
+
+
+def _routing_plans(sc: Scenario, sz, lc, comm, edge, *, overlap, contention, samples, seed) -> tuple:
+    """The plans to replay: one, or one per sample with this step's per-layer routing draws when the routing is
+    a model to sample (not a fixed max-over-mean) and experts spread over ranks; with the draws."""
+    from ..costs.moe_layers import sampled_layer_imbalance
+    from ..costs.sizes import routing_of
+    kw = dict(overlap=bool(overlap), contention=bool(contention), num_micro=int(sz.num_micro[0]))
+    m = sc.model
+    routing = routing_of(m, sc.training) if m.moe is not None else None
+    if routing is None or routing.max_over_mean is not None or sc.layout.ep <= 1:
+        return [build_plan(sc, sz, lc, comm, edge, **kw)], None
+    imb = sampled_layer_imbalance(sz, routing, np.random.default_rng([seed, 15]), samples)
+    return [build_plan(sc, sz, lc, comm, edge, imbalance=x, **kw) for x in imb], np.stack([x.max_over_mean for x in imb])
 
 
 def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = True, jitter: float = 0.0,
@@ -152,12 +169,18 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     sz, lc, comm, edge, row = _costs_of(sc)
     if int(row["reasons"]) & STRUCTURAL_MASK:
         raise InfeasibleLayoutError(reasons_of_row(sc, row))
-    plan = build_plan(sc, sz, lc, comm, edge, overlap=bool(overlap), contention=bool(contention),
-                      num_micro=int(sz.num_micro[0]))
-    med, times = _replay(sc, plan, sz, strag, contention=contention, jitter=jitter, samples=samples, seed=seed,
-                         per_layer=per_layer)
-    return _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
-                   overlap=bool(overlap), contention=bool(contention))
+    plans, draws = _routing_plans(sc, sz, lc, comm, edge, overlap=overlap, contention=contention, samples=samples,
+                                  seed=seed)
+    med, plan, times = _replay(sc, plans, sz, strag, contention=contention, jitter=jitter, samples=samples,
+                               seed=seed, per_layer=per_layer)
+    res = _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
+                  overlap=bool(overlap), contention=bool(contention))
+    if draws is not None:
+        res.extra["moe_imbalance"] = {"max_over_mean_mean": float(draws.mean()),
+                                      "max_over_mean_p50": float(np.percentile(draws, 50)),
+                                      "max_over_mean_max": float(draws.max()),
+                                      "expected": float(np.asarray(sz.moe_load.max_over_mean).reshape(-1)[0])}
+    return res
 
 
 def _stages(sc, plan: Plan, res, per_rank: list, step: float) -> dict:
