@@ -23,6 +23,7 @@ from .units import GIGA
 #: Reason bits (a layout's `reasons` is their OR; 0 = feasible).
 (R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP,
  R_MEMORY) = (1 << i for i in range(11))
+R_TWO_CHUNK = 1 << 11
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,27 @@ def _msg_interleave(s, i):
     return f"interleaved schedule needs the micro-batch count ({m}) to be a multiple of pp ({_i(s, 'pp', i)})"
 
 
+def _bad_two_chunk(s: Subject):
+    # DualPipe (code 4): even pp, an even micro-batch count of at least 2 pp (both directions; DualPipe.step
+    # asserts num_chunks >= pp * 2 and even), pp stages; ZB-V (code 5): 2p stages in a V and at least 2p - 1
+    # micro-batches (the handcrafted order of Qi et al. 2024 sec. 6 / torch ScheduleZBVZeroBubble)
+    code = np.asarray(s.schedule)
+    m = np.asarray(s.num_micro)
+    dual = (code == 4) & ((s.pp % 2 != 0) | (np.mod(m, 2) != 0) | (m < 2 * s.pp))
+    zbv = (code == 5) & ((m < 2 * s.pp - 1) | (2 * s.pp > s.model.num_layers))
+    return dual | zbv
+
+
+def _msg_two_chunk(s, i):
+    pp = _i(s, "pp", i)
+    m = s.training.global_batch // max(1, _i(s, "micro_batch", i) * _i(s, "dp", i))
+    if int(np.asarray(s.schedule).reshape(-1)[i] if np.ndim(s.schedule) else s.schedule) == 4:
+        return (f"schedule dualpipe needs an even pp ({pp}) and an even micro-batch count ({m}, both directions) "
+                f"of at least 2 x pp = {2 * pp}")
+    return (f"schedule zb-v needs at least 2 x pp - 1 = {2 * pp - 1} micro-batches ({m}) and 2 x pp = {2 * pp} "
+            f"stages within the {s.model.num_layers} layers")
+
+
 def _msg_memory(s, i):
     if s.mem_total_bytes is None:
         return "does not fit in device memory"
@@ -142,6 +164,7 @@ RULES = (
          _msg_interleave),
     Rule(R_VPP, "vpp", lambda s: ((s.vpp > 1) & (s.pp == 1)) | ((s.vpp > 1) != (s.schedule == 2)),
          lambda s, i: f"vpp ({_i(s, 'vpp', i)}) > 1 needs pp > 1 and the interleaved schedule (and vice versa)"),
+    Rule(R_TWO_CHUNK, "two-chunk schedule", _bad_two_chunk, _msg_two_chunk),
     Rule(R_MEMORY, "memory", lambda s: ~(s.mem_total_bytes <= s.capacity_bytes), _msg_memory, structural=False),
 )
 RULE_BY_BIT = {r.bit: r for r in RULES}

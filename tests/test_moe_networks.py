@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from simulator.costs import compression as cmp
 from simulator.costs import moe_routing as mr
 from simulator.des.schedules import check_schedule, max_in_flight
-from simulator.des.schedules_extra import (bubble_s, dualpipe, dualpipe_groups, dualpipe_position, makespan_s,
+from simulator.pipeline.two_chunk import (bubble_s, dualpipe, dualpipe_groups, dualpipe_position, makespan_s,
                                            overlapped_forward_backward_s, timeline, zb_v, zb_v_position)
 from simulator.errors import SpecError
 from simulator.specs.network import HeterogeneousCluster

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 from simulator.analytic.estimate import estimate
@@ -224,3 +226,117 @@ def test_sampled_routing_gives_step_time_percentiles_deterministic_for_a_seed():
     r = simulate(fixed, overlap=False, contention=False, samples=3)
     assert "moe_imbalance" not in r.extra
     assert r.step_time_s == pytest.approx(estimate(fixed).step_time_s, rel=1e-9)
+
+
+# ---- step 4: DualPipe and ZB-V in both engines ------------------------------------------------------------------
+
+def _replay_span(name, pp, m, F, B, W, FB=None):
+    from simulator.pipeline.two_chunk import (dualpipe, dualpipe_groups, dualpipe_position, makespan_s, timeline,
+                                              zb_v, zb_v_position)
+    if name == "zb-v":
+        return makespan_s(timeline(zb_v(pp, m), zb_v_position, 2 * pp, {"F": F, "B": B, "W": W}))
+    return makespan_s(timeline(dualpipe(pp, m), dualpipe_position, pp, {"F": F, "B": B, "W": W},
+                               groups=dualpipe_groups(pp, m), group_duration=FB))
+
+
+@pytest.mark.parametrize("pp,m", [(1, 4), (2, 4), (4, 7), (4, 12), (8, 16)])
+def test_zb_v_closed_form_is_the_replayed_span_for_equal_passes(pp, m):
+    from simulator.pipeline.closed_form import two_chunk_pipeline_time_s
+    # per micro-batch a rank runs two chunk passes of each kind: F = B = W = 2 x 0.7 s; span 6 m t + (p-1) t
+    t = 0.7
+    got = float(two_chunk_pipeline_time_s(5, pp, m, 2 * t, 2 * t, 2 * t))
+    assert got == pytest.approx((6 * m + pp - 1) * t, rel=1e-12)
+    assert got == pytest.approx(_replay_span("zb-v", pp, m, t, t, t), rel=1e-12)
+
+
+def test_zb_v_closed_form_stays_within_4_percent_of_the_replay():
+    from simulator.pipeline.closed_form import two_chunk_pipeline_time_s
+    worst = 0.0
+    for pp, m in ((2, 4), (4, 7), (4, 16), (8, 15), (8, 32)):
+        for b in (0.6, 1.0, 1.4, 2.2, 3.0):
+            for w in (0.3, 0.8, 1.5):
+                pred = float(two_chunk_pipeline_time_s(5, pp, m, 2.0, 2.0 * b, 2.0 * w))
+                worst = max(worst, abs(pred / _replay_span("zb-v", pp, m, 1.0, b, w) - 1.0))
+    assert worst < 0.04
+
+
+@pytest.mark.parametrize("pp,m", [(2, 4), (4, 8), (6, 12), (8, 20)])
+def test_dualpipe_closed_form_is_work_plus_table_2_bubble(pp, m):
+    from simulator.pipeline.closed_form import two_chunk_pipeline_time_s
+    # no overlap, F = B = W = 1 (full backward 2, F&B 3): m x 3 of work + (p/2 - 1)(3 + 2 - 3), as replayed
+    got = float(two_chunk_pipeline_time_s(4, pp, m, 1.0, 1.0, 1.0))
+    assert got == pytest.approx(3 * m + 2 * (pp / 2 - 1)) and got == pytest.approx(_replay_span("dualpipe", pp, m,
+                                                                                              1, 1, 1))
+    # with overlap (F&B shorter than F + B + W) the closed form bounds the replay from above, within 6%
+    for F, B, W, FB in ((1, 1, 1, 2.0), (1, 1.3, 0.8, 2.2), (1.3, 1.7, 1, 3.0)):
+        pred = float(two_chunk_pipeline_time_s(4, pp, m, F, B, W, FB))
+        span = _replay_span("dualpipe", pp, m, F, B, W, FB)
+        assert span <= pred + 1e-9 and pred / span - 1 < 0.06
+
+
+def test_two_chunk_placements_hold_what_the_papers_say():
+    from simulator.costs.stage import rank_kinds
+    from simulator.pipeline.closed_form import inflight_microbatches
+    from simulator.pipeline.schedules import schedule_ops
+    from simulator.pipeline.two_chunk import zb_v
+    # 8 layers on pp 2. DualPipe: stages of 4 layers, rank 0 holds stage 0 of one pipeline and stage 1 of the
+    # other (8 layers, embedding and output layer: 2x the parameters, DeepSeek-V3 Table 2), runs 4 per micro-batch
+    # and the embedding / loss for half of them; ZB-V: 4 stages of 2 layers in a V, rank 0 holds stages 0 and 3
+    # (4 layers, embedding and output layer), rank 1 stages 1 and 2 (4 layers, neither)
+    for sched, first, last in (("dualpipe", ((4.0, 0.5, 0.5), (8.0, 1.0, 1.0)), ((4.0, 0.5, 0.5), (8.0, 1.0, 1.0))),
+                               ("zb-v", ((4.0, 1.0, 1.0), (4.0, 1.0, 1.0)), ((4.0, 0.0, 0.0), (4.0, 0.0, 0.0)))):
+        _, sc = toy_sizes(devices=4, ep=1, pp=2, schedule=sched)
+        sc = sc.model_copy(update={"model": toy_moe(layers=8)})
+        kinds = rank_kinds(sz_of(sc))
+        for kind, (run, held) in zip((kinds[0], kinds[2]), (first, last)):
+            assert (float(kind.layers[0]), float(np.asarray(kind.embedding).reshape(-1)[0]),
+                    float(np.asarray(kind.logits).reshape(-1)[0])) == run
+            assert tuple(float(np.asarray(x).reshape(-1)[0]) for x in kind.held()) == held
+    # activations in flight: DualPipe p + 1 chunk passes (Table 2), ZB-V p (1F1B's first stage)
+    assert float(inflight_microbatches(8, 1, 32, 4, 0)) == 9 and float(inflight_microbatches(8, 1, 32, 5, 0)) == 8
+    assert schedule_ops("zb-v", 4, 8) == zb_v(4, 8)
+
+
+def test_dualpipe_units_hide_the_all_to_alls_under_the_other_chunks_compute():
+    from simulator.des.plan import dualpipe_units
+    from simulator.des.spec import Seg
+    from simulator.pipeline.schedules import Op
+    # one unit F0.0 + B1.1 + W1.1: compute 1 + 2 + 1 = 4 s; all-to-alls 0.5 + 1 = 1.5 s hide entirely; with
+    # 3 + 3 = 6 s of all-to-all, 2 s stay exposed after the unit's last op; the full backward B0.0 W0.0 hands its
+    # input gradient on when its W ends
+    ops = (Op("F", 0, 0), Op("B", 0, 1), Op("W", 0, 1), Op("B", 0, 0), Op("W", 0, 0))
+    groups = ((0, 1, 2), (3, 4))
+    for ep_f, ep_b, exposed in ((0.5, 1.0, 0.0), (3.0, 3.0, 2.0)):
+        segs = {("F", 0): (Seg(compute_s=1.0, post=(("ep", ep_f),)),), ("B", 1): (Seg(compute_s=2.0, post=(("ep", ep_b),)),),
+                ("W", 1): (Seg(compute_s=1.0),), ("B", 0): (Seg(compute_s=2.0, post=(("ep", ep_b),)),),
+                ("W", 0): (Seg(compute_s=1.0),)}
+        u = dualpipe_units(ops, segs, groups)
+        assert u["op_segments"][:3] == (("F", 0, "fb"), ("B", 1, "fb"), ("W", 1, "fb"))
+        assert u["op_segments"][3] == ("B", 0)                   # a plain full backward keeps its all-to-alls
+        assert segs[("B", 1, "fb")][0].post == () and segs[("B", 1)][0].post == (("ep", ep_b),)
+        assert u["op_extra_s"] == pytest.approx((0.0, 0.0, exposed, 0.0, 0.0))
+        assert u["send_after"] == (2, 2, 2, 4, 4)
+
+
+@pytest.mark.parametrize("sched", ["dualpipe", "zb-v"])
+def test_two_chunk_schedules_replay_close_to_their_closed_forms(sched):
+    from simulator.des.simulate import simulate
+    sc = Scenario.build("deepseek-v3", "h100-sxm5-80gb", 512, global_batch=1024, seq_len=4096, tp=1, pp=8, ep=64,
+                        schedule=sched, recompute="full", overlap_grad_reduce=False)
+    est, des = estimate(sc), simulate(sc, overlap=False, contention=False)
+    assert est.feasible or sched == "dualpipe"            # DualPipe's 2x parameters: 81 GB on an 80 GB H100
+    assert abs(des.step_time_s / est.step_time_s - 1) < 0.04
+    one = estimate(Scenario.build("deepseek-v3", "h100-sxm5-80gb", 512, global_batch=1024, seq_len=4096, tp=1, pp=8,
+                                  ep=64, recompute="full", overlap_grad_reduce=False))
+    assert est.step_time_s < one.step_time_s and des.step_time_s < one.step_time_s
+    if sched == "dualpipe":
+        # its overlapped units hide part of the all-to-all time the 1F1B step exposes
+        assert est.time_breakdown_s["ep_comm"] < one.time_breakdown_s["ep_comm"]
+        assert des.time_breakdown_s["ep_comm"] < one.time_breakdown_s["ep_comm"]
+
+
+def test_two_chunk_rules_name_the_micro_batch_count(capsys):
+    code, _, err = run(["estimate", "--model", "deepseek-v3", "--hardware", "h100-sxm5-80gb", "--devices", "512",
+                        "--global-batch", "256", "--pp", "8", "--ep", "64", "--schedule", "dualpipe", "--format",
+                        "json"], capsys)
+    assert code == 3 and "even micro-batch count (4, both directions) of at least 2 x pp = 16" in err

@@ -7,7 +7,7 @@ overlap and contention off the replay charges what the analytic engine composes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,7 +16,8 @@ from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
 from ..costs.stage import rank_host_s, step_overhead_s
-from ..pipeline.schedules import schedule_ops
+from ..pipeline.schedules import chunk_position, chunks_per_rank, micro_per_chunk, num_stages, schedule_ops
+from ..pipeline.two_chunk import dualpipe_groups, overlapped_forward_backward_s
 from ..pipeline.split import checked_chunk_layers
 from ..topology.placement import members_per_domain
 from .spec import Bucket, EngineSpec, Seg, StageSpec
@@ -76,10 +77,12 @@ def _parts(*pairs) -> tuple:
 @dataclass(frozen=True)
 class Plan:
     spec: EngineSpec
-    chunks: list
+    chunks: list                # layers per stage in pipeline order
     stage_totals: list          # per stage (dense, expert) params
     schedule: str
     num_micro: int
+    rank_layers: list = None    # layers each rank holds
+    rank_chunks: list = None    # layers of each of its chunks
 
 
 def _comm(*pairs) -> tuple:
@@ -150,9 +153,10 @@ class _StageBuilder:
 
     def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, imbalance=None):
         self.lay, self.cs, self.p, self.z, self.chunks = lay, cs, p, z, chunks
-        self.pp, self.vpp = lay.pp, lay.vpp
+        self.sched = lay.resolved_schedule
+        self.pp, self.vpp = lay.pp, chunks_per_rank(self.sched, lay.vpp)
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
-        self.split_w = lay.resolved_schedule == "zb-h1"
+        self.split_w = self.sched in ("zb-h1", "zb-v", "dualpipe")
         self.bucket_overlap = overlap and lay.overlap_grad_reduce
         self.z3 = lay.zero >= 3
         self.z2_streamed = lay.zero == 2 and self.bucket_overlap
@@ -202,10 +206,21 @@ class _StageBuilder:
             seg_kwargs["post"] = seg_kwargs.get("post", ()) + _comm(("dp", reduce))
         return seg_kwargs
 
-    def host_seg(self, r: int) -> tuple:
+    def stage_of(self, r: int, c: int) -> int:
+        """Stage (index into the per-stage layer list) of chunk c of rank r."""
+        return chunk_position(self.sched, r, c, self.pp)[1]
+
+    def host_seg(self, r: int, c: int = 0) -> tuple:
         """Per-micro-batch host work outside the layers: half with the forward, half with the backward, spread
-        over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it)."""
-        t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
+        over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it). DualPipe and ZB-V
+        chunks carry the embedding's or the loss's share where their stage has it (a DualPipe micro-batch passes
+        one of the rank's chunks, a ZB-V micro-batch both)."""
+        if self.sched in ("dualpipe", "zb-v"):
+            j, last = self.stage_of(r, c), len(self.chunks) - 1
+            every = rank_host_s(self.cs.host_pass, 0.0, 0.0) / (2.0 if self.sched == "zb-v" else 1.0)
+            t = every + rank_host_s(self.cs.host_pass, j == 0, j == last) - rank_host_s(self.cs.host_pass, 0.0, 0.0)
+        else:
+            t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
         return (Seg(compute_s=0.5 * t, parts=(("host", 0.5 * t),), label="host"),) if t > 0 else ()
 
     def forward(self, j: int, host_seg: tuple):
@@ -262,11 +277,11 @@ class _StageBuilder:
 
     def stage(self, r: int):
         """(segments by (kind, chunk), gradient items per chunk, dense params, expert params) of stage r."""
-        host_seg = self.host_seg(r)
         segments, items = {}, []
         dense_tot = expert_tot = 0.0
         for c in range(self.vpp):
-            j = c * self.pp + r
+            host_seg = self.host_seg(r, c)
+            j = self.stage_of(r, c)
             segments[("F", c)], fwd_index = self.forward(j, host_seg)
             segments[("B", c)], b_items = self.backward(c, j, host_seg, fwd_index)
             w_items = []
@@ -351,10 +366,13 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
     """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table;
     `imbalance` (costs.moe_layers.LayerImbalance) prices one step's per-layer routing draws."""
     lay, m = sc.layout, sc.model
-    pp, vpp = lay.pp, lay.vpp
+    name = lay.resolved_schedule
+    pp, vpp = lay.pp, chunks_per_rank(name, lay.vpp)
     cs = pass_costs(lc, comm, edge)
-    chunks = checked_chunk_layers(m.num_layers, pp, vpp, lay.stage_layers)
-    sched = schedule_ops(lay.resolved_schedule, pp, num_micro, vpp)
+    two = name in ("dualpipe", "zb-v")
+    chunks = (checked_chunk_layers(m.num_layers, num_stages(name, pp), 1, lay.stage_layers) if two
+              else checked_chunk_layers(m.num_layers, pp, vpp, lay.stage_layers))
+    sched = schedule_ops(name, pp, num_micro, lay.vpp)
     p = _params(sz)
     dp = _DPCosts(sz)
     b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, imbalance)
@@ -363,12 +381,55 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
         segments, items, dense_tot, expert_tot = b.stage(r)
         stage_totals.append((dense_tot, expert_tot))
         dp_reduce, dp_gather, buckets, opt = _stage_tail(sz, lay, b, items, dense_tot, expert_tot, num_micro, dp)
-        rng_ = [f"{int(b.starts[c * pp + r])}-{int(b.starts[c * pp + r] + chunks[c * pp + r]) - 1}"
-                if chunks[c * pp + r] else "none" for c in range(vpp)]
+        js = [b.stage_of(r, c) for c in range(vpp)]
+        rng_ = [f"{int(b.starts[j])}-{int(b.starts[j] + chunks[j]) - 1}" if chunks[j] else "none" for j in js]
+        units = dualpipe_units(sched[r], segments, dualpipe_groups(pp, num_micro)[r]) if name == "dualpipe" else {}
         stages.append(StageSpec(ops=sched[r], segments=segments, optimizer_s=opt, dp_reduce_s=dp_reduce,
-                                dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})"))
-    spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
-                      contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
-                      overhead_s=step_overhead_s(sc.hardware))
-    return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=lay.resolved_schedule,
-                num_micro=num_micro)
+                                dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})",
+                                **units))
+    positions = tuple(tuple(chunk_position(name, r, c, pp) for c in range(vpp)) for r in range(pp)) if two else ()
+    spec = EngineSpec(pp=pp, vpp=vpp, num_micro=micro_per_chunk(name, num_micro), stages=tuple(stages),
+                      p2p_s=cs.p2p, overlap=overlap, contention=contention,
+                      tier_shares=tier_shares(sz, lay) if contention else {},
+                      overhead_s=step_overhead_s(sc.hardware), positions=positions,
+                      num_stages=len(chunks) if two else 0)
+    held = [sum(chunks[b.stage_of(r, c)] for c in range(vpp)) for r in range(pp)]
+    return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=name, num_micro=num_micro,
+                rank_layers=held, rank_chunks=[[chunks[b.stage_of(r, c)] for c in range(vpp)] for r in range(pp)])
+
+
+def dualpipe_units(ops: tuple, segments: dict, groups: tuple) -> dict:
+    """StageSpec fields that run DualPipe's units (pipeline.two_chunk.dualpipe_groups): in a unit of one forward
+    and one full backward the all-to-alls of each run beside the other's compute, so its ops run without them
+    (segments keyed (kind, chunk, "fb")) and the last op adds what the compute could not hide,
+    max(0, all-to-all - compute) (pipeline.two_chunk.overlapped_forward_backward_s); every op of a unit (and the
+    input-gradient half of a full backward) hands its output on when the unit ends.
+
+    Source: DeepSeek-V3 report (arXiv 2412.19437) sec. 3.2.1, Fig. 4; github.com/deepseek-ai/DualPipe."""
+    op_segments = [(op.kind, op.chunk) for op in ops]
+    extra = [0.0] * len(ops)
+    send_after = list(range(len(ops)))
+
+    def totals(key):
+        segs = segments[key]
+        ep = sum(sec for x in segs for k, sec in x.post + x.pre if k == "ep")
+        rest = sum(x.compute_s + sum(sec for k, sec in x.post + x.pre if k != "ep") for x in segs)
+        return ep, rest
+
+    for g in groups:
+        for i in g:
+            send_after[i] = g[-1]
+        if len(g) < 3:
+            continue
+        comm = comp = 0.0
+        for i in g:
+            key = (ops[i].kind, ops[i].chunk)
+            ep, rest = totals(key)
+            comm, comp = comm + ep, comp + rest
+            fb_key = key + ("fb",)
+            if fb_key not in segments:
+                segments[fb_key] = tuple(replace(x, post=tuple(c for c in x.post if c[0] != "ep"),
+                                                 pre=tuple(c for c in x.pre if c[0] != "ep")) for x in segments[key])
+            op_segments[i] = fb_key
+        extra[g[-1]] = float(overlapped_forward_backward_s(comp, 0.0, comm, 0.0)) - comp
+    return {"op_segments": tuple(op_segments), "op_extra_s": tuple(extra), "send_after": tuple(send_after)}

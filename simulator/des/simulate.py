@@ -165,7 +165,11 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
             update={"overlap_grad_reduce": False, "tp_comm_overlap": False, "ep_comm_overlap": False})})
     lay = sc.layout
     if lay.stage_layers is not None:
-        checked_chunk_layers(sc.model.num_layers, lay.pp, lay.vpp, lay.stage_layers)     # validates (SpecError)
+        if lay.resolved_schedule in ("dualpipe", "zb-v"):
+            from ..specs.scenario import check_stage_layers
+            check_stage_layers(lay, sc.model)                                               # validates (SpecError)
+        else:
+            checked_chunk_layers(sc.model.num_layers, lay.pp, lay.vpp, lay.stage_layers)     # validates (SpecError)
     sz, lc, comm, edge, row = _costs_of(sc)
     if int(row["reasons"]) & STRUCTURAL_MASK:
         raise InfeasibleLayoutError(reasons_of_row(sc, row))
@@ -192,7 +196,7 @@ def _stages(sc, plan: Plan, res, per_rank: list, step: float) -> dict:
         busy = float(res.busy_s[(g0, r)])
         out[str(r)] = {
             "layers": per_rank[r],
-            "chunks": [plan.chunks[c * lay.pp + r] for c in range(lay.vpp)],
+            "chunks": plan.rank_chunks[r],
             "busy_s": busy,
             "idle_s": float(step - plan.spec.overhead_s - busy),
             "ops_s": float(res.ops_s[(g0, r)]),
@@ -234,9 +238,7 @@ def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
         model_flops, metrics.recompute_flops_per_step(sz.costs, tokens, sz.recompute))).reshape(-1)[0])
     peak = sc.hardware.mfu_peak_flops_per_s(sc.training.dtype)
     n = sc.num_devices
-    per_rank = [0] * pp
-    for j, nl in enumerate(plan.chunks):
-        per_rank[j % pp] += nl
+    per_rank = list(plan.rank_layers)
     stage_layers = {"first": per_rank[0], "middle": max(per_rank[1:-1]) if pp >= 3 else 0,
                     "last": per_rank[-1] if pp > 1 else 0}
     pace = res.pacing

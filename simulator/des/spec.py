@@ -52,6 +52,9 @@ class StageSpec:
     dp_gather_s: float = 0.0
     buckets: tuple = ()
     label: str = ""
+    op_segments: tuple = ()   # per op: the `segments` key it runs (default (kind, chunk))
+    op_extra_s: tuple = ()    # per op: exposed all-to-all seconds added after it (DualPipe units)
+    send_after: tuple = ()    # per op: index of the op whose end releases its output (default: itself)
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class EngineSpec:
     jitter: float = 0.0
     group_labels: tuple = ()
     per_layer: bool = False     # replay every segment as its own events (same times; for checks and benchmarks)
+    positions: tuple = ()       # positions[r][c] = (pipeline, stage) of chunk c of rank r (default: interleaving)
+    num_stages: int = 0         # stages of one pipeline (default pp x vpp)
+    p2p_pair_s: dict = field(default_factory=dict)   # (from rank, to rank) -> pipeline send time (default p2p_s)
 
 
 # ------------------------------------------------------------------------------------------------ outputs

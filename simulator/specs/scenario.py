@@ -124,13 +124,17 @@ def network_conditions(keys: dict) -> NetworkConditions:
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
-    """An explicit split must list pp*vpp chunks holding all the model's layers."""
+    """An explicit split must list pp*vpp chunks (ZB-V: its 2 pp stages; DualPipe: the pp stages both directions
+    share) holding all the model's layers."""
     sl = layout.stage_layers
     if sl is None:
         return
-    chunks = layout.pp * layout.vpp
+    sched = layout.resolved_schedule
+    chunks = {"zb-v": 2 * layout.pp, "dualpipe": layout.pp}.get(sched, layout.pp * layout.vpp)
     if len(sl) != chunks:
-        raise SpecError(f"stage_layers has {len(sl)} entries; it needs pp({layout.pp}) * vpp({layout.vpp}) = {chunks}")
+        need = {"zb-v": f"2 * pp({layout.pp})", "dualpipe": f"pp({layout.pp})"}.get(
+            sched, f"pp({layout.pp}) * vpp({layout.vpp})")
+        raise SpecError(f"stage_layers has {len(sl)} entries; it needs {need} = {chunks}")
     if sum(sl) != model.num_layers:
         raise SpecError(f"stage_layers {sl} sums to {sum(sl)}; model '{model.name}' has {model.num_layers} layers")
 
