@@ -340,3 +340,99 @@ def test_two_chunk_rules_name_the_micro_batch_count(capsys):
                         "--global-batch", "256", "--pp", "8", "--ep", "64", "--schedule", "dualpipe", "--format",
                         "json"], capsys)
     assert code == 3 and "even micro-batch count (4, both directions) of at least 2 x pp = 16" in err
+
+
+# ---- step 5: 1-bit compression and local SGD ---------------------------------------------------------------------
+
+def dense_sizes(**lay):
+    """Toy dense GPT (4 layers, h 512) data parallel over 8 toy devices (two 4-device nodes), ZeRO 0."""
+    from tests.conftest import gpt, toy_hardware
+    sc = Scenario.build(gpt(), toy_hardware(), 8, global_batch=8, seq_len=256, zero=0, recompute="none",
+                        overlap_grad_reduce=False, **lay)
+    return sz_of(sc), sc
+
+
+def test_one_bit_adam_averages_its_warm_up_and_its_compressed_steps_by_hand():
+    from simulator.costs.communication import dp_comm_times
+    from simulator.costs.params import rank_params
+    from simulator.costs.stage import rank_kinds
+    sz, sc = dense_sizes(dp_compression="onebit", onebit_warmup_fraction=0.25)
+    P = float(rank_params(sz, *rank_kinds(sz)[0].held())[0][0])
+    # fp32 gradients over dp 8 on two nodes (no latency): ring all-reduce 2 (3/4 G / 100e9 + 1/2 (G/4) / 10e9)
+    G = 4.0 * P
+    ar = 2 * (0.75 * G / 100e9 + 0.5 * G / 4 / 10e9)
+    assert float(dp_comm_times(sz, np.array([P]), np.array([0.0]))[0][0]) == pytest.approx(ar, rel=1e-12)
+    # compressed: all-to-all of the signs S = P/8 + 8 x 4 B of scales, max(3/8 S / 100e9, 4/8 S / 10e9), then
+    # their all-gather 3/4 S / 100e9 + 1/2 (S/4) / 10e9; compression passes 32 B x P at 1 TB/s
+    S = P / 8 + 32.0
+    stage = 0.5 * S / 10e9 + 0.75 * S / 100e9 + 0.5 * S / 4 / 10e9 + 32 * P / 1e12
+    est = estimate(sc)
+    assert est.time_breakdown_s["dp_comm"] == pytest.approx(0.25 * ar + 0.75 * stage, rel=1e-9)
+    # the error-feedback buffer: 4 more bytes per parameter of optimizer state
+    base = estimate(dense_sizes()[1]).memory_bytes["optimizer_bytes"]
+    assert est.memory_bytes["optimizer_bytes"] - base == pytest.approx(4.0 * P)
+
+
+def test_local_sgd_exposes_what_tau_inner_steps_cannot_hide():
+    from simulator.costs.communication import LOCAL_SGD_OUTER_BYTES_PER_PARAM, dp_comm_times
+    from simulator.costs.params import rank_params
+    from simulator.costs.stage import rank_kinds
+    for tau in (2, 64):
+        sz, sc = dense_sizes(local_sgd_tau=tau)
+        P = float(rank_params(sz, *rank_kinds(sz)[0].held())[0][0])
+        ar = float(dp_comm_times(sz, np.array([P]), np.array([0.0]))[0][0])
+        est = estimate(sc)
+        inner = est.step_time_s - est.time_breakdown_s["dp_comm"]
+        outer = LOCAL_SGD_OUTER_BYTES_PER_PARAM * P / 1e12          # memory bound at 1 TB/s
+        want = (max(0.0, ar - tau * inner) + outer) / tau
+        assert est.time_breakdown_s["dp_comm"] == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("lay", [dict(dp_compression="onebit"), dict(local_sgd_tau=4)])
+def test_des_charges_compressed_and_local_sgd_like_the_analytic_engine(lay):
+    from simulator.des.simulate import simulate
+    _, sc = dense_sizes(**lay)
+    r = simulate(sc, overlap=False, contention=False)
+    assert r.step_time_s == pytest.approx(estimate(sc).step_time_s, rel=1e-9)
+    assert r.time_breakdown_s["dp_comm"] == pytest.approx(estimate(sc).time_breakdown_s["dp_comm"], rel=1e-9)
+    if "dp_compression" in lay:
+        assert r.extra["onebit"]["compressed_step_s"] < r.extra["onebit"]["warmup_step_s"]
+
+
+def test_search_enumerates_dispatch_and_dp_synchronisation_where_they_apply():
+    from simulator.planning.enumerate import SearchSpace, enumerate_layouts
+    from simulator.specs.training import TrainingSpec
+    t = enumerate_layouts(toy_moe(), TrainingSpec(seq_len=256, global_batch=64), 8,
+                          SearchSpace(moe_dispatch=["flat", "node-limited"], dp_compression=["none", "onebit"],
+                                      local_sgd_tau=[1, 8], schedule=["1f1b", "dualpipe", "zb-v"]))
+    assert set(np.unique(t.moe_dispatch[t.ep > 1])) == {0, 2} and set(np.unique(t.moe_dispatch[t.ep == 1])) == {0}
+    sync = (t.dp_compression > 0) | (t.local_sgd_tau > 1)
+    assert sync.any() and (t.zero[sync] == 0).all() and (t.dp[sync] > 1).all()
+    assert not ((t.dp_compression > 0) & (t.local_sgd_tau > 1)).any()
+    assert {4, 5} <= set(np.unique(t.schedule[t.pp > 1]))
+
+
+def test_compare_over_a_slow_network_picks_local_sgd_or_compression_and_says_so():
+    from simulator.planning.compare import compare
+    from simulator.specs.loading import load_hardware
+    cons = {"dp_compression": ["none", "onebit"], "tp": [1], "pp": [1]}
+    slow = load_hardware("a100-sxm4-80gb", overrides={"scaleout_gb_per_s": 0.5})     # 4 Gb/s per GPU
+    r = compare("megatron-1.7b", [slow], devices=32, global_batch=256, seq_len=2048, constraints=cons)
+    assert "onebit compression" in r.frame["layout"][0]
+    assert r.notes[0].startswith("a100-sxm4-80gb: picked 1-bit compression of the gradients (1-bit Adam)")
+    r = compare("megatron-1.7b", [slow], devices=32, global_batch=256, seq_len=2048,
+                constraints={**cons, "local_sgd_tau": [1, 8]})
+    assert "local SGD tau 8" in r.frame["layout"][0] and "picked local SGD with tau 8 (CO2)" in r.notes[0]
+    # on the profile's own 25 GB/s per GPU the plain all-reduce with ZeRO wins and nothing is said
+    fast = compare("megatron-1.7b", ["a100-sxm4-80gb"], devices=32, global_batch=256, seq_len=2048,
+                   constraints={**cons, "local_sgd_tau": [1, 8]})
+    assert "compression" not in fast.frame["layout"][0] and not fast.notes[0].startswith("a100")
+
+
+def test_search_chooses_dispatch_and_schedule_for_an_moe_model(capsys):
+    code, out, _ = run(["search", "--model", "deepseek-v3", "--hardware", "h100-sxm5-80gb", "--devices", "512",
+                        "--global-batch", "1024", "--seq-len", "4096", "--tp", "2", "--pp", "2", "--ep", "64,128",
+                        "--schedule", "1f1b,dualpipe", "--moe-dispatch", "flat,hierarchical,node-limited",
+                        "--moe-max-nodes", "4", "--format", "json"], capsys)
+    best = json.loads(out)["candidates"][0]
+    assert code == 0 and best["schedule"] == "dualpipe" and best["moe_dispatch"] == "node-limited"

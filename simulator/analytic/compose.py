@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import metrics
-from ..costs.communication import dp_step_comm_s, layer_comm
+from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
 from ..costs.layer import layer_costs
 from ..costs.optimizer import optimizer_step_time_s
@@ -193,6 +193,10 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
                                   kr.memory_bound)
     t_fixed = step_overhead_s(job.hardware)
+    if t.local_sgd_tau is not None and np.any(t.local_sgd_tau > 1):
+        local = t.local_sgd_tau > 1
+        l_exp, l_tot = local_sgd_sync_s(sz, dense_t, expert_t, pace.pipeline_s + t_opt + t_fixed)
+        dp_exposed, dp_total = np.where(local, l_exp, dp_exposed), np.where(local, l_tot, dp_total)
     step = pace.pipeline_s + dp_exposed + t_opt + t_fixed
 
     out = metric_columns(sz, step)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..specs.layout import MOE_DISPATCH_CODES
+from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES
 from ..topology.collectives import (all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
                                     tree_all_reduce_latency_s)
 from ..topology.moe_dispatch import hierarchical_all_to_all_time_s, node_limited_dispatch_time_s
@@ -277,4 +277,51 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     exposed = np.where(zero >= 3, num_micro * (per_micro_f + per_micro_b), exposed_012)
     total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * nl_max * (n_gather * ag_layer + rs_layer),
                                                   rs_rounds * grad_rs + param_ag))
+    onebit = (t.dp_compression == DP_COMPRESSION_CODES["onebit"]) & (zero == 0) if t.dp_compression is not None \
+        else np.zeros(len(t), bool)
+    if np.any(onebit):
+        w = t.onebit_warmup_fraction
+        stage_s = onebit_stage_s(sz, dense_params, expert_params)
+        exposed = np.where(onebit, w * np.maximum(0.0, grad_ar - win_b) + (1.0 - w) * stage_s, exposed)
+        total = np.where(onebit, w * grad_ar + (1.0 - w) * stage_s, total)
     return exposed, total
+
+
+def onebit_stage_s(sz, dense_params, expert_params):
+    """Gradient synchronisation of one 1-bit Adam step after its warm-up: the compressed all-reduce of the
+    momentum over each data-parallel group (all-to-all of the packed signs, all-gather of the server chunks) and
+    the compression passes over HBM. It runs in the optimizer step, after the last backward: nothing hides it.
+    During the warm-up (onebit_warmup_fraction of the steps) the gradient all-reduce runs uncompressed.
+
+    Source: Tang et al. 2021 (1-bit Adam, arXiv 2102.02888) sec. 4; DeepSpeed runtime/comm/nccl.py
+    compressed_allreduce (costs.compression); DeepSpeed runtime/engine.py: 1-bit Adam is not compatible with ZeRO."""
+    from .compression import onebit_allreduce_time_s, onebit_compress_time_s
+    t_comm = 0.0
+    for (n, stride), params in zip(sz.dp_groups.pairs(), (dense_params, expert_params)):
+        t_comm = t_comm + np.where(n > 1, onebit_allreduce_time_s(params, n, stride, sz.tiers), 0.0)
+    kr = sz.kernel
+    n_any = np.maximum(sz.dp_groups.dense_size, sz.dp_groups.expert_size if sz.dp_groups.has_experts else 1.0)
+    compress = onebit_compress_time_s(dense_params + expert_params, kr.hbm_bytes_per_s, kr.memory_bound)
+    return t_comm + np.where(n_any > 1, compress, 0.0)
+
+
+#: HBM bytes per parameter of local SGD's outer update: read the fp32 parameters, the anchor copy and the outer
+#: momentum, write the momentum, the parameters and the new anchor (6 fp32 passes). Counted from CO2's outer step
+#: (Sun et al. 2024, arXiv 2401.16265, Algorithm 1: outer momentum on the averaged parameter change).
+LOCAL_SGD_OUTER_BYTES_PER_PARAM = 24.0
+
+
+def local_sgd_sync_s(sz, dense_params, expert_params, inner_step_s):
+    """(exposed, total) data-parallel time per inner step of local SGD with overlapped outer steps (CO2), for the
+    rows whose local_sgd_tau > 1: the outer all-reduce of the parameter change (the gradient all-reduce's volume,
+    grad_dtype) once every tau steps beside the next tau inner steps, exposed by what outlasts them, plus the outer
+    update (memory bound) every tau steps.
+
+    Source: Sun et al. 2024 (CO2, arXiv 2401.16265) sec. 3; costs.compression.local_sgd_exposed_per_step_s."""
+    from .compression import local_sgd_exposed_per_step_s
+    grad_ar, _, _ = dp_comm_times(sz, dense_params, expert_params)
+    tau = sz.table.local_sgd_tau
+    kr = sz.kernel
+    outer = kr.stream_s(LOCAL_SGD_OUTER_BYTES_PER_PARAM * (dense_params + expert_params))
+    exposed = local_sgd_exposed_per_step_s(grad_ar, tau, inner_step_s, overlap=True, outer_update_s=outer)
+    return exposed, (grad_ar + outer) / tau

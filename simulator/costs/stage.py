@@ -181,14 +181,33 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     g = sz.dp_groups
     layer_d, layer_e = layer_params_per_rank(sz)
     zero3_buf = np.where(t.zero >= 3, 2.0 * (layer_d + layer_e) * sz.weight_bytes, 0.0)
+    extra = sync_state_bytes_per_param(t)
     out = []
     for kind, inf in zip(kinds, inflight):
         dense, expert = rank_params(sz, *kind.held())
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
         acts = kind.layers * act_layer * inf + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem
-        out.append((wd + we + zero3_buf, gd + ge, od + oe, acts))
+        out.append((wd + we + zero3_buf, gd + ge, od + oe + extra * (dense + expert), acts))
     return out
+
+
+#: fp32 error-feedback buffer 1-bit Adam keeps per parameter (worker error; the server error is 1/n of it).
+ONEBIT_ERROR_BYTES_PER_PARAM = 4.0
+#: fp32 anchor copy and outer momentum local SGD (CO2) keeps per parameter.
+LOCAL_SGD_STATE_BYTES_PER_PARAM = 8.0
+
+
+def sync_state_bytes_per_param(t):
+    """Optimizer-state bytes per parameter that compressed or local data parallelism adds: 1-bit Adam's worker
+    error buffer, local SGD's anchor and outer momentum (0 for plain data parallelism).
+
+    Source: DeepSpeed runtime/comm/nccl.py compressed_allreduce (worker_error, server_error); Sun et al. 2024
+    (CO2, arXiv 2401.16265) Algorithm 1 (outer momentum, the parameters of the last outer step)."""
+    if t.dp_compression is None:
+        return 0.0
+    return np.where(t.dp_compression == 1, ONEBIT_ERROR_BYTES_PER_PARAM, 0.0) \
+        + np.where(t.local_sgd_tau > 1, LOCAL_SGD_STATE_BYTES_PER_PARAM, 0.0)
 
 
 def step_overhead_s(hw) -> float:

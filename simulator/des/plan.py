@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..costs.communication import dp_comm_times, dp_phase_cost
+from ..costs.communication import dp_comm_times, dp_phase_cost, onebit_stage_s
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
@@ -331,12 +331,19 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
     dpc, edpc = scalar(sz.dp_groups.dense_size), scalar(sz.dp_groups.expert_size)
     dp_reduce = dp_gather = 0.0
     buckets = ()
-    if not b.z3 and (dpc > 1 or edpc > 1):
+    if lay.local_sgd_tau > 1:
+        pass                       # no gradient all-reduce: the outer step is charged after the replay (simulate)
+    elif not b.z3 and (dpc > 1 or edpc > 1):
         if not b.bucket_overlap:
             dp_reduce = ar if zero == 0 else (num_micro * rs if zero == 2 else rs)
             dp_gather = 0.0 if zero == 0 else ag
         else:
-            buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
+            buckets = _buckets(items, b.vpp, dpc, zero, b.z2_streamed, dp)
+        if lay.dp_compression == "onebit" and zero == 0:
+            # a step of the compression stage: no gradient all-reduce, the compressed momentum all-reduce in the
+            # optimizer step (costs.communication.onebit_stage_s); simulate() replays a warm-up step beside it
+            buckets = ()
+            dp_reduce = scalar(onebit_stage_s(sz, np.asarray([dense_tot]), np.asarray([expert_tot])))
     kr = sz.kernel
     opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
     return dp_reduce, dp_gather, buckets, opt

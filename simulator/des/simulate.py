@@ -179,6 +179,9 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
                                seed=seed, per_layer=per_layer)
     res = _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
                   overlap=bool(overlap), contention=bool(contention))
+    if lay.dp_compression == "onebit" and lay.zero == 0:
+        res = _with_onebit_warmup(sc, res, strag, overlap=overlap, contention=contention, jitter=jitter,
+                                  samples=samples, seed=seed, per_layer=per_layer)
     if draws is not None:
         res.extra["moe_imbalance"] = {"max_over_mean_mean": float(draws.mean()),
                                       "max_over_mean_p50": float(np.percentile(draws, 50)),
@@ -228,10 +231,49 @@ def _extra(sc, plan: Plan, res, times, per_rank, step, *, samples, seed, jitter,
     return extra
 
 
+def _with_onebit_warmup(sc, res, strag, **kw):
+    """A 1-bit Adam run's average step: the replayed compression-stage step (`res`, whose timeline it keeps)
+    weighted with a replayed warm-up step (uncompressed all-reduce) by onebit_warmup_fraction.
+
+    Source: Tang et al. 2021 (arXiv 2102.02888) sec. 4 (warm-up with full-precision Adam, then compression)."""
+    w = sc.layout.onebit_warmup_fraction
+    plain = sc.model_copy(update={"layout": sc.layout.model_copy(update={"dp_compression": "none"})})
+    warm = simulate(plain, stragglers=strag, **kw)
+    mix = lambda a, b: w * a + (1.0 - w) * b  # noqa: E731
+    step = mix(warm.step_time_s, res.step_time_s)
+    tokens = float(sc.training.tokens_per_step)
+    extra = dict(res.extra)
+    extra["onebit"] = {"warmup_fraction": w, "warmup_step_s": warm.step_time_s,
+                       "compressed_step_s": res.step_time_s}
+    if "step_time_percentiles_s" in extra:
+        extra["step_time_percentiles_s"] = {k: mix(warm.extra["step_time_percentiles_s"][k], v)
+                                            for k, v in extra["step_time_percentiles_s"].items()}
+    return replace(res, step_time_s=step, mfu=res.mfu * res.step_time_s / step, hfu=res.hfu * res.step_time_s / step,
+                   tokens_per_s=tokens / step, tflops_per_device=res.tflops_per_device * res.step_time_s / step,
+                   time_breakdown_s={k: mix(warm.time_breakdown_s[k], v) for k, v in res.time_breakdown_s.items()},
+                   extra=extra)
+
+
+def _local_sgd_s(sc, sz, plan: Plan, res, step: float) -> float:
+    """Exposed outer-step time per inner step of local SGD (CO2) beside a replayed inner step of `step` seconds:
+    the pacing stage's parameters (costs.communication.local_sgd_sync_s); 0 without local SGD."""
+    if sc.layout.local_sgd_tau <= 1:
+        return 0.0
+    from ..costs.communication import local_sgd_sync_s
+    dense, expert = plan.stage_totals[res.pacing[1]]
+    exposed, _ = local_sgd_sync_s(sz, np.asarray([dense]), np.asarray([expert]), step)
+    return float(np.asarray(exposed).reshape(-1)[0])
+
+
 def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
     pp = sc.layout.pp
     breakdown = {k: float(res.breakdown_s[k]) for k in TIME_CATEGORIES}
     step = float(res.step_time_s)
+    outer = _local_sgd_s(sc, sz, plan, res, step)
+    if outer > 0:
+        breakdown["dp_comm"] += outer
+        step += outer
+        times = np.array([t + _local_sgd_s(sc, sz, plan, res, t) for t in times])
     tokens = float(sc.training.tokens_per_step)
     model_flops = float(metrics.model_flops_per_step(sz.costs, tokens))
     hw_flops = float(np.asarray(metrics.hardware_flops_per_step(

@@ -22,11 +22,13 @@ from ..analytic import step as S
 from ..analytic.layouts import LayoutTable
 from ..analytic.step import Job, evaluate
 from ..errors import SpecError
+from ..feasibility import R_TWO_CHUNK
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
-from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, Layout
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
+from ..specs.network import NetworkConditions
 from ..specs.scenario import Scenario
 from ..specs.training import TrainDtype, TrainingSpec
 from ..units import GIGA
@@ -46,7 +48,9 @@ RESULT_COLUMNS = (
     "mem_total_bytes", "mem_capacity_bytes", "fits", "reasons",
 )
 LAYOUT_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
-                  "sequence_parallel")
+                  "sequence_parallel", "moe_dispatch", "dp_compression", "local_sgd_tau")
+MOE_DISPATCH_NAMES = tuple(sorted(MOE_DISPATCH_CODES, key=MOE_DISPATCH_CODES.get))
+DP_COMPRESSION_NAMES = tuple(sorted(DP_COMPRESSION_CODES, key=DP_COMPRESSION_CODES.get))
 #: The step-time breakdown columns (they sum to step_time_s).
 BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
 
@@ -119,6 +123,10 @@ def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, n
                     + c("pp") + ")")
         if bit == S.R_VPP:
             return "vpp (" + c("vpp") + ") > 1 needs pp > 1 and the interleaved schedule (and vice versa)"
+        if bit == R_TWO_CHUNK:
+            m = _s(B // np.maximum(1, (frame["micro_batch"] * frame["dp"]).to_numpy()[rows]))
+            return ("schedule " + c("schedule") + " needs more micro-batches (" + m + ") for pp (" + c("pp")
+                    + "): dualpipe an even pp and an even count >= 2 pp, zb-v >= 2 pp - 1")
         if bit == S.R_MEMORY:
             cap = frame["mem_capacity_bytes"].to_numpy()[rows]
             cap_text = _gb(cap) if np.ptp(cap) > 0 else f"{cap[0] / GIGA:,.1f}"
@@ -160,6 +168,7 @@ class SearchResult:
     timings_s: dict = field(default_factory=dict)
     price_per_hour_usd: Optional[float] = None
     engine: str = "analytic"
+    network: object = None         # specs.network.NetworkConditions of the job (None: a dedicated network)
 
     @property
     def num_candidates(self) -> int:
@@ -230,14 +239,15 @@ class SearchResult:
         masks = self.frame["reasons"].to_numpy()
         names = {S.R_WORLD: "world size", S.R_HEADS: "heads", S.R_KV: "kv heads", S.R_FFN: "ffn width",
                  S.R_CHUNKS: "layers", S.R_BATCH: "batch", S.R_EP: "experts", S.R_CP: "sequence",
-                 S.R_INTERLEAVE: "interleave", S.R_VPP: "vpp", S.R_MEMORY: "memory"}
+                 S.R_INTERLEAVE: "interleave", S.R_VPP: "vpp", R_TWO_CHUNK: "two-chunk schedule",
+                 S.R_MEMORY: "memory"}
         return {name: int(((masks & bit) != 0).sum()) for bit, name in names.items() if ((masks & bit) != 0).any()}
 
     def scenario(self, row) -> Scenario:
         """The Scenario of one candidate (a row of `frame`, or its index label)."""
         if not isinstance(row, pd.Series):
             row = self.frame.loc[row]
-        return scenario_of(self.model, self.hardware, self.training, self.num_devices, row, self.space)
+        return scenario_of(self.model, self.hardware, self.training, self.num_devices, row, self.space, self.network)
 
     def summary(self) -> dict:
         return {
@@ -284,18 +294,30 @@ def layout_label(r) -> str:
     if int(r["vpp"]) > 1:
         parts.append(f"vpp {int(r['vpp'])}")
     parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(r["schedule"])]
+    if str(r.get("moe_dispatch", "flat")) != "flat":
+        parts.append(f"{r['moe_dispatch']} dispatch")
+    if str(r.get("dp_compression", "none")) != "none":
+        parts.append(f"{r['dp_compression']} compression")
+    if int(r.get("local_sgd_tau", 1)) > 1:
+        parts.append(f"local SGD tau {int(r['local_sgd_tau'])}")
     return " ".join(parts)
 
 
-def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None) -> Scenario:
+def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None,
+                network=None) -> Scenario:
     space = space or SearchSpace()
     layout = Layout(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]), ep=int(row["ep"]), cp=int(row["cp"]),
                     vpp=int(row["vpp"]), zero=int(row["zero"]), micro_batch=int(row["micro_batch"]),
                     recompute=str(row["recompute"]), schedule=str(row["schedule"]),
                     sequence_parallel=bool(row["sequence_parallel"]), flash_attention=space.flash_attention,
                     overlap_grad_reduce=space.overlap_grad_reduce, tp_comm_overlap=space.tp_comm_overlap,
-                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement)
-    return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout)
+                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement,
+                    moe_dispatch=str(row.get("moe_dispatch", "flat")), moe_max_nodes=space.moe_max_nodes,
+                    dp_compression=str(row.get("dp_compression", "none")),
+                    onebit_warmup_fraction=space.onebit_warmup_fraction,
+                    local_sgd_tau=int(row.get("local_sgd_tau", 1)))
+    return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout,
+                    network=network if network is not None else NetworkConditions())
 
 
 def _order(out: dict, objective: str, cost: Optional[np.ndarray]) -> np.ndarray:
@@ -332,6 +354,10 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
             v = pd.Categorical.from_codes(v, RECOMPUTE_NAMES)
         elif c == "schedule":
             v = pd.Categorical.from_codes(v, SCHEDULE_NAMES)
+        elif c == "moe_dispatch":
+            v = pd.Categorical.from_codes(v, MOE_DISPATCH_NAMES)
+        elif c == "dp_compression":
+            v = pd.Categorical.from_codes(v, DP_COMPRESSION_NAMES)
         data[c] = v
     for c in RESULT_COLUMNS:
         data[c] = np.asarray(out[c])[order]
@@ -345,7 +371,8 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
 def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int, global_batch: int,
            seq_len: Optional[int] = None, *, dtype: TrainDtype = "bf16", constraints=None,
            objective: Objective = "throughput", refine: int = 0, price_per_hour: Optional[float] = None,
-           hardware_overrides: Optional[dict] = None, reasons: bool = True) -> SearchResult:
+           hardware_overrides: Optional[dict] = None, reasons: bool = True, moe_routing=None,
+           network=None) -> SearchResult:
     """Search every layout of `model` on `devices` x `hardware` for one global batch and sequence length.
 
     `constraints`: a SearchSpace or a dict of its fields (e.g. {"max_tp": 8, "zero": [1, 3]}).
@@ -364,8 +391,8 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
         if m.max_seq_len is None:
             raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
         seq_len = m.max_seq_len
-    training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, "dtype": dtype},
-                             "training")
+    training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, "dtype": dtype,
+                                            "moe_routing": moe_routing}, "training")
     if objective not in OBJECTIVES:
         raise SpecError(f"objective = {objective!r}: must be one of {', '.join(OBJECTIVES)}")
     space = parse_space(constraints)
@@ -381,7 +408,8 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t1 = time.perf_counter()
     table = enumerate_layouts(m, training, int(devices), space)
     t2 = time.perf_counter()
-    job = Job(model=m, hardware=hw, training=training, num_devices=int(devices))
+    job = Job(model=m, hardware=hw, training=training, num_devices=int(devices),
+              network=network if network is not None else NetworkConditions())
     out = evaluate(job, table)
     t3 = time.perf_counter()
     cost = None
@@ -394,7 +422,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t4 = time.perf_counter()
     timings = {"load_s": t1 - t0, "enumerate_s": t2 - t1, "evaluate_s": t3 - t2, "rank_s": t4 - t3}
     result = SearchResult(model=m, hardware=hw, training=training, num_devices=int(devices), objective=objective,
-                          space=space, frame=frame, timings_s=timings, price_per_hour_usd=price)
+                          space=space, frame=frame, timings_s=timings, price_per_hour_usd=price, network=network)
     if refine:
         result = refine_with_des(result, refine, simulate)
         timings["refine_s"] = time.perf_counter() - t4
@@ -455,4 +483,4 @@ def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult
     return SearchResult(model=result.model, hardware=result.hardware, training=result.training,
                         num_devices=result.num_devices, objective=result.objective, space=result.space, frame=frame,
                         timings_s=result.timings_s, price_per_hour_usd=result.price_per_hour_usd,
-                        engine="analytic+des")
+                        engine="analytic+des", network=result.network)
