@@ -436,3 +436,67 @@ def test_search_chooses_dispatch_and_schedule_for_an_moe_model(capsys):
                         "--moe-max-nodes", "4", "--format", "json"], capsys)
     best = json.loads(out)["candidates"][0]
     assert code == 0 and best["schedule"] == "dualpipe" and best["moe_dispatch"] == "node-limited"
+
+
+# ---- step 6: heterogeneous and shared networks -------------------------------------------------------------------
+
+def test_two_jobs_sharing_a_port_follow_the_hand_drawn_timeline():
+    # Job A: forward 0.5 s, backward 0.5 s, then a 2 s gradient bucket; job B: 0.25 + 0.25 s, then a 2 s bucket;
+    # both buckets on the same port (processor sharing). B's bucket runs alone 0.5-1.0 s (0.5 s done), both share
+    # from 1.0 s at half speed: B's remaining 1.5 s take 3 s (ends 4.0), A has done 1.5 s by then and finishes its
+    # last 0.5 s alone at 4.5 s. Alone they take 3.0 s and 2.5 s: the first job is slowed 1.5x.
+    from dataclasses import replace
+    from simulator.des.engine import Bucket, EngineSpec, Seg, StageSpec, replay_together, simulate_spec
+    from simulator.pipeline.schedules import gpipe
+
+    def job(t):
+        st = StageSpec(ops=gpipe(1, 1)[0], segments={("F", 0): (Seg(compute_s=t),), ("B", 0): (Seg(compute_s=t),)},
+                       buckets=(Bucket(reduce_s=2.0, trigger=("B", 0, 0)),))
+        return EngineSpec(pp=1, vpp=1, num_micro=1, stages=(st,), overlap=True, contention=True,
+                          tier_shares={"dp": ((1, 1.0),)})
+
+    a, b = job(0.5), job(0.25)
+    ra, rb = replay_together([a, b], {(0, 0, 0, 1): "nic", (1, 0, 0, 1): "nic"})
+    spans = lambda r: [(s.stream, s.name, s.start_s, s.end_s) for s in r.timeline.spans]  # noqa: E731
+    assert spans(ra) == [("compute", "F0", 0.0, 0.5), ("compute", "B0", 0.5, 1.0), ("dp", "reduce ", 1.0, 4.5)]
+    assert spans(rb) == [("compute", "F0", 0.0, 0.25), ("compute", "B0", 0.25, 0.5), ("dp", "reduce ", 0.5, 4.0)]
+    assert (ra.step_time_s, rb.step_time_s) == (4.5, 4.0)
+    alone = simulate_spec(replace(a, contention=False)).step_time_s
+    assert alone == 3.0 and ra.step_time_s / alone == 1.5
+
+
+def test_pipeline_sends_cross_the_links_of_a_heterogeneous_cluster():
+    from simulator.des.simulate import simulate
+    from simulator.specs.network import HeterogeneousCluster, NetworkConditions
+    from tests.conftest import gpt, toy_hardware
+    c = HeterogeneousCluster(name="two-sites", source="test", groups=[{"name": "a", "num_devices": 4},
+                                                                      {"name": "b", "num_devices": 4}],
+                             links=[{"a": "a", "b": "b", "latency_ms": 10.0, "bandwidth_gb_per_s": 1.0}])
+    sc = Scenario.build(gpt(), toy_hardware(), 8, global_batch=8, seq_len=256, pp=2, recompute="none")
+    sc = sc.model_copy(update={"network": NetworkConditions(cluster=c)})
+    r = simulate(sc, overlap=True, contention=False)
+    # one activation [1, 256, 512] in 2 B = 262,144 B over the a-b link: 10 ms + 262144 / 1e9 s
+    hop = 10e-3 + 262144 / 1e9
+    sends = [s.end_s - s.start_s for s in r.timeline.spans if s.stream == "pp"]
+    assert len(sends) == 2 * r.num_micro_batches and sends == pytest.approx([hop] * len(sends))
+    assert r.to_dict()["network"]["cluster"] == {"name": "two-sites", "groups": ["a", "b"]}
+    assert r.step_time_s > 2 * hop > 20 * estimate(sc).step_time_s     # the analytic engine stays on the profile
+
+
+@pytest.mark.parametrize("engine", ["analytic", "des"])
+def test_background_occupancy_is_reported_as_the_jobs_slowdown(engine):
+    from simulator.des.simulate import simulate
+    run_ = estimate if engine == "analytic" else (lambda s: simulate(s, overlap=False, contention=False))
+    _, shared = dense_sizes(background_occupancy=0.5, background_elastic=False)
+    _, alone = dense_sizes()
+    r, r0 = run_(shared), run_(alone)
+    # the gradient all-reduce's network level runs at half the bandwidth: 2 x 1/2 (G/4) / 5e9 instead of / 10e9
+    bg = r.to_dict()["background"]
+    assert bg["dedicated_step_time_s"] == pytest.approx(r0.step_time_s, rel=1e-12)
+    assert bg["slowdown"] == pytest.approx(r.step_time_s / r0.step_time_s) and bg["slowdown"] > 1.0
+    d_dp = r.time_breakdown_s["dp_comm"] - r0.time_breakdown_s["dp_comm"]
+    from simulator.costs.params import rank_params
+    from simulator.costs.stage import rank_kinds
+    sz, _ = dense_sizes()
+    G = 4.0 * float(rank_params(sz, *rank_kinds(sz)[0].held())[0][0])
+    assert d_dp == pytest.approx(2 * 0.5 * G / 4 / 5e9 - 2 * 0.5 * G / 4 / 10e9, rel=1e-9)

@@ -109,10 +109,10 @@ class SharedLink:
 class StepSimulation:
     """One replay of `spec`. `rng` draws jitter; `run()` returns an EngineResult."""
 
-    def __init__(self, spec: EngineSpec, rng: np.random.Generator | None = None):
+    def __init__(self, spec: EngineSpec, rng: np.random.Generator | None = None, env=None, links=None):
         self.spec = spec
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self.env = CountingEnvironment()
+        self.env = env if env is not None else CountingEnvironment()
         s = spec
         self.num_groups = max(1, len(s.slowdown))
         self.slow = s.slowdown or ((1.0,) * s.pp,)
@@ -123,8 +123,8 @@ class StepSimulation:
         self.log = ReplayLog()
         self.busy = {}
         self.delay = {}
-        self.links = {}
-        if s.contention and s.graph is not None:
+        self.links = dict(links or {})                # (g, r, tier) -> SharedLink, possibly another job's too
+        if s.contention and s.graph is not None and links is None:
             from ..topology.graph import ports
             for g in range(self.num_groups):
                 for r in range(s.pp):
@@ -232,6 +232,12 @@ class StepSimulation:
 
     # ---- processes -----------------------------------------------------------------------------------------
     def run(self) -> EngineResult:
+        self.start()
+        self.env.run()
+        return self.finish()
+
+    def start(self) -> None:
+        """Create the step's events and processes (the environment runs them: run(), or replay_together)."""
         s, env = self.spec, self.env
         G, P = self.num_groups, s.pp
         self.done_ev = {(g, r): env.event() for g in range(G) for r in range(P)}
@@ -274,7 +280,11 @@ class StepSimulation:
             for r in range(P):
                 self.log.accounts[(g, r)] = Account()
                 env.process(self._stage(g, r))
-        env.run()
+
+    def finish(self) -> EngineResult:
+        """The EngineResult of a replay whose environment has run."""
+        s, env = self.spec, self.env
+        G, P = self.num_groups, s.pp
         log = self.log
         if len(log.end_time) != G * P:                  # a schedule whose dependencies cannot all be met
             stuck = sorted(set(self.done_ev) - set(log.end_time))
@@ -590,3 +600,29 @@ class StepSimulation:
 def simulate_spec(spec: EngineSpec, rng: np.random.Generator | None = None) -> EngineResult:
     """Replay `spec` once."""
     return StepSimulation(spec, rng).run()
+
+
+def replay_together(specs: list, shared_ports: dict, rngs: list | None = None) -> list:
+    """Replay several jobs' steps in one environment, their transfers sharing the ports `shared_ports` names:
+    {(job, group, rank, tier): port name}; entries with the same name are one SharedLink (processor sharing), so
+    each job's transfers slow the other's where they meet. A job's ports not listed are its own (none when its
+    spec has no graph). Returns one EngineResult per job, each timed from the common start.
+
+    Source: processor sharing of a link by concurrent flows (Kleinrock; SharedLink); a second job replayed on the
+    first one's ports (issue 15: shared networks, the SimAI / ASTRA-sim multi-job requests)."""
+    env = CountingEnvironment()
+    by_name = {}
+    sims = []
+    for i, spec in enumerate(specs):
+        links = {}
+        for (job, g, r, tier), name in shared_ports.items():
+            if job == i:
+                if name not in by_name:
+                    by_name[name] = SharedLink(env, name)
+                links[(g, r, tier)] = by_name[name]
+        rng = rngs[i] if rngs is not None else None
+        sims.append(StepSimulation(spec, rng, env=env, links=links or None))
+    for sim in sims:
+        sim.start()
+    env.run()
+    return [sim.finish() for sim in sims]

@@ -151,7 +151,8 @@ def _zero3(sz, lay, p: _Params, dp: _DPCosts) -> _Zero3:
 class _StageBuilder:
     """Builds the segments of every pass of one stage, and the gradient items in the order they become final."""
 
-    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, imbalance=None):
+    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, imbalance=None,
+                 hops=None):
         self.lay, self.cs, self.p, self.z, self.chunks = lay, cs, p, z, chunks
         self.sched = lay.resolved_schedule
         self.pp, self.vpp = lay.pp, chunks_per_rank(self.sched, lay.vpp)
@@ -166,6 +167,20 @@ class _StageBuilder:
         self.p2p_seg = () if (overlap or lay.pp == 1) else (Seg(post=_comm(("pp", cs.p2p)), label="p2p"),)
         self.b_compute = (cs.t_b - cs.t_w if self.split_w else cs.t_b) + cs.t_rc
         self.imb = imbalance                 # costs.moe_layers.LayerImbalance of this step, or None
+        self.hops = hops or {}               # (from rank, to rank) -> pipeline send seconds (heterogeneous cluster)
+        self.rank_of_stage = {chunk_position(self.sched, r, c, self.pp): r
+                              for r in range(self.pp) for c in range(self.vpp)}
+
+    def p2p_for(self, j: int, kind: str, pipe: int = 0) -> tuple:
+        """The blocking pipeline send of a pass of stage j (no overlap): to the next stage (forward) or the
+        previous one (backward), the pipeline's end stages charging their one neighbour's link."""
+        if not self.p2p_seg or not self.hops:
+            return self.p2p_seg
+        last = len(self.chunks) - 1
+        to = (j + 1 if j < last else j - 1) if kind == "F" else (j - 1 if j > 0 else j + 1)
+        rank = lambda k: self.rank_of_stage.get((pipe, k), k % self.pp)  # noqa: E731
+        sec = self.hops.get((rank(j), rank(to)), self.cs.p2p)
+        return (Seg(post=_comm(("pp", sec)), label="p2p"),)
 
     def layer_f(self, l: int) -> dict:
         """Forward segment fields of layer l (with this step's routing draw for the layer, if any)."""
@@ -242,7 +257,7 @@ class _StageBuilder:
             fwd_index[l] = off + i + (1 if first else 0)
         if last:
             fwd_index[("out",)] = off + len(fs) - 1
-        return host_seg + tuple(fs) + self.p2p_seg, fwd_index
+        return host_seg + tuple(fs) + self.p2p_for(j, "F"), fwd_index
 
     def backward(self, c: int, j: int, host_seg: tuple, fwd_index: dict):
         """Segments of the backward pass of chunk j (input + weight gradient, or input gradient only for ZB-H1)
@@ -264,7 +279,7 @@ class _StageBuilder:
         if first:
             bs.append(Seg(**seg({"label": "embedding"}, 0.0, z.rs_emb)))
             items.append((p.emb, 0.0, ("B", c, len(bs) - 1), len(host_seg), "embedding"))
-        return tuple(bs) + self.p2p_seg, items
+        return tuple(bs) + self.p2p_for(j, "B"), items
 
     def wgrad(self, c: int, j: int, fwd_index: dict):
         """Segments of the weight-gradient pass of chunk j (ZB-H1) and its gradient items."""
@@ -349,6 +364,28 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
     return dp_reduce, dp_gather, buckets, opt
 
 
+def cluster_hops(sc, sz) -> dict:
+    """(from rank, to rank) -> seconds of one pipeline send (activation / tp, as costs.communication.p2p_send_s
+    sends it) between neighbouring pipeline ranks placed on the groups of the scenario's heterogeneous cluster
+    (network.pipeline_groups), over their link, slowed by the background occupancy; {} without a cluster.
+
+    Source: topology.shared_network.link_time_s (SkipPipe's delay + size / bandwidth)."""
+    net = sc.network
+    if net.cluster is None or sc.layout.pp == 1:
+        return {}
+    from ..costs.communication import activation_bytes
+    from ..topology.shared_network import link_time_s
+    pp = sc.layout.pp
+    groups = net.pipeline_groups(pp, sc.num_devices // pp)
+    size = scalar(activation_bytes(sz) / sz.tp)
+    out = {}
+    for r in range(pp):
+        for q in (r - 1, r + 1, pp - 1 - r):          # pipeline neighbours (and the V / DualPipe turn)
+            if 0 <= q < pp and q != r:
+                out[(r, q)] = float(link_time_s(net.cluster, groups[r], groups[q], size, net.background_occupancy))
+    return out
+
+
 def tier_shares(sz, lay) -> dict:
     """Which network tiers each kind of transfer crosses and the share of its time on each (contention)."""
     from ..topology.graph import group_tier_shares
@@ -369,9 +406,10 @@ def tier_shares(sz, lay) -> dict:
 
 
 def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_micro: int,
-               imbalance=None) -> Plan:
+               imbalance=None, hops=None) -> Plan:
     """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table;
-    `imbalance` (costs.moe_layers.LayerImbalance) prices one step's per-layer routing draws."""
+    `imbalance` (costs.moe_layers.LayerImbalance) prices one step's per-layer routing draws; `hops` ((from rank,
+    to rank) -> seconds) the pipeline sends between the device groups of a heterogeneous cluster."""
     lay, m = sc.layout, sc.model
     name = lay.resolved_schedule
     pp, vpp = lay.pp, chunks_per_rank(name, lay.vpp)
@@ -382,7 +420,7 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
     sched = schedule_ops(name, pp, num_micro, lay.vpp)
     p = _params(sz)
     dp = _DPCosts(sz)
-    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, imbalance)
+    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, imbalance, hops)
     stages, stage_totals = [], []
     for r in range(pp):
         segments, items, dense_tot, expert_tot = b.stage(r)
@@ -399,7 +437,7 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
                       p2p_s=cs.p2p, overlap=overlap, contention=contention,
                       tier_shares=tier_shares(sz, lay) if contention else {},
                       overhead_s=step_overhead_s(sc.hardware), positions=positions,
-                      num_stages=len(chunks) if two else 0)
+                      num_stages=len(chunks) if two else 0, p2p_pair_s=dict(hops or {}))
     held = [sum(chunks[b.stage_of(r, c)] for c in range(vpp)) for r in range(pp)]
     return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=name, num_micro=num_micro,
                 rank_layers=held, rank_chunks=[[chunks[b.stage_of(r, c)] for c in range(vpp)] for r in range(pp)])

@@ -40,7 +40,7 @@ from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
 from ..specs.scenario import Scenario
 from .engine import simulate_spec
-from .plan import Plan, build_plan
+from .plan import Plan, build_plan, cluster_hops
 from .stragglers import Stragglers, representative_devices, straggler_groups
 
 
@@ -127,7 +127,8 @@ def _routing_plans(sc: Scenario, sz, lc, comm, edge, *, overlap, contention, sam
     a model to sample (not a fixed max-over-mean) and experts spread over ranks; with the draws."""
     from ..costs.moe_layers import sampled_layer_imbalance
     from ..costs.sizes import routing_of
-    kw = dict(overlap=bool(overlap), contention=bool(contention), num_micro=int(sz.num_micro[0]))
+    kw = dict(overlap=bool(overlap), contention=bool(contention), num_micro=int(sz.num_micro[0]),
+              hops=cluster_hops(sc, sz))
     m = sc.model
     routing = routing_of(m, sc.training) if m.moe is not None else None
     if routing is None or routing.max_over_mean is not None or sc.layout.ep <= 1:
@@ -179,9 +180,15 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
                                seed=seed, per_layer=per_layer)
     res = _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
                   overlap=bool(overlap), contention=bool(contention))
+    kw = dict(overlap=overlap, contention=contention, jitter=jitter, samples=samples, seed=seed, per_layer=per_layer)
     if lay.dp_compression == "onebit" and lay.zero == 0:
-        res = _with_onebit_warmup(sc, res, strag, overlap=overlap, contention=contention, jitter=jitter,
-                                  samples=samples, seed=seed, per_layer=per_layer)
+        res = _with_onebit_warmup(sc, res, strag, **kw)
+    net = sc.network
+    if not net.is_default:
+        res.extra["network"] = net.summary()
+    if net.background_occupancy > 0:
+        alone = simulate(sc.model_copy(update={"network": net.dedicated()}), stragglers=strag, **kw)
+        res.extra["background"] = net.slowdown(alone.step_time_s, res.step_time_s)
     if draws is not None:
         res.extra["moe_imbalance"] = {"max_over_mean_mean": float(draws.mean()),
                                       "max_over_mean_p50": float(np.percentile(draws, 50)),

@@ -120,6 +120,23 @@ class NetworkConditions(Spec):
                 raise ValueError(f"stage_groups {bad} are not groups of cluster '{self.cluster.name}' ({names})")
         return self
 
+    def summary(self) -> dict:
+        """JSON-ready description (the cluster by name, with its groups and the stage placement)."""
+        d = self.model_dump(exclude={"cluster"})
+        if self.cluster is not None:
+            d["cluster"] = {"name": self.cluster.name, "groups": [g.name for g in self.cluster.groups]}
+        return d
+
+    def slowdown(self, dedicated_step_s: float, shared_step_s: float) -> dict:
+        """The job's slowdown from the background traffic: its step on these shared tiers over its step on a
+        dedicated network (both engines report it as `background`)."""
+        return {"occupancy": self.background_occupancy, "elastic": self.background_elastic,
+                "dedicated_step_time_s": dedicated_step_s, "slowdown": shared_step_s / dedicated_step_s}
+
+    def dedicated(self) -> "NetworkConditions":
+        """The same conditions without background traffic."""
+        return self.model_copy(update={"background_occupancy": 0.0})
+
     @property
     def is_default(self) -> bool:
         """True when nothing differs from a dedicated network with the profile's tiers."""
