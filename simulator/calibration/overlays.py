@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .fit import EFFICIENCY_FIELDS, FitResult, FitSet, source_stats
+from .fit import EFFICIENCY_FIELDS, FitResult, FitSet, fit, leave_one_source_out, load_fitsets, source_stats
 
 
 @dataclass(frozen=True)
@@ -192,3 +192,35 @@ def _tier_text_with(text: str, idx: int, up: dict) -> str:
             if lines[j].strip().startswith(f"{key}:"):
                 lines[j] = f"    {key}: {_round(up[key])}"
     return "\n".join(lines)
+
+
+def fit_family(ff: FamilyFit, fs: FitSet, loso: bool = False, max_nfev: int = 60, paragraph: bool = False) -> dict:
+    """One family's calibration as a JSON-able dict: fitted and starting values, cost, errors per source before
+    and after, and optionally the leave-one-source-out errors and the provenance paragraph for its profiles."""
+    res = fit(fs, ff.params, max_nfev=max_nfev)
+    entry = {"params": {k: res.params[k] for k in ff.params}, "start": res.start, "rows": len(fs.cases),
+             "sources": fs.sources, "cost_start": res.cost_start, "cost": res.cost, "before": source_stats(fs, {}),
+             "after": source_stats(fs, res.params), "profiles": list(ff.profiles), "note": ff.note}
+    lo = None
+    if loso:
+        lo = leave_one_source_out(fs, ff.params, max_nfev=max(20, max_nfev // 2))
+        entry["leave_one_source_out"] = lo
+    if paragraph:
+        entry["source_paragraph"] = describe_fit(ff, res, fs, lo)
+    return entry
+
+
+def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, paragraphs: bool = False) -> dict:
+    """Fit every family of FAMILY_FITS (or those named in `families`) that has predictable rows in the runs
+    files: {"families": {family: fit_family(...)}, "unfitted": {family: why}}. Pure: writes nothing."""
+    fitsets = load_fitsets(files)
+    out = {"families": {}, "unfitted": dict(UNFITTED)}
+    for ff in FAMILY_FITS:
+        if families and ff.family not in families:
+            continue
+        fs = fitsets.get(ff.family)
+        if fs is None or not fs.cases:
+            out["unfitted"][ff.family] = "no predictable rows in the given files"
+            continue
+        out["families"][ff.family] = fit_family(ff, fs, loso=loso, max_nfev=max_nfev, paragraph=paragraphs)
+    return out

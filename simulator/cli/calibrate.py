@@ -28,84 +28,30 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         common.print_json(results)
     else:
-        common.stdout().print(renderable(results))
+        from ..reports.calibration_tables import calibration_renderable
+        common.stdout().print(calibration_renderable(results))
     return 0
 
 
 def calibrate(files, families=None, loso=False, write=False, max_nfev=60) -> dict:
-    """Fit every configured family present in the files; returns a JSON-able dict (and writes profiles)."""
-    from ..calibration import (FAMILY_FITS, UNFITTED, describe_fit, fit, leave_one_source_out, load_fitsets,
-                               profile_text_with_fit, source_stats)
+    """Fit every configured family present in the files; returns a JSON-able dict (and, with `write`, stores the
+    fitted values and their provenance paragraph in the profiles: the only file writes of calibration)."""
+    from ..calibration import fit_families, profile_text_with_fit
     from ..errors import SpecError
     from ..specs.loading import profiles_dir
 
-    fitsets = load_fitsets(files)
-    out = {"families": {}, "unfitted": dict(UNFITTED)}
-    for ff in FAMILY_FITS:
-        if families and ff.family not in families:
-            continue
-        fs = fitsets.get(ff.family)
-        if fs is None or not fs.cases:
-            out["unfitted"][ff.family] = "no predictable rows in the given files"
-            continue
-        res = fit(fs, ff.params, max_nfev=max_nfev)
-        before = source_stats(fs, {})
-        after = source_stats(fs, res.params)
-        entry = {"params": {k: res.params[k] for k in ff.params}, "start": res.start, "rows": len(fs.cases),
-                 "sources": fs.sources, "cost_start": res.cost_start, "cost": res.cost, "before": before,
-                 "after": after, "profiles": list(ff.profiles), "note": ff.note}
-        lo = None
-        if loso:
-            lo = leave_one_source_out(fs, ff.params, max_nfev=max(20, max_nfev // 2))
-            entry["leave_one_source_out"] = lo
-        if write:
-            para = describe_fit(ff, res, fs, lo)
+    out = fit_families(files, families=families, loso=loso, max_nfev=max_nfev, paragraphs=write)
+    if write:
+        for entry in out["families"].values():
             written = []
-            for name in ff.profiles:
+            for name in entry["profiles"]:
                 path = profiles_dir() / f"{name}.yaml"
                 if not path.exists():
                     raise SpecError(f"profile {name} not found in {profiles_dir()}")
                 text = path.read_text(encoding="utf-8")
-                path.write_text(profile_text_with_fit(text, entry["params"], para), encoding="utf-8")
+                path.write_text(profile_text_with_fit(text, entry["params"], entry["source_paragraph"]),
+                                encoding="utf-8")
                 written.append(str(path))
             entry["written"] = written
-            entry["source_paragraph"] = para
-        out["families"][ff.family] = entry
+            entry["source_paragraph"] = entry.pop("source_paragraph")       # after `written`, as before
     return out
-
-
-def renderable(results: dict):
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    parts = []
-    for fam, e in results["families"].items():
-        parts.append(Text(f"{fam}: {e['rows']} rows, cost {e['cost_start']:.4f} -> {e['cost']:.4f}", style="bold"))
-        pt = Table(show_edge=False, pad_edge=False)
-        for c in ("parameter", "start", "fitted"):
-            pt.add_column(c, justify="left" if c == "parameter" else "right")
-        for k, v in e["params"].items():
-            pt.add_row(k, f"{e['start'][k]:.4g}", f"{v:.4g}")
-        parts.append(pt)
-        st = Table(show_edge=False, pad_edge=False)
-        st.add_column("source", overflow="ellipsis", no_wrap=True, max_width=48)
-        for c in ("n", "MAPE before %", "MAPE after %", "signed after %", "LOSO MAPE %"):
-            st.add_column(c, justify="right")
-        lo = e.get("leave_one_source_out", {})
-        for s, a in e["after"].items():
-            b = e["before"][s]
-            l = lo.get(s)
-            st.add_row(s, str(a["n"]), f"{b['mape_pct']:.1f}", f"{a['mape_pct']:.1f}", f"{a['mean_signed_pct']:+.1f}",
-                       f"{l['mape_pct']:.1f}" if l else "")
-        parts.append(st)
-        if e.get("note"):
-            parts.append(Text(f"note: {e['note']}"))
-        for w in e.get("written", []):
-            parts.append(Text(f"wrote {w}"))
-        parts.append(Text(""))
-    if results.get("unfitted"):
-        parts.append(Text("kept their sourced defaults:", style="bold"))
-        for fam, why in results["unfitted"].items():
-            parts.append(Text(f"  {fam}: {why}"))
-    return Group(*parts)
