@@ -42,4 +42,10 @@ def layout_label(layout: Any) -> str:
         parts.append(f"{r['dp_compression']} compression")
     if int(r.get("local_sgd_tau", 1) or 1) > 1:
         parts.append(f"local SGD tau {int(r['local_sgd_tau'])}")
-    return " ".join(parts)
+    off = ", ".join(f"{k.removeprefix('offload_')} {r[k]}" for k in OFFLOAD_FIELDS
+                    if k in r and r[k] is not None and str(r[k]) not in ("none", "0"))
+    return " ".join(parts) + (f" offload {off}" if off else "")
+
+
+#: The offload fields a label names when they are set (specs.layout offload tiers).
+OFFLOAD_FIELDS = ("offload_optimizer", "offload_params", "offload_activations")

@@ -53,8 +53,14 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
     title = (f"{summary['model']} on {summary['devices']:,} x {summary['hardware']}  ·  global batch "
              f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}")
     t = Table(title=title, title_justify="left")
+    show_offload = any(c in top and (top[c].astype(str) != "none").any()
+                       for c in ("offload_optimizer", "offload_params", "offload_activations"))
     cols = ["#", "tp", "pp", "dp", "cp"] + (["ep"] if show_ep else []) + [
-        "vpp", "mb", "zero", "recompute", "schedule", "MFU", "step", "tokens/s", "mem GB"]
+        "vpp", "mb", "zero", "recompute", "schedule"] + (["offload", "host GB/node"] if show_offload else []) + [
+        "MFU", "step", "tokens/s", "mem GB"]
+    show_train = "train_wall_clock_s" in top
+    if show_train:
+        cols += ["goodput", "days to train", "$ to train"]
     if show_cost:
         cols.append("$/M tok")
     if show_des:
@@ -63,15 +69,21 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
     if show_comm:
         cols.insert(cols.index("MFU"), "comm")
     for c in cols:
-        t.add_column(c, justify="left" if c in ("recompute", "schedule", "comm") else "right")
+        t.add_column(c, justify="left" if c in ("recompute", "schedule", "offload", "comm") else "right")
     for _, r in top.iterrows():
         row = [str(r["rank"]), str(r["tp"]), str(r["pp"]), str(r["dp"]), str(r["cp"])]
         if show_ep:
             row.append(str(r["ep"]))
         row += [str(r["vpp"]), str(r["micro_batch"]), str(r["zero"]), str(r["recompute"]), str(r["schedule"])]
+        if show_offload:
+            off = ", ".join(f"{k} {r[f'offload_{k}']}" for k in ("optimizer", "params", "activations")
+                            if str(r[f"offload_{k}"]) != "none")
+            row += [off or "none", f"{r['mem_host_bytes'] / GIGA:,.0f}"]
         row += [comm_text(r)] if show_comm else []
         row += [_pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
                 f"{r['mem_total_bytes'] / GIGA:,.1f}"]
+        if show_train:
+            row += [_pct(r["train_goodput"]), _days(r["train_wall_clock_s"]), _num(r["train_cost_usd"], "${:,.0f}")]
         if show_cost:
             row.append(_num(r.get("usd_per_million_tokens"), "{:,.2f}"))
         if show_des:
@@ -88,18 +100,22 @@ def compare_renderable(frame: pd.DataFrame, meta: dict):
              f"{token_text(meta['tokens'])} tokens" + (f"  ·  budget ${meta['budget_per_hour']:,.0f}/h"
                                                 if meta.get("budget_per_hour") else ""))
     t = Table(title=title, title_justify="left")
-    for c in ("hardware", "devices", "best layout", "MFU", "step", "tokens/s", "time to train", "$/device-h",
-              "cost to train", "energy"):
+    train = "train_wall_clock_s" in frame
+    cols = ("hardware", "devices", "best layout", "MFU", "step", "tokens/s", "time to train", "$/device-h",
+            "cost to train", "energy") + (("goodput", "wall clock", "cost (goodput)") if train else ())
+    for c in cols:
         t.add_column(c, justify="left" if c in ("hardware", "best layout") else "right")
     for _, r in frame.iterrows():
         if not r["feasible"]:
-            t.add_row(r["hardware"], f"{r['devices']:,}", Text(r["status"], style="red"), *[""] * 7)
+            t.add_row(r["hardware"], f"{r['devices']:,}", Text(r["status"], style="red"), *[""] * (len(cols) - 3))
             continue
+        extra = [_pct(r["train_goodput"]), _days(r["train_wall_clock_s"]), _num(r["train_cost_usd"], "${:,.0f}")] \
+            if train else []
         t.add_row(
             r["hardware"], f"{r['devices']:,}", r["layout"], _pct(r["mfu"]), format_seconds(r["step_time_s"]),
             f"{r['tokens_per_s']:,.0f}", _days(r["time_to_train_s"]),
             _num(r["price_per_hour_usd"], "{:,.2f}"), _num(r["cost_usd"], "${:,.0f}"),
-            _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"))
+            _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"), *extra)
     notes = [Text(n, style="dim") for n in meta.get("notes", [])]
     return Group(t, *notes)
 

@@ -17,6 +17,11 @@ Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v"]
 Zero3Unit = Literal["layer", "tensor"]
 MoeDispatch = Literal["flat", "hierarchical", "node-limited"]
 DpCompression = Literal["none", "onebit"]
+#: Where a kind of model state lives beyond the device (DeepSpeed zero_optimization.offload_optimizer /
+#: offload_param `device`: none | cpu | nvme). Activation checkpoints go to CPU memory only (ZeRO-Infinity,
+#: arXiv 2104.07857, sec. 5.1: activation checkpoints offloaded to CPU memory).
+OffloadTier = Literal["none", "cpu", "nvme"]
+ActivationOffloadTier = Literal["none", "cpu"]
 AXES = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 
@@ -28,6 +33,7 @@ MOE_DISPATCH_CODES = {"flat": 0, "hierarchical": 1, "node-limited": 2}
 DP_COMPRESSION_CODES = {"none": 0, "onebit": 1}
 #: Schedules whose ranks hold two model chunks placed by the schedule itself (not Megatron's interleaving).
 TWO_CHUNK_SCHEDULES = ("dualpipe", "zb-v")
+OFFLOAD_CODES = {"none": 0, "cpu": 1, "nvme": 2}
 
 
 class Layout(Spec):
@@ -70,6 +76,20 @@ class Layout(Spec):
                                           "uncompressed before freezing the variance (blog: 15%)")
     local_sgd_tau: int = Field(1, ge=1, description="local SGD: inner steps per outer all-reduce of the parameter "
                                "change, overlapped with the next tau steps (CO2); 1 = synchronous data parallelism")
+    offload_optimizer: OffloadTier = Field(
+        "none", description="ZeRO-Offload: optimizer state (fp32 master, m, v) and fp32 gradients of the device's "
+                            "partition in host memory, Adam on the CPU (cpu), or the optimizer state on NVMe "
+                            "(nvme, ZeRO-Infinity); needs zero >= 2 when the optimizer is sharded (dp x cp > 1)")
+    offload_params: OffloadTier = Field(
+        "none", description="ZeRO-3 Offload / ZeRO-Infinity: the fp16 parameter partition in host memory (cpu) or on "
+                            "NVMe (nvme), fetched over the host link layer by layer in every pass; needs zero 3 "
+                            "when dp x cp > 1")
+    offload_activations: ActivationOffloadTier = Field(
+        "none", description="activation checkpoints in host memory, copied out in the forward and back in the "
+                            "backward (ZeRO-Infinity); CPU only")
+    offload_delayed_update: bool = Field(
+        False, description="ZeRO-Offload's one-step delayed parameter update: the CPU optimizer step overlaps the "
+                           "next step's forward and backward (needs offload_optimizer)")
 
     @field_validator("placement")
     @classmethod
@@ -107,6 +127,9 @@ class Layout(Spec):
                 f"local_sgd_tau={self.local_sgd_tau}"
             raise ValueError(f"{what} needs zero 0 (every replica keeps its whole optimizer state), not "
                              f"zero={self.zero}")
+        if self.offload_delayed_update and self.offload_optimizer == "none":
+            raise ValueError("offload_delayed_update needs offload_optimizer cpu or nvme (the delayed step is the CPU "
+                             "optimizer's), got offload_optimizer 'none'")
         return self
 
     @property

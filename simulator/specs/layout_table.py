@@ -5,21 +5,24 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .layout import (DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES,
-                     Layout)
+from .layout import (DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES,
+                     ZERO3_UNIT_CODES, Layout)
 
 INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit",
-               "moe_dispatch", "moe_max_nodes", "dp_compression", "local_sgd_tau")
-BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap")
+               "offload_optimizer", "offload_params", "offload_activations", "moe_dispatch", "moe_max_nodes",
+               "dp_compression", "local_sgd_tau")
+BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
+                "offload_delayed_update")
 FLOAT_COLUMNS = ("onebit_warmup_fraction",)
 _CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES,
+          "offload_optimizer": OFFLOAD_CODES, "offload_params": OFFLOAD_CODES, "offload_activations": OFFLOAD_CODES,
           "moe_dispatch": MOE_DISPATCH_CODES, "dp_compression": DP_COMPRESSION_CODES}
 
 
 @dataclass(frozen=True)
 class LayoutTable:
-    """Columns of N layouts. `recompute`, `schedule`, `zero3_unit`, `moe_dispatch` and `dp_compression` hold the
-    integer codes of specs.layout; `moe_max_nodes` is 0 where tokens may reach every node.
+    """Columns of N layouts. `recompute`, `schedule`, `zero3_unit`, the `offload_*` tiers, `moe_dispatch` and
+    `dp_compression` hold the integer codes of specs.layout; `moe_max_nodes` is 0 where tokens may reach every node.
 
     `stage_layers` optionally gives, per row, an explicit per-chunk layer list (None for a row on the default
     split); None as a whole means every row takes the default split (pipeline.split.stage_split resolves both).
@@ -42,6 +45,10 @@ class LayoutTable:
     overlap_grad_reduce: np.ndarray
     tp_comm_overlap: np.ndarray
     ep_comm_overlap: np.ndarray
+    offload_optimizer: np.ndarray
+    offload_params: np.ndarray
+    offload_activations: np.ndarray
+    offload_delayed_update: np.ndarray
     moe_dispatch: np.ndarray = None
     moe_max_nodes: np.ndarray = None
     dp_compression: np.ndarray = None
@@ -68,8 +75,8 @@ class LayoutTable:
                 raise ValueError("LayoutTable needs a dp column")
             elif name == "recompute":
                 v = RECOMPUTE_CODES[defaults.recompute]
-            elif name == "zero3_unit":
-                v = ZERO3_UNIT_CODES[defaults.zero3_unit]
+            elif name in ("zero3_unit", "offload_optimizer", "offload_params", "offload_activations"):
+                v = _CODES[name][getattr(defaults, name)]
             elif name == "schedule":
                 vpp = np.asarray(cols.get("vpp", 1))
                 v = np.where(vpp > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])

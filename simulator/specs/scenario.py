@@ -12,7 +12,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..errors import SpecError
 from .base import Spec
 from .hardware import HardwareProfile
-from .layout import DpCompression, Layout, MoeDispatch, Recompute, Schedule, Zero3Unit
+from .layout import ActivationOffloadTier, DpCompression, Layout, MoeDispatch, OffloadTier, Recompute, Schedule, \
+    Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
 from .network import HeterogeneousCluster, NetworkConditions
@@ -21,8 +22,8 @@ from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
-               "zero3_unit", "moe_dispatch", "moe_max_nodes", "dp_compression", "onebit_warmup_fraction",
-               "local_sgd_tau")
+               "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update",
+               "moe_dispatch", "moe_max_nodes", "dp_compression", "onebit_warmup_fraction", "local_sgd_tau")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype", "moe_routing")
 NETWORK_KEYS = ("background_occupancy", "background_elastic", "all_to_all_latency", "cluster", "stage_groups")
 
@@ -64,6 +65,10 @@ class ScenarioFile(Spec):
     ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
     stage_layers: Optional[list[int]] = None
+    offload_optimizer: Optional[OffloadTier] = None
+    offload_params: Optional[OffloadTier] = None
+    offload_activations: Optional[ActivationOffloadTier] = None
+    offload_delayed_update: Optional[bool] = None
     moe_dispatch: Optional[MoeDispatch] = None
     moe_max_nodes: Optional[int] = Field(None, ge=1)
     dp_compression: Optional[DpCompression] = None
