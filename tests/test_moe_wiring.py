@@ -200,7 +200,7 @@ def test_des_replays_one_draw_per_layer_and_step_on_top_of_the_analytic_expectat
     from simulator.costs.moe_layers import sampled_layer_imbalance
     from simulator.des.simulate import simulate
     routing = RoutingSpec(model="zipf", skew=1.0)
-    sz, sc = toy_sizes(devices=4, ep=4, routing=routing, overlap_grad_reduce=False)
+    sz, sc = toy_sizes(devices=4, ep=4, routing=routing, overlap_grad_reduce=False, dp_param_gather_overlap=False)
     est = estimate(sc)
     r = simulate(sc, overlap=False, contention=False, samples=1, seed=5)
     # pp 1, nothing overlapped: the replay is the analytic step plus, per micro-batch, every layer's difference
@@ -222,7 +222,7 @@ def test_sampled_routing_gives_step_time_percentiles_deterministic_for_a_seed():
     assert pct == b.extra["step_time_percentiles_s"] and pct["min"] < pct["p50"] <= pct["p99"] <= pct["max"]
     # a measured, fixed max-over-mean is not sampled: one replay, the analytic composition with overlap off
     _, fixed = toy_sizes(devices=8, ep=4, routing=RoutingSpec(max_over_mean=1.7), pp=2,
-                         overlap_grad_reduce=False)
+                         overlap_grad_reduce=False, dp_param_gather_overlap=False)
     r = simulate(fixed, overlap=False, contention=False, samples=3)
     assert "moe_imbalance" not in r.extra
     assert r.step_time_s == pytest.approx(estimate(fixed).step_time_s, rel=1e-9)
@@ -307,7 +307,8 @@ def test_dualpipe_units_hide_the_all_to_alls_under_the_other_chunks_compute():
     ops = (Op("F", 0, 0), Op("B", 0, 1), Op("W", 0, 1), Op("B", 0, 0), Op("W", 0, 0))
     groups = ((0, 1, 2), (3, 4))
     for ep_f, ep_b, exposed in ((0.5, 1.0, 0.0), (3.0, 3.0, 2.0)):
-        segs = {("F", 0): (Seg(compute_s=1.0, post=(("ep", ep_f),)),), ("B", 1): (Seg(compute_s=2.0, post=(("ep", ep_b),)),),
+        segs = {("F", 0): (Seg(compute_s=1.0, post=(("ep", ep_f),)),),
+                ("B", 1): (Seg(compute_s=2.0, post=(("ep", ep_b),)),),
                 ("W", 1): (Seg(compute_s=1.0),), ("B", 0): (Seg(compute_s=2.0, post=(("ep", ep_b),)),),
                 ("W", 0): (Seg(compute_s=1.0),)}
         u = dualpipe_units(ops, segs, groups)
@@ -322,12 +323,12 @@ def test_dualpipe_units_hide_the_all_to_alls_under_the_other_chunks_compute():
 def test_two_chunk_schedules_replay_close_to_their_closed_forms(sched):
     from simulator.des.simulate import simulate
     sc = Scenario.build("deepseek-v3", "h100-sxm5-80gb", 512, global_batch=1024, seq_len=4096, tp=1, pp=8, ep=64,
-                        schedule=sched, recompute="full", overlap_grad_reduce=False)
+                        schedule=sched, recompute="full", overlap_grad_reduce=False, dp_param_gather_overlap=False)
     est, des = estimate(sc), simulate(sc, overlap=False, contention=False)
     assert est.feasible or sched == "dualpipe"            # DualPipe's 2x parameters: 81 GB on an 80 GB H100
     assert abs(des.step_time_s / est.step_time_s - 1) < 0.04
     one = estimate(Scenario.build("deepseek-v3", "h100-sxm5-80gb", 512, global_batch=1024, seq_len=4096, tp=1, pp=8,
-                                  ep=64, recompute="full", overlap_grad_reduce=False))
+                                  ep=64, recompute="full", overlap_grad_reduce=False, dp_param_gather_overlap=False))
     assert est.step_time_s < one.step_time_s and des.step_time_s < one.step_time_s
     if sched == "dualpipe":
         # its overlapped units hide part of the all-to-all time the 1F1B step exposes
@@ -348,7 +349,7 @@ def dense_sizes(**lay):
     """Toy dense GPT (4 layers, h 512) data parallel over 8 toy devices (two 4-device nodes), ZeRO 0."""
     from tests.conftest import gpt, toy_hardware
     sc = Scenario.build(gpt(), toy_hardware(), 8, global_batch=8, seq_len=256, zero=0, recompute="none",
-                        overlap_grad_reduce=False, **lay)
+                        overlap_grad_reduce=False, dp_param_gather_overlap=False, **lay)
     return sz_of(sc), sc
 
 

@@ -199,7 +199,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
                          pick(pace.idx, [k.logits for k in kinds]), True)
     off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
-    t_fixed = step_overhead_s(job.hardware)
+    t_fixed = step_overhead_s(job.hardware, sz.framework)
     if t.local_sgd_tau is not None and np.any(t.local_sgd_tau > 1):
         local = t.local_sgd_tau > 1
         l_exp, l_tot = local_sgd_sync_s(sz, dense_t, expert_t, pace.pipeline_s + off.offload_s + t_opt + t_fixed)

@@ -1,8 +1,9 @@
 """Two-chunk pipeline schedules as pure data (DualPipe, ZB-V), and a list-timing replay to check them.
 
-Same format as pipeline.schedules (shared by both engines): one tuple of `Op(kind, micro, chunk)` per pipeline rank, kinds F / B / W (B is the
-input gradient, W the weight gradient; a full backward is a B immediately followed by its W). Each rank holds
-two model chunks; which pipeline stage a (rank, chunk) is differs per schedule (`position`):
+Same format as pipeline.schedules (shared by both engines): one tuple of `Op(kind, micro, chunk)` per pipeline
+rank, kinds F / B / W (B is the input gradient, W the weight gradient; a full backward is a B immediately
+followed by its W). Each rank holds two model chunks; which pipeline stage a (rank, chunk) is differs per schedule
+(`position`):
 
 - DualPipe (DeepSeek-V3 report, arXiv 2412.19437, sec. 3.2.1, Fig. 5; code: github.com/deepseek-ai/DualPipe,
   dualpipe/dualpipe.py `DualPipe.step`): micro-batches enter from both ends. Chunk 0 is the forward-direction

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from .base import Spec
+from .framework import FrameworkSpec
 from .hardware import HardwareProfile
 from .layout import ActivationOffloadTier, DpCompression, Layout, MoeDispatch, OffloadTier, Recompute, Schedule, \
     Zero3Unit
@@ -23,7 +24,8 @@ from .training import TrainDtype, TrainingSpec, resolve_seq_len
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
                "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update",
-               "moe_dispatch", "moe_max_nodes", "dp_compression", "onebit_warmup_fraction", "local_sgd_tau")
+               "dp_param_gather_overlap", "moe_dispatch", "moe_max_nodes", "dp_compression", "onebit_warmup_fraction",
+               "local_sgd_tau")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype", "moe_routing")
 NETWORK_KEYS = ("background_occupancy", "background_elastic", "all_to_all_latency", "cluster", "stage_groups")
 
@@ -42,6 +44,8 @@ class ScenarioFile(Spec):
 
     model: Optional[str] = None
     hardware: Optional[str] = None
+    framework: Optional[str] = Field(None, description="framework preset name (see `trainsim frameworks`) or YAML "
+                                                       "path; default specs.stack.DEFAULT_FRAMEWORK")
     devices: Optional[int] = Field(None, ge=1)
     seq_len: Optional[int] = Field(None, ge=1)
     global_batch: Optional[int] = Field(None, ge=1)
@@ -61,6 +65,7 @@ class ScenarioFile(Spec):
     schedule: Optional[Schedule] = None
     flash_attention: Optional[bool] = None
     overlap_grad_reduce: Optional[bool] = None
+    dp_param_gather_overlap: Optional[bool] = None
     tp_comm_overlap: Optional[bool] = None
     ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
@@ -87,6 +92,10 @@ class ScenarioFile(Spec):
 class Scenario(Spec):
     """Everything one estimate needs, resolved to specs.
 
+    `framework` is the software stack (None: specs.stack.DEFAULT_FRAMEWORK). The layout's framework flags left
+    unset are filled from it when the scenario is built (specs.stack.resolve_layout); `overrides` lists the ones
+    the layout states differently from the framework.
+
     Every construction path (`Scenario(...)`, `Scenario.model_validate`, `Scenario.build`) runs the same checks:
     a layout without dp gets dp = devices / (tp*pp*cp), and the cross-field rules of `_cross_field_checks` hold.
     (`model_copy(update=...)` skips validation, as pydantic's copies do: build a new Scenario instead.)
@@ -98,6 +107,21 @@ class Scenario(Spec):
     training: TrainingSpec
     layout: Layout
     network: NetworkConditions = NetworkConditions()
+    framework: Optional[FrameworkSpec] = None
+
+    @model_validator(mode="after")
+    def _resolve_stack(self):
+        from .stack import as_framework, resolve_layout
+        fw = as_framework(self.framework)
+        object.__setattr__(self, "framework", fw)
+        object.__setattr__(self, "layout", resolve_layout(self.layout, fw, self.hardware.family))
+        return self
+
+    @property
+    def overrides(self) -> dict:
+        """Framework flags the layout states differently from the framework ({field: value})."""
+        from .stack import layout_overrides
+        return layout_overrides(self.layout, self.framework, self.hardware.family)
 
     @field_validator("layout")
     @classmethod
@@ -116,8 +140,11 @@ class Scenario(Spec):
     @classmethod
     def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
               global_batch: int, seq_len: Optional[int] = None, hardware_overrides: Optional[dict] = None,
-              **kw) -> "Scenario":
-        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario."""
+              framework: Union[str, FrameworkSpec, None] = None, **kw) -> "Scenario":
+        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario. `framework`: a
+        preset name, YAML path or FrameworkSpec (None: the default preset)."""
+        from .stack import as_framework
+        fw = as_framework(framework)
         m = load_model(model)
         hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
         unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS) - set(NETWORK_KEYS)
@@ -130,7 +157,7 @@ class Scenario(Spec):
         layout = validate_spec(Layout, lay, "layout")
         network = network_conditions({k: kw[k] for k in NETWORK_KEYS if kw.get(k) is not None})
         return validate_spec(cls, {"model": m, "hardware": hw, "num_devices": devices, "training": training,
-                                   "layout": layout, "network": network}, "scenario")
+                                   "layout": layout, "framework": fw, "network": network}, "scenario")
 
 
 def network_conditions(keys: dict) -> NetworkConditions:
