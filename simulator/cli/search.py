@@ -14,6 +14,26 @@ LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
 SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
                  "offload_optimizer", "offload_params", "offload_activations", "moe_dispatch", "dp_compression",
                  "local_sgd_tau")
+#: Scenario-file settings a search applies to every candidate (SearchSpace fields).
+SCENARIO_SETTINGS = ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit",
+                     "flash_attention", "overlap_grad_reduce", "offload_delayed_update", "framework",
+                     "dp_param_gather_overlap", "moe_max_nodes", "onebit_warmup_fraction")
+#: Scenario-file keys a search uses (the job, the axes and the settings); others (grad_dtype, stage_layers) are
+#: estimate/simulate settings and draw a warning.
+SCENARIO_USED = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "hardware_overrides",
+                 *SCENARIO_AXES, *SCENARIO_SETTINGS, "moe_routing", "background_occupancy", "background_elastic",
+                 "all_to_all_latency")
+
+
+def warn_unused_scenario_keys(args: argparse.Namespace) -> None:
+    """A warning naming the keys of --scenario that a search cannot use (they are estimate/simulate settings)."""
+    if not getattr(args, "scenario", None):
+        return
+    from ..specs.scenario import read_scenario_file
+    unused = sorted(k for k in read_scenario_file(args.scenario) if k not in SCENARIO_USED)
+    if unused:
+        common.warn(f"{args.scenario}: search does not use the key(s) {', '.join(unused)} (settings of "
+                    f"estimate/simulate); the search runs without them")
 
 
 def int_list(text: str) -> list[int]:
@@ -118,8 +138,7 @@ def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) 
             out[k] = [scenario_keys[k]]
     if getattr(args, "framework", None):
         out["framework"] = args.framework
-    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit", "framework",
-              "offload_delayed_update", "moe_max_nodes", "onebit_warmup_fraction"):
+    for k in SCENARIO_SETTINGS:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = scenario_keys[k]
     return out
@@ -151,6 +170,7 @@ def register(sub) -> None:
     o.add_argument("--heatmap", metavar="PNG", help="TP x PP heatmap of the best throughput")
     o.add_argument("--pareto", metavar="PNG", help="memory vs throughput scatter with the Pareto front")
     o.add_argument("--breakdown", metavar="PNG", help="step-time breakdown of the top layouts")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -232,12 +252,16 @@ def run(args: argparse.Namespace) -> int:
     keys = common.scenario_keys(args)
     if args.objective == "devices":
         return run_fewest(args, keys)
+    warn_unused_scenario_keys(args)
     from ..specs.scenario import NETWORK_KEYS, network_conditions
-    result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
-                    dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
-                    objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
-                    hardware_overrides=keys.get("hardware_overrides"), moe_routing=keys.get("moe_routing"),
-                    network=network_conditions({k: keys[k] for k in NETWORK_KEYS if keys.get(k) is not None}))
+    with common.progress_bar(args, f"refine: {args.refine} layouts with the DES", args.refine > 0) as bar:
+        result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"],
+                        keys.get("seq_len"), dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
+                        objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
+                        hardware_overrides=keys.get("hardware_overrides"), progress=bar,
+                        reasons=args.format != "table",     # a table shows feasible rows: reason text on demand only
+                        moe_routing=keys.get("moe_routing"),
+                        network=network_conditions({k: keys[k] for k in NETWORK_KEYS if keys.get(k) is not None}))
     if args.rank_by or args.tokens is not None:
         from ..planning.to_train import rank_search
         if not args.rank_by:

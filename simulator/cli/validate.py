@@ -6,6 +6,8 @@ import sys
 
 from . import common
 
+DEFAULT_ROWS = 20       # rows a table shows by default: the worst ones; the figures always cover every row
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -19,13 +21,26 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["analytic", "des"], default="analytic",
                    help="engine for the step time (des: discrete-event, where installed)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--rows", type=int, default=DEFAULT_ROWS, metavar="N",
+                       help=f"table: the N rows with the largest |error| (default {DEFAULT_ROWS}); json and csv "
+                            "always hold every row")
+    shown.add_argument("--all", action="store_true", help="table: every row, in file order")
     p.add_argument("--plot", metavar="OUT.png", help="also draw predicted vs measured (log axes, y=x, +/-10%% bands)")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..validation import validate
-    report = validate(args.file, engine=args.engine)
+    with common.progress_bar(args, "validate: jobs predicted") as bar:
+        report = validate(args.file, engine=args.engine, progress=bar)
+    if not report.summary["n"] and report.skipped_rows:
+        from ..errors import SpecError
+        first = report.skipped_rows[0]
+        raise SpecError(f"{args.file}: no row can be predicted ({len(report.skipped_rows)} skipped); "
+                        f"first: {first.reason}" + ("" if f"line {first.line}" in first.reason
+                                                    else f" (line {first.line})"))
     if args.format == "json":
         common.print_json(report_json(report))
     elif args.format == "csv":
@@ -33,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
         write_csv(report, sys.stdout)
     else:
         from ..reports.validation_tables import report_renderable
-        common.stdout().print(report_renderable(report))
+        if args.rows < 0:
+            raise common.UsageError(f"--rows {args.rows}: must be 0 or more (the number of rows to show)")
+        common.stdout().print(report_renderable(report, None if args.all else args.rows))
     if args.plot:
         from ..reports.plots import validation_figure
         fig = validation_figure(report)

@@ -96,7 +96,7 @@ def _costs_of(sc: Scenario):
     return sz, lc, comm, edge, row
 
 
-def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples, seed, per_layer):
+def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples, seed, per_layer, progress=None):
     """(median replay, its plan, step times of every replay): one replay, or `samples` with jitter, stragglers or
     routing draws (`plans` holds one plan per sample when the routing is sampled, else one)."""
     rng = np.random.default_rng(seed)
@@ -104,8 +104,9 @@ def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples
     runs = []
     stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0) or len(plans) > 1
     pp_stride, dp_stride = (int(float(np.asarray(sz.strides[k]).reshape(-1)[0])) for k in ("pp", "dp"))
-    for i in range(samples if stochastic else 1):
-        plan = plans[i % len(plans)]
+    total = samples if stochastic else 1
+    for k in range(total):
+        plan = plans[k % len(plans)]
         groups = straggler_groups(rng, sc.num_devices, sc.layout.pp, sc.layout.dp, strag)
         devices = representative_devices(sc.layout.pp, pp_stride, dp_stride, [g[0] for g in groups])
         graph = None
@@ -118,6 +119,8 @@ def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples
         spec = replace(plan.spec, slowdown=tuple(g[1] for g in groups), devices=devices, graph=graph,
                        jitter=float(jitter), group_labels=tuple(g[2] for g in groups), per_layer=bool(per_layer))
         runs.append(simulate_spec(spec, rng))
+        if progress is not None:
+            progress(k + 1, total)
     times = np.array([r.step_time_s for r in runs] * (samples if not stochastic else 1))
     order = sorted(range(len(runs)), key=lambda i: (runs[i].step_time_s, i))
     med = order[(len(runs) - 1) // 2]
@@ -141,7 +144,7 @@ def _routing_plans(sc: Scenario, sz, lc, comm, edge, *, overlap, contention, sam
 
 def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = True, jitter: float = 0.0,
              stragglers: Stragglers | tuple | float | None = None, samples: int = 1, seed: int = 0,
-             per_layer: bool = False) -> SimulationResult:
+             per_layer: bool = False, progress=None) -> SimulationResult:
     """Replay one training step of `scenario` with the discrete-event engine.
 
     overlap: model communication/computation overlap (async pipeline sends, bucketed gradient reduction under
@@ -154,6 +157,7 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     seed: seeds the numpy Generator that draws jitter and stragglers; runs are deterministic given it.
     per_layer: replay every layer pass as its own events even where nothing can happen inside an op (the
         times are the same; ops are coalesced by default).
+    progress: called as progress(done, total) after each replay (the CLI's progress bar); never prints.
 
     Returns a SimulationResult (a StepEstimate, engine "des"). A layout that only fails to fit in memory is
     simulated and returned with its reasons; one that cannot be replayed at all (world size, divisibility,
@@ -180,7 +184,7 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     plans, draws = _routing_plans(sc, sz, lc, comm, edge, overlap=overlap, contention=contention, samples=samples,
                                   seed=seed)
     med, plan, times = _replay(sc, plans, sz, strag, contention=contention, jitter=jitter, samples=samples,
-                               seed=seed, per_layer=per_layer)
+                               seed=seed, per_layer=per_layer, progress=progress)
     res = _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
                   overlap=bool(overlap), contention=bool(contention))
     kw = dict(overlap=overlap, contention=contention, jitter=jitter, samples=samples, seed=seed, per_layer=per_layer)
@@ -288,8 +292,8 @@ def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
     tokens = float(sc.training.tokens_per_step)
     model_flops = float(metrics.model_flops_per_step(sz.costs, tokens))
     hw_flops = float(np.asarray(metrics.hardware_flops_per_step(
-        model_flops, metrics.recompute_flops_per_step(sz.costs, tokens, sz.recompute))).reshape(-1)[0])
-    peak = sc.hardware.mfu_peak_flops_per_s(sc.training.dtype)
+        sz.costs, tokens, sz.recompute, sz.table.flash_attention)).reshape(-1)[0])
+    peak = sc.hardware.utilization_peak_flops_per_s(sc.training.dtype)
     n = sc.num_devices
     per_rank = list(plan.rank_layers)
     stage_layers = {"first": per_rank[0], "middle": max(per_rank[1:-1]) if pp >= 3 else 0,
