@@ -23,7 +23,6 @@ functions are pure and broadcast over numpy arrays.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..errors import SpecError
 from .collectives import _torus_bandwidth, all_to_all_time_s
@@ -63,6 +62,7 @@ def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm
 
 
 def _log_comb(a, b):
+    from scipy.special import gammaln      # scipy loads only where a node-limited dispatch is costed
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     return gammaln(a + 1.0) - gammaln(b + 1.0) - gammaln(np.maximum(a - b, 0.0) + 1.0)
