@@ -72,3 +72,58 @@ def test_a_profile_without_an_efficiency_block_is_refused():
     with pytest.raises(ValueError, match="no top-level 'efficiency:' block"):
         profile_text_with_fit("name: x\n", {"matmul_max": 0.5}, "p")
     assert math.isfinite(robust_cost([0.0]))
+
+
+def test_the_rows_must_support_the_parameters():
+    from simulator.calibration.fit import supported
+    cases = [SimpleNamespace(source=s) for s in "aaaaabbbbb"]               # 10 rows, 2 sources
+    fs = make_fitset("fam", cases)
+    assert supported(fs, ["matmul_max", "memory_bound"]) is None           # 10 >= 5 x 2
+    assert "at least 5 rows per parameter (15 rows)" in supported(fs, ["matmul_max", "memory_bound",
+                                                                       "attention_max"])
+    one = make_fitset("fam", [SimpleNamespace(source="a")] * 10)
+    assert "at least 2 sources" in supported(one, ["matmul_max"])
+
+
+def test_bounds_and_paths_of_the_parameters():
+    from simulator.calibration.fit import at_bound, param_path
+    assert at_bound("memory_bound", 0.6) and at_bound("memory_bound", 0.95) and not at_bound("memory_bound", 0.7)
+    assert param_path("slow_tier_efficiency") == "tiers[-1].efficiency"
+    assert param_path("fast_tier_latency_us") == "tiers[0].latency_us"
+    assert param_path("attention_max") == "efficiency.attention_max"
+
+
+def _small_runs(tmp_path, n):
+    import csv
+    from pathlib import Path
+    src = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "published_runs.csv"
+    rows = list(csv.reader(src.open(encoding="utf-8")))
+    col = rows[0].index("hardware_profile")
+    keep = [r for r in rows[1:] if r[col].startswith("h100")][:n]
+    out = tmp_path / "runs.csv"
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([rows[0]] + keep)
+    return out
+
+
+def test_calibrate_refuses_fewer_rows_than_the_rule_and_writes_nothing(tmp_path, capsys):
+    from simulator.cli import main
+    runs = _small_runs(tmp_path, 3)
+    out = tmp_path / "fit.yaml"
+    assert main(["calibrate", str(runs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "3 time/rate rows for 6 parameters" in err and "5 rows per parameter" in err
+    assert not out.exists()
+
+
+def test_calibrate_never_writes_a_shipped_or_existing_file(tmp_path, capsys):
+    from simulator.cli import main
+    from simulator.specs.loading import profiles_dir
+    runs = _small_runs(tmp_path, 3)
+    shipped = str(profiles_dir() / "calibration" / "nvidia-hopper.yaml")
+    assert main(["calibrate", str(runs), "--out", shipped, "--force"]) == 2
+    assert "shipped profiles folder" in capsys.readouterr().err
+    existing = tmp_path / "old.yaml"
+    existing.write_text("x: 1\n", encoding="utf-8")
+    assert main(["calibrate", str(runs), "--out", str(existing)]) == 2
+    assert "exists" in capsys.readouterr().err and existing.read_text(encoding="utf-8") == "x: 1\n"

@@ -231,3 +231,42 @@ def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, 
         st["params"] = {k: r.params[k] for k in names}
         out[s] = st
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what the rows support, bounds, field paths
+# ---------------------------------------------------------------------------------------------------------------
+
+#: A family's fit needs at least this many time/rate rows per fitted parameter ...
+MIN_ROWS_PER_PARAMETER = 5
+#: ... and rows from at least this many independent sources (one source's systematic error is not physics).
+MIN_SOURCES = 2
+#: A fitted value closer to a bound than this fraction of the bounds' range is reported as sitting on it.
+BOUND_TOLERANCE = 1e-3
+
+
+def supported(fs: FitSet, names: Sequence[str]) -> Optional[str]:
+    """None when the rows support fitting `names`, else the reason (the rule: >= MIN_ROWS_PER_PARAMETER rows per
+    parameter and >= MIN_SOURCES sources)."""
+    need = MIN_ROWS_PER_PARAMETER * len(names)
+    if len(fs.cases) < need:
+        return (f"{len(fs.cases)} time/rate rows for {len(names)} parameters: the rule is at least "
+                f"{MIN_ROWS_PER_PARAMETER} rows per parameter ({need} rows)")
+    if len(fs.sources) < MIN_SOURCES:
+        return (f"{len(fs.sources)} source(s): the rule is rows from at least {MIN_SOURCES} sources, so that one "
+                "source's systematic error is not taken for physics")
+    return None
+
+
+def at_bound(name: str, value: float) -> bool:
+    lo, hi, _ = PARAMETERS[name]
+    tol = BOUND_TOLERANCE * (hi - lo)
+    return value <= lo + tol or value >= hi - tol
+
+
+def param_path(name: str) -> str:
+    """The profile field path (specs/overlay.py) of a fitted parameter."""
+    if name in TIER_PARAMETERS:
+        idx, attr = TIER_PARAMETERS[name]
+        return f"tiers[{idx}].{attr}"
+    return f"efficiency.{name}"

@@ -192,3 +192,71 @@ def _tier_text_with(text: str, idx: int, up: dict) -> str:
             if lines[j].strip().startswith(f"{key}:"):
                 lines[j] = f"    {key}: {_round(up[key])}"
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# overlay files (simulator/specs/overlay.py): the fitted values with their fit record
+# ---------------------------------------------------------------------------------------------------------------
+
+def overlay_document(ff: FamilyFit, res: FitResult, fs: FitSet, loso: Optional[dict], date: str,
+                     command: str = "") -> dict:
+    """The overlay of a fit as a plain mapping (validated by specs.overlay.Overlay): values by field path, each
+    parameter's bounds, whether it sits on one, its sourced value and leave-one-source-out spread, the data (sources,
+    row ids), the in-sample and cross-validated MAPE, the model version and the date."""
+    from ..specs.overlay import MODEL_VERSION
+    from .fit import PARAMETERS, at_bound, current_values, param_path
+
+    with _sourced():
+        sourced_hw = _sourced_profile(ff, fs)
+    params = {}
+    for name in ff.params:
+        lo, hi, _ = PARAMETERS[name]
+        rec = {"lower": lo, "upper": hi, "at_bound": at_bound(name, res.params[name])}
+        if sourced_hw is not None:
+            rec["sourced"] = _round(current_values(sourced_hw, [name])[0])
+        if loso:
+            vals = [v["params"][name] for v in loso.values() if "params" in v]
+            if vals:
+                rec["loso_min"], rec["loso_max"] = _round(min(vals)), _round(max(vals))
+        params[param_path(name)] = rec
+    counts: dict = {}
+    for c in fs.cases:
+        counts[c.source] = counts.get(c.source, 0) + 1
+    fit_rec = {"rows": len(fs.cases), "sources": dict(sorted(counts.items())),
+               "row_ids": [str(c.id) for c in fs.cases],
+               "in_sample_mape_pct": round(source_stats(fs, res.params)["(all)"]["mape_pct"], 2),
+               "command": command}
+    if loso:
+        by = {s: round(v["mape_pct"], 2) for s, v in loso.items() if v.get("mape_pct") is not None}
+        fit_rec["loso_by_source_pct"] = by
+        n = sum(v["n"] for v in loso.values() if v.get("mape_pct") is not None)
+        if n:
+            fit_rec["loso_mape_pct"] = round(sum(v["mape_pct"] * v["n"] for v in loso.values()
+                                                 if v.get("mape_pct") is not None) / n, 2)
+    return {"family": ff.family, "profiles": list(ff.profiles), "model_version": MODEL_VERSION, "date": date,
+            "values": {param_path(k): _round(res.params[k]) for k in ff.params}, "parameters": params,
+            "fit": fit_rec}
+
+
+def overlay_text(doc: dict) -> str:
+    """YAML text of an overlay document, with a header saying what it is."""
+    import yaml
+
+    head = (f"# Calibration overlay of the {doc['family']} family (simulator/specs/overlay.py), written by "
+            "`trainsim calibrate`.\n# Review it, then copy it to hardware_profiles/calibration/ to ship it.\n")
+    return head + yaml.safe_dump(doc, sort_keys=False, width=116, allow_unicode=True)
+
+
+def _sourced():
+    from ..specs.overlay import calibration_disabled
+    return calibration_disabled()
+
+
+def _sourced_profile(ff: FamilyFit, fs: FitSet):
+    from ..errors import SpecError
+    from ..specs.loading import load_hardware
+
+    try:
+        return load_hardware(ff.profiles[0], calibration=False)
+    except SpecError:
+        return None

@@ -1,30 +1,42 @@
-"""`trainsim calibrate`: fit the few efficiency parameters of each hardware family to measured runs."""
+"""`trainsim calibrate`: fit the few efficiency parameters of each hardware family to measured runs, and write
+them as a new calibration overlay file (never the shipped profiles or overlays)."""
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 
 from . import common
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "calibrate", help="fit each family's efficiency parameters to measured runs (and optionally write them)",
+        "calibrate", help="fit each family's efficiency parameters to measured runs (and write a new overlay file)",
         description="Weighted robust least squares of log(predicted/measured) over the time/rate rows of the "
                     "given runs files, per hardware family, for the parameters listed in "
-                    "simulator.calibration.FAMILY_FITS. Prints the fitted values and the error per source; "
-                    "--loso refits without each source in turn (leave-one-source-out); --write stores the values "
-                    "and how they were obtained in the profiles' efficiency blocks.")
+                    "simulator.calibration.FAMILY_FITS, starting from the sourced profiles. A family is fitted "
+                    "only when its rows support it: at least 5 rows per parameter and rows from at least 2 "
+                    "sources; a value that ends on its physical bound is reported. --loso refits without each "
+                    "source in turn (leave-one-source-out: the error on the source left out and the spread of every "
+                    "parameter); --out writes the fit as a new overlay file (see hardware_profiles/README.md).")
     p.add_argument("files", nargs="+", metavar="FILE.csv", help="runs files (published schema and/or vTrain CSVs)")
     p.add_argument("--family", action="append", help="only this family (repeatable); default: every fitted family")
     p.add_argument("--loso", action="store_true", help="also report leave-one-source-out errors")
-    p.add_argument("--write", action="store_true", help="write the fitted values into the hardware profiles")
+    p.add_argument("--out", dest="overlay_out", metavar="FILE.yaml",
+                   help="write the fit as a new overlay file; with several families the name must contain "
+                        "{family}. Never a shipped profile or overlay; an existing file only with --force")
+    p.add_argument("--force", action="store_true", help="let --out replace an existing (non-shipped) file")
     p.add_argument("--max-nfev", type=common.positive_int, default=60, help="optimiser evaluations per fit")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    results = calibrate(args.files, families=args.family, loso=args.loso, write=args.write, max_nfev=args.max_nfev)
+    results = calibrate(args.files, families=args.family, loso=args.loso, out=args.overlay_out, force=args.force,
+                        max_nfev=args.max_nfev)
+    if not results["families"]:
+        from ..errors import SpecError
+        raise SpecError("nothing fitted: " + "; ".join(results["notes"] or ["no rows"]))
     if args.format == "json":
         common.print_json(results)
     else:
@@ -32,46 +44,81 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def calibrate(files, families=None, loso=False, write=False, max_nfev=60) -> dict:
-    """Fit every configured family present in the files; returns a JSON-able dict (and writes profiles)."""
-    from ..calibration import (FAMILY_FITS, UNFITTED, describe_fit, fit, leave_one_source_out, load_fitsets,
-                               profile_text_with_fit, source_stats)
+def _out_path(out: str, family: str, force: bool) -> str:
+    """The file --out names for `family`, refused when it is shipped, exists (without --force) or cannot be
+    written."""
     from ..errors import SpecError
     from ..specs.loading import profiles_dir
 
-    fitsets = load_fitsets(files)
-    out = {"families": {}, "unfitted": dict(UNFITTED)}
-    for ff in FAMILY_FITS:
-        if families and ff.family not in families:
-            continue
-        fs = fitsets.get(ff.family)
+    path = out.replace("{family}", family)
+    if not path.lower().endswith((".yaml", ".yml")):
+        raise SpecError(f"--out {path!r}: the name must end in .yaml")
+    shipped = os.path.realpath(str(profiles_dir()))
+    real = os.path.realpath(path)
+    if real == shipped or real.startswith(shipped + os.sep):
+        raise SpecError(f"--out {path!r} is inside the shipped profiles folder; write elsewhere, review the file, "
+                        "then copy it there by hand")
+    if os.path.isdir(path):
+        raise SpecError(f"--out {path!r} is a folder; give a file name")
+    if os.path.exists(path) and not force:
+        raise SpecError(f"--out {path!r} exists; choose a new name or add --force to replace it")
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        raise SpecError(f"--out {path!r}: the folder does not exist")
+    return path
+
+
+def calibrate(files, families=None, loso=False, out=None, force=False, max_nfev=60) -> dict:
+    """Fit every configured family present in the files that its rows support; returns a JSON-able dict (and
+    writes the overlay files `out` names). Notes are about the given files only."""
+    from ..calibration import FAMILY_FITS, fit, leave_one_source_out, load_fitsets, source_stats
+    from ..calibration.fit import at_bound, param_path, supported
+    from ..calibration.overlays import overlay_document, overlay_text
+    from ..errors import SpecError
+    from ..specs.overlay import calibration_disabled
+
+    with calibration_disabled():                          # fit from the sourced profiles, never on top of a fit
+        fitsets = load_fitsets(files)
+    configured = {ff.family: ff for ff in FAMILY_FITS}
+    wanted = [f for f in (families or sorted(fitsets)) if f in fitsets or families]
+    if out and len(wanted) > 1 and "{family}" not in out:
+        raise SpecError(f"--out {out!r}: several families are fitted; put {{family}} in the name")
+    paths = {f: _out_path(out, f, force) for f in wanted if f in configured and f in fitsets} if out else {}
+    res_out = {"families": {}, "notes": []}
+    for fam in wanted:
+        fs = fitsets.get(fam)
+        ff = configured.get(fam)
         if fs is None or not fs.cases:
-            out["unfitted"][ff.family] = "no predictable rows in the given files"
+            res_out["notes"].append(f"{fam}: no predictable time/rate rows in the given files")
+            continue
+        if ff is None:
+            res_out["notes"].append(f"{fam}: {len(fs.cases)} rows from {len(fs.sources)} source(s) in the given "
+                                    "files; no fit is defined for this family (simulator.calibration.FAMILY_FITS)")
+            continue
+        why = supported(fs, ff.params)
+        if why:
+            res_out["notes"].append(f"{fam}: not fitted: {why}")
             continue
         res = fit(fs, ff.params, max_nfev=max_nfev)
-        before = source_stats(fs, {})
-        after = source_stats(fs, res.params)
         entry = {"params": {k: res.params[k] for k in ff.params}, "start": res.start, "rows": len(fs.cases),
-                 "sources": fs.sources, "cost_start": res.cost_start, "cost": res.cost, "before": before,
-                 "after": after, "profiles": list(ff.profiles), "note": ff.note}
-        lo = None
-        if loso:
-            lo = leave_one_source_out(fs, ff.params, max_nfev=max(20, max_nfev // 2))
+                 "sources": fs.sources, "cost_start": res.cost_start, "cost": res.cost,
+                 "before": source_stats(fs, {}), "after": source_stats(fs, res.params),
+                 "profiles": list(ff.profiles), "warnings": []}
+        for k in ff.params:
+            if at_bound(k, res.params[k]):
+                entry["warnings"].append(f"{param_path(k)} = {res.params[k]:.4g} sits on its bound: the rows ask "
+                                         "for physics the model lacks; the value is not a measurement")
+        lo = leave_one_source_out(fs, ff.params, max_nfev=max(20, max_nfev // 2)) if loso else None
+        if lo is not None:
             entry["leave_one_source_out"] = lo
-        if write:
-            para = describe_fit(ff, res, fs, lo)
-            written = []
-            for name in ff.profiles:
-                path = profiles_dir() / f"{name}.yaml"
-                if not path.exists():
-                    raise SpecError(f"profile {name} not found in {profiles_dir()}")
-                text = path.read_text(encoding="utf-8")
-                path.write_text(profile_text_with_fit(text, entry["params"], para), encoding="utf-8")
-                written.append(str(path))
-            entry["written"] = written
-            entry["source_paragraph"] = para
-        out["families"][ff.family] = entry
-    return out
+        if fam in paths:
+            cmd = "trainsim calibrate " + " ".join(os.path.basename(f) for f in files) + f" --family {fam}" + \
+                  (" --loso" if loso else "")
+            doc = overlay_document(ff, res, fs, lo, datetime.date.today().isoformat(), command=cmd)
+            with open(paths[fam], "w", encoding="utf-8") as fh:
+                fh.write(overlay_text(doc))
+            entry["written"] = paths[fam]
+        res_out["families"][fam] = entry
+    return res_out
 
 
 def renderable(results: dict):
@@ -99,13 +146,11 @@ def renderable(results: dict):
             st.add_row(s, str(a["n"]), f"{b['mape_pct']:.1f}", f"{a['mape_pct']:.1f}", f"{a['mean_signed_pct']:+.1f}",
                        f"{l['mape_pct']:.1f}" if l else "")
         parts.append(st)
-        if e.get("note"):
-            parts.append(Text(f"note: {e['note']}"))
-        for w in e.get("written", []):
-            parts.append(Text(f"wrote {w}"))
+        for w in e.get("warnings", []):
+            parts.append(Text(f"warning: {w}", style="yellow"))
+        if e.get("written"):
+            parts.append(Text(f"wrote {e['written']}"))
         parts.append(Text(""))
-    if results.get("unfitted"):
-        parts.append(Text("kept their sourced defaults:", style="bold"))
-        for fam, why in results["unfitted"].items():
-            parts.append(Text(f"  {fam}: {why}"))
+    for n in results.get("notes", []):
+        parts.append(Text(f"note: {n}"))
     return Group(*parts)

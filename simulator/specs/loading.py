@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
-from . import safe_yaml
+from . import overlay, safe_yaml
 from .base import MAX_NAME, shorten
 from .hardware import HardwareProfile
 from .model import ModelSpec
@@ -222,28 +222,32 @@ def _check_preset_name(path: Source, name: str, folder: Source) -> None:
         raise SpecError(f"{path}: name = {shorten(repr(name))} differs from the file name; rename one of them")
 
 
-def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = None) -> HardwareProfile:
+def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = None,
+                  calibration: bool | None = None) -> HardwareProfile:
     """A hardware profile by name or alias (see `trainsim profiles`) or a YAML path, with optional per-run
-    overrides. A YAML file may start from another profile with `extends:` (see hardware_data)."""
+    overrides. A YAML file may start from another profile with `extends:` (see hardware_data). A shipped profile
+    comes with its family's calibration overlay (specs/overlay.py) unless `calibration` is False (default: on,
+    unless switched off by `overlay.calibration_disabled()` / `trainsim --no-calibration`)."""
     if isinstance(name_or_path, HardwareProfile):
         hw = name_or_path
     else:
         path = _resolve(str(name_or_path), profiles_dir(), "hardware profile", HARDWARE_ALIASES)
-        hw = validate_spec(HardwareProfile, hardware_data(path), str(path))
+        cal = overlay.calibration_enabled() if calibration is None else calibration
+        hw = validate_spec(HardwareProfile, hardware_data(path, calibration=cal), str(path))
         _check_preset_name(path, hw.name, profiles_dir())
     if overrides:
         hw = override_hardware(hw, **overrides)
     return hw
 
 
-def hardware_data(src: Source, chain: tuple[str, ...] = ()) -> Any:
+def hardware_data(src: Source, chain: tuple[str, ...] = (), calibration: bool = True) -> Any:
     """The fields of a hardware YAML, with `extends: NAME-OR-PATH` resolved: the named profile's fields, then this
     file's on top (mappings merge key by key; `tiers` as a list replaces the tiers, as a mapping `{tier name:
     {fields}}` changes the named tiers). Without `name` the file's stem names the result. A relative path is
-    relative to the extending file."""
+    relative to the extending file. A shipped profile gets its calibration overlay when `calibration` is on."""
     data = safe_yaml.read_yaml(src, "hardware profile")
     if not isinstance(data, dict) or "extends" not in data:
-        return data
+        return _with_overlay(src, data) if calibration else data
     ref = data["extends"]
     if not isinstance(ref, str) or not ref.strip():
         raise SpecError(f"{src}: extends = {shorten(repr(ref))}: must name a hardware profile (e.g. h100-sxm5-80gb) "
@@ -257,10 +261,20 @@ def hardware_data(src: Source, chain: tuple[str, ...] = ()) -> Any:
         raise SpecError(f"{src}: extends {ref!r} leads back to itself ({' -> '.join(chain + (key,))})")
     if len(chain) >= MAX_EXTENDS:
         raise SpecError(f"{src}: more than {MAX_EXTENDS} profiles stacked with extends")
-    base = hardware_data(base_src, chain + (str(src),))
+    base = hardware_data(base_src, chain + (str(src),), calibration)
     if not isinstance(base, dict):
         raise SpecError(f"{base_src}: expected a mapping of fields, got {type(base).__name__}")
     return _extend(base, data, src)
+
+
+def _with_overlay(src: Source, data: Any) -> Any:
+    """The shipped profile's fields with its family's calibration overlay applied (user files: unchanged)."""
+    folder = profiles_dir()
+    in_folder = not isinstance(src, Path) or src.parent == Path(str(folder))
+    if not in_folder or not isinstance(data, dict) or not isinstance(data.get("family"), str):
+        return data
+    ov = overlay.overlay_for(folder, data["family"], str(data.get("name", "")))
+    return overlay.apply_values(data, ov.values) if ov is not None else data
 
 
 def _extend(base: dict, over: dict, src: Source) -> dict:

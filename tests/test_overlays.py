@@ -1,0 +1,63 @@
+"""Calibration overlays: the profiles hold sourced values, the family overlay adds the fitted ones on load, and
+--no-calibration / calibration=False leaves them out."""
+import pytest
+
+from simulator.errors import SpecError
+from simulator.specs import overlay
+from simulator.specs.loading import available_profiles, load_hardware, profiles_dir
+
+
+def test_overlay_values_are_applied_on_load_and_left_out_on_request():
+    cal = load_hardware("h100-sxm5-80gb")
+    src = load_hardware("h100-sxm5-80gb", calibration=False)
+    ov = overlay.family_overlay(profiles_dir(), "nvidia-hopper")
+    assert "h100-sxm5-80gb" in ov.profiles
+    # the fitted value comes from the overlay file, the sourced one is the MAMF figure 794.5 / 989 = 0.80
+    assert cal.efficiency.matmul_max == ov.values["efficiency.matmul_max"]
+    assert src.efficiency.matmul_max == 0.8
+    with overlay.calibration_disabled():
+        assert load_hardware("h100-sxm5-80gb").efficiency.matmul_max == 0.8
+    assert load_hardware("h100-sxm5-80gb").efficiency.matmul_max == ov.values["efficiency.matmul_max"]
+
+
+def test_tier_paths_address_the_slowest_tier():
+    a = load_hardware("a100-sxm4-80gb")
+    b = load_hardware("a100-sxm4-80gb", calibration=False)
+    assert b.tiers[-1].efficiency == 0.9                      # idle nccl-tests, 2-3 nodes (profile source)
+    assert a.tiers[-1].efficiency == overlay.family_overlay(profiles_dir(), "nvidia-ampere").values[
+        "tiers[-1].efficiency"]
+    assert a.tiers[0].efficiency == b.tiers[0].efficiency
+
+
+def test_apply_values_is_generic_and_checks_paths():
+    data = {"efficiency": {"matmul_max": 0.5}, "tiers": [{"efficiency": 0.7}, {"efficiency": 0.8}]}
+    out = overlay.apply_values(data, {"efficiency.layer_overhead_us": 12.0, "tiers[0].latency_us": 3.0})
+    assert out["efficiency"] == {"matmul_max": 0.5, "layer_overhead_us": 12.0}
+    assert out["tiers"][0] == {"efficiency": 0.7, "latency_us": 3.0}
+    assert data["efficiency"] == {"matmul_max": 0.5}                        # the input is not changed
+    with pytest.raises(SpecError, match="not a profile field path"):
+        overlay.apply_values(data, {"matmul_max": 0.5})
+    with pytest.raises(SpecError, match="has 2 tiers"):
+        overlay.apply_values(data, {"tiers[2].efficiency": 0.5})
+
+
+def test_profiles_keep_no_fitted_paragraph_and_every_overlay_loads():
+    for name in available_profiles():
+        hw = load_hardware(name, calibration=False)
+        assert "CALIBRATION (benchmarks/calibrate.py)" not in hw.efficiency.source
+    for fam in ("nvidia-ampere", "nvidia-hopper"):
+        ov = overlay.family_overlay(profiles_dir(), fam)
+        assert ov.family == fam and ov.fit.rows > 0 and ov.fit.sources
+        for path in ov.values:
+            assert path in ov.parameters                       # every fitted value has its bounds
+            rec = ov.parameters[path]
+            assert rec.lower <= ov.values[path] <= rec.upper
+        for name in ov.profiles:
+            assert load_hardware(name).family == fam
+
+
+def test_a_user_file_extending_a_profile_inherits_its_overlay(tmp_path):
+    f = tmp_path / "myh100.yaml"
+    f.write_text("extends: h100-sxm5-80gb\nname: myh100\n", encoding="utf-8")
+    assert load_hardware(str(f)).efficiency.matmul_max == load_hardware("h100-sxm5-80gb").efficiency.matmul_max
+    assert load_hardware(str(f), calibration=False).efficiency.matmul_max == 0.8
