@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "explain", False) and args.format == "csv":
         raise SpecError("--explain: prints a table or JSON, not CSV (use --format table or --format json)")
     result = estimate(common.build_scenario(args))
-    d = result.to_dict()
+    from ..uncertainty import with_uncertainty
+    d = with_uncertainty(result.to_dict(), result.scenario)
     if not getattr(args, "explain", False):
         emit(d, args.format)
         return exit_code(result, args.format)

@@ -159,14 +159,18 @@ def run(args: argparse.Namespace) -> int:
                     dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                     objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
                     hardware_overrides=keys.get("hardware_overrides"))
+    from ..uncertainty import uncertainty_for
+    unc = uncertainty_for(result.hardware)
     if args.format == "csv":
-        result.frame.to_csv(sys.stdout, index=False)
+        result.frame.assign(uncertainty_pct=unc.expected_error_pct, uncertainty_kind=unc.kind).to_csv(
+            sys.stdout, index=False)
     elif args.format == "json":
-        head = json.dumps(result.summary())
+        head = json.dumps({**result.summary(), "uncertainty": unc.to_dict()})
         sys.stdout.write(head[:-1] + ', "candidates": ' + result.frame.to_json(orient="records") + "}\n")
     else:
         from ..reports.search_tables import search_renderable
-        lines = footer(result, time.perf_counter() - t0)
+        lines = footer(result, time.perf_counter() - t0) + [f"uncertainty: +/-{unc.expected_error_pct:.0f}% on "
+                                                            f"every figure: {unc.basis}"]
         con = console()
         con.print(search_renderable(result.summary(), result.top(args.top), lines, show_ep=result.model.is_moe,
                                     show_cost=args.objective == "cost", show_des=args.refine > 0))

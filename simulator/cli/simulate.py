@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     result = simulate(sc, overlap=args.overlap, contention=args.contention, jitter=args.jitter, stragglers=strag,
                       samples=args.samples, seed=args.seed)
     write_outputs(result, args)
-    d = result.to_dict()
+    from ..uncertainty import with_uncertainty
+    d = with_uncertainty(result.to_dict(), result.scenario)
     if args.format == "table":
         from rich.text import Text
         emit(d, "table")
