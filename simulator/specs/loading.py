@@ -321,12 +321,34 @@ def _merge_tiers(tiers: list, changes: dict, src: Source) -> list:
     return out
 
 
+def _set_clock(data: dict, hw: HardwareProfile, power_limit_w, clock_fraction, note: list) -> None:
+    from .power import clock_fraction_for_power
+    if power_limit_w is not None and clock_fraction is not None:
+        raise SpecError("give one of power_limit_w (--power-limit-w) and clock_fraction (--clock-fraction), not both")
+    if power_limit_w is not None:
+        if hw.device.power_w is None:
+            raise SpecError(f"power_limit_w: hardware '{hw.name}' has no rated device.power_w to scale from; "
+                            "give clock_fraction instead")
+        clock_fraction = clock_fraction_for_power(power_limit_w, hw.device.power_w)
+        data["device"]["power_w"] = min(power_limit_w, hw.device.power_w)
+        note.append(f"power limit {power_limit_w:g} W -> clock x{clock_fraction:.3f}")
+    elif not 0 < clock_fraction <= 1:
+        raise SpecError(f"clock_fraction = {clock_fraction}: must be in (0, 1] (sustained / rated clock)")
+    else:
+        note.append(f"clock x{clock_fraction:.3f}")
+    data["device"]["clock_fraction"] = data["device"].get("clock_fraction", 1.0) * clock_fraction
+
+
 def override_hardware(hw: HardwareProfile, devices_per_node: int | None = None, memory_gb: float | None = None,
-                      scaleup_gb_per_s: float | None = None, scaleout_gb_per_s: float | None = None) -> HardwareProfile:
+                      scaleup_gb_per_s: float | None = None, scaleout_gb_per_s: float | None = None,
+                      power_limit_w: float | None = None, clock_fraction: float | None = None) -> HardwareProfile:
     """A copy of `hw` with per-run changes: devices per node, device memory, the fastest tier's and the
-    slowest tier's per-device bandwidth (GB/s, one direction). Validated like the profile."""
+    slowest tier's per-device bandwidth (GB/s, one direction), a board power limit (W) or a sustained clock
+    fraction (specs/power.py: scales the FLOP/s peaks the kernels run at). Validated like the profile."""
     data = hw.model_dump()
     note = []
+    if power_limit_w is not None or clock_fraction is not None:
+        _set_clock(data, hw, power_limit_w, clock_fraction, note)
     if devices_per_node is not None:
         data["devices_per_node"] = devices_per_node
         note.append(f"devices_per_node={devices_per_node}")
