@@ -127,3 +127,34 @@ def test_calibrate_never_writes_a_shipped_or_existing_file(tmp_path, capsys):
     existing.write_text("x: 1\n", encoding="utf-8")
     assert main(["calibrate", str(runs), "--out", str(existing)]) == 2
     assert "exists" in capsys.readouterr().err and existing.read_text(encoding="utf-8") == "x: 1\n"
+
+
+def test_validate_cv_reports_in_sample_loso_and_lofo(tmp_path, capsys):
+    """In-sample = validate with the overlays; LOFO = validate without them; LOSO refits per source."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from simulator.cli import main
+    from simulator.specs.overlay import calibration_disabled
+    from simulator.validation import validate
+    src = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "published_runs.csv"
+    rows = list(csv.reader(src.open(encoding="utf-8")))
+    h = rows[0]
+    hw, source, metric = h.index("hardware_profile"), h.index("source"), h.index("metric")  # time/rate rows
+    hop = [r for r in rows[1:] if r[hw] == "h100-sxm5-80gb" and r[metric] != "memory_gb"]
+    by_source: dict = {}
+    for r in hop:
+        by_source.setdefault(r[source], []).append(r)
+    keep = [r for s in sorted(by_source)[:2] for r in by_source[s][:3]]
+    f = tmp_path / "runs.csv"
+    with f.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([h] + keep)
+    assert main(["validate", str(f), "--cv", "--cv-max-nfev", "2", "--format", "json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    fam = res["families"]["nvidia-hopper"]
+    assert fam["fitted"] and fam["sources"] == 2 and fam["in_sample"]["n"] == len(keep)
+    assert fam["in_sample"]["mape_pct"] == pytest.approx(validate(str(f)).summary["mape_pct"])
+    with calibration_disabled():
+        assert fam["lofo"]["mape_pct"] == pytest.approx(validate(str(f)).summary["mape_pct"])
+    assert fam["loso"]["n"] == len(keep)

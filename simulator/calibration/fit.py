@@ -218,8 +218,10 @@ def source_stats(fs: FitSet, params: dict) -> dict:
     return out
 
 
-def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, max_nfev: int = 40) -> dict:
-    """For every source: refit without it, then the error figures on the left-out source."""
+def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, max_nfev: int = 40,
+                         row_errors: bool = False) -> dict:
+    """For every source: refit without it, then the error figures on the left-out source (and, with
+    `row_errors`, its rows' (case, signed % error) under "row_errors")."""
     out = {}
     for s in fs.sources:
         train = fs.subset(lambda c: c.source != s)
@@ -229,6 +231,9 @@ def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, 
         r = fit(train, names, x0=x0, fixed=fixed, max_nfev=max_nfev)
         st = source_stats(test, r.params)[s]
         st["params"] = {k: r.params[k] for k in names}
+        if row_errors:
+            pred = predictions(test.cases, r.params)
+            st["row_errors"] = [(c, (p - c.measured) / c.measured * 100.0) for c, p in zip(test.cases, pred)]
         out[s] = st
     return out
 

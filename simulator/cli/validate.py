@@ -21,10 +21,18 @@ def register(sub) -> None:
                    help="engine for the step time (des: discrete-event, where installed)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
     p.add_argument("--plot", metavar="OUT.png", help="also draw predicted vs measured (log axes, y=x, +/-10%% bands)")
+    p.add_argument("--cv", action="store_true",
+                   help="cross-validated figures instead: in-sample, leave-one-source-out (refit of each calibrated "
+                        "family without the source) and leave-one-family-out (the family without its calibration "
+                        "overlay) MAPE over the time/rate rows, per family (minutes: one refit per source)")
+    p.add_argument("--cv-max-nfev", type=common.positive_int, default=15,
+                   help="optimiser evaluations per leave-one-source-out refit (default 15)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cv:
+        return run_cv(args)
     from ..validation import validate
     report = validate(args.file, engine=args.engine)
     if args.format == "json":
@@ -126,3 +134,40 @@ def report_renderable(report):
         if s.get(key):
             parts += [Text(""), _stats_table(title, s[key], label)]
     return Group(*parts)
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    from ..calibration.crossval import cross_validate
+    from ..errors import SpecError
+    if args.engine != "analytic" or args.plot or args.format == "csv":
+        raise SpecError("--cv: analytic engine, table or JSON output, no --plot")
+    res = cross_validate([args.file], max_nfev=args.cv_max_nfev)
+    if args.format == "json":
+        common.print_json(res)
+    else:
+        common.stdout().print(cv_renderable(res))
+    return 0
+
+
+def cv_renderable(res: dict):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="MAPE % over the time/rate rows: in-sample, leave-one-source-out, leave-one-family-out",
+              title_justify="left", show_edge=False, pad_edge=False)
+    for c in ("family", "rows", "sources", "calibrated", "in-sample", "LOSO", "LOFO"):
+        t.add_column(c, justify="left" if c == "family" else "right")
+
+    def pct(s):
+        return "-" if s["mape_pct"] is None else f"{s['mape_pct']:.1f}"
+    for fam, v in res["families"].items():
+        t.add_row(fam, str(v["in_sample"]["n"]), str(v["sources"]), "yes" if v["fitted"] else "no",
+                  pct(v["in_sample"]), pct(v["loso"]), pct(v["lofo"]))
+    o = res["overall"]
+    t.add_row(Text("all", style="bold"), str(o["in_sample"]["n"]), "", "", pct(o["in_sample"]), pct(o["loso"]),
+              pct(o["lofo"]))
+    note = Text("LOSO: a calibrated family refitted without each source, error on that source; LOFO: every family "
+                "without its own calibration overlay (sourced values only); uncalibrated families: as in-sample.",
+                style="dim")
+    return Group(t, note)
