@@ -8,18 +8,21 @@ Two kinds:
 - "transferred": no overlay applies (another family, a user profile, `--no-calibration`); the compute model's
   basis (costs.kernels.kernel_model_for: kernel tables measured on this silicon, or transferred from the nearest
   measured relative) and its expected error (the tables' leave-one-out error, or the held-out check of the
-  transfer rule; twice that across vendors) are what the answer rests on.
+  transfer rule; twice that across vendors) are what the answer rests on; where the shipped runs hold rows of the
+  family, the band is at least their error without calibration (hardware_profiles/calibration/
+  validation-errors.yaml, written by benchmarks/crossval.py).
 
 A GEMM-level error is not an end-to-end error: where it is all there is, the band says so ("kernel model only").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 from .specs.hardware import HardwareProfile
 from .specs.loading import profiles_dir
-from .specs.overlay import calibration_enabled, family_overlay
+from .specs.overlay import OVERLAY_DIR, calibration_enabled, family_overlay
 
 #: Error band used when nothing grounds the profile (no overlay, no kernel model): a stated convention.
 UNGROUNDED_ERROR_PCT = 50.0
@@ -75,11 +78,37 @@ def _transferred(hardware: HardwareProfile, fw: str) -> Uncertainty:
     except Exception:  # noqa: BLE001 - a profile the kernel model cannot describe still gets a band
         return Uncertainty("transferred", f"not calibrated, no kernel model: expect +/-{UNGROUNDED_ERROR_PCT:.0f}% "
                            f"(convention){fw}", UNGROUNDED_ERROR_PCT, ())
+    rec = family_errors().get(hardware.family) or {}
+    e2e, rows = rec.get("lofo_mape_pct"), rec.get("rows") or 0
+    seen = ""
+    if e2e is not None and rows:
+        err = max(err, float(e2e))
+        seen = f"; without calibration the {rows} shipped runs of {hardware.family} show {float(e2e):.0f}% MAPE"
     if basis.startswith("measured"):
-        text = f"not calibrated end to end; GEMM tables {basis}: expect +/-{err:.0f}% (kernel model only){fw}"
+        text = f"not calibrated end to end; GEMM tables {basis}{seen}: expect +/-{err:.0f}%{fw}"
     else:
-        text = f"not calibrated; GEMM efficiency {basis}: expect +/-{err:.0f}%{fw}"
+        text = f"not calibrated; GEMM efficiency {basis}{seen}: expect +/-{err:.0f}%{fw}"
     return Uncertainty("transferred", text, err, sources)
+
+
+#: File of per-family errors on the shipped runs (benchmarks/crossval.py --write-errors), beside the overlays.
+ERRORS_FILE = "validation-errors.yaml"
+
+
+@lru_cache(maxsize=4)
+def _family_errors(folder: str) -> dict:
+    from .specs import safe_yaml
+    node = profiles_dir() / OVERLAY_DIR / ERRORS_FILE
+    if not node.is_file():
+        return {}
+    data = safe_yaml.read_yaml(node, "validation errors")
+    fams = data.get("families") if isinstance(data, dict) else None
+    return fams if isinstance(fams, dict) else {}
+
+
+def family_errors() -> dict:
+    """Family -> {rows, sources, calibrated, in_sample/loso/lofo_mape_pct} on the shipped runs ({} if absent)."""
+    return _family_errors(str(profiles_dir()))
 
 
 def uncertainty_of(scenario) -> Uncertainty:

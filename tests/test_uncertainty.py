@@ -46,3 +46,13 @@ def test_compare_warns_above_the_best_measured_mfu():
             {"hardware": "x", "family": "no-such-family", "feasible": True, "mfu": 0.3}]
     w = mfu_warnings(rows)
     assert len(w) == 2 and "tpu-v5p" in w[0] and "exceeds the best measured" in w[0] and "unchecked" in w[1]
+
+
+def test_an_uncalibrated_family_band_is_at_least_its_error_on_the_shipped_runs(monkeypatch):
+    import simulator.uncertainty as U
+    from simulator.costs.kernels import kernel_model_for
+    hw = load_hardware("gaudi2")
+    monkeypatch.setattr(U, "family_errors", lambda: {"gaudi": {"rows": 5, "lofo_mape_pct": 154.0}})
+    u = U.uncertainty_for(hw)
+    assert u.expected_error_pct == max(154.0, kernel_model_for(hw).expected_error_pct)
+    assert "5 shipped runs of gaudi show 154% MAPE" in u.basis

@@ -56,7 +56,7 @@ def cross_validate(paths: Sequence[str], max_nfev: int = 20, families: Optional[
     e_lofo = _errors(src)
     e_loso = e_in.copy()
     fits = {ff.family: ff for ff in FAMILY_FITS}
-    fam_of = np.array([c.hardware.family for c in cal])
+    fam_of = np.array([c.hardware.family for c in cal], dtype=object)
     fitted = {}
     for fam in sorted(set(fam_of)):
         ov = family_overlay(profiles_dir(), fam)
@@ -80,7 +80,7 @@ def cross_validate(paths: Sequence[str], max_nfev: int = 20, families: Optional[
         out["overall"][name] = error_stats(arr[np.isfinite(arr)])
     for fam in sorted(set(fam_of)):
         sel = fam_of == fam
-        out["families"][fam] = {
+        out["families"][str(fam)] = {
             "sources": len({c.source for c, s in zip(cal, sel) if s}),
             "fitted": fam in fitted,
             **{name: error_stats(arr[sel & np.isfinite(arr)]) for name, arr in
