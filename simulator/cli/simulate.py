@@ -87,7 +87,6 @@ def des_renderable(d: dict):
 def write_outputs(result, args: argparse.Namespace) -> None:
     """Write the Chrome trace and the Gantt chart the flags ask for."""
     from ..des.trace import chrome_trace
-    from ..reports.plots import gantt_figure
     tl = result.timeline
     sc = result.scenario
     lay = sc.layout
@@ -103,6 +102,7 @@ def write_outputs(result, args: argparse.Namespace) -> None:
         except OSError as err:
             raise SpecError(f"--trace {args.trace}: cannot write the file ({err.strerror})") from None
     if args.gantt:
+        from ..reports.plots import gantt_figure  # matplotlib + pandas: only when a chart is asked for
         try:
             gantt_figure(tl, title=title).savefig(args.gantt)
         except OSError as err:
