@@ -203,10 +203,12 @@ def best_measured_mfu() -> dict:
     if not RUNS_FILE.is_file():
         return {}
     best: dict = {}
+    profiles: dict = {}
     with RUNS_FILE.open(encoding="utf-8", newline="") as fh:
         for r in csv.DictReader(fh):
             try:
-                hw = load_hardware(r["hardware_profile"])
+                name = r["hardware_profile"]
+                hw = profiles[name] if name in profiles else profiles.setdefault(name, load_hardware(name))
                 v = float(r["value"])
                 if r["metric"] == "tflops_per_device":
                     peak = float(r["peak_tflops_used"]) if r.get("peak_tflops_used") else \
