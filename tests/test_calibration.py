@@ -158,3 +158,11 @@ def test_validate_cv_reports_in_sample_loso_and_lofo(tmp_path, capsys):
     with calibration_disabled():
         assert fam["lofo"]["mape_pct"] == pytest.approx(validate(str(f)).summary["mape_pct"])
     assert fam["loso"]["n"] == len(keep)
+
+
+def test_thinning_a_large_source_keeps_evenly_spaced_rows_and_the_weights():
+    from simulator.calibration.fit import thin_sources
+    cases = [SimpleNamespace(source="big", i=i) for i in range(10)] + [SimpleNamespace(source="small", i=99)]
+    fs = thin_sources(make_fitset("fam", cases), 4)
+    assert [c.i for c in fs.cases] == [0, 2, 5, 7, 99]                      # int(k * 10 / 4), k = 0..3
+    assert list(fs.weights) == pytest.approx([0.5, 0.5, 0.5, 0.5, 1.0])     # each source still weighs 1

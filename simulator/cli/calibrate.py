@@ -27,13 +27,16 @@ def register(sub) -> None:
                         "{family}. Never a shipped profile or overlay; an existing file only with --force")
     p.add_argument("--force", action="store_true", help="let --out replace an existing (non-shipped) file")
     p.add_argument("--max-nfev", type=common.positive_int, default=60, help="optimiser evaluations per fit")
+    p.add_argument("--max-rows-per-source", type=common.positive_int, default=150,
+                   help="a source with more rows is fitted on this many, evenly spaced (every source weighs the same "
+                        "whatever its rows; this only bounds the time of a fit). Default 150")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results = calibrate(args.files, families=args.family, loso=args.loso, out=args.overlay_out, force=args.force,
-                        max_nfev=args.max_nfev)
+                        max_nfev=args.max_nfev, max_rows_per_source=args.max_rows_per_source)
     if not results["families"]:
         from ..errors import SpecError
         raise SpecError("nothing fitted: " + "; ".join(results["notes"] or ["no rows"]))
@@ -67,11 +70,12 @@ def _out_path(out: str, family: str, force: bool) -> str:
     return path
 
 
-def calibrate(files, families=None, loso=False, out=None, force=False, max_nfev=60) -> dict:
+def calibrate(files, families=None, loso=False, out=None, force=False, max_nfev=60,
+              max_rows_per_source=150) -> dict:
     """Fit every configured family present in the files that its rows support; returns a JSON-able dict (and
     writes the overlay files `out` names). Notes are about the given files only."""
     from ..calibration import FAMILY_FITS, fit, leave_one_source_out, load_fitsets, source_stats
-    from ..calibration.fit import at_bound, param_path, supported
+    from ..calibration.fit import at_bound, param_path, supported, thin_sources
     from ..calibration.overlays import overlay_document, overlay_text
     from ..errors import SpecError
     from ..specs.overlay import calibration_disabled
@@ -86,6 +90,7 @@ def calibrate(files, families=None, loso=False, out=None, force=False, max_nfev=
     res_out = {"families": {}, "notes": []}
     for fam in wanted:
         fs = fitsets.get(fam)
+        fs = thin_sources(fs, max_rows_per_source) if fs is not None else None
         ff = configured.get(fam)
         if fs is None or not fs.cases:
             res_out["notes"].append(f"{fam}: no predictable time/rate rows in the given files")
@@ -107,7 +112,9 @@ def calibrate(files, families=None, loso=False, out=None, force=False, max_nfev=
             if at_bound(k, res.params[k]):
                 entry["warnings"].append(f"{param_path(k)} = {res.params[k]:.4g} sits on its bound: the rows ask "
                                          "for physics the model lacks; the value is not a measurement")
-        lo = leave_one_source_out(fs, ff.params, max_nfev=max(20, max_nfev // 2)) if loso else None
+        # each refit starts from the all-rows fit and moves only as far as one source's absence asks
+        lo = leave_one_source_out(fs, ff.params, x0=[res.params[k] for k in ff.params],
+                                  max_nfev=max(5, max_nfev // 4)) if loso else None
         if lo is not None:
             entry["leave_one_source_out"] = lo
         if fam in paths:
