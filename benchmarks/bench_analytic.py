@@ -2,7 +2,7 @@
 
 Builds 1,000,000 distinct layouts of GPT-3 175B on an A100-80GB cluster (tp, pp, dp, vpp, micro-batch, ZeRO,
 recompute, SP, schedule; device counts vary so that every row is a distinct, mostly valid layout), evaluates
-them with `simulator.analytic.step.evaluate` several times, and prints the median. Last line:
+them with `simulator.analytic.compose.evaluate` several times, and prints the median. Last line:
 `layouts_per_s: <number>`.
 
     python benchmarks/bench_analytic.py [--n 1000000] [--repeats 5]
@@ -18,8 +18,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from simulator.analytic.layouts import LayoutTable  # noqa: E402
-from simulator.analytic.step import Job, evaluate  # noqa: E402
+from simulator.analytic.compose import evaluate  # noqa: E402
+from simulator.specs.job import Job  # noqa: E402
+from simulator.specs.layout_table import LayoutTable  # noqa: E402
 from simulator.specs.loading import load_hardware, load_model  # noqa: E402
 from simulator.specs.training import TrainingSpec  # noqa: E402
 

@@ -27,7 +27,8 @@ def main() -> None:
     args = ap.parse_args()
 
     import simulator as ts
-    from simulator.planning.search import layout_label, search
+    from simulator.planning.search import search
+    from simulator.reports.labels import layout_label
 
     search(**CASE)  # warm-up (imports, first-call costs)
     times, res = [], None

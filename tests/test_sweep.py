@@ -219,3 +219,15 @@ def test_cli_sweep_prints_best_per_point(spec, tmp_path, capsys):
     assert "12 grid points in 6 chunks" in out and "toy-small" in out and "6 chunks computed" in out
     assert len(read_results(spec["output"])) == len(sweep(spec, workers=1).frame)
     assert plan(load_spec(spec)).num_chunks == 6
+
+
+def test_a_search_error_other_than_an_empty_space_is_not_labelled_empty(spec):
+    """Issue 9 bug c: the status follows the error's type (EmptySearchSpace and its `reason` field), not its text:
+    the cost objective without a price is an error, not an empty space."""
+    pl = plan(load_spec({**spec, "objective": "cost", "devices": [4]}))
+    rows = sweep_mod.evaluate_chunk(pl.payload(0))
+    assert list(rows["devices"]) == [4, 4]
+    assert list(rows["status"]) == ["error: objective 'cost' needs a price: profile 'toy' has no "
+                                    "device.price_per_hour_usd; pass price_per_hour (--price-per-hour)"] * 2
+    empty = sweep_mod.evaluate_chunk(plan(load_spec({**spec, "devices": [1]})).payload(0))
+    assert list(empty["status"]) == ["empty: no pp divides the 1 devices within the constraints (<= 4 layers)"] * 2

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .fit import EFFICIENCY_FIELDS, FitResult, FitSet, source_stats
+from .fit import EFFICIENCY_FIELDS, FitResult, FitSet, fit, leave_one_source_out, load_fitsets, source_stats
 
 
 @dataclass(frozen=True)
@@ -260,3 +260,60 @@ def _sourced_profile(ff: FamilyFit, fs: FitSet):
         return load_hardware(ff.profiles[0], calibration=False)
     except SpecError:
         return None
+
+
+def fit_family(ff: FamilyFit, fs: FitSet, loso: bool = False, max_nfev: int = 60,
+               overlay_date: Optional[str] = None, command: str = "") -> dict:
+    """One family's calibration as a JSON-able dict: fitted and starting values, cost, errors per source before
+    and after, a warning for every value on its bound, optionally the leave-one-source-out errors (each refit
+    starts from the all-rows fit) and, with `overlay_date`, the overlay document (overlay_document)."""
+    from .fit import at_bound, param_path
+
+    res = fit(fs, ff.params, max_nfev=max_nfev)
+    entry = {"params": {k: res.params[k] for k in ff.params}, "start": res.start, "rows": len(fs.cases),
+             "sources": fs.sources, "cost_start": res.cost_start, "cost": res.cost, "before": source_stats(fs, {}),
+             "after": source_stats(fs, res.params), "profiles": list(ff.profiles), "warnings": []}
+    for k in ff.params:
+        if at_bound(k, res.params[k]):
+            entry["warnings"].append(f"{param_path(k)} = {res.params[k]:.4g} sits on its bound: the rows ask for "
+                                     "physics the model lacks; the value is not a measurement")
+    lo = None
+    if loso:
+        lo = leave_one_source_out(fs, ff.params, x0=[res.params[k] for k in ff.params],
+                                  max_nfev=max(5, max_nfev // 4))
+        entry["leave_one_source_out"] = lo
+    if overlay_date:
+        entry["overlay"] = overlay_document(ff, res, fs, lo, overlay_date, command=command)
+    return entry
+
+
+def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, max_rows_per_source: int = 150,
+                 overlay_date: Optional[str] = None, command: str = "") -> dict:
+    """Fit every family of the given runs files that FAMILY_FITS configures and whose rows support it (fit.supported:
+    >= MIN_ROWS_PER_PARAMETER rows per parameter, >= MIN_SOURCES sources), from the sourced profiles (overlays off):
+    {"families": {family: fit_family(...)}, "notes": [...]}; the notes speak only of the given files. Pure."""
+    from ..specs.overlay import calibration_disabled
+    from .fit import supported, thin_sources
+
+    with calibration_disabled():                  # fit from the sourced profiles, never on top of a fit
+        fitsets = load_fitsets(files)
+    configured = {ff.family: ff for ff in FAMILY_FITS}
+    out = {"families": {}, "notes": []}
+    for fam in (families or sorted(fitsets)):
+        fs = fitsets.get(fam)
+        ff = configured.get(fam)
+        if fs is None or not fs.cases:
+            out["notes"].append(f"{fam}: no predictable time/rate rows in the given files")
+            continue
+        if ff is None:
+            out["notes"].append(f"{fam}: {len(fs.cases)} rows from {len(fs.sources)} source(s) in the given files; "
+                                "no fit is defined for this family (simulator.calibration.FAMILY_FITS)")
+            continue
+        fs = thin_sources(fs, max_rows_per_source)
+        why = supported(fs, ff.params)
+        if why:
+            out["notes"].append(f"{fam}: not fitted: {why}")
+            continue
+        out["families"][fam] = fit_family(ff, fs, loso=loso, max_nfev=max_nfev, overlay_date=overlay_date,
+                                          command=f"{command} --family {fam}" if command else "")
+    return out

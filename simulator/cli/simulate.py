@@ -87,12 +87,12 @@ def des_renderable(d: dict):
 def write_outputs(result, args: argparse.Namespace) -> None:
     """Write the Chrome trace and the Gantt chart the flags ask for."""
     from ..des.trace import chrome_trace
+    from ..reports.labels import layout_label          # a leaf module: no matplotlib or pandas
     tl = result.timeline
     sc = result.scenario
     lay = sc.layout
-    title = (f"{sc.model.name} on {sc.num_devices} x {sc.hardware.name}: tp {lay.tp} pp {lay.pp} dp {lay.dp}"
-             f"{f' vpp {lay.vpp}' if lay.vpp > 1 else ''}, {result.num_micro_batches} micro-batches, "
-             f"{result.extra['schedule']}; step {result.step_time_s:,.3f} s")
+    title = (f"{sc.model.name} on {sc.num_devices} x {sc.hardware.name}: {layout_label(lay)}, "
+             f"{result.num_micro_batches} micro-batches; step {result.step_time_s:,.3f} s")
     if args.trace:
         meta = {"model": sc.model.name, "hardware": sc.hardware.name, "devices": sc.num_devices,
                 "layout": lay.model_dump(), "engine": "des"}

@@ -12,6 +12,7 @@ floor(budget / price), rounded down to whole nodes (a multiple of devices_per_no
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,11 +20,15 @@ from typing import Optional, Union
 
 import pandas as pd
 
+from .. import metrics
 from ..errors import SpecError
-from .search import SearchResult, layout_label, parse_space, records, search
+from ..reports.labels import layout_label
 from ..specs.hardware import HardwareProfile
 from ..specs.loading import available_profiles, load_hardware, load_model
 from ..specs.model import ModelSpec
+from ..specs.training import resolve_seq_len
+from .enumerate import EmptySearchSpace
+from .search import SearchResult, parse_space, records, search
 
 COLUMNS = ("hardware", "vendor", "family", "devices", "feasible", "status", "layout", "tp", "pp", "dp", "cp", "ep",
            "vpp", "micro_batch", "zero", "recompute", "schedule", "mfu", "step_time_s", "tokens_per_s",
@@ -65,6 +70,14 @@ def _per_profile(value, name: str, what: str):
     raise SpecError(f"{what} must be a number or a mapping of profile name to number, got {value!r}")
 
 
+def error_status(err: SpecError) -> str:
+    """The status of a profile whose search raised: the axis that ran out for an empty search space (its
+    structured `reason`, without the job and constraints the message repeats), else the message."""
+    if isinstance(err, EmptySearchSpace):
+        return f"empty search space: {err.reason}"
+    return str(err)
+
+
 def devices_for_budget(hw: HardwareProfile, budget_per_hour: float, price: Optional[float]) -> int:
     """Devices a budget (USD per hour) rents: floor(budget / price), rounded down to whole nodes."""
     if price is None:
@@ -99,8 +112,8 @@ def _row(hw: HardwareProfile, devices: int, status: str, price, power, res: Opti
                    **{k: float(b[k]) for k in ("mfu", "step_time_s", "tokens_per_s", "tflops_per_device",
                                                "mem_total_bytes")},
                    time_to_train_s=t,
-                   cost_usd=None if price is None else devices * price * t / 3600.0,
-                   energy_kwh=None if power is None else devices * power * t / 3600.0 / 1000.0)
+                   cost_usd=None if price is None else metrics.cost_usd(devices, price, t),
+                   energy_kwh=None if power is None else metrics.energy_kwh(devices, power, t))
     return row
 
 
@@ -116,6 +129,31 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _profiles(hardware, price_per_hour, power_w) -> list[HardwareProfile]:
+    """The compared profiles ("all" expands to every shipped profile), each once; the per-profile price and
+    power mappings may only name compared profiles."""
+    if isinstance(hardware, (str, HardwareProfile)):
+        hardware = [hardware]
+    names = []
+    for h in hardware:
+        names.extend(available_profiles() if h == "all" else [h])
+    if not names:
+        raise SpecError("compare needs at least one hardware profile")
+    profiles = [load_hardware(h) for h in names]
+    seen = set()
+    for hw in profiles:
+        if hw.name in seen:
+            raise SpecError(f"hardware profile '{hw.name}' is listed twice")
+        seen.add(hw.name)
+    for mapping, what in ((price_per_hour, "price_per_hour"), (power_w, "power_w")):
+        if isinstance(mapping, dict):
+            unknown = set(mapping) - seen
+            if unknown:
+                raise SpecError(f"{what} names profile(s) not compared: {', '.join(sorted(unknown))} "
+                                f"(compared: {', '.join(sorted(seen))})")
+    return profiles
+
+
 def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = None, global_batch: int = 0,
             seq_len: Optional[int] = None, *, tokens: float = 1e12, budget_per_hour: Optional[float] = None,
             price_per_hour=None, power_w=None, dtype: str = "bf16", constraints=None,
@@ -129,10 +167,7 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
     m = load_model(model)
     if isinstance(hardware, (str, HardwareProfile)):
         hardware = [hardware]
-    names = []
-    for h in hardware:
-        names.extend(available_profiles() if h == "all" else [h])
-    if not names:
+    if not hardware:
         raise SpecError("compare needs at least one hardware profile")
     if (devices is None) == (budget_per_hour is None):
         raise SpecError("give exactly one of devices (--devices) and budget_per_hour (--budget-per-hour)")
@@ -140,26 +175,10 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
         raise SpecError(f"budget_per_hour = {budget_per_hour}: must be > 0")
     if not tokens > 0:
         raise SpecError(f"tokens = {tokens}: must be > 0")
-    if seq_len is None:
-        if m.max_seq_len is None:
-            raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-        seq_len = m.max_seq_len
+    seq_len = resolve_seq_len(m, seq_len)
     space = parse_space(constraints)
-    profiles = [load_hardware(h) for h in names]
-    seen = set()
-    for hw in profiles:
-        if hw.name in seen:
-            raise SpecError(f"hardware profile '{hw.name}' is listed twice")
-        seen.add(hw.name)
-    for mapping, what in ((price_per_hour, "price_per_hour"), (power_w, "power_w")):
-        if isinstance(mapping, dict):
-            unknown = set(mapping) - seen
-            if unknown:
-                raise SpecError(f"{what} names profile(s) not compared: {', '.join(sorted(unknown))} "
-                                f"(compared: {', '.join(sorted(seen))})")
-
+    profiles = _profiles(hardware, price_per_hour, power_w)
     rows, searches, errors = [], {}, []
-    import time
     for hw in profiles:
         price = _per_profile(price_per_hour, hw.name, "price_per_hour")
         price = price if price is not None else hw.device.price_per_hour_usd
@@ -176,12 +195,10 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
                          price_per_hour=price if objective == "cost" else None, reasons=False)
         except SpecError as err:
             errors.append(f"{hw.name}: {err}")
-            rows.append(_row(hw, n, str(err).split(" (devices")[0], price, power, None, tokens,
-                             time.perf_counter() - t0))
+            rows.append(_row(hw, n, error_status(err), price, power, None, tokens, time.perf_counter() - t0))
             continue
         searches[hw.name] = res
-        status = res.short_status()
-        rows.append(_row(hw, n, status, price, power, res, tokens, time.perf_counter() - t0))
+        rows.append(_row(hw, n, res.short_status(), price, power, res, tokens, time.perf_counter() - t0))
     if len(errors) == len(profiles):
         raise SpecError("no profile has a candidate layout:\n" + "\n".join(errors))
     notes = ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",

@@ -27,11 +27,11 @@ from typing import Literal, Optional, Union
 import numpy as np
 from pydantic import Field, model_validator
 
-from ..analytic.layouts import LayoutTable
 from ..errors import SpecError
 from ..specs.base import Spec
 from ..specs.layout import DEFAULT_ORDER, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout, Recompute, \
     Schedule, Zero3Unit
+from ..specs.layout_table import LayoutTable
 from ..specs.loading import validate_spec
 from ..specs.model import ModelSpec
 from ..specs.training import TrainingSpec

@@ -1,6 +1,6 @@
 """Layout search: enumerate every layout a cluster allows, evaluate them all at once, rank them.
 
-    planning.enumerate (numpy columns) -> analytic.step.evaluate (one call) -> rank -> pandas DataFrame
+    planning.enumerate (numpy columns) -> analytic.compose.evaluate (one call) -> rank -> pandas DataFrame
 
 The candidates and their rules are those of `planning.enumerate` (the user's constraints are a `SearchSpace`).
 The engine decides feasibility (heads, KV heads and FFN width divisible by tp, batch divisible by micro_batch*dp,
@@ -18,17 +18,20 @@ from typing import Literal, Optional, Union
 import numpy as np
 import pandas as pd
 
-from ..analytic import step as S
-from ..analytic.layouts import LayoutTable
-from ..analytic.step import Job, evaluate
+from ..analytic.compose import evaluate
 from ..errors import SpecError
+from ..feasibility import R_MEMORY, RULES, Subject
+from ..metrics import tokens_per_s, usd_per_million_tokens
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
+from ..specs.job import Job
 from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from ..specs.layout_table import LayoutTable
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
 from ..specs.scenario import Scenario
-from ..specs.training import TrainDtype, TrainingSpec
+from ..specs.training import TrainDtype, TrainingSpec, resolve_seq_len
+from ..reports.labels import layout_label
 from ..units import GIGA
 from .enumerate import EmptySearchSpace, SearchSpace, divisors, enumerate_layouts, parse_space  # noqa: F401
 
@@ -52,89 +55,53 @@ BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# reasons as text, vectorized
+# reasons as text
 # ---------------------------------------------------------------------------------------------------------------
 
-def _s(x) -> pd.Series:
-    return pd.Series(np.asarray(x)).astype(str)
+#: Frame columns the structural rules' sentences name (feasibility.RULES messages).
+_MESSAGE_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "micro_batch")
 
 
-def _gb(x) -> pd.Series:
-    """'1,234.5'-style GB text with one decimal, like analytic.reasons.describe (each distinct value formatted
-    once)."""
-    tenths = np.rint(np.asarray(x, dtype=float) / (GIGA / 10.0)).astype(np.int64)
-    uniq, inv = np.unique(tenths, return_inverse=True)
-    text = np.array([f"{u / 10.0:,.1f}" for u in uniq.tolist()], dtype=object)
-    return pd.Series(text[inv]).astype(str)
+def _subject(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int) -> Subject:
+    cols = {k: frame[k].to_numpy() for k in _MESSAGE_COLUMNS}
+    return Subject(model=model, training=training, num_devices=num_devices, **cols,
+                   schedule=np.asarray(frame["schedule"].cat.codes if hasattr(frame["schedule"], "cat")
+                                       else frame["schedule"]),
+                   num_micro=frame["num_micro_batches"].to_numpy(), mem_total_bytes=frame["mem_total_bytes"].to_numpy(),
+                   capacity_bytes=frame["mem_capacity_bytes"].to_numpy())
+
+
+def _message_key(rule, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """Integer codes of what the rule's sentence depends on, per row: the GB figures (to one decimal) for memory,
+    else the layout columns it names."""
+    if rule.bit == R_MEMORY:
+        text = [f"{t:.1f}|{c:.1f}" for t, c in zip((frame["mem_total_bytes"].to_numpy()[rows] / GIGA).tolist(),
+                                                   (frame["mem_capacity_bytes"].to_numpy()[rows] / GIGA).tolist())]
+        return pd.factorize(np.asarray(text, dtype=object))[0]
+    key = np.zeros(len(rows), np.int64)
+    for k in _MESSAGE_COLUMNS:                       # mixed-radix combination of each column's codes
+        codes, uniq = pd.factorize(frame[k].to_numpy()[rows])
+        key = key * len(uniq) + codes
+    return key
 
 
 def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int) -> pd.Series:
-    """The `reason` column: the sentences of analytic.reasons.describe joined by '; ', '' for feasible rows.
-
-    Vectorized: one string operation per reason bit over the rows that carry it (no per-row Python except
-    number formatting of the memory figures).
-    """
+    """The `reason` column: the sentences of feasibility.RULES (the one table of rules) joined by '; ', '' for
+    feasible rows. Each distinct sentence is written once, by the rule's own message, for the rows that share
+    the values it names."""
     mask = frame["reasons"].to_numpy()
-    out = pd.Series([""] * len(frame), index=frame.index).astype(str)
-    if not mask.any():
-        return out
-    present = int(np.bitwise_or.reduce(mask))
-    ffn = model.moe.expert_ffn_hidden_size if model.moe else model.ffn_hidden_size
-    B = training.global_batch
-
-    def col(name, rows):
-        return _s(frame[name].to_numpy()[rows])
-
-    def msg(bit, rows):
-        c = lambda k: col(k, rows)  # noqa: E731
-        if bit == S.R_WORLD:
-            prod = _s((frame["tp"] * frame["pp"] * frame["dp"] * frame["cp"]).to_numpy()[rows])
-            return ("tp(" + c("tp") + ") * pp(" + c("pp") + ") * dp(" + c("dp") + ") * cp(" + c("cp") + ") = " + prod
-                    + f" != devices ({num_devices})")
-        if bit == S.R_HEADS:
-            return "tp (" + c("tp") + f") must divide the attention heads ({model.num_heads})"
-        if bit == S.R_KV:
-            return "tp (" + c("tp") + f") and the key/value heads ({model.kv_heads}) must divide one another"
-        if bit == S.R_FFN:
-            return "tp (" + c("tp") + f") must divide the FFN width ({model.ffn_hidden_size}" + (
-                f", expert {ffn})" if model.moe else ")")
-        if bit == S.R_CHUNKS:
-            prod = _s((frame["pp"] * frame["vpp"]).to_numpy()[rows])
-            return ("pp(" + c("pp") + ") * vpp(" + c("vpp") + ") = " + prod
-                    + f" pipeline chunks exceed the {model.num_layers} layers")
-        if bit == S.R_BATCH:
-            prod = _s((frame["micro_batch"] * frame["dp"]).to_numpy()[rows])
-            return (f"global batch ({B}) is not a multiple of micro_batch(" + c("micro_batch") + ") * dp(" + c("dp")
-                    + ") = " + prod)
-        if bit == S.R_EP:
-            if model.moe is None:
-                return "ep (" + c("ep") + f") > 1 needs an MoE model; '{model.name}' is dense"
-            return ("ep (" + c("ep") + ") must divide dp (" + c("dp")
-                    + f") and the number of experts ({model.moe.num_experts})")
-        if bit == S.R_CP:
-            return "cp (" + c("cp") + f") must divide the sequence length ({training.seq_len})"
-        if bit == S.R_INTERLEAVE:
-            m = _s(B // np.maximum(1, (frame["micro_batch"] * frame["dp"]).to_numpy()[rows]))
-            return ("interleaved schedule needs the micro-batch count (" + m + ") to be a multiple of pp ("
-                    + c("pp") + ")")
-        if bit == S.R_VPP:
-            return "vpp (" + c("vpp") + ") > 1 needs pp > 1 and the interleaved schedule (and vice versa)"
-        if bit == S.R_MEMORY:
-            cap = frame["mem_capacity_bytes"].to_numpy()[rows]
-            cap_text = _gb(cap) if np.ptp(cap) > 0 else f"{cap[0] / GIGA:,.1f}"
-            return "needs " + _gb(frame["mem_total_bytes"].to_numpy()[rows]) + " GB per device, more than the " + cap_text + " GB available"
-        return pd.Series([f"reason bit {bit}"] * int(rows.sum()))
-
-    bit = 1
-    while bit <= present:
-        if present & bit:
-            rows = (mask & bit) != 0
-            idx = np.nonzero(rows)[0]
-            text = msg(bit, rows).reset_index(drop=True)
-            prev = out.iloc[idx].reset_index(drop=True)
-            out.iloc[idx] = text.where(prev == "", prev + "; " + text).to_numpy()
-        bit <<= 1
-    return out
+    out = np.full(len(frame), "", dtype=object)
+    if mask.any():
+        s = _subject(frame, model, training, num_devices)
+        for rule in RULES:
+            rows = np.nonzero(mask & rule.bit)[0]
+            if len(rows) == 0:
+                continue
+            _, first, inv = np.unique(_message_key(rule, frame, rows), return_index=True, return_inverse=True)
+            text = np.array([rule.message(s, int(rows[j])) for j in first], dtype=object)[inv.reshape(-1)]
+            prev = out[rows]
+            out[rows] = np.where(prev == "", text, prev + "; " + text)
+    return pd.Series(out, index=frame.index).astype(str)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -187,7 +154,7 @@ class SearchResult:
         """When nothing fits: the candidates needing the least memory among those failing on memory alone
         (else the least-memory candidates of any kind)."""
         inf = self.frame[~self.frame["feasible"]]
-        only_mem = inf[inf["reasons"] == S.R_MEMORY]
+        only_mem = inf[inf["reasons"] == R_MEMORY]
         pool = only_mem if len(only_mem) else inf
         return pool.nsmallest(n, "mem_total_bytes")
 
@@ -200,9 +167,9 @@ class SearchResult:
                  f"{self.num_candidates:,} candidates evaluated."]
         for _, r in cl.iterrows():
             lines.append(f"closest: {layout_label(r)} needs {r['mem_total_bytes'] / GIGA:,.1f} GB per device vs "
-                         f"{cap / GIGA:,.1f} GB available" + ("" if r["reasons"] == S.R_MEMORY else
+                         f"{cap / GIGA:,.1f} GB available" + ("" if r["reasons"] == R_MEMORY else
                                                               f" (also: {r['reason']})"))
-        if len(cl) and cl.iloc[0]["reasons"] == S.R_MEMORY:
+        if len(cl) and cl.iloc[0]["reasons"] == R_MEMORY:
             need = cl.iloc[0]["mem_total_bytes"]
             hints = ["more devices", f"devices with at least {need / GIGA:,.0f} GB"]
             if 3 not in self.space.zero:
@@ -220,7 +187,7 @@ class SearchResult:
         if self.num_feasible:
             return "ok"
         cl = self.closest(1)
-        if len(cl) and cl.iloc[0]["reasons"] == S.R_MEMORY:
+        if len(cl) and cl.iloc[0]["reasons"] == R_MEMORY:
             return (f"nothing fits: needs >= {cl.iloc[0]['mem_total_bytes'] / GIGA:,.1f} GB of "
                     f"{self.hardware.device.memory_bytes / GIGA:,.1f} GB")
         return "no valid layout: " + ", ".join(f"{k} {v:,}" for k, v in self.reason_counts().items())
@@ -228,10 +195,8 @@ class SearchResult:
     def reason_counts(self) -> dict:
         """Infeasible candidates per reason kind (a candidate with several reasons counts under each)."""
         masks = self.frame["reasons"].to_numpy()
-        names = {S.R_WORLD: "world size", S.R_HEADS: "heads", S.R_KV: "kv heads", S.R_FFN: "ffn width",
-                 S.R_CHUNKS: "layers", S.R_BATCH: "batch", S.R_EP: "experts", S.R_CP: "sequence",
-                 S.R_INTERLEAVE: "interleave", S.R_VPP: "vpp", S.R_MEMORY: "memory"}
-        return {name: int(((masks & bit) != 0).sum()) for bit, name in names.items() if ((masks & bit) != 0).any()}
+        counts = {r.name: int(((masks & r.bit) != 0).sum()) for r in RULES}
+        return {name: n for name, n in counts.items() if n}
 
     def scenario(self, row) -> Scenario:
         """The Scenario of one candidate (a row of `frame`, or its index label)."""
@@ -274,19 +239,6 @@ def records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records"))
 
 
-def layout_label(r) -> str:
-    """Short text of one candidate's layout, e.g. 'tp 8 pp 8 dp 16 vpp 2 mb 1 zero 1 selective interleaved'."""
-    parts = [f"tp {int(r['tp'])}", f"pp {int(r['pp'])}", f"dp {int(r['dp'])}"]
-    if int(r["cp"]) > 1:
-        parts.append(f"cp {int(r['cp'])}")
-    if int(r["ep"]) > 1:
-        parts.append(f"ep {int(r['ep'])}")
-    if int(r["vpp"]) > 1:
-        parts.append(f"vpp {int(r['vpp'])}")
-    parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(r["schedule"])]
-    return " ".join(parts)
-
-
 def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None) -> Scenario:
     space = space or SearchSpace()
     layout = Layout(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]), ep=int(row["ep"]), cp=int(row["cp"]),
@@ -310,7 +262,7 @@ def _order(out: dict, objective: str, cost: Optional[np.ndarray]) -> np.ndarray:
         primary = cost
     else:
         primary = -tps
-    group = np.where(feasible, 0, np.where(out["reasons"] == S.R_MEMORY, 1, 2))
+    group = np.where(feasible, 0, np.where(out["reasons"] == R_MEMORY, 1, 2))
     key1 = np.where(feasible, primary, mem)
     key2 = np.where(feasible, np.where(objective == "memory", -tps, mem), 0.0)
     return np.lexsort((key2, key1, group))
@@ -336,7 +288,7 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
     for c in RESULT_COLUMNS:
         data[c] = np.asarray(out[c])[order]
     if price_per_hour is not None:
-        data["usd_per_million_tokens"] = num_devices * price_per_hour / 3600.0 / data["tokens_per_s"] * 1e6
+        data["usd_per_million_tokens"] = usd_per_million_tokens(num_devices, price_per_hour, data["tokens_per_s"])
     data["pacing_rank"] = pd.Categorical.from_codes(np.asarray(out["pacing_rank"])[order], RANK_NAMES)
     data["memory_rank"] = pd.Categorical.from_codes(np.asarray(out["memory_rank"])[order], RANK_NAMES)
     return pd.DataFrame(data)
@@ -360,10 +312,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
     if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or devices < 1:
         raise SpecError(f"devices = {devices!r}: must be a positive integer")
-    if seq_len is None:
-        if m.max_seq_len is None:
-            raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-        seq_len = m.max_seq_len
+    seq_len = resolve_seq_len(m, seq_len)
     training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, "dtype": dtype},
                              "training")
     if objective not in OBJECTIVES:
@@ -386,7 +335,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t3 = time.perf_counter()
     cost = None
     if price is not None:
-        cost = int(devices) * price / 3600.0 / out["tokens_per_s"] * 1e6
+        cost = usd_per_million_tokens(int(devices), price, out["tokens_per_s"])
     order = _order(out, objective, cost)
     frame = _frame(table, out, order, price, int(devices), objective)
     if reasons:
@@ -443,7 +392,7 @@ def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult
     tokens = float(result.training.tokens_per_step)
     head = top.copy()
     head["des_step_time_s"] = des_step
-    head["des_tokens_per_s"] = tokens / des_step
+    head["des_tokens_per_s"] = tokens_per_s(tokens, des_step)
     head["des_mfu"] = head["mfu"] * head["step_time_s"] / des_step
     if result.objective != "memory":
         head = head.iloc[np.argsort(des_step, kind="stable")]

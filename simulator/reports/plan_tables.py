@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..units import GIGA, TERA, format_seconds
+from .labels import layout_label
 
 BREAKDOWN_LABELS = {"compute": "training (useful)", "checkpoint": "checkpoint blocking", "restart": "restarts",
                     "planned_stops": "planned stops", "lost_work": "lost work (re-done)"}
@@ -22,8 +23,7 @@ def plan_renderable(d: dict):
     head.add_column(style="bold")
     head.add_column()
     head.add_row("model / hardware", f"{d['model']} on {d['devices']:,} x {d['hardware']}   run preset: {d['run']}")
-    head.add_row("layout", f"tp {lay['tp']}  pp {lay['pp']}  dp {lay['dp']}  cp {lay['cp']}  ep {lay['ep']}  "
-                           f"zero {lay['zero']}  recompute {lay['recompute']}")
+    head.add_row("layout", layout_label(lay))
     step = d["step"]
     head.add_row("step", f"{format_seconds(step['step_time_s'])}  {step['tokens_per_s']:,.0f} tokens/s  "
                          f"MFU {step['mfu'] * 100:.1f}%")

@@ -13,6 +13,7 @@ from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
 from ..units import GIGA
+from .labels import layout_label
 from .search_tables import token_text
 
 #: Step-time breakdown columns, their labels and colours (compute first, overheads last).
@@ -49,18 +50,6 @@ def _title(meta: dict | None, what: str) -> str:
         return what
     return (f"{what}\n{meta.get('model', '')} on {meta.get('devices', 0):,} x {meta.get('hardware', '')}, "
             f"batch {meta.get('global_batch', 0):,} x seq {meta.get('seq_len', 0):,}")
-
-
-def _label(r) -> str:
-    s = f"tp{int(r['tp'])} pp{int(r['pp'])} dp{int(r['dp'])}"
-    if int(r["cp"]) > 1:
-        s += f" cp{int(r['cp'])}"
-    if int(r["ep"]) > 1:
-        s += f" ep{int(r['ep'])}"
-    if int(r["vpp"]) > 1:
-        s += f" v{int(r['vpp'])}"
-    rc = {"none": "", "selective": " sel-rc", "full": " full-rc"}.get(str(r["recompute"]), "")
-    return s + f" mb{int(r['micro_batch'])} z{int(r['zero'])}{rc}"
 
 
 def tp_pp_heatmap(frame: pd.DataFrame, meta: dict | None = None, value: str = "tokens_per_s") -> Figure:
@@ -137,7 +126,7 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
         ax.plot(front["mem_total_bytes"] / GIGA, front["tokens_per_s"] / 1e3, "-o", color="#e6550d", ms=4, lw=1.5,
                 drawstyle="steps-post", label=f"Pareto front ({len(front)})")
         b = feas.iloc[0]
-        ax.annotate(f"best: {_label(b)}", (b["mem_total_bytes"] / GIGA, b["tokens_per_s"] / 1e3),
+        ax.annotate(f"best: {layout_label(b)}", (b["mem_total_bytes"] / GIGA, b["tokens_per_s"] / 1e3),
                     xytext=(25, 25), textcoords="offset points", ha="left", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="#999999", lw=0.5),
                     arrowprops=dict(arrowstyle="-", color="#555555", lw=0.8))
@@ -183,7 +172,7 @@ def breakdown_bars(frame: pd.DataFrame, n: int = 8, meta: dict | None = None) ->
     for yi, (_, r) in zip(y, top.iterrows()):
         ax.text(r["step_time_s"], yi, f" {r['step_time_s']:.2f} s  MFU {r['mfu'] * 100:.1f}%", va="center",
                 fontsize=8)
-    ax.set_yticks(y, [f"#{int(r['rank'])} {_label(r)}" for _, r in top.iterrows()], fontsize=8)
+    ax.set_yticks(y, [f"#{int(r['rank'])} {layout_label(r)}" for _, r in top.iterrows()], fontsize=8)
     ax.set_xlabel("step time (s)")
     if len(top):
         ax.set_xlim(0, float(top["step_time_s"].max()) * 1.3)

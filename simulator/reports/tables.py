@@ -6,6 +6,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..units import GIGA, format_seconds
+from .labels import layout_label
 
 BREAKDOWN_LABELS = {
     "compute": "compute", "elementwise": "elementwise kernels", "fp8_cast": "FP8 casts", "host": "host-bound",
@@ -22,9 +23,7 @@ def estimate_renderable(d: dict):
     head.add_column(style="bold")
     head.add_column()
     head.add_row("model / hardware", f"{d['model']} on {d['devices']} x {d['hardware']}")
-    head.add_row("layout", f"tp {lay['tp']}  pp {lay['pp']}  dp {lay['dp']}  ep {lay['ep']}  cp {lay['cp']}  "
-                           f"vpp {lay['vpp']}  zero {lay['zero']}  sp {'on' if lay['sequence_parallel'] else 'off'}  "
-                           f"recompute {lay['recompute']}  micro-batch {lay['micro_batch']}  "
+    head.add_row("layout", f"{layout_label(lay)}  sp {'on' if lay['sequence_parallel'] else 'off'}  "
                            f"({d['num_micro_batches']} micro-batches)")
     head.add_row("engine", d.get("engine", "analytic"))
     if d.get("runnable") is False:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from .base import Spec
@@ -14,7 +14,7 @@ from .hardware import HardwareProfile
 from .layout import Layout, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
-from .training import TrainingSpec, TrainDtype
+from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
@@ -65,13 +65,32 @@ class ScenarioFile(Spec):
 
 
 class Scenario(Spec):
-    """Everything one estimate needs, resolved to specs."""
+    """Everything one estimate needs, resolved to specs.
+
+    Every construction path (`Scenario(...)`, `Scenario.model_validate`, `Scenario.build`) runs the same checks:
+    a layout without dp gets dp = devices / (tp*pp*cp), and the cross-field rules of `_cross_field_checks` hold.
+    (`model_copy(update=...)` skips validation, as pydantic's copies do: build a new Scenario instead.)
+    """
 
     model: ModelSpec
     hardware: HardwareProfile
     num_devices: int = Field(ge=1)
     training: TrainingSpec
     layout: Layout
+
+    @field_validator("layout")
+    @classmethod
+    def _fill_dp(cls, layout: Layout, info: ValidationInfo) -> Layout:
+        """dp derived from the device count when the layout leaves it open."""
+        n = info.data.get("num_devices")
+        return layout.with_dp(n) if n is not None else layout
+
+    @model_validator(mode="after")
+    def _cross_field_checks(self):
+        """The rules that involve more than one spec: an explicit stage split holds pp*vpp chunks and all the
+        model's layers."""
+        check_stage_layers(self.layout, self.model)
+        return self
 
     @classmethod
     def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
@@ -83,20 +102,17 @@ class Scenario(Spec):
         unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
         if unknown:
             raise SpecError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
-        if seq_len is None:
-            if m.max_seq_len is None:
-                raise SpecError(f"seq_len is required: model '{m.name}' has no max_seq_len")
-            seq_len = m.max_seq_len
+        seq_len = resolve_seq_len(m, seq_len)
         tr = {k: kw[k] for k in TRAINING_KEYS if k in kw and kw[k] is not None}
         training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
-        layout = validate_spec(Layout, lay, "layout").with_dp(devices)
-        check_stage_layers(layout, m)
-        return cls(model=m, hardware=hw, num_devices=devices, training=training, layout=layout)
+        layout = validate_spec(Layout, lay, "layout")
+        return validate_spec(cls, {"model": m, "hardware": hw, "num_devices": devices, "training": training,
+                                   "layout": layout}, "scenario")
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
-    """An explicit split must list pp*vpp chunks holding all the model's layers."""
+    """An explicit split must list pp*vpp chunks holding all the model's layers (SpecError naming both)."""
     sl = layout.stage_layers
     if sl is None:
         return

@@ -29,13 +29,16 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..analytic.layouts import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
-from ..analytic.step import R_MEMORY, Job, evaluate
+from .. import metrics
+from ..analytic.compose import evaluate
 from ..costs.flops import model_costs
 from ..errors import SpecError
+from ..feasibility import R_MEMORY, describe
 from ..planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layouts
+from ..specs.job import Job
 from ..specs.layout import RECOMPUTE_CODES, Layout
-from ..units import GIGA
+from ..specs.layout_table import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
+from ..units import GIGA, TERA
 from .report import RowResult, ValidationReport, summarize
 from .rows import Case, load_cases
 from .schema import RECOMPUTES, RowError
@@ -107,7 +110,6 @@ def choose_layout(case: Case, out: dict, cols: dict, searched: list) -> tuple[in
                      f"{out['mem_capacity_bytes'][i] / GIGA:.1f} GB device; step time predicted anyway"
                      + (" (no searched setting fits)" if searched else ""))
         return i, notes
-    from ..analytic.reasons import describe
     i = 0
     row = _layout_dict(cols, i)
     msgs = describe(int(reasons[i]), case.model, case.training, case.num_devices, row,
@@ -143,7 +145,7 @@ def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recom
     if case.metric == "step_time_s":
         return step_time_s
     if case.metric == "tokens_per_s_per_device":
-        return tokens / step_time_s / n
+        return metrics.tokens_per_s(tokens, step_time_s) / n
     if case.metric == "memory_gb":
         return mem_total_bytes / GIGA
     conv = case.convention or "unknown"
@@ -152,12 +154,11 @@ def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recom
     elif case.metric == "hfu":
         conv = "hardware" if conv == "unknown" else conv
     flops = conv_flops_per_token(case, conv, recompute_code) * tokens
-    per_device = flops / step_time_s / n
     if case.metric == "tflops_per_device":
-        return per_device / 1e12
-    peak = case.peak_tflops_used * 1e12 if case.peak_tflops_used else \
+        return metrics.tflops_per_device(flops, step_time_s, n)
+    peak = case.peak_tflops_used * TERA if case.peak_tflops_used else \
         case.hardware.mfu_peak_flops_per_s(case.training.dtype)
-    return per_device / peak
+    return metrics.flops_utilization(flops, step_time_s, n, peak)
 
 
 def eval_time_s(case: Case, out: dict, i: int, step: float) -> float:

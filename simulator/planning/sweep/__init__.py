@@ -1,0 +1,130 @@
+"""Design-space sweeps: a grid of models x hardware profiles x device counts x global batches (x sequence
+lengths), each grid point searched for its best layouts, evaluated in chunks on local processes or a Dask cluster.
+
+    spec.yaml -> grid points -> chunks -> executor (local processes | dask.distributed) -> one file per chunk
+
+The output folder holds `_sweep.json` (the spec and its fingerprint) and `chunk-00000.parquet` (or `.csv`), one
+file per chunk, each written to a temporary name and renamed into place, so a file that exists is complete.
+Started again with the same spec, a sweep skips the chunks already written; a folder that is not a sweep of the
+same spec (same models and profiles too) is never written into. `pandas.read_parquet(folder)` reads the whole
+result (files starting with '_' or '.' are ignored).
+
+Going from local processes to a cluster is one argument: `sweep(spec)` -> `sweep(spec, dask_scheduler=
+"tcp://host:8786")` (CLI: `--dask-scheduler tcp://host:8786`). Workers need trainsim installed; model and
+hardware specs travel with each chunk, so workers do not need the profile files.
+
+    spec       SweepSpec (the YAML keys), load_spec
+    grid       Plan (grid points, chunks, fingerprint), evaluate_chunk (the pure unit of work)
+    output     the output folder: manifest, atomic chunk files, read_results
+    executors  in process, local processes, dask.distributed; ChunkFailed
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import pandas as pd
+
+from ...errors import SpecError
+from .executors import ChunkFailed, run_dask, run_processes, run_serial
+from .grid import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, STR_COLUMNS, Plan, chunk_frame, evaluate_chunk, plan
+from .output import MANIFEST, MANIFEST_KIND, chunk_path, prepare_output, read_chunk, read_results, write_chunk
+from .spec import SweepSpec, load_spec
+
+__all__ = ["COLUMNS", "FLOAT_COLUMNS", "INT_COLUMNS", "MANIFEST", "MANIFEST_KIND", "STR_COLUMNS", "ChunkFailed",
+           "Plan", "SweepResult", "SweepSpec", "chunk_frame", "chunk_path", "evaluate_chunk", "load_spec", "plan",
+           "read_chunk", "read_results", "sweep", "write_chunk"]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The sweep's rows (all chunks, grid order) and what this run did."""
+
+    spec: SweepSpec
+    output: Path
+    frame: pd.DataFrame
+    num_points: int
+    num_chunks: int
+    chunks_computed: int
+    chunks_skipped: int
+    elapsed_s: float
+    executor: str
+    fingerprint: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def best(self) -> pd.DataFrame:
+        """One row per grid point: the best layout, or the row saying why there is none."""
+        return self.frame[self.frame["rank"] <= 1]
+
+    def to_dict(self) -> dict:
+        return {"output": str(self.output), "num_points": self.num_points, "num_chunks": self.num_chunks,
+                "chunks_computed": self.chunks_computed, "chunks_skipped": self.chunks_skipped,
+                "elapsed_s": self.elapsed_s, "executor": self.executor, "fingerprint": self.fingerprint,
+                "rows": json.loads(self.frame.to_json(orient="records"))}
+
+
+def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, workers, start_method) -> tuple:
+    """(executor description, {chunk: error} of the chunks that failed every attempt). The chunk function is
+    looked up here, at call time (tests replace `evaluate_chunk`)."""
+    fn = evaluate_chunk
+    if not todo:
+        return "none (all chunks already written)", {}
+    if dask_scheduler is not None:
+        executor = f"dask ({dask_scheduler if isinstance(dask_scheduler, str) else 'client'})"
+        return executor, run_dask(fn, todo, pl.payload, on_result, retries, dask_scheduler,
+                                  f"trainsim-{pl.fingerprint[:12]}")
+    n = workers or os.cpu_count() or 1
+    if n == 1 or len(todo) == 1:
+        return "local (in process)", run_serial(fn, todo, pl.payload, on_result, retries)
+    return (f"local ({min(n, len(todo))} processes)",
+            run_processes(fn, todo, pl.payload, on_result, retries, n, start_method))
+
+
+def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
+          dask_scheduler=None, workers: Optional[int] = None, retries: int = 2,
+          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn") -> SweepResult:
+    """Run (or resume) a sweep and return all its rows.
+
+    `spec`: a YAML path, dict or SweepSpec; `output` overrides its output folder. Executors: local processes
+    (`workers`, default the CPU count; 1 = in this process), or a Dask cluster when `dask_scheduler` is an
+    address ('tcp://host:8786') or a distributed.Client. A failing chunk is retried `retries` times; a chunk
+    that still fails raises ChunkFailed after the others are written. `on_progress(done, total)` is called
+    after each chunk is written (and once at the start, counting chunks already there).
+    """
+    t0 = time.perf_counter()
+    sp = load_spec(spec)
+    if output is not None:
+        sp = sp.model_copy(update={"output": str(output)})
+    if retries < 0:
+        raise SpecError(f"retries = {retries}: must be >= 0")
+    if workers is not None and workers < 1:
+        raise SpecError(f"workers = {workers}: must be >= 1")
+    pl = plan(sp)
+    out = Path(sp.output)
+    prepare_output(out, pl)
+    for stale in out.glob(".chunk-*.tmp-*"):          # left by a sweep that was killed while writing
+        stale.unlink()
+    total = pl.num_chunks
+    todo = [i for i in range(total) if not chunk_path(out, i, sp.format).exists()]
+    state = {"done": total - len(todo)}
+    if on_progress:
+        on_progress(state["done"], total)
+
+    def on_result(i: int, df: pd.DataFrame) -> None:
+        write_chunk(out, i, df, sp.format)
+        state["done"] += 1
+        if on_progress:
+            on_progress(state["done"], total)
+
+    executor, failures = _execute(todo, pl, on_result, retries, dask_scheduler, workers, start_method)
+    if failures:
+        lines = [f"chunk {i}: {type(e).__name__}: {e}" for i, e in sorted(failures.items())]
+        raise ChunkFailed(f"{len(failures)} of {total} chunks failed after {retries + 1} attempts (the other "
+                          f"chunks are written; run the sweep again to retry):\n" + "\n".join(lines))
+    return SweepResult(spec=sp, output=out, frame=read_results(out), num_points=len(pl.points), num_chunks=total,
+                       chunks_computed=len(todo), chunks_skipped=total - len(todo),
+                       elapsed_s=time.perf_counter() - t0, executor=executor, fingerprint=pl.fingerprint)

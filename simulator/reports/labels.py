@@ -1,0 +1,38 @@
+"""The label of a layout: the one short text that names a layout wherever one is shown (compare's `layout`
+column, search's no-fit message, plot labels, the estimate and simulate headers).
+
+    tp 8 pp 8 dp 16 vpp 2 mb 1 zero 1 selective interleaved
+
+cp, ep and vpp appear only when above 1. A leaf module: it imports nothing from the package, so that planning
+(compare's `layout` column) can use it as well as the reports and the CLI.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+def _fields(layout: Any) -> Mapping:
+    """A mapping of the layout's fields from a frame row, a dict or a Layout spec (its model_dump)."""
+    if hasattr(layout, "model_dump"):
+        return layout.model_dump()
+    return layout
+
+
+def layout_label(layout: Any) -> str:
+    """Short text of one layout, e.g. 'tp 8 pp 8 dp 16 vpp 2 mb 1 zero 1 selective interleaved'.
+
+    `layout`: anything with tp, pp, dp, cp, ep, vpp, micro_batch, zero, recompute and schedule by name (a search
+    frame row, a Layout, a Layout's model_dump()); a schedule of None is the default one (1f1b, interleaved with
+    vpp > 1)."""
+    r = _fields(layout)
+    vpp = int(r["vpp"])
+    parts = [f"tp {int(r['tp'])}", f"pp {int(r['pp'])}", f"dp {int(r['dp'])}"]
+    if int(r["cp"]) > 1:
+        parts.append(f"cp {int(r['cp'])}")
+    if int(r["ep"]) > 1:
+        parts.append(f"ep {int(r['ep'])}")
+    if vpp > 1:
+        parts.append(f"vpp {vpp}")
+    schedule = r["schedule"] if r["schedule"] is not None else ("interleaved" if vpp > 1 else "1f1b")
+    parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(schedule)]
+    return " ".join(parts)
