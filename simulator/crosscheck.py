@@ -71,9 +71,18 @@ def _differences(r: SimulationResult, a) -> list[str]:
     ddp = bd["dp_comm"] - a_bd["dp_comm"]
     if abs(ddp) > tol:
         out.append(_dp_sentence(r, plan, res, ddp))
+    doff = bd["offload"] - a_bd["offload"]
+    if abs(doff) > tol:
+        out.append(f"offload {doff * 1e3:+,.2f} ms: " + (
+            "host-link copies run per layer on their own streams (prefetched one segment ahead, queued after it) "
+            "and share each node's link; the analytic engine hides each phase's copies under that phase's compute"
+            if overlap else "host-link copies block every pass (the analytic engine adds them after the pipeline)"))
     for kind, v in sorted(res.contention_delay_s.items()):
         if v > tol:
             out.append(f"contention: {kind} transfers took {v * 1e3:,.2f} ms longer in total on shared ports")
+        elif v < -tol:
+            out.append(f"contention: {kind} transfers took {-v * 1e3:,.2f} ms less in total than at their nominal "
+                       "share (a node's host link while its other stages were not copying)")
     dopt = bd["optimizer"] - a_bd["optimizer"]
     if abs(dopt) > tol:
         out.append(f"optimizer {dopt * 1e3:+,.2f} ms: the replay reports the pacing stage's own optimizer step")

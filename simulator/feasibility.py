@@ -7,6 +7,13 @@ columns as arrays) and returns True where the rule is broken; `message(s, i)` sa
 values and the rule. The memory rule is checked once the memory is composed (costs.stage) and reads
 `s.mem_total_bytes` and `s.capacity_bytes`.
 
+The offload rules: parameter offload needs ZeRO-3 and optimizer offload ZeRO >= 2 wherever the state is sharded
+(ZeRO-3 Offload, ZeRO-Offload built on ZeRO-2: Ren et al. 2021, arXiv 2101.06840, sec. 4.2; a single replica has
+nothing to shard and runs either); an offload the profile cannot cost (no host link, no CPU-Adam rate, no NVMe
+bandwidth) cannot be evaluated (structural); host memory and NVMe per node are checked against capacity once
+composed, like device memory, and an unknown capacity (null in the profile) is a reason too: the planner cannot
+promise a fit it cannot check (docs/plan.md).
+
 Sources of the rules: Megatron-LM argument checks (megatron/training/arguments.py: world size = tp x pp x dp x
 cp, heads and FFN divisible by tp, global batch divisible by micro-batch x dp, interleaving needs m % pp == 0,
 expert parallelism inside data parallelism or tp x dp); Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2.
@@ -23,6 +30,8 @@ from .units import GIGA
 #: Reason bits (a layout's `reasons` is their OR; 0 = feasible).
 (R_WORLD, R_HEADS, R_KV, R_FFN, R_CHUNKS, R_BATCH, R_EP, R_CP, R_INTERLEAVE, R_VPP,
  R_MEMORY) = (1 << i for i in range(11))
+R_OFFLOAD, R_HOST_FACTS, R_HOST_MEMORY, R_NVME = (1 << i for i in range(11, 15))
+_TIERS = ("none", "cpu", "nvme")
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,13 @@ class Subject:
     num_micro: object
     mem_total_bytes: object = None
     capacity_bytes: object = None
+    zero: object = 1
+    offload_optimizer: object = 0        # specs.layout.OFFLOAD_CODES
+    offload_params: object = 0
+    offload_activations: object = 0
+    hardware: object = None              # for the host-facts rule (None: not checked)
+    host_bytes: object = None            # per node, composed (the host-memory and NVMe rules)
+    nvme_bytes: object = None
 
 
 @dataclass(frozen=True)
@@ -57,11 +73,13 @@ class Rule:
     structural: bool = True  # False: the layout can be formed (only its memory is too large)
 
 
-def subject_of(model, training, num_devices: int, table, num_micro) -> Subject:
-    """The Subject of every row of a LayoutTable."""
+def subject_of(model, training, num_devices: int, table, num_micro, hardware=None) -> Subject:
+    """The Subject of every row of a LayoutTable (`hardware`: checks the offload choices' host facts)."""
     return Subject(model=model, training=training, num_devices=num_devices, tp=table.tp, pp=table.pp, dp=table.dp,
                    ep=table.ep, cp=table.cp, vpp=table.vpp, micro_batch=table.micro_batch, schedule=table.schedule,
-                   num_micro=num_micro)
+                   num_micro=num_micro, zero=table.zero, offload_optimizer=table.offload_optimizer,
+                   offload_params=table.offload_params, offload_activations=table.offload_activations,
+                   hardware=hardware)
 
 
 def _i(s: Subject, name: str, i: int) -> int:
@@ -124,6 +142,66 @@ def _msg_memory(s, i):
     return f"needs {total / GIGA:,.1f} GB per device, more than the {cap / GIGA:,.1f} GB available"
 
 
+def _bad_offload(s: Subject):
+    sharded = s.dp * s.cp > 1
+    return sharded & (((s.offload_params > 0) & (s.zero < 3)) | ((s.offload_optimizer > 0) & (s.zero < 2)))
+
+
+def _msg_offload(s, i):
+    z, dpc = _i(s, "zero", i), _i(s, "dp", i) * _i(s, "cp", i)
+    out = []
+    par, opt = _i(s, "offload_params", i), _i(s, "offload_optimizer", i)
+    if par and z < 3:
+        out.append(f"offload_params={_TIERS[par]} needs zero 3 (ZeRO-3 Offload) when the parameters are sharded "
+                   f"(dp x cp = {dpc}), got zero {z}")
+    if opt and z < 2:
+        out.append(f"offload_optimizer={_TIERS[opt]} needs zero >= 2 (ZeRO-Offload moves each gradient partition "
+                   f"during the backward) when the optimizer is sharded (dp x cp = {dpc}), got zero {z}")
+    return "; ".join(out)
+
+
+def _host_facts(s: Subject):
+    from .costs.offload import host_rates, missing_host_facts
+    if s.hardware is None:
+        return np.zeros(np.shape(s.offload_optimizer), bool)
+    return missing_host_facts(host_rates(s.hardware, s.num_devices), s.offload_optimizer, s.offload_params,
+                              s.offload_activations)
+
+
+def _msg_host_facts(s, i):
+    from .costs.offload import NVME, host_rates
+    opt, par = _i(s, "offload_optimizer", i), _i(s, "offload_params", i)
+    need = {"link"} | ({"adam"} if opt else set()) | ({"nvme"} if NVME in (opt, par) else set())
+    fields = [f for what, f in host_rates(s.hardware, s.num_devices).missing if what in need]
+    return f"offload needs {', '.join(fields)} of hardware '{s.hardware.name}', which its profile does not give"
+
+
+def _value(x, i):
+    return float(np.asarray(x).reshape(-1)[i] if np.ndim(x) else x)
+
+
+def tier_capacity_bytes(hardware, num_devices: int, tier: str) -> float:
+    """Host memory or NVMe per node of `hardware` (nan = unknown; costs.offload.HostRates)."""
+    from .costs.offload import host_rates
+    r = host_rates(hardware, num_devices)
+    return r.host_capacity_bytes if tier == "host" else r.nvme_capacity_bytes
+
+
+def _tier_message(tier: str, what: str, field_name: str):
+    def msg(s, i):
+        need = _value(getattr(s, f"{tier}_bytes"), i)
+        cap = tier_capacity_bytes(s.hardware, s.num_devices, tier)
+        if np.isnan(cap):
+            return f"needs {need / GIGA:,.1f} GB of {what} per node; hardware '{s.hardware.name}' gives no {field_name}"
+        return f"needs {need / GIGA:,.1f} GB of {what} per node, more than the {cap / GIGA:,.0f} GB available"
+    return msg
+
+
+def _tier_broken(s: Subject, tier: str):
+    from .costs.offload import tier_fits
+    return ~tier_fits(getattr(s, f"{tier}_bytes"), tier_capacity_bytes(s.hardware, s.num_devices, tier))
+
+
 #: The rules, in the order their sentences are listed.
 RULES = (
     Rule(R_WORLD, "world size", lambda s: s.tp * s.pp * s.dp * s.cp != s.num_devices, _msg_world),
@@ -143,6 +221,12 @@ RULES = (
     Rule(R_VPP, "vpp", lambda s: ((s.vpp > 1) & (s.pp == 1)) | ((s.vpp > 1) != (s.schedule == 2)),
          lambda s, i: f"vpp ({_i(s, 'vpp', i)}) > 1 needs pp > 1 and the interleaved schedule (and vice versa)"),
     Rule(R_MEMORY, "memory", lambda s: ~(s.mem_total_bytes <= s.capacity_bytes), _msg_memory, structural=False),
+    Rule(R_OFFLOAD, "offload", _bad_offload, _msg_offload),
+    Rule(R_HOST_FACTS, "host facts", _host_facts, _msg_host_facts),
+    Rule(R_HOST_MEMORY, "host memory", lambda s: _tier_broken(s, "host"),
+         _tier_message("host", "host memory", "host.memory_gb"), structural=False),
+    Rule(R_NVME, "nvme", lambda s: _tier_broken(s, "nvme"), _tier_message("nvme", "NVMe", "host.nvme_gb"),
+         structural=False),
 )
 RULE_BY_BIT = {r.bit: r for r in RULES}
 #: Bits of the reasons that make a layout impossible to form (every bit but memory).
@@ -159,9 +243,11 @@ def structural_reasons(s: Subject):
     return reasons
 
 
-def memory_reason(fits):
-    """The memory bit where a layout does not fit (`fits` from the composed memory)."""
-    return np.where(fits, 0, R_MEMORY)
+def memory_reason(mem: dict):
+    """The memory bits where a layout does not fit (`mem`: the composed memory columns of costs.stage: device,
+    host and NVMe)."""
+    return (np.where(mem["fits_device"], 0, R_MEMORY) | np.where(mem["fits_host"], 0, R_HOST_MEMORY)
+            | np.where(mem["fits_nvme"], 0, R_NVME))
 
 
 def describe_subject(mask: int, s: Subject, i: int = 0) -> list[str]:
@@ -169,12 +255,18 @@ def describe_subject(mask: int, s: Subject, i: int = 0) -> list[str]:
     return [r.message(s, i) for r in RULES if mask & r.bit]
 
 
-def describe(mask: int, model, training, num_devices: int, row: dict, result: dict | None = None) -> list[str]:
-    """Every reason of one layout (`row`: its tp, pp, dp, ep, cp, vpp, micro_batch; `result`: its
-    mem_total_bytes and mem_capacity_bytes, for the memory sentence), as sentences."""
+def describe(mask: int, model, training, num_devices: int, row: dict, result: dict | None = None,
+             hardware=None) -> list[str]:
+    """Every reason of one layout (`row`: its tp, pp, dp, ep, cp, vpp, micro_batch and optionally zero and the
+    offload tiers (codes or names); `result`: its composed memory columns, for the memory sentences; `hardware`: for the offload
+    sentences), as sentences."""
+    code = lambda v: _TIERS.index(str(v)) if str(v) in _TIERS else int(v)  # noqa: E731 (tier names or codes)
+    opt = {k: code(row.get(k, d)) for k, d in (("zero", 1), ("offload_optimizer", 0), ("offload_params", 0),
+                                                ("offload_activations", 0))}
     s = Subject(model=model, training=training, num_devices=num_devices, schedule=row.get("schedule"),
-                num_micro=row.get("num_micro"), **{k: int(row[k]) for k in ("tp", "pp", "dp", "ep", "cp", "vpp",
-                                                                             "micro_batch")})
+                num_micro=row.get("num_micro"), hardware=hardware, **opt,
+                **{k: int(row[k]) for k in ("tp", "pp", "dp", "ep", "cp", "vpp", "micro_batch")})
     if result is not None:
-        s = replace(s, mem_total_bytes=result["mem_total_bytes"], capacity_bytes=result["mem_capacity_bytes"])
+        s = replace(s, mem_total_bytes=result["mem_total_bytes"], capacity_bytes=result["mem_capacity_bytes"],
+                    host_bytes=result.get("mem_host_bytes"), nvme_bytes=result.get("mem_nvme_bytes"))
     return describe_subject(int(mask), s, 0)

@@ -3,7 +3,9 @@ memory breakdown, StepEstimate (analytic) and SimulationResult (discrete-event),
 `to_dict()`."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
+from typing import Optional
 
 from .feasibility import STRUCTURAL_MASK, describe
 
@@ -36,6 +38,9 @@ class TimeBreakdown:
                                                     "pacing rank)"})
     dp_comm_s: object = field(default=0.0, metadata={"quantity": "exposed data-parallel gradient reduction and "
                                                      "ZeRO parameter gathers"})
+    offload_s: object = field(default=0.0, metadata={"quantity": "offload beyond the device: host-link and NVMe "
+                                                     "transfers compute does not hide (parameter fetches, gradient "
+                                                     "and activation copies) and the CPU optimizer phase"})
     optimizer_s: object = field(default=0.0, metadata={"quantity": "optimizer step over the parameters this "
                                                        "device owns"})
     overhead_s: object = field(default=0.0, metadata={"quantity": "fixed per-step overhead of the framework"})
@@ -84,6 +89,38 @@ MEMORY_QUANTITIES = {**{f.name[:-6]: f.metadata["quantity"] for f in fields(Memo
 
 
 @dataclass(frozen=True)
+class TierMemory:
+    """Memory beyond the device, per node, with the capacities it is checked against (None = the profile does not
+    give it). Its fields are the keys of `memory_tiers` in to_dict(); zero bytes where nothing is offloaded."""
+
+    host_bytes_per_node: float = field(default=0.0, metadata={"quantity": "host memory the job's devices on one "
+                                                                "node keep there (offloaded optimizer state, fp32 "
+                                                                "gradients, parameters, activation checkpoints)"})
+    host_capacity_bytes_per_node: Optional[float] = field(default=None, metadata={"quantity": "host memory of a "
+                                                                                   "node (profile host.memory_gb)"})
+    nvme_bytes_per_node: float = field(default=0.0, metadata={"quantity": "NVMe the job's devices on one node keep "
+                                                                "there (offloaded optimizer state, parameters)"})
+    nvme_capacity_bytes_per_node: Optional[float] = field(default=None, metadata={"quantity": "local NVMe of a node "
+                                                                                   "(profile host.nvme_gb)"})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def tier_memory_dict(sc, r: dict) -> dict:
+    """The `memory_tiers` mapping of engine row `r` of scenario `sc` (mem_host_bytes, mem_nvme_bytes; the
+    capacities of its hardware)."""
+    from .feasibility import tier_capacity_bytes
+    caps = {}
+    for tier in ("host", "nvme"):
+        c = tier_capacity_bytes(sc.hardware, sc.num_devices, tier)
+        caps[tier] = None if math.isnan(c) else c
+    return TierMemory(host_bytes_per_node=float(r["mem_host_bytes"]), host_capacity_bytes_per_node=caps["host"],
+                      nvme_bytes_per_node=float(r["mem_nvme_bytes"]),
+                      nvme_capacity_bytes_per_node=caps["nvme"]).to_dict()
+
+
+@dataclass(frozen=True)
 class StepEstimate:
     """Result of one layout: time, utilisation, memory, feasibility. `to_dict()` gives the stable JSON keys."""
 
@@ -99,7 +136,7 @@ class StepEstimate:
                                                "TFLOP/s (1e12)"})
     time_breakdown_s: dict
     memory_bytes: dict
-    fits: bool
+    fits: bool                  # device, host and NVMe memory all fit
     reasons: list = field(default_factory=list)
     num_micro_batches: int = field(default=1, metadata={"quantity": "micro-batches per data-parallel replica "
                                                         "per step"})
@@ -111,6 +148,7 @@ class StepEstimate:
     engine: str = "analytic"
     extra: dict = field(default_factory=dict)
     runnable: bool = True       # False: the layout cannot be formed (not only too big); its figures mean nothing
+    memory_tiers: dict = field(default_factory=lambda: TierMemory().to_dict())
 
     @property
     def feasible(self) -> bool:
@@ -132,6 +170,7 @@ class StepEstimate:
             "tflops_per_device": self.tflops_per_device,
             "time_breakdown_s": dict(self.time_breakdown_s),
             "memory": dict(self.memory_bytes),
+            "memory_tiers": dict(self.memory_tiers),
             "fits": self.fits,
             "feasible": self.feasible,
             "reasons": list(self.reasons),
@@ -173,8 +212,22 @@ def reasons_of_row(sc, r: dict) -> list[str]:
     """The reason sentences of one engine row of scenario `sc`."""
     lay = sc.layout
     row = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "cp": lay.cp, "vpp": lay.vpp,
-           "micro_batch": lay.micro_batch}
-    return describe(int(r["reasons"]), sc.model, sc.training, sc.num_devices, row, r)
+           "micro_batch": lay.micro_batch, "zero": lay.zero, **offload_codes(lay)}
+    return describe(int(r["reasons"]), sc.model, sc.training, sc.num_devices, row, r, hardware=sc.hardware)
+
+
+def offload_codes(lay) -> dict:
+    """The offload tiers of a Layout as the integer codes of its LayoutTable row."""
+    from .specs.layout import OFFLOAD_CODES
+    return {k: OFFLOAD_CODES[getattr(lay, k)] for k in ("offload_optimizer", "offload_params", "offload_activations")}
+
+
+def offload_detail(sc, r: dict) -> dict:
+    """{'offload_s': {...}} from the off_*_s columns of engine row `r` when the layout offloads anything, else {}:
+    the transfers per step by phase and direction and the optimizer phase (the analytic engine's terms)."""
+    if not any(offload_codes(sc.layout).values()):
+        return {}
+    return {"offload_s": {k[4:-2]: float(r[k]) for k in r if k.startswith("off_") and k.endswith("_s")}}
 
 
 def step_estimate_from_row(sc, r: dict, engine: str = "analytic") -> StepEstimate:
@@ -188,5 +241,6 @@ def step_estimate_from_row(sc, r: dict, engine: str = "analytic") -> StepEstimat
         num_micro_batches=int(r["num_micro_batches"]), bubble_fraction=float(r["bubble_fraction"]),
         pacing_rank=RANK_NAMES[int(r["pacing_rank"])], memory_rank=RANK_NAMES[int(r["memory_rank"])],
         stage_layers={"first": int(r["layers_first"]), "middle": int(r["layers_mid"]), "last": int(r["layers_last"])},
-        engine=engine, runnable=not (int(r["reasons"]) & STRUCTURAL_MASK),
+        engine=engine, runnable=not (int(r["reasons"]) & STRUCTURAL_MASK), memory_tiers=tier_memory_dict(sc, r),
+        extra=offload_detail(sc, r),
     )

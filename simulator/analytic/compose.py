@@ -6,7 +6,8 @@ Composition (all per device of the busiest pipeline rank, one step):
     step = m * tau_max                       compute + exposed TP/EP/CP/PP comm of one micro-batch, slowest rank
          + (pipeline fill/drain)             bubble, per schedule (pipeline.closed_form.pipeline_time_s)
          + exposed DP / ZeRO communication   what backward/forward does not hide (costs.communication)
-         + optimizer step + fixed overhead   (costs.optimizer; the profile's step_overhead_ms)
+         + exposed offload                   host link, NVMe and CPU optimizer (analytic.offload, costs.offload)
+         + optimizer step + fixed overhead   (costs.optimizer, none where offloaded; the profile's step_overhead_ms)
 
 One code path evaluates one layout or a million.
 """
@@ -23,12 +24,13 @@ from ..costs.layer import layer_costs
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
-from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, edge_costs,
+from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
                            memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
 from ..pipeline.closed_form import pipeline_time_s
 from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
+from .offload import offload_columns, offload_terms
 
 
 def pick(idx, arrays) -> np.ndarray:
@@ -85,7 +87,7 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
                         host_s=pick(idx, [t.host_s for t in times]))
 
 
-def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed) -> dict:
+def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed, t_offload=0.0) -> dict:
     """The step's time breakdown (time_*_s columns, results.TIME_CATEGORIES) of the pacing rank: its micro-batches'
     compute split into GEMM/attention compute, elementwise kernels, FP8 casts, host-bound time and recompute,
     its exposed communication by kind, the bubble, the exposed DP/ZeRO traffic, the optimizer and the overhead."""
@@ -106,6 +108,7 @@ def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fi
         "time_pp_comm_s": mm * pace.p2p_per_micro_s,
         "time_bubble_s": pace.bubble_s,
         "time_dp_comm_s": dp_exposed,
+        "time_offload_s": np.broadcast_to(t_offload, shape),
         "time_optimizer_s": np.broadcast_to(t_opt, shape),
         "time_overhead_s": np.broadcast_to(np.float64(t_fixed), shape),
     }
@@ -145,10 +148,10 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     comm = layer_comm(sz, lc)
     edge = edge_costs(sz, lc, comm)
     kinds = rank_kinds(sz)
-    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro))
+    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro, job.hardware))
     pace = pipeline_pace(sz, lc, comm, edge, kinds)
     mem = memory_columns(sz, kinds)
-    reasons |= memory_reason(mem["fits"])
+    reasons |= memory_reason(mem)
 
     params = [rank_params(sz, k.layers, k.embedding, k.logits) for k in kinds]
     dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
@@ -157,11 +160,16 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
                                   kr.memory_bound)
+    t_opt = np.where(t.offload_optimizer > 0, 0.0, t_opt)                 # the CPU steps instead (offload)
+    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
+                         pick(pace.idx, [k.logits for k in kinds]), True)
+    off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
     t_fixed = step_overhead_s(job.hardware)
-    step = pace.pipeline_s + dp_exposed + t_opt + t_fixed
+    step = pace.pipeline_s + dp_exposed + off.offload_s + t_opt + t_fixed
 
     out = metric_columns(sz, step)
-    out.update(time_columns(sz, lc, comm, edge, pace, dp_exposed, t_opt, t_fixed))
+    out.update(time_columns(sz, lc, comm, edge, pace, dp_exposed, t_opt, t_fixed, off.offload_s))
+    out.update(offload_columns(off))
     out["dp_comm_total_s"] = dp_total
     out.update(mem)
     Lf, Lm, Ll = (k.layers for k in kinds)

@@ -12,9 +12,9 @@ import inspect
 from dataclasses import dataclass, fields
 
 from .. import metrics
-from ..costs import communication, layer, memory, optimizer, params, stage
+from ..costs import communication, layer, memory, offload, optimizer, params, stage
 from ..pipeline import closed_form, split
-from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate
+from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate, TierMemory
 from .compose import evaluate
 
 
@@ -40,6 +40,8 @@ TIME_FUNCTIONS = {
     "pp_comm": (communication.p2p_send_s,),
     "bubble": (closed_form.pipeline_time_s,),
     "dp_comm": (communication.dp_step_comm_s, communication.data_parallel_groups),
+    "offload": (offload.exposed_offload_s, offload.param_fetch_s, offload.grad_offload_s, offload.activation_copy_s,
+                offload.offload_update_s),
     "optimizer": (optimizer.optimizer_step_time_s, optimizer.owned_params),
     "overhead": (stage.step_overhead_s,),
 }
@@ -64,11 +66,14 @@ REGISTRY = (
     Entry("bubble_fraction", "", (closed_form.pipeline_time_s,)),
     *(Entry(f"time_breakdown_s.{k}", "s", TIME_FUNCTIONS[k]) for k in TIME_CATEGORIES),
     *(Entry(f"memory.{k}_bytes", "B", MEMORY_FUNCTIONS[k]) for k in (*MEMORY_KEYS, "total", "capacity")),
+    *(Entry(f"memory_tiers.{k}_bytes_per_node", "B", (offload.offload_memory, offload.tier_columns))
+      for k in ("host", "nvme")),
     *(Entry(f"stage_layers.{k}", "layers", (split.stage_split, split.chunk_layers)) for k in
       ("first", "middle", "last")),
 )
 
 _STEP_QUANTITIES = {f.name: f.metadata["quantity"] for f in fields(StepEstimate) if "quantity" in f.metadata}
+_TIER_QUANTITIES = {f.name: f.metadata["quantity"] for f in fields(TierMemory)}
 _STAGE_QUANTITY = "layers held by the {} pipeline rank (summed over its model chunks)"
 
 
@@ -79,6 +84,8 @@ def quantity_of(path: str) -> str:
         return TIME_QUANTITIES[key]
     if head == "memory":
         return MEMORY_QUANTITIES[key.removesuffix("_bytes")]
+    if head == "memory_tiers":
+        return _TIER_QUANTITIES[key]
     if head == "stage_layers":
         return _STAGE_QUANTITY.format("busiest middle" if key == "middle" else key)
     return _STEP_QUANTITIES[path]

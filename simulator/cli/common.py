@@ -239,11 +239,28 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     l.add_argument("--tp-comm-overlap", type=on_off, metavar="on|off", help="overlap TP collectives with GEMMs")
     l.add_argument("--ep-comm-overlap", type=on_off, metavar="on|off",
                    help="hide MoE all-to-alls behind another micro-batch's compute (Megatron-Core; ideal overlap)")
+    add_offload_flags(p)
+
+
+def add_offload_flags(p: argparse.ArgumentParser) -> None:
+    """The offload choices of one layout (ZeRO-Offload / ZeRO-Infinity; docs/plan.md)."""
+    o = p.add_argument_group("offload (memory beyond the device)")
+    o.add_argument("--offload-optimizer", choices=["none", "cpu", "nvme"],
+                   help="optimizer state + fp32 gradients on the host with Adam on the CPU, or the state on NVMe "
+                        "(default none; needs zero >= 2 with data parallelism)")
+    o.add_argument("--offload-params", choices=["none", "cpu", "nvme"],
+                   help="fp16 parameter partitions on the host or NVMe, fetched layer by layer (default none; "
+                        "needs zero 3 with data parallelism)")
+    o.add_argument("--offload-activations", choices=["none", "cpu"],
+                   help="activation checkpoints in host memory (default none)")
+    o.add_argument("--offload-delayed-update", type=on_off, metavar="on|off",
+                   help="ZeRO-Offload's delayed parameter update: the CPU step overlaps the next step (default off)")
 
 
 FLAG_KEYS = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "tp", "pp", "dp", "ep", "cp", "vpp",
              "zero", "zero3_unit", "sequence_parallel", "recompute", "micro_batch", "schedule", "placement",
-             "tp_comm_overlap", "ep_comm_overlap")
+             "tp_comm_overlap", "ep_comm_overlap", "offload_optimizer", "offload_params", "offload_activations",
+             "offload_delayed_update")
 
 
 def scenario_keys(args: argparse.Namespace) -> dict:

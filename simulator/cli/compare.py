@@ -6,7 +6,7 @@ import re
 import sys
 
 from . import common
-from .search import add_constraint_flags, console, constraints_of
+from .search import add_constraint_flags, add_train_rank_flags, console, constraints_of
 
 _SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 
@@ -74,6 +74,7 @@ def register(sub) -> None:
                    help="how each profile's best layout is chosen (default throughput)")
     o.add_argument("--format", choices=["table", "json", "csv"], default="table")
     o.add_argument("--chart", metavar="PNG", help="write a grouped bar chart of the comparison")
+    add_train_rank_flags(p, tokens=False)
     p.set_defaults(handler=run)
 
 
@@ -89,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
                   seq_len=args.seq_len, tokens=args.tokens, budget_per_hour=args.budget_per_hour,
                   price_per_hour=price, power_w=power, dtype=args.dtype, constraints=constraints_of(args),
                   objective=args.objective)
+    if args.rank_by:
+        from ..planning.to_train import rank_compare
+        res = rank_compare(res, args.rank_by, args.run_preset, args.checkpoint_mode)
     if args.format == "json":
         common.print_json(res.to_dict())
     elif args.format == "csv":

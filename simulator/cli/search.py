@@ -7,10 +7,12 @@ import sys
 import time
 
 from . import common
+from ..errors import SpecError
 
 LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
 #: Scenario-file layout keys that become one-value constraints of the search.
-SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule")
+SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
+                 "offload_optimizer", "offload_params", "offload_activations")
 
 
 def int_list(text: str) -> list[int]:
@@ -63,6 +65,33 @@ def add_constraint_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--zero3-unit", dest="space_zero3_unit", choices=["layer", "tensor"],
                    help="ZeRO-3 gather unit for ZeRO-3 candidates (default layer)")
     g.add_argument("--placement", dest="space_placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
+    tiers = ("none", "cpu", "nvme")
+    g.add_argument("--offload-optimizer", dest="space_offload_optimizer", type=choice_list(tiers), metavar="T[,...]",
+                   help="optimizer offload tiers to try: none,cpu,nvme (default none)")
+    g.add_argument("--offload-params", dest="space_offload_params", type=choice_list(tiers), metavar="T[,...]",
+                   help="parameter offload tiers to try (ZeRO-3 candidates): none,cpu,nvme (default none)")
+    g.add_argument("--offload-activations", dest="space_offload_activations", type=choice_list(tiers[:2]),
+                   metavar="T[,...]", help="activation offload tiers to try: none,cpu (default none)")
+    g.add_argument("--offload-delayed-update", dest="space_offload_delayed_update", type=common.on_off,
+                   metavar="on|off", help="ZeRO-Offload's delayed update wherever the optimizer is offloaded")
+
+
+def add_train_rank_flags(p: argparse.ArgumentParser, tokens: bool = True) -> None:
+    """--rank-by time-to-train|cost-to-train (with --tokens) and the run model (planning.to_train)."""
+    g = p.add_argument_group("rank by time or cost to train (failures, checkpoints and restarts included)")
+    if tokens:
+        from .compare import token_count
+        g.add_argument("--tokens", type=token_count, metavar="T", help="tokens to train, e.g. 300B, 15T")
+    g.add_argument("--rank-by", choices=["time-to-train", "cost-to-train"],
+                   help="rank by wall-clock time or cost to train --tokens with goodput (planning.goodput)")
+    g.add_argument("--run-preset", metavar="NAME|YAML",
+                   help="run model: failures, checkpoint storage, restarts (default llama3-405b-16k: Llama 3's "
+                        "published failure rates, 2 TB/s storage, MegaScale restarts)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--async-checkpoint", dest="checkpoint_mode", action="store_const", const="async",
+                      help="two-stage asynchronous checkpoints (default: the run model's)")
+    mode.add_argument("--sync-checkpoint", dest="checkpoint_mode", action="store_const", const="sync",
+                      help="synchronous checkpoints")
 
 
 def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) -> dict:
@@ -74,7 +103,8 @@ def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) 
     for k in SCENARIO_AXES:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = [scenario_keys[k]]
-    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit"):
+    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit",
+              "offload_delayed_update"):
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = scenario_keys[k]
     return out
@@ -90,8 +120,10 @@ def register(sub) -> None:
     common.add_job_flags(p, layout=False)
     add_constraint_flags(p)
     o = p.add_argument_group("ranking and output")
-    o.add_argument("--objective", choices=["throughput", "memory", "cost"], default="throughput",
-                   help="throughput: tokens/s (default); memory: least per-device memory; cost: USD per token")
+    o.add_argument("--objective", choices=["throughput", "memory", "cost", "devices"], default="throughput",
+                   help="throughput: tokens/s (default); memory: least per-device memory; cost: USD per token; "
+                        "devices: the fewest devices (up to --devices: 1, 2, 4, ... a node, then whole nodes) "
+                        "with a feasible layout, its layouts ranked by throughput")
     o.add_argument("--price-per-hour", type=common.positive_float, metavar="USD",
                    help="price per device-hour (default: the profile's)")
     o.add_argument("--top", type=common.positive_int, default=10, help="rows of the table (default 10)")
@@ -99,6 +131,7 @@ def register(sub) -> None:
                    help="re-run the best K with the discrete-event engine and re-rank them")
     o.add_argument("--format", choices=["table", "json", "csv"], default="table",
                    help="table: the best --top; json/csv: every candidate")
+    add_train_rank_flags(p)
     o.add_argument("--plot-dir", metavar="DIR", help="write heatmap.png, pareto.png and breakdown.png here")
     o.add_argument("--heatmap", metavar="PNG", help="TP x PP heatmap of the best throughput")
     o.add_argument("--pareto", metavar="PNG", help="memory vs throughput scatter with the Pareto front")
@@ -151,14 +184,48 @@ def console():
     return con
 
 
+def run_fewest(args: argparse.Namespace, keys: dict) -> int:
+    """--objective devices: the fewest devices with a feasible layout (planning.fewest)."""
+    from ..planning.fewest import fewest_devices
+    res = fewest_devices(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
+                         dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
+                         price_per_hour=args.price_per_hour, hardware_overrides=keys.get("hardware_overrides"))
+    if args.format == "csv":
+        res.frame.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        common.print_json(res.to_dict())
+    else:
+        from ..reports.search_tables import search_renderable
+        con = console()
+        for s in res.scanned:
+            con.print(f"{s['devices']:>6,} devices: {s['num_candidates']:,} candidates, {s['num_feasible']:,} "
+                      f"feasible ({s['status']})")
+        if res.best is not None:
+            con.print(f"fewest devices that fit: {res.devices:,}")
+            con.print(search_renderable(res.best.summary(), res.best.top(args.top), footer(res.best, 0.0),
+                                        show_ep=res.best.model.is_moe))
+    if res.best is None:
+        common.error(f"no layout fits on up to {keys['devices']:,} devices (counts tried: "
+                     f"{', '.join(str(s['devices']) for s in res.scanned)})")
+        return 3
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     from ..planning.search import search
     keys = common.scenario_keys(args)
+    if args.objective == "devices":
+        return run_fewest(args, keys)
     result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
                     dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                     objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
                     hardware_overrides=keys.get("hardware_overrides"))
+    if args.rank_by or args.tokens is not None:
+        from ..planning.to_train import rank_search
+        if not args.rank_by:
+            raise SpecError("--tokens in search goes with --rank-by time-to-train|cost-to-train")
+        result = rank_search(result, args.tokens, args.rank_by, args.run_preset, args.checkpoint_mode)
     from ..uncertainty import uncertainty_for
     unc = uncertainty_for(result.hardware)
     if args.format == "csv":

@@ -13,6 +13,7 @@ from ..pipeline.split import stage_split
 from ..units import GIGA
 from .memory import activation_bytes_per_layer, logits_bytes, model_state_bytes
 from .layer import mlp_elements
+from .offload import offload_memory, rank_partition, tier_columns
 from .params import layer_params_per_rank, rank_params
 
 #: Host time per micro-batch outside the transformer layers, in layer passes: the embedding forward and backward
@@ -135,9 +136,10 @@ def activation_bytes_of_layer(sz, mlp):
 
 
 def stage_memory_bytes(sz, mlp, kinds) -> list:
-    """(weights, grads, optimizer, activations) bytes per device of each rank kind: model states under ZeRO over
-    the data-parallel groups (plus ZeRO-3's double-buffered gather of one layer), the activations of the
-    micro-batches in flight, the embedding output (first rank) and the fp32 logits (last rank).
+    """(weights, grads, optimizer, activations, host, nvme) bytes per device of each rank kind: model states under
+    ZeRO over the data-parallel groups (plus ZeRO-3's double-buffered gather of one layer), the activations of the
+    micro-batches in flight, the embedding output (first rank) and the fp32 logits (last rank); what the layout
+    offloads moves to the host or NVMe (costs.offload.offload_memory).
 
     Source: Rajbhandari et al. 2020 (ZeRO) sec. 5; Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 and sec.
     4.2.3 (in-flight micro-batches); costs.memory."""
@@ -154,8 +156,12 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
         dense, expert = rank_params(sz, kind.layers, kind.embedding, kind.logits)
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
-        acts = kind.layers * act_layer * inf + kind.embedding * emb_out * inf + kind.logits * logit_mem
-        out.append((wd + we + zero3_buf, gd + ge, od + oe, acts))
+        part = rank_partition(sz, kind)
+        w, gr, o, layer_acts, host, nvme = offload_memory(
+            wd + we + zero3_buf, gd + ge, od + oe, kind.layers * act_layer * inf, part.total, part.held, part.unit,
+            sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
+        acts = layer_acts + kind.embedding * emb_out * inf + kind.logits * logit_mem
+        out.append((w, gr, o, acts, host, nvme))
     return out
 
 
@@ -175,16 +181,17 @@ def reserved_bytes(hw) -> float:
 
 
 def memory_columns(sz, kinds) -> dict:
-    """Memory of the fullest rank kind as columns (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes), whether
-    it fits (`fits`) and which kind it is (`memory_rank`: 0 first, 1 middle, 2 last).
+    """Memory of the fullest rank kind as columns (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes), which
+    kind it is (`memory_rank`: 0 first, 1 middle, 2 last), host and NVMe bytes per node (costs.offload.tier_columns)
+    and whether each tier fits (`fits_device`, `fits_host`, `fits_nvme`; `fits`: all of them).
 
     Source: the busiest pipeline rank decides (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4.2.3: the first
-    stage holds the most activations under 1F1B); capacity is the profile's device.memory_gb."""
+    stage holds the most activations under 1F1B); capacity is the profile's device.memory_gb and host block."""
     n = len(sz.table)
     cols = np.arange(n)
     mem = stage_memory_bytes(sz, mlp_elements(sz), kinds)
     reserved = reserved_bytes(sz.hardware)
-    mem_tot = np.stack([np.where(k.valid, sum(x) + reserved, -np.inf) for x, k in zip(mem, kinds)])
+    mem_tot = np.stack([np.where(k.valid, sum(x[:4]) + reserved, -np.inf) for x, k in zip(mem, kinds)])
     midx = np.argmax(mem_tot, axis=0)
     capacity = sz.hardware.device.memory_bytes
     out = {f"mem_{name}_bytes": np.stack([x[i] for x in mem])[midx, cols]
@@ -192,6 +199,8 @@ def memory_columns(sz, kinds) -> dict:
     out["mem_reserved_bytes"] = np.broadcast_to(np.float64(reserved), (n,))
     out["mem_total_bytes"] = mem_tot[midx, cols]
     out["mem_capacity_bytes"] = np.broadcast_to(np.float64(capacity), (n,))
-    out["fits"] = out["mem_total_bytes"] <= capacity
+    out["fits_device"] = out["mem_total_bytes"] <= capacity
+    out.update(tier_columns(sz, [x[4:] for x in mem], kinds))
+    out["fits"] = out["fits_device"] & out["fits_host"] & out["fits_nvme"]
     out["memory_rank"] = midx
     return out

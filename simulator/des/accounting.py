@@ -12,7 +12,8 @@ from ..results import TIME_CATEGORIES
 #: Time categories of a rank's compute stream; with the step's fixed overhead they partition the step.
 CATEGORIES = tuple(c for c in TIME_CATEGORIES if c != "overhead")
 #: Category of each kind of transfer.
-COMM_CATEGORY = {"tp": "tp_comm", "cp": "cp_comm", "ep": "ep_comm", "pp": "pp_comm", "dp": "dp_comm"}
+COMM_CATEGORY = {"tp": "tp_comm", "cp": "cp_comm", "ep": "ep_comm", "pp": "pp_comm", "dp": "dp_comm",
+                 "offload": "offload"}
 
 
 class Account:
@@ -28,7 +29,7 @@ class Account:
         setattr(self, category, getattr(self, category) + seconds)
 
     def add_comm(self, kind: str, seconds: float) -> None:
-        """Add a transfer of `kind` (tp, cp, ep, pp, dp) to its category."""
+        """Add a transfer of `kind` (tp, cp, ep, pp, dp, offload) to its category."""
         self.add(COMM_CATEGORY[kind], seconds)
 
     def as_dict(self) -> dict:

@@ -51,11 +51,14 @@ class SharedLink:
     concurrent collectives on one NIC share it about equally).
     """
 
-    __slots__ = ("env", "name", "_v", "_last", "_heap", "_seq", "_gen", "busy_s", "peak_flows")
+    __slots__ = ("env", "name", "_v", "_last", "_heap", "_seq", "_gen", "busy_s", "peak_flows", "_rate")
 
-    def __init__(self, env: simpy.Environment, name: str = ""):
+    def __init__(self, env: simpy.Environment, name: str = "", rate=None):
+        """`rate(n)`: the speed of each of n concurrent transfers relative to a transfer alone at full bandwidth
+        (None: processor sharing, 1/n)."""
         self.env = env
         self.name = name
+        self._rate = rate
         self._v = 0.0
         self._last = 0.0
         self._heap: list = []
@@ -68,7 +71,7 @@ class SharedLink:
         n = len(self._heap)
         now = self.env.now
         if n:
-            self._v += (now - self._last) / n
+            self._v += (now - self._last) / n if self._rate is None else (now - self._last) * self._rate(n)
             self.busy_s += now - self._last
         self._last = now
 
@@ -90,7 +93,8 @@ class SharedLink:
         self._gen += 1
         if not self._heap:
             return
-        wait = max(0.0, (self._heap[0][0] - self._v) * len(self._heap))
+        ahead = self._heap[0][0] - self._v
+        wait = max(0.0, ahead * len(self._heap) if self._rate is None else ahead / self._rate(len(self._heap)))
         gen = self._gen
         self.env.timeout(wait).callbacks.append(lambda _e: self._wake(gen))
 
@@ -151,9 +155,46 @@ class StepSimulation:
                     self.flow_kinds.add(k)
             if not s.overlap:
                 self.flow_kinds = set()           # everything blocks: one transfer per rank at a time
+        self.host_links = self._host_links() if s.contention else {}
         self.arrivals = {}
         self.pipeline_end = 0.0
         self._prep_ops()
+
+    def _host_links(self) -> dict:
+        """One host link per node and direction (h2d, d2h) for the representative ranks that copy over it,
+        keyed (group, stage, direction); empty when the plan has no host transfers or no devices."""
+        s = self.spec
+        moves = any(x.fetch_s > 0 or x.offload_s > 0 or any(k == "offload" for k, _ in x.pre + x.post)
+                    for st in s.stages for segs in st.segments.values() for x in segs)
+        if not moves or not s.devices:
+            return {}
+        links, out = {}, {}
+        for g in range(self.num_groups):
+            nodes = [int(s.devices[g][r]) // max(1, s.devices_per_node) for r in range(s.pp)]
+            for r, node in enumerate(nodes):
+                k = nodes.count(node)
+                alpha, beta = s.host_link_ratio, s.host_node_ratio * k
+                for d in ("h2d", "d2h"):
+                    if (g, node, d) not in links:
+                        links[(g, node, d)] = SharedLink(self.env, f"node {node} host {d}",
+                                                         rate=lambda a, al=alpha, be=beta: min(al, be / a))
+                    out[(g, r, d)] = links[(g, node, d)]
+        return out
+
+    def host(self, g: int, r: int, direction: str, seconds: float):
+        """Event for a host-link copy of `seconds` (at the device's share) in `direction` (h2d, d2h) from rank
+        (g, r): on its node's link with contention, else a fixed delay."""
+        link = self.host_links.get((g, r, direction))
+        if seconds <= 0.0 or link is None:
+            return self.env.timeout(max(0.0, seconds))
+        start, done = self.env.now, self.env.event()
+
+        def finished(_e):
+            self.delay["offload"] = self.delay.get("offload", 0.0) + (self.env.now - start - seconds)
+            done.succeed()
+
+        link.transfer(seconds).callbacks.append(finished)
+        return done
 
     # ---- preparation: per (stage, kind, chunk) op totals by category and segment end offsets ------------------
     def _prep_ops(self) -> None:
@@ -177,7 +218,8 @@ class StepSimulation:
                 for x in segs:
                     t += x.compute_s + sum(sec for _, sec in x.pre + x.post)
                     ends.append(t)
-                needs_segments = any(x.gather_s > 0 or x.reduce_s > 0 for x in segs)
+                needs_segments = any(x.gather_s > 0 or x.reduce_s > 0 or x.fetch_s > 0 or x.offload_s > 0
+                                     for x in segs)
                 has_comm = any(k_ in self.flow_kinds for x in segs for k_, _ in x.pre + x.post)
                 info[key] = (comp, rc, parts, comm, tuple(ends), needs_segments, has_comm)
             self.op_info.append(info)
@@ -248,26 +290,33 @@ class StepSimulation:
                     self.gather_done[(r, b)] = env.event()
             if st.buckets:
                 env.process(self._dp_buckets(r))
-        # ZeRO-3 streams
+        # ZeRO-3 and host-link streams; the delayed CPU optimizer step (from the step's start)
         self.z3 = {}
+        self.cpu_done = {}
         for g in range(G):
             for r, st in enumerate(s.stages):
                 seq = []
-                n_red = 0
+                n_red = n_d2h = 0
                 for oi, op in enumerate(st.ops):
                     for si, x in enumerate(st.segments[(op.kind, op.chunk)]):
-                        if x.gather_s > 0:
-                            seq.append((oi, si, x.gather_s))
-                        if x.reduce_s > 0:
-                            n_red += 1
-                if seq or n_red:
+                        if x.gather_s > 0 or x.fetch_s > 0:
+                            seq.append((oi, si, x.gather_s, x.fetch_s))
+                        n_red += x.reduce_s > 0
+                        n_d2h += x.offload_s > 0
+                if seq or n_red or n_d2h:
                     z = {"seq": seq, "done": [env.event() for _ in seq], "used": [env.event() for _ in seq],
-                         "store": simpy.Store(env), "n_red": n_red, "red_done": env.event(), "next": 0}
+                         "fetched": [0.0] * len(seq), "store": simpy.Store(env), "n_red": n_red,
+                         "red_done": env.event(), "next": 0, "d2h": simpy.Store(env), "n_d2h": n_d2h,
+                         "d2h_done": env.event()}
                     self.z3[(g, r)] = z
                     if seq:
                         env.process(self._z3_gathers(g, r, z))
                     if n_red:
                         env.process(self._z3_reduces(g, r, z))
+                    if n_d2h:
+                        env.process(self._d2h_copies(g, r, z))
+                if st.offload_update_s > 0 and s.offload_delayed_update:
+                    self.cpu_done[(g, r)] = env.timeout(st.offload_update_s * self.slow[g][r])
         for g in range(G):
             for r in range(P):
                 self.log.accounts[(g, r)] = Account()
@@ -281,7 +330,8 @@ class StepSimulation:
         step = end + s.overhead_s
         accounts = {k: v.as_dict() for k, v in log.accounts.items()}
         pace, bd = critical_path_breakdown(log, s.overhead_s)
-        streams = ["compute", "pp", "dp"] + (["gather"] if any(z["seq"] for z in self.z3.values()) else [])
+        streams = ["compute", "pp", "dp"] + (["gather"] if any(z["seq"] for z in self.z3.values()) else []) \
+            + (["host"] if any(sp.stream == "host" for sp in self.spans) else [])
         tl = Timeline(spans=tuple(self.spans), num_stages=P, streams=tuple(streams),
                       stage_labels=tuple(st.label for st in s.stages), group_labels=tuple(s.group_labels),
                       step_time_s=step)
@@ -313,15 +363,32 @@ class StepSimulation:
             self.bucket_done[(r, b)].succeed()
 
     def _z3_gathers(self, g: int, r: int, z: dict):
-        """ZeRO-3 gather stream: weights of segment i are gathered once segment i-1 has started (prefetch 1)."""
+        """Prefetch stream: what segment i needs is brought in once segment i-1 has started (prefetch 1): its
+        host-to-device copy (offload), then its ZeRO-3 weight all-gather."""
         env = self.env
-        for i, (oi, si, sec) in enumerate(z["seq"]):
+        for i, (oi, si, sec, fetch) in enumerate(z["seq"]):
             if i > 0 and not z["used"][i - 1].processed:
                 yield z["used"][i - 1]
-            t0 = env.now
-            yield self.comm(g, r, "dp", sec)
-            self._span(g, r, "gather", "all-gather", "dp", t0, env.now)
+            if fetch > 0:
+                t0 = env.now
+                yield self.host(g, r, "h2d", fetch)
+                self._span(g, r, "host", "host to device", "offload", t0, env.now)
+            z["fetched"][i] = env.now
+            if sec > 0:
+                t0 = env.now
+                yield self.comm(g, r, "dp", sec)
+                self._span(g, r, "gather", "all-gather", "dp", t0, env.now)
             z["done"][i].succeed()
+
+    def _d2h_copies(self, g: int, r: int, z: dict):
+        """Device-to-host stream: activation checkpoints and gradient partitions, in the order they are queued."""
+        env = self.env
+        for _ in range(z["n_d2h"]):
+            sec = yield z["d2h"].get()
+            t0 = env.now
+            yield self.host(g, r, "d2h", sec)
+            self._span(g, r, "host", "device to host", "offload", t0, env.now)
+        z["d2h_done"].succeed()
 
     def _z3_reduces(self, g: int, r: int, z: dict):
         env = self.env
@@ -441,6 +508,11 @@ class StepSimulation:
             yield z["red_done"]
         acct.dp_comm += env.now - t0
         tail.append(("dp_comm", t0, env.now))
+        if z is not None and z["n_d2h"] and not z["d2h_done"].processed:
+            t5 = env.now
+            yield z["d2h_done"]
+            acct.offload += env.now - t5
+            tail.append(("offload", t5, env.now))
         self.log.done_time[(g, r)] = env.now
         self.done_ev[(g, r)].succeed()
         t1 = env.now
@@ -456,6 +528,7 @@ class StepSimulation:
         acct.optimizer += opt
         tail.append(("optimizer", t2, t2 + opt))
         busy += opt
+        yield from self._offload_update(g, r, st, acct, tail)
         if st.dp_gather_s > 0:
             t3 = env.now
             yield self.comm(g, r, "dp", st.dp_gather_s)
@@ -471,6 +544,20 @@ class StepSimulation:
         acct.bubble += env.now - t4
         tail.append(("bubble", t4, env.now))
         return busy
+
+    def _offload_update(self, g: int, r: int, st, acct: Account, tail: list):
+        """The offloaded optimizer phase after the barrier, or the wait for the delayed one started with the step."""
+        env = self.env
+        t0 = env.now
+        if (g, r) in self.cpu_done:
+            if not self.cpu_done[(g, r)].processed:
+                yield self.cpu_done[(g, r)]
+        elif st.offload_update_s > 0:
+            yield env.timeout(st.offload_update_s * self.slow[g][r])
+        if env.now > t0:
+            self._span(g, r, "host", "CPU optimizer", "offload", t0, env.now)
+            acct.offload += env.now - t0
+            tail.append(("offload", t0, env.now))
 
     def _timer(self, delay: float, ev: simpy.Event) -> None:
         self.env.timeout(delay).callbacks.append(lambda _e: ev.succeed())
@@ -508,15 +595,18 @@ class StepSimulation:
                         yield ev
                         acct.dp_comm += env.now - t0
                         waits.append(("dp_comm", t0, env.now))
-            if x.gather_s > 0 and z is not None:
+            if (x.gather_s > 0 or x.fetch_s > 0) and z is not None:
                 i = z["next"]
                 z["next"] = i + 1
                 ev = z["done"][i]
                 if not ev.processed:
                     t0 = env.now
                     yield ev
-                    acct.dp_comm += env.now - t0
-                    waits.append(("dp_comm", t0, env.now))
+                    t_f = min(max(z["fetched"][i], t0), env.now)     # the host copy's part of the wait, then the gather's
+                    for cat, a, b in (("offload", t0, t_f), ("dp_comm", t_f, env.now)):
+                        if b > a:
+                            acct.add(cat, b - a)
+                            waits.append((cat, a, b))
                 z["used"][i].succeed()
             for kind, sec in x.pre:
                 t0 = env.now
@@ -534,6 +624,8 @@ class StepSimulation:
                 acct.add_comm(kind, env.now - t0)
             if x.reduce_s > 0 and z is not None:
                 z["store"].put(x.reduce_s)
+            if x.offload_s > 0 and z is not None:
+                z["d2h"].put(x.offload_s)
             for b in trig_at.get(si, ()):
                 self.bucket_ready[(r, b)][g].succeed()
 

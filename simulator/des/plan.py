@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..costs import offload as off
 from ..costs.communication import dp_comm_times, dp_phase_cost
+from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
-from ..costs.stage import rank_host_s, step_overhead_s
+from ..costs.stage import RankKind, activation_bytes_of_layer, rank_host_s, step_overhead_s
 from ..pipeline.schedules import schedule_ops
 from ..pipeline.split import checked_chunk_layers
 from ..topology.placement import members_per_domain
@@ -145,11 +147,38 @@ def _zero3(sz, lay, p: _Params, dp: _DPCosts) -> _Zero3:
     return _Zero3(rs_l, ag_l, rs_emb, ag_emb, rs_out, ag_out)
 
 
+@dataclass(frozen=True)
+class _Offload:
+    """Host-link copies of one layout (costs.offload): per pass, the fetch of one layer's, the embedding's and the
+    output layer's offloaded parameters; per micro-batch, one layer's activation checkpoint (each way) and the
+    gradient partitions of a layer, the embedding and the output layer; the fetch passes of the backward."""
+
+    fetch_layer: float = 0.0
+    fetch_emb: float = 0.0
+    fetch_out: float = 0.0
+    act: float = 0.0
+    grad_layer: float = 0.0
+    grad_emb: float = 0.0
+    grad_out: float = 0.0
+    n_b: float = 1.0
+
+
+def _offload(sz, lay, rates) -> _Offload:
+    t = sz.table
+    part = off.rank_partition(sz, RankKind(1.0, 1.0, 1.0, True))
+    opt, par, act = t.offload_optimizer, t.offload_params, t.offload_activations
+    fetch = lambda n: scalar(off.param_fetch_s(n, rates, par, sz.weight_bytes))   # noqa: E731
+    grad = lambda n: scalar(off.grad_offload_s(n, rates, opt, sz.grad_bytes))     # noqa: E731
+    act_s = scalar(off.activation_copy_s(activation_bytes_of_layer(sz, mlp_elements(sz)), rates, act))
+    return _Offload(fetch(part.layer), fetch(part.embedding), fetch(part.output), act_s, grad(part.layer),
+                    grad(part.embedding), grad(part.output), 2.0 if lay.recompute == "full" else 1.0)
+
+
 class _StageBuilder:
     """Builds the segments of every pass of one stage, and the gradient items in the order they become final."""
 
-    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool):
-        self.lay, self.cs, self.p, self.z, self.chunks = lay, cs, p, z, chunks
+    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, o: _Offload):
+        self.lay, self.cs, self.p, self.z, self.chunks, self.o = lay, cs, p, z, chunks, o
         self.pp, self.vpp = lay.pp, lay.vpp
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
         self.split_w = lay.resolved_schedule == "zb-h1"
@@ -179,6 +208,16 @@ class _StageBuilder:
             seg_kwargs["post"] = seg_kwargs.get("post", ()) + _comm(("dp", reduce))
         return seg_kwargs
 
+    def host(self, seg_kwargs: dict, fetch: float, d2h: float) -> dict:
+        """Attach host-link copies to a segment: `fetch` to the device before it (prefetched with overlap, else
+        blocking before its ZeRO-3 gather), `d2h` to the host after it (queued with overlap, else blocking)."""
+        if self.bucket_overlap:
+            seg_kwargs["fetch_s"], seg_kwargs["offload_s"] = fetch, d2h
+        else:
+            seg_kwargs["pre"] = _comm(("offload", fetch)) + seg_kwargs.get("pre", ())
+            seg_kwargs["post"] = seg_kwargs.get("post", ()) + _comm(("offload", d2h))
+        return seg_kwargs
+
     def host_seg(self, r: int) -> tuple:
         """Per-micro-batch host work outside the layers: half with the forward, half with the backward, spread
         over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it)."""
@@ -187,17 +226,19 @@ class _StageBuilder:
 
     def forward(self, j: int, host_seg: tuple):
         """Segments of the forward pass of model chunk j, and where each layer's segment sits in it."""
-        cs, z, seg = self.cs, self.z, self.zero3
+        cs, z, o, h = self.cs, self.z, self.o, self.host
+        seg = lambda kw, gather, reduce, fetch, d2h: h(self.zero3(kw, gather, reduce), fetch, d2h)  # noqa: E731
         lo, n = int(self.starts[j]), self.chunks[j]
         first, last = j == 0, j == len(self.chunks) - 1
         fs = []
         if first:
-            fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0)))
+            fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0,
+                                o.fetch_emb, 0.0)))
         for l in range(lo, lo + n):
             fs.append(Seg(**seg({"compute_s": cs.t_f, "parts": cs.parts_f, "post": self.f_comm, "label": f"layer {l}"},
-                                z.ag_l, 0.0)))
+                                z.ag_l, 0.0, o.fetch_layer, o.act)))
         if last:
-            fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0)))
+            fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0, o.fetch_out, 0.0)))
         off = len(host_seg)
         fwd_index = {("emb",): off} if first else {}
         for i, l in enumerate(range(lo, lo + n)):
@@ -209,22 +250,25 @@ class _StageBuilder:
     def backward(self, c: int, j: int, host_seg: tuple, fwd_index: dict):
         """Segments of the backward pass of chunk j (input + weight gradient, or input gradient only for ZB-H1)
         and its gradient items (dense, expert, trigger, forward use, label)."""
-        cs, z, p, seg = self.cs, self.z, self.p, self.zero3
+        cs, z, p, o, h = self.cs, self.z, self.p, self.o, self.host
+        seg = lambda kw, gather, reduce, fetch, d2h: h(self.zero3(kw, gather, reduce), fetch, d2h)  # noqa: E731
         lo, n = int(self.starts[j]), self.chunks[j]
         first, last = j == 0, j == len(self.chunks) - 1
         bs = list(host_seg)
         items = []
         if last:
-            bs.append(Seg(**seg({"compute_s": cs.logits_b, "label": "logits"}, z.ag_out, z.rs_out)))
+            bs.append(Seg(**seg({"compute_s": cs.logits_b, "label": "logits"}, z.ag_out, z.rs_out, o.fetch_out,
+                                o.grad_out)))
             items.append((p.out, 0.0, ("B", c, len(bs) - 1), fwd_index[("out",)], "output layer"))
         for l in range(lo + n - 1, lo - 1, -1):
             kw = {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "parts": cs.parts_b, "post": self.b_comm,
                   "label": f"layer {l}"}
-            bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l)))
+            bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l,
+                                o.n_b * o.fetch_layer + o.act, 0.0 if self.split_w else o.grad_layer)))
             if not self.split_w:
                 items.append((p.layer_d, p.layer_e, ("B", c, len(bs) - 1), fwd_index[l], f"layer {l}"))
         if first:
-            bs.append(Seg(**seg({"label": "embedding"}, 0.0, z.rs_emb)))
+            bs.append(Seg(**seg({"label": "embedding"}, 0.0, z.rs_emb, 0.0, o.grad_emb)))
             items.append((p.emb, 0.0, ("B", c, len(bs) - 1), len(host_seg), "embedding"))
         return tuple(bs) + self.p2p_seg, items
 
@@ -233,7 +277,8 @@ class _StageBuilder:
         lo, n = int(self.starts[j]), self.chunks[j]
         ws, items = [], []
         for l in range(lo + n - 1, lo - 1, -1):
-            ws.append(Seg(**self.zero3({"compute_s": self.cs.t_w, "label": f"layer {l}"}, 0.0, self.z.rs_l)))
+            ws.append(Seg(**self.host(self.zero3({"compute_s": self.cs.t_w, "label": f"layer {l}"}, 0.0, self.z.rs_l),
+                                      0.0, self.o.grad_layer)))
             items.append((self.p.layer_d, self.p.layer_e, ("W", c, len(ws) - 1), fwd_index[l], f"layer {l}"))
         return tuple(ws), items
 
@@ -301,7 +346,16 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
             buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
     kr = sz.kernel
     opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
+    if lay.offload_optimizer != "none":
+        opt = 0.0                                   # the CPU steps instead (StageSpec.offload_update_s)
     return dp_reduce, dp_gather, buckets, opt
+
+
+def _offload_update_s(sz, rates, dense_tot: float, expert_tot: float) -> float:
+    """The offloaded optimizer phase of a stage over its ZeRO partition (costs.offload.offload_update_s)."""
+    g, t = sz.dp_groups, sz.table
+    part = dense_tot / scalar(g.dense_size) + expert_tot / scalar(g.expert_size)
+    return scalar(off.offload_update_s(part, rates, t.offload_optimizer, t.offload_params, sz.weight_bytes).update_s)
 
 
 def tier_shares(sz, lay) -> dict:
@@ -332,7 +386,8 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
     sched = schedule_ops(lay.resolved_schedule, pp, num_micro, vpp)
     p = _params(sz)
     dp = _DPCosts(sz)
-    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap)
+    rates = off.host_rates(sc.hardware, sc.num_devices)
+    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, _offload(sz, lay, rates))
     stages, stage_totals = [], []
     for r in range(pp):
         segments, items, dense_tot, expert_tot = b.stage(r)
@@ -341,9 +396,14 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
         rng_ = [f"{int(b.starts[c * pp + r])}-{int(b.starts[c * pp + r] + chunks[c * pp + r]) - 1}"
                 if chunks[c * pp + r] else "none" for c in range(vpp)]
         stages.append(StageSpec(ops=sched[r], segments=segments, optimizer_s=opt, dp_reduce_s=dp_reduce,
-                                dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})"))
+                                dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})",
+                                offload_update_s=_offload_update_s(sz, rates, dense_tot, expert_tot)))
     spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
                       contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
-                      overhead_s=step_overhead_s(sc.hardware))
+                      overhead_s=step_overhead_s(sc.hardware),
+                      offload_delayed_update=b.bucket_overlap and lay.offload_delayed_update,
+                      devices_per_node=sc.hardware.devices_per_node,
+                      host_link_ratio=rates.device_link_bytes_per_s / rates.link_bytes_per_s,
+                      host_node_ratio=rates.node_link_bytes_per_s / (rates.on_node * rates.link_bytes_per_s))
     return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=lay.resolved_schedule,
                 num_micro=num_micro)

@@ -35,7 +35,7 @@ from ..costs.stage import edge_costs, memory_columns, rank_kinds
 from ..errors import InfeasibleLayoutError, SpecError
 from ..feasibility import STRUCTURAL_MASK, memory_reason, structural_reasons, subject_of
 from ..pipeline.split import checked_chunk_layers
-from ..results import RANK_NAMES, TIME_CATEGORIES, SimulationResult, memory_dict, reasons_of_row
+from ..results import RANK_NAMES, TIME_CATEGORIES, SimulationResult, memory_dict, reasons_of_row, tier_memory_dict
 from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
 from ..specs.scenario import Scenario
@@ -86,8 +86,9 @@ def _costs_of(sc: Scenario):
     comm = layer_comm(sz, lc)
     edge = edge_costs(sz, lc, comm)
     mem = memory_columns(sz, rank_kinds(sz))
-    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, table, sz.num_micro))
-    reasons = reasons | memory_reason(mem["fits"])
+    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, table, sz.num_micro,
+                                            job.hardware))
+    reasons = reasons | memory_reason(mem)
     row = {k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in mem.items()}
     row["reasons"] = reasons[0]
     return sz, lc, comm, edge, row
@@ -196,7 +197,8 @@ def _extra(sc, plan: Plan, res, times, per_rank, step, *, samples, seed, jitter,
             "p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)),
             "p99": float(np.percentile(times, 99)), "mean": float(times.mean()), "min": float(times.min()),
             "max": float(times.max())}
-    extra["contention_delay_s"] = {k: float(v) for k, v in res.contention_delay_s.items() if v > 1e-12}
+    # negative: transfers ran faster than nominal (a node's host link while its other stages were not copying)
+    extra["contention_delay_s"] = {k: float(v) for k, v in res.contention_delay_s.items() if abs(v) > 1e-12}
     return extra
 
 
@@ -221,6 +223,7 @@ def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
         hfu=metrics.hfu(hw_flops, step, n, peak), tokens_per_s=metrics.tokens_per_s(tokens, step),
         tflops_per_device=metrics.tflops_per_device(model_flops, step, n), time_breakdown_s=breakdown,
         memory_bytes=memory_dict(row), fits=bool(row["fits"]), reasons=reasons_of_row(sc, row),
+        memory_tiers=tier_memory_dict(sc, row),
         num_micro_batches=plan.num_micro, bubble_fraction=breakdown["bubble"] / max(res.ops_s[pace], 1e-30),
         pacing_rank="first" if pace[1] == 0 else ("last" if pace[1] == pp - 1 else "middle"),
         memory_rank=RANK_NAMES[int(row["memory_rank"])], stage_layers=stage_layers, engine="des",

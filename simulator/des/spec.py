@@ -14,7 +14,10 @@ class Seg:
     `recompute_s` and `parts` ((category, seconds) entries: elementwise, fp8_cast, host) are the parts of
     `compute_s` accounted under their own categories; the rest is `compute`.
     `gather_s` (ZeRO-3 with overlap) is a weight all-gather the segment needs, issued ahead by the gather stream;
-    `reduce_s` a gradient reduce-scatter queued on the dp stream after it; `label` names it in traces.
+    `reduce_s` a gradient reduce-scatter queued on the dp stream after it; `fetch_s` (offload with overlap) a copy
+    over the host link to the device the segment needs (offloaded parameters, activation checkpoints), issued
+    ahead by the same stream before the gather; `offload_s` a copy to the host queued after it (activation
+    checkpoints, gradient partitions); `label` names it in traces.
     """
 
     compute_s: float = 0.0
@@ -24,6 +27,8 @@ class Seg:
     post: tuple = ()
     gather_s: float = 0.0
     reduce_s: float = 0.0
+    fetch_s: float = 0.0
+    offload_s: float = 0.0
     label: str = ""
 
 
@@ -43,7 +48,8 @@ class Bucket:
 @dataclass(frozen=True)
 class StageSpec:
     """Work of one pipeline stage: its op list and the segments of each (kind, chunk) pass, plus the step's
-    tail: blocking DP reduction (no bucket overlap), optimizer, blocking ZeRO-1/2 parameter all-gather."""
+    tail: blocking DP reduction (no bucket overlap), optimizer, the offloaded optimizer phase (CPU Adam, copies
+    and NVMe swap; from the step's start with the delayed update), blocking ZeRO-1/2 parameter all-gather."""
 
     ops: tuple
     segments: dict
@@ -52,13 +58,20 @@ class StageSpec:
     dp_gather_s: float = 0.0
     buckets: tuple = ()
     label: str = ""
+    offload_update_s: float = 0.0
 
 
 @dataclass(frozen=True)
 class EngineSpec:
     """Everything the engine replays. `tier_shares[kind]` = ((tier, fraction), ...) of that kind's traffic;
     `devices[g][r]` is the representative device of stage r in group g (its ports are the links);
-    `slowdown[g][r]` multiplies compute of stage r in group g (stragglers)."""
+    `slowdown[g][r]` multiplies compute of stage r in group g (stragglers).
+
+    The host link (offload): transfers are given in seconds at one device's share when all the job's devices on a
+    node copy at once. With contention, one link per node and direction carries them; with `a` of the node's
+    representative ranks copying it runs each at min(host_link_ratio, host_node_ratio x k / a) times that speed
+    (k: representative ranks on the node; host_link_ratio: the device's own link over its share, host_node_ratio:
+    the node's cap over all the node's devices' shares; inf = no cap)."""
 
     pp: int
     vpp: int
@@ -75,6 +88,10 @@ class EngineSpec:
     jitter: float = 0.0
     group_labels: tuple = ()
     per_layer: bool = False     # replay every segment as its own events (same times; for checks and benchmarks)
+    offload_delayed_update: bool = False
+    devices_per_node: int = 1
+    host_link_ratio: float = 1.0
+    host_node_ratio: float = float("inf")
 
 
 # ------------------------------------------------------------------------------------------------ outputs

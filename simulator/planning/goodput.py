@@ -119,7 +119,8 @@ def lost_time_per_failure_s(interval_s, block_s, background_s, restart_s):
 
 def wall_time_per_compute_s(interval_s, block_s, background_s, restart_s, mtbf_s, planned_per_s=0.0,
                             planned_cost_s=0.0):
-    """Expected wall-clock seconds per second of useful compute (inf when the job cannot progress).
+    """Expected wall-clock seconds per second of useful compute (inf when the job cannot progress); arrays of
+    intervals, blocks and planned costs give one value per layout.
 
     Synchronous part exact for Poisson failures that also strike restarts (Daly 2006, complete model):
     T_w = (T_s / tau) M e^(R/M) (e^((tau + C)/M) - 1). Asynchronous durability delay b, first order: a failure
@@ -127,6 +128,14 @@ def wall_time_per_compute_s(interval_s, block_s, background_s, restart_s, mtbf_s
     `planned_cost_s` each, W -> W / (1 - p x cost). Source: Daly 2006; MegaScale sec. 4.4 (two-stage checkpoints).
     """
     m = float(mtbf_s)
+    if np.ndim(interval_s) or np.ndim(block_s) or np.ndim(planned_cost_s):        # one value per layout
+        tau, blk = np.asarray(interval_s, dtype=float), np.asarray(block_s, dtype=float)
+        with np.errstate(over="ignore"):
+            seg = (m / tau) * math.exp(restart_s / m) * np.expm1((tau + blk) / m)
+        keep_async = 1.0 - background_s / m
+        keep_planned = 1.0 - planned_per_s * np.asarray(planned_cost_s, dtype=float)
+        ok = (keep_async > 0) & (keep_planned > 0) & np.isfinite(seg)
+        return np.where(ok, seg / np.where(ok, keep_async * keep_planned, 1.0), math.inf)
     seg = (m / interval_s) * math.exp(restart_s / m) * math.expm1((interval_s + block_s) / m)
     keep_async = 1.0 - background_s / m
     keep_planned = 1.0 - planned_per_s * planned_cost_s
@@ -251,6 +260,52 @@ def _interval(ckpt: dict, mtbf: float, step_s: float, chosen: Optional[float]) -
     target = chosen if chosen is not None else optimum
     steps = max(1, int(round(target / step_s)))
     return optimum, steps * step_s, steps
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a run of one job (model, hardware, devices, dtype) costs besides its steps, whatever its layout: the
+    checkpoint (size, write, block, background), the restarts, the job MTBF, planned stops and a chosen interval."""
+
+    run: RunSpec
+    checkpoint: dict
+    restart: dict
+    mtbf_s: float
+    planned_per_s: float
+    interval_s: Optional[float] = None
+    reasons: tuple = ()
+
+
+def run_facts(scenario: Scenario, run, checkpoint_mode: Optional[str] = None,
+              checkpoint_interval_s: Optional[float] = None) -> RunFacts:
+    """The RunFacts of `scenario`'s job under `run` (a RunSpec or preset name); the layout does not enter.
+    Source: as plan() (checkpoint_bytes, storage_write_time_s, checkpoint_block_s, job_mtbf_s, comm_init_time_s)."""
+    run = load_run(run)
+    mode = checkpoint_mode or run.checkpoint.mode
+    if mode not in ("sync", "async"):
+        raise SpecError(f"checkpoint mode '{mode}' must be sync or async")
+    ckpt, reasons = _checkpoint_facts(scenario, run, mode)
+    n = scenario.num_devices
+    return RunFacts(run=run, checkpoint=ckpt, restart=_restart_facts(run, n, ckpt["read_s"]),
+                    mtbf_s=float(job_mtbf_s(run.failures.per_device_hour, n)),
+                    planned_per_s=run.failures.planned_per_s,
+                    interval_s=checkpoint_interval_s or run.checkpoint.interval_s, reasons=tuple(reasons))
+
+
+def wall_clock_s(facts: RunFacts, compute_s, step_s):
+    """Expected wall-clock seconds of `compute_s` of useful training in steps of `step_s` (arrays: one value per
+    layout), as plan() composes it: Young's interval rounded to whole steps, a queued async write stalling the
+    next checkpoint, Daly's complete model with async and planned-stop terms (wall_time_per_compute_s).
+    Source: Young 1974; Daly 2006; MegaScale sec. 4.4 (see plan())."""
+    ck, rst = facts.checkpoint, facts.restart
+    optimum = max(float(young_interval_s(ck["block_s"], facts.mtbf_s)), ck["background_s"])
+    target = facts.interval_s if facts.interval_s is not None else optimum
+    step_s = np.asarray(step_s, dtype=float)
+    tau = np.maximum(1.0, np.rint(target / step_s)) * step_s
+    block = ck["block_s"] + np.maximum(0.0, ck["background_s"] - tau)
+    planned_cost = block + ck["background_s"] + rst["planned_s"]
+    return np.asarray(compute_s, dtype=float) * wall_time_per_compute_s(
+        tau, block, ck["background_s"], rst["unexpected_s"], facts.mtbf_s, facts.planned_per_s, planned_cost)
 
 
 def plan(scenario: Scenario, tokens: Optional[float], run, *, days: Optional[float] = None,

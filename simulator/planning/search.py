@@ -25,7 +25,7 @@ from ..metrics import tokens_per_s, usd_per_million_tokens
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
 from ..specs.job import Job
-from ..specs.layout import RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from ..specs.layout import OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, Layout
 from ..specs.layout_table import LayoutTable
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
@@ -39,6 +39,8 @@ Objective = Literal["throughput", "memory", "cost"]
 OBJECTIVES = ("throughput", "memory", "cost")
 RECOMPUTE_NAMES = tuple(sorted(RECOMPUTE_CODES, key=RECOMPUTE_CODES.get))      # code -> name
 SCHEDULE_NAMES = tuple(sorted(SCHEDULE_CODES, key=SCHEDULE_CODES.get))
+OFFLOAD_NAMES = tuple(sorted(OFFLOAD_CODES, key=OFFLOAD_CODES.get))
+OFFLOAD_COLUMNS = ("offload_optimizer", "offload_params", "offload_activations")
 RANK_NAMES = ("first", "middle", "last")
 
 #: Columns of evaluate() copied into the result frame (in this order, after the layout columns).
@@ -46,10 +48,10 @@ RESULT_COLUMNS = (
     "num_micro_batches", "mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device",
     *(f"time_{k}_s" for k in TIME_CATEGORIES), "bubble_fraction",    # the breakdown categories (simulator.results)
     "mem_weights_bytes", "mem_grads_bytes", "mem_optimizer_bytes", "mem_activations_bytes", "mem_reserved_bytes",
-    "mem_total_bytes", "mem_capacity_bytes", "fits", "reasons",
+    "mem_total_bytes", "mem_capacity_bytes", "mem_host_bytes", "mem_nvme_bytes", "fits", "reasons",
 )
 LAYOUT_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
-                  "sequence_parallel")
+                  "sequence_parallel", *OFFLOAD_COLUMNS)
 #: The step-time breakdown columns (they sum to step_time_s).
 BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
 
@@ -62,13 +64,18 @@ BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
 _MESSAGE_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "micro_batch")
 
 
-def _subject(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int) -> Subject:
+def _subject(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int,
+             hardware: HardwareProfile | None = None) -> Subject:
     cols = {k: frame[k].to_numpy() for k in _MESSAGE_COLUMNS}
+    offload = {c: (frame[c].map(OFFLOAD_CODES).to_numpy() if c in frame else 0) for c in OFFLOAD_COLUMNS}
     return Subject(model=model, training=training, num_devices=num_devices, **cols,
                    schedule=np.asarray(frame["schedule"].cat.codes if hasattr(frame["schedule"], "cat")
                                        else frame["schedule"]),
                    num_micro=frame["num_micro_batches"].to_numpy(), mem_total_bytes=frame["mem_total_bytes"].to_numpy(),
-                   capacity_bytes=frame["mem_capacity_bytes"].to_numpy())
+                   capacity_bytes=frame["mem_capacity_bytes"].to_numpy(), zero=frame["zero"].to_numpy(),
+                   hardware=hardware, **offload,
+                   host_bytes=frame["mem_host_bytes"].to_numpy() if "mem_host_bytes" in frame else None,
+                   nvme_bytes=frame["mem_nvme_bytes"].to_numpy() if "mem_nvme_bytes" in frame else None)
 
 
 def _message_key(rule, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
@@ -79,20 +86,22 @@ def _message_key(rule, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
                                                    (frame["mem_capacity_bytes"].to_numpy()[rows] / GIGA).tolist())]
         return pd.factorize(np.asarray(text, dtype=object))[0]
     key = np.zeros(len(rows), np.int64)
-    for k in _MESSAGE_COLUMNS:                       # mixed-radix combination of each column's codes
+    extra = ("zero", *OFFLOAD_COLUMNS, "mem_host_bytes", "mem_nvme_bytes")
+    for k in _MESSAGE_COLUMNS + tuple(c for c in extra if c in frame):                       # mixed-radix combination of each column's codes
         codes, uniq = pd.factorize(frame[k].to_numpy()[rows])
         key = key * len(uniq) + codes
     return key
 
 
-def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int) -> pd.Series:
+def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_devices: int,
+                hardware: HardwareProfile | None = None) -> pd.Series:
     """The `reason` column: the sentences of feasibility.RULES (the one table of rules) joined by '; ', '' for
     feasible rows. Each distinct sentence is written once, by the rule's own message, for the rows that share
     the values it names."""
     mask = frame["reasons"].to_numpy()
     out = np.full(len(frame), "", dtype=object)
     if mask.any():
-        s = _subject(frame, model, training, num_devices)
+        s = _subject(frame, model, training, num_devices, hardware)
         for rule in RULES:
             rows = np.nonzero(mask & rule.bit)[0]
             if len(rows) == 0:
@@ -239,6 +248,11 @@ def records(df: pd.DataFrame) -> list[dict]:
     return json.loads(df.to_json(orient="records"))
 
 
+def offload_label(r) -> str:
+    """'optimizer cpu, params cpu, activations cpu' for the tiers a candidate offloads ('' for none)."""
+    return ", ".join(f"{c.removeprefix('offload_')} {r[c]}" for c in OFFLOAD_COLUMNS if c in r and str(r[c]) != "none")
+
+
 def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None) -> Scenario:
     space = space or SearchSpace()
     layout = Layout(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]), ep=int(row["ep"]), cp=int(row["cp"]),
@@ -246,7 +260,10 @@ def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace 
                     recompute=str(row["recompute"]), schedule=str(row["schedule"]),
                     sequence_parallel=bool(row["sequence_parallel"]), flash_attention=space.flash_attention,
                     overlap_grad_reduce=space.overlap_grad_reduce, tp_comm_overlap=space.tp_comm_overlap,
-                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement)
+                    ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement,
+                    **{c: str(row[c]) for c in OFFLOAD_COLUMNS if c in row},
+                    offload_delayed_update=space.offload_delayed_update and str(row.get("offload_optimizer")) not in
+                    ("none", "None"))
     return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout)
 
 
@@ -284,6 +301,8 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
             v = pd.Categorical.from_codes(v, RECOMPUTE_NAMES)
         elif c == "schedule":
             v = pd.Categorical.from_codes(v, SCHEDULE_NAMES)
+        elif c in OFFLOAD_COLUMNS:
+            v = pd.Categorical.from_codes(v, OFFLOAD_NAMES)
         data[c] = v
     for c in RESULT_COLUMNS:
         data[c] = np.asarray(out[c])[order]
@@ -339,7 +358,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     order = _order(out, objective, cost)
     frame = _frame(table, out, order, price, int(devices), objective)
     if reasons:
-        frame["reason"] = reason_text(frame, m, training, int(devices))
+        frame["reason"] = reason_text(frame, m, training, int(devices), hw)
     t4 = time.perf_counter()
     timings = {"load_s": t1 - t0, "enumerate_s": t2 - t1, "evaluate_s": t3 - t2, "rank_s": t4 - t3}
     result = SearchResult(model=m, hardware=hw, training=training, num_devices=int(devices), objective=objective,

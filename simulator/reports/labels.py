@@ -35,4 +35,10 @@ def layout_label(layout: Any) -> str:
         parts.append(f"vpp {vpp}")
     schedule = r["schedule"] if r["schedule"] is not None else ("interleaved" if vpp > 1 else "1f1b")
     parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(schedule)]
-    return " ".join(parts)
+    off = ", ".join(f"{k.removeprefix('offload_')} {r[k]}" for k in OFFLOAD_FIELDS
+                    if k in r and r[k] is not None and str(r[k]) not in ("none", "0"))
+    return " ".join(parts) + (f" offload {off}" if off else "")
+
+
+#: The offload fields a label names when they are set (specs.layout offload tiers).
+OFFLOAD_FIELDS = ("offload_optimizer", "offload_params", "offload_activations")

@@ -29,6 +29,7 @@ BREAKDOWN = (
     ("time_pp_comm_s", "PP send/recv", "#937860"),
     ("time_bubble_s", "pipeline bubble", "#C44E52"),
     ("time_dp_comm_s", "DP/ZeRO comm", "#55A868"),
+    ("time_offload_s", "offload", "#2CA02C"),
     ("time_optimizer_s", "optimizer", "#8172B3"),
     ("time_overhead_s", "fixed overhead", "#DA8BC3"),
 )
@@ -299,9 +300,9 @@ def validation_figure(report):
 
 #: Colours of span categories (op kinds and communication) in the Gantt chart.
 CATEGORY_COLORS = {"F": "#4C72B0", "B": "#DD8452", "W": "#55A868", "optimizer": "#8172B3", "pp": "#937860",
-                   "dp": "#C44E52"}
+                   "dp": "#C44E52", "offload": "#2CA02C"}
 CATEGORY_LABELS = {"F": "forward", "B": "backward", "W": "weight gradient (ZB)", "optimizer": "optimizer step",
-                   "pp": "pipeline send", "dp": "DP / ZeRO collective"}
+                   "pp": "pipeline send", "dp": "DP / ZeRO collective", "offload": "host link / CPU optimizer"}
 
 
 def gantt_figure(tl, title: str = "", group: int | None = None, max_stages: int = 64,

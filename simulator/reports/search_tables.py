@@ -41,21 +41,33 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
     title = (f"{summary['model']} on {summary['devices']:,} x {summary['hardware']}  ·  global batch "
              f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}")
     t = Table(title=title, title_justify="left")
+    show_offload = any(c in top and (top[c].astype(str) != "none").any()
+                       for c in ("offload_optimizer", "offload_params", "offload_activations"))
     cols = ["#", "tp", "pp", "dp", "cp"] + (["ep"] if show_ep else []) + [
-        "vpp", "mb", "zero", "recompute", "schedule", "MFU", "step", "tokens/s", "mem GB"]
+        "vpp", "mb", "zero", "recompute", "schedule"] + (["offload", "host GB/node"] if show_offload else []) + [
+        "MFU", "step", "tokens/s", "mem GB"]
+    show_train = "train_wall_clock_s" in top
+    if show_train:
+        cols += ["goodput", "days to train", "$ to train"]
     if show_cost:
         cols.append("$/M tok")
     if show_des:
         cols += ["DES step", "DES MFU"]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("recompute", "schedule") else "right")
+        t.add_column(c, justify="left" if c in ("recompute", "schedule", "offload") else "right")
     for _, r in top.iterrows():
         row = [str(r["rank"]), str(r["tp"]), str(r["pp"]), str(r["dp"]), str(r["cp"])]
         if show_ep:
             row.append(str(r["ep"]))
-        row += [str(r["vpp"]), str(r["micro_batch"]), str(r["zero"]), str(r["recompute"]), str(r["schedule"]),
-                _pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
+        row += [str(r["vpp"]), str(r["micro_batch"]), str(r["zero"]), str(r["recompute"]), str(r["schedule"])]
+        if show_offload:
+            off = ", ".join(f"{k} {r[f'offload_{k}']}" for k in ("optimizer", "params", "activations")
+                            if str(r[f"offload_{k}"]) != "none")
+            row += [off or "none", f"{r['mem_host_bytes'] / GIGA:,.0f}"]
+        row += [_pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
                 f"{r['mem_total_bytes'] / GIGA:,.1f}"]
+        if show_train:
+            row += [_pct(r["train_goodput"]), _days(r["train_wall_clock_s"]), _num(r["train_cost_usd"], "${:,.0f}")]
         if show_cost:
             row.append(_num(r.get("usd_per_million_tokens"), "{:,.2f}"))
         if show_des:
@@ -73,20 +85,24 @@ def compare_renderable(frame: pd.DataFrame, meta: dict):
                                                 if meta.get("budget_per_hour") else ""))
     t = Table(title=title, title_justify="left")
     unc = "uncertainty_pct" in frame
-    for c in ("hardware", "devices", "best layout", "MFU", "+/-", "step", "tokens/s", "time to train", "$/device-h",
-              "cost to train", "energy"):
-        if c != "+/-" or unc:
-            t.add_column(c, justify="left" if c in ("hardware", "best layout") else "right")
+    train = "train_wall_clock_s" in frame
+    cols = ("hardware", "devices", "best layout", "MFU") + (("+/-",) if unc else ()) + (
+        "step", "tokens/s", "time to train", "$/device-h", "cost to train", "energy") + (
+        ("goodput", "wall clock", "cost (goodput)") if train else ())
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("hardware", "best layout") else "right")
     for _, r in frame.iterrows():
         err = [_uncertainty_cell(r)] if unc else []
         if not r["feasible"]:
-            t.add_row(r["hardware"], f"{r['devices']:,}", Text(r["status"], style="red"), *[""] * (7 + len(err)))
+            t.add_row(r["hardware"], f"{r['devices']:,}", Text(r["status"], style="red"), *[""] * (len(cols) - 3))
             continue
+        extra = [_pct(r["train_goodput"]), _days(r["train_wall_clock_s"]), _num(r["train_cost_usd"], "${:,.0f}")] \
+            if train else []
         t.add_row(
             r["hardware"], f"{r['devices']:,}", r["layout"], _pct(r["mfu"]), *err, format_seconds(r["step_time_s"]),
             f"{r['tokens_per_s']:,.0f}", _days(r["time_to_train_s"]),
             _num(r["price_per_hour_usd"], "{:,.2f}"), _num(r["cost_usd"], "${:,.0f}"),
-            _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"))
+            _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"), *extra)
     notes = [Text(n, style="yellow" if n.startswith("warning") else "dim") for n in meta.get("notes", [])]
     if unc:
         notes += [Text(f"{r['hardware']}: {r['uncertainty']}", style="dim") for _, r in frame.iterrows()

@@ -12,7 +12,8 @@ BREAKDOWN_LABELS = {
     "compute": "compute", "elementwise": "elementwise kernels", "fp8_cast": "FP8 casts", "host": "host-bound",
     "recompute": "recompute", "tp_comm": "TP comm (exposed)", "cp_comm": "CP comm (exposed)",
     "ep_comm": "EP all-to-all (exposed)", "pp_comm": "PP send/recv", "bubble": "pipeline bubble",
-    "dp_comm": "DP/ZeRO comm (exposed)", "optimizer": "optimizer step", "overhead": "fixed overhead",
+    "dp_comm": "DP/ZeRO comm (exposed)", "offload": "offload (host link, NVMe, CPU optimizer; exposed)",
+    "optimizer": "optimizer step", "overhead": "fixed overhead",
 }
 
 
@@ -62,6 +63,11 @@ def estimate_renderable(d: dict):
             continue
         mb.add_row(k.replace("_bytes", ""), f"{v / GIGA:,.2f}")
     mb.add_row(Text("total", style="bold"), Text(f"{mem['total_bytes'] / GIGA:,.2f}", style="bold"))
+    tiers = d.get("memory_tiers") or {}
+    for tier, label in (("host", "host memory per node"), ("nvme", "NVMe per node")):
+        need, cap = tiers.get(f"{tier}_bytes_per_node", 0.0), tiers.get(f"{tier}_capacity_bytes_per_node")
+        if need:
+            mb.add_row(label, f"{need / GIGA:,.2f} of " + ("unknown" if cap is None else f"{cap / GIGA:,.0f}"))
 
     parts = [head, Text(""), tb, Text(""), mb]
     if d["reasons"]:

@@ -15,6 +15,11 @@ from .base import MAX_BATCH, MAX_DEVICES, MAX_LAYERS, Spec
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
 Zero3Unit = Literal["layer", "tensor"]
+#: Where a kind of model state lives beyond the device (DeepSpeed zero_optimization.offload_optimizer /
+#: offload_param `device`: none | cpu | nvme). Activation checkpoints go to CPU memory only (ZeRO-Infinity,
+#: arXiv 2104.07857, sec. 5.1: activation checkpoints offloaded to CPU memory).
+OffloadTier = Literal["none", "cpu", "nvme"]
+ActivationOffloadTier = Literal["none", "cpu"]
 AXES = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 
@@ -22,6 +27,7 @@ DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
 SCHEDULE_CODES = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb-h1": 3}
 ZERO3_UNIT_CODES = {"layer": 0, "tensor": 1}
+OFFLOAD_CODES = {"none": 0, "cpu": 1, "nvme": 2}
 
 
 class Layout(Spec):
@@ -52,6 +58,20 @@ class Layout(Spec):
     stage_layers: Optional[list[int]] = Field(
         None, max_length=MAX_LAYERS, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "
                           "or uneven with lighter first/last chunks")
+    offload_optimizer: OffloadTier = Field(
+        "none", description="ZeRO-Offload: optimizer state (fp32 master, m, v) and fp32 gradients of the device's "
+                            "partition in host memory, Adam on the CPU (cpu), or the optimizer state on NVMe "
+                            "(nvme, ZeRO-Infinity); needs zero >= 2 when the optimizer is sharded (dp x cp > 1)")
+    offload_params: OffloadTier = Field(
+        "none", description="ZeRO-3 Offload / ZeRO-Infinity: the fp16 parameter partition in host memory (cpu) or on "
+                            "NVMe (nvme), fetched over the host link layer by layer in every pass; needs zero 3 "
+                            "when dp x cp > 1")
+    offload_activations: ActivationOffloadTier = Field(
+        "none", description="activation checkpoints in host memory, copied out in the forward and back in the "
+                            "backward (ZeRO-Infinity); CPU only")
+    offload_delayed_update: bool = Field(
+        False, description="ZeRO-Offload's one-step delayed parameter update: the CPU optimizer step overlaps the "
+                           "next step's forward and backward (needs offload_optimizer)")
 
     @field_validator("placement")
     @classmethod
@@ -78,6 +98,9 @@ class Layout(Spec):
             raise ValueError("schedule 'interleaved' needs vpp > 1")
         if self.vpp > 1 and self.schedule not in (None, "interleaved"):
             raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', not '{self.schedule}'")
+        if self.offload_delayed_update and self.offload_optimizer == "none":
+            raise ValueError("offload_delayed_update needs offload_optimizer cpu or nvme (the delayed step is the CPU "
+                             "optimizer's), got offload_optimizer 'none'")
         return self
 
     @property

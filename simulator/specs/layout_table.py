@@ -5,16 +5,20 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .layout import RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout
+from .layout import OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout
 
-INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit")
-BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap")
-_CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES}
+INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit",
+               "offload_optimizer", "offload_params", "offload_activations")
+BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
+                "offload_delayed_update")
+_CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES,
+          "offload_optimizer": OFFLOAD_CODES, "offload_params": OFFLOAD_CODES, "offload_activations": OFFLOAD_CODES}
 
 
 @dataclass(frozen=True)
 class LayoutTable:
-    """Columns of N layouts. `recompute`, `schedule` and `zero3_unit` hold the integer codes of specs.layout.
+    """Columns of N layouts. `recompute`, `schedule`, `zero3_unit` and the `offload_*` tiers hold the integer codes
+    of specs.layout.
 
     `stage_layers` optionally gives, per row, an explicit per-chunk layer list (None for a row on the default
     split); None as a whole means every row takes the default split (pipeline.split.stage_split resolves both).
@@ -37,6 +41,10 @@ class LayoutTable:
     overlap_grad_reduce: np.ndarray
     tp_comm_overlap: np.ndarray
     ep_comm_overlap: np.ndarray
+    offload_optimizer: np.ndarray
+    offload_params: np.ndarray
+    offload_activations: np.ndarray
+    offload_delayed_update: np.ndarray
     placement: str = "tp-cp-ep-dp-pp"
     stage_layers: tuple | None = None
 
@@ -58,8 +66,8 @@ class LayoutTable:
                 raise ValueError("LayoutTable needs a dp column")
             elif name == "recompute":
                 v = RECOMPUTE_CODES[defaults.recompute]
-            elif name == "zero3_unit":
-                v = ZERO3_UNIT_CODES[defaults.zero3_unit]
+            elif name in ("zero3_unit", "offload_optimizer", "offload_params", "offload_activations"):
+                v = _CODES[name][getattr(defaults, name)]
             elif name == "schedule":
                 vpp = np.asarray(cols.get("vpp", 1))
                 v = np.where(vpp > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])

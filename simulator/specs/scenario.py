@@ -11,14 +11,14 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from ..errors import SpecError
 from .base import Spec
 from .hardware import HardwareProfile
-from .layout import Layout, Recompute, Schedule, Zero3Unit
+from .layout import ActivationOffloadTier, Layout, OffloadTier, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
 from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
-               "zero3_unit")
+               "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
 
 
@@ -61,6 +61,10 @@ class ScenarioFile(Spec):
     ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
     stage_layers: Optional[list[int]] = None
+    offload_optimizer: Optional[OffloadTier] = None
+    offload_params: Optional[OffloadTier] = None
+    offload_activations: Optional[ActivationOffloadTier] = None
+    offload_delayed_update: Optional[bool] = None
     hardware_overrides: Optional[HardwareOverrides] = None
 
 
