@@ -83,3 +83,8 @@ def test_a_user_file_extending_a_profile_inherits_its_overlay(tmp_path):
     assert load_hardware(str(f), calibration=False).efficiency == load_hardware("h100-sxm5-80gb",
                                                                                 calibration=False).efficiency
     assert load_hardware("h100-sxm5-80gb").efficiency != load_hardware("h100-sxm5-80gb", calibration=False).efficiency
+
+
+def test_an_overlay_setting_a_field_the_schema_lost_fails_with_the_remedy():
+    with pytest.raises(SpecError, match="no longer have.*refit"):
+        overlay.apply_values({"efficiency": {}}, {"efficiency.no_such_parameter": 1.0})

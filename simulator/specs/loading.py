@@ -274,7 +274,10 @@ def _with_overlay(src: Source, data: Any) -> Any:
     if not in_folder or not isinstance(data, dict) or not isinstance(data.get("family"), str):
         return data
     ov = overlay.overlay_for(folder, data["family"], str(data.get("name", "")))
-    return overlay.apply_values(data, ov.values) if ov is not None else data
+    if ov is None:
+        return data
+    return overlay.apply_values(data, ov.values, f"calibration overlay of {data['family']} "
+                                                 f"({overlay.OVERLAY_DIR}/{data['family']}.yaml, model {ov.model_version})")
 
 
 def _extend(base: dict, over: dict, src: Source) -> dict:

@@ -96,11 +96,24 @@ def check_path(path: str) -> None:
                         "host.NAME or tiers[INDEX].NAME)")
 
 
-def apply_values(data: dict, values: dict) -> dict:
+def known_path(path: str) -> bool:
+    """Whether the profile schema has the field a path names (an overlay fitted under an older model may not)."""
+    from .hardware import DeviceSpec, EfficiencySpec, NetworkTier
+    from .host import HostSpec
+    head, attr = path.rsplit(".", 1)
+    model = {"efficiency": EfficiencySpec, "device": DeviceSpec, "host": HostSpec}.get(head, NetworkTier)
+    return attr in model.model_fields
+
+
+def apply_values(data: dict, values: dict, where: str = "overlay") -> dict:
     """A copy of the profile's fields (`data`, as read from YAML) with every `path -> value` of `values` set."""
     out = copy.deepcopy(data)
     for path, value in values.items():
         check_path(path)
+        if not known_path(path):
+            raise SpecError(f"{where}: sets {path}, a field the hardware profiles no longer have (the overlay was "
+                            "fitted under an older cost model); refit it: trainsim calibrate RUNS.csv --family F "
+                            "--out NEW.yaml, review, copy it over the old one")
         head, attr = path.rsplit(".", 1)
         if head.startswith("tiers["):
             tiers = out.get("tiers") or []
