@@ -69,7 +69,7 @@ def cv_table() -> str:
 
     def pct(v):
         return "-" if v is None else f"{v:.1f}"
-    lines = [f"MAPE % over the time/rate rows of {doc['data']}, recorded by `{doc['command']}` on {doc['date']} "
+    lines = [f"MAPE % over {doc['data']}, recorded by `{doc['command']}` on {doc['date']} "
              f"(model {doc['model_version']}). In-sample: the shipped profiles with their overlays. LOSO "
              "(leave-one-source-out): each calibrated family refitted without a source, error on that source. LOFO "
              "(leave-one-family-out): each family without its own overlay (what a family never fitted gets). "
