@@ -2,7 +2,7 @@
 
     python benchmarks/calibrate.py                 # fit and print (no files changed)
     python benchmarks/calibrate.py --loso          # plus leave-one-source-out errors
-    python benchmarks/calibrate.py --loso --out /tmp/{family}.yaml   # write new overlay files (review, then copy
+    python benchmarks/calibrate.py --loso --out fit-{family}.yaml   # write new overlay files (review, then copy
                                                    # them to hardware_profiles/calibration/ to ship them)
 
 Data: benchmarks/data/published_runs.csv and the vTrain ground-truth files (a mirror of the sibling

@@ -6,7 +6,7 @@ its sourced values (kernel_level 1, layer_overhead_us 0, the A100 scale-out tier
 
 For a branch that still wrote fitted values into the Ampere/Hopper profiles: numbers are unchanged (the overlay
 holds exactly the written values); the overlay's fit record keeps the old paragraph as its note. Refit afterwards
-with `python benchmarks/calibrate.py --loso --out /tmp/{family}.yaml` to record row ids and fold spreads.
+with `python benchmarks/calibrate.py --loso --out fit-{family}.yaml` to record row ids and fold spreads.
 """
 import re
 import sys
