@@ -78,11 +78,12 @@ def _transferred(hardware: HardwareProfile, fw: str) -> Uncertainty:
     except Exception:  # noqa: BLE001 - a profile the kernel model cannot describe still gets a band
         return Uncertainty("transferred", f"not calibrated, no kernel model: expect +/-{UNGROUNDED_ERROR_PCT:.0f}% "
                            f"(convention){fw}", UNGROUNDED_ERROR_PCT, ())
+    err = round(err, 1)                               # one value for the JSON, the table line and the basis
     rec = family_errors().get(hardware.family) or {}
     e2e, rows = rec.get("lofo_mape_pct"), rec.get("rows") or 0
     seen = ""
     if e2e is not None and rows:
-        err = max(err, float(e2e))
+        err = max(err, round(float(e2e), 1))
         seen = f"; without calibration the {rows} shipped runs of {hardware.family} show {float(e2e):.0f}% MAPE"
     if basis.startswith("measured"):
         text = f"not calibrated end to end; GEMM tables {basis}{seen}: expect +/-{err:.0f}%{fw}"
