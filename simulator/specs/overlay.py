@@ -8,8 +8,8 @@ per hardware family:
     profiles: [h100-sxm5-80gb, h200-sxm-141gb, h800-sxm5-80gb]   # same silicon as the data: only these receive it
     model_version: "calibration-2"                               # simulator.specs.overlay.MODEL_VERSION at fit time
     date: "2026-12-02"
-    values: {efficiency.matmul_max: 0.685, tiers[-1].efficiency: 0.9, ...}   # profile field path -> value
-    parameters: {efficiency.matmul_max: {lower: 0.3, upper: 1.0, at_bound: false, sourced: 0.8,
+    values: {efficiency.layer_overhead_us: 950, tiers[-1].efficiency: 0.6, ...}   # profile field path -> value
+    parameters: {tiers[-1].efficiency: {lower: 0.2, upper: 1.0, at_bound: false, sourced: 0.9,
                                          loso_min: 0.66, loso_max: 0.71}, ...}
     fit: {rows: 50, sources: {NAME: n_rows}, row_ids: [...], in_sample_mape_pct: 8.8,
           loso_mape_pct: 10.6, loso_by_source_pct: {NAME: pct}, lofo_mape_pct: null, note: "..."}
