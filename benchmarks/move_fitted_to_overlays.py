@@ -16,11 +16,27 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from simulator.calibration.fit import PARAMETERS
 from simulator.calibration.overlays import _efficiency_block, _fold, _tier_text_with, CALIBRATION_MARK
+
+
+def _name(path):
+    """Field path -> the calibration parameter name."""
+    if path.startswith("tiers[0]."):
+        return "fast_tier_" + path.split(".", 1)[1]
+    if path.startswith("tiers[-1]."):
+        return "slow_tier_" + path.split(".", 1)[1]
+    return path.split(".", 1)[1]
 
 FAMS = {"nvidia-ampere": ["a100-sxm4-40gb", "a100-sxm4-80gb", "a800-sxm4-80gb"],
         "nvidia-hopper": ["h100-sxm5-80gb", "h200-sxm-141gb", "h800-sxm5-80gb"]}
-SOURCED = {"kernel_level": "1.0", "layer_overhead_us": "0.0"}
+SOURCED = {"kernel_level": "1.0", "layer_overhead_us": "0.0",
+           # the GEMM-curve model (before the kernel tables): the profiles' sourced values, by family
+           "matmul_max": {"nvidia-hopper": "0.8", "nvidia-ampere": "0.85"},
+           "fp8_matmul_max": {"nvidia-hopper": "0.71", "nvidia-ampere": "null"},
+           "matmul_half_dim": {"nvidia-hopper": "1470", "nvidia-ampere": "1330"},
+           "matmul_k_half": "null", "attention_max": "null",
+           "memory_bound": {"nvidia-hopper": "0.88"}}
 import os
 os.chdir(ROOT)
 date = sys.argv[1] if len(sys.argv) > 1 else "2026-12-02"
@@ -55,14 +71,16 @@ for fam, names in FAMS.items():
             rows = int(m.group(2)) if m else 0
             mape = re.search(r"Fit MAPE ([\d.]+)%", para)
         for k in fitted:
-            if k in SOURCED:
+            v = SOURCED.get(k)
+            v = v.get(fam) if isinstance(v, dict) else v
+            if v is not None:
                 for jj, l in enumerate(block):
                     if l.startswith(f"  {k}:"):
-                        block[jj] = f"  {k}: {SOURCED[k]}"
+                        block[jj] = f"  {k}: {v}"
         keep = txt[:txt.index(CALIBRATION_MARK)].rstrip() if para else txt
+        keep = re.sub(r"\(CALIBRATION below; [^)]*\)", "(calibration overlay)", keep)
         keep = keep.replace("(CALIBRATION below)", "(calibration overlay)").replace("(CALIBRATION note)", "(calibration overlay note)")
-        keep += (f" Sourced values only: kernel_level 1 (the kernel model as measured) and layer_overhead_us 0 unless "
-                 f"sourced. The values fitted to measured runs live in the calibration overlay "
+        keep += (f" Sourced values only (unfitted parameters at their sourced or default values). The values fitted to measured runs live in the calibration overlay "
                  f"hardware_profiles/calibration/{fam}.yaml with their fit record, applied when the profile is loaded "
                  f"(trainsim --no-calibration leaves them out).")
         block[src:j] = ["  source: >-"] + _fold(keep, 4)
@@ -73,8 +91,7 @@ for fam, names in FAMS.items():
     srcs = dict((s.strip(), int(n)) for s, n in re.findall(r"([^;:]+?) \((\d+) rows?\)", para_all.split("each source weighted equally):")[1].split(". Fit MAPE")[0]))
     doc = {"family": fam, "profiles": names, "model_version": "calibration-2", "date": date,
            "values": values,
-           "parameters": {k: {"lower": {"efficiency.kernel_level": 0.3, "efficiency.layer_overhead_us": 0.0}.get(k, 0.2),
-                              "upper": {"efficiency.kernel_level": 1.5, "efficiency.layer_overhead_us": 3000.0}.get(k, 1.0),
+           "parameters": {k: {"lower": PARAMETERS[_name(k)][0], "upper": PARAMETERS[_name(k)][1],
                               "at_bound": False} for k in values},
            "fit": {"rows": rows, "sources": srcs, "in_sample_mape_pct": float(mape.group(1)) if mape else None,
                    "command": "python benchmarks/calibrate.py --loso (old --write, before overlays)",
@@ -84,7 +101,7 @@ for fam, names in FAMS.items():
         doc["parameters"][k]["at_bound"] = abs(v - lo) <= 1e-3 * (hi - lo) or abs(v - hi) <= 1e-3 * (hi - lo)
     head = (f"# Calibration overlay of the {fam} family (simulator/specs/overlay.py): fitted values the profiles below\n"
             "# receive on load (trainsim --no-calibration leaves them out), with their fit record.\n")
-    open(f"hardware_profiles/calibration/{fam}.yaml", "w").write(head + yaml.safe_dump(doc, sort_keys=False, width=116))
+    open(f"hardware_profiles/calibration/{fam}.yaml", "w", encoding="utf-8").write(head + yaml.safe_dump(doc, sort_keys=False, width=116))
     print(fam, values, rows, srcs and len(srcs))
 
 # the A100/A800 scale-out tier's source: the sourced value stays, the fit is in the overlay

@@ -34,15 +34,64 @@ def tables(rep) -> str:
     out += ["", HEAD.format("source")] + [_row(k, v) for k, v in s["by_source"].items()]
     out += ["", HEAD.format("kind")] + [_row(k, v) for k, v in s["by_kind"].items()]
     out += ["", HEAD.format("metric")] + [_row(k, v) for k, v in s["by_metric"].items()]
+    out += ["", HEAD.format("framework preset")] + [_row(k, v) for k, v in s.get("by_framework", {}).items()]
     return "\n".join(out)
 
 
+def framework_section() -> str:
+    """The software stack of the rows: preset per row, the override table, the blank-field policy (from the code)."""
+    from simulator.validation.rows import NOTE_OVERRIDES
+    lines = [
+        "Every row runs under the framework preset of its `framework` column and year",
+        "(`framework_for_run(framework, year)`, simulator/presets/frameworks/*.yaml; a blank column is `unknown`).",
+        "The preset decides the attention kernel, the overlaps (TP, DP gradient reduce, distributed-optimizer",
+        "parameter gather, ZeRO-3 gather unit, EP all-to-all), what selective recompute keeps, FSDP under PP, the",
+        "cross-entropy buffers, host time where published, the allocator model and the context-parallel exchange.",
+        "No rule over the notes decides physics, except this override table (simulator/validation/rows.py",
+        "NOTE_OVERRIDES), applied only where the notes state a setting that differs from the preset's:",
+        "",
+        "| notes match (regular expression, lower-cased notes) | sets | why |",
+        "|---|---|---|",
+    ]
+    for pattern, flags, why in NOTE_OVERRIDES:
+        sets = ", ".join(f"{k}={v}" for k, v in flags.items())
+        lines.append(f"| `{pattern.pattern.replace('|', ' / ')}` | {sets} | {why} |")
+    lines += [
+        "",
+        "Every row reports its preset (`framework`), the overrides applied (`overrides`, with the rule in",
+        "`override_reasons`) and the blank-field policy it used (`policy`) in `trainsim validate --format json`.",
+        "Stack facts a row's notes state that the model does not use (torch.compile, a SAC option) are not",
+        "overrides: they change nothing the engine computes.",
+        "",
+        "Blank-field policy. A blank micro-batch follows the preset's `defaults.micro_batch_rule`:",
+        "`fastest-that-fits` (Megatron-LM/-Core, NeMo, Megatron-Bridge, DeepSpeed, MaxText and others: the",
+        "framework requires it stated, so a blank cell is searched as its authors tune it); `micro-batch-one`",
+        "(torchtitan from 2025-04: micro-batch 1 under PP, the local batch without PP); `pp-stages` (as many",
+        "micro-batches as stages). Where pp or dp is itself blank the micro-batch is searched. A blank ZeRO",
+        "stage, recompute, vpp or SP cell takes the preset's `defaults` value where the preset fixes one",
+        "(torchtitan: ZeRO 3, SP with TP, selective recompute; NeMo: ZeRO 1, SP, no recompute; ...); every other",
+        "blank cell (and tp/pp/ep where blank) is searched, fastest that fits. The",
+        "source kind (tuned vendor table vs third-party run) is not a column of the data, so it does not select",
+        "a policy yet.",
+        "",
+        "Memory rows: `memory_allocated_gb` compares with the predicted allocated peak (the tensors),",
+        "`memory_reserved_gb` with allocated / utilisation + fragmentation (the preset's allocator model;",
+        "utilisation 0.94 for PyTorch stacks from SimuMax), `memory_gb` with what the framework's own log",
+        "prints (allocator.memory_report: allocated, reserved, or reserved + context for device-level reports).",
+    ]
+    return "\n".join(lines)
+
+
 def row_table(rep) -> str:
-    lines = ["| id | metric | measured | predicted | error % | searched (chosen) |", "|---|---|---:|---:|---:|---|"]
+    lines = ["| id | metric | measured | predicted | error % | framework (overrides) | searched (chosen) |",
+             "|---|---|---:|---:|---:|---|---|"]
     for r in rep.rows:
         if r.status == "ok":
             srch = ", ".join(f"{k}={v}" for k, v in r.searched.items())
-            lines.append(f"| {r.id} | {r.metric} | {r.measured:.4g} | {r.predicted:.4g} | {r.error_pct:+.1f} | {srch} |")
+            over = ", ".join(f"{k}={v}" for k, v in getattr(r, "overrides", {}).items())
+            fw = getattr(r, "framework", "") + (f" ({over})" if over else "")
+            lines.append(f"| {r.id} | {r.metric} | {r.measured:.4g} | {r.predicted:.4g} | {r.error_pct:+.1f} | {fw} | "
+                         f"{srch} |")
     lines += ["", "Skipped (not in the figures):", "", "| id | line | reason |", "|---|---:|---|"]
     for r in rep.rows:
         if r.status != "ok":
@@ -114,7 +163,7 @@ def main(argv=None) -> int:
     validation_figure(multi).savefig(HERE / "validation_vtrain_multi.png", dpi=110, bbox_inches="tight")
 
     text = TEMPLATE.format(
-        seconds=t_pub, pub_tables=tables(pub), korth=korthikanti(pub),
+        seconds=t_pub, pub_tables=tables(pub), korth=korthikanti(pub), frameworks=framework_section(),
         single=_row("vTrain single node (1,440 runs; vTrain's own error 8.37%)", single.summary),
         multi=_row("vTrain multi-node (109 runs; vTrain's own error 14.73%)", multi.summary),
         head=HEAD.format("set"), rows=row_table(pub), engine=a.engine, speed=speed_section(), cv=cv_table())
@@ -144,6 +193,10 @@ Each metric is normalised by its median measurement so that step times, rates an
 axes; the ratio predicted/measured (the +/-10% band) is unchanged by it.
 
 {pub_tables}
+
+### Software stack per row, note overrides and blank-field policy
+
+{frameworks}
 
 ### Korthikanti et al. 2022, Table 5 end-to-end iteration times (the Calculon comparison: 3.65% mean, 8.87% max)
 

@@ -73,8 +73,9 @@ class MemoryBreakdown:
     activations_bytes: object = field(default=0.0, metadata={"quantity": "activations kept for the backward of "
                                                              "the micro-batches in flight, embedding output and "
                                                              "logits"})
-    reserved_bytes: object = field(default=0.0, metadata={"quantity": "framework, allocator and communication "
-                                                           "buffers"})
+    reserved_bytes: object = field(default=0.0, metadata={"quantity": "context outside the tensors (runtime, "
+                                                           "communication buffers, fragmentation): the framework "
+                                                           "preset's allocator.context_gb or the profile's estimate"})
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -149,6 +150,7 @@ class StepEstimate:
     extra: dict = field(default_factory=dict)
     runnable: bool = True       # False: the layout cannot be formed (not only too big); its figures mean nothing
     memory_tiers: dict = field(default_factory=lambda: TierMemory().to_dict())
+    extra_peaks: dict = field(default_factory=dict)   # memory_peaks(): allocated, reserved, device
 
     @property
     def feasible(self) -> bool:
@@ -161,6 +163,9 @@ class StepEstimate:
             "model": sc.model.name,
             "hardware": sc.hardware.name,
             "devices": sc.num_devices,
+            "framework": getattr(sc.framework, "name", None),
+            "framework_overrides": dict(sc.overrides) if hasattr(sc, "overrides") else {},
+            "attention_kernel": _attention_kernel(sc),
             "layout": sc.layout.model_dump(),
             "training": sc.training.model_dump(),
             "mfu": self.mfu,
@@ -171,6 +176,7 @@ class StepEstimate:
             "time_breakdown_s": dict(self.time_breakdown_s),
             "memory": dict(self.memory_bytes),
             "memory_tiers": dict(self.memory_tiers),
+            "memory_peaks": dict(self.extra_peaks),
             "fits": self.fits,
             "feasible": self.feasible,
             "reasons": list(self.reasons),
@@ -198,6 +204,33 @@ class SimulationResult(StepEstimate):
 
     timeline: object = field(default=None, repr=False, compare=False)
     replay: object = field(default=None, repr=False, compare=False)
+
+
+def _attention_kernel(sc):
+    """The attention kernel the scenario's layout runs (specs.stack.attention_kernel_name)."""
+    if getattr(sc, "framework", None) is None:
+        return None
+    from .specs.stack import attention_kernel_name
+    return attention_kernel_name(sc.framework, sc.hardware.family, bool(sc.layout.flash_attention))
+
+
+#: The three memory peaks frameworks report (to_dict()['memory_peaks']), and what each measures.
+MEMORY_PEAK_QUANTITIES = {
+    "allocated_bytes": "tensors held at the peak (weights, grads, optimizer, activations): what "
+                       "torch.cuda.max_memory_allocated reports",
+    "reserved_bytes": "the caching allocator's reserved peak for it: allocated / utilisation + fragmentation (the "
+                      "framework preset's allocator model): torch.cuda.max_memory_reserved",
+    "device_bytes": "reserved peak + context outside the allocator: device use as nvidia-smi shows it on a roomy "
+                    "device (what must fit is allocated + context: memory.total_bytes)",
+}
+
+
+def memory_peaks(r: dict) -> dict:
+    """The three memory peaks of one engine row (MEMORY_PEAK_QUANTITIES)."""
+    if "mem_allocated_bytes" not in r:
+        return {}
+    return {"allocated_bytes": float(r["mem_allocated_bytes"]), "reserved_bytes": float(r["mem_reserved_peak_bytes"]),
+            "device_bytes": float(r["mem_device_peak_bytes"])}
 
 
 def memory_dict(r: dict) -> dict:
@@ -242,5 +275,5 @@ def step_estimate_from_row(sc, r: dict, engine: str = "analytic") -> StepEstimat
         pacing_rank=RANK_NAMES[int(r["pacing_rank"])], memory_rank=RANK_NAMES[int(r["memory_rank"])],
         stage_layers={"first": int(r["layers_first"]), "middle": int(r["layers_mid"]), "last": int(r["layers_last"])},
         engine=engine, runnable=not (int(r["reasons"]) & STRUCTURAL_MASK), memory_tiers=tier_memory_dict(sc, r),
-        extra=offload_detail(sc, r),
+        extra=offload_detail(sc, r), extra_peaks=memory_peaks(r),
     )

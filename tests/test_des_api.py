@@ -22,6 +22,7 @@ def scenario(model="gpt3-175b", devices=16, global_batch=32, seq_len=2048, **lay
 def both(sc):
     """(simulate with overlap and contention off, estimate) of `sc` with the layout's overlap flags off."""
     sc = sc.model_copy(update={"layout": sc.layout.model_copy(update={"overlap_grad_reduce": False,
+                                                                       "dp_param_gather_overlap": False,
                                                                        "tp_comm_overlap": False})})
     return simulate(sc, overlap=False, contention=False), ts.estimate(sc)
 

@@ -30,14 +30,21 @@ KORTHIKANTI_TABLE5 = {
 KORTHIKANTI_MEAN_PCT = 3.65
 KORTHIKANTI_MAX_PCT = 8.87
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error, reached
-#: 7.1% over their 102 predicted rows. Not a claim about new sources.
+#: 7.1% over their 102 predicted rows before frameworks were an input, 7.9% with them (FP8 attention at the bf16
+#: peak; Hopper refitted). Not a claim about new sources.
 CALIBRATED_SOURCES = ("Narayanan et al. 2021", "Korthikanti", "MLPerf Training v3.1", "MLPerf Training v4.0",
                       "MaxText reference", "Megatron-LM README", "MosaicML",
                       "Megatron-Bridge performance summary archive", "NeMo performance summary (NeMo 24.07)")
 CALIBRATED_MAPE_PCT = 8.0
 #: Every predicted row of the 272-row file (new sources, families and frameworks included): 26.3% over 226 rows
-#: when the file grew; a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 27.0
+#: when the file grew, 22.4% over 266 rows with framework presets and the three memory metrics; a ceiling against
+#: regressions, not a target (the open fidelity issues aim at 10-12%).
+PUBLISHED_MAPE_CEILING_PCT = 23.0
+#: Memory rows (issue 10 target 8%): 45 rows reach 9.2% (allocated 5.5%, reserved 5.2%, InternEvo's five
+#: `memory_gb` rows 39.7%); SimuMax's 15 dense B200 allocated-memory rows 3.0% (target 3%; its 4 DeepSeek rows
+#: carry the MLA-as-MHA approximation of rows without MLA columns).
+MEMORY_MAPE_CEILING_PCT = 9.5
+SIMUMAX_DENSE_ALLOCATED_CEILING_PCT = 3.2
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +86,16 @@ def test_published_runs_error_does_not_regress(published):
     rep, _ = published
     assert len(rep.ok_rows) >= 226
     assert rep.summary["mape_pct"] <= PUBLISHED_MAPE_CEILING_PCT
+
+
+def test_memory_rows_error(published):
+    rep, _ = published
+    mem = [r for r in rep.ok_rows if r.metric.startswith("memory")]
+    assert len(mem) == 45
+    assert sum(abs(r.error_pct) for r in mem) / len(mem) <= MEMORY_MAPE_CEILING_PCT
+    dense = [abs(r.error_pct) for r in mem if r.id.startswith("simumax-b200") and "deepseek" not in r.id
+             and r.metric == "memory_allocated_gb"]
+    assert len(dense) == 15 and sum(dense) / len(dense) <= SIMUMAX_DENSE_ALLOCATED_CEILING_PCT
 
 
 def test_vtrain_multi_node_beats_vtrain():

@@ -177,7 +177,8 @@ def test_nvme_optimizer_io_by_hand_and_unknown_nvme_capacity_is_a_reason():
     dict(devices=8, global_batch=32, zero=2, offload_activations="cpu", recompute="full", micro_batch=2),
 ])
 def test_both_engines_agree_without_overlap_or_contention(kw):
-    sc = Scenario.build("llama2-7b", "h200-sxm-141gb", seq_len=4096, overlap_grad_reduce=False, **kw)
+    sc = Scenario.build("llama2-7b", "h200-sxm-141gb", seq_len=4096, overlap_grad_reduce=False,
+                        dp_param_gather_overlap=False, **kw)
     r, a = replay(sc, overlap=False, contention=False), ts.estimate(sc)
     assert r.time_breakdown_s["offload"] > 0
     assert r.step_time_s == pytest.approx(a.step_time_s, rel=1e-12)

@@ -164,7 +164,7 @@ def evaluate(job: Job, t: LayoutTable) -> dict:
     pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
                          pick(pace.idx, [k.logits for k in kinds]), True)
     off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
-    t_fixed = step_overhead_s(job.hardware)
+    t_fixed = step_overhead_s(job.hardware, sz.framework)
     step = pace.pipeline_s + dp_exposed + off.offload_s + t_opt + t_fixed
 
     out = metric_columns(sz, step)

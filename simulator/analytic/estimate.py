@@ -13,7 +13,8 @@ from .compose import evaluate
 
 def job_of(sc: Scenario) -> Job:
     """The Job (model, hardware, training, devices) of a scenario."""
-    return Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices)
+    return Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices,
+               framework=sc.framework)
 
 
 def result_from_row(sc: Scenario, r: dict, engine: str = "analytic") -> StepEstimate:

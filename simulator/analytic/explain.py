@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass, fields
 
 from .. import metrics
-from ..costs import communication, layer, memory, offload, optimizer, params, stage
+from ..costs import communication, framework_effects, layer, memory, offload, optimizer, params, stage
 from ..pipeline import closed_form, split
 from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate, TierMemory
 from .compose import evaluate
@@ -33,7 +33,7 @@ TIME_FUNCTIONS = {
     "elementwise": (layer.elementwise_s,),
     "fp8_cast": (layer.fp8_cast_s,),
     "host": (layer.host_time_s, layer.layer_costs, stage.rank_host_s),
-    "recompute": (layer.layer_costs, layer.attention_core_s),
+    "recompute": (layer.layer_costs, layer.recompute_pass_s, layer.attention_core_s),
     "tp_comm": (communication.tp_exposed_s,),
     "cp_comm": (communication.cp_exposed_s,),
     "ep_comm": (communication.ep_exposed_s,),
@@ -50,8 +50,10 @@ MEMORY_FUNCTIONS = {
     "weights": (memory.model_state_bytes, params.rank_params),
     "grads": (memory.model_state_bytes, params.rank_params),
     "optimizer": (memory.model_state_bytes, params.rank_params),
-    "activations": (memory.activation_bytes_per_layer, closed_form.inflight_microbatches, memory.logits_bytes),
-    "reserved": (stage.reserved_bytes,),
+    "activations": (memory.activation_bytes_per_layer, stage.activation_bytes_of_layer,
+                    closed_form.inflight_microbatches, framework_effects.logits_peak_bytes,
+                    stage.recompute_working_set_bytes),
+    "reserved": (stage.context_bytes,),
     "total": (stage.memory_columns,),
     "capacity": (stage.memory_columns,),
 }

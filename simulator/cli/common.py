@@ -202,12 +202,20 @@ def on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{shorten(repr(text))} must be on or off")
 
 
+def add_framework_flag(g) -> None:
+    """--framework: the software stack (specs.stack)."""
+    g.add_argument("--framework", help="framework preset (software stack: attention kernel, overlaps, recompute "
+                                       "semantics, allocator; see `trainsim frameworks`) or YAML path (default "
+                                       "megatron-core)")
+
+
 def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     """Flags naming the job (model, hardware, devices, batch) and, optionally, one layout."""
     g = p.add_argument_group("job")
     g.add_argument("--scenario", metavar="FILE", help="scenario YAML with the same keys as these flags (flags win)")
     g.add_argument("--model", help="model preset name (see `trainsim models`), YAML path, or Hugging Face config.json path")
     g.add_argument("--hardware", help="hardware profile name (see `trainsim profiles`) or YAML path")
+    add_framework_flag(g)
     g.add_argument("--devices", type=devices_int, help="number of accelerators")
     g.add_argument("--global-batch", type=batch_int, help="sequences per optimizer step")
     g.add_argument("--seq-len", type=seq_len_int, help="tokens per sequence (default: the model's max_seq_len)")
@@ -230,15 +238,22 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     l.add_argument("--vpp", type=stages_int, help="virtual pipeline stages per rank (default 1)")
     l.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="ZeRO stage; 3 = FSDP (default 1)")
     l.add_argument("--zero3-unit", choices=["layer", "tensor"],
-                   help="ZeRO-3 gather unit: layer (FSDP, default) or tensor (DeepSpeed ZeRO-3 of 2021)")
+                   help="ZeRO-3 gather unit: layer (FSDP) or tensor (DeepSpeed ZeRO-3 of 2021); default: the "
+                        "framework's")
     l.add_argument("--sequence-parallel", type=on_off, metavar="on|off", help="Megatron SP (default on)")
     l.add_argument("--recompute", choices=["none", "selective", "full"], help="activation recompute (default selective)")
     l.add_argument("--micro-batch", type=batch_int, help="sequences per micro-batch (default 1)")
     l.add_argument("--schedule", choices=["gpipe", "1f1b", "interleaved", "zb-h1"], help="pipeline schedule")
     l.add_argument("--placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
-    l.add_argument("--tp-comm-overlap", type=on_off, metavar="on|off", help="overlap TP collectives with GEMMs")
+    l.add_argument("--tp-comm-overlap", type=on_off, metavar="on|off",
+                   help="overlap TP collectives with GEMMs (default: the framework's)")
     l.add_argument("--ep-comm-overlap", type=on_off, metavar="on|off",
-                   help="hide MoE all-to-alls behind another micro-batch's compute (Megatron-Core; ideal overlap)")
+                   help="hide MoE all-to-alls behind another micro-batch's compute (Megatron-Core; ideal overlap; "
+                        "default: the framework's)")
+    l.add_argument("--overlap-grad-reduce", type=on_off, metavar="on|off",
+                   help="overlap the DP gradient reduction with the backward (default: the framework's)")
+    l.add_argument("--flash-attention", type=on_off, metavar="on|off",
+                   help="fused attention kernel (default: the framework's kernel)")
     add_offload_flags(p)
 
 
@@ -257,10 +272,10 @@ def add_offload_flags(p: argparse.ArgumentParser) -> None:
                    help="ZeRO-Offload's delayed parameter update: the CPU step overlaps the next step (default off)")
 
 
-FLAG_KEYS = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "tp", "pp", "dp", "ep", "cp", "vpp",
-             "zero", "zero3_unit", "sequence_parallel", "recompute", "micro_batch", "schedule", "placement",
-             "tp_comm_overlap", "ep_comm_overlap", "offload_optimizer", "offload_params", "offload_activations",
-             "offload_delayed_update")
+FLAG_KEYS = ("model", "hardware", "framework", "devices", "global_batch", "seq_len", "dtype", "tp", "pp", "dp", "ep",
+             "cp", "vpp", "zero", "zero3_unit", "sequence_parallel", "recompute", "micro_batch", "schedule",
+             "placement", "tp_comm_overlap", "ep_comm_overlap", "overlap_grad_reduce", "flash_attention",
+             "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update")
 
 
 def scenario_keys(args: argparse.Namespace) -> dict:

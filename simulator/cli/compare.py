@@ -60,6 +60,7 @@ def register(sub) -> None:
     n.add_argument("--devices", type=common.positive_int, help="accelerators per profile")
     n.add_argument("--budget-per-hour", type=common.positive_float, metavar="USD",
                    help="rent as many devices as this buys per hour (whole nodes) on each profile")
+    common.add_framework_flag(g)
     g.add_argument("--global-batch", type=common.positive_int, required=True, help="sequences per optimizer step")
     g.add_argument("--seq-len", type=common.positive_int, help="tokens per sequence (default: the model's)")
     g.add_argument("--dtype", choices=["bf16", "fp16", "fp8", "int8", "fp32"], default="bf16")

@@ -59,11 +59,11 @@ def add_constraint_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sequence-parallel", dest="space_sequence_parallel", type=common.on_off, metavar="on|off",
                    help="Megatron SP wherever tp > 1 (default on)")
     g.add_argument("--tp-comm-overlap", dest="space_tp_comm_overlap", type=common.on_off, metavar="on|off",
-                   help="overlap TP collectives with GEMMs (default off)")
+                   help="overlap TP collectives with GEMMs (default: the framework's)")
     g.add_argument("--ep-comm-overlap", dest="space_ep_comm_overlap", type=common.on_off, metavar="on|off",
-                   help="hide MoE all-to-alls behind another micro-batch's compute (default off)")
+                   help="hide MoE all-to-alls behind another micro-batch's compute (default: the framework's)")
     g.add_argument("--zero3-unit", dest="space_zero3_unit", choices=["layer", "tensor"],
-                   help="ZeRO-3 gather unit for ZeRO-3 candidates (default layer)")
+                   help="ZeRO-3 gather unit for ZeRO-3 candidates (default: the framework's)")
     g.add_argument("--placement", dest="space_placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
     tiers = ("none", "cpu", "nvme")
     g.add_argument("--offload-optimizer", dest="space_offload_optimizer", type=choice_list(tiers), metavar="T[,...]",
@@ -103,7 +103,9 @@ def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) 
     for k in SCENARIO_AXES:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = [scenario_keys[k]]
-    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit",
+    if getattr(args, "framework", None):
+        out["framework"] = args.framework
+    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit", "framework",
               "offload_delayed_update"):
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = scenario_keys[k]

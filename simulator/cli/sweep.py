@@ -17,6 +17,7 @@ def register(sub) -> None:
     p.add_argument("spec", help="sweep spec YAML (keys: models, hardware, devices, global_batch, seq_len, dtype, "
                                 "constraints, objective, top_k, output, format, chunk_size)")
     p.add_argument("--output", metavar="DIR", help="output folder (overrides the spec's)")
+    common.add_framework_flag(p)
     p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
     p.add_argument("--workers", type=common.positive_int, help="local worker processes (default: CPU count)")
     p.add_argument("--retries", type=common.nonneg_int, default=2, help="retries of a failed chunk (default 2)")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.start()
         res = sweep(args.spec, output=args.output, dask_scheduler=args.dask_scheduler, workers=args.workers,
-                    retries=args.retries, on_progress=on_progress)
+                    retries=args.retries, on_progress=on_progress, framework=args.framework)
     except ChunkFailed as err:
         common.error(str(err))
         return 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..topology.collectives import (all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
+from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
                                     tree_all_reduce_latency_s)
 
 
@@ -140,16 +140,48 @@ def ep_exposed_s(sz, lc):
     return t_ep_f, t_ep_b
 
 
-def cp_exposed_s(sz, lc):
-    """(forward, backward) exposed context-parallel time of a layer: the ring exchange of K and V blocks (cp - 1
-    steps; MLA sends its compressed latent, unsplit by TP), overlapped with the attention core it feeds.
+def cp_imbalance_factor(cp, load_balanced: bool):
+    """Slowest CP rank's causal attention work over the mean: 1 with zig-zag / head-tail sharding; with contiguous
+    blocks rank i of cp computes i + 1 of the causal blocks, the last cp against a mean of (cp + 1) / 2, so
+    2 cp / (cp + 1).
 
-    Source: Liu et al. 2023 (Ring Attention, arXiv 2310.01889); Megatron-Core context parallelism (P2P ring)."""
+    Source: Brandon et al. 2023 (Striped Attention, arXiv 2311.09431) sec. 3 (ring attention's causal imbalance);
+    Megatron-Core get_batch_on_this_cp_rank (2 x cp chunks, balanced)."""
+    cp = np.asarray(cp, dtype=float)
+    return np.ones_like(cp) if load_balanced else 2.0 * cp / (cp + 1.0)
+
+
+def cp_exposed_s(sz, lc):
+    """(forward, backward) exposed context-parallel time of a layer, as the framework's CP implementation runs it
+    (FrameworkSpec.context_parallel): a p2p ring sends cp - 1 K/V blocks (MLA its compressed latent, unsplit by
+    TP), each hidden under the attention of the block before; an all-gather collects K and V once before the
+    attention (its reduce-scatter of dK, dV in the backward) and hides nothing; Ulysses all-to-alls q, k, v and
+    the output (4 per pass, each 1/cp of a rank's tensor over cp ranks), exposed. Without load balancing, causal
+    attention waits for the busiest rank: (imbalance - 1) x the attention core is added as CP wait.
+
+    Source: Liu et al. 2023 (Ring Attention, arXiv 2310.01889); Megatron-Core context parallelism (--cp-comm-type);
+    Jacobs et al. 2023 (DeepSpeed-Ulysses, arXiv 2309.14509) sec. 3; cp_imbalance_factor."""
     m, t = sz.model, sz.table
+    fw = sz.framework
+    cpspec = fw.context_parallel if fw is not None else None
+    exchange = cpspec.exchange if cpspec is not None else "p2p-ring"
     kv_dim = (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) if m.mla is not None else 2.0 * sz.kv_heads * m.dim_per_head
     kv_bytes = sz.tokens * kv_dim * sz.act_bytes / np.where(m.mla is not None, 1.0, sz.tp)
-    cp_comm = np.where(t.cp > 1, (sz.cp - 1.0) * p2p_time_s(kv_bytes, sz.strides["cp"], sz.tiers), 0.0)
-    return np.maximum(0.0, cp_comm - lc.attention_core_s), np.maximum(0.0, 2.0 * cp_comm - lc.attention_core_bwd_s)
+    on = t.cp > 1
+    if exchange == "p2p-ring":
+        cp_comm = np.where(on, (sz.cp - 1.0) * p2p_time_s(kv_bytes, sz.strides["cp"], sz.tiers), 0.0)
+        fwd = np.maximum(0.0, cp_comm - lc.attention_core_s)
+        bwd = np.maximum(0.0, 2.0 * cp_comm - lc.attention_core_bwd_s)
+    elif exchange == "all-gather":
+        ag = np.where(on, all_gather_time_s(kv_bytes * sz.cp, sz.cp, sz.strides["cp"], sz.tiers), 0.0)
+        fwd, bwd = ag, 2.0 * ag                        # gather K, V; backward: gather again + reduce-scatter dK, dV
+    else:
+        q_dim = sz.heads * float(m.dim_per_head)
+        a2a_bytes = sz.tokens * (2.0 * q_dim + kv_dim) * sz.act_bytes / sz.tp
+        a2a = np.where(on, all_to_all_time_s(a2a_bytes, sz.cp, sz.strides["cp"], sz.tiers), 0.0)
+        fwd, bwd = a2a, a2a
+    wait = cp_imbalance_factor(sz.cp, cpspec.load_balanced if cpspec is not None else True) - 1.0
+    return fwd + wait * lc.attention_core_s, bwd + wait * lc.attention_core_bwd_s
 
 
 def p2p_send_s(sz):
@@ -225,7 +257,8 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     zero = t.zero
     grad_ar, grad_rs, param_ag = dp_comm_times(sz, dense_params, expert_params)
     ovl = np.where(t.overlap_grad_reduce, 1.0, 0.0)
-    win_b, win_f = ovl * comp_b, ovl * comp_f
+    win_b = ovl * comp_b
+    win_f = np.where(t.dp_param_gather_overlap, 1.0, 0.0) * comp_f     # ZeRO-1/2 parameter all-gather
     rs_rounds = np.where(zero == 2, num_micro, 1.0)
     exposed_012 = np.where(zero == 0, np.maximum(0.0, grad_ar - win_b),
                            rs_rounds * np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
@@ -233,7 +266,7 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     bw_pp, lat = dp_phase_cost(sz, dense_params, expert_params)
     ag_layer = sz.weight_bytes * bw_pp / nl_max + lat * zero3_gathers_per_layer(sz, tensors_per_layer)
     rs_layer = sz.grad_bytes * bw_pp / nl_max + lat
-    hide_f, hide_b = win_f / nl_max, win_b / nl_max
+    hide_f, hide_b = ovl * comp_f / nl_max, win_b / nl_max           # ZeRO-3 prefetch under the gradient overlap
     per_micro_f = nl_max * np.maximum(0.0, ag_layer - hide_f) + ovl * ag_layer
     per_micro_b = nl_max * np.maximum(0.0, (n_gather - 1.0) * ag_layer + rs_layer - hide_b) \
         + ovl * (n_gather - 1.0) * ag_layer

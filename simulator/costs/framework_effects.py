@@ -265,3 +265,31 @@ def logits_peak_bytes(tokens, vocab: int, tp: int, cross_entropy: str):
         raise ValueError(f"cross_entropy '{cross_entropy}' must be one of "
                          f"{', '.join(LOGIT_PEAK_BYTES_PER_ELEMENT)}") from None
     return np.asarray(tokens, dtype=float) * vocab / tp * per
+
+
+def fsdp_unsharded_bytes(stage_params, unit_params, pp, reshard_after_forward: str,
+                         grad_accumulation_under_pp: bool, param_bytes: float = 2.0,
+                         accumulated_grad_bytes: float = 4.0):
+    """(gathered parameter bytes, unsharded gradient bytes) an FSDP rank holds at its peak beyond its shards, as
+    arrays over layouts: the vectorised unsharded part of fsdp_stage_memory (same rules, same sources).
+
+    Source: see fsdp_stage_memory (torchtitan get_fsdp_reshard_after_forward_policy; torch.distributed.pipelining
+    backward_maybe_with_nosync; FSDP2 to_accumulated_grad_if_needed)."""
+    pp = np.asarray(pp, dtype=float)
+    keep_params = np.full(pp.shape, reshard_after_forward == "never") | (
+        (reshard_after_forward == "not-under-pp") & (pp > 1))
+    params = np.where(keep_params, stage_params, 2.0 * unit_params) * param_bytes
+    keep_grads = grad_accumulation_under_pp & (pp > 1)
+    grads = np.where(keep_grads, stage_params, unit_params) * accumulated_grad_bytes
+    return params, grads
+
+
+def op_sac_saved_elements_per_token(hidden, heads, kv_heads, head_dim, ffn, tp, sp_factor):
+    """Elements per token one layer keeps under torchtitan's op-level selective checkpointing: the layer input
+    (split by SP), the saved outputs of every second matmul in forward order (wq, wv, w1: q, v and the first MLP
+    projection), and the attention (SDPA) output; norms, rope, wk, wo, w3, w2 and the activations are recomputed.
+
+    Source: torchtitan models/llama3/parallelize_llama.py at e7c0cae (_save_list: aten.mm saved except every second
+    one, _scaled_dot_product_flash/efficient_attention, reduce_scatter_tensor, max; _custom_policy counts mm per
+    layer)."""
+    return hidden / sp_factor + (2.0 * heads * head_dim + kv_heads * head_dim + ffn) / tp

@@ -189,7 +189,7 @@ def attention_core_s(sz):
     attn_eff = np.where(t.flash_attention, matmul_efficiency(s / cp, kr.attention_max, half),
                         2.0 / (1.0 / gemm_efficiency(s / cp, d_head, s, mm_max, half, kh, batch=b * a / tp)
                                + 1.0 / gemm_efficiency(s / cp, s, d_head, mm_max, half, kh, batch=b * a / tp)))
-    t_core = attn_flops_fwd * exec_frac / (kr.peak_flops_per_s * attn_eff)
+    t_core = attn_flops_fwd * exec_frac / (sz.attention_peak_flops_per_s * attn_eff)   # bf16 peak in fp8 runs
     softmax_bytes = np.where(t.flash_attention, 0.0, 3.0 * 2.0 * a / tp * (s / cp) * s * b * sz.act_bytes)
     t_core = t_core + kr.stream_s(softmax_bytes)
     return t_core, np.where(t.flash_attention, FLASH_BWD_OVER_FWD, 2.0) * t_core
@@ -236,12 +236,35 @@ def fp8_cast_s(sz, in_n, out_k):
     return (kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f), kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b))
 
 
-def host_time_s(hw) -> float:
-    """Host (kernel launch and framework) time of one layer pass: the profile's layer_overhead_us.
+def host_time_s(hw, framework=None) -> float:
+    """Host (kernel launch and framework) time of one layer pass: the framework preset's host.layer_overhead_us
+    where it publishes one, else the profile's calibrated layer_overhead_us.
 
-    Source: the profile's efficiency.layer_overhead_us (hardware_profiles/*.yaml: fitted or measured); He 2022,
-    "Making Deep Learning Go Brrrr From First Principles" (the overhead-bound regime)."""
+    Source: the preset's host.source; the profile's efficiency.layer_overhead_us (hardware_profiles/*.yaml: fitted
+    or measured); He 2022, "Making Deep Learning Go Brrrr From First Principles" (the overhead-bound regime)."""
+    if framework is not None and framework.host.layer_overhead_s is not None:
+        return framework.host.layer_overhead_s
     return hw.efficiency.layer_overhead_us * 1e-6
+
+
+def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f):
+    """Time a layer's recompute adds to its backward, by recompute code and the framework's selective kind:
+    full replays the forward; selective 'core-attention' (Megatron) the attention core; 'op-level-sac'
+    (torchtitan) the unsaved ops: every second GEMM (half the GEMM time) and the elementwise kernels;
+    'every-nth-layer' one full forward in n layers; 'remat-policy'/'none' as core-attention.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5; torchtitan models/llama3/parallelize_llama.py
+    (_save_list, selective_ac_option); the preset's recompute.source."""
+    rc = sz.recompute
+    sel = sz.framework.recompute if sz.framework is not None else None
+    kind = sel.selective if sel is not None else "core-attention"
+    if kind == "op-level-sac":
+        selective = 0.5 * gemm_f + elem_f
+    elif kind == "every-nth-layer":
+        selective = forward_s / float(sel.selective_every_n_layers)
+    else:
+        selective = core_f
+    return np.where(rc == 2, forward_s, np.where(rc == 1, selective, 0.0))
 
 
 def layer_costs(sz) -> LayerCosts:
@@ -258,13 +281,12 @@ def layer_costs(sz) -> LayerCosts:
     core_f, core_b = attention_core_s(sz)
     t_elem = elementwise_s(sz, mlp_elements(sz).elementwise)
     fp8_f, fp8_b = fp8_cast_s(sz, in_n, out_k)
-    host = host_time_s(sz.hardware)
+    host = host_time_s(sz.hardware, sz.framework)
     t_gemm_f = qkv + out_proj + t_mlp
     gpu_f = t_gemm_f + core_f + t_elem + fp8_f
     gpu_b = 2.0 * t_gemm_f + core_b + 2.0 * t_elem + fp8_b
-    rc = sz.recompute
     return LayerCosts(
         qkv_s=qkv, out_proj_s=out_proj, attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=t_mlp,
         elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host, gpu_fwd_s=gpu_f,
         gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
-        recompute_s=np.where(rc == 2, np.maximum(gpu_f, host), np.where(rc == 1, core_f, 0.0)), wgrad_s=t_gemm_f)
+        recompute_s=recompute_pass_s(sz, np.maximum(gpu_f, host), core_f, t_gemm_f, t_elem), wgrad_s=t_gemm_f)

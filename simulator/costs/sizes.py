@@ -16,6 +16,7 @@ from ..units import BYTES_PER_ELEMENT, storage_bytes
 from .communication import DPGroups, data_parallel_groups, expert_tensor_parallel
 from .compute import KernelRates, kernel_rates
 from .flops import ModelCosts, model_costs
+from .framework_effects import attention_peak_flops_per_s
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class Sizes:
     dp_groups: DPGroups          # the data-parallel groups gradients are reduced over
     moe_fraction: float          # MoE share of all layers
     moe_heavy_fraction: float    # MoE share of a stage's layers (the first dense layers sit on the first stage)
+    framework: object = None     # specs.framework.FrameworkSpec the job runs under (Job.stack)
+    attention_kernel: str = "flash-attn-2"   # the framework's fused attention kernel on this hardware family
+    attention_peak_flops_per_s: float = 0.0  # peak the attention core runs against (bf16 in fp8/int8/fp4 runs)
+
+    def attention_kernel_of_rows(self) -> np.ndarray:
+        """The attention kernel of every row: the framework's fused kernel, 'unfused' where flash_attention is
+        off (specs.stack.attention_kernel_name). The seam for per-kernel attention efficiency (costs.kernels)."""
+        return np.where(self.table.flash_attention, self.attention_kernel, "unfused")
 
     @property
     def model(self):
@@ -71,6 +80,10 @@ class Sizes:
 def sizes(job, table) -> Sizes:
     """The Sizes of every layout of `table` for `job`."""
     m, hw, tr = job.model, job.hardware, job.training
+    fw = job.stack if hasattr(job, "stack") else None
+    if fw is None:
+        from ..specs.stack import framework_named
+        fw = framework_named()
     c = model_costs(m, tr.seq_len)
     f64 = np.float64
     tp, pp, dp, ep, cp, vpp = (x.astype(f64) for x in (table.tp, table.pp, table.dp, table.ep, table.cp, table.vpp))
@@ -96,5 +109,7 @@ def sizes(job, table) -> Sizes:
         v_head_dim=float(m.mla.v_head_dim) if m.mla is not None else float(m.dim_per_head),
         sp_factor=np.where(sp, tp, 1.0), etp=etp, strides=strides,
         dp_groups=data_parallel_groups(tp, dp, ep, cp, etp, strides, m.moe is not None),
-        moe_fraction=frac, moe_heavy_fraction=heavy,
+        moe_fraction=frac, moe_heavy_fraction=heavy, framework=fw,
+        attention_kernel=fw.attention.kernel_for(hw.family),
+        attention_peak_flops_per_s=attention_peak_flops_per_s(hw, tr.dtype),
     )

@@ -11,7 +11,9 @@ import numpy as np
 from ..pipeline.closed_form import inflight_microbatches
 from ..pipeline.split import stage_split
 from ..units import GIGA
-from .memory import activation_bytes_per_layer, logits_bytes, model_state_bytes
+from .framework_effects import (fsdp_unsharded_bytes, logits_peak_bytes, op_sac_saved_elements_per_token,
+                                reserved_bytes as allocator_reserved_bytes)
+from .memory import activation_bytes_per_layer, model_state_bytes
 from .layer import mlp_elements
 from .offload import offload_memory, rank_partition, tier_columns
 from .params import layer_params_per_rank, rank_params
@@ -123,16 +125,51 @@ def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind) -> StageTimes:
                       host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + mh)
 
 
-def activation_bytes_of_layer(sz, mlp):
+def activation_bytes_of_layer(sz, mlp, recompute=None):
     """Activation bytes one layer keeps for its backward, one micro-batch (costs.memory.activation_bytes_per_layer
-    with the layout's SP, recompute and flash attention; FP8 GEMM inputs saved in one byte)."""
+    with the layout's SP, recompute and flash attention; FP8 GEMM inputs saved in one byte). `recompute` (codes)
+    defaults to the layout's. What 'selective' keeps follows the framework (FrameworkSpec.recompute.selective):
+    Megatron's core-attention as costs.memory; torchtitan's op-level SAC its saved ops
+    (framework_effects.op_sac_saved_elements_per_token); every n-th layer checkpointed: one layer in n keeps its
+    input only, the others everything.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) Table 2; torchtitan parallelize_llama.py (_save_list,
+    selective_ac_option); the preset's recompute.source."""
     m, t = sz.model, sz.table
+    rc = sz.recompute if recompute is None else recompute
     head_dim = float(m.dim_per_head) if m.mla is None else sz.v_head_dim
-    return activation_bytes_per_layer(sz.seq_len / sz.cp, sz.micro_batch, sz.hidden, sz.heads, head_dim, sz.kv_heads,
-                                      mlp.stored_heavy, sz.tp, sz.sequence_parallel, sz.recompute,
-                                      t.flash_attention, sz.act_bytes,
-                                      gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
-                                      fc2_input_elems=mlp.fc2_input_heavy)
+
+    def acts(code):
+        return activation_bytes_per_layer(sz.seq_len / sz.cp, sz.micro_batch, sz.hidden, sz.heads, head_dim,
+                                          sz.kv_heads, mlp.stored_heavy, sz.tp, sz.sequence_parallel, code,
+                                          t.flash_attention, sz.act_bytes,
+                                          gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
+                                          fc2_input_elems=mlp.fc2_input_heavy)
+    base = acts(rc)
+    sel = sz.framework.recompute if sz.framework is not None else None
+    if sel is None or sel.selective in ("core-attention", "remat-policy", "none"):
+        return base
+    if sel.selective == "op-level-sac":
+        ffn = float(m.ffn_hidden_size) if m.moe is None else float(m.moe.expert_ffn_hidden_size) * m.moe.top_k
+        per_token = op_sac_saved_elements_per_token(sz.hidden, sz.heads, sz.kv_heads, head_dim, ffn, sz.tp,
+                                                    sz.sp_factor)
+        selective = sz.tokens * per_token * sz.act_bytes
+    else:
+        n = float(sel.selective_every_n_layers)
+        selective = acts(np.zeros_like(rc)) * (1.0 - 1.0 / n) + acts(np.full_like(rc, 2)) / n
+    return np.where(np.asarray(rc) == 1, selective, base)
+
+
+def recompute_working_set_bytes(sz, mlp):
+    """Extra activation memory while one layer is recomputed inside the backward: under full recompute the layer's
+    whole forward activations (as without recompute) exist again for one layer of one micro-batch; selective
+    recompute re-materialises what it dropped for one layer.
+
+    Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5 (checkpointed layers are recomputed one at a time
+    in the backward); PyTorch torch.utils.checkpoint (recompute on the first unpack of a saved tensor)."""
+    rc = np.asarray(sz.recompute)
+    full = activation_bytes_of_layer(sz, mlp, np.zeros_like(rc))
+    return np.where(rc == 0, 0.0, full - activation_bytes_of_layer(sz, mlp))
 
 
 def stage_memory_bytes(sz, mlp, kinds) -> list:
@@ -144,60 +181,102 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     Source: Rajbhandari et al. 2020 (ZeRO) sec. 5; Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 and sec.
     4.2.3 (in-flight micro-batches); costs.memory."""
     t = sz.table
+    fw = sz.framework
     act_layer = activation_bytes_of_layer(sz, mlp)
+    working = recompute_working_set_bytes(sz, mlp)
     inflight = [inflight_microbatches(sz.pp, sz.vpp, sz.num_micro, t.schedule, r) for r in (0.0, 1.0, sz.pp - 1.0)]
-    logit_mem = logits_bytes(sz.seq_len / sz.cp, sz.micro_batch, sz.vocab, sz.tp)
+    ce = fw.loss.cross_entropy if fw is not None else "fp32-materialized"
+    logit_mem = logits_peak_bytes(sz.tokens, sz.vocab, sz.tp, ce)
     emb_out = sz.tokens * sz.hidden * sz.act_bytes / sz.sp_factor       # embedding output kept for backward
     g = sz.dp_groups
     layer_d, layer_e = layer_params_per_rank(sz)
-    zero3_buf = np.where(t.zero >= 3, 2.0 * (layer_d + layer_e) * sz.weight_bytes, 0.0)
+    zero3 = t.zero >= 3
     out = []
     for kind, inf in zip(kinds, inflight):
         dense, expert = rank_params(sz, kind.layers, kind.embedding, kind.logits)
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
+        gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, layer_d + layer_e)
         part = rank_partition(sz, kind)
         w, gr, o, layer_acts, host, nvme = offload_memory(
-            wd + we + zero3_buf, gd + ge, od + oe, kind.layers * act_layer * inf, part.total, part.held, part.unit,
+            wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0), od + oe,
+            kind.layers * act_layer * inf, part.total, part.held, part.unit,
             sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
-        acts = layer_acts + kind.embedding * emb_out * inf + kind.logits * logit_mem
+        acts = layer_acts + kind.embedding * emb_out * inf + kind.logits * logit_mem \
+            + np.where(kind.layers > 0, working, 0.0)
         out.append((w, gr, o, acts, host, nvme))
     return out
 
 
-def step_overhead_s(hw) -> float:
-    """Fixed time per step outside the pipeline and the optimizer (data loader, logging, gradient clipping
-    bookkeeping): the profile's step_overhead_ms.
+def zero3_unsharded_bytes(sz, stage_params, unit_params):
+    """(gathered weights, unsharded gradients) a ZeRO-3 rank holds beyond its shards: by default the double-
+    buffered gather of one layer and no unsharded gradient (ZeRO-3, FSDP with reshard after forward); under a
+    pipeline, a framework that keeps the stage's parameters gathered and accumulates unsharded gradients across
+    micro-batches (torchtitan with FSDP2) holds the whole stage (framework_effects.fsdp_unsharded_bytes).
 
-    Source: the profile's efficiency.step_overhead_ms (hardware_profiles/*.yaml)."""
+    Source: Rajbhandari et al. 2020 (ZeRO) sec. 5.3; the preset's fsdp.source."""
+    fw = sz.framework
+    if fw is None or fw.fsdp.implementation != "fsdp2":
+        return 2.0 * unit_params * sz.weight_bytes, 0.0
+    params, grads = fsdp_unsharded_bytes(stage_params, unit_params, sz.pp, fw.fsdp.reshard_after_forward,
+                                         fw.fsdp.unsharded_grad_accumulation_under_pp, sz.weight_bytes,
+                                         fw.fsdp.accumulated_grad_bytes)
+    # without accumulation under PP one unit's gradient waits for its reduce-scatter (small; as before, not held)
+    return params, np.where((sz.pp > 1) & fw.fsdp.unsharded_grad_accumulation_under_pp, grads, 0.0)
+
+
+def step_overhead_s(hw, framework=None) -> float:
+    """Fixed time per step outside the pipeline and the optimizer (data loader, logging, gradient clipping
+    bookkeeping): the framework preset's host.step_overhead_ms where published, else the profile's
+    step_overhead_ms.
+
+    Source: the preset's host.source; the profile's efficiency.step_overhead_ms (hardware_profiles/*.yaml)."""
+    if framework is not None and framework.host.step_overhead_s is not None:
+        return framework.host.step_overhead_s
     return hw.efficiency.step_overhead_ms * 1e-3
 
 
-def reserved_bytes(hw) -> float:
-    """Framework, allocator and communication buffers per device: the profile's framework_reserved_gb.
+def context_bytes(hw, framework=None) -> float:
+    """Device memory outside the caching allocator (runtime context, communicator buffers): the framework
+    preset's allocator.context_gb where set, else the profile's framework_reserved_gb estimate.
 
-    Source: the profile's efficiency.framework_reserved_gb (hardware_profiles/*.yaml)."""
+    Source: the preset's allocator.source; the profile's efficiency.framework_reserved_gb (hardware_profiles)."""
+    if framework is not None and framework.allocator.context_bytes is not None:
+        return framework.allocator.context_bytes
     return hw.efficiency.framework_reserved_gb * GIGA
 
 
 def memory_columns(sz, kinds) -> dict:
-    """Memory of the fullest rank kind as columns (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes), which
-    kind it is (`memory_rank`: 0 first, 1 middle, 2 last), host and NVMe bytes per node (costs.offload.tier_columns)
-    and whether each tier fits (`fits_device`, `fits_host`, `fits_nvme`; `fits`: all of them).
+    """Memory of the fullest rank kind as columns (mem_<kind>_bytes, mem_total_bytes, mem_capacity_bytes), whether
+    it fits (`fits`) and which kind it is (`memory_rank`: 0 first, 1 middle, 2 last). Three peaks, as frameworks
+    report memory: `mem_allocated_bytes` (tensors: the four kinds), `mem_reserved_peak_bytes` (the caching
+    allocator's reserve for it: allocated / utilisation + fragmentation, the framework's allocator model) and
+    `mem_device_peak_bytes` (reserved plus the context outside the allocator: device-level tools). What must fit
+    (`mem_total_bytes`) is allocated + context: under pressure PyTorch's caching allocator frees its cached blocks
+    and retries before it raises out-of-memory (c10/cuda/CUDACachingAllocator.cpp, release_cached_blocks), so the
+    unconstrained reserve of a roomy device is reported, not required; `mem_reserved_bytes` is the context.
+    Host and NVMe bytes per node (costs.offload.tier_columns) and whether each tier fits (`fits_device`,
+    `fits_host`, `fits_nvme`; `fits`: all of them).
 
     Source: the busiest pipeline rank decides (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4.2.3: the first
     stage holds the most activations under 1F1B); capacity is the profile's device.memory_gb and host block."""
     n = len(sz.table)
     cols = np.arange(n)
     mem = stage_memory_bytes(sz, mlp_elements(sz), kinds)
-    reserved = reserved_bytes(sz.hardware)
-    mem_tot = np.stack([np.where(k.valid, sum(x[:4]) + reserved, -np.inf) for x, k in zip(mem, kinds)])
+    fw = sz.framework
+    ctx = context_bytes(sz.hardware, fw)
+    util, frag = (fw.allocator.utilisation, fw.allocator.fragmentation_bytes) if fw is not None else (1.0, 0.0)
+    alloc = np.stack([np.where(k.valid, sum(x[:4]), -np.inf) for x, k in zip(mem, kinds)])
+    mem_tot = alloc + ctx
     midx = np.argmax(mem_tot, axis=0)
     capacity = sz.hardware.device.memory_bytes
     out = {f"mem_{name}_bytes": np.stack([x[i] for x in mem])[midx, cols]
            for i, name in enumerate(("weights", "grads", "optimizer", "activations"))}
-    out["mem_reserved_bytes"] = np.broadcast_to(np.float64(reserved), (n,))
+    out["mem_allocated_bytes"] = alloc[midx, cols]
+    out["mem_reserved_peak_bytes"] = allocator_reserved_bytes(out["mem_allocated_bytes"], util, frag)
+    out["mem_device_peak_bytes"] = out["mem_reserved_peak_bytes"] + ctx
     out["mem_total_bytes"] = mem_tot[midx, cols]
+    out["mem_reserved_bytes"] = np.broadcast_to(np.float64(ctx), (n,))
     out["mem_capacity_bytes"] = np.broadcast_to(np.float64(capacity), (n,))
     out["fits_device"] = out["mem_total_bytes"] <= capacity
     out.update(tier_columns(sz, [x[4:] for x in mem], kinds))

@@ -7,6 +7,8 @@ overlap and contention off the replay charges what the analytic engine composes.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -344,6 +346,9 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
             dp_gather = 0.0 if zero == 0 else ag
         else:
             buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
+            if zero in (1, 2) and lay.dp_param_gather_overlap is False:   # the framework gathers after the step
+                buckets = tuple(dataclasses.replace(bk, gather_s=0.0) for bk in buckets)
+                dp_gather = ag
     kr = sz.kernel
     opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
     if lay.offload_optimizer != "none":
@@ -400,7 +405,7 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
                                 offload_update_s=_offload_update_s(sz, rates, dense_tot, expert_tot)))
     spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
                       contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
-                      overhead_s=step_overhead_s(sc.hardware),
+                      overhead_s=step_overhead_s(sc.hardware, sc.framework),
                       offload_delayed_update=b.bucket_overlap and lay.offload_delayed_update,
                       devices_per_node=sc.hardware.devices_per_node,
                       host_link_ratio=rates.device_link_bytes_per_s / rates.link_bytes_per_s,

@@ -35,7 +35,8 @@ from ..costs.stage import edge_costs, memory_columns, rank_kinds
 from ..errors import InfeasibleLayoutError, SpecError
 from ..feasibility import STRUCTURAL_MASK, memory_reason, structural_reasons, subject_of
 from ..pipeline.split import checked_chunk_layers
-from ..results import RANK_NAMES, TIME_CATEGORIES, SimulationResult, memory_dict, reasons_of_row, tier_memory_dict
+from ..results import (RANK_NAMES, TIME_CATEGORIES, SimulationResult, memory_dict, memory_peaks, reasons_of_row,
+                       tier_memory_dict)
 from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
 from ..specs.scenario import Scenario
@@ -79,7 +80,8 @@ def _check_args(overlap, contention, jitter, stragglers, samples, seed) -> Strag
 
 def _costs_of(sc: Scenario):
     """The shared costs of the scenario's one-row table, its memory and reasons as one row of scalars."""
-    job = Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices)
+    job = Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices,
+              framework=sc.framework)
     table = LayoutTable.from_layouts([sc.layout])
     sz = sizes(job, table)
     lc = layer_costs(sz)
@@ -145,7 +147,8 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     sc = scenario
     if not overlap:
         sc = sc.model_copy(update={"layout": sc.layout.model_copy(
-            update={"overlap_grad_reduce": False, "tp_comm_overlap": False, "ep_comm_overlap": False})})
+            update={"overlap_grad_reduce": False, "dp_param_gather_overlap": False, "tp_comm_overlap": False,
+                    "ep_comm_overlap": False})})
     lay = sc.layout
     if lay.stage_layers is not None:
         checked_chunk_layers(sc.model.num_layers, lay.pp, lay.vpp, lay.stage_layers)     # validates (SpecError)
@@ -222,8 +225,8 @@ def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
         scenario=sc, step_time_s=step, mfu=metrics.mfu(model_flops, step, n, peak),
         hfu=metrics.hfu(hw_flops, step, n, peak), tokens_per_s=metrics.tokens_per_s(tokens, step),
         tflops_per_device=metrics.tflops_per_device(model_flops, step, n), time_breakdown_s=breakdown,
-        memory_bytes=memory_dict(row), fits=bool(row["fits"]), reasons=reasons_of_row(sc, row),
-        memory_tiers=tier_memory_dict(sc, row),
+        memory_bytes=memory_dict(row), extra_peaks=memory_peaks(row), fits=bool(row["fits"]),
+        reasons=reasons_of_row(sc, row), memory_tiers=tier_memory_dict(sc, row),
         num_micro_batches=plan.num_micro, bubble_fraction=breakdown["bubble"] / max(res.ops_s[pace], 1e-30),
         pacing_rank="first" if pace[1] == 0 else ("last" if pace[1] == pp - 1 else "middle"),
         memory_rank=RANK_NAMES[int(row["memory_rank"])], stage_layers=stage_layers, engine="des",

@@ -23,6 +23,7 @@ import pandas as pd
 from .. import metrics
 from ..errors import SpecError
 from ..reports.labels import layout_label
+from ..specs.stack import as_framework
 from ..specs.hardware import HardwareProfile
 from ..specs.loading import available_profiles, load_hardware, load_model
 from ..specs.model import ModelSpec
@@ -50,9 +51,11 @@ class CompareResult:
     budget_per_hour: Optional[float] = None
     searches: dict = field(default_factory=dict)
     notes: tuple = ()
+    framework: str = "megatron-core"     # the software stack of every profile's search (specs.stack)
 
     def meta(self) -> dict:
-        return {"model": self.model.name, "global_batch": self.global_batch, "seq_len": self.seq_len,
+        return {"model": self.model.name, "framework": self.framework, "global_batch": self.global_batch,
+                "seq_len": self.seq_len,
                 "tokens": self.tokens, "budget_per_hour": self.budget_per_hour, "notes": list(self.notes)}
 
     def to_dict(self) -> dict:
@@ -205,7 +208,8 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
              "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
     notes += mfu_warnings(rows)
     return CompareResult(model=m, global_batch=global_batch, seq_len=seq_len, tokens=float(tokens), frame=_frame(rows),
-                         budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes))
+                         budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes),
+                         framework=as_framework(space.framework).name)
 
 
 #: The measured runs shipped with the project (a checkout; absent from a wheel, then no MFU ceiling is known).

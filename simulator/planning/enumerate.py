@@ -69,11 +69,17 @@ class SearchSpace(Spec):
                                      description="pipeline schedules to try; interleaved is used with vpp > 1")
     sequence_parallel: Union[bool, list[bool]] = Field(
         True, description="Megatron SP wherever tp > 1; a list tries each setting")
-    tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs")
-    ep_comm_overlap: bool = Field(False, description="hide MoE all-to-alls behind another micro-batch's compute")
-    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: layer (FSDP) or tensor (DeepSpeed 2021)")
-    flash_attention: bool = True
-    overlap_grad_reduce: bool = True
+    framework: Optional[str] = Field(None, description="framework preset name or YAML path (trainsim frameworks); "
+                                                       "None: specs.stack.DEFAULT_FRAMEWORK")
+    # software-stack flags: None = the framework's (specs.stack; resolve_space), a value overrides it
+    tp_comm_overlap: Optional[bool] = Field(None, description="overlap TP collectives with GEMMs")
+    ep_comm_overlap: Optional[bool] = Field(None, description="hide MoE all-to-alls behind another micro-batch's "
+                                                              "compute")
+    zero3_unit: Optional[Zero3Unit] = Field(None, description="ZeRO-3 gather unit: layer (FSDP) or tensor "
+                                                              "(DeepSpeed 2021)")
+    flash_attention: Optional[bool] = None
+    overlap_grad_reduce: Optional[bool] = None
+    dp_param_gather_overlap: Optional[bool] = None
     placement: str = Field(DEFAULT_ORDER, description="rank order, innermost first")
     offload_optimizer: list[OffloadTier] = Field(["none"], min_length=1, description="optimizer offload tiers to try")
     offload_params: list[OffloadTier] = Field(["none"], min_length=1, description="parameter offload tiers to try")
@@ -316,13 +322,22 @@ def _offload_axis(job: _Job, cols: dict) -> dict:
     return cols
 
 
+def resolve_space(space: SearchSpace, framework=None, family: str = "") -> SearchSpace:
+    """The space with its unset software-stack flags taken from `framework` (None: the default preset) on a
+    hardware family (specs.stack.framework_layout_values)."""
+    from ..specs.stack import FRAMEWORK_LAYOUT_FIELDS, as_framework, framework_layout_values
+    fw = framework_layout_values(as_framework(framework if framework is not None else space.framework), family)
+    update = {k: fw[k] for k in FRAMEWORK_LAYOUT_FIELDS if getattr(space, k) is None}
+    return space.model_copy(update=update) if update else space
+
+
 def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int,
                       space: SearchSpace | None = None) -> LayoutTable:
     """Every candidate layout as numpy columns (see the module docstring for the rules and the order).
 
     Raises EmptySearchSpace (a SpecError) when the constraints leave no candidate, naming the axis that ran out.
     """
-    space = space or SearchSpace()
+    space = resolve_space(space or SearchSpace())
     if model.moe is None and space.ep is not None and set(space.ep) != {1}:
         msg = f"ep {space.ep} > 1 needs an MoE model; '{model.name}' is dense"
         raise EmptySearchSpace(msg)
@@ -340,4 +355,5 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
         placement=space.placement, **cols,
         flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=np.full(n, space.overlap_grad_reduce),
         tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
-        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]))
+        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]),
+        dp_param_gather_overlap=np.full(n, space.dp_param_gather_overlap))

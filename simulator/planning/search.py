@@ -33,7 +33,9 @@ from ..specs.scenario import Scenario
 from ..specs.training import TrainDtype, TrainingSpec, resolve_seq_len
 from ..reports.labels import layout_label
 from ..units import GIGA
-from .enumerate import EmptySearchSpace, SearchSpace, divisors, enumerate_layouts, parse_space  # noqa: F401
+from .enumerate import (EmptySearchSpace, SearchSpace, divisors, enumerate_layouts, parse_space,  # noqa: F401
+                        resolve_space)
+from ..specs.stack import as_framework
 
 Objective = Literal["throughput", "memory", "cost"]
 OBJECTIVES = ("throughput", "memory", "cost")
@@ -216,6 +218,7 @@ class SearchResult:
     def summary(self) -> dict:
         return {
             "model": self.model.name, "hardware": self.hardware.name, "devices": self.num_devices,
+            "framework": as_framework(self.space.framework).name,
             "global_batch": self.training.global_batch, "seq_len": self.training.seq_len,
             "dtype": self.training.dtype, "objective": self.objective, "engine": self.engine,
             "num_candidates": self.num_candidates, "num_feasible": self.num_feasible,
@@ -264,7 +267,8 @@ def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace 
                     **{c: str(row[c]) for c in OFFLOAD_COLUMNS if c in row},
                     offload_delayed_update=space.offload_delayed_update and str(row.get("offload_optimizer")) not in
                     ("none", "None"))
-    return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout)
+    return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout,
+                    framework=as_framework(space.framework))
 
 
 def _order(out: dict, objective: str, cost: Optional[np.ndarray]) -> np.ndarray:
@@ -316,14 +320,16 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
 def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int, global_batch: int,
            seq_len: Optional[int] = None, *, dtype: TrainDtype = "bf16", constraints=None,
            objective: Objective = "throughput", refine: int = 0, price_per_hour: Optional[float] = None,
-           hardware_overrides: Optional[dict] = None, reasons: bool = True) -> SearchResult:
+           hardware_overrides: Optional[dict] = None, reasons: bool = True,
+           framework: Optional[str] = None) -> SearchResult:
     """Search every layout of `model` on `devices` x `hardware` for one global batch and sequence length.
 
     `constraints`: a SearchSpace or a dict of its fields (e.g. {"max_tp": 8, "zero": [1, 3]}).
     `objective`: throughput (tokens/s, highest first), memory (per-device bytes, lowest first) or cost (USD per
     million tokens, lowest first; needs a price: the profile's price_per_hour_usd or `price_per_hour`).
     `refine`: re-run the best `refine` candidates with the discrete-event engine and re-rank them by its step
-    time. `reasons=False` skips the reason text (the `reasons` bit mask is always there).
+    time. `reasons=False` skips the reason text (the `reasons` bit mask is always there). `framework`: the
+    software stack (preset name or YAML path; also `constraints['framework']`; default specs.stack's).
     Raises SpecError for bad input, contradictory constraints or an empty search space.
     """
     t0 = time.perf_counter()
@@ -337,6 +343,10 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     if objective not in OBJECTIVES:
         raise SpecError(f"objective = {objective!r}: must be one of {', '.join(OBJECTIVES)}")
     space = parse_space(constraints)
+    if framework is not None:
+        space = space.model_copy(update={"framework": str(framework)})
+    fw = as_framework(space.framework)
+    space = resolve_space(space, fw, hw.family)
     price = price_per_hour if price_per_hour is not None else hw.device.price_per_hour_usd
     if objective == "cost" and price is None:
         raise SpecError(f"objective 'cost' needs a price: profile '{hw.name}' has no device.price_per_hour_usd; "
@@ -349,7 +359,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t1 = time.perf_counter()
     table = enumerate_layouts(m, training, int(devices), space)
     t2 = time.perf_counter()
-    job = Job(model=m, hardware=hw, training=training, num_devices=int(devices))
+    job = Job(model=m, hardware=hw, training=training, num_devices=int(devices), framework=fw)
     out = evaluate(job, table)
     t3 = time.perf_counter()
     cost = None

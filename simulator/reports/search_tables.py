@@ -39,7 +39,8 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
                       show_cost: bool = False, show_des: bool = False):
     """Top candidates of a search as a table, with the summary line and a footer (counts, time)."""
     title = (f"{summary['model']} on {summary['devices']:,} x {summary['hardware']}  ·  global batch "
-             f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}")
+             f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}"
+             + (f"  ·  framework {summary['framework']}" if summary.get("framework") else ""))
     t = Table(title=title, title_justify="left")
     show_offload = any(c in top and (top[c].astype(str) != "none").any()
                        for c in ("offload_optimizer", "offload_params", "offload_activations"))
@@ -80,7 +81,8 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
 
 def compare_renderable(frame: pd.DataFrame, meta: dict):
     """One row per hardware profile: best layout, MFU, step time, tokens/s, time, cost and energy to train."""
-    title = (f"{meta['model']}  ·  global batch {meta['global_batch']:,} x seq {meta['seq_len']:,}  ·  "
+    title = (f"{meta['model']}" + (f"  ·  framework {meta['framework']}" if meta.get("framework") else "")
+             + f"  ·  global batch {meta['global_batch']:,} x seq {meta['seq_len']:,}  ·  "
              f"{token_text(meta['tokens'])} tokens" + (f"  ·  budget ${meta['budget_per_hour']:,.0f}/h"
                                                 if meta.get("budget_per_hour") else ""))
     t = Table(title=title, title_justify="left")

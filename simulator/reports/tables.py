@@ -26,6 +26,10 @@ def estimate_renderable(d: dict):
     head.add_row("model / hardware", f"{d['model']} on {d['devices']} x {d['hardware']}")
     head.add_row("layout", f"{layout_label(lay)}  sp {'on' if lay['sequence_parallel'] else 'off'}  "
                            f"({d['num_micro_batches']} micro-batches)")
+    if d.get("framework"):
+        over = d.get("framework_overrides") or {}
+        head.add_row("framework", f"{d['framework']} (attention kernel {d.get('attention_kernel')})"
+                     + (f"; overrides: {', '.join(f'{k}={v}' for k, v in over.items())}" if over else ""))
     head.add_row("engine", d.get("engine", "analytic"))
     if d.get("runnable") is False:
         head.add_row("step time", Text("not evaluated: the layout cannot be formed", style="bold red"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 
 CSV_FIELDS = ("id", "metric", "measured", "predicted", "error_pct", "status", "reason", "line", "source", "hardware",
-              "family", "kind", "searched", "layout", "notes")
+              "family", "kind", "framework", "overrides", "policy", "searched", "layout", "notes")
 
 
 def write_csv(report, out) -> None:
@@ -15,6 +15,7 @@ def write_csv(report, out) -> None:
     for r in report.rows:
         d = r.to_dict()
         d["searched"] = ";".join(f"{k}={v}" for k, v in d["searched"].items())
+        d["overrides"] = ";".join(f"{k}={v}" for k, v in d.get("overrides", {}).items())
         d["layout"] = ";".join(f"{k}={v}" for k, v in d["layout"].items())
         d["notes"] = "; ".join(d["notes"])
         w.writerow(d)
@@ -55,14 +56,16 @@ def report_renderable(report):
     rows = Table(title=f"{len(report.rows)} rows ({report.file_kind})", title_justify="left", show_edge=False,
                  pad_edge=False)
     for c, j in (("id", "left"), ("metric", "left"), ("measured", "right"), ("predicted", "right"),
-                 ("error %", "right"), ("searched (chosen)", "left")):
+                 ("error %", "right"), ("framework (overrides)", "left"), ("searched (chosen)", "left")):
         rows.add_column(c, justify=j, overflow="fold")
     for r in report.ok_rows:
         err = f"{r.error_pct:+.1f}"
         style = "red" if abs(r.error_pct) > 25 else ("yellow" if abs(r.error_pct) > 10 else "")
         searched = " ".join(f"{k}={v}" for k, v in r.searched.items())
+        over = " ".join(f"{k}={v}" for k, v in r.overrides.items())
+        stack = r.framework + (f" ({over})" if over else "")
         rows.add_row(r.id, r.metric, _fmt(r.measured, r.metric), _fmt(r.predicted, r.metric),
-                     Text(err, style=style), searched)
+                     Text(err, style=style), stack, searched)
     parts = [rows]
     if report.skipped_rows:
         sk = Table(title=f"{len(report.skipped_rows)} rows skipped (not in the figures)", title_justify="left",
@@ -82,7 +85,8 @@ def report_renderable(report):
         head = Text(f"\nno predictable rows (skipped {s['n_skipped']})", style="bold")
     parts.append(head)
     for key, title, label in (("by_hardware", "by hardware family", "family"), ("by_source", "by source", "source"),
-                              ("by_kind", "dense vs MoE", "kind"), ("by_metric", "by metric", "metric")):
+                              ("by_kind", "dense vs MoE", "kind"), ("by_metric", "by metric", "metric"),
+                              ("by_framework", "by framework preset", "framework")):
         if s.get(key):
             parts += [Text(""), _stats_table(title, s[key], label)]
     return Group(*parts)

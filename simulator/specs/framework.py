@@ -56,6 +56,12 @@ HostMode = Literal["eager", "torch-compile", "cuda-graphs", "xla", "graph-mode"]
 AllocatorKind = Literal["pytorch-caching", "xla", "npu-caching", "hpu"]
 MemoryReport = Literal["allocated", "reserved", "allocated-and-reserved", "device", "unknown"]
 MicroBatchRule = Literal["fastest-that-fits", "pp-stages", "micro-batch-one"]
+#: How context-parallel attention exchanges keys and values. `p2p-ring`: cp - 1 ring steps, each sending one K/V
+#: block while the attention of the previous block computes (Megatron-Core --cp-comm-type p2p, Ring Attention);
+#: `all-gather`: K and V all-gathered before the attention and their gradients reduce-scattered after it (torch
+#: context_parallel rotate method 'allgather', MaxText, Megatron --cp-comm-type all_gather); `all-to-all`:
+#: DeepSpeed-Ulysses, heads <-> sequence all-to-alls of q, k, v and the output (Jacobs et al. 2023).
+CpExchange = Literal["p2p-ring", "all-gather", "all-to-all"]
 
 
 class AttentionSpec(Spec):
@@ -181,6 +187,22 @@ class AllocatorSpec(Spec):
         return None if self.context_gb is None else self.context_gb * GIGA
 
 
+_MEGATRON_CP_SOURCE = ("Megatron-Core context parallelism: --cp-comm-type defaults to p2p (megatron/core/transformer/"
+                       "transformer_config.py cp_comm_type); the sequence is cut into 2 x cp chunks and rank i holds "
+                       "chunks i and 2cp-1-i so causal work is balanced (megatron/core/utils.py "
+                       "get_batch_on_this_cp_rank)")
+
+
+class ContextParallelSpec(Spec):
+    """How context-parallel attention runs: its K/V exchange and whether causal work is balanced over the ranks."""
+
+    exchange: CpExchange = Field("p2p-ring", description="K/V exchange of context-parallel attention")
+    load_balanced: bool = Field(True, description="causal work balanced over the CP ranks (zig-zag / head-tail "
+                                                   "sharding); False: rank i of cp holds the i-th contiguous block "
+                                                   "and the last rank does cp causal blocks to the first's one")
+    source: str = Field(_MEGATRON_CP_SOURCE, min_length=1)
+
+
 class DefaultsSpec(Spec):
     """How the stack fills what a run leaves open (the blank-field policy)."""
 
@@ -213,6 +235,7 @@ class FrameworkSpec(Spec):
     host: HostTimeSpec
     allocator: AllocatorSpec
     defaults: DefaultsSpec
+    context_parallel: ContextParallelSpec = Field(default_factory=ContextParallelSpec)
     notes: str = ""
 
     @field_validator("years")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
+from .framework import FrameworkSpec
 from .hardware import HardwareProfile
 from .model import ModelSpec
 from .training import TrainingSpec
@@ -10,9 +12,17 @@ from .training import TrainingSpec
 
 @dataclass(frozen=True)
 class Job:
-    """Model, hardware, training and device count: everything but the layout."""
+    """Model, hardware, training, device count and software stack: everything but the layout.
+    `framework` None: the default preset (specs.stack.DEFAULT_FRAMEWORK)."""
 
     model: ModelSpec
     hardware: HardwareProfile
     training: TrainingSpec
     num_devices: int
+    framework: Optional[FrameworkSpec] = None
+
+    @property
+    def stack(self) -> FrameworkSpec:
+        """The framework this job runs under (the default preset when none is set)."""
+        from .stack import as_framework
+        return as_framework(self.framework)

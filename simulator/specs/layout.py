@@ -41,19 +41,26 @@ class Layout(Spec):
     vpp: int = Field(1, ge=1, le=MAX_LAYERS, description="virtual pipeline stages (model chunks) per pipeline rank")
     zero: int = Field(1, ge=0, le=3, description="ZeRO stage: 0 none, 1 optimizer (distributed optimizer), "
                                                   "2 +gradients, 3 +weights (FSDP)")
-    zero3_unit: Zero3Unit = Field("layer", description="ZeRO-3 gather unit: 'layer' = one flat gather per "
-                                  "transformer block (PyTorch FSDP, Megatron-FSDP); 'tensor' = one gather per "
-                                  "parameter tensor (DeepSpeed ZeRO-3 as of 2021)")
+    zero3_unit: Optional[Zero3Unit] = Field(None, description="ZeRO-3 gather unit: 'layer' = one flat gather per "
+                                            "transformer block (PyTorch FSDP, Megatron-FSDP); 'tensor' = one gather "
+                                            "per parameter tensor (DeepSpeed ZeRO-3 as of 2021); None: the "
+                                            "framework's (specs.stack)")
     sequence_parallel: bool = Field(True, description="Megatron sequence parallelism (only with tp > 1)")
     recompute: Recompute = Field("selective", description="activation recomputation")
     micro_batch: int = Field(1, ge=1, le=MAX_BATCH, description="sequences per micro-batch per data-parallel replica")
     schedule: Optional[Schedule] = Field(None, description="pipeline schedule; default 1f1b, interleaved if vpp>1")
-    flash_attention: bool = Field(True, description="fused attention: no s^2 activations, causal half of the work")
-    overlap_grad_reduce: bool = Field(True, description="overlap DP/ZeRO gradient reduction with backward")
-    tp_comm_overlap: bool = Field(False, description="overlap TP collectives with GEMMs (Transformer Engine)")
-    ep_comm_overlap: bool = Field(False, description="hide the MoE expert-parallel all-to-alls behind another "
-                                  "micro-batch's compute (Megatron-Core --overlap-moe-expert-parallel-comm, combined "
-                                  "1F1B; needs pp == 1 or an interleaved schedule)")
+    # Software-stack flags: None takes the framework preset's value (specs.stack.resolve_layout); a stated value
+    # overrides it.
+    flash_attention: Optional[bool] = Field(None, description="fused attention: no s^2 activations, causal half of "
+                                            "the work; None: the framework's kernel")
+    overlap_grad_reduce: Optional[bool] = Field(None, description="overlap DP/ZeRO gradient reduction with backward")
+    dp_param_gather_overlap: Optional[bool] = Field(None, description="overlap the distributed optimizer's (ZeRO-1/2) "
+                                                    "parameter all-gather with the next forward")
+    tp_comm_overlap: Optional[bool] = Field(None, description="overlap TP collectives with GEMMs (Transformer Engine)")
+    ep_comm_overlap: Optional[bool] = Field(None, description="hide the MoE expert-parallel all-to-alls behind "
+                                            "another micro-batch's compute (Megatron-Core "
+                                            "--overlap-moe-expert-parallel-comm, combined 1F1B; needs pp == 1 or an "
+                                            "interleaved schedule)")
     placement: str = Field(DEFAULT_ORDER, max_length=64, description="rank order, innermost axis first (Megatron tp-cp-ep-dp-pp)")
     stage_layers: Optional[list[int]] = Field(
         None, max_length=MAX_LAYERS, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "

@@ -10,7 +10,7 @@ from .layout import OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_C
 INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit",
                "offload_optimizer", "offload_params", "offload_activations")
 BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
-                "offload_delayed_update")
+                "offload_delayed_update", "dp_param_gather_overlap")
 _CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES,
           "offload_optimizer": OFFLOAD_CODES, "offload_params": OFFLOAD_CODES, "offload_activations": OFFLOAD_CODES}
 
@@ -45,17 +45,25 @@ class LayoutTable:
     offload_params: np.ndarray
     offload_activations: np.ndarray
     offload_delayed_update: np.ndarray
+    dp_param_gather_overlap: np.ndarray = None    # None: as overlap_grad_reduce (tables built before the column)
     placement: str = "tp-cp-ep-dp-pp"
     stage_layers: tuple | None = None
+
+    def __post_init__(self):
+        if self.dp_param_gather_overlap is None:
+            object.__setattr__(self, "dp_param_gather_overlap", np.asarray(self.overlap_grad_reduce, dtype=bool))
 
     def __len__(self) -> int:
         return len(self.tp)
 
     @classmethod
     def from_columns(cls, placement: str = "tp-cp-ep-dp-pp", **cols) -> "LayoutTable":
-        """Build from array-likes; missing columns take Layout's defaults; dp must be given."""
+        """Build from array-likes; missing columns take Layout's defaults (framework flags: the default framework
+        preset's, specs.stack); dp must be given."""
+        from .stack import framework_layout_values, framework_named
         n = max(np.size(v) for v in cols.values())
         defaults = Layout()
+        stack = framework_layout_values(framework_named(), "")
         out = {}
         for name in INT_COLUMNS + BOOL_COLUMNS:
             if name in cols:
@@ -66,8 +74,14 @@ class LayoutTable:
                 raise ValueError("LayoutTable needs a dp column")
             elif name == "recompute":
                 v = RECOMPUTE_CODES[defaults.recompute]
-            elif name in ("zero3_unit", "offload_optimizer", "offload_params", "offload_activations"):
+            elif name == "zero3_unit":
+                v = ZERO3_UNIT_CODES[stack["zero3_unit"]]
+            elif name in ("offload_optimizer", "offload_params", "offload_activations"):
                 v = _CODES[name][getattr(defaults, name)]
+            elif name == "dp_param_gather_overlap":
+                v = cols.get("overlap_grad_reduce", stack[name])
+            elif name in stack:
+                v = stack[name]
             elif name == "schedule":
                 vpp = np.asarray(cols.get("vpp", 1))
                 v = np.where(vpp > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])
@@ -79,13 +93,16 @@ class LayoutTable:
 
     @classmethod
     def from_layouts(cls, layouts: list[Layout], num_layers: int | None = None) -> "LayoutTable":
-        """Table of fully specified Layout objects (dp set). All must share one placement order.
+        """Table of fully specified Layout objects (dp set; framework flags resolved, specs.stack.resolve_layout).
+        All must share one placement order.
         (`num_layers` is accepted for older callers; the split is resolved by pipeline.split.stage_split.)"""
         orders = {l.placement for l in layouts}
         if len(orders) != 1:
             raise ValueError(f"layouts of one table must share a placement order, got {sorted(orders)}")
+        from .stack import framework_named, resolve_layout
         cols = {name: [] for name in INT_COLUMNS + BOOL_COLUMNS}
         for l in layouts:
+            l = resolve_layout(l, framework_named(), "")      # flags left unset: the default framework's
             for name in INT_COLUMNS + BOOL_COLUMNS:
                 if name == "schedule":
                     cols[name].append(SCHEDULE_CODES[l.resolved_schedule])

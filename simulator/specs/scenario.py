@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from .base import Spec
+from .framework import FrameworkSpec
 from .hardware import HardwareProfile
 from .layout import ActivationOffloadTier, Layout, OffloadTier, Recompute, Schedule, Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
@@ -18,7 +19,8 @@ from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
-               "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update")
+               "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update",
+               "dp_param_gather_overlap")
 TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
 
 
@@ -38,6 +40,8 @@ class ScenarioFile(Spec):
 
     model: Optional[str] = None
     hardware: Optional[str] = None
+    framework: Optional[str] = Field(None, description="framework preset name (see `trainsim frameworks`) or YAML "
+                                                       "path; default specs.stack.DEFAULT_FRAMEWORK")
     devices: Optional[int] = Field(None, ge=1)
     seq_len: Optional[int] = Field(None, ge=1)
     global_batch: Optional[int] = Field(None, ge=1)
@@ -57,6 +61,7 @@ class ScenarioFile(Spec):
     schedule: Optional[Schedule] = None
     flash_attention: Optional[bool] = None
     overlap_grad_reduce: Optional[bool] = None
+    dp_param_gather_overlap: Optional[bool] = None
     tp_comm_overlap: Optional[bool] = None
     ep_comm_overlap: Optional[bool] = None
     placement: Optional[str] = None
@@ -71,6 +76,10 @@ class ScenarioFile(Spec):
 class Scenario(Spec):
     """Everything one estimate needs, resolved to specs.
 
+    `framework` is the software stack (None: specs.stack.DEFAULT_FRAMEWORK). The layout's framework flags left
+    unset are filled from it when the scenario is built (specs.stack.resolve_layout); `overrides` lists the ones
+    the layout states differently from the framework.
+
     Every construction path (`Scenario(...)`, `Scenario.model_validate`, `Scenario.build`) runs the same checks:
     a layout without dp gets dp = devices / (tp*pp*cp), and the cross-field rules of `_cross_field_checks` hold.
     (`model_copy(update=...)` skips validation, as pydantic's copies do: build a new Scenario instead.)
@@ -81,6 +90,21 @@ class Scenario(Spec):
     num_devices: int = Field(ge=1)
     training: TrainingSpec
     layout: Layout
+    framework: Optional[FrameworkSpec] = None
+
+    @model_validator(mode="after")
+    def _resolve_stack(self):
+        from .stack import as_framework, resolve_layout
+        fw = as_framework(self.framework)
+        object.__setattr__(self, "framework", fw)
+        object.__setattr__(self, "layout", resolve_layout(self.layout, fw, self.hardware.family))
+        return self
+
+    @property
+    def overrides(self) -> dict:
+        """Framework flags the layout states differently from the framework ({field: value})."""
+        from .stack import layout_overrides
+        return layout_overrides(self.layout, self.framework, self.hardware.family)
 
     @field_validator("layout")
     @classmethod
@@ -99,8 +123,11 @@ class Scenario(Spec):
     @classmethod
     def build(cls, model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int,
               global_batch: int, seq_len: Optional[int] = None, hardware_overrides: Optional[dict] = None,
-              **kw) -> "Scenario":
-        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario."""
+              framework: Union[str, FrameworkSpec, None] = None, **kw) -> "Scenario":
+        """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario. `framework`: a
+        preset name, YAML path or FrameworkSpec (None: the default preset)."""
+        from .stack import as_framework
+        fw = as_framework(framework)
         m = load_model(model)
         hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
         unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
@@ -112,7 +139,7 @@ class Scenario(Spec):
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
         layout = validate_spec(Layout, lay, "layout")
         return validate_spec(cls, {"model": m, "hardware": hw, "num_devices": devices, "training": training,
-                                   "layout": layout}, "scenario")
+                                   "layout": layout, "framework": fw}, "scenario")
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:

@@ -41,7 +41,10 @@ from ..specs.layout_table import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS,
 from ..units import GIGA, TERA
 from .report import RowResult, ValidationReport, summarize
 from .rows import Case, load_cases
-from .schema import RECOMPUTES, RowError
+from .schema import MEMORY_METRICS, RECOMPUTES, RowError
+from ..costs.framework_effects import memory_as_reported_bytes
+from ..costs.stage import context_bytes
+from ..specs.stack import as_framework
 
 #: Layout fields a blank cell may leave open; reported in this order.
 SEARCHABLE = ("tp", "pp", "ep", "vpp", "micro_batch", "recompute", "zero_stage", "sequence_parallel")
@@ -71,7 +74,7 @@ def search_space(case: Case) -> SearchSpace:
         sequence_parallel=[False, True] if k["sequence_parallel"] is None else bool(k["sequence_parallel"]),
         flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
         tp_comm_overlap=case.tp_comm_overlap, ep_comm_overlap=case.ep_comm_overlap, zero3_unit=case.zero3_unit,
-        as_stated=True)
+        dp_param_gather_overlap=case.dp_param_gather_overlap, as_stated=True)
 
 
 def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
@@ -138,7 +141,19 @@ def conv_flops_per_token(case: Case, convention: str, recompute_code: int) -> fl
     return model + c.recompute_flops_per_token(rc)           # hardware FLOPs (hfu, unknown tflops)
 
 
-def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recompute_code: int) -> float:
+def predicted_memory_gb(case: Case, allocated_bytes: float, hw) -> float:
+    """A memory row's figure from the predicted allocated peak, as the row's metric measures it: allocated,
+    reserved through the framework's allocator model, or (memory_gb, not stated) the framework's usual report
+    (costs.framework_effects.memory_as_reported_bytes; device reports add the context outside the allocator).
+
+    Source: data README sec. 2.6; the preset's allocator.source."""
+    fw = case.framework or as_framework(None)
+    ctx = context_bytes(hw, fw)
+    return float(memory_as_reported_bytes(allocated_bytes, case.metric, fw.allocator, ctx)) / GIGA
+
+
+def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recompute_code: int,
+                   mem_allocated_bytes: Optional[float] = None) -> float:
     """The row's metric from a predicted step time / memory."""
     tokens = case.training.tokens_per_step
     n = case.num_devices
@@ -146,8 +161,10 @@ def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recom
         return step_time_s
     if case.metric == "tokens_per_s_per_device":
         return metrics.tokens_per_s(tokens, step_time_s) / n
-    if case.metric == "memory_gb":
-        return mem_total_bytes / GIGA
+    if case.metric in MEMORY_METRICS:
+        if mem_allocated_bytes is None:
+            return mem_total_bytes / GIGA
+        return predicted_memory_gb(case, mem_allocated_bytes, case.hardware)
     conv = case.convention or "unknown"
     if case.metric == "mfu":
         conv = "6N+attn" if conv == "unknown" else conv
@@ -177,9 +194,9 @@ def _des_step_time(case: Case, layout: dict, simulate) -> float:
                  recompute=layout["recompute"], micro_batch=layout["micro_batch"],
                  flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
                  tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit,
-                 ep_comm_overlap=case.ep_comm_overlap)
+                 ep_comm_overlap=case.ep_comm_overlap, dp_param_gather_overlap=case.dp_param_gather_overlap)
     sc = Scenario(model=case.model, hardware=case.hardware, num_devices=case.num_devices, training=case.training,
-                  layout=lay)
+                  layout=lay, framework=case.framework)
     return float(simulate(sc).step_time_s)
 
 
@@ -192,12 +209,16 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
         step = _des_step_time(case, layout, simulate)
     if case.eval_sequences_per_step:
         step = step + eval_time_s(case, out, i, step)
-    pred = predict_metric(case, step, mem, RECOMPUTE_CODES[layout["recompute"]])
+    alloc = float(out["mem_allocated_bytes"][i]) if "mem_allocated_bytes" in out else None
+    pred = predict_metric(case, step, mem, RECOMPUTE_CODES[layout["recompute"]], alloc)
     err = (pred - case.measured) / case.measured * 100.0
     return RowResult(id=case.id, metric=case.metric, measured=case.measured, predicted=pred, error_pct=err,
                      line=case.line, source=case.source, hardware=hw.name, family=hw.family,
                      moe=case.model.moe is not None, searched={f: layout[f] for f in searched}, layout=layout,
-                     notes=list(case.assumptions) + notes, step_time_s=step, memory_gb=mem / GIGA)
+                     notes=list(case.assumptions) + notes, step_time_s=step, memory_gb=mem / GIGA,
+                     framework=case.framework.name if case.framework is not None else "",
+                     overrides={k: v for k, v, _ in case.overrides},
+                     override_reasons=[f"{k}={v}: {why}" for k, v, why in case.overrides], policy=case.policy)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,7 +228,7 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
 def job_key(case: Case) -> tuple:
     """Cases with equal keys share one Job and are evaluated as one LayoutTable."""
     return (case.model.model_dump_json(), case.hardware.model_dump_json(), case.training.model_dump_json(),
-            case.num_devices)
+            case.num_devices, case.framework.name if case.framework is not None else "")
 
 
 def _concat_tables(parts: list[dict]) -> LayoutTable:
@@ -235,7 +256,7 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
         hw = hardware_of(first) if hardware_of is not None else first.hardware
         table = _concat_tables([prepared[i][0] for i in idx])
         res = evaluate(Job(model=first.model, hardware=hw, training=first.training,
-                           num_devices=first.num_devices), table)
+                           num_devices=first.num_devices, framework=first.framework), table)
         start = 0
         for i in idx:
             n = len(prepared[i][0]["tp"])

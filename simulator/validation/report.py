@@ -32,13 +32,19 @@ class RowResult:
     notes: list = field(default_factory=list)
     step_time_s: Optional[float] = None
     memory_gb: Optional[float] = None
+    framework: str = ""                  # the framework preset the row ran under
+    overrides: dict = field(default_factory=dict)        # flags its notes set over the preset
+    override_reasons: list = field(default_factory=list)  # the override-table rule behind each
+    policy: str = ""                     # the blank-field policy used
 
     def to_dict(self) -> dict:
         return {"id": self.id, "metric": self.metric, "measured": self.measured, "predicted": self.predicted,
                 "error_pct": self.error_pct, "status": self.status, "reason": self.reason, "line": self.line,
                 "source": self.source, "hardware": self.hardware, "family": self.family,
                 "kind": "moe" if self.moe else "dense", "searched": dict(self.searched), "layout": dict(self.layout),
-                "notes": list(self.notes), "step_time_s": self.step_time_s, "memory_gb": self.memory_gb}
+                "notes": list(self.notes), "step_time_s": self.step_time_s, "memory_gb": self.memory_gb,
+                "framework": self.framework, "overrides": dict(self.overrides),
+                "override_reasons": list(self.override_reasons), "policy": self.policy}
 
 
 @dataclass
@@ -78,6 +84,7 @@ GROUPS = {
     "by_source": lambda r: r.source,
     "by_kind": lambda r: "moe" if r.moe else "dense",
     "by_metric": lambda r: r.metric,
+    "by_framework": lambda r: r.framework or "unknown",
 }
 
 

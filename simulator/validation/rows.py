@@ -2,13 +2,12 @@
 layout cells the row states (blank ones left open for the search), and the framework facts the schema has no
 column for.
 
-Framework facts, derived from the row with a stated rule (`framework_facts`; to be replaced by framework
-presets): FlashAttention (Dao et al., May 2022) is used by rows from 2023 on or whose notes name it; rows
-published up to 2022 without ZeRO-3 reduce gradients after the backward pass (Megatron-LM's local DDP before its
-2023 overlapped distributed optimizer; Korthikanti et al. 2022 sec. 6.3 "DP gradient all-reduce not overlapped");
-TP communication overlaps GEMMs only where the notes say so (`tp comm overlap`, `--tp-comm-overlap`); likewise
-the MoE expert-parallel all-to-alls overlap another micro-batch's compute only where the notes say so
-(`EP A2A overlap`, `--overlap-moe-expert-parallel-comm`).
+The software stack of a row is the framework preset of its `framework` column and year
+(specs.frameworks_loading.framework_for_run): attention kernel, overlaps, recompute semantics, FSDP, loss buffers,
+allocator, blank-field policy. No rule over the notes decides physics, except the documented override table
+NOTE_OVERRIDES: a row whose notes state a setting that differs from its framework's usual one (TP comm overlap on,
+EP all-to-all overlap on, no --overlap-grad-reduce, FlashAttention named under an unfused preset) overrides that
+flag, and the row reports every override it applied (`Case.overrides`).
 
 vTrain files (Bang et al. 2023, arXiv 2312.12391; data README sec. 4): GPT models (4h GELU MLP, MHA, vocab
 50257), fp16, full recompute, 1F1B without interleaving, no sequence parallelism, no FlashAttention (vTrain's
@@ -24,11 +23,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 from ..errors import SpecError
+from ..specs.base import MAX_NAME
+from ..specs.framework import FrameworkSpec
+from ..specs.frameworks_loading import framework_for_run
 from ..specs.hardware import HardwareProfile
+from ..specs.stack import framework_layout_values
 from ..specs.loading import available_models, load_hardware, load_model, override_hardware
 from ..specs.model import MLASpec, ModelSpec, MoESpec
 from ..specs.training import TrainingSpec
@@ -60,6 +64,10 @@ class Case:
     eval_sequences_per_step: float = 0.0   # forward-only evaluation inside the measured window, per step
     zero3_unit: str = "layer"              # ZeRO-3 gather unit of the row's framework (specs.layout)
     ep_comm_overlap: bool = False          # MoE all-to-alls hidden behind another micro-batch (specs.layout)
+    dp_param_gather_overlap: bool = True   # ZeRO-1/2 parameter all-gather under the next forward (specs.layout)
+    framework: Optional[FrameworkSpec] = None   # the row's preset (framework_for_run); None: the default preset
+    overrides: tuple = ()                  # (flag, value, the note rule that set it) applied over the preset
+    policy: str = ""                       # blank-field policy used (benchmarks/README.md)
 
 
 _HEAD_DIM = re.compile(r"head_dim\s+(\d+)", re.I)
@@ -131,7 +139,7 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
     if ffn is None:
         ffn = 4 * row["hidden"]
         assumptions.append("ffn_hidden blank: 4 x hidden assumed")
-    name = re.sub(r"[^a-z0-9.\-]", "-", row["id"].lower()) or "row"
+    name = (re.sub(r"[^a-z0-9.\-]", "-", row["id"].lower()) or "row")[:MAX_NAME]   # long row ids: cut to a name
     try:
         return ModelSpec(name=name, source=row.get("source") or "runs file", num_layers=row["n_layers"],
                          hidden_size=row["hidden"], num_heads=row["n_heads"],
@@ -218,26 +226,89 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
     return known
 
 
-def framework_facts(row: dict, zero_stage: Optional[int], family: str) -> dict:
-    """The Case flags the schema has no column for, by the stated rules of the module docstring."""
+#: The documented override table: a note pattern that states a stack setting, the layout flags it sets over the
+#: row's framework preset, and why (benchmarks/README.md lists it). Applied only where it changes the preset's value.
+NOTE_OVERRIDES = (
+    (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap)"),
+    (_EP_OVERLAP, {"ep_comm_overlap": True}, "notes state EP all-to-all overlap (--overlap-moe-expert-parallel-comm)"),
+    (re.compile(r"no --overlap-grad-reduce|without --overlap-grad-reduce|overlap[ _-]grad[ _-]reduce[ _-]off"),
+     {"overlap_grad_reduce": False, "dp_param_gather_overlap": False},
+     "notes state no --overlap-grad-reduce / --overlap-param-gather (SimuMax's B200 runs)"),
+    (re.compile(r"flash[ _-]?attention|flashattention|flash-attn"), {"flash_attention": True},
+     "notes name FlashAttention"),
+)
+
+
+def row_framework(row: dict) -> FrameworkSpec:
+    """The framework preset of a row: its `framework` column (blank: 'unknown') in its year (framework_for_run).
+
+    Source: data README sec. 2.5 (the `framework` column); specs.frameworks_loading.framework_for_run."""
+    name = (row.get("framework") or "unknown").strip() or "unknown"
+    try:
+        return _framework_for(name, row.get("year"))
+    except SpecError as err:
+        raise RowError(str(err)) from None
+
+
+@lru_cache(maxsize=256)
+def _framework_for(name: str, year) -> FrameworkSpec:
+    """framework_for_run, parsed once per (framework, year): presets are frozen."""
+    return framework_for_run(name, year)
+
+
+def framework_facts(row: dict, fw: FrameworkSpec, family: str) -> tuple[dict, tuple]:
+    """(the Case flags, the overrides applied): the preset's layout flags on the row's hardware family
+    (specs.stack.framework_layout_values), then the NOTE_OVERRIDES whose pattern the notes match and whose value
+    differs from the preset's."""
     notes = (row.get("notes") or "").lower()
-    year = row["year"] or 0
-    # GPU frameworks of 2021-2022 (Megatron-LM before its overlapped distributed optimizer, DeepSpeed) reduce
-    # gradients after the backward pass; later ones overlap. Two exceptions: XLA on TPUs schedules the FSDP and
-    # data-parallel collectives under compute (GSPMD), and FSDP-style ZeRO-3 (FairScale/PyTorch FSDP) prefetches
-    # its gathers and reduce-scatters during the backward (Zhao et al. 2023 sec. 3.3). DeepSpeed's ZeRO-3 of that
-    # time gathers parameters tensor by tensor as modules run (Rajbhandari et al. 2021, ZeRO-Infinity sec. 7;
-    # Narayanan et al. 2021 sec. 5.2), on demand.
-    deepspeed_zero3 = zero_stage == 3 and "deepspeed" in notes and bool(year) and year <= 2022
-    fsdp_zero3 = zero_stage == 3 and not deepspeed_zero3
-    return {
-        "flash_attention": year >= 2023 or "flash" in notes,
-        "overlap_grad_reduce": not (year and year <= 2022 and family != "tpu" and not fsdp_zero3),
-        "zero3_unit": "tensor" if deepspeed_zero3 else "layer",
-        "tp_comm_overlap": bool(_TP_OVERLAP.search(notes)),
-        # Megatron-Core's EP all-to-all overlap (--overlap-moe-expert-parallel-comm) only where the notes say so
-        "ep_comm_overlap": bool(_EP_OVERLAP.search(notes)),
-    }
+    facts = framework_layout_values(fw, family)
+    applied = []
+    for pattern, flags, why in NOTE_OVERRIDES:
+        if not pattern.search(notes):
+            continue
+        for k, v in flags.items():
+            if facts[k] != v:
+                facts[k] = v
+                applied.append((k, v, why))
+    return facts, tuple(applied)
+
+
+def framework_default_fill(fw: FrameworkSpec, known: dict) -> dict:
+    """Fill the blank zero_stage, recompute, vpp and (with tp > 1 stated) sequence_parallel cells the preset
+    fixes (FrameworkSpec.defaults; null there = searched); returns what was filled. Mutates `known`.
+
+    Source: the preset's defaults.source (the framework's code defaults and recipes)."""
+    d, filled = fw.defaults, {}
+    for cell, value in (("zero_stage", d.zero_stage), ("recompute", d.recompute), ("vpp", d.vpp)):
+        if known.get(cell) is None and value is not None:
+            known[cell] = filled[cell] = value
+    if known.get("sequence_parallel") is None and d.sequence_parallel_with_tp is not None \
+            and (known.get("tp") or 1) > 1:
+        known["sequence_parallel"] = filled["sequence_parallel"] = int(d.sequence_parallel_with_tp)
+    return filled
+
+
+def blank_field_policy(fw: FrameworkSpec, known: dict, global_batch: int) -> tuple[dict, str]:
+    """(micro_batch fixed by the framework's micro_batch_rule or None, the policy's name) for a row whose
+    micro_batch cell is blank; other blank cells are searched (fastest that fits) unless the preset's defaults fix
+    them. Rules (specs.framework.MicroBatchRule): 'micro-batch-one' (torchtitan from 2025-04): micro-batch 1
+    under PP, the whole local batch without; 'pp-stages': as many micro-batches as stages; 'fastest-that-fits':
+    searched.
+
+    Source: the preset's defaults.source; benchmarks/README.md (blank-field policy)."""
+    rule = fw.defaults.micro_batch_rule
+    policy = f"{fw.name}: micro-batch {rule}; other blanks fastest-that-fits"
+    if known["micro_batch"] is not None or rule == "fastest-that-fits":
+        return None, policy
+    pp, dp = known["pp"], known["dp"]
+    if pp is None or dp is None:
+        return None, policy + " (pp or dp blank: micro-batch searched)"
+    local = global_batch // dp if global_batch % dp == 0 else None
+    if local is None:
+        return None, policy
+    if rule == "micro-batch-one":
+        return (1 if pp > 1 else local), policy
+    return (local // pp if local % pp == 0 else None), policy
 
 
 def eval_sequences_per_step(notes: str, training: TrainingSpec, assumptions: list) -> float:
@@ -282,13 +353,24 @@ def case_from_row(row: dict, line: int) -> Case:
     model = model_from_row(row, assumptions)
     training = _training_of(row, assumptions)
     known = known_layout(row, model, assumptions)
-    facts = framework_facts(row, known["zero_stage"], hw.family)
+    fw = row_framework(row)
+    facts, overrides = framework_facts(row, fw, hw.family)
+    mb, policy = blank_field_policy(fw, known, row["global_batch"])
+    if mb is not None:
+        known["micro_batch"] = mb
+        assumptions.append(f"micro_batch blank: {mb} by {fw.name}'s rule {fw.defaults.micro_batch_rule}")
+    filled = framework_default_fill(fw, known)
+    if filled:
+        policy += "; preset defaults for " + ", ".join(f"{k}={v}" for k, v in filled.items())
+        assumptions.append(f"blank cells filled from {fw.name}'s defaults: "
+                           + ", ".join(f"{k}={v}" for k, v in filled.items()))
     eval_per_step = eval_sequences_per_step(notes, training, assumptions)
     return Case(id=row["id"], line=line, source=row.get("source") or "", metric=row["metric"],
                 measured=row["value"], convention=row.get("flops_convention") or None,
                 peak_tflops_used=row["peak_tflops_used"], model=model, hardware=hw, training=training,
                 num_devices=row["n_devices"], known=known, convention_embedding=bool(_CONV_EMBEDDING.search(notes.lower())),
-                assumptions=tuple(assumptions), eval_sequences_per_step=eval_per_step, **facts)
+                assumptions=tuple(assumptions), eval_sequences_per_step=eval_per_step, framework=fw,
+                overrides=overrides, policy=policy, **facts)
 
 
 def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: HardwareProfile) -> Case:
@@ -305,7 +387,9 @@ def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: Hardware
     return Case(id=f"vtrain-{short}-{index}", line=line, source=VTRAIN_SOURCE[short], metric="step_time_s",
                 measured=vals["iteration time (ms)"] / 1000.0, convention=None, peak_tflops_used=None, model=model,
                 hardware=hw, training=training, num_devices=vals["# GPUs"], known=known, flash_attention=False,
-                overlap_grad_reduce=False, tp_comm_overlap=False, convention_embedding=False)
+                overlap_grad_reduce=False, dp_param_gather_overlap=False, tp_comm_overlap=False,
+                convention_embedding=False, framework=_framework_for("megatron-lm", 2021),
+                policy="vTrain: every layout field stated")
 
 
 def vtrain_hardware() -> HardwareProfile:

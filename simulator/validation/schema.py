@@ -24,7 +24,10 @@ INT_COLUMNS = ("year", "n_layers", "hidden", "ffn_hidden", "n_heads", "n_kv_head
                "micro_batch", "global_batch")
 FLOAT_COLUMNS = ("device_memory_gb", "scaleup_gbps_per_device", "scaleout_gbps_per_device", "value",
                  "peak_tflops_used")
-METRICS = ("mfu", "hfu", "tflops_per_device", "step_time_s", "tokens_per_s_per_device", "memory_gb")
+METRICS = ("mfu", "hfu", "tflops_per_device", "step_time_s", "tokens_per_s_per_device", "memory_gb",
+           "memory_allocated_gb", "memory_reserved_gb")
+#: Memory metrics (data README sec. 2.6): the allocated peak, the caching allocator's reserved peak, or not stated.
+MEMORY_METRICS = ("memory_gb", "memory_allocated_gb", "memory_reserved_gb")
 #: Metrics compared as FLOP rates under the row's `flops_convention`.
 FLOP_METRICS = ("mfu", "hfu", "tflops_per_device")
 CONVENTIONS = ("6N", "6N+attn", "6N+attn_causal", "megatron_eq3", "megatron_eq3_norecompute", "unknown")

@@ -86,17 +86,21 @@ def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, work
 
 def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
           dask_scheduler=None, workers: Optional[int] = None, retries: int = 2,
-          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn") -> SweepResult:
+          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn",
+          framework: Optional[str] = None) -> SweepResult:
     """Run (or resume) a sweep and return all its rows.
 
     `spec`: a YAML path, dict or SweepSpec; `output` overrides its output folder. Executors: local processes
     (`workers`, default the CPU count; 1 = in this process), or a Dask cluster when `dask_scheduler` is an
     address ('tcp://host:8786') or a distributed.Client. A failing chunk is retried `retries` times; a chunk
     that still fails raises ChunkFailed after the others are written. `on_progress(done, total)` is called
-    after each chunk is written (and once at the start, counting chunks already there).
+    after each chunk is written (and once at the start, counting chunks already there). `framework`: the
+    software stack of every grid point (preset name or YAML path; also `constraints.framework` in the spec).
     """
     t0 = time.perf_counter()
     sp = load_spec(spec)
+    if framework is not None:
+        sp = sp.model_copy(update={"constraints": sp.constraints.model_copy(update={"framework": str(framework)})})
     if output is not None:
         sp = sp.model_copy(update={"output": str(output)})
     if retries < 0:
