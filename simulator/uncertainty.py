@@ -59,6 +59,8 @@ def uncertainty_for(hardware: HardwareProfile, framework: Optional[str] = None) 
     if ov is not None and hardware.name in ov.profiles:
         f = ov.fit
         cv = f.loso_mape_pct
+        if cv is None:                                # the shipped runs' cross-validation (benchmarks/crossval.py)
+            cv = (family_errors().get(hardware.family) or {}).get("loso_mape_pct")
         err = cv if cv is not None else f.in_sample_mape_pct
         what = "cross-validated (leave-one-source-out) error" if cv is not None else "in-sample error (no CV recorded)"
         stale = f"; fitted under model {ov.model_version}" if ov.stale else ""
