@@ -139,6 +139,8 @@ def _msg_memory(s, i):
         return "does not fit in device memory"
     total = float(np.asarray(s.mem_total_bytes).reshape(-1)[i] if np.ndim(s.mem_total_bytes) else s.mem_total_bytes)
     cap = float(np.asarray(s.capacity_bytes).reshape(-1)[i] if np.ndim(s.capacity_bytes) else s.capacity_bytes)
+    if not np.isfinite(total):
+        return f"its memory per device cannot be bounded (more than the {cap / GIGA:,.1f} GB available)"
     return f"needs {total / GIGA:,.1f} GB per device, more than the {cap / GIGA:,.1f} GB available"
 
 

@@ -108,12 +108,13 @@ def test_cli_token_counts_parse():
 def test_an_empty_search_space_status_comes_from_the_errors_reason_field():
     """Issue 9 bug c: the status is the EmptySearchSpace's `reason` field, not a split of its message."""
     from simulator.planning.enumerate import EmptySearchSpace
-    # a budget of $80/h rents 32 devices at $2.5 (no tp in [3] divides them) and 24 at $3.3 (tp 3 does)
-    res = compare("llama2-7b", ["a100-sxm4-80gb", "h100-sxm5-80gb"], budget_per_hour=80.0, global_batch=192,
-                  price_per_hour={"a100-sxm4-80gb": 2.5, "h100-sxm5-80gb": 3.3}, constraints={"tp": [3]})
+    # a budget of $50/h rents up to 20 devices at $2.5: the counts that factor well are [16] (no tp in [3] divides
+    # them); up to 25 at $2.0: [24, 16], and tp 3 divides 24 (issue 12: budget counts node x 2^a, x3, x5)
+    res = compare("llama2-7b", ["a100-sxm4-80gb", "h100-sxm5-80gb"], budget_per_hour=50.0, global_batch=192,
+                  price_per_hour={"a100-sxm4-80gb": 2.5, "h100-sxm5-80gb": 2.0}, constraints={"tp": [3]})
     with pytest.raises(EmptySearchSpace) as e:
-        search("llama2-7b", "a100-sxm4-80gb", 32, 192, constraints={"tp": [3]})
-    assert e.value.reason == "no tp divides the 32 devices within the constraints (<= 32 heads)"
+        search("llama2-7b", "a100-sxm4-80gb", 16, 192, constraints={"tp": [3]})
+    assert e.value.reason == "no tp divides the 16 devices within the constraints (<= 32 heads)"
     f = res.frame.set_index("hardware")
     assert f.loc["a100-sxm4-80gb", "status"] == "empty search space: " + e.value.reason
     assert f.loc["h100-sxm5-80gb", "devices"] == 24 and f.loc["h100-sxm5-80gb", "status"].startswith("no valid layout")

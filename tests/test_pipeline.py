@@ -102,3 +102,22 @@ def test_host_work_per_micro_batch_sits_on_the_ranks_that_do_it():
     sc = ts.Scenario.build(gpt(layers=3, hidden=64, heads=4, vocab=64), toy_hardware(layer_overhead_us=10_000.0),
                            devices=3, global_batch=1, seq_len=16, tp=1, pp=3, micro_batch=1, recompute="none", zero=0)
     assert ts.estimate(sc).step_time_s == pytest.approx(0.160, rel=1e-3)
+
+
+def test_zb_h1_fewer_micro_batches_than_stages_hand_timeline():
+    """p=4, m=2, F = B = W = 1 s per stage (zb_h1: rank r defers its first r W passes). Hand-drawn timeline:
+        stage 3: F0 3-4  B0 4-5  F1 5-6  B1 6-7  W0 7-8  W1 8-9    (1F1B order: F1 waits for B0)
+        stage 2: F0 2-3  F1 3-4  B0 5-6  B1 7-8  W0 8-9  W1 9-10
+        stage 1: F0 1-2  F1 2-3  B0 6-7  B1 8-9  W0 9-10 W1 10-11
+        stage 0: F0 0-1  F1 1-2  B0 7-8  W0 8-9  B1 9-10 W1 10-11
+    The step is the B chain: (m + p - 1)(F + B) + W = 5 x 2 + 1 = 11 s; the m >= p form m(F+B+W) +
+    (p-1)(F+B-W) = 6 + 3 = 9 s (the old closed form) undercounts it by 18%. The DES replays the same 11 s."""
+    from simulator.des.engine import simulate_spec
+    from simulator.pipeline.schedules import zb_h1
+    from .test_des_engine import toy
+    p, m = 4, 2
+    des = simulate_spec(toy(zb_h1(p, m), f=1.0, b=1.0, w=1.0)).step_time_s
+    closed = float(pipeline_time_s(3.0, 3.0 * p, m, 1, 3, 1.0, 1.0 * p))
+    assert des == pytest.approx(11.0, rel=1e-12) and closed == pytest.approx(11.0, rel=1e-12)
+    # m = p and beyond: the paper's form, (p-1)(F+B-W) bubble
+    assert float(pipeline_time_s(3.0, 3.0 * p, 8, 1, 3, 1.0, 1.0 * p)) == pytest.approx(3 * 8 + 3)

@@ -38,6 +38,7 @@ def spec(tmp_path) -> dict:
         "top_k": 2,
         "output": str(tmp_path / "out"),
         "chunk_size": 2,
+        "format": "parquet",
     }
 
 

@@ -61,7 +61,7 @@ MEMORY_FUNCTIONS = {
 REGISTRY = (
     Entry("step_time_s", "s", (evaluate,)),
     Entry("mfu", "", (metrics.mfu, metrics.model_flops_per_step)),
-    Entry("hfu", "", (metrics.hfu, metrics.recompute_flops_per_step)),
+    Entry("hfu", "", (metrics.hfu, metrics.hardware_flops_per_step, metrics.executed_attention_fraction)),
     Entry("tokens_per_s", "tokens/s", (metrics.tokens_per_s,)),
     Entry("tflops_per_device", "TFLOP/s", (metrics.tflops_per_device,)),
     Entry("num_micro_batches", "", (closed_form.num_micro_batches,)),

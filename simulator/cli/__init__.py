@@ -38,6 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_quietly(args) -> int:
+    """The handler with numpy's floating-point RuntimeWarnings kept from the user (an engine's NaN or inf is
+    blanked or reported in the output, never as a warning line); TRAINSIM_DEBUG=1 shows them."""
+    if os.environ.get("TRAINSIM_DEBUG"):
+        return int(args.handler(args) or 0)
+    import warnings
+
+    import numpy as np
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return int(args.handler(args) or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (`--help` and `--version` exit through SystemExit(0), as argparse
     does). An unexpected exception is reported in one line with exit 1 (TRAINSIM_DEBUG=1 shows the traceback)."""
@@ -46,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from ..specs.overlay import set_calibration
         set_calibration(not getattr(args, "no_calibration", False))
         common.check_outputs(args)
-        return int(args.handler(args) or 0)
+        return _run_quietly(args)
     except SpecError as err:
         common.error(str(err))
         return 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -45,6 +46,35 @@ def error(msg: str) -> None:
         msg = f"{msg[:MAX_MESSAGE]}... ({len(msg) - MAX_MESSAGE:,} more characters)"
     con = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
     con.print(Text.assemble(("error:", "bold red"), " ", msg))
+
+
+def add_progress_flag(p: argparse.ArgumentParser) -> None:
+    """--progress: a progress bar on stderr even when stderr is not a terminal (on a terminal it is shown anyway;
+    never on stdout, so JSON and CSV output stay clean)."""
+    p.add_argument("--progress", action="store_true",
+                   help="show a progress bar on stderr (default: only when stderr is a terminal)")
+
+
+@contextlib.contextmanager
+def progress_bar(args: argparse.Namespace, description: str, wanted: bool = True):
+    """A `progress(done, total)` callback drawing a rich progress bar on stderr when `wanted` and stderr is a
+    terminal or --progress was given; a no-op callback otherwise."""
+    if not wanted or not (getattr(args, "progress", False) or sys.stderr.isatty()):
+        yield lambda done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    con = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=con, transient=con.is_terminal) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def warn(msg: str) -> None:
+    """A warning in the error style (`warning: <message>` on stderr, no markup); the command goes on."""
+    from rich.text import Text
+    con = Console(stderr=True, highlight=False, markup=False, emoji=False, soft_wrap=True)
+    con.print(Text.assemble(("warning:", "bold yellow"), " ", shorten(str(msg), MAX_MESSAGE)))
 
 
 class UsageError(SpecError):

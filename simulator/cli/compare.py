@@ -17,7 +17,7 @@ def token_count(text: str) -> float:
     if not m:
         raise argparse.ArgumentTypeError(f"'{text}' is not a token count (examples: 300B, 1.4T, 2e12)")
     v = float(m.group(1)) * _SUFFIX.get(m.group(2).lower(), 1.0)
-    if not v > 0:
+    if not 0 < v < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be > 0")
     return v
 
@@ -75,6 +75,7 @@ def register(sub) -> None:
                    help="how each profile's best layout is chosen (default throughput)")
     o.add_argument("--format", choices=["table", "json", "csv"], default="table")
     o.add_argument("--chart", metavar="PNG", help="write a grouped bar chart of the comparison")
+    common.add_progress_flag(p)
     add_train_rank_flags(p, tokens=False)
     p.set_defaults(handler=run)
 
@@ -87,10 +88,11 @@ def run(args: argparse.Namespace) -> int:
     except argparse.ArgumentTypeError as err:
         from ..errors import SpecError
         raise SpecError(str(err)) from None
-    res = compare(args.model, args.hardware, devices=args.devices, global_batch=args.global_batch,
-                  seq_len=args.seq_len, tokens=args.tokens, budget_per_hour=args.budget_per_hour,
-                  price_per_hour=price, power_w=power, dtype=args.dtype, constraints=constraints_of(args),
-                  objective=args.objective)
+    with common.progress_bar(args, "compare: profiles searched") as bar:
+        res = compare(args.model, args.hardware, devices=args.devices, global_batch=args.global_batch,
+                      seq_len=args.seq_len, tokens=args.tokens, budget_per_hour=args.budget_per_hour,
+                      price_per_hour=price, power_w=power, dtype=args.dtype, constraints=constraints_of(args),
+                      objective=args.objective, progress=bar)
     if args.rank_by:
         from ..planning.to_train import rank_compare
         res = rank_compare(res, args.rank_by, args.run_preset, args.checkpoint_mode)

@@ -7,6 +7,7 @@ import sys
 
 from ..errors import SpecError
 from . import common
+from .compare import token_count
 
 
 def register(sub) -> None:
@@ -19,7 +20,41 @@ def register(sub) -> None:
                    help="for every number (step time, MFU, HFU, tokens/s, each breakdown and memory row) also print "
                         "the quantity it sums, the function that computes it and that function's source (table or "
                         "json; the JSON gains an `explain` list)")
+    p.add_argument("--tokens", type=token_count, metavar="T",
+                   help="also give the time, cost (the profile's price per device-hour) and energy (board power) "
+                        "to train T tokens with this layout, e.g. 300B, 1.4T")
     p.set_defaults(handler=run)
+
+
+def inputs_of(result) -> dict:
+    """The inputs the estimate used, echoed in the table and the JSON (`inputs`): sequence length, global batch,
+    micro-batch and micro-batches, dtype, schedule, framework (when the scenario names one)."""
+    sc = result.scenario
+    d = {"seq_len": sc.training.seq_len, "global_batch": sc.training.global_batch,
+         "micro_batch": sc.layout.micro_batch, "num_micro_batches": result.num_micro_batches,
+         "dtype": sc.training.dtype, "schedule": sc.layout.resolved_schedule}
+    fw = getattr(sc, "framework", None)
+    if fw is not None:
+        d["framework"] = getattr(fw, "name", str(fw))
+    return d
+
+
+def to_train(result, tokens: float) -> dict:
+    """Time, cost and energy to train `tokens` at this layout's throughput (simulator.metrics definitions);
+    cost and energy are None where the profile has no price or power figure, all None if the layout cannot run."""
+    from .. import metrics
+    dev = result.scenario.hardware.device
+    n = result.scenario.num_devices
+    price, power = dev.price_per_hour_usd, dev.power_w
+    d = {"tokens": tokens, "time_s": None, "days": None, "cost_usd": None, "energy_kwh": None,
+         "price_per_hour_usd": price, "power_w": power}
+    if not result.runnable or not result.tokens_per_s:
+        return d
+    t = float(metrics.time_to_train_s(tokens, result.tokens_per_s))
+    d.update(time_s=t, days=t / 86400.0,
+             cost_usd=None if price is None else float(metrics.cost_usd(n, price, t)),
+             energy_kwh=None if power is None else float(metrics.energy_kwh(n, power, t)))
+    return d
 
 
 def emit(d: dict, fmt: str) -> None:
@@ -83,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
     result = estimate(common.build_scenario(args))
     from ..uncertainty import with_uncertainty
     d = with_uncertainty(result.to_dict(), result.scenario)
+    d["inputs"] = inputs_of(result)
+    if getattr(args, "tokens", None):
+        d["to_train"] = to_train(result, args.tokens)
     if not getattr(args, "explain", False):
         emit(d, args.format)
         return exit_code(result, args.format)

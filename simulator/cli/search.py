@@ -13,6 +13,25 @@ LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
 #: Scenario-file layout keys that become one-value constraints of the search.
 SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
                  "offload_optimizer", "offload_params", "offload_activations")
+#: Scenario-file settings a search applies to every candidate (SearchSpace fields).
+SCENARIO_SETTINGS = ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit",
+                     "flash_attention", "overlap_grad_reduce", "offload_delayed_update", "framework",
+                     "dp_param_gather_overlap")
+#: Scenario-file keys a search uses (the job, the axes and the settings); others (grad_dtype, stage_layers) are
+#: estimate/simulate settings and draw a warning.
+SCENARIO_USED = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "hardware_overrides",
+                 *SCENARIO_AXES, *SCENARIO_SETTINGS)
+
+
+def warn_unused_scenario_keys(args: argparse.Namespace) -> None:
+    """A warning naming the keys of --scenario that a search cannot use (they are estimate/simulate settings)."""
+    if not getattr(args, "scenario", None):
+        return
+    from ..specs.scenario import read_scenario_file
+    unused = sorted(k for k in read_scenario_file(args.scenario) if k not in SCENARIO_USED)
+    if unused:
+        common.warn(f"{args.scenario}: search does not use the key(s) {', '.join(unused)} (settings of "
+                    f"estimate/simulate); the search runs without them")
 
 
 def int_list(text: str) -> list[int]:
@@ -105,8 +124,7 @@ def constraints_of(args: argparse.Namespace, scenario_keys: dict | None = None) 
             out[k] = [scenario_keys[k]]
     if getattr(args, "framework", None):
         out["framework"] = args.framework
-    for k in ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit", "framework",
-              "offload_delayed_update"):
+    for k in SCENARIO_SETTINGS:
         if scenario_keys and k in scenario_keys and k not in out:
             out[k] = scenario_keys[k]
     return out
@@ -138,6 +156,7 @@ def register(sub) -> None:
     o.add_argument("--heatmap", metavar="PNG", help="TP x PP heatmap of the best throughput")
     o.add_argument("--pareto", metavar="PNG", help="memory vs throughput scatter with the Pareto front")
     o.add_argument("--breakdown", metavar="PNG", help="step-time breakdown of the top layouts")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -219,10 +238,13 @@ def run(args: argparse.Namespace) -> int:
     keys = common.scenario_keys(args)
     if args.objective == "devices":
         return run_fewest(args, keys)
-    result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"], keys.get("seq_len"),
-                    dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
-                    objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
-                    hardware_overrides=keys.get("hardware_overrides"))
+    warn_unused_scenario_keys(args)
+    with common.progress_bar(args, f"refine: {args.refine} layouts with the DES", args.refine > 0) as bar:
+        result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"],
+                        keys.get("seq_len"), dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
+                        objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
+                        hardware_overrides=keys.get("hardware_overrides"), progress=bar,
+                        reasons=args.format != "table")     # a table shows feasible rows: reason text on demand only
     if args.rank_by or args.tokens is not None:
         from ..planning.to_train import rank_search
         if not args.rank_by:

@@ -39,6 +39,7 @@ def register(sub) -> None:
     g.add_argument("--trace", metavar="FILE.json", help="write a Chrome trace (Perfetto / chrome://tracing)")
     g.add_argument("--gantt", metavar="FILE.png", help="write a Gantt chart of the step")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -117,8 +118,10 @@ def run(args: argparse.Namespace) -> int:
     from .estimate import emit, exit_code
     sc = common.build_scenario(args)
     strag = Stragglers(args.stragglers, args.straggler_slowdown) if args.stragglers > 0 else None
-    result = simulate(sc, overlap=args.overlap, contention=args.contention, jitter=args.jitter, stragglers=strag,
-                      samples=args.samples, seed=args.seed)
+    with common.progress_bar(args, f"simulate: {args.samples} replays", args.samples > 1) as progress:
+        result = simulate(sc, overlap=args.overlap, contention=args.contention, jitter=args.jitter,
+                          stragglers=strag, samples=args.samples, seed=args.seed,
+                          **({"progress": progress} if args.samples > 1 else {}))
     write_outputs(result, args)
     from ..uncertainty import with_uncertainty
     d = with_uncertainty(result.to_dict(), result.scenario)

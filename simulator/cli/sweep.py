@@ -27,8 +27,16 @@ def register(sub) -> None:
     p.set_defaults(handler=run)
 
 
+def _terminate_as_interrupt(signum, frame):
+    """SIGTERM ends a sweep like Ctrl-C: the pool's workers are stopped and the written chunks stay."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    import signal
+
     from ..planning.sweep import ChunkFailed, sweep
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
     progress = None
     task = None

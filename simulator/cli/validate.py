@@ -6,6 +6,8 @@ import sys
 
 from . import common
 
+DEFAULT_ROWS = 20       # rows a table shows by default: the worst ones; the figures always cover every row
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -19,6 +21,11 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["analytic", "des"], default="analytic",
                    help="engine for the step time (des: discrete-event, where installed)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--rows", type=int, default=DEFAULT_ROWS, metavar="N",
+                       help=f"table: the N rows with the largest |error| (default {DEFAULT_ROWS}); json and csv "
+                            "always hold every row")
+    shown.add_argument("--all", action="store_true", help="table: every row, in file order")
     p.add_argument("--plot", metavar="OUT.png", help="also draw predicted vs measured (log axes, y=x, +/-10%% bands)")
     p.add_argument("--cv", action="store_true",
                    help="cross-validated figures instead: in-sample, leave-one-source-out (refit of each calibrated "
@@ -26,6 +33,7 @@ def register(sub) -> None:
                         "overlay) MAPE over the time/rate rows, per family (minutes: one refit per source)")
     p.add_argument("--cv-max-nfev", type=common.positive_int, default=15,
                    help="optimiser evaluations per leave-one-source-out refit (default 15)")
+    common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
@@ -33,7 +41,14 @@ def run(args: argparse.Namespace) -> int:
     if args.cv:
         return run_cv(args)
     from ..validation import validate
-    report = validate(args.file, engine=args.engine)
+    with common.progress_bar(args, "validate: jobs predicted") as bar:
+        report = validate(args.file, engine=args.engine, progress=bar)
+    if not report.summary["n"] and report.skipped_rows:
+        from ..errors import SpecError
+        first = report.skipped_rows[0]
+        raise SpecError(f"{args.file}: no row can be predicted ({len(report.skipped_rows)} skipped); "
+                        f"first: {first.reason}" + ("" if f"line {first.line}" in first.reason
+                                                    else f" (line {first.line})"))
     if args.format == "json":
         common.print_json(report_json(report))
     elif args.format == "csv":
@@ -41,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         write_csv(report, sys.stdout)
     else:
         from ..reports.validation_tables import report_renderable
-        common.stdout().print(report_renderable(report))
+        if args.rows < 0:
+            raise common.UsageError(f"--rows {args.rows}: must be 0 or more (the number of rows to show)")
+        common.stdout().print(report_renderable(report, None if args.all else args.rows))
     if args.plot:
         from ..reports.plots import validation_figure
         fig = validation_figure(report)

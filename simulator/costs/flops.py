@@ -4,7 +4,8 @@ Conventions (one definition each):
 - A multiply-add is 2 FLOPs. Backward = 2 x forward (Narayanan et al. 2021, sec. 5.1).
 - Attention scores and values are counted over the full s x s matrix (non-causal), as Megatron's eq. 3 and
   PaLM App. B do; causal flash-attention kernels execute about half of it, which the compute-time model uses
-  (`attention_executed_fraction`), but model FLOPs (MFU) keep the full count.
+  (`attention_executed_fraction`); simulator.metrics counts the causal half for MFU (this full count stays the
+  convention `validate` applies to published figures that state it).
 - Model FLOPs (MFU) exclude recomputation; hardware FLOPs (HFU) include it (Chowdhery et al. 2022, App. B).
 - Logits (the output layer) are counted; the input embedding lookup is not a matmul and is free.
 """

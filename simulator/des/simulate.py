@@ -96,14 +96,15 @@ def _costs_of(sc: Scenario):
     return sz, lc, comm, edge, row
 
 
-def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples, seed, per_layer):
+def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples, seed, per_layer, progress=None):
     """(median replay, step times of every replay): one replay, or `samples` with jitter or stragglers."""
     rng = np.random.default_rng(seed)
     graph_cache = {}
     runs = []
     stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0)
     pp_stride, dp_stride = (int(float(np.asarray(sz.strides[k]).reshape(-1)[0])) for k in ("pp", "dp"))
-    for _ in range(samples if stochastic else 1):
+    total = samples if stochastic else 1
+    for k in range(total):
         groups = straggler_groups(rng, sc.num_devices, sc.layout.pp, sc.layout.dp, strag)
         devices = representative_devices(sc.layout.pp, pp_stride, dp_stride, [g[0] for g in groups])
         graph = None
@@ -116,6 +117,8 @@ def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples,
         spec = replace(plan.spec, slowdown=tuple(g[1] for g in groups), devices=devices, graph=graph,
                        jitter=float(jitter), group_labels=tuple(g[2] for g in groups), per_layer=bool(per_layer))
         runs.append(simulate_spec(spec, rng))
+        if progress is not None:
+            progress(k + 1, total)
     times = np.array([r.step_time_s for r in runs] * (samples if not stochastic else 1))
     order = sorted(range(len(runs)), key=lambda i: (runs[i].step_time_s, i))
     return runs[order[(len(runs) - 1) // 2]], times
@@ -123,7 +126,7 @@ def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples,
 
 def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = True, jitter: float = 0.0,
              stragglers: Stragglers | tuple | float | None = None, samples: int = 1, seed: int = 0,
-             per_layer: bool = False) -> SimulationResult:
+             per_layer: bool = False, progress=None) -> SimulationResult:
     """Replay one training step of `scenario` with the discrete-event engine.
 
     overlap: model communication/computation overlap (async pipeline sends, bucketed gradient reduction under
@@ -136,6 +139,7 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     seed: seeds the numpy Generator that draws jitter and stragglers; runs are deterministic given it.
     per_layer: replay every layer pass as its own events even where nothing can happen inside an op (the
         times are the same; ops are coalesced by default).
+    progress: called as progress(done, total) after each replay (the CLI's progress bar); never prints.
 
     Returns a SimulationResult (a StepEstimate, engine "des"). A layout that only fails to fit in memory is
     simulated and returned with its reasons; one that cannot be replayed at all (world size, divisibility,
@@ -158,7 +162,7 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
     plan = build_plan(sc, sz, lc, comm, edge, overlap=bool(overlap), contention=bool(contention),
                       num_micro=int(sz.num_micro[0]))
     med, times = _replay(sc, plan, sz, strag, contention=contention, jitter=jitter, samples=samples, seed=seed,
-                         per_layer=per_layer)
+                         per_layer=per_layer, progress=progress)
     return _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
                    overlap=bool(overlap), contention=bool(contention))
 
@@ -212,8 +216,8 @@ def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
     tokens = float(sc.training.tokens_per_step)
     model_flops = float(metrics.model_flops_per_step(sz.costs, tokens))
     hw_flops = float(np.asarray(metrics.hardware_flops_per_step(
-        model_flops, metrics.recompute_flops_per_step(sz.costs, tokens, sz.recompute))).reshape(-1)[0])
-    peak = sc.hardware.mfu_peak_flops_per_s(sc.training.dtype)
+        sz.costs, tokens, sz.recompute, sz.table.flash_attention)).reshape(-1)[0])
+    peak = sc.hardware.utilization_peak_flops_per_s(sc.training.dtype)
     n = sc.num_devices
     per_rank = [0] * pp
     for j, nl in enumerate(plan.chunks):

@@ -65,6 +65,12 @@ def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum
     which may sit on different stages: sum_i tau_i + (m-1)(max_i F_i + max_i B_i), given as `fb_max`.
     All reduce to (m + p - 1) tau for equal stages.
 
+    ZB-H1 with fewer micro-batches than stages (m < p) has too few B passes to hide the W passes behind: the
+    last micro-batch's F and B still cross every stage, the last stage alternates F and B, and the first stage
+    ends with its last W, so the step is at least sum_i (F_i + B_i) + (m-1) max (F + B) + W (for equal stages
+    (m + p - 1)(T_F + T_B) + T_W, the paper's m (T_F + T_B + T_W) + (p-1)(T_F + T_B - T_W) at m = p); the
+    step is the larger of the two (a hand-drawn timeline in tests/test_pipeline.py).
+
     Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2; Qi et al. 2023 (arXiv 2401.10241) sec. 3.
     """
     m = np.asarray(num_micro, dtype=float)
@@ -73,4 +79,5 @@ def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum
     fill = np.maximum(0.0, tau_sum - pace)           # exactly 0 for one stage (no rounding below 0)
     fill = np.where(code == 2, fill / vpp, fill)
     fill = np.where(code == 3, np.maximum(0.0, fill - 2.0 * (w_sum - w_max)), fill)
-    return m * pace + fill
+    chain = (tau_sum - w_sum) + (m - 1.0) * (tau_max - w_max) + w_max     # ZB-H1's B chain when m < p
+    return np.where(code == 3, np.maximum(m * pace + fill, chain), m * pace + fill)

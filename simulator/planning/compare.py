@@ -6,8 +6,10 @@ step time and throughput, and the time, cost and energy to train a number of tok
     energy         = devices x device power (W) x time: the accelerators' board power (TDP) only; host, network
                      and cooling (PUE) are not included.
 
-With `budget_per_hour` instead of `devices`, each profile gets as many devices as the budget buys,
-floor(budget / price), rounded down to whole nodes (a multiple of devices_per_node).
+With `budget_per_hour` instead of `devices`, each profile may rent up to floor(budget / price) devices; the
+compare searches the counts within that which factor well (whole nodes times a power of two, or times 3 or 5
+and a power of two: `budget_device_counts`) and keeps the one whose best layout is best for the objective, so a
+budget never ends in an odd count such as 2,008 devices and pp 77.
 """
 from __future__ import annotations
 
@@ -90,6 +92,39 @@ def devices_for_budget(hw: HardwareProfile, budget_per_hour: float, price: Optio
     return (n // hw.devices_per_node) * hw.devices_per_node
 
 
+def budget_device_counts(hw: HardwareProfile, budget_per_hour: float, price: Optional[float]) -> list[int]:
+    """Device counts a budget rents that factor well, largest first: the largest node x 2^a, node x 3 x 2^a and
+    node x 5 x 2^a within floor(budget / price) (a parallel layout splits them into tp x pp x dp without odd
+    factors); [] when the budget rents less than one node.
+
+    Source: Megatron-LM and torchtitan recipes size clusters as whole nodes times powers of two (tp within a
+    node, pp and dp dividing the rest); definition of the budget."""
+    node = hw.devices_per_node
+    limit = devices_for_budget(hw, budget_per_hour, price)
+    out = set()
+    for base in (node, 3 * node, 5 * node):
+        d = base
+        while d * 2 <= limit:
+            d *= 2
+        if d <= limit:
+            out.add(d)
+    return sorted(out, reverse=True)
+
+
+def _better(objective: str, a: Optional[SearchResult], b: Optional[SearchResult], price) -> bool:
+    """Whether search `a` gives a better best layout than `b` (throughput, cost per token, or memory)."""
+    if a is None or a.best is None:
+        return False
+    if b is None or b.best is None:
+        return True
+    ta, tb = float(a.best["tokens_per_s"]), float(b.best["tokens_per_s"])
+    if objective == "cost" and price is not None:
+        return a.num_devices / ta < b.num_devices / tb
+    if objective == "memory":
+        return float(a.best["mem_total_bytes"]) < float(b.best["mem_total_bytes"])
+    return ta > tb
+
+
 def _row(hw: HardwareProfile, devices: int, status: str, price, power, res: Optional[SearchResult], tokens: float,
          elapsed: float) -> dict:
     from ..uncertainty import uncertainty_for
@@ -160,12 +195,13 @@ def _profiles(hardware, price_per_hour, power_w) -> list[HardwareProfile]:
 def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = None, global_batch: int = 0,
             seq_len: Optional[int] = None, *, tokens: float = 1e12, budget_per_hour: Optional[float] = None,
             price_per_hour=None, power_w=None, dtype: str = "bf16", constraints=None,
-            objective: str = "throughput") -> CompareResult:
+            objective: str = "throughput", progress=None) -> CompareResult:
     """Best layout of one job on each hardware profile, with the time, cost and energy to train `tokens`.
 
     `hardware`: profile names/paths/specs, or "all". Give `devices` (the same count everywhere) or
     `budget_per_hour` (USD; each profile gets what the budget rents). `price_per_hour` and `power_w` override
-    the profiles' figures: one number for all, or a {profile name: number} mapping.
+    the profiles' figures: one number for all, or a {profile name: number} mapping. `progress(done, total)`
+    is called after each profile.
     """
     m = load_model(model)
     if isinstance(hardware, (str, HardwareProfile)):
@@ -187,18 +223,28 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
         price = price if price is not None else hw.device.price_per_hour_usd
         power = _per_profile(power_w, hw.name, "power_w")
         power = power if power is not None else hw.device.power_w
-        n = devices if devices is not None else devices_for_budget(hw, budget_per_hour, price)
+        counts = [devices] if devices is not None else budget_device_counts(hw, budget_per_hour, price)
         t0 = time.perf_counter()
-        if n < 1:
+        if not counts:
             rows.append(_row(hw, 0, f"${budget_per_hour:,.0f}/h rents less than one node "
                                     f"({hw.devices_per_node} x ${price:,.2f}/h)", price, power, None, tokens, 0.0))
             continue
-        try:
-            res = search(m, hw, int(n), global_batch, seq_len, dtype=dtype, constraints=space, objective=objective,
-                         price_per_hour=price if objective == "cost" else None, reasons=False)
-        except SpecError as err:
-            errors.append(f"{hw.name}: {err}")
-            rows.append(_row(hw, n, error_status(err), price, power, None, tokens, time.perf_counter() - t0))
+        res, n, first_err = None, counts[0], None
+        for c in counts:
+            try:
+                r = search(m, hw, int(c), global_batch, seq_len, dtype=dtype, constraints=space,
+                           objective=objective, price_per_hour=price if objective == "cost" else None,
+                           reasons=False)
+            except SpecError as err:
+                first_err = first_err or err
+                continue
+            if res is None or _better(objective, r, res, price):
+                res, n = r, c
+        if progress is not None:
+            progress(len(rows) + 1, len(profiles))
+        if res is None:
+            errors.append(f"{hw.name}: {first_err}")
+            rows.append(_row(hw, n, error_status(first_err), price, power, None, tokens, time.perf_counter() - t0))
             continue
         searches[hw.name] = res
         rows.append(_row(hw, n, res.short_status(), price, power, res, tokens, time.perf_counter() - t0))

@@ -303,6 +303,25 @@ def _zero_recompute_sp_axes(job: _Job, cols: dict) -> dict:
     return cols
 
 
+#: Most candidates one search evaluates at once: evaluation holds about 2 KB per candidate (the engine's columns),
+#: so the cap keeps a search near 2 GB; larger spaces need constraints (a fuzzed 720,720-device job asked 30 M).
+MAX_CANDIDATES = 1_000_000
+
+
+def _check_size(job: _Job, n_layouts: int) -> None:
+    """SpecError when the ZeRO x recompute x SP expansion of `n_layouts` would exceed MAX_CANDIDATES."""
+    s = job.space
+    n_sp = len(set(s.sequence_parallel)) if isinstance(s.sequence_parallel, list) else 1
+    n_off = 1
+    for k in ("optimizer", "params", "activations"):
+        n_off *= len(set(getattr(s, f"offload_{k}", None) or [None]))
+    bound = n_layouts * len(set(s.zero)) * len(set(s.recompute)) * n_sp * n_off
+    if bound > MAX_CANDIDATES:
+        raise SpecError(f"the search space has up to {bound:,} candidates, more than the {MAX_CANDIDATES:,} one "
+                        f"search evaluates (about 2 KB each in memory); narrow it, e.g. with --max-tp, --pp, "
+                        f"--max-pp, --micro-batch, --zero or --recompute")
+
+
 def _offload_axis(job: _Job, cols: dict) -> dict:
     """Offload tiers (optimizer x parameters x activations): the combinations the row's ZeRO stage allows where
     the state is sharded (dp x cp > 1): parameter offload with ZeRO-3, optimizer offload with ZeRO >= 2."""
@@ -346,6 +365,7 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
     cols = _ep_axis(job, cols)
     cols = _pipeline_axis(job, cols)
     cols = _micro_batch_axis(job, cols)
+    _check_size(job, len(cols["tp"]))
     cols = _zero_recompute_sp_axes(job, cols)
     cols = _offload_axis(job, cols)
     n = len(cols["tp"])

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..analytic.compose import evaluate
 from ..errors import SpecError
-from ..feasibility import R_MEMORY, RULES, Subject
+from ..feasibility import R_MEMORY, RULES, STRUCTURAL_MASK, Subject
 from ..metrics import tokens_per_s, usd_per_million_tokens
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
@@ -176,10 +176,11 @@ class SearchResult:
         lines = [f"no layout of {self.model.name} fits on {self.num_devices} x {self.hardware.name} "
                  f"(global batch {self.training.global_batch}, seq_len {self.training.seq_len}); "
                  f"{self.num_candidates:,} candidates evaluated."]
-        for _, r in cl.iterrows():
+        why = self.reason_of(cl)
+        for (i, r) in cl.iterrows():
             lines.append(f"closest: {layout_label(r)} needs {r['mem_total_bytes'] / GIGA:,.1f} GB per device vs "
                          f"{cap / GIGA:,.1f} GB available" + ("" if r["reasons"] == R_MEMORY else
-                                                              f" (also: {r['reason']})"))
+                                                              f" (also: {why[i]})"))
         if len(cl) and cl.iloc[0]["reasons"] == R_MEMORY:
             need = cl.iloc[0]["mem_total_bytes"]
             hints = ["more devices", f"devices with at least {need / GIGA:,.0f} GB"]
@@ -192,6 +193,13 @@ class SearchResult:
         if counts:
             lines.append("infeasible: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
         return "\n".join(lines)
+
+    def reason_of(self, rows: pd.DataFrame) -> pd.Series:
+        """The `reason` text of some rows of `frame`: the column when the search wrote it, else written now for
+        these rows only (search(reasons=False) leaves it out; the bit mask `reasons` is always there)."""
+        if "reason" in rows:
+            return rows["reason"]
+        return reason_text(rows, self.model, self.training, self.num_devices)
 
     def short_status(self) -> str:
         """'ok', or one line on why nothing is feasible (memory needed, or the rules broken)."""
@@ -312,16 +320,33 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
         data[c] = np.asarray(out[c])[order]
     if price_per_hour is not None:
         data["usd_per_million_tokens"] = usd_per_million_tokens(num_devices, price_per_hour, data["tokens_per_s"])
+    _blank_unformable(data, np.asarray(out["reasons"])[order])
     data["pacing_rank"] = pd.Categorical.from_codes(np.asarray(out["pacing_rank"])[order], RANK_NAMES)
     data["memory_rank"] = pd.Categorical.from_codes(np.asarray(out["memory_rank"])[order], RANK_NAMES)
     return pd.DataFrame(data)
+
+
+#: Figures a layout that cannot be formed does not have (results.StepEstimate.to_dict blanks the same ones).
+UNFORMABLE_BLANK = ("mfu", "hfu", "step_time_s", "tokens_per_s", "tflops_per_device", *BREAKDOWN_COLUMNS,
+                    "bubble_fraction", "usd_per_million_tokens")
+
+
+def _blank_unformable(data: dict, reasons: np.ndarray) -> None:
+    """NaN (blank in CSV, null in JSON) for the step time, utilisation, throughput and cost of rows with a
+    structural reason (feasibility.STRUCTURAL_MASK: world size, divisibility, interleaving...): figures computed
+    from an impossible split mean nothing. Rows that only fail on memory keep theirs; memory stays for all."""
+    bad = (reasons & STRUCTURAL_MASK) != 0
+    if bad.any():
+        for c in UNFORMABLE_BLANK:
+            if c in data:
+                data[c] = np.where(bad, np.nan, np.asarray(data[c], dtype=float))
 
 
 def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], devices: int, global_batch: int,
            seq_len: Optional[int] = None, *, dtype: TrainDtype = "bf16", constraints=None,
            objective: Objective = "throughput", refine: int = 0, price_per_hour: Optional[float] = None,
            hardware_overrides: Optional[dict] = None, reasons: bool = True,
-           framework: Optional[str] = None) -> SearchResult:
+           framework: Optional[str] = None, progress=None) -> SearchResult:
     """Search every layout of `model` on `devices` x `hardware` for one global batch and sequence length.
 
     `constraints`: a SearchSpace or a dict of its fields (e.g. {"max_tp": 8, "zero": [1, 3]}).
@@ -330,6 +355,8 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     `refine`: re-run the best `refine` candidates with the discrete-event engine and re-rank them by its step
     time. `reasons=False` skips the reason text (the `reasons` bit mask is always there). `framework`: the
     software stack (preset name or YAML path; also `constraints['framework']`; default specs.stack's).
+    `progress(done, total)`
+    is called after each refined candidate.
     Raises SpecError for bad input, contradictory constraints or an empty search space.
     """
     t0 = time.perf_counter()
@@ -374,7 +401,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     result = SearchResult(model=m, hardware=hw, training=training, num_devices=int(devices), objective=objective,
                           space=space, frame=frame, timings_s=timings, price_per_hour_usd=price)
     if refine:
-        result = refine_with_des(result, refine, simulate)
+        result = refine_with_des(result, refine, simulate, progress)
         timings["refine_s"] = time.perf_counter() - t4
     timings["total_s"] = time.perf_counter() - t0
     return result
@@ -407,7 +434,7 @@ def _step_time_of(res) -> float:
     return float(res.to_dict()["step_time_s"])
 
 
-def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult:
+def refine_with_des(result: SearchResult, k: int, simulate=None, progress=None) -> SearchResult:
     """Re-run the best k feasible candidates with the discrete-event engine and re-rank them by its step time.
 
     Adds `des_step_time_s`, `des_tokens_per_s` and `des_mfu` (NaN for rows not refined); the refined rows
@@ -417,7 +444,12 @@ def refine_with_des(result: SearchResult, k: int, simulate=None) -> SearchResult
     f = result.frame
     k = min(int(k), result.num_feasible)
     top = f.iloc[:k]
-    des_step = np.array([_step_time_of(simulate(result.scenario(r))) for _, r in top.iterrows()], dtype=float)
+    des_step = []
+    for j, (_, r) in enumerate(top.iterrows()):
+        des_step.append(_step_time_of(simulate(result.scenario(r))))
+        if progress is not None:
+            progress(j + 1, k)
+    des_step = np.array(des_step, dtype=float)
     tokens = float(result.training.tokens_per_step)
     head = top.copy()
     head["des_step_time_s"] = des_step

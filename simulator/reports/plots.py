@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
 
+from ..feasibility import R_MEMORY
 from ..units import GIGA
 from .labels import layout_label
 from .search_tables import token_text
@@ -114,7 +115,9 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
     fig = Figure(figsize=(8, 5.2))
     ax = fig.subplots()
     feas = frame[frame["feasible"]]
-    mem_only = frame[(~frame["feasible"]) & frame["fits"].eq(False)]
+    # layouts that can be formed but do not fit (memory the only reason); those that cannot be formed have no
+    # throughput (search blanks it) and are not drawn
+    mem_only = frame[frame["reasons"].to_numpy() == R_MEMORY] if "reasons" in frame else frame.iloc[:0]
     if len(mem_only):
         s = sample(mem_only)
         ax.scatter(s["mem_total_bytes"] / GIGA, s["tokens_per_s"] / 1e3, s=4, c="#cccccc", alpha=0.5,
@@ -150,7 +153,8 @@ def memory_throughput_scatter(frame: pd.DataFrame, meta: dict | None = None, max
     ax.set_ylabel("throughput (k tokens/s)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8, markerscale=2, frameon=False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8, markerscale=2, frameon=False)
     ax.set_title(_title(meta, "memory vs throughput"), fontsize=10)
     return fig
 
@@ -177,8 +181,9 @@ def breakdown_bars(frame: pd.DataFrame, n: int = 8, meta: dict | None = None) ->
     ax.set_xlabel("step time (s)")
     if len(top):
         ax.set_xlim(0, float(top["step_time_s"].max()) * 1.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / max(len(top), 1)), ncol=5, fontsize=8,
-              frameon=False)
+    if len(top):
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / max(len(top), 1)), ncol=5, fontsize=8,
+                  frameon=False)
     ax.set_title(_title(meta, f"step-time breakdown of the top {len(top)} layouts"), fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig
@@ -200,6 +205,8 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
     fig = Figure(figsize=(3.0 * len(metrics) + 1.0, 4.6))
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     names = frame["hardware"].tolist()
+    if meta and meta.get("budget_per_hour") and "devices" in frame:       # budget mode: each bar's device count
+        names = [f"{h} ({int(d):,})" for h, d in zip(names, frame["devices"])]
     colours = [VENDOR_COLOURS.get(v, "#7f7f7f") for v in frame.get("vendor", ["other"] * len(frame))]
     x = np.arange(len(frame))
     for ax, (col, label, scale) in zip(axes, metrics):
@@ -237,6 +244,8 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
     if meta:
         devs = frame["devices"].unique() if "devices" in frame else []
         dev_text = f"{int(devs[0]):,} devices" if len(devs) == 1 else "devices per budget"
+        if meta.get("budget_per_hour"):
+            dev_text = f"budget ${meta['budget_per_hour']:,.0f}/h (devices in brackets)"
         fig.suptitle(f"{meta.get('model', '')}: {dev_text}, batch {meta.get('global_batch', 0):,} x seq "
                      f"{meta.get('seq_len', 0):,}, {token_text(meta.get('tokens', 0))} tokens "
                      f"(best layout per profile)", fontsize=10, x=0.02, ha="left")

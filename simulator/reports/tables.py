@@ -17,6 +17,33 @@ BREAKDOWN_LABELS = {
 }
 
 
+def inputs_text(i: dict) -> str:
+    """'seq 4,096  global batch 8  micro-batch 1 (8 per replica)  bf16  1f1b  framework megatron-lm'."""
+    parts = [f"seq {i['seq_len']:,}", f"global batch {i['global_batch']:,}",
+             f"micro-batch {i['micro_batch']} ({i['num_micro_batches']:,} per replica)", i["dtype"], i["schedule"]]
+    if i.get("framework"):
+        parts.append(f"framework {i['framework']}")
+    return "  ".join(parts)
+
+
+def to_train_text(t: dict) -> str:
+    """'1.0T tokens: 12.3 days  $1.2M  (price)  45,600 kWh' (n/a where the profile lacks the figure)."""
+    if t["time_s"] is None:
+        return f"{token_text(t['tokens'])} tokens: n/a (the layout cannot run)"
+    cost = "cost n/a (no price in the profile)" if t["cost_usd"] is None else f"${t['cost_usd']:,.0f}"
+    energy = "energy n/a (no power in the profile)" if t["energy_kwh"] is None else f"{t['energy_kwh']:,.0f} kWh"
+    when = f"{t['days']:,.1f} days" if t["days"] >= 1 else format_seconds(t["time_s"])
+    return f"{token_text(t['tokens'])} tokens: {when}  {cost}  {energy}"
+
+
+def token_text(n: float) -> str:
+    """2e12 -> '2T', 3e11 -> '300B', 1.5e6 -> '1.5M'."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:,.4g}{suffix}"
+    return f"{n:,.0f}"
+
+
 def estimate_renderable(d: dict):
     """Summary, time breakdown and memory breakdown of one estimate's to_dict()."""
     lay = d["layout"]
@@ -30,6 +57,8 @@ def estimate_renderable(d: dict):
         over = d.get("framework_overrides") or {}
         head.add_row("framework", f"{d['framework']} (attention kernel {d.get('attention_kernel')})"
                      + (f"; overrides: {', '.join(f'{k}={v}' for k, v in over.items())}" if over else ""))
+    if d.get("inputs"):
+        head.add_row("inputs", inputs_text(d["inputs"]))
     head.add_row("engine", d.get("engine", "analytic"))
     if d.get("runnable") is False:
         head.add_row("step time", Text("not evaluated: the layout cannot be formed", style="bold red"))
@@ -48,6 +77,8 @@ def estimate_renderable(d: dict):
     fit = Text("fits", style="green") if d["fits"] else Text("DOES NOT FIT", style="bold red")
     head.add_row("memory", Text.assemble(f"{mem['total_bytes'] / GIGA:,.1f} of {mem['capacity_bytes'] / GIGA:,.0f} GB  ",
                                          fit))
+    if d.get("to_train"):
+        head.add_row("to train", to_train_text(d["to_train"]))
 
     tb = Table(title="step time breakdown (busiest rank)", title_justify="left")
     tb.add_column("part")

@@ -47,18 +47,29 @@ def _stats_table(title: str, groups: dict, key_label: str):
     return t
 
 
-def report_renderable(report):
-    """Per-row predictions, the skipped rows with their reasons, and the summary figures per group."""
+def shown_rows(report, max_rows: int | None) -> tuple[list, str]:
+    """The predicted rows a table shows and its title: every row in file order (max_rows None or at least their
+    number), else the max_rows rows with the largest |error|, largest first."""
+    ok_rows = report.ok_rows
+    if max_rows is None or max_rows >= len(ok_rows):
+        return list(ok_rows), f"{len(report.rows)} rows"
+    worst = sorted(ok_rows, key=lambda r: -abs(r.error_pct))[:max_rows]
+    return worst, f"the {max_rows} rows of {len(ok_rows)} with the largest |error| (--all or --rows N for more)"
+
+
+def report_renderable(report, max_rows: int | None = None):
+    """Per-row predictions (every row, or the `max_rows` with the largest |error|), the skipped rows with their
+    reasons, and the summary figures per group."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    rows = Table(title=f"{len(report.rows)} rows ({report.file_kind})", title_justify="left", show_edge=False,
-                 pad_edge=False)
+    ok, title = shown_rows(report, max_rows)
+    rows = Table(title=f"{title} ({report.file_kind})", title_justify="left", show_edge=False, pad_edge=False)
     for c, j in (("id", "left"), ("metric", "left"), ("measured", "right"), ("predicted", "right"),
                  ("error %", "right"), ("framework (overrides)", "left"), ("searched (chosen)", "left")):
         rows.add_column(c, justify=j, overflow="fold")
-    for r in report.ok_rows:
+    for r in ok:
         err = f"{r.error_pct:+.1f}"
         style = "red" if abs(r.error_pct) > 25 else ("yellow" if abs(r.error_pct) > 10 else "")
         searched = " ".join(f"{k}={v}" for k, v in r.searched.items())

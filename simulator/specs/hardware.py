@@ -169,7 +169,16 @@ class HardwareProfile(Spec):
         raise SpecError(f"dtype {dtype}: hardware '{self.name}' ({self.device.name}) has no {dtype} peak (it has "
                         f"{', '.join(have) or 'none'}); choose one of those")
 
+    def utilization_peak_flops_per_s(self, dtype: str) -> float:
+        """Peak used as the MFU and HFU denominator: the dense peak of the datatype the GEMMs run in
+        (`peak_flops_per_s`: the FP8 peak for fp8 runs where the device has one). No kernel runs faster than
+        this, so MFU and HFU stay at or below 1 (simulator.metrics). The datasheet (rated-clock) peak: a power- or
+        clock-limited part (specs/power.py) shows its lower throughput as a lower MFU."""
+        return self.datasheet_peak_flops_per_s(dtype)
+
     def mfu_peak_flops_per_s(self, dtype: str) -> float:
         """Peak used as the MFU denominator: bf16/fp16 even for fp8 runs (the convention of Llama 3 and
-        MLPerf reports), so that MFU compares across precisions. Always the datasheet (rated-clock) peak."""
+        MLPerf reports), so that MFU compares across precisions. Used by `validate` only, for published figures
+        stated against that peak; trainsim's own MFU and HFU use `utilization_peak_flops_per_s`. Always the
+        datasheet (rated-clock) peak."""
         return self.datasheet_peak_flops_per_s("bf16" if dtype in ("fp8", "int8", "bf16") else dtype)

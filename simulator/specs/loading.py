@@ -210,7 +210,7 @@ def load_model(name_or_path: str | ModelSpec) -> ModelSpec:
         from .hf_config import load_hf_config          # imported here: hf_config imports this module
         return load_hf_config(name_or_path)
     path = _resolve(str(name_or_path), models_dir(), "model", listing="trainsim models")
-    model = validate_spec(ModelSpec, safe_yaml.read_yaml(path, "model file"), str(path))
+    model = validate_spec(ModelSpec, safe_yaml.read_yaml(path, "model file", shared=True), str(path))
     _check_preset_name(path, model.name, models_dir())
     return model
 
@@ -244,8 +244,9 @@ def hardware_data(src: Source, chain: tuple[str, ...] = (), calibration: bool = 
     """The fields of a hardware YAML, with `extends: NAME-OR-PATH` resolved: the named profile's fields, then this
     file's on top (mappings merge key by key; `tiers` as a list replaces the tiers, as a mapping `{tier name:
     {fields}}` changes the named tiers). Without `name` the file's stem names the result. A relative path is
-    relative to the extending file. A shipped profile gets its calibration overlay when `calibration` is on."""
-    data = safe_yaml.read_yaml(src, "hardware profile")
+    relative to the extending file. A shipped profile gets its calibration overlay when `calibration` is on
+    (applied to a copy: the shared cached fields are never changed)."""
+    data = safe_yaml.read_yaml(src, "hardware profile", shared=True)    # read only: _extend copies what it changes
     if not isinstance(data, dict) or "extends" not in data:
         return _with_overlay(src, data) if calibration else data
     ref = data["extends"]

@@ -13,14 +13,16 @@ among them, from the same level decomposition the cost functions use (topology.c
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import networkx as nx
 import numpy as np
 
 from ..specs.hardware import HardwareProfile
 from .collectives import _torus_bandwidth
 from .placement import TierArrays, group_levels, tier_arrays
+
+if TYPE_CHECKING:       # networkx (~0.2 s to import) loads only when a graph is built: group_tier_shares needs none
+    import networkx as nx
 
 
 def device_node(d: int) -> tuple:
@@ -40,6 +42,7 @@ def cluster_graph(hardware: HardwareProfile, num_devices: int, devices: Iterable
     if num_devices < 1:
         raise ValueError(f"num_devices ({num_devices}) must be >= 1")
     tiers = tier_arrays(hardware)
+    import networkx as nx
     g = nx.Graph(hardware=hardware.name, num_devices=int(num_devices), devices_per_node=hardware.devices_per_node,
                  tier_names=[t.name for t in hardware.tiers])
     for k, t in enumerate(hardware.tiers):

@@ -179,10 +179,12 @@ def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recom
 
 
 def eval_time_s(case: Case, out: dict, i: int, step: float) -> float:
-    """Forward-only evaluation time per training step: the evaluated sequences' forward FLOPs (a third of the
-    model FLOPs per token) at the FLOP rate the training step achieves."""
+    """Forward-only evaluation time per training step: the evaluated sequences' executed forward FLOPs (a third
+    of the executed FLOPs per token without recompute, simulator.metrics) at the FLOP rate the training step
+    achieves."""
     c = model_costs(case.model, case.training.seq_len)
-    fwd_flops = case.eval_sequences_per_step * case.training.seq_len * c.model_flops_per_token() / 3.0
+    fwd_per_token = metrics.hardware_flops_per_step(c, 1.0, 0, case.flash_attention) / 3.0
+    fwd_flops = case.eval_sequences_per_step * case.training.seq_len * float(fwd_per_token)
     rate = float(out["hardware_flops_per_step"][i]) / step
     return fwd_flops / rate
 
@@ -236,10 +238,11 @@ def _concat_tables(parts: list[dict]) -> LayoutTable:
 
 
 def predict_cases(cases: list, simulate: Optional[Callable] = None,
-                  hardware_of: Optional[Callable] = None) -> list:
+                  hardware_of: Optional[Callable] = None, progress: Optional[Callable] = None) -> list:
     """RowResult (or RowError) of every case, in order. Cases sharing a job are evaluated in one table.
 
-    `hardware_of(case)` may replace a case's profile (calibration); default the case's own."""
+    `hardware_of(case)` may replace a case's profile (calibration); default the case's own. `progress(done,
+    total)` is called after each group of cases sharing a job."""
     out: list = [None] * len(cases)
     prepared = {}
     groups: dict = {}
@@ -251,7 +254,9 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
             continue
         prepared[i] = (cols, searched)
         groups.setdefault(job_key(case), []).append(i)
-    for idx in groups.values():
+    for g, idx in enumerate(groups.values()):
+        if progress is not None and g:
+            progress(g, len(groups))
         first = cases[idx[0]]
         hw = hardware_of(first) if hardware_of is not None else first.hardware
         table = _concat_tables([prepared[i][0] for i in idx])
@@ -268,6 +273,8 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
                 out[i] = _finish(cases[i], part, prepared[i][0], prepared[i][1], simulate, hw)
             except RowError as err:
                 out[i] = err
+    if progress is not None and groups:
+        progress(len(groups), len(groups))
     return out
 
 
@@ -293,7 +300,7 @@ def _des_simulate():
     return simulate
 
 
-def validate(path: str | Path, engine: str = "analytic") -> ValidationReport:
+def validate(path: str | Path, engine: str = "analytic", progress: Optional[Callable] = None) -> ValidationReport:
     """Predict every row of a runs file (published schema or vTrain) and summarize the errors.
 
     `engine`: "analytic" (default) or "des" (simulator.des.api.simulate on the chosen layout; the layout search
@@ -303,7 +310,7 @@ def validate(path: str | Path, engine: str = "analytic") -> ValidationReport:
     simulate = _des_simulate() if engine == "des" else None
     kind, items = load_cases(path)
     cases = [it for it in items if isinstance(it, Case)]
-    preds = iter(predict_cases(cases, simulate))
+    preds = iter(predict_cases(cases, simulate, progress=progress))
     rows = []
     for it in items:
         if isinstance(it, RowResult):

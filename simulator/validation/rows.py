@@ -377,9 +377,15 @@ def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: Hardware
     """A Case from one vTrain ground-truth record (all layout fields known)."""
     vals = parse_vtrain_row(kind, cells, line)
     h, a, L, s = vals["hidden size"], vals["attention heads"], vals["# layers"], vals["sequence length"]
-    model = ModelSpec(name=f"vtrain-gpt-{L}l-{h}h", source="vTrain ground truth (GPT, 4h MLP, MHA)", num_layers=L,
-                      hidden_size=h, num_heads=a, ffn_hidden_size=4 * h, vocab_size=50257, max_seq_len=s)
-    training = TrainingSpec(seq_len=s, global_batch=vals["global batch"], dtype="fp16")
+    try:
+        model = ModelSpec(name=f"vtrain-gpt-{L}l-{h}h", source="vTrain ground truth (GPT, 4h MLP, MHA)",
+                          num_layers=L, hidden_size=h, num_heads=a, ffn_hidden_size=4 * h, vocab_size=50257,
+                          max_seq_len=s)
+        training = TrainingSpec(seq_len=s, global_batch=vals["global batch"], dtype="fp16")
+    except Exception as err:  # pydantic ValidationError: one line, the field and the rule
+        errs = err.errors() if hasattr(err, "errors") else []
+        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg']}" for e in errs[:2]) or str(err)
+        raise RowError(f"line {line}: the model columns do not form a valid model ({why[:300]})") from None
     known = {"tp": vals["tensor parallelism"], "pp": vals["pipeline parallelism"], "dp": vals["data parallelism"],
              "ep": 1, "cp": 1, "vpp": 1, "micro_batch": vals["micro batch"], "zero_stage": 0, "recompute": "full",
              "sequence_parallel": 0}

@@ -60,14 +60,19 @@ def records(text: str) -> tuple[list[str], list]:
         header = next(reader)
     except StopIteration:
         raise SpecError("runs file is empty (no header row)") from None
+    except csv.Error as err:
+        raise SpecError(f"runs file, line 1: not readable as CSV ({err})") from None
     out = []
     prev = reader.line_num
-    for cells in reader:
-        start = prev + 1
-        prev = reader.line_num
-        if not cells or all(not c.strip() for c in cells):
-            continue
-        out.append((start, cells))
+    try:
+        for cells in reader:
+            start = prev + 1
+            prev = reader.line_num
+            if not cells or all(not c.strip() for c in cells):
+                continue
+            out.append((start, cells))
+    except csv.Error as err:     # a cell over csv.field_size_limit() (128 KiB), a NUL byte, an open quote
+        raise SpecError(f"runs file, line {reader.line_num}: not readable as CSV ({err})") from None
     return [h.strip() for h in header], out
 
 
@@ -86,14 +91,21 @@ def detect_kind(header: list[str]) -> str:
                     f"(expected the 44 columns of the data README, sec. 2)")
 
 
+#: Largest integer a cell may hold (int64 numpy columns downstream; no real run is near it).
+MAX_CELL_INT = 2 ** 40
+
+
 def parse_int(v: str, col: str, line: int):
     """An integer cell (None when blank); RowError naming line, column and value otherwise."""
     if v == "":
         return None
     try:
-        return int(v)
+        n = int(v)
     except ValueError:
-        raise RowError(f"line {line}, column '{col}': '{v}' is not an integer") from None
+        raise RowError(f"line {line}, column '{col}': '{v[:40]}' is not an integer") from None
+    if abs(n) > MAX_CELL_INT:
+        raise RowError(f"line {line}, column '{col}': {v[:40]} is out of range (at most {MAX_CELL_INT:,})")
+    return n
 
 
 def parse_float(v: str, col: str, line: int):
@@ -134,6 +146,8 @@ def _check_ranges(row: dict, line: int) -> None:
     for c in POSITIVE_COLUMNS:
         if row[c] is not None and row[c] < 1:
             raise RowError(f"line {line}, column '{c}': {row[c]} must be >= 1")
+    if row["value"] is not None and not row["value"] > 0:
+        raise RowError(f"line {line}, column 'value': {row['value']} must be > 0 (a measured figure)")
     if not row["id"]:
         raise RowError(f"line {line}, column 'id': blank")
 
@@ -164,4 +178,6 @@ def parse_vtrain_row(kind: str, cells: list[str], line: int) -> dict:
         vals[c] = parse_float(v, c, line) if c in VTRAIN_FLOAT_COLUMNS else parse_int(v, c, line)
         if vals[c] is None:
             raise RowError(f"line {line}, column '{c}': blank")
+        if not vals[c] > 0:
+            raise RowError(f"line {line}, column '{c}': {vals[c]} must be > 0")
     return vals

@@ -3,11 +3,15 @@ lengths), each grid point searched for its best layouts, evaluated in chunks on 
 
     spec.yaml -> grid points -> chunks -> executor (local processes | dask.distributed) -> one file per chunk
 
-The output folder holds `_sweep.json` (the spec and its fingerprint) and `chunk-00000.parquet` (or `.csv`), one
-file per chunk, each written to a temporary name and renamed into place, so a file that exists is complete.
-Started again with the same spec, a sweep skips the chunks already written; a folder that is not a sweep of the
-same spec (same models and profiles too) is never written into. `pandas.read_parquet(folder)` reads the whole
-result (files starting with '_' or '.' are ignored).
+The output folder holds `_sweep.json` (the spec and its fingerprint) and `chunk-00000.csv` (or `.parquet`, which
+needs pyarrow, checked before any work), one file per chunk, each written to a temporary name and renamed into
+place, so a file that exists is complete. Started again with the same spec, a sweep skips the chunks already
+written and recomputes any that cannot be read back (a damaged file); a folder that is not a sweep of the same
+spec (same models and profiles too) is never written into, unless it holds no chunk yet (a sweep that stopped
+before writing one, e.g. started with another format). `read_results(folder)` (or, for Parquet,
+`pandas.read_parquet(folder)`) reads the whole result (files starting with '_' or '.' are ignored). Pool workers
+exit when the sweep's process dies (even by SIGKILL); a Dask cluster without any worker for `worker_timeout_s`
+ends the sweep with a message instead of waiting forever.
 
 Going from local processes to a cluster is one argument: `sweep(spec)` -> `sweep(spec, dask_scheduler=
 "tcp://host:8786")` (CLI: `--dask-scheduler tcp://host:8786`). Workers need trainsim installed; model and
@@ -32,7 +36,8 @@ import pandas as pd
 from ...errors import SpecError
 from .executors import ChunkFailed, run_dask, run_processes, run_serial
 from .grid import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, STR_COLUMNS, Plan, chunk_frame, evaluate_chunk, plan
-from .output import MANIFEST, MANIFEST_KIND, chunk_path, prepare_output, read_chunk, read_results, write_chunk
+from .output import (MANIFEST, MANIFEST_KIND, check_format, chunk_path, prepare_output, read_chunk, read_results,
+                     readable, write_chunk)
 from .spec import SweepSpec, load_spec
 
 __all__ = ["COLUMNS", "FLOAT_COLUMNS", "INT_COLUMNS", "MANIFEST", "MANIFEST_KIND", "STR_COLUMNS", "ChunkFailed",
@@ -67,7 +72,8 @@ class SweepResult:
                 "rows": json.loads(self.frame.to_json(orient="records"))}
 
 
-def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, workers, start_method) -> tuple:
+def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, workers, start_method,
+             worker_timeout_s: float = 120.0) -> tuple:
     """(executor description, {chunk: error} of the chunks that failed every attempt). The chunk function is
     looked up here, at call time (tests replace `evaluate_chunk`)."""
     fn = evaluate_chunk
@@ -76,7 +82,7 @@ def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, work
     if dask_scheduler is not None:
         executor = f"dask ({dask_scheduler if isinstance(dask_scheduler, str) else 'client'})"
         return executor, run_dask(fn, todo, pl.payload, on_result, retries, dask_scheduler,
-                                  f"trainsim-{pl.fingerprint[:12]}")
+                                  f"trainsim-{pl.fingerprint[:12]}", worker_timeout_s)
     n = workers or os.cpu_count() or 1
     if n == 1 or len(todo) == 1:
         return "local (in process)", run_serial(fn, todo, pl.payload, on_result, retries)
@@ -86,8 +92,8 @@ def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, work
 
 def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
           dask_scheduler=None, workers: Optional[int] = None, retries: int = 2,
-          on_progress: Optional[Callable[[int, int], None]] = None, start_method: str = "spawn",
-          framework: Optional[str] = None) -> SweepResult:
+          on_progress: Optional[Callable[[int, int], None]] = None, start_method: Optional[str] = None,
+          framework: Optional[str] = None, worker_timeout_s: float = 120.0) -> SweepResult:
     """Run (or resume) a sweep and return all its rows.
 
     `spec`: a YAML path, dict or SweepSpec; `output` overrides its output folder. Executors: local processes
@@ -96,6 +102,10 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
     that still fails raises ChunkFailed after the others are written. `on_progress(done, total)` is called
     after each chunk is written (and once at the start, counting chunks already there). `framework`: the
     software stack of every grid point (preset name or YAML path; also `constraints.framework` in the spec).
+    `worker_timeout_s`: how
+    long a Dask cluster may have no worker before the sweep stops with a message.
+    `start_method` of the
+    local processes: None picks executors.default_start_method() ('fork' on Linux from a single-threaded process).
     """
     t0 = time.perf_counter()
     sp = load_spec(spec)
@@ -107,12 +117,17 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
         raise SpecError(f"retries = {retries}: must be >= 0")
     if workers is not None and workers < 1:
         raise SpecError(f"workers = {workers}: must be >= 1")
+    check_format(sp.format)
     pl = plan(sp)
     out = Path(sp.output)
     prepare_output(out, pl)
     for stale in out.glob(".chunk-*.tmp-*"):          # left by a sweep that was killed while writing
         stale.unlink()
     total = pl.num_chunks
+    for i in range(total):                            # a damaged chunk (disk error, edited by hand) is recomputed
+        path = chunk_path(out, i, sp.format)
+        if path.exists() and not readable(path, sp.format):
+            path.unlink()
     todo = [i for i in range(total) if not chunk_path(out, i, sp.format).exists()]
     state = {"done": total - len(todo)}
     if on_progress:
@@ -124,7 +139,8 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
         if on_progress:
             on_progress(state["done"], total)
 
-    executor, failures = _execute(todo, pl, on_result, retries, dask_scheduler, workers, start_method)
+    executor, failures = _execute(todo, pl, on_result, retries, dask_scheduler, workers, start_method,
+                                  worker_timeout_s)
     if failures:
         lines = [f"chunk {i}: {type(e).__name__}: {e}" for i, e in sorted(failures.items())]
         raise ChunkFailed(f"{len(failures)} of {total} chunks failed after {retries + 1} attempts (the other "

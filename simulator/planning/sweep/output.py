@@ -39,14 +39,35 @@ def prepare_output(out: Path, pl: Plan) -> None:
                 raise SpecError(f"output '{out}' holds a {MANIFEST} that is not a trainsim sweep manifest; "
                                 "refusing to write there")
             if old.get("fingerprint") != pl.fingerprint:
+                if not any(out.glob("chunk-*")):      # a sweep that stopped before its first chunk: nothing to mix
+                    _atomic_write(mpath, lambda p: Path(p).write_text(json.dumps(manifest, indent=2, default=str)))
+                    return
                 raise SpecError(f"output '{out}' holds a sweep of a different spec (or of models/profiles that have "
-                                "changed since); refusing to mix results: choose another output folder")
+                                "changed since); refusing to mix results: choose another output folder, or delete "
+                                "this one to start over")
             return
         if any(out.iterdir()):
             raise SpecError(f"output '{out}' exists, is not empty and is not a sweep folder; refusing to write "
                             "into it: choose another output folder")
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / MANIFEST, lambda p: Path(p).write_text(json.dumps(manifest, indent=2, default=str)))
+
+
+def check_format(fmt: str) -> None:
+    """SpecError before any work when the output format needs a package this install lacks."""
+    import importlib.util
+    if fmt == "parquet" and importlib.util.find_spec("pyarrow") is None:
+        raise SpecError("format: parquet needs pyarrow, which is not installed: pip install 'trainsim[parquet]' "
+                        "(or pyarrow), or use format: csv (the default)")
+
+
+def readable(path: Path, fmt: str) -> bool:
+    """Whether a chunk file reads back with the sweep's columns (a damaged file is recomputed)."""
+    try:
+        df = read_chunk(path, fmt)
+    except Exception:  # noqa: BLE001 - any failure to parse means the file is damaged
+        return False
+    return "point" in df.columns and "status" in df.columns
 
 
 def _atomic_write(path: Path, write: Callable) -> None:

@@ -28,7 +28,8 @@ class SweepSpec(Spec):
     objective: Objective = "throughput"
     top_k: int = Field(1, ge=1, description="layouts kept per grid point")
     output: str = Field(min_length=1, description="output folder (one file per chunk)")
-    format: Literal["parquet", "csv"] = "parquet"
+    format: Literal["parquet", "csv"] = Field("csv", description="csv (default, base install) or parquet (needs "
+                                                                  "pyarrow: pip install 'trainsim[parquet]')")
     chunk_size: int = Field(4, ge=1, description="grid points per chunk")
 
     @field_validator("devices", "global_batch")
