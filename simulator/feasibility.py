@@ -32,6 +32,7 @@ from .units import GIGA
  R_MEMORY) = (1 << i for i in range(11))
 R_OFFLOAD, R_HOST_FACTS, R_HOST_MEMORY, R_NVME = (1 << i for i in range(11, 15))
 _TIERS = ("none", "cpu", "nvme")
+R_TWO_CHUNK = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,27 @@ def _msg_interleave(s, i):
     return f"interleaved schedule needs the micro-batch count ({m}) to be a multiple of pp ({_i(s, 'pp', i)})"
 
 
+def _bad_two_chunk(s: Subject):
+    # DualPipe (code 4): even pp, an even micro-batch count of at least 2 pp (both directions; DualPipe.step
+    # asserts num_chunks >= pp * 2 and even), pp stages; ZB-V (code 5): 2p stages in a V and at least 2p - 1
+    # micro-batches (the handcrafted order of Qi et al. 2024 sec. 6 / torch ScheduleZBVZeroBubble)
+    code = np.asarray(s.schedule)
+    m = np.asarray(s.num_micro)
+    dual = (code == 4) & ((s.pp % 2 != 0) | (np.mod(m, 2) != 0) | (m < 2 * s.pp))
+    zbv = (code == 5) & ((m < 2 * s.pp - 1) | (2 * s.pp > s.model.num_layers))
+    return dual | zbv
+
+
+def _msg_two_chunk(s, i):
+    pp = _i(s, "pp", i)
+    m = s.training.global_batch // max(1, _i(s, "micro_batch", i) * _i(s, "dp", i))
+    if int(np.asarray(s.schedule).reshape(-1)[i] if np.ndim(s.schedule) else s.schedule) == 4:
+        return (f"schedule dualpipe needs an even pp ({pp}) and an even micro-batch count ({m}, both directions) "
+                f"of at least 2 x pp = {2 * pp}")
+    return (f"schedule zb-v needs at least 2 x pp - 1 = {2 * pp - 1} micro-batches ({m}) and 2 x pp = {2 * pp} "
+            f"stages within the {s.model.num_layers} layers")
+
+
 def _msg_memory(s, i):
     if s.mem_total_bytes is None:
         return "does not fit in device memory"
@@ -222,6 +244,7 @@ RULES = (
          _msg_interleave),
     Rule(R_VPP, "vpp", lambda s: ((s.vpp > 1) & (s.pp == 1)) | ((s.vpp > 1) != (s.schedule == 2)),
          lambda s, i: f"vpp ({_i(s, 'vpp', i)}) > 1 needs pp > 1 and the interleaved schedule (and vice versa)"),
+    Rule(R_TWO_CHUNK, "two-chunk schedule", _bad_two_chunk, _msg_two_chunk),
     Rule(R_MEMORY, "memory", lambda s: ~(s.mem_total_bytes <= s.capacity_bytes), _msg_memory, structural=False),
     Rule(R_OFFLOAD, "offload", _bad_offload, _msg_offload),
     Rule(R_HOST_FACTS, "host facts", _host_facts, _msg_host_facts),

@@ -244,8 +244,10 @@ def memory_dict(r: dict) -> dict:
 def reasons_of_row(sc, r: dict) -> list[str]:
     """The reason sentences of one engine row of scenario `sc`."""
     lay = sc.layout
+    from .specs.layout import SCHEDULE_CODES
     row = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "ep": lay.ep, "cp": lay.cp, "vpp": lay.vpp,
-           "micro_batch": lay.micro_batch, "zero": lay.zero, **offload_codes(lay)}
+           "micro_batch": lay.micro_batch, "zero": lay.zero, **offload_codes(lay),
+           "schedule": SCHEDULE_CODES[lay.resolved_schedule]}
     return describe(int(r["reasons"]), sc.model, sc.training, sc.num_devices, row, r, hardware=sc.hardware)
 
 

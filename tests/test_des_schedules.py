@@ -89,8 +89,8 @@ def test_bad_schedule_inputs_name_the_value_and_rule():
         interleaved_1f1b(4, 6, 2)
     with pytest.raises(SpecError, match="pp = 0"):
         one_f_one_b(0, 4)
-    with pytest.raises(SpecError, match="schedule 'dualpipe'"):
-        schedule_ops("dualpipe", 4, 8)
+    with pytest.raises(SpecError, match="schedule 'chimera'"):
+        schedule_ops("chimera", 4, 8)
 
 
 def test_check_schedule_rejects_a_backward_before_its_forward():

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from simulator.costs import compression as cmp
 from simulator.costs import moe_routing as mr
 from simulator.des.schedules import check_schedule, max_in_flight
-from simulator.des.schedules_extra import (bubble_s, dualpipe, dualpipe_groups, dualpipe_position, makespan_s,
+from simulator.pipeline.two_chunk import (bubble_s, dualpipe, dualpipe_groups, dualpipe_position, makespan_s,
                                            overlapped_forward_backward_s, timeline, zb_v, zb_v_position)
 from simulator.errors import SpecError
 from simulator.specs.network import HeterogeneousCluster
 from simulator.specs.routing import RoutingSpec
 from simulator.topology import moe_dispatch as md
-from simulator.topology.collectives import all_reduce_time_s
+from simulator.topology.collectives import all_reduce_time_s, all_to_all_time_s
 from simulator.topology.placement import TierArrays
 from simulator.topology.shared_network import (effective_bandwidth_bytes_per_s, link_time_s, pipeline_hop_times_s,
                                                tiers_with_background)
@@ -131,30 +131,43 @@ def test_layer_step_sampler_is_seeded_and_keeps_layers_apart():
 
 def test_flat_and_hierarchical_all_to_all_by_hand_on_two_nodes():
     t = two_tier()
-    # flat, 16 GPUs, 16 MB per rank: NVLink 7 x 2 us + 7/16 x 16e6 / 100e9 = 84 us; network 8 x 10 us +
-    # 8/16 x 16e6 / 10e9 = 880 us; concurrent -> 880 us
-    assert md.flat_all_to_all_time_s(16e6, 16, 1, t) == pytest.approx(880e-6)
+    pp_ = dict(per_peer_latency=True)
+    # flat, 16 GPUs, 16 MB per rank, per-peer latency: NVLink 7 x 2 us + 7/16 x 16e6 / 100e9 = 84 us; network
+    # 8 x 10 us + 8/16 x 16e6 / 10e9 = 880 us; concurrent -> 880 us
+    assert all_to_all_time_s(16e6, 16, 1, t, **pp_) == pytest.approx(880e-6)
+    # one alpha per tier (the default, collectives' historical model): 10 us + 800 us = 810 us
+    assert all_to_all_time_s(16e6, 16, 1, t) == pytest.approx(810e-6)
     # hierarchical: 7 x 2 us + 7/8 x 16e6/100e9 = 154 us, then 1 x 10 us + 1/2 x 16e6/10e9 = 810 us: 964 us
-    assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t) == pytest.approx(964e-6)
+    assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t, **pp_) == pytest.approx(964e-6)
+    # per tier: 2 us + 140 us, then 10 us + 800 us = 952 us
+    assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t) == pytest.approx(952e-6)
     # Tutel's two local re-layouts: 2 x (read + write 16 MB) at 1 TB/s = 64 us more; none inside one node
-    assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t, hbm_bytes_per_s=1e12) == pytest.approx(1028e-6)
-    assert md.hierarchical_all_to_all_time_s(16e6, 8, 1, t, hbm_bytes_per_s=1e12) == pytest.approx(154e-6)
-    # inside one node both are the same all-to-all
-    assert md.flat_all_to_all_time_s(16e6, 8, 1, t) == pytest.approx(md.hierarchical_all_to_all_time_s(16e6, 8, 1, t))
+    assert md.hierarchical_all_to_all_time_s(16e6, 16, 1, t, hbm_bytes_per_s=1e12, **pp_) == \
+        pytest.approx(1028e-6)
+    assert md.hierarchical_all_to_all_time_s(16e6, 8, 1, t, hbm_bytes_per_s=1e12, **pp_) == pytest.approx(154e-6)
+    # inside one node both are the same all-to-all, under either latency model
+    for kw in ({}, pp_):
+        assert all_to_all_time_s(16e6, 8, 1, t, **kw) == \
+            pytest.approx(md.hierarchical_all_to_all_time_s(16e6, 8, 1, t, **kw))
+    assert md.dispatch_time_s("flat", 16e6, 16, 1, t) == pytest.approx(810e-6)
 
 
 def test_two_dimensional_all_to_all_wins_at_2048_gpus_for_small_messages_as_tutel_reports():
-    # Tutel (arXiv 2206.03382, sec. 3.3; "up to 20.7x at 2,048 GPUs"): 256 nodes of 8 GPUs, 1 MB per GPU.
+    # Tutel (arXiv 2206.03382, sec. 3.3; "up to 20.7x at 2,048 GPUs"): 256 nodes of 8 GPUs, 1 MB per GPU,
+    # per-peer latency.
     # flat: 2040 network peers x 10 us + 2040/2048 x 1e6 / 10e9 = 20.4996 ms
     # 2DH: 7 x 2 us + 7/8 x 1e6/100e9 = 22.75 us, then 255 x 10 us + 255/256 x 1e6/10e9 = 2.64961 ms
     t = two_tier()
-    flat = md.flat_all_to_all_time_s(1e6, 2048, 1, t)
-    hier = md.hierarchical_all_to_all_time_s(1e6, 2048, 1, t)
+    flat = all_to_all_time_s(1e6, 2048, 1, t, per_peer_latency=True)
+    hier = md.hierarchical_all_to_all_time_s(1e6, 2048, 1, t, per_peer_latency=True)
     assert flat == pytest.approx(20.4996e-3, rel=1e-4)
     assert hier == pytest.approx(22.75e-6 + 2.649609e-3, rel=1e-4)
     assert flat / hier > 5.0
     # ... and gains nothing for large messages on two nodes (it moves the NVLink data twice)
-    assert md.flat_all_to_all_time_s(1e9, 16, 1, t) <= md.hierarchical_all_to_all_time_s(1e9, 16, 1, t)
+    assert all_to_all_time_s(1e9, 16, 1, t, per_peer_latency=True) <= \
+        md.hierarchical_all_to_all_time_s(1e9, 16, 1, t, per_peer_latency=True)
+    # with one alpha per tier the message count costs nothing, and the flat exchange is never slower
+    assert all_to_all_time_s(1e6, 2048, 1, t) <= md.hierarchical_all_to_all_time_s(1e6, 2048, 1, t)
 
 
 def test_expected_nodes_per_token_by_hand():
@@ -170,13 +183,14 @@ def test_expected_nodes_per_token_by_hand():
 def test_node_limited_dispatch_sends_one_copy_per_node():
     # 16 GPUs (2 nodes), 1000 tokens of 1000 bytes, top-2 of 16 experts: distinct nodes 2 x (1 - 28/120) =
     # 1.53333, remote 0.76667 per token: network 10 us + 1e6 x 0.76667 / 10e9 = 86.667 us; NVLink
-    # 7 x 2 us + 2e6 x 7/8 / 100e9 = 31.5 us -> 86.667 us. Flat on the same 2 MB: 8 x 10 us + 1 MB / 10 GB/s = 180 us
+    # 7 x 2 us + 2e6 x 7/8 / 100e9 = 31.5 us -> 86.667 us (per-peer latency, one network peer).
+    # Flat on the same 2 MB: 8 x 10 us + 1 MB / 10 GB/s = 180 us
     t = two_tier()
-    nl = md.node_limited_dispatch_time_s(1000, 1000, 1, 2, 16, 16, 1, t)
+    nl = md.node_limited_dispatch_time_s(1000, 1000, 1, 2, 16, 16, 1, t, per_peer_latency=True)
     assert nl == pytest.approx(86.6667e-6, rel=1e-5)
-    assert md.flat_all_to_all_time_s(2e6, 16, 1, t) == pytest.approx(180e-6)
-    assert md.dispatch_time_s("node_limited", None, 16, 1, t, tokens=1000, hidden=1000, bytes_per_element=1,
-                              top_k=2, num_experts=16) == pytest.approx(nl)
+    assert all_to_all_time_s(2e6, 16, 1, t, per_peer_latency=True) == pytest.approx(180e-6)
+    assert md.dispatch_time_s("node-limited", None, 16, 1, t, per_peer_latency=True, tokens=1000, hidden=1000,
+                              bytes_per_element=1, top_k=2, num_experts=16) == pytest.approx(nl)
     with pytest.raises(SpecError, match="strategy 'ring'"):
         md.dispatch_time_s("ring", 1e6, 16, 1, t)
 

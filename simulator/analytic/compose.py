@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .. import metrics
-from ..costs.communication import dp_step_comm_s, layer_comm
+from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
 from ..costs.layer import layer_costs
 from ..costs.optimizer import optimizer_step_time_s
@@ -27,7 +27,9 @@ from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
                            memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
-from ..pipeline.closed_form import pipeline_time_s
+from ..pipeline.closed_form import pipeline_time_s, two_chunk_pipeline_time_s
+from ..pipeline.two_chunk import overlapped_forward_backward_s
+from ..specs.layout import SCHEDULE_CODES
 from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
 from .offload import offload_columns, offload_terms
@@ -55,12 +57,17 @@ class PipelinePace:
     elementwise_s: np.ndarray     # per micro-batch, of the pacing rank
     fp8_cast_s: np.ndarray
     host_s: np.ndarray
+    hidden_ep_s: object = 0.0     # EP / PP communication DualPipe's overlapped units hide (per step)
+    hidden_pp_s: object = 0.0
+    embedding: object = None      # the pacing rank's embedding share per micro-batch (None: 1 on the first rank)
 
 
 def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     """Per-micro-batch time tau of each rank kind (compute, exposed communication, two pipeline sends per chunk
     boundary), the slowest one, and the pipeline time of the schedule from tau_max and the sum over stages."""
-    p2p_per_micro = 2.0 * comm.p2p_s * sz.vpp          # one send forward and one backward per chunk boundary
+    code = sz.table.schedule
+    chunks = np.where(code == SCHEDULE_CODES["zb-v"], 2.0, np.where(code == SCHEDULE_CODES["dualpipe"], 1.0, sz.vpp))
+    p2p_per_micro = 2.0 * comm.p2p_s * chunks          # one send forward and one backward per chunk a micro-batch passes
     times = [stage_times(lc, comm, edge, k) for k in kinds]
     tau, fwd, bwd = [], [], []
     for st, k in zip(times, kinds):
@@ -77,14 +84,42 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     tau_sum = (sz.num_layers * (lc.forward_s + lc.backward_s + lc.recompute_s + comm.fwd_s + comm.bwd_s)
                + edge.logits_fwd_s + edge.logits_bwd_s + edge.embedding_comm_s + sz.pp * p2p_per_micro
                + edge.host_pass_s * (sz.pp * HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS))
-    t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, sz.table.schedule, nl_pace * lc.wgrad_s,
+    t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, code, nl_pace * lc.wgrad_s,
                              sz.num_layers * lc.wgrad_s, fb_max)
+    hid_ep = hid_pp = 0.0
+    two = (code == SCHEDULE_CODES["dualpipe"]) | (code == SCHEDULE_CODES["zb-v"])
+    if np.any(two):
+        t2, hid_ep, hid_pp = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pick(idx, [f for f in fwd]),
+                                              pick(idx, [b for b in bwd]), p2p_per_micro)
+        t_pipe = np.where(two, t2, t_pipe)
+        hid_ep, hid_pp = np.where(two, hid_ep, 0.0), np.where(two, hid_pp, 0.0)
     return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times]),
                         compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
-                        pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max, layers=nl_pace,
-                        elementwise_s=pick(idx, [t.elementwise_s for t in times]),
+                        pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max + hid_ep + hid_pp,
+                        layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times]),
                         fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]),
-                        host_s=pick(idx, [t.host_s for t in times]))
+                        host_s=pick(idx, [t.host_s for t in times]), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
+                        embedding=pick(idx, [k.embedding for k in kinds]))
+
+
+def two_chunk_time_s(sz, lc, comm, idx, nl_pace, f_pace, bwd_pace, p2p_per_micro):
+    """(pipelined time, hidden EP time, hidden PP time) of DualPipe / ZB-V rows (pipeline.closed_form.
+    two_chunk_pipeline_time_s) from the pacing rank's forward and backward per micro-batch. DualPipe's unit of one
+    forward and one full backward runs the EP all-to-alls and pipeline sends of each beside the other's compute
+    (pipeline.two_chunk.overlapped_forward_backward_s); what its n units hide comes off the EP and PP time.
+
+    Source: DeepSeek-V3 report (arXiv 2412.19437) sec. 3.2.1; Qi et al. 2024 (arXiv 2401.10241) sec. 6."""
+    w = nl_pace * lc.wgrad_s
+    ep_f, ep_b, pp_half = nl_pace * comm.ep_fwd_s, nl_pace * comm.ep_bwd_s, 0.5 * p2p_per_micro
+    fb = overlapped_forward_backward_s(f_pace - ep_f - pp_half, bwd_pace - ep_b - pp_half, ep_f + pp_half,
+                                       ep_b + pp_half)
+    code, p, m = sz.table.schedule, sz.pp, sz.num_micro
+    t = two_chunk_pipeline_time_s(code, p, m, f_pace, bwd_pace - w, w, fb)
+    n_fb = np.where(code == SCHEDULE_CODES["dualpipe"],
+                    np.maximum(0.0, m - 1.5 * p + 1.0 - np.where(p == 2, 1.0, 0.0)), 0.0)
+    hidden = n_fb * (f_pace + bwd_pace - fb)
+    comm_unit = np.maximum(ep_f + ep_b + 2.0 * pp_half, 1e-300)
+    return t, hidden * (ep_f + ep_b) / comm_unit, hidden * 2.0 * pp_half / comm_unit
 
 
 def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fixed, t_offload=0.0) -> dict:
@@ -93,7 +128,7 @@ def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fi
     its exposed communication by kind, the bubble, the exposed DP/ZeRO traffic, the optimizer and the overhead."""
     shape = pace.tau_max.shape
     mm, nl_pace = sz.num_micro, pace.layers
-    emb_pace = np.where(pace.idx == 0, 1.0, 0.0)
+    emb_pace = np.where(pace.idx == 0, 1.0, 0.0) if pace.embedding is None else pace.embedding
     bd_recompute = mm * nl_pace * lc.recompute_s
     bd_elem, bd_fp8, bd_host = mm * pace.elementwise_s, mm * pace.fp8_cast_s, mm * pace.host_s
     return {
@@ -103,9 +138,9 @@ def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fi
         "time_host_s": bd_host,
         "time_recompute_s": bd_recompute,
         "time_tp_comm_s": mm * (nl_pace * (comm.tp_fwd_s + comm.tp_bwd_s) + emb_pace * edge.embedding_comm_s),
-        "time_ep_comm_s": mm * nl_pace * (comm.ep_fwd_s + comm.ep_bwd_s),
+        "time_ep_comm_s": mm * nl_pace * (comm.ep_fwd_s + comm.ep_bwd_s) - pace.hidden_ep_s,
         "time_cp_comm_s": mm * nl_pace * (comm.cp_fwd_s + comm.cp_bwd_s),
-        "time_pp_comm_s": mm * pace.p2p_per_micro_s,
+        "time_pp_comm_s": mm * pace.p2p_per_micro_s - pace.hidden_pp_s,
         "time_bubble_s": pace.bubble_s,
         "time_dp_comm_s": dp_exposed,
         "time_offload_s": np.broadcast_to(t_offload, shape),
@@ -217,7 +252,7 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
     mem = memory_columns(sz, kinds)
     reasons |= memory_reason(mem)
 
-    params = [rank_params(sz, k.layers, k.embedding, k.logits) for k in kinds]
+    params = [rank_params(sz, *k.held()) for k in kinds]
     dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
     dp_exposed, dp_total = dp_step_comm_s(sz, dense_t, expert_t, pace.compute_fwd_s, pace.compute_bwd_s,
                                           np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model))
@@ -231,6 +266,10 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
                          pick(pace.idx, [k.logits for k in kinds]), True)
     off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
     t_fixed = step_overhead_s(job.hardware, sz.framework)
+    if t.local_sgd_tau is not None and np.any(t.local_sgd_tau > 1):
+        local = t.local_sgd_tau > 1
+        l_exp, l_tot = local_sgd_sync_s(sz, dense_t, expert_t, pace.pipeline_s + off.offload_s + t_opt + t_fixed)
+        dp_exposed, dp_total = np.where(local, l_exp, dp_exposed), np.where(local, l_tot, dp_total)
     step = pace.pipeline_s + dp_exposed + off.offload_s + t_opt + t_fixed
 
     out = metric_columns(sz, step)

@@ -14,7 +14,7 @@ from .compose import evaluate
 def job_of(sc: Scenario) -> Job:
     """The Job (model, hardware, training, devices) of a scenario."""
     return Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices,
-               framework=sc.framework)
+               network=sc.network, framework=sc.framework)
 
 
 def result_from_row(sc: Scenario, r: dict, engine: str = "analytic") -> StepEstimate:
@@ -31,5 +31,14 @@ def estimate_row(scenario: Scenario) -> dict:
 
 def estimate(scenario: Scenario) -> StepEstimate:
     """Estimate one scenario with the analytic engine. Infeasible layouts come back with `reasons` filled
-    (and their memory still reported); they do not raise."""
-    return step_estimate_from_row(scenario, estimate_row(scenario))
+    (and their memory still reported); they do not raise. With network conditions other than a dedicated
+    network the result says them (`network`), and with background traffic the slowdown against the same job
+    on a dedicated network (`background`)."""
+    res = step_estimate_from_row(scenario, estimate_row(scenario))
+    net = scenario.network
+    if not net.is_default:
+        res.extra["network"] = net.summary()
+    if net.background_occupancy > 0:
+        alone = estimate_row(scenario.model_copy(update={"network": net.dedicated()}))
+        res.extra["background"] = net.slowdown(float(alone["step_time_s"]), res.step_time_s)
+    return res

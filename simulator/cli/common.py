@@ -257,6 +257,7 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
                         "peaks by the rule of simulator/specs/power.py")
     g.add_argument("--clock-fraction", type=positive_float,
                    help="sustained / rated clock (0-1], when known: scales the FLOP/s peaks")
+    add_moe_network_flags(p)
     if not layout:
         return
     l = p.add_argument_group("layout")
@@ -273,7 +274,8 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     l.add_argument("--sequence-parallel", type=on_off, metavar="on|off", help="Megatron SP (default on)")
     l.add_argument("--recompute", choices=["none", "selective", "full"], help="activation recompute (default selective)")
     l.add_argument("--micro-batch", type=batch_int, help="sequences per micro-batch (default 1)")
-    l.add_argument("--schedule", choices=["gpipe", "1f1b", "interleaved", "zb-h1"], help="pipeline schedule")
+    l.add_argument("--schedule", choices=["gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v"],
+                   help="pipeline schedule (dualpipe: DeepSeek-V3 bidirectional, even pp; zb-v: zero-bubble V)")
     l.add_argument("--placement", help="rank order, innermost first (default tp-cp-ep-dp-pp)")
     l.add_argument("--tp-comm-overlap", type=on_off, metavar="on|off",
                    help="overlap TP collectives with GEMMs (default: the framework's)")
@@ -284,7 +286,65 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
                    help="overlap the DP gradient reduction with the backward (default: the framework's)")
     l.add_argument("--flash-attention", type=on_off, metavar="on|off",
                    help="fused attention kernel (default: the framework's kernel)")
+    l.add_argument("--moe-dispatch", choices=["flat", "hierarchical", "node-limited"],
+                   help="MoE token dispatch: flat all-to-all (default), hierarchical (DeepSpeed-MoE/Tutel 2DH) or "
+                        "node-limited (DeepEP: one copy per node, NVLink forward)")
+    l.add_argument("--moe-max-nodes", type=positive_int, metavar="M",
+                   help="node-limited routing: at most M nodes per token (DeepSeek-V3: 4)")
+    l.add_argument("--dp-compression", choices=["none", "onebit"],
+                   help="gradient compression: onebit = 1-bit Adam/LAMB after a warm-up (needs --zero 0)")
+    l.add_argument("--onebit-warmup", type=number(float, 0.0, 1.0), metavar="FRACTION", dest="onebit_warmup_fraction",
+                   help="share of the steps 1-bit Adam runs uncompressed (default 0.15)")
+    l.add_argument("--local-sgd-tau", type=positive_int, metavar="TAU",
+                   help="local SGD (CO2): inner steps per overlapped outer all-reduce (default 1 = synchronous)")
     add_offload_flags(p)
+
+
+def parse_routing(text: str) -> dict:
+    """--moe-routing MODEL[:SKEW]: balanced, zipf:1.0 (popularity exponent), dirichlet:0.3 (concentration)."""
+    model, _, skew = text.partition(":")
+    if model not in ("balanced", "zipf", "dirichlet"):
+        raise argparse.ArgumentTypeError(f"'{text}': the model must be balanced, zipf:SKEW or dirichlet:CONCENTRATION")
+    out = {"model": model}
+    if skew:
+        try:
+            out["skew"] = float(skew)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}': '{skew}' is not a number") from None
+    return out
+
+
+def add_moe_network_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of the MoE routing and the network conditions (job-level: the same for every layout)."""
+    g = p.add_argument_group("MoE routing and network")
+    g.add_argument("--moe-routing", type=parse_routing, metavar="MODEL[:SKEW]",
+                   help="expert popularity: balanced (top-k noise only), zipf:SKEW, dirichlet:CONCENTRATION "
+                        "(default: every expert rank gets exactly the mean)")
+    g.add_argument("--moe-imbalance", type=number(float, 1.0), metavar="MAX_OVER_MEAN",
+                   help="measured busiest-rank tokens over the mean (overrides --moe-routing's model)")
+    g.add_argument("--moe-capacity-factor", type=positive_float, metavar="CF",
+                   help="expert capacity factor: overflow dropped, buffers padded to capacity (DeepSpeed, GShard)")
+    g.add_argument("--background-occupancy", type=number(float, 0.0, 0.999), metavar="FRACTION",
+                   help="share of the scale-out tiers another job's traffic occupies (default 0)")
+    g.add_argument("--all-to-all-latency", choices=["per-tier", "per-peer"],
+                   help="all-to-all latency: one alpha per tier (default) or per peer message")
+
+
+def routing_keys(args: argparse.Namespace, keys: dict) -> None:
+    """Merge --moe-routing/--moe-imbalance/--moe-capacity-factor into keys['moe_routing'] (a RoutingSpec)."""
+    from ..specs.loading import validate_spec
+    from ..specs.routing import RoutingSpec
+    over = dict(getattr(args, "moe_routing", None) or {})
+    if getattr(args, "moe_imbalance", None) is not None:
+        over["max_over_mean"] = args.moe_imbalance
+    if getattr(args, "moe_capacity_factor", None) is not None:
+        over["capacity_factor"] = args.moe_capacity_factor
+    if not over:
+        return
+    base = keys.get("moe_routing")
+    data = base.model_dump() if base is not None else {}
+    data.update(over)
+    keys["moe_routing"] = validate_spec(RoutingSpec, data, "--moe-routing")
 
 
 def add_offload_flags(p: argparse.ArgumentParser) -> None:
@@ -305,7 +365,9 @@ def add_offload_flags(p: argparse.ArgumentParser) -> None:
 FLAG_KEYS = ("model", "hardware", "framework", "devices", "global_batch", "seq_len", "dtype", "tp", "pp", "dp", "ep",
              "cp", "vpp", "zero", "zero3_unit", "sequence_parallel", "recompute", "micro_batch", "schedule",
              "placement", "tp_comm_overlap", "ep_comm_overlap", "overlap_grad_reduce", "flash_attention",
-             "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update")
+             "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update", "moe_dispatch",
+             "moe_max_nodes", "dp_compression", "onebit_warmup_fraction", "local_sgd_tau", "background_occupancy",
+             "all_to_all_latency")
 
 
 def scenario_keys(args: argparse.Namespace) -> dict:
@@ -317,6 +379,7 @@ def scenario_keys(args: argparse.Namespace) -> dict:
         v = getattr(args, k, None)
         if v is not None:
             keys[k] = v
+    routing_keys(args, keys)
     over = dict(keys.pop("hardware_overrides", {}) or {})
     if getattr(args, "devices_per_node", None):
         over["devices_per_node"] = args.devices_per_node

@@ -69,6 +69,7 @@ def register(sub) -> None:
     g.add_argument("--price-per-hour", nargs="+", metavar="USD|NAME=USD",
                    help="price per device-hour: one number for all profiles or NAME=USD per profile")
     g.add_argument("--power-w", nargs="+", metavar="W|NAME=W", help="device power, overriding the profiles'")
+    common.add_moe_network_flags(p)
     add_constraint_flags(p)
     o = p.add_argument_group("output")
     o.add_argument("--objective", choices=["throughput", "memory", "cost"], default="throughput",
@@ -78,6 +79,15 @@ def register(sub) -> None:
     common.add_progress_flag(p)
     add_train_rank_flags(p, tokens=False)
     p.set_defaults(handler=run)
+
+
+def moe_network_of(args: argparse.Namespace) -> dict:
+    """moe_routing and network keyword arguments of compare() from the MoE routing and network flags."""
+    from ..specs.scenario import NETWORK_KEYS, network_conditions
+    keys = {}
+    common.routing_keys(args, keys)
+    net = {k: getattr(args, k) for k in NETWORK_KEYS if getattr(args, k, None) is not None}
+    return {"moe_routing": keys.get("moe_routing"), "network": network_conditions(net)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         res = compare(args.model, args.hardware, devices=args.devices, global_batch=args.global_batch,
                       seq_len=args.seq_len, tokens=args.tokens, budget_per_hour=args.budget_per_hour,
                       price_per_hour=price, power_w=power, dtype=args.dtype, constraints=constraints_of(args),
-                      objective=args.objective, progress=bar)
+                      objective=args.objective, progress=bar, **moe_network_of(args))
     if args.rank_by:
         from ..planning.to_train import rank_compare
         res = rank_compare(res, args.rank_by, args.run_preset, args.checkpoint_mode)

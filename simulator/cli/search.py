@@ -12,15 +12,17 @@ from ..errors import SpecError
 LIST_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch")
 #: Scenario-file layout keys that become one-value constraints of the search.
 SCENARIO_AXES = ("tp", "pp", "cp", "dp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
-                 "offload_optimizer", "offload_params", "offload_activations")
+                 "offload_optimizer", "offload_params", "offload_activations", "moe_dispatch", "dp_compression",
+                 "local_sgd_tau")
 #: Scenario-file settings a search applies to every candidate (SearchSpace fields).
 SCENARIO_SETTINGS = ("placement", "sequence_parallel", "tp_comm_overlap", "ep_comm_overlap", "zero3_unit",
                      "flash_attention", "overlap_grad_reduce", "offload_delayed_update", "framework",
-                     "dp_param_gather_overlap")
+                     "dp_param_gather_overlap", "moe_max_nodes", "onebit_warmup_fraction")
 #: Scenario-file keys a search uses (the job, the axes and the settings); others (grad_dtype, stage_layers) are
 #: estimate/simulate settings and draw a warning.
 SCENARIO_USED = ("model", "hardware", "devices", "global_batch", "seq_len", "dtype", "hardware_overrides",
-                 *SCENARIO_AXES, *SCENARIO_SETTINGS)
+                 *SCENARIO_AXES, *SCENARIO_SETTINGS, "moe_routing", "background_occupancy", "background_elastic",
+                 "all_to_all_latency")
 
 
 def warn_unused_scenario_keys(args: argparse.Namespace) -> None:
@@ -73,8 +75,20 @@ def add_constraint_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--zero", dest="space_zero", type=int_list, metavar="Z[,Z...]", help="ZeRO stages (default 0,1,2,3)")
     g.add_argument("--recompute", dest="space_recompute", type=choice_list(("none", "selective", "full")),
                    metavar="KIND[,...]", help="none,selective,full (default all)")
-    g.add_argument("--schedule", dest="space_schedule", type=choice_list(("gpipe", "1f1b", "interleaved", "zb-h1")),
-                   metavar="S[,...]", help="pipeline schedules (default 1f1b,interleaved; also gpipe, zb-h1)")
+    g.add_argument("--schedule", dest="space_schedule",
+                   type=choice_list(("gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v")), metavar="S[,...]",
+                   help="pipeline schedules (default 1f1b,interleaved; also gpipe, zb-h1, dualpipe, zb-v)")
+    g.add_argument("--moe-dispatch", dest="space_moe_dispatch",
+                   type=choice_list(("flat", "hierarchical", "node-limited")), metavar="D[,...]",
+                   help="MoE dispatch strategies where ep > 1 (default flat; also hierarchical, node-limited)")
+    g.add_argument("--moe-max-nodes", dest="space_moe_max_nodes", type=common.positive_int, metavar="M",
+                   help="node-limited dispatch: at most M nodes per token")
+    g.add_argument("--dp-compression", dest="space_dp_compression", type=choice_list(("none", "onebit")),
+                   metavar="C[,...]", help="gradient compression to try where dp > 1 and zero 0 (default none)")
+    g.add_argument("--onebit-warmup", dest="space_onebit_warmup_fraction", type=common.number(float, 0.0, 1.0),
+                   metavar="FRACTION", help="1-bit Adam's uncompressed warm-up share (default 0.15)")
+    g.add_argument("--local-sgd-tau", dest="space_local_sgd_tau", type=int_list, metavar="TAU[,TAU...]",
+                   help="local SGD taus to try where dp > 1 and zero 0 (default 1 = synchronous)")
     g.add_argument("--sequence-parallel", dest="space_sequence_parallel", type=common.on_off, metavar="on|off",
                    help="Megatron SP wherever tp > 1 (default on)")
     g.add_argument("--tp-comm-overlap", dest="space_tp_comm_overlap", type=common.on_off, metavar="on|off",
@@ -239,12 +253,15 @@ def run(args: argparse.Namespace) -> int:
     if args.objective == "devices":
         return run_fewest(args, keys)
     warn_unused_scenario_keys(args)
+    from ..specs.scenario import NETWORK_KEYS, network_conditions
     with common.progress_bar(args, f"refine: {args.refine} layouts with the DES", args.refine > 0) as bar:
         result = search(keys["model"], keys["hardware"], keys["devices"], keys["global_batch"],
                         keys.get("seq_len"), dtype=keys.get("dtype", "bf16"), constraints=constraints_of(args, keys),
                         objective=args.objective, refine=args.refine, price_per_hour=args.price_per_hour,
                         hardware_overrides=keys.get("hardware_overrides"), progress=bar,
-                        reasons=args.format != "table")     # a table shows feasible rows: reason text on demand only
+                        reasons=args.format != "table",     # a table shows feasible rows: reason text on demand only
+                        moe_routing=keys.get("moe_routing"),
+                        network=network_conditions({k: keys[k] for k in NETWORK_KEYS if keys.get(k) is not None}))
     if args.rank_by or args.tokens is not None:
         from ..planning.to_train import rank_search
         if not args.rank_by:

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost, p2p_time_s,
+from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES
+from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost,
+                                    p2p_time_s,
                                     tree_all_reduce_latency_s)
+from ..topology.moe_dispatch import hierarchical_all_to_all_time_s, node_limited_dispatch_time_s
 
 
 # ---------------------------------------------------------------------------------------------------- groups
@@ -107,6 +110,43 @@ def tp_exposed_s(sz, lc):
     return tp_coll, exposed_f, exposed_b
 
 
+def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
+    """One dispatch (or combine) all-to-all of an MoE layer on the busiest EP rank, by the layout's strategy
+    (topology.moe_dispatch): the top-k token copies of its micro-batch share (split tp ways by SP), times the
+    routing load's dispatch_factor (`dispatch_factor` and `max_over_mean` override the load's; they broadcast, for
+    per-layer samples).
+    Flat: collectives.all_to_all_time_s; hierarchical: intra-node then inter-node with Tutel's local re-layouts
+    at the achieved HBM bandwidth; node-limited (DeepEP): one copy per destination node, at most moe_max_nodes
+    nodes per token, NVLink forwarding. The latency model (one alpha per tier, or per peer) is the job's
+    network.all_to_all_latency.
+
+    Source: Megatron-Core MoEAlltoAllTokenDispatcher; DeepSpeed-MoE arXiv 2201.05596 sec. 5; Tutel arXiv
+    2206.03382 sec. 3.3; DeepSeek-V3 arXiv 2412.19437 sec. 3.2.2 (topology.moe_dispatch)."""
+    m, t = sz.model, sz.table
+    load = sz.moe_load
+    k = float(m.moe.top_k)
+    if dispatch_factor is None:
+        dispatch_factor = load.dispatch_factor if load is not None else 1.0
+    a2a_bytes = sz.tokens * k * sz.hidden * sz.act_bytes / sz.sp_factor * dispatch_factor
+    net = getattr(sz.job, "network", None)
+    per_peer = net is not None and net.all_to_all_latency == "per-peer"
+    n, stride, tiers = sz.ep, sz.strides["ep"], sz.tiers
+    out = all_to_all_time_s(a2a_bytes, n, stride, tiers, per_peer_latency=per_peer)
+    code = t.moe_dispatch if t.moe_dispatch is not None else np.zeros(len(t), np.int64)
+    if np.any(code == MOE_DISPATCH_CODES["hierarchical"]):
+        kr = sz.kernel
+        hier = hierarchical_all_to_all_time_s(a2a_bytes, n, stride, tiers, kr.hbm_bytes_per_s, kr.memory_bound,
+                                              per_peer_latency=per_peer)
+        out = np.where(code == MOE_DISPATCH_CODES["hierarchical"], hier, out)
+    if np.any(code == MOE_DISPATCH_CODES["node-limited"]):
+        mom = max_over_mean if max_over_mean is not None else (load.max_over_mean if load is not None else 1.0)
+        max_nodes = np.where(t.moe_max_nodes > 0, t.moe_max_nodes, np.inf)
+        nl = node_limited_dispatch_time_s(sz.tokens / sz.sp_factor, sz.hidden, sz.act_bytes, k,
+                                          float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer)
+        out = np.where(code == MOE_DISPATCH_CODES["node-limited"], nl, out)
+    return out
+
+
 def ep_exposed_s(sz, lc):
     """(forward, backward) exposed MoE all-to-all time of a layer (averaged over the model's layers): dispatch and
     combine of the top-k token copies over the EP group, each pass; again in the backward under full recompute.
@@ -121,9 +161,7 @@ def ep_exposed_s(sz, lc):
     Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py."""
     m, t = sz.model, sz.table
     if m.moe is not None:
-        a2a_bytes = sz.tokens * float(m.moe.top_k) * sz.hidden * sz.act_bytes / sz.sp_factor
-        a2a = np.where(t.ep > 1, all_to_all_time_s(a2a_bytes, sz.ep, sz.strides["ep"], sz.tiers), 0.0) \
-            * sz.moe_fraction
+        a2a = np.where(t.ep > 1, moe_all_to_all_s(sz), 0.0) * sz.moe_fraction
     else:
         a2a = np.zeros_like(sz.tp)
     ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))
@@ -273,4 +311,51 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     exposed = np.where(zero >= 3, num_micro * (per_micro_f + per_micro_b), exposed_012)
     total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * nl_max * (n_gather * ag_layer + rs_layer),
                                                   rs_rounds * grad_rs + param_ag))
+    onebit = (t.dp_compression == DP_COMPRESSION_CODES["onebit"]) & (zero == 0) if t.dp_compression is not None \
+        else np.zeros(len(t), bool)
+    if np.any(onebit):
+        w = t.onebit_warmup_fraction
+        stage_s = onebit_stage_s(sz, dense_params, expert_params)
+        exposed = np.where(onebit, w * np.maximum(0.0, grad_ar - win_b) + (1.0 - w) * stage_s, exposed)
+        total = np.where(onebit, w * grad_ar + (1.0 - w) * stage_s, total)
     return exposed, total
+
+
+def onebit_stage_s(sz, dense_params, expert_params):
+    """Gradient synchronisation of one 1-bit Adam step after its warm-up: the compressed all-reduce of the
+    momentum over each data-parallel group (all-to-all of the packed signs, all-gather of the server chunks) and
+    the compression passes over HBM. It runs in the optimizer step, after the last backward: nothing hides it.
+    During the warm-up (onebit_warmup_fraction of the steps) the gradient all-reduce runs uncompressed.
+
+    Source: Tang et al. 2021 (1-bit Adam, arXiv 2102.02888) sec. 4; DeepSpeed runtime/comm/nccl.py
+    compressed_allreduce (costs.compression); DeepSpeed runtime/engine.py: 1-bit Adam is not compatible with ZeRO."""
+    from .compression import onebit_allreduce_time_s, onebit_compress_time_s
+    t_comm = 0.0
+    for (n, stride), params in zip(sz.dp_groups.pairs(), (dense_params, expert_params)):
+        t_comm = t_comm + np.where(n > 1, onebit_allreduce_time_s(params, n, stride, sz.tiers), 0.0)
+    kr = sz.kernel
+    n_any = np.maximum(sz.dp_groups.dense_size, sz.dp_groups.expert_size if sz.dp_groups.has_experts else 1.0)
+    compress = onebit_compress_time_s(dense_params + expert_params, kr.hbm_bytes_per_s, kr.memory_bound)
+    return t_comm + np.where(n_any > 1, compress, 0.0)
+
+
+#: HBM bytes per parameter of local SGD's outer update: read the fp32 parameters, the anchor copy and the outer
+#: momentum, write the momentum, the parameters and the new anchor (6 fp32 passes). Counted from CO2's outer step
+#: (Sun et al. 2024, arXiv 2401.16265, Algorithm 1: outer momentum on the averaged parameter change).
+LOCAL_SGD_OUTER_BYTES_PER_PARAM = 24.0
+
+
+def local_sgd_sync_s(sz, dense_params, expert_params, inner_step_s):
+    """(exposed, total) data-parallel time per inner step of local SGD with overlapped outer steps (CO2), for the
+    rows whose local_sgd_tau > 1: the outer all-reduce of the parameter change (the gradient all-reduce's volume,
+    grad_dtype) once every tau steps beside the next tau inner steps, exposed by what outlasts them, plus the outer
+    update (memory bound) every tau steps.
+
+    Source: Sun et al. 2024 (CO2, arXiv 2401.16265) sec. 3; costs.compression.local_sgd_exposed_per_step_s."""
+    from .compression import local_sgd_exposed_per_step_s
+    grad_ar, _, _ = dp_comm_times(sz, dense_params, expert_params)
+    tau = sz.table.local_sgd_tau
+    kr = sz.kernel
+    outer = kr.stream_s(LOCAL_SGD_OUTER_BYTES_PER_PARAM * (dense_params + expert_params))
+    exposed = local_sgd_exposed_per_step_s(grad_ar, tau, inner_step_s, overlap=True, outer_update_s=outer)
+    return exposed, (grad_ar + outer) / tau

@@ -116,10 +116,25 @@ def attention_projections_s(sz):
     return kr.gemm_s(M, h, in_n), kr.gemm_s(M, out_k, h), in_n, out_k
 
 
+def expert_gemm_s(sz, gemm_factor=1.0):
+    """Forward GEMM time of the routed experts of one MoE layer on the busiest EP rank: its E/ep local experts
+    (weights split etp ways, fc1 gated: 2 matrices, and fc2), each on its share of the top-k routed token copies,
+    mean M ep k etp / (E tp) rows, times `gemm_factor` (routing imbalance or capacity padding, costs.moe_routing;
+    broadcasts, so the discrete-event engine prices per-layer samples with it).
+
+    Source: Megatron-Core expert parallelism (grouped GEMMs of the local experts); Fedus et al. 2021 (arXiv
+    2101.03961); costs.moe_routing for the busiest rank."""
+    m, kr, h = sz.model, sz.kernel, sz.hidden
+    gate = 2.0 if m.gated_mlp else 1.0
+    fe, E, k, _ = _moe_dims(m)
+    etp, ep = sz.etp, sz.ep
+    tok_per_expert = sz.tokens * ep * k * etp / (E * sz.tp) * gemm_factor
+    return E / ep * (kr.gemm_s(tok_per_expert, h, gate * fe / etp) + kr.gemm_s(tok_per_expert, fe / etp, h))
+
+
 def mlp_s(sz):
     """MLP GEMM time of one layer's forward, averaged over dense and MoE layers: dense fc1 (gated: 2 matrices) and
-    fc2 split tp ways; MoE router, the local experts' share of the top-k routed tokens (balanced routing over
-    the EP group, expert weights split etp ways) and the shared experts.
+    fc2 split tp ways; MoE router, the busiest EP rank's experts (expert_gemm_s) and the shared experts.
 
     Source: Megatron-LM MLP (Shoeybi et al. 2019 sec. 3); MoE per Fedus et al. 2021 (arXiv 2101.03961) and
     Megatron-Core expert parallelism; DeepSeekMoE shared experts (arXiv 2401.06066)."""
@@ -127,11 +142,7 @@ def mlp_s(sz):
     gate = 2.0 if m.gated_mlp else 1.0
     if m.moe is not None:
         fe, E, k, fs = _moe_dims(m)
-        etp, ep = sz.etp, sz.ep
-        tok_per_expert = M * ep * k * etp / (E * tp)      # balanced routing over the EP group
-        experts_local = E / ep
-        t_experts = experts_local * (kr.gemm_s(tok_per_expert, h, gate * fe / etp)
-                                     + kr.gemm_s(tok_per_expert, fe / etp, h))
+        t_experts = expert_gemm_s(sz, sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0)
         t_shared = 0.0
         if fs > 0:
             t_shared = kr.gemm_s(M, h, gate * fs / tp) + kr.gemm_s(M, fs / tp, h)
@@ -149,6 +160,8 @@ def mlp_elements(sz) -> MlpElements:
     k copies of the expert's plus the shared experts' and the permuted token copies (saved once as the expert
     fc1 input: since Megatron-Core v0.13 the routing probabilities multiply inside the expert activation, so
     the unpermute keeps no copy of its input), plus the permute/unpermute traffic for the elementwise kernels.
+    The routed copies are those of the busiest EP rank: the mean times the routing load's gemm_factor (imbalance,
+    or a capacity buffer padded to E C / (T k) of the mean: DeepSpeed's [E, C, h] dispatch tensor).
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1; Megatron-Core megatron/core/transformer/moe/
     README.md ("memory efficient token permutation")."""
@@ -157,9 +170,10 @@ def mlp_elements(sz) -> MlpElements:
     f = float(m.ffn_hidden_size)
     if m.moe is not None:
         fe, _, k, fs = _moe_dims(m)
-        moe_act = k * (gate + 1.0) * fe + (gate + 1.0) * fs + k * sz.hidden
-        moe_ew = moe_act + k * sz.hidden                  # permute writes and unpermute reads k copies each
-        moe_fc2 = k * fe + fs + k * sz.hidden
+        r = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0   # busiest rank's routed copies / mean
+        moe_act = r * k * ((gate + 1.0) * fe + sz.hidden) + (gate + 1.0) * fs
+        moe_ew = moe_act + r * k * sz.hidden              # permute writes and unpermute reads k copies each
+        moe_fc2 = r * k * (fe + sz.hidden) + fs
     else:
         moe_act = moe_ew = moe_fc2 = 0.0
     dense_act = (gate + 1.0) * f

@@ -11,8 +11,9 @@ rank e // (E/ep), Megatron-Core and DeepSpeed); all functions broadcast over num
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from scipy.special import ndtr
 
 from ..errors import SpecError
 from ..specs.routing import RoutingSpec
@@ -27,6 +28,7 @@ def expected_max_std_normal(n):
     (David & Nagaraja, "Order Statistics", 3rd ed., sec. 3.2), evaluated on a fine grid."""
     n = np.asarray(n, dtype=float)
     phi = np.exp(-0.5 * _GRID ** 2) / np.sqrt(2.0 * np.pi)
+    from scipy.special import ndtr         # scipy loads only where routing imbalance is costed
     cdf = ndtr(_GRID)
     flat = n.reshape(-1)
     out = np.array([np.trapezoid(_GRID * k * phi * cdf ** (k - 1.0), _GRID) for k in flat])
@@ -176,6 +178,7 @@ def expected_overflow(mean_load, var_load, capacity):
     sd = np.sqrt(np.maximum(np.asarray(var_load, dtype=float), 1e-300))
     z = (np.asarray(capacity, dtype=float) - mean_load) / sd
     phi = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
+    from scipy.special import ndtr
     return sd * (phi - z * (1.0 - ndtr(z)))
 
 
@@ -225,3 +228,51 @@ def busiest_rank_dispatch_bytes(tokens, top_k, hidden, bytes_per_element, max_ov
     if capacity is not None:
         load = np.minimum(load, float(num_experts) * np.asarray(capacity, dtype=float))
     return load * per_copy
+
+
+@dataclass(frozen=True)
+class MoeLoad:
+    """How routing loads the busiest expert rank of every layout, relative to an even split (all 1.0 for
+    `routing` None): `max_over_mean` (the routing model's expectation), `gemm_factor` (its expert GEMM rows over
+    the mean T k), `dispatch_factor` (its all-to-all bytes over T k x h x bytes), `tokens` (T, tokens one EP rank
+    routes per micro-batch) and `capacity` (per-source expert capacity, or None when dropless). The routed
+    activations a rank stores scale like its GEMM rows (`gemm_factor`)."""
+
+    max_over_mean: object
+    gemm_factor: object
+    dispatch_factor: object
+    tokens: object
+    capacity: object = None
+
+
+def moe_load(routing: RoutingSpec | None, num_experts: int, top_k: int, ep, tokens) -> MoeLoad:
+    """The MoeLoad of arrays of EP degrees and per-rank tokens T (one routing model for all rows). The expected
+    max-over-mean is computed once per distinct (ep, T).
+
+    Source: max_over_mean, expert_capacity_tokens, busiest_rank_gemm_tokens, busiest_rank_dispatch_bytes (above)."""
+    ep_a, t_a = np.broadcast_arrays(np.asarray(ep, dtype=float), np.asarray(tokens, dtype=float))
+    if routing is None:
+        return MoeLoad(max_over_mean=1.0, gemm_factor=1.0, dispatch_factor=1.0, tokens=t_a)
+    mom = np.ones(ep_a.shape)
+    pairs = np.stack([ep_a.reshape(-1), t_a.reshape(-1)], axis=1)
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    vals = np.array([max_over_mean(routing, num_experts, int(e), float(t), top_k) for e, t in uniq])
+    mom = vals[np.asarray(inv).reshape(-1)].reshape(ep_a.shape)
+    gemm, disp, cap = load_factors(routing, num_experts, top_k, t_a, mom)
+    return MoeLoad(max_over_mean=mom, gemm_factor=gemm, dispatch_factor=disp, tokens=t_a, capacity=cap)
+
+
+def load_factors(routing: RoutingSpec, num_experts: int, top_k: int, tokens, max_over_mean):
+    """(gemm_factor, dispatch_factor, capacity) of the busiest rank for given max-over-mean values (arrays
+    broadcast: the discrete-event engine passes one value per (step, layer)); capacity None when dropless.
+
+    Source: expert_capacity_tokens, busiest_rank_gemm_tokens, busiest_rank_dispatch_bytes (above)."""
+    t_a = np.asarray(tokens, dtype=float)
+    cap = None
+    if routing.capacity_factor is not None:
+        cap = expert_capacity_tokens(t_a, top_k, num_experts, routing.capacity_factor, routing.min_capacity)
+    copies = t_a * top_k
+    gemm = busiest_rank_gemm_tokens(t_a, top_k, max_over_mean, num_experts, cap, routing.pad_to_capacity) / copies
+    disp = busiest_rank_dispatch_bytes(t_a, top_k, 1.0, 1.0, max_over_mean, num_experts, cap,
+                                       routing.pad_to_capacity) / copies
+    return gemm, disp, cap

@@ -11,12 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..pipeline.closed_form import num_micro_batches
+from ..specs.routing import RoutingSpec
 from ..topology.placement import TierArrays, axis_strides, tier_arrays
+from ..topology.shared_network import tiers_with_background
 from ..units import BYTES_PER_ELEMENT, storage_bytes
 from .communication import DPGroups, data_parallel_groups, expert_tensor_parallel
 from .compute import KernelRates, kernel_rates
 from .flops import ModelCosts, model_costs
 from .framework_effects import attention_peak_flops_per_s
+from .moe_routing import MoeLoad, moe_load
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Sizes:
     framework: object = None     # specs.framework.FrameworkSpec the job runs under (Job.stack)
     attention_kernel: str = "flash-attn-2"   # the framework's fused attention kernel on this hardware family
     attention_peak_flops_per_s: float = 0.0  # peak the attention core runs against (bf16 in fp8/int8/fp4 runs)
+    moe_load: MoeLoad | None = None  # routing load of the busiest expert rank (costs.moe_routing); None: dense
 
     def attention_kernel_of_rows(self) -> np.ndarray:
         """The attention kernel of every row: the framework's fused kernel, 'unfused' where flash_attention is
@@ -94,22 +98,48 @@ def sizes(job, table) -> Sizes:
     etp = expert_tensor_parallel(tp, dp, ep)
     strides = axis_strides(table.placement, tp, cp, ep, dp, pp)
     L = m.num_layers
+    tokens = b * s / cp
+    load = None
     if m.moe is not None:
         heavy = c.num_moe_layers / max(1, L - m.moe.first_dense_layers)
         frac = c.num_moe_layers / L
+        load = moe_load(routing_of(m, tr), m.moe.num_experts, m.moe.top_k, ep, tokens * etp / tp)
     else:
         heavy = frac = 0.0
     return Sizes(
-        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype), tiers=tier_arrays(hw),
+        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype), tiers=job_tiers(job),
         tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, vpp=vpp, micro_batch=b, sequence_parallel=sp,
         recompute=table.recompute, seq_len=s, hidden=float(m.hidden_size), vocab=float(m.vocab_size),
         num_layers=L, act_bytes=act_b, weight_bytes=act_b, grad_bytes=float(BYTES_PER_ELEMENT[tr.grad_dtype]),
-        num_micro=num_micro_batches(tr.global_batch, b, dp), tokens=b * s / cp,
+        num_micro=num_micro_batches(tr.global_batch, b, dp), tokens=tokens,
         heads=float(m.num_heads), kv_heads=float(m.kv_heads),
         v_head_dim=float(m.mla.v_head_dim) if m.mla is not None else float(m.dim_per_head),
         sp_factor=np.where(sp, tp, 1.0), etp=etp, strides=strides,
         dp_groups=data_parallel_groups(tp, dp, ep, cp, etp, strides, m.moe is not None),
-        moe_fraction=frac, moe_heavy_fraction=heavy, framework=fw,
+        moe_fraction=frac, moe_heavy_fraction=heavy, moe_load=load, framework=fw,
         attention_kernel=fw.attention.kernel_for(hw.family),
         attention_peak_flops_per_s=attention_peak_flops_per_s(hw, tr.dtype),
     )
+
+
+def routing_of(model, training):
+    """The routing a job runs: training.moe_routing, else a capacity-only routing (max-over-mean 1) when the
+    model preset states a capacity factor (moe.capacity_factor), else None (every expert rank gets the mean)."""
+    if training.moe_routing is not None:
+        return training.moe_routing
+    cf = model.moe.capacity_factor if model.moe is not None else None
+    return None if cf is None else RoutingSpec(max_over_mean=1.0, capacity_factor=cf)
+
+
+def job_tiers(job) -> TierArrays:
+    """The network tiers a job sees: the profile's, with the bandwidth of every tier but the first (the scale-up
+    domain a job owns) reduced by the background occupancy of its network conditions.
+
+    Source: topology.shared_network.tiers_with_background."""
+    tiers = tier_arrays(job.hardware)
+    net = getattr(job, "network", None)
+    if net is None or net.background_occupancy == 0.0:
+        return tiers
+    occ = np.full(tiers.num_tiers, float(net.background_occupancy))
+    occ[0] = 0.0
+    return tiers_with_background(tiers, occ, elastic=net.background_elastic)

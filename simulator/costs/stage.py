@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..pipeline.closed_form import inflight_microbatches
-from ..pipeline.split import stage_split
+from ..pipeline.split import stage_split, two_chunk_split
+from ..specs.layout import SCHEDULE_CODES
 from ..units import GIGA
 from .framework_effects import (fsdp_unsharded_bytes, logits_peak_bytes, op_sac_saved_elements_per_token,
                                 reserved_bytes as allocator_reserved_bytes)
@@ -32,26 +33,57 @@ MICRO_BATCH_HOST_LAYERS = HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_
 
 @dataclass(frozen=True)
 class RankKind:
-    """One kind of pipeline rank: its layers (array), whether it holds the embedding and the output layer (1/0),
-    and where it exists (the middle only with pp >= 3, the last only with pp >= 2)."""
+    """One kind of pipeline rank: the layers it runs per micro-batch (array), whether it runs the embedding and
+    the output layer (1/0; DualPipe's end ranks run each for half their micro-batches: 0.5), where it exists (the
+    middle only with pp >= 3, the last only with pp >= 2), and what it holds (`held_*`; None: what it runs; DualPipe
+    ranks hold two stages)."""
 
     layers: object
     embedding: object
     logits: object
     valid: object
+    held_layers: object = None
+    held_embedding: object = None
+    held_logits: object = None
+
+    def held(self) -> tuple:
+        """(layers, embedding, output layer) whose parameters the rank holds."""
+        pick = lambda h, run: run if h is None else h  # noqa: E731
+        return (pick(self.held_layers, self.layers), pick(self.held_embedding, self.embedding),
+                pick(self.held_logits, self.logits))
 
 
 def rank_kinds(sz) -> tuple:
-    """(first, middle, last) RankKinds of every layout of `sz`, the layers as float arrays.
+    """(first, middle, last) RankKinds of every layout of `sz`, the layers as float arrays. DualPipe and ZB-V rows
+    take their two-chunk placement (pipeline.split.two_chunk_split): ZB-V's first rank runs the embedding and the
+    output layer for every micro-batch, its last rank neither; DualPipe's two end ranks each run one for half of
+    their micro-batches and hold both.
 
     Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 3; pipeline.split (the layer split)."""
     f64 = np.float64
-    Lf, Lm, Ll = (x.astype(f64) for x in stage_split(sz.table, sz.num_layers))
-    single = sz.table.pp == 1
+    t = sz.table
+    Lf, Lm, Ll = (x.astype(f64) for x in stage_split(t, sz.num_layers))
+    single = t.pp == 1
     first_logits = np.where(single, 1.0, 0.0)
-    return (RankKind(Lf, 1.0, first_logits, np.ones(len(sz.table), bool)),
-            RankKind(Lm, 0.0, 0.0, sz.table.pp >= 3),
-            RankKind(Ll, 0.0, 1.0, ~single))
+    kinds = (RankKind(Lf, 1.0, first_logits, np.ones(len(t), bool)),
+             RankKind(Lm, 0.0, 0.0, t.pp >= 3),
+             RankKind(Ll, 0.0, 1.0, ~single))
+    dual, zbv = t.schedule == SCHEDULE_CODES["dualpipe"], t.schedule == SCHEDULE_CODES["zb-v"]
+    if not (dual.any() or zbv.any()):
+        return kinds
+    run, held = two_chunk_split(t, sz.num_layers)
+    two = dual | zbv
+    edge_run = [(1.0, first_logits), (0.0, 0.0), (0.0, 1.0)]
+    edge_two = [(np.where(dual, 0.5, 1.0),) * 2, (0.0, 0.0), (np.where(dual, 0.5, 0.0),) * 2]
+    out = []
+    for k, kind in enumerate(kinds):
+        emb = np.where(two, edge_two[k][0], edge_run[k][0])
+        logit = np.where(two, edge_two[k][1], edge_run[k][1])
+        held_edge = np.where(dual & (k != 1), 1.0, np.where(two, edge_two[k][0], edge_run[k][0]))
+        out.append(RankKind(np.where(two, run[k], kind.layers), emb, logit, kind.valid,
+                            held_layers=np.where(two, held[k], kind.layers), held_embedding=held_edge,
+                            held_logits=np.where(dual & (k != 1), 1.0, logit)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -191,21 +223,40 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     g = sz.dp_groups
     layer_d, layer_e = layer_params_per_rank(sz)
     zero3 = t.zero >= 3
+    extra = sync_state_bytes_per_param(t)
     out = []
     for kind, inf in zip(kinds, inflight):
-        dense, expert = rank_params(sz, kind.layers, kind.embedding, kind.logits)
+        dense, expert = rank_params(sz, *kind.held())
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
         gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, layer_d + layer_e)
-        part = rank_partition(sz, kind)
+        part = rank_partition(sz, RankKind(*kind.held(), kind.valid))    # the parameters the rank holds
         w, gr, o, layer_acts, host, nvme = offload_memory(
-            wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0), od + oe,
-            kind.layers * act_layer * inf, part.total, part.held, part.unit,
+            wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
+            od + oe + extra * (dense + expert), kind.layers * act_layer * inf, part.total, part.held, part.unit,
             sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
-        acts = layer_acts + kind.embedding * emb_out * inf + kind.logits * logit_mem \
+        acts = layer_acts + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
         out.append((w, gr, o, acts, host, nvme))
     return out
+
+
+#: fp32 error-feedback buffer 1-bit Adam keeps per parameter (worker error; the server error is 1/n of it).
+ONEBIT_ERROR_BYTES_PER_PARAM = 4.0
+#: fp32 anchor copy and outer momentum local SGD (CO2) keeps per parameter.
+LOCAL_SGD_STATE_BYTES_PER_PARAM = 8.0
+
+
+def sync_state_bytes_per_param(t):
+    """Optimizer-state bytes per parameter that compressed or local data parallelism adds: 1-bit Adam's worker
+    error buffer, local SGD's anchor and outer momentum (0 for plain data parallelism).
+
+    Source: DeepSpeed runtime/comm/nccl.py compressed_allreduce (worker_error, server_error); Sun et al. 2024
+    (CO2, arXiv 2401.16265) Algorithm 1 (outer momentum, the parameters of the last outer step)."""
+    if t.dp_compression is None:
+        return 0.0
+    return np.where(t.dp_compression == 1, ONEBIT_ERROR_BYTES_PER_PARAM, 0.0) \
+        + np.where(t.local_sgd_tau > 1, LOCAL_SGD_STATE_BYTES_PER_PARAM, 0.0)
 
 
 def zero3_unsharded_bytes(sz, stage_params, unit_params):

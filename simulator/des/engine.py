@@ -113,20 +113,22 @@ class SharedLink:
 class StepSimulation:
     """One replay of `spec`. `rng` draws jitter; `run()` returns an EngineResult."""
 
-    def __init__(self, spec: EngineSpec, rng: np.random.Generator | None = None):
+    def __init__(self, spec: EngineSpec, rng: np.random.Generator | None = None, env=None, links=None):
         self.spec = spec
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self.env = CountingEnvironment()
+        self.env = env if env is not None else CountingEnvironment()
         s = spec
         self.num_groups = max(1, len(s.slowdown))
         self.slow = s.slowdown or ((1.0,) * s.pp,)
-        self.num_chunks = s.pp * s.vpp
+        self.num_chunks = s.num_stages or s.pp * s.vpp          # stages of one pipeline
+        self.pending_sends = {}                                  # (g, r) -> {op index: [(op index, op)]}
+        self.rank_at = {pos: r for r, row in enumerate(s.positions) for pos in row}   # (pipeline, stage) -> rank
         self.spans: list = []
         self.log = ReplayLog()
         self.busy = {}
         self.delay = {}
-        self.links = {}
-        if s.contention and s.graph is not None:
+        self.links = dict(links or {})                # (g, r, tier) -> SharedLink, possibly another job's too
+        if s.contention and s.graph is not None and links is None:
             from ..topology.graph import ports
             for g in range(self.num_groups):
                 for r in range(s.pp):
@@ -272,6 +274,12 @@ class StepSimulation:
 
     # ---- processes -----------------------------------------------------------------------------------------
     def run(self) -> EngineResult:
+        self.start()
+        self.env.run()
+        return self.finish()
+
+    def start(self) -> None:
+        """Create the step's events and processes (the environment runs them: run(), or replay_together)."""
         s, env = self.spec, self.env
         G, P = self.num_groups, s.pp
         self.done_ev = {(g, r): env.event() for g in range(G) for r in range(P)}
@@ -321,7 +329,11 @@ class StepSimulation:
             for r in range(P):
                 self.log.accounts[(g, r)] = Account()
                 env.process(self._stage(g, r))
-        env.run()
+
+    def finish(self) -> EngineResult:
+        """The EngineResult of a replay whose environment has run."""
+        s, env = self.spec, self.env
+        G, P = self.num_groups, s.pp
         log = self.log
         if len(log.end_time) != G * P:                  # a schedule whose dependencies cannot all be met
             stuck = sorted(set(self.done_ev) - set(log.end_time))
@@ -406,7 +418,13 @@ class StepSimulation:
         busy = 0.0
         free = 0.0
         log = self.log.op_log[(g, r)] = []
-        for oi, op in enumerate(self.spec.stages[r].ops):
+        st = self.spec.stages[r]
+        for oi, op in enumerate(st.ops):
+            if st.send_after and st.send_after[oi] > oi and (oi == 0 or st.send_after[oi - 1] < oi):
+                for k in range(oi + 1, st.send_after[oi] + 1):     # a unit starts once all its inputs are in
+                    key = self._input_key(g, r, st.ops[k])
+                    if key is not None and not self._arrival(key).processed:
+                        yield self._arrival(key)
             dep_key = yield from self._wait_input(g, r, op, free, acct)
             start = env.now
             waits = yield from self._run_op(g, r, oi, op, acct)
@@ -422,16 +440,21 @@ class StepSimulation:
         busy = yield from self._tail(g, r, busy, acct)
         self.busy[(g, r)] = busy
 
+    def _input_key(self, g: int, r: int, op):
+        """Key of the arrival pass `op` of rank (g, r) waits for, None at the pipeline's ends (and for W)."""
+        pipe, j = self.position(r, op.chunk)
+        base = pipe * self.num_chunks
+        if op.kind == "F" and j > 0:
+            return (g, "F", op.micro, base + j)
+        if op.kind == "B" and j < self.num_chunks - 1:
+            return (g, "B", op.micro, base + j)
+        return None
+
     def _wait_input(self, g: int, r: int, op, free: float, acct: Account):
         """Wait for the input of pass `op` (sent by the neighbouring stage); the wait counts as pipeline transfer
         (the part after the send left) and bubble. Returns the input's key (None at the pipeline's ends)."""
-        s, env = self.spec, self.env
-        j = op.chunk * s.pp + r
-        dep_key = None
-        if op.kind == "F" and j > 0:
-            dep_key = (g, "F", op.micro, j)
-        elif op.kind == "B" and j < self.num_chunks - 1:
-            dep_key = (g, "B", op.micro, j)
+        env = self.env
+        dep_key = self._input_key(g, r, op)
         if dep_key is None:
             if env.now > free:
                 acct.bubble += env.now - free
@@ -454,14 +477,17 @@ class StepSimulation:
         jit = self.jit[(g, r)]
         f_jit = 1.0 if jit is None else float(jit[oi])
         cf = self.slow[g][r] * f_jit
-        comp, rc, parts, comm_tot, ends, needs_seg, has_comm = self.op_info[r][(kind, chunk)]
+        st = s.stages[r]
+        seg_key = st.op_segments[oi] if st.op_segments else (kind, chunk)
+        comp, rc, parts, comm_tot, ends, needs_seg, has_comm = self.op_info[r][seg_key]
         trig_here = self.triggers[r].get((kind, chunk)) if micro == s.num_micro - 1 else None
         fu = self.first_uses[r]
         fu_here = fu.get if (kind == "F" and micro == 0 and fu) else None
         if s.per_layer or needs_seg or fu_here is not None or (bool(self.flow_kinds) and has_comm):
             waits = []
-            yield from self._run_segments(g, r, op, s.stages[r].segments[(kind, chunk)], cf, f_jit, acct,
+            yield from self._run_segments(g, r, op, st.segments[seg_key], cf, f_jit, acct,
                                           self.z3.get((g, r)), trig_here, fu_here, waits)
+            yield from self._op_extra(g, r, oi, f_jit, acct)
             return waits
         d = comp * cf + sum(comm_tot.values()) * f_jit
         if trig_here:
@@ -475,18 +501,51 @@ class StepSimulation:
             acct.add(cat, sec * cf)
         for k_, sec in comm_tot.items():
             acct.add_comm(k_, sec * f_jit)
+        yield from self._op_extra(g, r, oi, f_jit, acct)
         return ()
 
-    def _send_output(self, g: int, r: int, oi: int, op) -> None:
-        """Send the output of pass `op` to the neighbouring stage (forward: the next chunk, backward: the previous)."""
+    def _op_extra(self, g: int, r: int, oi: int, f_jit: float, acct: Account):
+        """The all-to-all time an overlapped unit could not hide, charged after its last op (StageSpec.op_extra_s)."""
+        st = self.spec.stages[r]
+        extra = st.op_extra_s[oi] if st.op_extra_s else 0.0
+        if extra > 0:
+            t0 = self.env.now
+            yield self.comm(g, r, "ep", extra * f_jit)
+            acct.add_comm("ep", self.env.now - t0)
+
+    def position(self, r: int, chunk: int) -> tuple:
+        """(pipeline, stage) of chunk `chunk` of rank r (Megatron's interleaving unless the spec places it)."""
         s = self.spec
-        if s.pp == 1:
-            return
-        j = op.chunk * s.pp + r
+        return s.positions[r][chunk] if s.positions else (0, chunk * s.pp + r)
+
+    def _send_output(self, g: int, r: int, oi: int, op) -> None:
+        """Send the output of pass `op` to the neighbouring stage (forward: the next chunk, backward: the previous),
+        once the op the stage's `send_after` names has ended (DualPipe's units hand on their outputs together);
+        a neighbour on the same rank (ZB-V's turn of the V) gets it at once."""
+        s = self.spec
+        st = s.stages[r]
+        release = st.send_after[oi] if st.send_after else oi
+        if release != oi:
+            self.pending_sends.setdefault((g, r), {}).setdefault(release, []).append((oi, op))
+        else:
+            self._deliver(g, r, oi, op)
+        for oi_, op_ in self.pending_sends.get((g, r), {}).pop(oi, ()):
+            self._deliver(g, r, oi_, op_)
+
+    def _deliver(self, g: int, r: int, oi: int, op) -> None:
+        s = self.spec
+        pipe, j = self.position(r, op.chunk)
+        base = pipe * self.num_chunks
         if op.kind == "F" and j < self.num_chunks - 1:
-            self._send(g, r, oi, (g, "F", op.micro, j + 1), f"send F{op.micro}", s.overlap)
+            key, to, name = (g, "F", op.micro, base + j + 1), j + 1, f"send F{op.micro}"
         elif op.kind == "B" and j > 0:
-            self._send(g, r, oi, (g, "B", op.micro, j - 1), f"send B{op.micro}", s.overlap)
+            key, to, name = (g, "B", op.micro, base + j - 1), j - 1, f"send B{op.micro}"
+        else:
+            return
+        rr = self.rank_at.get((pipe, to), to % s.pp)
+        if rr == r and not s.positions:
+            return                                   # one rank, one chunk: nothing to hand on
+        self._send(g, r, oi, key, name, s.overlap and rr != r, s.p2p_pair_s.get((r, rr), s.p2p_s))
 
     def _tail(self, g: int, r: int, busy: float, acct: Account):
         """After the last pass: gradient reduction, the barrier (gradient norm), the optimizer, the ZeRO-1/2
@@ -562,7 +621,7 @@ class StepSimulation:
     def _timer(self, delay: float, ev: simpy.Event) -> None:
         self.env.timeout(delay).callbacks.append(lambda _e: ev.succeed())
 
-    def _send(self, g, r, oi, key, name, overlap):
+    def _send(self, g, r, oi, key, name, overlap, seconds: float | None = None):
         env = self.env
         ev = self._arrival(key)
         t0 = env.now
@@ -570,7 +629,7 @@ class StepSimulation:
             self.log.send_log[key] = (g, r, oi, t0, t0)
             ev.succeed(t0)                       # the blocking exchange was part of the op
             return
-        done = self.comm(g, r, "pp", self.spec.p2p_s)
+        done = self.comm(g, r, "pp", self.spec.p2p_s if seconds is None else seconds)
 
         def arrived(_e, t0=t0):
             self._span(g, r, "pp", name, "pp", t0, env.now)
@@ -633,3 +692,29 @@ class StepSimulation:
 def simulate_spec(spec: EngineSpec, rng: np.random.Generator | None = None) -> EngineResult:
     """Replay `spec` once."""
     return StepSimulation(spec, rng).run()
+
+
+def replay_together(specs: list, shared_ports: dict, rngs: list | None = None) -> list:
+    """Replay several jobs' steps in one environment, their transfers sharing the ports `shared_ports` names:
+    {(job, group, rank, tier): port name}; entries with the same name are one SharedLink (processor sharing), so
+    each job's transfers slow the other's where they meet. A job's ports not listed are its own (none when its
+    spec has no graph). Returns one EngineResult per job, each timed from the common start.
+
+    Source: processor sharing of a link by concurrent flows (Kleinrock; SharedLink); a second job replayed on the
+    first one's ports (issue 15: shared networks, the SimAI / ASTRA-sim multi-job requests)."""
+    env = CountingEnvironment()
+    by_name = {}
+    sims = []
+    for i, spec in enumerate(specs):
+        links = {}
+        for (job, g, r, tier), name in shared_ports.items():
+            if job == i:
+                if name not in by_name:
+                    by_name[name] = SharedLink(env, name)
+                links[(g, r, tier)] = by_name[name]
+        rng = rngs[i] if rngs is not None else None
+        sims.append(StepSimulation(spec, rng, env=env, links=links or None))
+    for sim in sims:
+        sim.start()
+    env.run()
+    return [sim.finish() for sim in sims]

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..costs import offload as off
-from ..costs.communication import dp_comm_times, dp_phase_cost
+from ..costs.communication import dp_comm_times, dp_phase_cost, onebit_stage_s
 from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
 from ..costs.stage import RankKind, activation_bytes_of_layer, rank_host_s, step_overhead_s
-from ..pipeline.schedules import schedule_ops
+from ..pipeline.schedules import chunk_position, chunks_per_rank, micro_per_chunk, num_stages, schedule_ops
+from ..pipeline.two_chunk import dualpipe_groups, overlapped_forward_backward_s
 from ..pipeline.split import checked_chunk_layers
 from ..topology.placement import members_per_domain
 from .spec import Bucket, EngineSpec, Seg, StageSpec
@@ -80,10 +81,12 @@ def _parts(*pairs) -> tuple:
 @dataclass(frozen=True)
 class Plan:
     spec: EngineSpec
-    chunks: list
+    chunks: list                # layers per stage in pipeline order
     stage_totals: list          # per stage (dense, expert) params
     schedule: str
     num_micro: int
+    rank_layers: list = None    # layers each rank holds
+    rank_chunks: list = None    # layers of each of its chunks
 
 
 def _comm(*pairs) -> tuple:
@@ -179,11 +182,13 @@ def _offload(sz, lay, rates) -> _Offload:
 class _StageBuilder:
     """Builds the segments of every pass of one stage, and the gradient items in the order they become final."""
 
-    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, o: _Offload):
+    def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, o: _Offload,
+                 imbalance=None, hops=None):
         self.lay, self.cs, self.p, self.z, self.chunks, self.o = lay, cs, p, z, chunks, o
-        self.pp, self.vpp = lay.pp, lay.vpp
+        self.sched = lay.resolved_schedule
+        self.pp, self.vpp = lay.pp, chunks_per_rank(self.sched, lay.vpp)
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
-        self.split_w = lay.resolved_schedule == "zb-h1"
+        self.split_w = self.sched in ("zb-h1", "zb-v", "dualpipe")
         self.bucket_overlap = overlap and lay.overlap_grad_reduce
         self.z3 = lay.zero >= 3
         self.z2_streamed = lay.zero == 2 and self.bucket_overlap
@@ -192,6 +197,43 @@ class _StageBuilder:
         self.b_comm = _comm(("tp", cs.tp_b), ("ep", cs.ep_b), ("cp", cs.cp_b))
         self.p2p_seg = () if (overlap or lay.pp == 1) else (Seg(post=_comm(("pp", cs.p2p)), label="p2p"),)
         self.b_compute = (cs.t_b - cs.t_w if self.split_w else cs.t_b) + cs.t_rc
+        self.imb = imbalance                 # costs.moe_layers.LayerImbalance of this step, or None
+        self.hops = hops or {}               # (from rank, to rank) -> pipeline send seconds (heterogeneous cluster)
+        self.rank_of_stage = {chunk_position(self.sched, r, c, self.pp): r
+                              for r in range(self.pp) for c in range(self.vpp)}
+
+    def p2p_for(self, j: int, kind: str, pipe: int = 0) -> tuple:
+        """The blocking pipeline send of a pass of stage j (no overlap): to the next stage (forward) or the
+        previous one (backward), the pipeline's end stages charging their one neighbour's link."""
+        if not self.p2p_seg or not self.hops:
+            return self.p2p_seg
+        last = len(self.chunks) - 1
+        to = (j + 1 if j < last else j - 1) if kind == "F" else (j - 1 if j > 0 else j + 1)
+        rank = lambda k: self.rank_of_stage.get((pipe, k), k % self.pp)  # noqa: E731
+        sec = self.hops.get((rank(j), rank(to)), self.cs.p2p)
+        return (Seg(post=_comm(("pp", sec)), label="p2p"),)
+
+    def layer_f(self, l: int) -> dict:
+        """Forward segment fields of layer l (with this step's routing draw for the layer, if any)."""
+        cs, imb = self.cs, self.imb
+        if imb is None:
+            return {"compute_s": cs.t_f, "post": self.f_comm}
+        return {"compute_s": cs.t_f + float(imb.fwd_s[l]),
+                "post": _comm(("tp", cs.tp_f), ("ep", cs.ep_f * float(imb.ep_scale[l])), ("cp", cs.cp_f))}
+
+    def layer_b(self, l: int) -> dict:
+        """Backward segment fields of layer l (input gradient only when the schedule splits off W)."""
+        cs, imb = self.cs, self.imb
+        if imb is None:
+            return {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "post": self.b_comm}
+        d_b, d_w, d_f = float(imb.bwd_s[l]), float(imb.wgrad_s[l]), float(imb.fwd_s[l])
+        return {"compute_s": self.b_compute + d_b - (d_w if self.split_w else 0.0),
+                "recompute_s": cs.t_rc + d_b - 2.0 * d_f,
+                "post": _comm(("tp", cs.tp_b), ("ep", cs.ep_b * float(imb.ep_scale[l])), ("cp", cs.cp_b))}
+
+    def layer_w(self, l: int) -> float:
+        """Weight-gradient time of layer l (split-backward schedules)."""
+        return self.cs.t_w + (float(self.imb.wgrad_s[l]) if self.imb is not None else 0.0)
 
     def zero3(self, seg_kwargs: dict, gather: float, reduce: float) -> dict:
         """Attach a ZeRO-3 gather/reduce to a segment: prefetched/queued with overlap, inline without. ZeRO-2
@@ -220,10 +262,21 @@ class _StageBuilder:
             seg_kwargs["post"] = seg_kwargs.get("post", ()) + _comm(("offload", d2h))
         return seg_kwargs
 
-    def host_seg(self, r: int) -> tuple:
+    def stage_of(self, r: int, c: int) -> int:
+        """Stage (index into the per-stage layer list) of chunk c of rank r."""
+        return chunk_position(self.sched, r, c, self.pp)[1]
+
+    def host_seg(self, r: int, c: int = 0) -> tuple:
         """Per-micro-batch host work outside the layers: half with the forward, half with the backward, spread
-        over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it)."""
-        t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
+        over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it). DualPipe and ZB-V
+        chunks carry the embedding's or the loss's share where their stage has it (a DualPipe micro-batch passes
+        one of the rank's chunks, a ZB-V micro-batch both)."""
+        if self.sched in ("dualpipe", "zb-v"):
+            j, last = self.stage_of(r, c), len(self.chunks) - 1
+            every = rank_host_s(self.cs.host_pass, 0.0, 0.0) / (2.0 if self.sched == "zb-v" else 1.0)
+            t = every + rank_host_s(self.cs.host_pass, j == 0, j == last) - rank_host_s(self.cs.host_pass, 0.0, 0.0)
+        else:
+            t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
         return (Seg(compute_s=0.5 * t, parts=(("host", 0.5 * t),), label="host"),) if t > 0 else ()
 
     def forward(self, j: int, host_seg: tuple):
@@ -237,7 +290,7 @@ class _StageBuilder:
             fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0,
                                 o.fetch_emb, 0.0)))
         for l in range(lo, lo + n):
-            fs.append(Seg(**seg({"compute_s": cs.t_f, "parts": cs.parts_f, "post": self.f_comm, "label": f"layer {l}"},
+            fs.append(Seg(**seg({**self.layer_f(l), "parts": cs.parts_f, "label": f"layer {l}"},
                                 z.ag_l, 0.0, o.fetch_layer, o.act)))
         if last:
             fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0, o.fetch_out, 0.0)))
@@ -247,7 +300,7 @@ class _StageBuilder:
             fwd_index[l] = off + i + (1 if first else 0)
         if last:
             fwd_index[("out",)] = off + len(fs) - 1
-        return host_seg + tuple(fs) + self.p2p_seg, fwd_index
+        return host_seg + tuple(fs) + self.p2p_for(j, "F"), fwd_index
 
     def backward(self, c: int, j: int, host_seg: tuple, fwd_index: dict):
         """Segments of the backward pass of chunk j (input + weight gradient, or input gradient only for ZB-H1)
@@ -263,7 +316,7 @@ class _StageBuilder:
                                 o.grad_out)))
             items.append((p.out, 0.0, ("B", c, len(bs) - 1), fwd_index[("out",)], "output layer"))
         for l in range(lo + n - 1, lo - 1, -1):
-            kw = {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "parts": cs.parts_b, "post": self.b_comm,
+            kw = {**self.layer_b(l), "parts": cs.parts_b,
                   "label": f"layer {l}"}
             bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l,
                                 o.n_b * o.fetch_layer + o.act, 0.0 if self.split_w else o.grad_layer)))
@@ -272,25 +325,25 @@ class _StageBuilder:
         if first:
             bs.append(Seg(**seg({"label": "embedding"}, 0.0, z.rs_emb, 0.0, o.grad_emb)))
             items.append((p.emb, 0.0, ("B", c, len(bs) - 1), len(host_seg), "embedding"))
-        return tuple(bs) + self.p2p_seg, items
+        return tuple(bs) + self.p2p_for(j, "B"), items
 
     def wgrad(self, c: int, j: int, fwd_index: dict):
         """Segments of the weight-gradient pass of chunk j (ZB-H1) and its gradient items."""
         lo, n = int(self.starts[j]), self.chunks[j]
         ws, items = [], []
         for l in range(lo + n - 1, lo - 1, -1):
-            ws.append(Seg(**self.host(self.zero3({"compute_s": self.cs.t_w, "label": f"layer {l}"}, 0.0, self.z.rs_l),
-                                      0.0, self.o.grad_layer)))
+            ws.append(Seg(**self.host(self.zero3({"compute_s": self.layer_w(l), "label": f"layer {l}"}, 0.0,
+                                                 self.z.rs_l), 0.0, self.o.grad_layer)))
             items.append((self.p.layer_d, self.p.layer_e, ("W", c, len(ws) - 1), fwd_index[l], f"layer {l}"))
         return tuple(ws), items
 
     def stage(self, r: int):
         """(segments by (kind, chunk), gradient items per chunk, dense params, expert params) of stage r."""
-        host_seg = self.host_seg(r)
         segments, items = {}, []
         dense_tot = expert_tot = 0.0
         for c in range(self.vpp):
-            j = c * self.pp + r
+            host_seg = self.host_seg(r, c)
+            j = self.stage_of(r, c)
             segments[("F", c)], fwd_index = self.forward(j, host_seg)
             segments[("B", c)], b_items = self.backward(c, j, host_seg, fwd_index)
             w_items = []
@@ -340,15 +393,22 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
     dpc, edpc = scalar(sz.dp_groups.dense_size), scalar(sz.dp_groups.expert_size)
     dp_reduce = dp_gather = 0.0
     buckets = ()
-    if not b.z3 and (dpc > 1 or edpc > 1):
+    if lay.local_sgd_tau > 1:
+        pass                       # no gradient all-reduce: the outer step is charged after the replay (simulate)
+    elif not b.z3 and (dpc > 1 or edpc > 1):
         if not b.bucket_overlap:
             dp_reduce = ar if zero == 0 else (num_micro * rs if zero == 2 else rs)
             dp_gather = 0.0 if zero == 0 else ag
         else:
-            buckets = _buckets(items, lay.vpp, dpc, zero, b.z2_streamed, dp)
+            buckets = _buckets(items, b.vpp, dpc, zero, b.z2_streamed, dp)
             if zero in (1, 2) and lay.dp_param_gather_overlap is False:   # the framework gathers after the step
                 buckets = tuple(dataclasses.replace(bk, gather_s=0.0) for bk in buckets)
                 dp_gather = ag
+        if lay.dp_compression == "onebit" and zero == 0:
+            # a step of the compression stage: no gradient all-reduce, the compressed momentum all-reduce in the
+            # optimizer step (costs.communication.onebit_stage_s); simulate() replays a warm-up step beside it
+            buckets = ()
+            dp_reduce = scalar(onebit_stage_s(sz, np.asarray([dense_tot]), np.asarray([expert_tot])))
     kr = sz.kernel
     opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_bound))
     if lay.offload_optimizer != "none":
@@ -361,6 +421,28 @@ def _offload_update_s(sz, rates, dense_tot: float, expert_tot: float) -> float:
     g, t = sz.dp_groups, sz.table
     part = dense_tot / scalar(g.dense_size) + expert_tot / scalar(g.expert_size)
     return scalar(off.offload_update_s(part, rates, t.offload_optimizer, t.offload_params, sz.weight_bytes).update_s)
+
+
+def cluster_hops(sc, sz) -> dict:
+    """(from rank, to rank) -> seconds of one pipeline send (activation / tp, as costs.communication.p2p_send_s
+    sends it) between neighbouring pipeline ranks placed on the groups of the scenario's heterogeneous cluster
+    (network.pipeline_groups), over their link, slowed by the background occupancy; {} without a cluster.
+
+    Source: topology.shared_network.link_time_s (SkipPipe's delay + size / bandwidth)."""
+    net = sc.network
+    if net.cluster is None or sc.layout.pp == 1:
+        return {}
+    from ..costs.communication import activation_bytes
+    from ..topology.shared_network import link_time_s
+    pp = sc.layout.pp
+    groups = net.pipeline_groups(pp, sc.num_devices // pp)
+    size = scalar(activation_bytes(sz) / sz.tp)
+    out = {}
+    for r in range(pp):
+        for q in (r - 1, r + 1, pp - 1 - r):          # pipeline neighbours (and the V / DualPipe turn)
+            if 0 <= q < pp and q != r:
+                out[(r, q)] = float(link_time_s(net.cluster, groups[r], groups[q], size, net.background_occupancy))
+    return out
 
 
 def tier_shares(sz, lay) -> dict:
@@ -382,33 +464,82 @@ def tier_shares(sz, lay) -> dict:
     return shares
 
 
-def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_micro: int) -> Plan:
-    """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table."""
+def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_micro: int,
+               imbalance=None, hops=None) -> Plan:
+    """Engine plan of scenario `sc` (its layout already reflects `overlap`) from the costs of its one-row table;
+    `imbalance` (costs.moe_layers.LayerImbalance) prices one step's per-layer routing draws; `hops` ((from rank,
+    to rank) -> seconds) the pipeline sends between the device groups of a heterogeneous cluster."""
     lay, m = sc.layout, sc.model
-    pp, vpp = lay.pp, lay.vpp
+    name = lay.resolved_schedule
+    pp, vpp = lay.pp, chunks_per_rank(name, lay.vpp)
     cs = pass_costs(lc, comm, edge)
-    chunks = checked_chunk_layers(m.num_layers, pp, vpp, lay.stage_layers)
-    sched = schedule_ops(lay.resolved_schedule, pp, num_micro, vpp)
+    two = name in ("dualpipe", "zb-v")
+    chunks = (checked_chunk_layers(m.num_layers, num_stages(name, pp), 1, lay.stage_layers) if two
+              else checked_chunk_layers(m.num_layers, pp, vpp, lay.stage_layers))
+    sched = schedule_ops(name, pp, num_micro, lay.vpp)
     p = _params(sz)
     dp = _DPCosts(sz)
     rates = off.host_rates(sc.hardware, sc.num_devices)
-    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, _offload(sz, lay, rates))
+    b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, _offload(sz, lay, rates), imbalance,
+                      hops)
     stages, stage_totals = [], []
     for r in range(pp):
         segments, items, dense_tot, expert_tot = b.stage(r)
         stage_totals.append((dense_tot, expert_tot))
         dp_reduce, dp_gather, buckets, opt = _stage_tail(sz, lay, b, items, dense_tot, expert_tot, num_micro, dp)
-        rng_ = [f"{int(b.starts[c * pp + r])}-{int(b.starts[c * pp + r] + chunks[c * pp + r]) - 1}"
-                if chunks[c * pp + r] else "none" for c in range(vpp)]
+        js = [b.stage_of(r, c) for c in range(vpp)]
+        rng_ = [f"{int(b.starts[j])}-{int(b.starts[j] + chunks[j]) - 1}" if chunks[j] else "none" for j in js]
+        units = dualpipe_units(sched[r], segments, dualpipe_groups(pp, num_micro)[r]) if name == "dualpipe" else {}
         stages.append(StageSpec(ops=sched[r], segments=segments, optimizer_s=opt, dp_reduce_s=dp_reduce,
                                 dp_gather_s=dp_gather, buckets=buckets, label=f"stage {r} (layers {', '.join(rng_)})",
-                                offload_update_s=_offload_update_s(sz, rates, dense_tot, expert_tot)))
-    spec = EngineSpec(pp=pp, vpp=vpp, num_micro=num_micro, stages=tuple(stages), p2p_s=cs.p2p, overlap=overlap,
-                      contention=contention, tier_shares=tier_shares(sz, lay) if contention else {},
+                                offload_update_s=_offload_update_s(sz, rates, dense_tot, expert_tot), **units))
+    positions = tuple(tuple(chunk_position(name, r, c, pp) for c in range(vpp)) for r in range(pp)) if two else ()
+    spec = EngineSpec(pp=pp, vpp=vpp, num_micro=micro_per_chunk(name, num_micro), stages=tuple(stages),
+                      p2p_s=cs.p2p, overlap=overlap, contention=contention,
+                      tier_shares=tier_shares(sz, lay) if contention else {},
                       overhead_s=step_overhead_s(sc.hardware, sc.framework),
                       offload_delayed_update=b.bucket_overlap and lay.offload_delayed_update,
                       devices_per_node=sc.hardware.devices_per_node,
                       host_link_ratio=rates.device_link_bytes_per_s / rates.link_bytes_per_s,
-                      host_node_ratio=rates.node_link_bytes_per_s / (rates.on_node * rates.link_bytes_per_s))
-    return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=lay.resolved_schedule,
-                num_micro=num_micro)
+                      host_node_ratio=rates.node_link_bytes_per_s / (rates.on_node * rates.link_bytes_per_s),
+                      positions=positions, num_stages=len(chunks) if two else 0, p2p_pair_s=dict(hops or {}))
+    held = [sum(chunks[b.stage_of(r, c)] for c in range(vpp)) for r in range(pp)]
+    return Plan(spec=spec, chunks=chunks, stage_totals=stage_totals, schedule=name, num_micro=num_micro,
+                rank_layers=held, rank_chunks=[[chunks[b.stage_of(r, c)] for c in range(vpp)] for r in range(pp)])
+
+
+def dualpipe_units(ops: tuple, segments: dict, groups: tuple) -> dict:
+    """StageSpec fields that run DualPipe's units (pipeline.two_chunk.dualpipe_groups): in a unit of one forward
+    and one full backward the all-to-alls of each run beside the other's compute, so its ops run without them
+    (segments keyed (kind, chunk, "fb")) and the last op adds what the compute could not hide,
+    max(0, all-to-all - compute) (pipeline.two_chunk.overlapped_forward_backward_s); every op of a unit (and the
+    input-gradient half of a full backward) hands its output on when the unit ends.
+
+    Source: DeepSeek-V3 report (arXiv 2412.19437) sec. 3.2.1, Fig. 4; github.com/deepseek-ai/DualPipe."""
+    op_segments = [(op.kind, op.chunk) for op in ops]
+    extra = [0.0] * len(ops)
+    send_after = list(range(len(ops)))
+
+    def totals(key):
+        segs = segments[key]
+        ep = sum(sec for x in segs for k, sec in x.post + x.pre if k == "ep")
+        rest = sum(x.compute_s + sum(sec for k, sec in x.post + x.pre if k != "ep") for x in segs)
+        return ep, rest
+
+    for g in groups:
+        for i in g:
+            send_after[i] = g[-1]
+        if len(g) < 3:
+            continue
+        comm = comp = 0.0
+        for i in g:
+            key = (ops[i].kind, ops[i].chunk)
+            ep, rest = totals(key)
+            comm, comp = comm + ep, comp + rest
+            fb_key = key + ("fb",)
+            if fb_key not in segments:
+                segments[fb_key] = tuple(replace(x, post=tuple(c for c in x.post if c[0] != "ep"),
+                                                 pre=tuple(c for c in x.pre if c[0] != "ep")) for x in segments[key])
+            op_segments[i] = fb_key
+        extra[g[-1]] = float(overlapped_forward_backward_s(comp, 0.0, comm, 0.0)) - comp
+    return {"op_segments": tuple(op_segments), "op_extra_s": tuple(extra), "send_after": tuple(send_after)}

@@ -41,7 +41,7 @@ from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
 from ..specs.scenario import Scenario
 from .engine import simulate_spec
-from .plan import Plan, build_plan
+from .plan import Plan, build_plan, cluster_hops
 from .stragglers import Stragglers, representative_devices, straggler_groups
 
 
@@ -81,7 +81,7 @@ def _check_args(overlap, contention, jitter, stragglers, samples, seed) -> Strag
 def _costs_of(sc: Scenario):
     """The shared costs of the scenario's one-row table, its memory and reasons as one row of scalars."""
     job = Job(model=sc.model, hardware=sc.hardware, training=sc.training, num_devices=sc.num_devices,
-              framework=sc.framework)
+              network=sc.network, framework=sc.framework)
     table = LayoutTable.from_layouts([sc.layout])
     sz = sizes(job, table)
     lc = layer_costs(sz)
@@ -96,15 +96,17 @@ def _costs_of(sc: Scenario):
     return sz, lc, comm, edge, row
 
 
-def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples, seed, per_layer, progress=None):
-    """(median replay, step times of every replay): one replay, or `samples` with jitter or stragglers."""
+def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples, seed, per_layer, progress=None):
+    """(median replay, its plan, step times of every replay): one replay, or `samples` with jitter, stragglers or
+    routing draws (`plans` holds one plan per sample when the routing is sampled, else one)."""
     rng = np.random.default_rng(seed)
     graph_cache = {}
     runs = []
-    stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0)
+    stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0) or len(plans) > 1
     pp_stride, dp_stride = (int(float(np.asarray(sz.strides[k]).reshape(-1)[0])) for k in ("pp", "dp"))
     total = samples if stochastic else 1
     for k in range(total):
+        plan = plans[k % len(plans)]
         groups = straggler_groups(rng, sc.num_devices, sc.layout.pp, sc.layout.dp, strag)
         devices = representative_devices(sc.layout.pp, pp_stride, dp_stride, [g[0] for g in groups])
         graph = None
@@ -121,7 +123,23 @@ def _replay(sc: Scenario, plan: Plan, sz, strag, *, contention, jitter, samples,
             progress(k + 1, total)
     times = np.array([r.step_time_s for r in runs] * (samples if not stochastic else 1))
     order = sorted(range(len(runs)), key=lambda i: (runs[i].step_time_s, i))
-    return runs[order[(len(runs) - 1) // 2]], times
+    med = order[(len(runs) - 1) // 2]
+    return runs[med], plans[med % len(plans)], times
+
+
+def _routing_plans(sc: Scenario, sz, lc, comm, edge, *, overlap, contention, samples, seed) -> tuple:
+    """The plans to replay: one, or one per sample with this step's per-layer routing draws when the routing is
+    a model to sample (not a fixed max-over-mean) and experts spread over ranks; with the draws."""
+    from ..costs.moe_layers import sampled_layer_imbalance
+    from ..costs.sizes import routing_of
+    kw = dict(overlap=bool(overlap), contention=bool(contention), num_micro=int(sz.num_micro[0]),
+              hops=cluster_hops(sc, sz))
+    m = sc.model
+    routing = routing_of(m, sc.training) if m.moe is not None else None
+    if routing is None or routing.max_over_mean is not None or sc.layout.ep <= 1:
+        return [build_plan(sc, sz, lc, comm, edge, **kw)], None
+    imb = sampled_layer_imbalance(sz, routing, np.random.default_rng([seed, 15]), samples)
+    return [build_plan(sc, sz, lc, comm, edge, imbalance=x, **kw) for x in imb], np.stack([x.max_over_mean for x in imb])
 
 
 def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = True, jitter: float = 0.0,
@@ -155,16 +173,35 @@ def simulate(scenario: Scenario, *, overlap: bool = True, contention: bool = Tru
                     "ep_comm_overlap": False})})
     lay = sc.layout
     if lay.stage_layers is not None:
-        checked_chunk_layers(sc.model.num_layers, lay.pp, lay.vpp, lay.stage_layers)     # validates (SpecError)
+        if lay.resolved_schedule in ("dualpipe", "zb-v"):
+            from ..specs.scenario import check_stage_layers
+            check_stage_layers(lay, sc.model)                                               # validates (SpecError)
+        else:
+            checked_chunk_layers(sc.model.num_layers, lay.pp, lay.vpp, lay.stage_layers)     # validates (SpecError)
     sz, lc, comm, edge, row = _costs_of(sc)
     if int(row["reasons"]) & STRUCTURAL_MASK:
         raise InfeasibleLayoutError(reasons_of_row(sc, row))
-    plan = build_plan(sc, sz, lc, comm, edge, overlap=bool(overlap), contention=bool(contention),
-                      num_micro=int(sz.num_micro[0]))
-    med, times = _replay(sc, plan, sz, strag, contention=contention, jitter=jitter, samples=samples, seed=seed,
-                         per_layer=per_layer, progress=progress)
-    return _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
-                   overlap=bool(overlap), contention=bool(contention))
+    plans, draws = _routing_plans(sc, sz, lc, comm, edge, overlap=overlap, contention=contention, samples=samples,
+                                  seed=seed)
+    med, plan, times = _replay(sc, plans, sz, strag, contention=contention, jitter=jitter, samples=samples,
+                               seed=seed, per_layer=per_layer, progress=progress)
+    res = _result(sc, sz, row, plan, med, times, samples=samples, seed=seed, jitter=float(jitter), strag=strag,
+                  overlap=bool(overlap), contention=bool(contention))
+    kw = dict(overlap=overlap, contention=contention, jitter=jitter, samples=samples, seed=seed, per_layer=per_layer)
+    if lay.dp_compression == "onebit" and lay.zero == 0:
+        res = _with_onebit_warmup(sc, res, strag, **kw)
+    net = sc.network
+    if not net.is_default:
+        res.extra["network"] = net.summary()
+    if net.background_occupancy > 0:
+        alone = simulate(sc.model_copy(update={"network": net.dedicated()}), stragglers=strag, **kw)
+        res.extra["background"] = net.slowdown(alone.step_time_s, res.step_time_s)
+    if draws is not None:
+        res.extra["moe_imbalance"] = {"max_over_mean_mean": float(draws.mean()),
+                                      "max_over_mean_p50": float(np.percentile(draws, 50)),
+                                      "max_over_mean_max": float(draws.max()),
+                                      "expected": float(np.asarray(sz.moe_load.max_over_mean).reshape(-1)[0])}
+    return res
 
 
 def _stages(sc, plan: Plan, res, per_rank: list, step: float) -> dict:
@@ -176,7 +213,7 @@ def _stages(sc, plan: Plan, res, per_rank: list, step: float) -> dict:
         busy = float(res.busy_s[(g0, r)])
         out[str(r)] = {
             "layers": per_rank[r],
-            "chunks": [plan.chunks[c * lay.pp + r] for c in range(lay.vpp)],
+            "chunks": plan.rank_chunks[r],
             "busy_s": busy,
             "idle_s": float(step - plan.spec.overhead_s - busy),
             "ops_s": float(res.ops_s[(g0, r)]),
@@ -209,19 +246,56 @@ def _extra(sc, plan: Plan, res, times, per_rank, step, *, samples, seed, jitter,
     return extra
 
 
+def _with_onebit_warmup(sc, res, strag, **kw):
+    """A 1-bit Adam run's average step: the replayed compression-stage step (`res`, whose timeline it keeps)
+    weighted with a replayed warm-up step (uncompressed all-reduce) by onebit_warmup_fraction.
+
+    Source: Tang et al. 2021 (arXiv 2102.02888) sec. 4 (warm-up with full-precision Adam, then compression)."""
+    w = sc.layout.onebit_warmup_fraction
+    plain = sc.model_copy(update={"layout": sc.layout.model_copy(update={"dp_compression": "none"})})
+    warm = simulate(plain, stragglers=strag, **kw)
+    mix = lambda a, b: w * a + (1.0 - w) * b  # noqa: E731
+    step = mix(warm.step_time_s, res.step_time_s)
+    tokens = float(sc.training.tokens_per_step)
+    extra = dict(res.extra)
+    extra["onebit"] = {"warmup_fraction": w, "warmup_step_s": warm.step_time_s,
+                       "compressed_step_s": res.step_time_s}
+    if "step_time_percentiles_s" in extra:
+        extra["step_time_percentiles_s"] = {k: mix(warm.extra["step_time_percentiles_s"][k], v)
+                                            for k, v in extra["step_time_percentiles_s"].items()}
+    return replace(res, step_time_s=step, mfu=res.mfu * res.step_time_s / step, hfu=res.hfu * res.step_time_s / step,
+                   tokens_per_s=tokens / step, tflops_per_device=res.tflops_per_device * res.step_time_s / step,
+                   time_breakdown_s={k: mix(warm.time_breakdown_s[k], v) for k, v in res.time_breakdown_s.items()},
+                   extra=extra)
+
+
+def _local_sgd_s(sc, sz, plan: Plan, res, step: float) -> float:
+    """Exposed outer-step time per inner step of local SGD (CO2) beside a replayed inner step of `step` seconds:
+    the pacing stage's parameters (costs.communication.local_sgd_sync_s); 0 without local SGD."""
+    if sc.layout.local_sgd_tau <= 1:
+        return 0.0
+    from ..costs.communication import local_sgd_sync_s
+    dense, expert = plan.stage_totals[res.pacing[1]]
+    exposed, _ = local_sgd_sync_s(sz, np.asarray([dense]), np.asarray([expert]), step)
+    return float(np.asarray(exposed).reshape(-1)[0])
+
+
 def _result(sc, sz, row, plan: Plan, res, times, **kw) -> SimulationResult:
     pp = sc.layout.pp
     breakdown = {k: float(res.breakdown_s[k]) for k in TIME_CATEGORIES}
     step = float(res.step_time_s)
+    outer = _local_sgd_s(sc, sz, plan, res, step)
+    if outer > 0:
+        breakdown["dp_comm"] += outer
+        step += outer
+        times = np.array([t + _local_sgd_s(sc, sz, plan, res, t) for t in times])
     tokens = float(sc.training.tokens_per_step)
     model_flops = float(metrics.model_flops_per_step(sz.costs, tokens))
     hw_flops = float(np.asarray(metrics.hardware_flops_per_step(
         sz.costs, tokens, sz.recompute, sz.table.flash_attention)).reshape(-1)[0])
     peak = sc.hardware.utilization_peak_flops_per_s(sc.training.dtype)
     n = sc.num_devices
-    per_rank = [0] * pp
-    for j, nl in enumerate(plan.chunks):
-        per_rank[j % pp] += nl
+    per_rank = list(plan.rank_layers)
     stage_layers = {"first": per_rank[0], "middle": max(per_rank[1:-1]) if pp >= 3 else 0,
                     "last": per_rank[-1] if pp > 1 else 0}
     pace = res.pacing

@@ -59,6 +59,9 @@ class StageSpec:
     buckets: tuple = ()
     label: str = ""
     offload_update_s: float = 0.0
+    op_segments: tuple = ()   # per op: the `segments` key it runs (default (kind, chunk))
+    op_extra_s: tuple = ()    # per op: exposed all-to-all seconds added after it (DualPipe units)
+    send_after: tuple = ()    # per op: index of the op whose end releases its output (default: itself)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class EngineSpec:
     devices_per_node: int = 1
     host_link_ratio: float = 1.0
     host_node_ratio: float = float("inf")
+    positions: tuple = ()       # positions[r][c] = (pipeline, stage) of chunk c of rank r (default: interleaving)
+    num_stages: int = 0         # stages of one pipeline (default pp x vpp)
+    p2p_pair_s: dict = field(default_factory=dict)   # (from rank, to rank) -> pipeline send time (default p2p_s)
 
 
 # ------------------------------------------------------------------------------------------------ outputs

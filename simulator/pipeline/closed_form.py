@@ -1,7 +1,9 @@
 """Closed forms of a pipelined step: micro-batch count, bubble fraction, activations in flight, pipeline time.
 
 Sources: Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2: GPipe/1F1B bubble (p-1)/m, interleaved (p-1)/(v*m);
-Qi et al. 2023 (Zero Bubble Pipeline Parallelism, arXiv 2401.10241) sec. 3: ZB-H1 bubble (p-1)(T_F + T_B - T_W).
+Qi et al. 2023 (Zero Bubble Pipeline Parallelism, arXiv 2401.10241) sec. 3: ZB-H1 bubble (p-1)(T_F + T_B - T_W);
+sec. 6: ZB-V; DeepSeek-V3 report (arXiv 2412.19437) sec. 3.2.1 and Table 2: DualPipe. The two-chunk forms are
+checked against the list-timing replay of the op orders (pipeline.two_chunk.timeline) in tests/test_moe_wiring.py.
 """
 from __future__ import annotations
 
@@ -22,20 +24,29 @@ def bubble_fraction(pp, num_micro, vpp=1, schedule="1f1b"):
     """Idle fraction of the ideal time of a homogeneous pipeline: (p-1)/m, or (p-1)/(v*m) when interleaved.
 
     The one definition of the bubble. ZB-H1 with T_F = T_B = T_W (the paper's assumption) leaves a third
-    of the 1F1B bubble.
+    of the 1F1B bubble; ZB-V leaves (p-1)/(6m) (one forward chunk per fill step), DualPipe (p/2-1)(F&B + B - 3W)
+    over the work, 2(p/2-1)/(3m) without overlap.
 
     Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2.1-2.2.2; Qi et al. 2023 (arXiv 2401.10241) sec. 3.
     """
     code = SCHEDULE_CODES[schedule] if isinstance(schedule, str) else np.asarray(schedule)
     pp = np.asarray(pp, dtype=float)
-    base = (pp - 1.0) / np.asarray(num_micro, dtype=float)
-    return np.where(code == 2, base / vpp, np.where(code == 3, base / 3.0, base))
+    m = np.asarray(num_micro, dtype=float)
+    base = (pp - 1.0) / m
+    # ZB-V, T_F = T_B = T_W = t per chunk pass: (p-1) t over 6 m t of work; DualPipe, F = B = W = t and F&B = 3t:
+    # (p/2 - 1)(3t + 2t - 3t) over 3 m t
+    zbv = (pp - 1.0) / (6.0 * m)
+    dual = 2.0 * (pp / 2.0 - 1.0) / (3.0 * m)
+    out = np.where(code == 2, base / vpp, np.where(code == 3, base / 3.0, base))
+    return np.where(code == 4, dual, np.where(code == 5, zbv, out))
 
 
 def inflight_microbatches(pp, vpp, num_micro, schedule, rank):
     """Micro-batches (in units of the rank's whole layer set) whose activations rank `rank` holds at peak.
 
-    1F1B: p - r (Narayanan et al. 2021 sec. 2.2.1); ZB-H1: p on every rank (rank r defers r weight-gradient
+    1F1B: p - r (Narayanan et al. 2021 sec. 2.2.1); DualPipe: p + 1 chunk passes of the rank's per-micro-batch
+    layers (DeepSeek-V3 report Table 2); ZB-V: 2p half-size chunk passes, p (Qi et al. 2024 sec. 6); ZB-H1: p on
+    every rank (rank r defers r weight-gradient
     passes, whose inputs stay alive; the peak equals 1F1B's first stage, Qi et al. 2023 sec. 3); GPipe: m;
     interleaved: Megatron's warm-up of
     2(p-r-1) + (v-1)p chunk passes plus the one in progress, divided by v. For rank 0 it equals
@@ -51,7 +62,35 @@ def inflight_microbatches(pp, vpp, num_micro, schedule, rank):
     one_f_one_b = pp - rank
     interleaved = (2.0 * (pp - rank - 1.0) + (vpp - 1.0) * pp + 1.0) / vpp
     v = np.where(code == 0, m, np.where(code == 2, interleaved, np.where(code == 3, pp, one_f_one_b)))
+    v = np.where(code == 4, pp + 1.0, np.where(code == 5, pp, v))
     return np.clip(v, 1.0, m)
+
+
+def two_chunk_pipeline_time_s(schedule, pp, num_micro, f_s, b_s, w_s, fb_unit_s=None):
+    """Pipelined time of DualPipe (code 4) or ZB-V (code 5) from the pacing rank's per-micro-batch forward `f_s`,
+    input-gradient backward `b_s` (with its recompute) and weight gradient `w_s` (both chunks of a ZB-V rank;
+    one chunk pass of a DualPipe rank), and DualPipe's overlapped forward-and-full-backward unit `fb_unit_s`
+    (pipeline.two_chunk.overlapped_forward_backward_s; default f + b + w: no overlap).
+
+    ZB-V: m (F + B + W) + (p - 1) max(F, B, 2(B - W)) / 2: the work plus the V's fill of p - 1 chunk passes
+    (forward ones when T_F = T_B = T_W: exact there, Qi et al. 2024 sec. 6, zero bubble beyond the fill), which
+    input-gradient passes longer than a forward, or than two weight-gradient passes can cover, stretch; within
+    4% of the replayed op order for B/F in 0.6-3 and W/F in 0.3-1.5 with m >= 2p - 1 (tests). DualPipe (m counts both directions):
+    m (F + B + W) - n (F + B + W - F&B) + (p/2 - 1)(F&B + B + W - 3W), n = m - 3p/2 + 1 overlapped units on an end
+    rank (one fewer with p = 2, where the end ranks are also the middle pair whose first unit is not overlapped):
+    the report's Table 2 bubble on top of the work; exact without overlap for F = B = W, an upper bound otherwise.
+
+    Source: Qi et al. 2024 (arXiv 2401.10241) sec. 6; DeepSeek-V3 report (arXiv 2412.19437) Table 2;
+    pipeline.two_chunk (the op orders, checked by list-timing replay in tests)."""
+    code = np.asarray(schedule)
+    p = np.asarray(pp, dtype=float)
+    m = np.asarray(num_micro, dtype=float)
+    work = f_s + b_s + w_s
+    zbv = m * work + (p - 1.0) * np.maximum(np.maximum(f_s, b_s), 2.0 * (b_s - w_s)) / 2.0
+    fb = work if fb_unit_s is None else fb_unit_s
+    n_fb = np.maximum(0.0, m - 1.5 * p + 1.0 - np.where(p == 2, 1.0, 0.0))
+    dual = m * work - n_fb * (work - fb) + np.maximum(0.0, p / 2.0 - 1.0) * (fb + b_s - 2.0 * w_s)
+    return np.where(code == 4, dual, zbv)
 
 
 def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum=0.0, fb_max=None):

@@ -19,6 +19,8 @@ Sources:
   with the backward split into B (input gradient, on the critical path) and W (weight gradient); rank r defers
   its first r W passes so that the drain is filled with them. Every rank still holds at most p micro-batches
   (the same peak memory as 1F1B), and for T_F = T_B = T_W the bubble is (p-1)(T_F + T_B - T_W), a third of 1F1B's.
+- DualPipe and ZB-V (two model chunks per rank placed by the schedule): pipeline.two_chunk. `chunk_position` says
+  which pipeline and stage a (rank, chunk) is for every schedule.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import NamedTuple
 
 from ..errors import SpecError
 
-SCHEDULE_NAMES = ("gpipe", "1f1b", "interleaved", "zb-h1")
+SCHEDULE_NAMES = ("gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v")
 
 
 class Op(NamedTuple):
@@ -110,7 +112,7 @@ def zb_h1(pp: int, num_micro: int) -> Schedule:
 
 
 def schedule_ops(name: str, pp: int, num_micro: int, vpp: int = 1) -> Schedule:
-    """The schedule `name` (gpipe, 1f1b, interleaved, zb-h1) for p ranks, m micro-batches and v chunks."""
+    """The schedule `name` for p ranks, m micro-batches (DualPipe: both directions together) and v chunks."""
     if name == "gpipe":
         return gpipe(pp, num_micro)
     if name == "1f1b":
@@ -119,7 +121,35 @@ def schedule_ops(name: str, pp: int, num_micro: int, vpp: int = 1) -> Schedule:
         return interleaved_1f1b(pp, num_micro, vpp)
     if name == "zb-h1":
         return zb_h1(pp, num_micro)
+    if name in ("dualpipe", "zb-v"):
+        from .two_chunk import dualpipe, zb_v
+        return dualpipe(pp, num_micro) if name == "dualpipe" else zb_v(pp, num_micro)
     raise SpecError(f"schedule '{name}' is not one of {', '.join(SCHEDULE_NAMES)}")
+
+
+def chunks_per_rank(name: str, vpp: int = 1) -> int:
+    """Model chunks each rank holds: 2 for DualPipe and ZB-V, vpp otherwise."""
+    return 2 if name in ("dualpipe", "zb-v") else vpp
+
+
+def num_stages(name: str, pp: int, vpp: int = 1) -> int:
+    """Stages of one pipeline: 2p for ZB-V's V, p for each of DualPipe's two pipelines, p x v otherwise."""
+    return 2 * pp if name == "zb-v" else (pp if name == "dualpipe" else pp * vpp)
+
+
+def chunk_position(name: str, rank: int, chunk: int, pp: int) -> tuple[int, int]:
+    """(pipeline, stage) of chunk `chunk` of rank `rank`: DualPipe's two opposite pipelines, ZB-V's V, or
+    Megatron's interleaving (stage chunk*p + rank of one pipeline)."""
+    if name == "dualpipe":
+        return chunk, (rank if chunk == 0 else pp - 1 - rank)
+    if name == "zb-v":
+        return 0, (rank if chunk == 0 else 2 * pp - 1 - rank)
+    return 0, chunk * pp + rank
+
+
+def micro_per_chunk(name: str, num_micro: int) -> int:
+    """Micro-batches each chunk of a rank runs: DualPipe splits them over its two directions."""
+    return num_micro // 2 if name == "dualpipe" else num_micro
 
 
 def global_chunk(rank: int, chunk: int, pp: int) -> int:

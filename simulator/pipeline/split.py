@@ -106,3 +106,44 @@ def stage_split(table, num_layers: int):
             rows.append(tuple(int(x) for x in default_stage_split(num_layers, pp, vpp)))
     f, m, la = (np.array(c, dtype=np.int64) for c in zip(*rows))
     return f, m, la
+
+
+def two_chunk_rank_layers(chunks: list[int], pp: int, schedule: str) -> tuple[list[float], list[int]]:
+    """(layers each rank runs per micro-batch, layers each rank holds) of a two-chunk schedule from its per-stage
+    list: ZB-V's 2p stages fold into a V (rank r holds stages r and 2p-1-r and runs both for every micro-batch);
+    DualPipe's p stages run in both directions (rank r holds stage r of one pipeline and stage p-1-r of the
+    other: twice the parameters, and half its micro-batches pass through each).
+
+    Source: Qi et al. 2024 (arXiv 2401.10241) sec. 6 (V placement); DeepSeek-V3 report (arXiv 2412.19437)
+    sec. 3.2.1, Table 2 (DualPipe: 2x parameters)."""
+    if schedule == "zb-v":
+        held = [chunks[r] + chunks[2 * pp - 1 - r] for r in range(pp)]
+        return [float(x) for x in held], held
+    held = [chunks[r] + chunks[pp - 1 - r] for r in range(pp)]
+    return [0.5 * x for x in held], held
+
+
+def two_chunk_split(table, num_layers: int):
+    """Per row of a table whose schedule is DualPipe (code 4) or ZB-V (code 5): the (first, busiest middle, last)
+    ranks' layers per micro-batch and layers held, as float arrays ((f, m, l), (f, m, l)); zeros on other rows.
+    The busiest middle rank is the one that runs the most layers."""
+    from ..specs.layout import SCHEDULE_CODES
+    n = len(table)
+    run = np.zeros((3, n))
+    held = np.zeros((3, n))
+    names = {SCHEDULE_CODES["dualpipe"]: "dualpipe", SCHEDULE_CODES["zb-v"]: "zb-v"}
+    for i in np.flatnonzero(np.isin(table.schedule, list(names))):
+        name, pp = names[int(table.schedule[i])], int(table.pp[i])
+        stages = 2 * pp if name == "zb-v" else pp
+        explicit = table.stage_layers[i] if table.stage_layers is not None else None
+        if stages > num_layers and explicit is None:
+            continue                                  # more stages than layers: a feasibility reason
+        chunks = list(explicit) if explicit is not None else chunk_layers(num_layers, stages, 1)
+        if len(chunks) != stages:
+            continue
+        r_run, r_held = two_chunk_rank_layers(chunks, pp, name)
+        mid = max(range(1, pp - 1), key=lambda r: (r_run[r], r_held[r]), default=None)
+        for k, r in enumerate((0, mid, pp - 1)):
+            if r is not None and not (k == 2 and pp == 1):
+                run[k, i], held[k, i] = r_run[r], r_held[r]
+    return tuple(run), tuple(held)

@@ -75,6 +75,24 @@ def _per_profile(value, name: str, what: str):
     raise SpecError(f"{what} must be a number or a mapping of profile name to number, got {value!r}")
 
 
+def sync_note(name: str, res: SearchResult) -> str:
+    """A sentence when a profile's best layout synchronises data parallelism with 1-bit compression or local SGD:
+    what it picked and how much faster it is than the best layout with a plain gradient all-reduce ('' else)."""
+    b = res.best
+    if b is None or "dp_compression" not in b:
+        return ""
+    onebit, tau = str(b["dp_compression"]) == "onebit", int(b["local_sgd_tau"])
+    if not onebit and tau <= 1:
+        return ""
+    f = res.feasible
+    plain = f[(f["dp_compression"].astype(str) == "none") & (f["local_sgd_tau"] == 1)]
+    what = "1-bit compression of the gradients (1-bit Adam)" if onebit else f"local SGD with tau {tau} (CO2)"
+    if len(plain) == 0:
+        return f"{name}: picked {what}; no layout with a plain gradient all-reduce fits"
+    gain = float(b["tokens_per_s"]) / float(plain["tokens_per_s"].max()) - 1.0
+    return f"{name}: picked {what}, {gain:.0%} more tokens/s than the best plain all-reduce layout"
+
+
 def error_status(err: SpecError) -> str:
     """The status of a profile whose search raised: the axis that ran out for an empty search space (its
     structured `reason`, without the job and constraints the message repeats), else the message."""
@@ -195,7 +213,7 @@ def _profiles(hardware, price_per_hour, power_w) -> list[HardwareProfile]:
 def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = None, global_batch: int = 0,
             seq_len: Optional[int] = None, *, tokens: float = 1e12, budget_per_hour: Optional[float] = None,
             price_per_hour=None, power_w=None, dtype: str = "bf16", constraints=None,
-            objective: str = "throughput", progress=None) -> CompareResult:
+            objective: str = "throughput", progress=None, moe_routing=None, network=None) -> CompareResult:
     """Best layout of one job on each hardware profile, with the time, cost and energy to train `tokens`.
 
     `hardware`: profile names/paths/specs, or "all". Give `devices` (the same count everywhere) or
@@ -234,7 +252,7 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
             try:
                 r = search(m, hw, int(c), global_batch, seq_len, dtype=dtype, constraints=space,
                            objective=objective, price_per_hour=price if objective == "cost" else None,
-                           reasons=False)
+                           reasons=False, moe_routing=moe_routing, network=network)
             except SpecError as err:
                 first_err = first_err or err
                 continue
@@ -250,8 +268,9 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
         rows.append(_row(hw, n, res.short_status(), price, power, res, tokens, time.perf_counter() - t0))
     if len(errors) == len(profiles):
         raise SpecError("no profile has a candidate layout:\n" + "\n".join(errors))
-    notes = ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",
-             "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
+    notes = [n for hw in profiles if hw.name in searches for n in [sync_note(hw.name, searches[hw.name])] if n]
+    notes += ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",
+              "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
     notes += mfu_warnings(rows)
     return CompareResult(model=m, global_batch=global_batch, seq_len=seq_len, tokens=float(tokens), frame=_frame(rows),
                          budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes),

@@ -12,8 +12,11 @@ The candidates are the product of the layout axes, bounded by what can exist at 
 - ZeRO stages x recompute kinds; sequence parallelism wherever tp > 1 (or both settings, when a list is given).
 - offload tiers (optimizer x parameters x activations; default none only): the combinations the ZeRO stage allows
   (parameter offload with ZeRO-3, optimizer offload with ZeRO >= 2, wherever dp x cp > 1; feasibility.R_OFFLOAD).
-- schedules: 1f1b and interleaved by default; gpipe and zb-h1 on request. With pp = 1 the schedule and, with
-  dp = 1, the ZeRO stage make no difference: only the first allowed value is kept (no duplicate rows).
+- schedules: 1f1b and interleaved by default; gpipe, zb-h1, dualpipe and zb-v on request. With pp = 1 the
+  schedule and, with dp = 1, the ZeRO stage make no difference: only the first allowed value is kept (no
+  duplicate rows).
+- MoE dispatch strategies (flat by default) where ep > 1; data-parallel synchronisation (plain all-reduce by
+  default; 1-bit compression and local SGD taus on request) where dp > 1 and ZeRO is 0 (both need it).
 
 `as_stated=True` keeps every listed value as stated (validation: a published layout is what ran), subject only
 to tp*pp*cp*dp = devices; the engine's reason bits then judge it (heads, layers, uneven interleaving, batch).
@@ -33,6 +36,7 @@ from ..errors import SpecError
 from ..specs.base import Spec
 from ..specs.layout import DEFAULT_ORDER, OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, \
     ActivationOffloadTier, Layout, OffloadTier, Recompute, Schedule, Zero3Unit
+from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, DpCompression, MoeDispatch
 from ..specs.layout_table import LayoutTable
 from ..specs.loading import validate_spec
 from ..specs.model import ModelSpec
@@ -87,6 +91,14 @@ class SearchSpace(Spec):
                                                              description="activation offload tiers to try")
     offload_delayed_update: bool = Field(False, description="ZeRO-Offload's delayed update wherever the optimizer "
                                                             "is offloaded")
+    moe_dispatch: list[MoeDispatch] = Field(["flat"], min_length=1, description="MoE dispatch strategies to try "
+                                            "(where ep > 1)")
+    moe_max_nodes: Optional[int] = Field(None, ge=1, description="node-limited routing: nodes per token")
+    dp_compression: list[DpCompression] = Field(["none"], min_length=1, description="gradient compression to try "
+                                                "(onebit where dp > 1 and zero 0)")
+    onebit_warmup_fraction: float = Field(0.15, ge=0.0, le=1.0, description="1-bit Adam's uncompressed warm-up share")
+    local_sgd_tau: list[int] = Field([1], min_length=1, description="local SGD taus to try (1 = synchronous; > 1 "
+                                     "where dp > 1 and zero 0)")
     as_stated: bool = Field(False, description="keep listed values as stated (only tp*pp*cp*dp = devices is "
                                                "enforced) for the engine's reasons to judge")
 
@@ -237,7 +249,7 @@ def _pipeline_axis(job: _Job, cols: dict) -> dict:
     """(vpp, schedule) options: flat schedules at vpp 1 (only the first where pp = 1), interleaving with vpp > 1
     where pp > 1 and pp*vpp divides the layers (listed vpp as stated: wherever pp > 1)."""
     s, L = job.space, job.model.num_layers
-    flat = [x for x in ("1f1b", "gpipe", "zb-h1") if x in s.schedule]
+    flat = [x for x in ("1f1b", "gpipe", "zb-h1", "dualpipe", "zb-v") if x in s.schedule]
     v_max = min(L, s.max_vpp or L)
     vs = np.arange(2, v_max + 1) if "interleaved" in s.schedule else np.zeros(0, np.int64)
     if s.vpp is not None:
@@ -303,6 +315,27 @@ def _zero_recompute_sp_axes(job: _Job, cols: dict) -> dict:
     return cols
 
 
+def _moe_dp_sync_axes(job: _Job, cols: dict) -> dict:
+    """MoE dispatch strategies where ep > 1 (the first otherwise), then the data-parallel synchronisations:
+    plain, 1-bit compression and each local SGD tau, the last two only where dp > 1 and ZeRO is 0."""
+    s = job.space
+    disp = np.array([MOE_DISPATCH_CODES[x] for x in dict.fromkeys(s.moe_dispatch)], np.int64)
+    cols = _expand(cols, (cols["ep"][:, None] > 1) | (np.arange(len(disp))[None, :] == 0), {"moe_dispatch": disp})
+    opts = [(0, 1)] if "none" in s.dp_compression and 1 in s.local_sgd_tau else []
+    opts += [(DP_COMPRESSION_CODES["onebit"], 1)] if "onebit" in s.dp_compression else []
+    opts += [(0, tau) for tau in sorted(set(s.local_sgd_tau)) if tau > 1]
+    if not opts:
+        raise job.empty(f"dp_compression {s.dp_compression} with local_sgd_tau {s.local_sgd_tau} leaves no "
+                        "data-parallel synchronisation (onebit and local SGD cannot be combined)")
+    comp, tau = (np.array(x, np.int64) for x in zip(*opts))
+    plain = (comp == 0) & (tau == 1)
+    ok = (cols["dp"][:, None] > 1) & (cols["zero"][:, None] == 0)
+    cols = _expand(cols, np.where(plain[None, :], True, ok), {"dp_compression": comp, "local_sgd_tau": tau})
+    if len(cols["tp"]) == 0:
+        raise job.empty("1-bit compression and local SGD need dp > 1 and zero 0 (--zero 0)")
+    return cols
+
+
 #: Most candidates one search evaluates at once: evaluation holds about 2 KB per candidate (the engine's columns),
 #: so the cap keeps a search near 2 GB; larger spaces need constraints (a fuzzed 720,720-device job asked 30 M).
 MAX_CANDIDATES = 1_000_000
@@ -315,7 +348,8 @@ def _check_size(job: _Job, n_layouts: int) -> None:
     n_off = 1
     for k in ("optimizer", "params", "activations"):
         n_off *= len(set(getattr(s, f"offload_{k}", None) or [None]))
-    bound = n_layouts * len(set(s.zero)) * len(set(s.recompute)) * n_sp * n_off
+    n_comm = len(set(s.moe_dispatch)) * (len(set(s.dp_compression)) + len(set(s.local_sgd_tau)) - 1)
+    bound = n_layouts * len(set(s.zero)) * len(set(s.recompute)) * n_sp * n_off * n_comm
     if bound > MAX_CANDIDATES:
         raise SpecError(f"the search space has up to {bound:,} candidates, more than the {MAX_CANDIDATES:,} one "
                         f"search evaluates (about 2 KB each in memory); narrow it, e.g. with --max-tp, --pp, "
@@ -368,11 +402,13 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
     _check_size(job, len(cols["tp"]))
     cols = _zero_recompute_sp_axes(job, cols)
     cols = _offload_axis(job, cols)
+    cols = _moe_dp_sync_axes(job, cols)
     n = len(cols["tp"])
     if "offload_optimizer" in cols:
         cols["offload_delayed_update"] = space.offload_delayed_update & (cols["offload_optimizer"] > 0)
     return LayoutTable.from_columns(
-        placement=space.placement, **cols,
+        placement=space.placement, **cols, moe_max_nodes=np.full(n, space.moe_max_nodes or 0),
+        onebit_warmup_fraction=np.full(n, space.onebit_warmup_fraction),
         flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=np.full(n, space.overlap_grad_reduce),
         tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
         zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]),

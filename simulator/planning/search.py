@@ -25,10 +25,12 @@ from ..metrics import tokens_per_s, usd_per_million_tokens
 from ..results import TIME_CATEGORIES
 from ..specs.hardware import HardwareProfile
 from ..specs.job import Job
-from ..specs.layout import OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, Layout
+from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, \
+    Layout
 from ..specs.layout_table import LayoutTable
 from ..specs.loading import load_hardware, load_model, validate_spec
 from ..specs.model import ModelSpec
+from ..specs.network import NetworkConditions
 from ..specs.scenario import Scenario
 from ..specs.training import TrainDtype, TrainingSpec, resolve_seq_len
 from ..reports.labels import layout_label
@@ -53,7 +55,9 @@ RESULT_COLUMNS = (
     "mem_total_bytes", "mem_capacity_bytes", "mem_host_bytes", "mem_nvme_bytes", "fits", "reasons",
 )
 LAYOUT_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "recompute", "schedule",
-                  "sequence_parallel", *OFFLOAD_COLUMNS)
+                  "sequence_parallel", *OFFLOAD_COLUMNS, "moe_dispatch", "dp_compression", "local_sgd_tau")
+MOE_DISPATCH_NAMES = tuple(sorted(MOE_DISPATCH_CODES, key=MOE_DISPATCH_CODES.get))
+DP_COMPRESSION_NAMES = tuple(sorted(DP_COMPRESSION_CODES, key=DP_COMPRESSION_CODES.get))
 #: The step-time breakdown columns (they sum to step_time_s).
 BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
 
@@ -88,8 +92,8 @@ def _message_key(rule, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
                                                    (frame["mem_capacity_bytes"].to_numpy()[rows] / GIGA).tolist())]
         return pd.factorize(np.asarray(text, dtype=object))[0]
     key = np.zeros(len(rows), np.int64)
-    extra = ("zero", *OFFLOAD_COLUMNS, "mem_host_bytes", "mem_nvme_bytes")
-    for k in _MESSAGE_COLUMNS + tuple(c for c in extra if c in frame):                       # mixed-radix combination of each column's codes
+    extra = ("zero", "schedule", *OFFLOAD_COLUMNS, "mem_host_bytes", "mem_nvme_bytes")
+    for k in _MESSAGE_COLUMNS + tuple(c for c in extra if c in frame):   # mixed-radix combination of column codes
         codes, uniq = pd.factorize(frame[k].to_numpy()[rows])
         key = key * len(uniq) + codes
     return key
@@ -138,6 +142,7 @@ class SearchResult:
     timings_s: dict = field(default_factory=dict)
     price_per_hour_usd: Optional[float] = None
     engine: str = "analytic"
+    network: object = None         # specs.network.NetworkConditions of the job (None: a dedicated network)
 
     @property
     def num_candidates(self) -> int:
@@ -221,7 +226,7 @@ class SearchResult:
         """The Scenario of one candidate (a row of `frame`, or its index label)."""
         if not isinstance(row, pd.Series):
             row = self.frame.loc[row]
-        return scenario_of(self.model, self.hardware, self.training, self.num_devices, row, self.space)
+        return scenario_of(self.model, self.hardware, self.training, self.num_devices, row, self.space, self.network)
 
     def summary(self) -> dict:
         return {
@@ -264,7 +269,8 @@ def offload_label(r) -> str:
     return ", ".join(f"{c.removeprefix('offload_')} {r[c]}" for c in OFFLOAD_COLUMNS if c in r and str(r[c]) != "none")
 
 
-def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None) -> Scenario:
+def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace | None = None,
+                network=None) -> Scenario:
     space = space or SearchSpace()
     layout = Layout(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]), ep=int(row["ep"]), cp=int(row["cp"]),
                     vpp=int(row["vpp"]), zero=int(row["zero"]), micro_batch=int(row["micro_batch"]),
@@ -274,9 +280,14 @@ def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace 
                     ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement,
                     **{c: str(row[c]) for c in OFFLOAD_COLUMNS if c in row},
                     offload_delayed_update=space.offload_delayed_update and str(row.get("offload_optimizer")) not in
-                    ("none", "None"))
+                    ("none", "None"),
+                    moe_dispatch=str(row.get("moe_dispatch", "flat")), moe_max_nodes=space.moe_max_nodes,
+                    dp_compression=str(row.get("dp_compression", "none")),
+                    onebit_warmup_fraction=space.onebit_warmup_fraction,
+                    local_sgd_tau=int(row.get("local_sgd_tau", 1)))
     return Scenario(model=model, hardware=hardware, num_devices=num_devices, training=training, layout=layout,
-                    framework=as_framework(space.framework))
+                    framework=as_framework(space.framework),
+                    network=network if network is not None else NetworkConditions())
 
 
 def _order(out: dict, objective: str, cost: Optional[np.ndarray]) -> np.ndarray:
@@ -315,6 +326,10 @@ def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Opt
             v = pd.Categorical.from_codes(v, SCHEDULE_NAMES)
         elif c in OFFLOAD_COLUMNS:
             v = pd.Categorical.from_codes(v, OFFLOAD_NAMES)
+        elif c == "moe_dispatch":
+            v = pd.Categorical.from_codes(v, MOE_DISPATCH_NAMES)
+        elif c == "dp_compression":
+            v = pd.Categorical.from_codes(v, DP_COMPRESSION_NAMES)
         data[c] = v
     for c in RESULT_COLUMNS:
         data[c] = np.asarray(out[c])[order]
@@ -346,7 +361,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
            seq_len: Optional[int] = None, *, dtype: TrainDtype = "bf16", constraints=None,
            objective: Objective = "throughput", refine: int = 0, price_per_hour: Optional[float] = None,
            hardware_overrides: Optional[dict] = None, reasons: bool = True,
-           framework: Optional[str] = None, progress=None) -> SearchResult:
+           framework: Optional[str] = None, progress=None, moe_routing=None, network=None) -> SearchResult:
     """Search every layout of `model` on `devices` x `hardware` for one global batch and sequence length.
 
     `constraints`: a SearchSpace or a dict of its fields (e.g. {"max_tp": 8, "zero": [1, 3]}).
@@ -365,8 +380,8 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or devices < 1:
         raise SpecError(f"devices = {devices!r}: must be a positive integer")
     seq_len = resolve_seq_len(m, seq_len)
-    training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, "dtype": dtype},
-                             "training")
+    training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, "dtype": dtype,
+                                            "moe_routing": moe_routing}, "training")
     if objective not in OBJECTIVES:
         raise SpecError(f"objective = {objective!r}: must be one of {', '.join(OBJECTIVES)}")
     space = parse_space(constraints)
@@ -386,7 +401,8 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t1 = time.perf_counter()
     table = enumerate_layouts(m, training, int(devices), space)
     t2 = time.perf_counter()
-    job = Job(model=m, hardware=hw, training=training, num_devices=int(devices), framework=fw)
+    job = Job(model=m, hardware=hw, training=training, num_devices=int(devices), framework=fw,
+              network=network if network is not None else NetworkConditions())
     out = evaluate(job, table)
     t3 = time.perf_counter()
     cost = None
@@ -399,7 +415,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t4 = time.perf_counter()
     timings = {"load_s": t1 - t0, "enumerate_s": t2 - t1, "evaluate_s": t3 - t2, "rank_s": t4 - t3}
     result = SearchResult(model=m, hardware=hw, training=training, num_devices=int(devices), objective=objective,
-                          space=space, frame=frame, timings_s=timings, price_per_hour_usd=price)
+                          space=space, frame=frame, timings_s=timings, price_per_hour_usd=price, network=network)
     if refine:
         result = refine_with_des(result, refine, simulate, progress)
         timings["refine_s"] = time.perf_counter() - t4
@@ -465,4 +481,4 @@ def refine_with_des(result: SearchResult, k: int, simulate=None, progress=None) 
     return SearchResult(model=result.model, hardware=result.hardware, training=result.training,
                         num_devices=result.num_devices, objective=result.objective, space=result.space, frame=frame,
                         timings_s=result.timings_s, price_per_hour_usd=result.price_per_hour_usd,
-                        engine="analytic+des")
+                        engine="analytic+des", network=result.network)

@@ -3,7 +3,8 @@ column, search's no-fit message, plot labels, the estimate and simulate headers)
 
     tp 8 pp 8 dp 16 vpp 2 mb 1 zero 1 selective interleaved
 
-cp, ep and vpp appear only when above 1. A leaf module: it imports nothing from the package, so that planning
+cp, ep and vpp appear only when above 1; a MoE dispatch other than flat, gradient compression and local SGD only
+when chosen ('node-limited dispatch', 'onebit compression', 'local SGD tau 12'). A leaf module: it imports nothing from the package, so that planning
 (compare's `layout` column) can use it as well as the reports and the CLI.
 """
 from __future__ import annotations
@@ -35,6 +36,12 @@ def layout_label(layout: Any) -> str:
         parts.append(f"vpp {vpp}")
     schedule = r["schedule"] if r["schedule"] is not None else ("interleaved" if vpp > 1 else "1f1b")
     parts += [f"mb {int(r['micro_batch'])}", f"zero {int(r['zero'])}", str(r["recompute"]), str(schedule)]
+    if str(r.get("moe_dispatch", "flat")) != "flat":
+        parts.append(f"{r['moe_dispatch']} dispatch")
+    if str(r.get("dp_compression", "none")) != "none":
+        parts.append(f"{r['dp_compression']} compression")
+    if int(r.get("local_sgd_tau", 1) or 1) > 1:
+        parts.append(f"local SGD tau {int(r['local_sgd_tau'])}")
     off = ", ".join(f"{k.removeprefix('offload_')} {r[k]}" for k in OFFLOAD_FIELDS
                     if k in r and r[k] is not None and str(r[k]) not in ("none", "0"))
     return " ".join(parts) + (f" offload {off}" if off else "")

@@ -35,6 +35,18 @@ def _days(t_s) -> str:
     return f"{t_s / 86400:,.1f} d" if t_s >= 86400 else format_seconds(t_s)
 
 
+def comm_text(r) -> str:
+    """The candidate's non-default MoE dispatch and data-parallel synchronisation ('' for flat / all-reduce)."""
+    parts = []
+    if str(r.get("moe_dispatch", "flat")) != "flat":
+        parts.append(str(r["moe_dispatch"]))
+    if str(r.get("dp_compression", "none")) != "none":
+        parts.append(str(r["dp_compression"]))
+    if int(r.get("local_sgd_tau", 1) or 1) > 1:
+        parts.append(f"local SGD tau {int(r['local_sgd_tau'])}")
+    return ", ".join(parts)
+
+
 def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str], show_ep: bool = False,
                       show_cost: bool = False, show_des: bool = False):
     """Top candidates of a search as a table, with the summary line and a footer (counts, time)."""
@@ -54,8 +66,11 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
         cols.append("$/M tok")
     if show_des:
         cols += ["DES step", "DES MFU"]
+    show_comm = bool(len(top)) and any(comm_text(r) for _, r in top.iterrows())
+    if show_comm:
+        cols.insert(cols.index("MFU"), "comm")
     for c in cols:
-        t.add_column(c, justify="left" if c in ("recompute", "schedule", "offload") else "right")
+        t.add_column(c, justify="left" if c in ("recompute", "schedule", "offload", "comm") else "right")
     for _, r in top.iterrows():
         row = [str(r["rank"]), str(r["tp"]), str(r["pp"]), str(r["dp"]), str(r["cp"])]
         if show_ep:
@@ -65,6 +80,7 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
             off = ", ".join(f"{k} {r[f'offload_{k}']}" for k in ("optimizer", "params", "activations")
                             if str(r[f"offload_{k}"]) != "none")
             row += [off or "none", f"{r['mem_host_bytes'] / GIGA:,.0f}"]
+        row += [comm_text(r)] if show_comm else []
         row += [_pct(r["mfu"]), format_seconds(r["step_time_s"]), f"{r['tokens_per_s']:,.0f}",
                 f"{r['mem_total_bytes'] / GIGA:,.1f}"]
         if show_train:

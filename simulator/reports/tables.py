@@ -69,6 +69,11 @@ def estimate_renderable(d: dict):
                      *[Text(f"  - {r}") for r in d["reasons"]])
     head.add_row("MFU / HFU", f"{d['mfu'] * 100:.1f}% / {d['hfu'] * 100:.1f}%")
     head.add_row("step time", format_seconds(d["step_time_s"]))
+    if d.get("background"):
+        bg = d["background"]
+        head.add_row("shared network", f"{bg['slowdown']:.3f}x slower than on a dedicated network "
+                                       f"({format_seconds(bg['dedicated_step_time_s'])}; background occupancy "
+                                       f"{bg['occupancy']:.0%} of the scale-out tiers)")
     head.add_row("throughput", f"{d['tokens_per_s']:,.0f} tokens/s   {d['tflops_per_device']:.1f} TFLOP/s per device")
     if d.get("uncertainty"):
         u = d["uncertainty"]

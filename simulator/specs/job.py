@@ -1,18 +1,20 @@
 """What is trained on what: the fixed part of an evaluation (the layouts vary)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from .framework import FrameworkSpec
 from .hardware import HardwareProfile
 from .model import ModelSpec
+from .network import NetworkConditions
 from .training import TrainingSpec
 
 
 @dataclass(frozen=True)
 class Job:
-    """Model, hardware, training, device count and software stack: everything but the layout.
+    """Model, hardware, training, device count and software stack: everything but the layout (and the network
+    conditions, a dedicated network with the profile's tiers unless stated).
     `framework` None: the default preset (specs.stack.DEFAULT_FRAMEWORK)."""
 
     model: ModelSpec
@@ -20,6 +22,7 @@ class Job:
     training: TrainingSpec
     num_devices: int
     framework: Optional[FrameworkSpec] = None
+    network: NetworkConditions = field(default_factory=NetworkConditions)
 
     @property
     def stack(self) -> FrameworkSpec:

@@ -13,8 +13,10 @@ from ..errors import SpecError
 from .base import MAX_BATCH, MAX_DEVICES, MAX_LAYERS, Spec
 
 Recompute = Literal["none", "selective", "full"]
-Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
+Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1", "dualpipe", "zb-v"]
 Zero3Unit = Literal["layer", "tensor"]
+MoeDispatch = Literal["flat", "hierarchical", "node-limited"]
+DpCompression = Literal["none", "onebit"]
 #: Where a kind of model state lives beyond the device (DeepSpeed zero_optimization.offload_optimizer /
 #: offload_param `device`: none | cpu | nvme). Activation checkpoints go to CPU memory only (ZeRO-Infinity,
 #: arXiv 2104.07857, sec. 5.1: activation checkpoints offloaded to CPU memory).
@@ -25,8 +27,12 @@ DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 
 #: Integer codes used by the vectorized engine (columns of a LayoutTable).
 RECOMPUTE_CODES = {"none": 0, "selective": 1, "full": 2}
-SCHEDULE_CODES = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb-h1": 3}
+SCHEDULE_CODES = {"gpipe": 0, "1f1b": 1, "interleaved": 2, "zb-h1": 3, "dualpipe": 4, "zb-v": 5}
 ZERO3_UNIT_CODES = {"layer": 0, "tensor": 1}
+MOE_DISPATCH_CODES = {"flat": 0, "hierarchical": 1, "node-limited": 2}
+DP_COMPRESSION_CODES = {"none": 0, "onebit": 1}
+#: Schedules whose ranks hold two model chunks placed by the schedule itself (not Megatron's interleaving).
+TWO_CHUNK_SCHEDULES = ("dualpipe", "zb-v")
 OFFLOAD_CODES = {"none": 0, "cpu": 1, "nvme": 2}
 
 
@@ -65,6 +71,18 @@ class Layout(Spec):
     stage_layers: Optional[list[int]] = Field(
         None, max_length=MAX_LAYERS, description="explicit layers per model chunk (pp*vpp entries, in pipeline order); default: even, "
                           "or uneven with lighter first/last chunks")
+    moe_dispatch: MoeDispatch = Field("flat", description="MoE token dispatch/combine: flat all-to-all (NCCL), "
+                                      "hierarchical (intra-node then inter-node: DeepSpeed-MoE, Tutel 2DH) or "
+                                      "node-limited (one copy per node over the network, NVLink forward: DeepEP)")
+    moe_max_nodes: Optional[int] = Field(None, ge=1, description="node-limited routing: at most this many nodes "
+                                         "per token (DeepSeek-V3: 4); null = no limit")
+    dp_compression: DpCompression = Field("none", description="data-parallel gradient compression: none, or onebit "
+                                          "(1-bit Adam / 1-bit LAMB: sign + scale after a full-precision warm-up; "
+                                          "needs zero 0)")
+    onebit_warmup_fraction: float = Field(0.15, ge=0.0, le=1.0, description="share of the steps 1-bit Adam runs "
+                                          "uncompressed before freezing the variance (blog: 15%)")
+    local_sgd_tau: int = Field(1, ge=1, description="local SGD: inner steps per outer all-reduce of the parameter "
+                               "change, overlapped with the next tau steps (CO2); 1 = synchronous data parallelism")
     offload_optimizer: OffloadTier = Field(
         "none", description="ZeRO-Offload: optimizer state (fp32 master, m, v) and fp32 gradients of the device's "
                             "partition in host memory, Adam on the CPU (cpu), or the optimizer state on NVMe "
@@ -105,6 +123,17 @@ class Layout(Spec):
             raise ValueError("schedule 'interleaved' needs vpp > 1")
         if self.vpp > 1 and self.schedule not in (None, "interleaved"):
             raise ValueError(f"vpp={self.vpp} needs schedule 'interleaved', not '{self.schedule}'")
+        if self.schedule == "dualpipe" and self.pp % 2 != 0:
+            raise ValueError(f"schedule 'dualpipe' needs an even pp (two pipelines folded over the ranks), not "
+                             f"pp={self.pp}")
+        if self.dp_compression != "none" and self.local_sgd_tau > 1:
+            raise ValueError(f"dp_compression '{self.dp_compression}' and local_sgd_tau={self.local_sgd_tau} both "
+                             "replace the gradient all-reduce: choose one")
+        if (self.dp_compression != "none" or self.local_sgd_tau > 1) and self.zero != 0:
+            what = f"dp_compression '{self.dp_compression}'" if self.dp_compression != "none" else \
+                f"local_sgd_tau={self.local_sgd_tau}"
+            raise ValueError(f"{what} needs zero 0 (every replica keeps its whole optimizer state), not "
+                             f"zero={self.zero}")
         if self.offload_delayed_update and self.offload_optimizer == "none":
             raise ValueError("offload_delayed_update needs offload_optimizer cpu or nvme (the delayed step is the CPU "
                              "optimizer's), got offload_optimizer 'none'")

@@ -5,20 +5,24 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .layout import OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES, ZERO3_UNIT_CODES, Layout
+from .layout import (DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, OFFLOAD_CODES, RECOMPUTE_CODES, SCHEDULE_CODES,
+                     ZERO3_UNIT_CODES, Layout)
 
 INT_COLUMNS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "micro_batch", "recompute", "schedule", "zero3_unit",
-               "offload_optimizer", "offload_params", "offload_activations")
+               "offload_optimizer", "offload_params", "offload_activations", "moe_dispatch", "moe_max_nodes",
+               "dp_compression", "local_sgd_tau")
 BOOL_COLUMNS = ("sequence_parallel", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
                 "offload_delayed_update", "dp_param_gather_overlap")
+FLOAT_COLUMNS = ("onebit_warmup_fraction",)
 _CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES,
-          "offload_optimizer": OFFLOAD_CODES, "offload_params": OFFLOAD_CODES, "offload_activations": OFFLOAD_CODES}
+          "offload_optimizer": OFFLOAD_CODES, "offload_params": OFFLOAD_CODES, "offload_activations": OFFLOAD_CODES,
+          "moe_dispatch": MOE_DISPATCH_CODES, "dp_compression": DP_COMPRESSION_CODES}
 
 
 @dataclass(frozen=True)
 class LayoutTable:
-    """Columns of N layouts. `recompute`, `schedule`, `zero3_unit` and the `offload_*` tiers hold the integer codes
-    of specs.layout.
+    """Columns of N layouts. `recompute`, `schedule`, `zero3_unit`, the `offload_*` tiers, `moe_dispatch` and
+    `dp_compression` hold the integer codes of specs.layout; `moe_max_nodes` is 0 where tokens may reach every node.
 
     `stage_layers` optionally gives, per row, an explicit per-chunk layer list (None for a row on the default
     split); None as a whole means every row takes the default split (pipeline.split.stage_split resolves both).
@@ -46,6 +50,11 @@ class LayoutTable:
     offload_activations: np.ndarray
     offload_delayed_update: np.ndarray
     dp_param_gather_overlap: np.ndarray = None    # None: as overlap_grad_reduce (tables built before the column)
+    moe_dispatch: np.ndarray = None
+    moe_max_nodes: np.ndarray = None
+    dp_compression: np.ndarray = None
+    local_sgd_tau: np.ndarray = None
+    onebit_warmup_fraction: np.ndarray = None
     placement: str = "tp-cp-ep-dp-pp"
     stage_layers: tuple | None = None
 
@@ -65,7 +74,7 @@ class LayoutTable:
         defaults = Layout()
         stack = framework_layout_values(framework_named(), "")
         out = {}
-        for name in INT_COLUMNS + BOOL_COLUMNS:
+        for name in INT_COLUMNS + BOOL_COLUMNS + FLOAT_COLUMNS:
             if name in cols:
                 v = cols[name]
                 if name in _CODES and np.asarray(v).dtype.kind in "UO":
@@ -85,9 +94,13 @@ class LayoutTable:
             elif name == "schedule":
                 vpp = np.asarray(cols.get("vpp", 1))
                 v = np.where(vpp > 1, SCHEDULE_CODES["interleaved"], SCHEDULE_CODES["1f1b"])
+            elif name in _CODES:
+                v = _CODES[name][getattr(defaults, name)]
+            elif name == "moe_max_nodes":
+                v = 0
             else:
                 v = getattr(defaults, name)
-            dtype = bool if name in BOOL_COLUMNS else np.int64
+            dtype = bool if name in BOOL_COLUMNS else (float if name in FLOAT_COLUMNS else np.int64)
             out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
         return cls(placement=placement, **out)
 
@@ -100,14 +113,16 @@ class LayoutTable:
         if len(orders) != 1:
             raise ValueError(f"layouts of one table must share a placement order, got {sorted(orders)}")
         from .stack import framework_named, resolve_layout
-        cols = {name: [] for name in INT_COLUMNS + BOOL_COLUMNS}
+        cols = {name: [] for name in INT_COLUMNS + BOOL_COLUMNS + FLOAT_COLUMNS}
         for l in layouts:
             l = resolve_layout(l, framework_named(), "")      # flags left unset: the default framework's
-            for name in INT_COLUMNS + BOOL_COLUMNS:
+            for name in INT_COLUMNS + BOOL_COLUMNS + FLOAT_COLUMNS:
                 if name == "schedule":
                     cols[name].append(SCHEDULE_CODES[l.resolved_schedule])
                 elif name in _CODES:
                     cols[name].append(_CODES[name][getattr(l, name)])
+                elif name == "moe_max_nodes":
+                    cols[name].append(l.moe_max_nodes or 0)
                 else:
                     cols[name].append(getattr(l, name))
         table = cls.from_columns(placement=orders.pop(), **cols)

@@ -8,7 +8,7 @@ the `*_s` / `*_per_s` properties give SI values. Pairs not listed use `default_l
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -89,3 +89,77 @@ class HeterogeneousCluster(Spec):
         if self.default_link is None:
             raise ValueError(f"no link between '{a}' and '{b}' and no default_link")
         return self.default_link
+
+
+class NetworkConditions(Spec):
+    """How the job's network behaves beyond its hardware profile: other jobs' traffic on shared tiers, the latency
+    model of all-to-alls, and (discrete-event engine) a heterogeneous cluster its pipeline stages are placed on.
+
+    The defaults reproduce a dedicated network with the profile's tiers."""
+
+    background_occupancy: float = Field(0.0, ge=0.0, lt=1.0, description="share of every scale-out tier (all "
+                                        "tiers but the first) another job's traffic occupies (0 = dedicated)")
+    background_elastic: bool = Field(True, description="background traffic shares fairly while active (TCP/NCCL "
+                                     "flows, max-min fair) instead of taking a constant share of the bandwidth")
+    all_to_all_latency: Literal["per-tier", "per-peer"] = Field(
+        "per-tier", description="latency of an all-to-all: one alpha per tier crossed (all peers posted at once) "
+                                "or one alpha per peer message (what makes flat all-to-alls slow at scale, Tutel)")
+    cluster: Optional[HeterogeneousCluster] = Field(None, description="device groups joined by their own links "
+                                                    "(discrete-event engine: pipeline hops between groups)")
+    stage_groups: Optional[list[str]] = Field(None, description="the cluster group each pipeline stage runs in "
+                                              "(pp entries); default: stages fill the groups in order")
+
+    @model_validator(mode="after")
+    def _groups(self):
+        if self.stage_groups is not None:
+            if self.cluster is None:
+                raise ValueError("stage_groups needs a cluster")
+            names = [g.name for g in self.cluster.groups]
+            bad = [g for g in self.stage_groups if g not in names]
+            if bad:
+                raise ValueError(f"stage_groups {bad} are not groups of cluster '{self.cluster.name}' ({names})")
+        return self
+
+    def summary(self) -> dict:
+        """JSON-ready description (the cluster by name, with its groups and the stage placement)."""
+        d = self.model_dump(exclude={"cluster"})
+        if self.cluster is not None:
+            d["cluster"] = {"name": self.cluster.name, "groups": [g.name for g in self.cluster.groups]}
+        return d
+
+    def slowdown(self, dedicated_step_s: float, shared_step_s: float) -> dict:
+        """The job's slowdown from the background traffic: its step on these shared tiers over its step on a
+        dedicated network (both engines report it as `background`)."""
+        return {"occupancy": self.background_occupancy, "elastic": self.background_elastic,
+                "dedicated_step_time_s": dedicated_step_s, "slowdown": shared_step_s / dedicated_step_s}
+
+    def dedicated(self) -> "NetworkConditions":
+        """The same conditions without background traffic."""
+        return self.model_copy(update={"background_occupancy": 0.0})
+
+    @property
+    def is_default(self) -> bool:
+        """True when nothing differs from a dedicated network with the profile's tiers."""
+        return self == NetworkConditions()
+
+    def pipeline_groups(self, pp: int, devices_per_stage: int) -> list[str]:
+        """The group of each of the pp pipeline stages: stage_groups, or the stages filling the cluster's groups
+        in order (each stage takes devices_per_stage devices of the group it starts in)."""
+        if self.cluster is None:
+            raise ValueError("pipeline_groups needs a cluster")
+        if self.stage_groups is not None:
+            if len(self.stage_groups) != pp:
+                raise ValueError(f"stage_groups has {len(self.stage_groups)} entries; the layout has pp = {pp}")
+            return list(self.stage_groups)
+        out, used = [], 0
+        bounds = []
+        for g in self.cluster.groups:
+            bounds.append((used, used + g.num_devices, g.name))
+            used += g.num_devices
+        for s in range(pp):
+            start = s * devices_per_stage
+            name = next((n for lo, hi, n in bounds if lo <= start < hi), None)
+            if name is None:
+                raise ValueError(f"pipeline stage {s} starts at device {start}, beyond the cluster's {used} devices")
+            out.append(name)
+        return out

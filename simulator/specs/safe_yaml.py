@@ -140,14 +140,22 @@ def _read_cached(resolved: str, mtime_ns: int, size: int, what: str, shown: str)
 def _check_nesting(text: str, where: str) -> None:
     """Nesting depth from the parser's events (an explicit state machine, no recursion)."""
     depth = 0
-    for event in yaml.parse(text, Loader=SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                line = event.start_mark.line + 1
-                raise SpecError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels (line {line})")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+    try:
+        for event in yaml.parse(text, Loader=SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    line = event.start_mark.line + 1
+                    raise SpecError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels (line {line})")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError as err:
+        # PyYAML >= 6.0.4 caps flow nesting in its scanner, which reads ahead of the events counted above
+        if "nesting depth" in str(err):
+            mark = getattr(err, "problem_mark", None)
+            line = f" (line {mark.line + 1})" if mark is not None else ""
+            raise SpecError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels{line}") from None
+        raise
 
 
 def _measure(node: yaml.Node, memo: dict, active: set, where: str) -> tuple[int, int]:

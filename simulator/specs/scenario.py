@@ -4,6 +4,7 @@ The scenario YAML uses the same flat keys as the CLI flags (underscores for dash
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -12,16 +13,21 @@ from ..errors import SpecError
 from .base import Spec
 from .framework import FrameworkSpec
 from .hardware import HardwareProfile
-from .layout import ActivationOffloadTier, Layout, OffloadTier, Recompute, Schedule, Zero3Unit
+from .layout import ActivationOffloadTier, DpCompression, Layout, MoeDispatch, OffloadTier, Recompute, Schedule, \
+    Zero3Unit
 from .loading import load_hardware, load_model, read_yaml, validate_spec
 from .model import ModelSpec
+from .network import HeterogeneousCluster, NetworkConditions
+from .routing import RoutingSpec
 from .training import TrainDtype, TrainingSpec, resolve_seq_len
 
 LAYOUT_KEYS = ("tp", "pp", "dp", "ep", "cp", "vpp", "zero", "sequence_parallel", "recompute", "micro_batch",
                "schedule", "flash_attention", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap", "placement", "stage_layers",
                "zero3_unit", "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update",
-               "dp_param_gather_overlap")
-TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype")
+               "dp_param_gather_overlap", "moe_dispatch", "moe_max_nodes", "dp_compression", "onebit_warmup_fraction",
+               "local_sgd_tau")
+TRAINING_KEYS = ("seq_len", "global_batch", "dtype", "grad_dtype", "moe_routing")
+NETWORK_KEYS = ("background_occupancy", "background_elastic", "all_to_all_latency", "cluster", "stage_groups")
 
 
 class HardwareOverrides(Spec):
@@ -70,6 +76,18 @@ class ScenarioFile(Spec):
     offload_params: Optional[OffloadTier] = None
     offload_activations: Optional[ActivationOffloadTier] = None
     offload_delayed_update: Optional[bool] = None
+    moe_dispatch: Optional[MoeDispatch] = None
+    moe_max_nodes: Optional[int] = Field(None, ge=1)
+    dp_compression: Optional[DpCompression] = None
+    onebit_warmup_fraction: Optional[float] = Field(None, ge=0.0, le=1.0)
+    local_sgd_tau: Optional[int] = Field(None, ge=1)
+    moe_routing: Optional[RoutingSpec] = None
+    background_occupancy: Optional[float] = Field(None, ge=0.0, lt=1.0)
+    background_elastic: Optional[bool] = None
+    all_to_all_latency: Optional[Literal["per-tier", "per-peer"]] = None
+    cluster: Optional[str] = Field(None, description="path of a heterogeneous cluster YAML (specs.network), "
+                                   "relative to the scenario file")
+    stage_groups: Optional[list[str]] = None
     hardware_overrides: Optional[HardwareOverrides] = None
 
 
@@ -90,6 +108,7 @@ class Scenario(Spec):
     num_devices: int = Field(ge=1)
     training: TrainingSpec
     layout: Layout
+    network: NetworkConditions = NetworkConditions()
     framework: Optional[FrameworkSpec] = None
 
     @model_validator(mode="after")
@@ -130,7 +149,7 @@ class Scenario(Spec):
         fw = as_framework(framework)
         m = load_model(model)
         hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
-        unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS)
+        unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS) - set(NETWORK_KEYS)
         if unknown:
             raise SpecError(f"unknown scenario key(s): {', '.join(sorted(unknown))}")
         seq_len = resolve_seq_len(m, seq_len)
@@ -138,26 +157,48 @@ class Scenario(Spec):
         training = validate_spec(TrainingSpec, {"seq_len": seq_len, "global_batch": global_batch, **tr}, "training")
         lay = {k: kw[k] for k in LAYOUT_KEYS if k in kw and kw[k] is not None}
         layout = validate_spec(Layout, lay, "layout")
+        network = network_conditions({k: kw[k] for k in NETWORK_KEYS if kw.get(k) is not None})
         return validate_spec(cls, {"model": m, "hardware": hw, "num_devices": devices, "training": training,
-                                   "layout": layout, "framework": fw}, "scenario")
+                                   "layout": layout, "framework": fw, "network": network}, "scenario")
+
+
+def network_conditions(keys: dict) -> NetworkConditions:
+    """NetworkConditions from flat scenario keys; `cluster` may be a HeterogeneousCluster, a mapping or the path of
+    its YAML (read with safe loading)."""
+    keys = dict(keys)
+    c = keys.get("cluster")
+    if isinstance(c, (str, Path)):
+        data = read_yaml(Path(c))
+        keys["cluster"] = validate_spec(HeterogeneousCluster, data, str(c))
+    return validate_spec(NetworkConditions, keys, "network")
 
 
 def check_stage_layers(layout: Layout, model: ModelSpec) -> None:
-    """An explicit split must list pp*vpp chunks holding all the model's layers (SpecError naming both)."""
+    """An explicit split must list pp*vpp chunks (ZB-V: its 2 pp stages; DualPipe: the pp stages both directions
+    share) holding all the model's layers (SpecError naming both)."""
     sl = layout.stage_layers
     if sl is None:
         return
-    chunks = layout.pp * layout.vpp
+    sched = layout.resolved_schedule
+    chunks = {"zb-v": 2 * layout.pp, "dualpipe": layout.pp}.get(sched, layout.pp * layout.vpp)
     if len(sl) != chunks:
-        raise SpecError(f"stage_layers has {len(sl)} entries; it needs pp({layout.pp}) * vpp({layout.vpp}) = {chunks}")
+        need = {"zb-v": f"2 * pp({layout.pp})", "dualpipe": f"pp({layout.pp})"}.get(
+            sched, f"pp({layout.pp}) * vpp({layout.vpp})")
+        raise SpecError(f"stage_layers has {len(sl)} entries; it needs {need} = {chunks}")
     if sum(sl) != model.num_layers:
         raise SpecError(f"stage_layers {sl} sums to {sum(sl)}; model '{model.name}' has {model.num_layers} layers")
 
 
 def read_scenario_file(path: str) -> dict:
-    """Flat keys of a scenario YAML, validated (unknown keys are errors); values still as written."""
+    """Flat keys of a scenario YAML, validated (unknown keys are errors); values still as written, except a
+    relative `cluster` path, which is taken relative to the scenario file."""
     data = read_yaml(path)
     if data is None:
         return {}
     sf = validate_spec(ScenarioFile, data, str(path))
-    return sf.model_dump(exclude_none=True)
+    out = sf.model_dump(exclude_none=True)
+    if "cluster" in out and not Path(out["cluster"]).is_absolute():
+        out["cluster"] = str(Path(path).parent / out["cluster"])
+    if "moe_routing" in out:
+        out["moe_routing"] = sf.moe_routing
+    return out

@@ -1,12 +1,13 @@
 """Training spec: what one optimizer step processes and in which precision."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 
 from ..errors import SpecError
 from .base import MAX_BATCH, MAX_SEQ_LEN, Spec
+from .routing import RoutingSpec
 
 TrainDtype = Literal["bf16", "fp16", "fp8", "int8", "fp32"]
 
@@ -23,6 +24,9 @@ class TrainingSpec(Spec):
     dtype: TrainDtype = Field("bf16", description="GEMM precision; fp8/int8 keep bf16 activations and weights")
     grad_dtype: Literal["fp32", "bf16"] = Field("fp32", description="gradient accumulation/reduction dtype")
     optimizer: Literal["adam"] = "adam"
+    moe_routing: Optional[RoutingSpec] = Field(
+        None, description="how tokens spread over the experts (MoE): a routing model or a measured max-over-mean; "
+                          "null = every expert rank receives exactly the mean (no routing imbalance)")
 
     @property
     def tokens_per_step(self) -> int:

@@ -83,11 +83,17 @@ def all_reduce_time_s(size_bytes, n, stride, tiers: TierArrays):
     return 2.0 * bw + np.minimum(2.0 * lat, tree_all_reduce_latency_s(n, stride, tiers))
 
 
-def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays):
+def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, per_peer_latency: bool = False):
     """All-to-all where each rank sends `size_bytes` in total, 1/n of it to each peer.
 
     The share for peers inside tier k's domain but outside tier k-1's crosses tier k; tiers run concurrently
-    so the slowest share decides (NCCL's all-to-all posts all peers at once).
+    so the slowest share decides (NCCL's all-to-all posts all peers at once): max over tiers k of
+    latency_k + share_k x S / B_k. The latency is one alpha per tier (the default: the peers' messages overlap)
+    or, with `per_peer_latency`, one alpha per peer message across the tier, (peers across k) x alpha_k: what
+    makes a flat all-to-all slow at thousands of GPUs with small messages (Tutel, arXiv 2206.03382, sec. 3.3).
+
+    Source: alpha-beta model (Hockney 1994) of NCCL's all-to-all (grouped ncclSend/ncclRecv to every peer);
+    Tutel arXiv 2206.03382 sec. 3.3 for the per-peer chunk size S/n.
     """
     levels = group_levels(n, stride, tiers)
     n = np.asarray(n, dtype=float)
@@ -96,9 +102,10 @@ def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays):
     inner = np.ones_like(n)
     for k, f in enumerate(levels):
         members = inner * f
-        share = (members - inner) / np.maximum(n, 1.0)
+        peers = members - inner
         bw = _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
-        tk = np.where(f > 1.0, share * data / bw + tiers.latency_s[k], 0.0)
+        lat = peers * tiers.latency_s[k] if per_peer_latency else tiers.latency_s[k]
+        tk = np.where(f > 1.0, peers / np.maximum(n, 1.0) * data / bw + lat, 0.0)
         t = np.maximum(t, tk)
         inner = members
     return t

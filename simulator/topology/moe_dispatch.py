@@ -3,29 +3,29 @@
 Three ways to run the expert-parallel all-to-all of `size_bytes` per rank (the total a rank sends, its own share
 included, 1/n of it to each of the n group members), over the same TierArrays as topology.collectives:
 
-- flat: one all-to-all; every peer gets its own message, so a rank posts (members across tier k) messages on
-  tier k. Tiers run concurrently and the slowest decides. Unlike collectives.all_to_all_time_s (one alpha per
-  tier), the latency counts every peer message: that is what makes a flat all-to-all slow at thousands of GPUs
-  with small messages (Tutel, arXiv 2206.03382, sec. 3.3 "2DH All-to-All": per-peer chunks of S/n bytes).
+- flat: one all-to-all (collectives.all_to_all_time_s, the one definition); every peer gets its own message, so
+  a rank posts (members across tier k) messages on tier k. Tiers run concurrently and the slowest decides.
 - hierarchical (DeepSpeed-MoE hierarchical all-to-all, arXiv 2201.05596 sec. 5; Tutel 2DH): level by level, an
   all-to-all among the members inside the fastest domain that aggregates the data by destination, then one
   among the domains: (f_k - 1) messages of S/f_k bytes on tier k, (f_k - 1)/f_k x S per level. The network moves
   the same volume as the flat version ((n - G)/n = (N - 1)/N), the fast tier moves more (about 2x in all, the
   DeepSpeed blog's "2x communication volume"), and the messages are f_k - 1 instead of n - 1: O(G + n/G) hops.
-  Tutel adds two local re-layout copies (read + write of S each), memory bound.
+  Tutel adds two local re-layout copies (read + write of S each), memory bound. It wins through the message
+  count, so only under the per-peer latency model (Tutel, arXiv 2206.03382, sec. 3.3 "2DH All-to-All").
 - node-limited (DeepSeek-V3 report, arXiv 2412.19437 sec. 3.2.2; DeepEP normal kernels): a token is sent once
   per destination node over the network (to the GPU with the same local index) and forwarded over NVLink to the
   GPUs of its experts there; with node-limited routing it reaches at most M nodes. The network and NVLink
   transfers are pipelined in one kernel, so the slower of the two decides.
-All functions are pure and broadcast over numpy arrays.
+Latency: `per_peer_latency` False (the default, as collectives.all_to_all_time_s) charges one alpha per tier or
+level an exchange crosses (the messages to its peers overlap); True charges one alpha per peer message. All
+functions are pure and broadcast over numpy arrays.
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln
 
 from ..errors import SpecError
-from .collectives import _torus_bandwidth
+from .collectives import _torus_bandwidth, all_to_all_time_s
 from .placement import TierArrays, group_levels
 
 #: Local re-layout passes of Tutel's 2DH all-to-all: a strided copy before the intra-node step and one between
@@ -37,30 +37,11 @@ def _tier_bandwidth(tiers: TierArrays, k: int, f):
     return _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
 
 
-def flat_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays):
-    """Flat all-to-all with per-peer messages: max over tiers k of (peers across k) x alpha_k + share_k x S / B_k.
-
-    peers across tier k = members inside tier k's domain minus those inside tier k-1's; share_k = peers / n.
-    Source: alpha-beta model (Hockney 1994) of NCCL's all-to-all (grouped ncclSend/ncclRecv to every peer);
-    Tutel arXiv 2206.03382 sec. 3.3 for the per-peer chunk size S/n."""
-    levels = group_levels(n, stride, tiers)
-    n = np.asarray(n, dtype=float)
-    data = np.asarray(size_bytes, dtype=float)
-    t = np.zeros(np.broadcast(data, n).shape)
-    inner = np.ones_like(n)
-    for k, f in enumerate(levels):
-        members = inner * f
-        peers = members - inner
-        tk = peers * tiers.latency_s[k] + peers / np.maximum(n, 1.0) * data / _tier_bandwidth(tiers, k, f)
-        t = np.maximum(t, np.where(f > 1.0, tk, 0.0))
-        inner = members
-    return t
-
-
 def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm_bytes_per_s=None,
-                                   memory_efficiency: float = 1.0):
-    """Hierarchical (2D) all-to-all: sum over levels of (f_k - 1) x alpha_k + (f_k - 1)/f_k x S / B_k, plus
-    TUTEL_RELAYOUT_PASSES x 2S / (HBM x efficiency) of local copies when `hbm_bytes_per_s` is given.
+                                   memory_efficiency: float = 1.0, per_peer_latency: bool = False):
+    """Hierarchical (2D) all-to-all: sum over levels of latency_k + (f_k - 1)/f_k x S / B_k, latency_k = alpha_k
+    or (f_k - 1) x alpha_k per peer message, plus TUTEL_RELAYOUT_PASSES x 2S / (HBM x efficiency) of local
+    copies when `hbm_bytes_per_s` is given.
 
     Source: DeepSpeed-MoE arXiv 2201.05596 sec. 5 (hierarchical all-to-all, O(p) -> O(G + p/G) hops);
     Tutel arXiv 2206.03382 sec. 3.3 (2DH all-to-all: intra-node then inter-node, with local re-layouts)."""
@@ -68,7 +49,8 @@ def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm
     data = np.asarray(size_bytes, dtype=float)
     t = np.zeros(np.broadcast(data, np.asarray(n, dtype=float)).shape)
     for k, f in enumerate(levels):
-        tk = (f - 1.0) * tiers.latency_s[k] + (f - 1.0) / np.maximum(f, 1.0) * data / _tier_bandwidth(tiers, k, f)
+        lat = (f - 1.0) * tiers.latency_s[k] if per_peer_latency else tiers.latency_s[k]
+        tk = lat + (f - 1.0) / np.maximum(f, 1.0) * data / _tier_bandwidth(tiers, k, f)
         t = t + np.where(f > 1.0, tk, 0.0)
     if hbm_bytes_per_s is not None:
         two_level = np.zeros(t.shape, dtype=bool)
@@ -80,6 +62,7 @@ def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm
 
 
 def _log_comb(a, b):
+    from scipy.special import gammaln      # scipy loads only where a node-limited dispatch is costed
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     return gammaln(a + 1.0) - gammaln(b + 1.0) - gammaln(np.maximum(a - b, 0.0) + 1.0)
@@ -102,12 +85,13 @@ def expected_nodes_per_token(num_experts, num_nodes, top_k, max_nodes=None):
 
 
 def node_limited_dispatch_time_s(tokens, hidden, bytes_per_element, top_k, num_experts, n, stride,
-                                 tiers: TierArrays, max_nodes=None, max_over_mean=1.0):
+                                 tiers: TierArrays, max_nodes=None, max_over_mean=1.0, per_peer_latency=False):
     """DeepEP-style dispatch of one rank's `tokens`: one network copy per destination node, NVLink forwarding.
 
     Network: T x h x bytes x E[remote nodes per token] over the slowest tier the group crosses, with (N - 1)
     peer messages; NVLink: the T x k expert copies, (G - 1)/G of them to another GPU of the node, over the
-    fastest tier. The kernel pipelines both, so max(network, NVLink). Remote nodes = expected_nodes_per_token
+    fastest tier. The kernel pipelines both, so max(network, NVLink). Latency: one alpha per tier, or per peer
+    message ((N - 1) network, (G - 1) NVLink) with `per_peer_latency`. Remote nodes = expected_nodes_per_token
     x (N - 1)/N (the chosen nodes are uniform, the token's own node among them). `max_over_mean` scales the
     busiest rank's receive side. Source: DeepSeek-V3 arXiv 2412.19437 sec. 3.2.2 (IB to the same in-node index,
     then NVLink; up to 4 nodes x 3.2 experts per node at IB 50 GB/s vs NVLink 160 GB/s); DeepEP README."""
@@ -120,8 +104,10 @@ def node_limited_dispatch_time_s(tokens, hidden, bytes_per_element, top_k, num_e
     slow = _slowest_crossed(levels)
     bw_net = np.choose(slow, [_tier_bandwidth(tiers, k, levels[k]) for k in range(tiers.num_tiers)])
     lat_net = np.choose(slow, list(tiers.latency_s))
-    t_net = np.where(N > 1.0, (N - 1.0) * lat_net + T * per_copy * remote / bw_net, 0.0)
-    t_nvl = np.where(G > 1.0, (G - 1.0) * tiers.latency_s[0]
+    peers_net = (N - 1.0) if per_peer_latency else 1.0
+    peers_nvl = (G - 1.0) if per_peer_latency else 1.0
+    t_net = np.where(N > 1.0, peers_net * lat_net + T * per_copy * remote / bw_net, 0.0)
+    t_nvl = np.where(G > 1.0, peers_nvl * tiers.latency_s[0]
                      + T * top_k * per_copy * (G - 1.0) / G / _tier_bandwidth(tiers, 0, G), 0.0)
     return np.maximum(t_net, t_nvl)
 
@@ -134,14 +120,16 @@ def _slowest_crossed(levels):
     return idx
 
 
-def dispatch_time_s(strategy: str, size_bytes, n, stride, tiers: TierArrays, **kw):
-    """One dispatch (or combine) all-to-all by strategy name: 'flat', 'hierarchical' or 'node_limited'
-    (node_limited takes tokens/hidden/bytes_per_element/top_k/num_experts/max_nodes in `kw` instead of
-    size_bytes, which must then be None). Source: the three functions above."""
+def dispatch_time_s(strategy: str, size_bytes, n, stride, tiers: TierArrays, per_peer_latency: bool = False, **kw):
+    """One dispatch (or combine) all-to-all by strategy name: 'flat', 'hierarchical' or 'node-limited'
+    (node-limited takes tokens/hidden/bytes_per_element/top_k/num_experts/max_nodes/max_over_mean in `kw`
+    instead of size_bytes, which must then be None). Source: collectives.all_to_all_time_s and the functions
+    above."""
     if strategy == "flat":
-        return flat_all_to_all_time_s(size_bytes, n, stride, tiers)
+        return all_to_all_time_s(size_bytes, n, stride, tiers, per_peer_latency=per_peer_latency)
     if strategy == "hierarchical":
-        return hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers, **kw)
-    if strategy == "node_limited":
-        return node_limited_dispatch_time_s(n=n, stride=stride, tiers=tiers, **kw)
-    raise SpecError(f"dispatch strategy '{strategy}' is not one of flat, hierarchical, node_limited")
+        return hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers, per_peer_latency=per_peer_latency, **kw)
+    if strategy in ("node-limited", "node_limited"):
+        return node_limited_dispatch_time_s(n=n, stride=stride, tiers=tiers, per_peer_latency=per_peer_latency,
+                                            **kw)
+    raise SpecError(f"dispatch strategy '{strategy}' is not one of flat, hierarchical, node-limited")

@@ -1,8 +1,9 @@
 """Two-chunk pipeline schedules as pure data (DualPipe, ZB-V), and a list-timing replay to check them.
 
-Same format as des.schedules: one tuple of `Op(kind, micro, chunk)` per pipeline rank, kinds F / B / W (B is the
-input gradient, W the weight gradient; a full backward is a B immediately followed by its W). Each rank holds
-two model chunks; which pipeline stage a (rank, chunk) is differs per schedule (`position`):
+Same format as pipeline.schedules (shared by both engines): one tuple of `Op(kind, micro, chunk)` per pipeline
+rank, kinds F / B / W (B is the input gradient, W the weight gradient; a full backward is a B immediately
+followed by its W). Each rank holds two model chunks; which pipeline stage a (rank, chunk) is differs per schedule
+(`position`):
 
 - DualPipe (DeepSeek-V3 report, arXiv 2412.19437, sec. 3.2.1, Fig. 5; code: github.com/deepseek-ai/DualPipe,
   dualpipe/dualpipe.py `DualPipe.step`): micro-batches enter from both ends. Chunk 0 is the forward-direction
@@ -21,7 +22,8 @@ two model chunks; which pipeline stage a (rank, chunk) is differs per schedule (
 
 `timeline` replays a schedule with given pass durations (no SimPy): each rank runs its ops in order, an op
 waits for its producer on the neighbouring stage (F for F, the next stage's B for B, the own F at the last
-stage). Used by the tests to compare with the published bubble formulas and figures.
+stage). Used by the tests to compare the published bubble formulas and figures, and the analytic engine's
+closed forms (pipeline.closed_form), with the op order itself.
 """
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ from collections import deque
 import numpy as np
 
 from ..errors import SpecError
-from .schedules import Op
+from .schedules import Op, chunk_position
 
-EXTRA_SCHEDULE_NAMES = ("dualpipe", "zb-v")
+TWO_CHUNK_NAMES = ("dualpipe", "zb-v")
 
 
 def _dualpipe_rank(rank: int, pp: int, num_micro: int):
@@ -143,7 +145,7 @@ def dualpipe_groups(pp: int, num_micro: int):
 
 def dualpipe_position(rank: int, chunk: int, pp: int) -> tuple[int, int]:
     """(pipeline, stage) of a DualPipe chunk: two pipelines of pp stages running in opposite directions."""
-    return chunk, (rank if chunk == 0 else pp - 1 - rank)
+    return chunk_position("dualpipe", rank, chunk, pp)
 
 
 def zb_v(pp: int, num_micro: int):
@@ -196,7 +198,7 @@ def zb_v(pp: int, num_micro: int):
 
 def zb_v_position(rank: int, chunk: int, pp: int) -> tuple[int, int]:
     """(pipeline, stage) of a ZB-V chunk: one pipeline of 2p stages folded in a V."""
-    return 0, (rank if chunk == 0 else 2 * pp - 1 - rank)
+    return chunk_position("zb-v", rank, chunk, pp)
 
 
 def _producers(pp: int, position, num_stages: int):
