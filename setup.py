@@ -14,6 +14,7 @@ from setuptools.command.build_py import build_py
 
 PROFILES_SRC = "hardware_profiles"                       # relative to the project root (setuptools' working dir)
 PROFILES_DST = os.path.join("simulator", "_data", "hardware_profiles")
+OVERLAYS = "calibration"                                 # sub-folder of the profiles: fitted values per family
 
 
 class BuildPyWithProfiles(build_py):
@@ -23,6 +24,9 @@ class BuildPyWithProfiles(build_py):
         names = sorted(n for n in os.listdir(PROFILES_SRC) if n.endswith((".yaml", ".md")))
         if not any(n.endswith(".yaml") for n in names):
             raise RuntimeError(f"no hardware profiles in {PROFILES_SRC}/: the wheel would be unusable")
+        overlays = os.path.join(PROFILES_SRC, OVERLAYS)          # calibration overlays (simulator/specs/overlay.py)
+        if os.path.isdir(overlays):
+            names += sorted(f"{OVERLAYS}/{n}" for n in os.listdir(overlays) if n.endswith(".yaml"))
         return names
 
     def run(self) -> None:
@@ -31,6 +35,7 @@ class BuildPyWithProfiles(build_py):
             return
         target = os.path.join(self.build_lib, PROFILES_DST)
         self.mkpath(target)
+        self.mkpath(os.path.join(target, OVERLAYS))
         for name in self._profile_files():
             self.copy_file(os.path.join(PROFILES_SRC, name), os.path.join(target, name))
 

@@ -2,10 +2,11 @@
 
     python benchmarks/calibrate.py                 # fit and print (no files changed)
     python benchmarks/calibrate.py --loso          # plus leave-one-source-out errors
-    python benchmarks/calibrate.py --loso --write  # write the values into hardware_profiles/*.yaml
+    python benchmarks/calibrate.py --loso --out fit-{family}.yaml   # write new overlay files (review, then copy
+                                                   # them to hardware_profiles/calibration/ to ship them)
 
 Data: benchmarks/data/published_runs.csv and the vTrain ground-truth files (a mirror of the sibling
-`../shared/data` folder, kept by benchmarks/sync_data.py; --data-dir to point elsewhere). Same as `trainsim calibrate FILES... [--loso] [--write]`; what each family
+`../shared/data` folder, kept by benchmarks/sync_data.py; --data-dir to point elsewhere). Same as `trainsim calibrate FILES... [--loso] [--out FILE]`; what each family
 fits is simulator.calibration.FAMILY_FITS.
 """
 from __future__ import annotations
@@ -24,7 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=str(DEFAULT_DATA))
     ap.add_argument("--family", action="append")
     ap.add_argument("--loso", action="store_true")
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--out", help="new overlay file(s); {family} is replaced by the family")
+    ap.add_argument("--force", action="store_true")
     ap.add_argument("--format", choices=["table", "json"], default="table")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -36,8 +38,10 @@ def main(argv=None) -> int:
         args += ["--family", f]
     if a.loso:
         args.append("--loso")
-    if a.write:
-        args.append("--write")
+    if a.out:
+        args += ["--out", a.out]
+    if a.force:
+        args.append("--force")
     return cli_main(args)
 
 

@@ -9,7 +9,8 @@ Public API (everything else is internal):
     >>> r.mfu, r.step_time_s, r.to_dict()["memory"]["total_bytes"]
 
 `estimate` (analytic engine), `simulate` (discrete-event engine, compared with the analytic estimate), `search`,
-`compare`, `sweep` and `validate` are functions; their modules are imported on first use (pandas and SimPy load
+`compare`, `sweep` and `validate` are functions; `uncertainty_of(scenario)` / `uncertainty_for(hardware)` say how a
+prediction is grounded and the error to expect (simulator/uncertainty.py); their modules are imported on first use (pandas and SimPy load
 only when needed, and importing one engine does not import the other).
 """
 from __future__ import annotations
@@ -33,6 +34,8 @@ _LAZY = {
     "compare": "simulator.planning.compare",
     "validate": "simulator.validation",
     "sweep": "simulator.planning.sweep",
+    "uncertainty_for": "simulator.uncertainty",
+    "uncertainty_of": "simulator.uncertainty",
 }
 
 load_cluster = load_hardware  # the name DESIGN.md uses

@@ -73,3 +73,97 @@ def test_a_profile_without_an_efficiency_block_is_refused():
     with pytest.raises(ValueError, match="no top-level 'efficiency:' block"):
         profile_text_with_fit("name: x\n", {"kernel_level": 0.5}, "p")
     assert math.isfinite(robust_cost([0.0]))
+
+
+def test_the_rows_must_support_the_parameters():
+    from simulator.calibration.fit import supported
+    cases = [SimpleNamespace(source=s) for s in "aaaaabbbbb"]               # 10 rows, 2 sources
+    fs = make_fitset("fam", cases)
+    assert supported(fs, ["matmul_max", "memory_bound"]) is None           # 10 >= 5 x 2
+    assert "at least 5 rows per parameter (15 rows)" in supported(fs, ["matmul_max", "memory_bound",
+                                                                       "attention_max"])
+    one = make_fitset("fam", [SimpleNamespace(source="a")] * 10)
+    assert "at least 2 sources" in supported(one, ["matmul_max"])
+
+
+def test_bounds_and_paths_of_the_parameters():
+    from simulator.calibration.fit import at_bound, param_path
+    assert at_bound("kernel_level", 0.3) and at_bound("kernel_level", 1.5) and not at_bound("kernel_level", 0.9)
+    assert param_path("slow_tier_efficiency") == "tiers[-1].efficiency"
+    assert param_path("fast_tier_latency_us") == "tiers[0].latency_us"
+    assert param_path("kernel_level") == "efficiency.kernel_level"
+
+
+def _small_runs(tmp_path, n):
+    import csv
+    from pathlib import Path
+    src = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "published_runs.csv"
+    rows = list(csv.reader(src.open(encoding="utf-8")))
+    col = rows[0].index("hardware_profile")
+    keep = [r for r in rows[1:] if r[col].startswith("h100")][:n]
+    out = tmp_path / "runs.csv"
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([rows[0]] + keep)
+    return out
+
+
+def test_calibrate_refuses_fewer_rows_than_the_rule_and_writes_nothing(tmp_path, capsys):
+    from simulator.cli import main
+    runs = _small_runs(tmp_path, 3)
+    out = tmp_path / "fit.yaml"
+    assert main(["calibrate", str(runs), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "3 time/rate rows for 2 parameters" in err and "5 rows per parameter" in err   # kernel_level, layer_overhead_us
+    assert not out.exists()
+
+
+def test_calibrate_never_writes_a_shipped_or_existing_file(tmp_path, capsys):
+    from simulator.cli import main
+    from simulator.specs.loading import profiles_dir
+    runs = _small_runs(tmp_path, 3)
+    shipped = str(profiles_dir() / "calibration" / "nvidia-hopper.yaml")
+    assert main(["calibrate", str(runs), "--out", shipped, "--force"]) == 2
+    assert "shipped profiles folder" in capsys.readouterr().err
+    existing = tmp_path / "old.yaml"
+    existing.write_text("x: 1\n", encoding="utf-8")
+    assert main(["calibrate", str(runs), "--out", str(existing)]) == 2
+    assert "exists" in capsys.readouterr().err and existing.read_text(encoding="utf-8") == "x: 1\n"
+
+
+def test_validate_cv_reports_in_sample_loso_and_lofo(tmp_path, capsys):
+    """In-sample = validate with the overlays; LOFO = validate without them; LOSO refits per source."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from simulator.cli import main
+    from simulator.specs.overlay import calibration_disabled
+    from simulator.validation import validate
+    src = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "published_runs.csv"
+    rows = list(csv.reader(src.open(encoding="utf-8")))
+    h = rows[0]
+    hw, source, metric = h.index("hardware_profile"), h.index("source"), h.index("metric")  # time/rate rows
+    hop = [r for r in rows[1:] if r[hw] == "h100-sxm5-80gb" and r[metric] != "memory_gb"]
+    by_source: dict = {}
+    for r in hop:
+        by_source.setdefault(r[source], []).append(r)
+    keep = [r for s in sorted(by_source)[:2] for r in by_source[s][:3]]
+    f = tmp_path / "runs.csv"
+    with f.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([h] + keep)
+    assert main(["validate", str(f), "--cv", "--cv-max-nfev", "2", "--format", "json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    fam = res["families"]["nvidia-hopper"]
+    assert fam["fitted"] and fam["sources"] == 2 and fam["in_sample"]["n"] == len(keep)
+    assert fam["in_sample"]["mape_pct"] == pytest.approx(validate(str(f)).summary["mape_pct"])
+    with calibration_disabled():
+        assert fam["lofo"]["mape_pct"] == pytest.approx(validate(str(f)).summary["mape_pct"])
+    assert fam["loso"]["n"] == len(keep)
+
+
+def test_thinning_a_large_source_keeps_evenly_spaced_rows_and_the_weights():
+    from simulator.calibration.fit import thin_sources
+    cases = [SimpleNamespace(source="big", i=i) for i in range(10)] + [SimpleNamespace(source="small", i=99)]
+    fs = thin_sources(make_fitset("fam", cases), 4)
+    assert [c.i for c in fs.cases] == [0, 2, 5, 7, 99]                      # int(k * 10 / 4), k = 0..3
+    assert list(fs.weights) == pytest.approx([0.5, 0.5, 0.5, 0.5, 1.0])     # each source still weighs 1

@@ -5,8 +5,10 @@
     overlays  what each family fits (FAMILY_FITS, UNFITTED), fit_families (every family's fit as a dict) and
               the fitted values as profile text with their provenance paragraph
 
-Pure: reads the runs files, returns numbers and text; `trainsim calibrate` (benchmarks/calibrate.py) prints them
-and writes the profiles.
+    crossval  in-sample, leave-one-source-out and leave-one-family-out errors of the shipped calibration
+
+Pure: reads the runs files, returns numbers and text (fit_families returns each fit's overlay document,
+specs/overlay.py); `trainsim calibrate --out` (benchmarks/calibrate.py) prints them and writes a new overlay file.
 """
 from .fit import (EFFICIENCY_FIELDS, PARAMETERS, ROBUST_LOSS, ROBUST_SCALE, TIME_METRICS, FitResult, FitSet,
                   apply_params, current_values, fit, leave_one_source_out, load_fitsets, log_errors, make_fitset,

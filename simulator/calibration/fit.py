@@ -209,8 +209,10 @@ def source_stats(fs: FitSet, params: dict) -> dict:
     return out
 
 
-def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, max_nfev: int = 40) -> dict:
-    """For every source: refit without it, then the error figures on the left-out source."""
+def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, max_nfev: int = 40,
+                         row_errors: bool = False) -> dict:
+    """For every source: refit without it, then the error figures on the left-out source (and, with
+    `row_errors`, its rows' (case, signed % error) under "row_errors")."""
     out = {}
     for s in fs.sources:
         train = fs.subset(lambda c: c.source != s)
@@ -220,5 +222,64 @@ def leave_one_source_out(fs: FitSet, names: Sequence[str], x0=None, fixed=None, 
         r = fit(train, names, x0=x0, fixed=fixed, max_nfev=max_nfev)
         st = source_stats(test, r.params)[s]
         st["params"] = {k: r.params[k] for k in names}
+        if row_errors:
+            pred = predictions(test.cases, r.params)
+            st["row_errors"] = [(c, (p - c.measured) / c.measured * 100.0) for c, p in zip(test.cases, pred)]
         out[s] = st
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what the rows support, bounds, field paths
+# ---------------------------------------------------------------------------------------------------------------
+
+#: A family's fit needs at least this many time/rate rows per fitted parameter ...
+MIN_ROWS_PER_PARAMETER = 5
+#: ... and rows from at least this many independent sources (one source's systematic error is not physics).
+MIN_SOURCES = 2
+#: A fitted value closer to a bound than this fraction of the bounds' range is reported as sitting on it.
+BOUND_TOLERANCE = 1e-3
+
+
+def supported(fs: FitSet, names: Sequence[str]) -> Optional[str]:
+    """None when the rows support fitting `names`, else the reason (the rule: >= MIN_ROWS_PER_PARAMETER rows per
+    parameter and >= MIN_SOURCES sources)."""
+    need = MIN_ROWS_PER_PARAMETER * len(names)
+    if len(fs.cases) < need:
+        return (f"{len(fs.cases)} time/rate rows for {len(names)} parameters: the rule is at least "
+                f"{MIN_ROWS_PER_PARAMETER} rows per parameter ({need} rows)")
+    if len(fs.sources) < MIN_SOURCES:
+        return (f"{len(fs.sources)} source(s): the rule is rows from at least {MIN_SOURCES} sources, so that one "
+                "source's systematic error is not taken for physics")
+    return None
+
+
+def at_bound(name: str, value: float) -> bool:
+    lo, hi, _ = PARAMETERS[name]
+    tol = BOUND_TOLERANCE * (hi - lo)
+    return value <= lo + tol or value >= hi - tol
+
+
+def param_path(name: str) -> str:
+    """The profile field path (specs/overlay.py) of a fitted parameter."""
+    if name in TIER_PARAMETERS:
+        idx, attr = TIER_PARAMETERS[name]
+        return f"tiers[{idx}].{attr}"
+    return f"efficiency.{name}"
+
+
+def thin_sources(fs: FitSet, max_rows_per_source: int) -> FitSet:
+    """The FitSet with every source over `max_rows_per_source` rows cut to that many, evenly spaced in file order
+    (deterministic). Each source weighs the same whatever its row count (make_fitset), so this changes the weight
+    of no source, only the cost of a fit (vTrain's 1,440 single-node rows dominate it otherwise)."""
+    by: dict = {}
+    for c in fs.cases:
+        by.setdefault(c.source, []).append(c)
+    keep = set()
+    for rows in by.values():
+        n = len(rows)
+        if n <= max_rows_per_source:
+            keep.update(id(c) for c in rows)
+        else:
+            keep.update(id(rows[int(i * n / max_rows_per_source)]) for i in range(max_rows_per_source))
+    return fs.subset(lambda c: id(c) in keep)

@@ -188,33 +188,126 @@ def _tier_text_with(text: str, idx: int, up: dict) -> str:
     return "\n".join(lines)
 
 
-def fit_family(ff: FamilyFit, fs: FitSet, loso: bool = False, max_nfev: int = 60, paragraph: bool = False) -> dict:
+# ---------------------------------------------------------------------------------------------------------------
+# overlay files (simulator/specs/overlay.py): the fitted values with their fit record
+# ---------------------------------------------------------------------------------------------------------------
+
+def overlay_document(ff: FamilyFit, res: FitResult, fs: FitSet, loso: Optional[dict], date: str,
+                     command: str = "") -> dict:
+    """The overlay of a fit as a plain mapping (validated by specs.overlay.Overlay): values by field path, each
+    parameter's bounds, whether it sits on one, its sourced value and leave-one-source-out spread, the data (sources,
+    row ids), the in-sample and cross-validated MAPE, the model version and the date."""
+    from ..specs.overlay import MODEL_VERSION
+    from .fit import PARAMETERS, at_bound, current_values, param_path
+
+    with _sourced():
+        sourced_hw = _sourced_profile(ff, fs)
+    params = {}
+    for name in ff.params:
+        lo, hi, _ = PARAMETERS[name]
+        rec = {"lower": lo, "upper": hi, "at_bound": at_bound(name, res.params[name])}
+        if sourced_hw is not None:
+            rec["sourced"] = _round(current_values(sourced_hw, [name])[0])
+        if loso:
+            vals = [v["params"][name] for v in loso.values() if "params" in v]
+            if vals:
+                rec["loso_min"], rec["loso_max"] = _round(min(vals)), _round(max(vals))
+        params[param_path(name)] = rec
+    counts: dict = {}
+    for c in fs.cases:
+        counts[c.source] = counts.get(c.source, 0) + 1
+    fit_rec = {"rows": len(fs.cases), "sources": dict(sorted(counts.items())),
+               "row_ids": [str(c.id) for c in fs.cases],
+               "in_sample_mape_pct": round(source_stats(fs, res.params)["(all)"]["mape_pct"], 2),
+               "command": command}
+    if loso:
+        by = {s: round(v["mape_pct"], 2) for s, v in loso.items() if v.get("mape_pct") is not None}
+        fit_rec["loso_by_source_pct"] = by
+        n = sum(v["n"] for v in loso.values() if v.get("mape_pct") is not None)
+        if n:
+            fit_rec["loso_mape_pct"] = round(sum(v["mape_pct"] * v["n"] for v in loso.values()
+                                                 if v.get("mape_pct") is not None) / n, 2)
+    return {"family": ff.family, "profiles": list(ff.profiles), "model_version": MODEL_VERSION, "date": date,
+            "values": {param_path(k): _round(res.params[k]) for k in ff.params}, "parameters": params,
+            "fit": fit_rec}
+
+
+def overlay_text(doc: dict) -> str:
+    """YAML text of an overlay document, with a header saying what it is."""
+    import yaml
+
+    head = (f"# Calibration overlay of the {doc['family']} family (simulator/specs/overlay.py), written by "
+            "`trainsim calibrate`.\n# Review it, then copy it to hardware_profiles/calibration/ to ship it.\n")
+    return head + yaml.safe_dump(doc, sort_keys=False, width=116, allow_unicode=True)
+
+
+def _sourced():
+    from ..specs.overlay import calibration_disabled
+    return calibration_disabled()
+
+
+def _sourced_profile(ff: FamilyFit, fs: FitSet):
+    from ..errors import SpecError
+    from ..specs.loading import load_hardware
+
+    try:
+        return load_hardware(ff.profiles[0], calibration=False)
+    except SpecError:
+        return None
+
+
+def fit_family(ff: FamilyFit, fs: FitSet, loso: bool = False, max_nfev: int = 60,
+               overlay_date: Optional[str] = None, command: str = "") -> dict:
     """One family's calibration as a JSON-able dict: fitted and starting values, cost, errors per source before
-    and after, and optionally the leave-one-source-out errors and the provenance paragraph for its profiles."""
+    and after, a warning for every value on its bound, optionally the leave-one-source-out errors (each refit
+    starts from the all-rows fit) and, with `overlay_date`, the overlay document (overlay_document)."""
+    from .fit import at_bound, param_path
+
     res = fit(fs, ff.params, max_nfev=max_nfev)
     entry = {"params": {k: res.params[k] for k in ff.params}, "start": res.start, "rows": len(fs.cases),
              "sources": fs.sources, "cost_start": res.cost_start, "cost": res.cost, "before": source_stats(fs, {}),
-             "after": source_stats(fs, res.params), "profiles": list(ff.profiles), "note": ff.note}
+             "after": source_stats(fs, res.params), "profiles": list(ff.profiles), "warnings": []}
+    for k in ff.params:
+        if at_bound(k, res.params[k]):
+            entry["warnings"].append(f"{param_path(k)} = {res.params[k]:.4g} sits on its bound: the rows ask for "
+                                     "physics the model lacks; the value is not a measurement")
     lo = None
     if loso:
-        lo = leave_one_source_out(fs, ff.params, max_nfev=max(20, max_nfev // 2))
+        lo = leave_one_source_out(fs, ff.params, x0=[res.params[k] for k in ff.params],
+                                  max_nfev=max(5, max_nfev // 4))
         entry["leave_one_source_out"] = lo
-    if paragraph:
-        entry["source_paragraph"] = describe_fit(ff, res, fs, lo)
+    if overlay_date:
+        entry["overlay"] = overlay_document(ff, res, fs, lo, overlay_date, command=command)
     return entry
 
 
-def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, paragraphs: bool = False) -> dict:
-    """Fit every family of FAMILY_FITS (or those named in `families`) that has predictable rows in the runs
-    files: {"families": {family: fit_family(...)}, "unfitted": {family: why}}. Pure: writes nothing."""
-    fitsets = load_fitsets(files)
-    out = {"families": {}, "unfitted": dict(UNFITTED)}
-    for ff in FAMILY_FITS:
-        if families and ff.family not in families:
-            continue
-        fs = fitsets.get(ff.family)
+def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, max_rows_per_source: int = 150,
+                 overlay_date: Optional[str] = None, command: str = "") -> dict:
+    """Fit every family of the given runs files that FAMILY_FITS configures and whose rows support it (fit.supported:
+    >= MIN_ROWS_PER_PARAMETER rows per parameter, >= MIN_SOURCES sources), from the sourced profiles (overlays off):
+    {"families": {family: fit_family(...)}, "notes": [...]}; the notes speak only of the given files. Pure."""
+    from ..specs.overlay import calibration_disabled
+    from .fit import supported, thin_sources
+
+    with calibration_disabled():                  # fit from the sourced profiles, never on top of a fit
+        fitsets = load_fitsets(files)
+    configured = {ff.family: ff for ff in FAMILY_FITS}
+    out = {"families": {}, "notes": []}
+    for fam in (families or sorted(fitsets)):
+        fs = fitsets.get(fam)
+        ff = configured.get(fam)
         if fs is None or not fs.cases:
-            out["unfitted"][ff.family] = "no predictable rows in the given files"
+            out["notes"].append(f"{fam}: no predictable time/rate rows in the given files")
             continue
-        out["families"][ff.family] = fit_family(ff, fs, loso=loso, max_nfev=max_nfev, paragraph=paragraphs)
+        if ff is None:
+            out["notes"].append(f"{fam}: {len(fs.cases)} rows from {len(fs.sources)} source(s) in the given files; "
+                                "no fit is defined for this family (simulator.calibration.FAMILY_FITS)")
+            continue
+        fs = thin_sources(fs, max_rows_per_source)
+        why = supported(fs, ff.params)
+        if why:
+            out["notes"].append(f"{fam}: not fitted: {why}")
+            continue
+        out["families"][fam] = fit_family(ff, fs, loso=loso, max_nfev=max_nfev, overlay_date=overlay_date,
+                                          command=f"{command} --family {fam}" if command else "")
     return out

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trainsim",
         description="Distributed-training efficiency simulator: MFU, step time and memory of LLM training layouts.")
     parser.add_argument("--version", action="version", version=f"trainsim {common.version()}")
+    parser.add_argument("--no-calibration", action="store_true",
+                        help="load the hardware profiles without their calibration overlays (sourced values only; "
+                             "see hardware_profiles/README.md)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     import importlib.util
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     does). An unexpected exception is reported in one line with exit 1 (TRAINSIM_DEBUG=1 shows the traceback)."""
     try:
         args = build_parser().parse_args(argv)
+        from ..specs.overlay import set_calibration
+        set_calibration(not getattr(args, "no_calibration", False))
         common.check_outputs(args)
         return _run_quietly(args)
     except SpecError as err:

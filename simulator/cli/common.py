@@ -252,6 +252,11 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     g.add_argument("--dtype", choices=["bf16", "fp16", "fp8", "int8", "fp32"], help="GEMM precision (default bf16)")
     g.add_argument("--devices-per-node", type=devices_int, help="override the profile's devices per node")
     g.add_argument("--memory-gb", type=positive_float, help="override the device memory (GB)")
+    g.add_argument("--power-limit-w", type=positive_float,
+                   help="board power limit (W) below the rated power: lowers the sustained clock and the FLOP/s "
+                        "peaks by the rule of simulator/specs/power.py")
+    g.add_argument("--clock-fraction", type=positive_float,
+                   help="sustained / rated clock (0-1], when known: scales the FLOP/s peaks")
     add_moe_network_flags(p)
     if not layout:
         return
@@ -380,6 +385,9 @@ def scenario_keys(args: argparse.Namespace) -> dict:
         over["devices_per_node"] = args.devices_per_node
     if getattr(args, "memory_gb", None):
         over["memory_gb"] = args.memory_gb
+    for k in ("power_limit_w", "clock_fraction"):
+        if getattr(args, k, None):
+            over[k] = getattr(args, k)
     if over:
         keys["hardware_overrides"] = over
     missing = [f"--{k.replace('_', '-')}" for k in ("model", "hardware", "devices", "global_batch") if k not in keys]

@@ -116,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "explain", False) and args.format == "csv":
         raise SpecError("--explain: prints a table or JSON, not CSV (use --format table or --format json)")
     result = estimate(common.build_scenario(args))
-    d = result.to_dict()
+    from ..uncertainty import with_uncertainty
+    d = with_uncertainty(result.to_dict(), result.scenario)
     d["inputs"] = inputs_of(result)
     if getattr(args, "tokens", None):
         d["to_train"] = to_train(result, args.tokens)

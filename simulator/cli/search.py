@@ -267,14 +267,18 @@ def run(args: argparse.Namespace) -> int:
         if not args.rank_by:
             raise SpecError("--tokens in search goes with --rank-by time-to-train|cost-to-train")
         result = rank_search(result, args.tokens, args.rank_by, args.run_preset, args.checkpoint_mode)
+    from ..uncertainty import uncertainty_for
+    unc = uncertainty_for(result.hardware)
     if args.format == "csv":
-        result.frame.to_csv(sys.stdout, index=False)
+        result.frame.assign(uncertainty_pct=unc.expected_error_pct, uncertainty_kind=unc.kind).to_csv(
+            sys.stdout, index=False)
     elif args.format == "json":
-        head = json.dumps(result.summary())
+        head = json.dumps({**result.summary(), "uncertainty": unc.to_dict()})
         sys.stdout.write(head[:-1] + ', "candidates": ' + result.frame.to_json(orient="records") + "}\n")
     else:
         from ..reports.search_tables import search_renderable
-        lines = footer(result, time.perf_counter() - t0)
+        lines = footer(result, time.perf_counter() - t0) + [f"uncertainty: +/-{unc.expected_error_pct:.0f}% on "
+                                                            f"every figure: {unc.basis}"]
         con = console()
         con.print(search_renderable(result.summary(), result.top(args.top), lines, show_ep=result.model.is_moe,
                                     show_cost=args.objective == "cost", show_des=args.refine > 0))

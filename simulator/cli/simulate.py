@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
                           stragglers=strag, samples=args.samples, seed=args.seed,
                           **({"progress": progress} if args.samples > 1 else {}))
     write_outputs(result, args)
-    d = result.to_dict()
+    from ..uncertainty import with_uncertainty
+    d = with_uncertainty(result.to_dict(), result.scenario)
     if args.format == "table":
         from rich.text import Text
         emit(d, "table")

@@ -27,11 +27,19 @@ def register(sub) -> None:
                             "always hold every row")
     shown.add_argument("--all", action="store_true", help="table: every row, in file order")
     p.add_argument("--plot", metavar="OUT.png", help="also draw predicted vs measured (log axes, y=x, +/-10%% bands)")
+    p.add_argument("--cv", action="store_true",
+                   help="cross-validated figures instead: in-sample, leave-one-source-out (refit of each calibrated "
+                        "family without the source) and leave-one-family-out (the family without its calibration "
+                        "overlay) MAPE over the time/rate rows, per family (minutes: one refit per source)")
+    p.add_argument("--cv-max-nfev", type=common.positive_int, default=15,
+                   help="optimiser evaluations per leave-one-source-out refit (default 15)")
     common.add_progress_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.cv:
+        return run_cv(args)
     from ..validation import validate
     with common.progress_bar(args, "validate: jobs predicted") as bar:
         report = validate(args.file, engine=args.engine, progress=bar)
@@ -64,3 +72,17 @@ def report_json(report) -> dict:
     """The documented JSON object: rows (id, metric, measured, predicted, error_pct, status, reason, ...) and
     summary (n, mape_pct, median_ape_pct, max_ape_pct, by_hardware, by_source, ...)."""
     return report.to_dict()
+
+
+def run_cv(args: argparse.Namespace) -> int:
+    from ..calibration.crossval import cross_validate
+    from ..errors import SpecError
+    if args.engine != "analytic" or args.plot or args.format == "csv":
+        raise SpecError("--cv: analytic engine, table or JSON output, no --plot")
+    res = cross_validate([args.file], max_nfev=args.cv_max_nfev)
+    if args.format == "json":
+        common.print_json(res)
+    else:
+        from ..reports.validation_tables import cv_renderable
+        common.stdout().print(cv_renderable(res))
+    return 0

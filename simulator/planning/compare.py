@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Optional, Union
 
 import pandas as pd
@@ -34,7 +36,8 @@ from .search import SearchResult, parse_space, records, search
 COLUMNS = ("hardware", "vendor", "family", "devices", "feasible", "status", "layout", "tp", "pp", "dp", "cp", "ep",
            "vpp", "micro_batch", "zero", "recompute", "schedule", "mfu", "step_time_s", "tokens_per_s",
            "tflops_per_device", "mem_total_bytes", "mem_capacity_bytes", "time_to_train_s", "price_per_hour_usd",
-           "cost_usd", "power_w", "energy_kwh", "num_candidates", "num_feasible", "search_s")
+           "cost_usd", "power_w", "energy_kwh", "num_candidates", "num_feasible", "search_s",
+           "uncertainty_pct", "uncertainty_kind", "uncertainty", "best_measured_mfu")
 
 
 @dataclass(frozen=True)
@@ -142,10 +145,14 @@ def _better(objective: str, a: Optional[SearchResult], b: Optional[SearchResult]
 
 def _row(hw: HardwareProfile, devices: int, status: str, price, power, res: Optional[SearchResult], tokens: float,
          elapsed: float) -> dict:
+    from ..uncertainty import uncertainty_for
     row = {c: None for c in COLUMNS}
+    u = uncertainty_for(hw)
+    best = best_measured_mfu().get(hw.family)
     row.update(hardware=hw.name, vendor=hw.vendor, family=hw.family, devices=int(devices), feasible=False,
                status=status, price_per_hour_usd=price, power_w=power, search_s=elapsed,
-               mem_capacity_bytes=hw.device.memory_bytes)
+               mem_capacity_bytes=hw.device.memory_bytes, uncertainty_pct=u.expected_error_pct,
+               uncertainty_kind=u.kind, uncertainty=u.basis, best_measured_mfu=None if best is None else best[0])
     if res is not None:
         row.update(num_candidates=res.num_candidates, num_feasible=res.num_feasible)
         b = res.best
@@ -171,7 +178,8 @@ def _frame(rows: list[dict]) -> pd.DataFrame:
     for c in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero", "num_candidates", "num_feasible"):
         df[c] = pd.array(df[c], dtype="Int64")
     for c in ("mfu", "step_time_s", "tokens_per_s", "tflops_per_device", "mem_total_bytes", "mem_capacity_bytes",
-              "time_to_train_s", "price_per_hour_usd", "cost_usd", "power_w", "energy_kwh", "search_s"):
+              "time_to_train_s", "price_per_hour_usd", "cost_usd", "power_w", "energy_kwh", "search_s",
+              "uncertainty_pct", "best_measured_mfu"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     df["feasible"] = df["feasible"].astype(bool)
     return df
@@ -263,6 +271,56 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
     notes = [n for hw in profiles if hw.name in searches for n in [sync_note(hw.name, searches[hw.name])] if n]
     notes += ["energy: accelerator board power (TDP) x time; host, network and cooling (PUE) excluded",
               "cost: devices x price per device-hour x time; n/a where the profile has no price (--price-per-hour)"]
+    notes += mfu_warnings(rows)
     return CompareResult(model=m, global_batch=global_batch, seq_len=seq_len, tokens=float(tokens), frame=_frame(rows),
                          budget_per_hour=budget_per_hour, searches=searches, notes=tuple(notes),
                          framework=as_framework(space.framework).name)
+
+
+#: The measured runs shipped with the project (a checkout; absent from a wheel, then no MFU ceiling is known).
+RUNS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "published_runs.csv"
+
+
+@lru_cache(maxsize=1)
+def best_measured_mfu() -> dict:
+    """Family -> (best measured MFU, row id) over the shipped runs' `mfu` rows and `tflops_per_device` rows (divided
+    by the row's stated peak, else the profile's bf16 peak). Read once per process."""
+    import csv
+    if not RUNS_FILE.is_file():
+        return {}
+    best: dict = {}
+    profiles: dict = {}
+    with RUNS_FILE.open(encoding="utf-8", newline="") as fh:
+        for r in csv.DictReader(fh):
+            try:
+                name = r["hardware_profile"]
+                hw = profiles[name] if name in profiles else profiles.setdefault(name, load_hardware(name))
+                v = float(r["value"])
+                if r["metric"] == "tflops_per_device":
+                    peak = float(r["peak_tflops_used"]) if r.get("peak_tflops_used") else \
+                        hw.mfu_peak_flops_per_s("bf16") / 1e12
+                    v = v / peak
+                elif r["metric"] != "mfu":
+                    continue
+            except (SpecError, ValueError, KeyError, ZeroDivisionError):
+                continue
+            if 0 < v <= 1 and v > best.get(hw.family, (0.0, ""))[0]:
+                best[hw.family] = (v, r["id"])
+    return best
+
+
+def mfu_warnings(rows: list) -> list:
+    """A warning for every profile whose predicted MFU exceeds the best MFU measured on its family (and one for
+    families with no measured MFU at all)."""
+    out = []
+    for r in rows:
+        if not r.get("feasible") or r.get("mfu") is None:
+            continue
+        best = best_measured_mfu().get(r["family"])
+        if best is None:
+            out.append(f"warning: {r['hardware']}: no measured MFU for family {r['family']} in the shipped runs; "
+                       f"the predicted {r['mfu']:.1%} is unchecked")
+        elif r["mfu"] > best[0]:
+            out.append(f"warning: {r['hardware']}: predicted MFU {r['mfu']:.1%} exceeds the best measured on "
+                       f"{r['family']} ({best[0]:.1%}, run {best[1]})")
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 def calibration_renderable(results: dict):
     """Per family: fitted parameters (start, fitted), errors per source before and after (and leave-one-source-out),
-    the note and the profiles written; then the families that keep their sourced defaults, and why."""
+    warnings (values on a bound) and the overlay file written; then the notes about the given files."""
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -29,13 +29,11 @@ def calibration_renderable(results: dict):
             st.add_row(s, str(a["n"]), f"{b['mape_pct']:.1f}", f"{a['mape_pct']:.1f}", f"{a['mean_signed_pct']:+.1f}",
                        f"{l['mape_pct']:.1f}" if l else "")
         parts.append(st)
-        if e.get("note"):
-            parts.append(Text(f"note: {e['note']}"))
-        for w in e.get("written", []):
-            parts.append(Text(f"wrote {w}"))
+        for w in e.get("warnings", []):
+            parts.append(Text(f"warning: {w}", style="yellow"))
+        if e.get("written"):
+            parts.append(Text(f"wrote {e['written']}"))
         parts.append(Text(""))
-    if results.get("unfitted"):
-        parts.append(Text("kept their sourced defaults:", style="bold"))
-        for fam, why in results["unfitted"].items():
-            parts.append(Text(f"  {fam}: {why}"))
+    for n in results.get("notes", []):
+        parts.append(Text(f"note: {n}"))
     return Group(*parts)

@@ -212,8 +212,21 @@ def compare_bars(frame: pd.DataFrame, meta: dict | None = None) -> Figure:
     for ax, (col, label, scale) in zip(axes, metrics):
         vals = frame[col].to_numpy(dtype=float) * scale
         ok = np.isfinite(vals) & frame["feasible"].to_numpy()
-        ax.bar(x[ok], vals[ok], color=[c for c, o in zip(colours, ok) if o], edgecolor="#333333", linewidth=0.5)
-        top = np.nanmax(vals[ok]) if ok.any() else 1.0
+        # error bars: the expected relative error of each profile's grounding (uncertainty.py); every panel is
+        # proportional (or inversely proportional) to the step time, so the same fraction applies
+        rel = (frame["uncertainty_pct"].to_numpy(dtype=float) / 100.0 if "uncertainty_pct" in frame
+               else np.zeros(len(frame)))
+        yerr = np.where(np.isfinite(rel), rel, 0.0) * np.where(np.isfinite(vals), vals, 0.0)
+        upper = np.minimum(yerr, 100.0 - vals) if col == "mfu" else yerr        # MFU cannot pass 100%
+        ax.bar(x[ok], vals[ok], color=[c for c, o in zip(colours, ok) if o], edgecolor="#333333", linewidth=0.5,
+               yerr=np.vstack([np.minimum(yerr, vals), upper])[:, ok], ecolor="#444444", capsize=3,
+               error_kw={"elinewidth": 0.8})
+        if col == "mfu" and "best_measured_mfu" in frame:
+            bm = frame["best_measured_mfu"].to_numpy(dtype=float) * scale
+            for xi, b in zip(x, bm):
+                if np.isfinite(b):
+                    ax.plot([xi - 0.4, xi + 0.4], [b, b], color="#d62728", linewidth=1.2)
+        top = np.nanmax((vals + upper)[ok]) if ok.any() else 1.0
         for xi, v, o, feas in zip(x, vals, ok, frame["feasible"]):
             if o:
                 ax.text(xi, v + top * 0.01, f"{v:,.3g}", ha="center", va="bottom", fontsize=7)

@@ -102,24 +102,38 @@ def compare_renderable(frame: pd.DataFrame, meta: dict):
              f"{token_text(meta['tokens'])} tokens" + (f"  ·  budget ${meta['budget_per_hour']:,.0f}/h"
                                                 if meta.get("budget_per_hour") else ""))
     t = Table(title=title, title_justify="left")
+    unc = "uncertainty_pct" in frame
     train = "train_wall_clock_s" in frame
-    cols = ("hardware", "devices", "best layout", "MFU", "step", "tokens/s", "time to train", "$/device-h",
-            "cost to train", "energy") + (("goodput", "wall clock", "cost (goodput)") if train else ())
+    cols = ("hardware", "devices", "best layout", "MFU") + (("+/-",) if unc else ()) + (
+        "step", "tokens/s", "time to train", "$/device-h", "cost to train", "energy") + (
+        ("goodput", "wall clock", "cost (goodput)") if train else ())
     for c in cols:
         t.add_column(c, justify="left" if c in ("hardware", "best layout") else "right")
     for _, r in frame.iterrows():
+        err = [_uncertainty_cell(r)] if unc else []
         if not r["feasible"]:
             t.add_row(r["hardware"], f"{r['devices']:,}", Text(r["status"], style="red"), *[""] * (len(cols) - 3))
             continue
         extra = [_pct(r["train_goodput"]), _days(r["train_wall_clock_s"]), _num(r["train_cost_usd"], "${:,.0f}")] \
             if train else []
         t.add_row(
-            r["hardware"], f"{r['devices']:,}", r["layout"], _pct(r["mfu"]), format_seconds(r["step_time_s"]),
+            r["hardware"], f"{r['devices']:,}", r["layout"], _pct(r["mfu"]), *err, format_seconds(r["step_time_s"]),
             f"{r['tokens_per_s']:,.0f}", _days(r["time_to_train_s"]),
             _num(r["price_per_hour_usd"], "{:,.2f}"), _num(r["cost_usd"], "${:,.0f}"),
             _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"), *extra)
-    notes = [Text(n, style="dim") for n in meta.get("notes", [])]
+    notes = [Text(n, style="yellow" if n.startswith("warning") else "dim") for n in meta.get("notes", [])]
+    if unc:
+        notes += [Text(f"{r['hardware']}: {r['uncertainty']}", style="dim") for _, r in frame.iterrows()
+                  if isinstance(r.get("uncertainty"), str)]
     return Group(t, *notes)
+
+
+def _uncertainty_cell(r) -> str:
+    """'+/-11% cal' or '+/-101% xfer': the expected error of the row's grounding (uncertainty.py)."""
+    v = r.get("uncertainty_pct")
+    if v is None or pd.isna(v):
+        return ""
+    return f"{v:.0f}% {'cal' if r.get('uncertainty_kind') == 'calibrated' else 'xfer'}"
 
 
 def sweep_renderable(frame: pd.DataFrame, meta: dict, max_rows: int = 40):

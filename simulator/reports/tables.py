@@ -75,6 +75,9 @@ def estimate_renderable(d: dict):
                                        f"({format_seconds(bg['dedicated_step_time_s'])}; background occupancy "
                                        f"{bg['occupancy']:.0%} of the scale-out tiers)")
     head.add_row("throughput", f"{d['tokens_per_s']:,.0f} tokens/s   {d['tflops_per_device']:.1f} TFLOP/s per device")
+    if d.get("uncertainty"):
+        u = d["uncertainty"]
+        head.add_row("uncertainty", f"+/-{u['expected_error_pct']:.0f}%: {u['basis']}")
     mem = d["memory"]
     fit = Text("fits", style="green") if d["fits"] else Text("DOES NOT FIT", style="bold red")
     head.add_row("memory", Text.assemble(f"{mem['total_bytes'] / GIGA:,.1f} of {mem['capacity_bytes'] / GIGA:,.0f} GB  ",

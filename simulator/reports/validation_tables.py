@@ -101,3 +101,27 @@ def report_renderable(report, max_rows: int | None = None):
         if s.get(key):
             parts += [Text(""), _stats_table(title, s[key], label)]
     return Group(*parts)
+
+
+def cv_renderable(res: dict):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title="MAPE % over the time/rate rows: in-sample, leave-one-source-out, leave-one-family-out",
+              title_justify="left", show_edge=False, pad_edge=False)
+    for c in ("family", "rows", "sources", "calibrated", "in-sample", "LOSO", "LOFO"):
+        t.add_column(c, justify="left" if c == "family" else "right")
+
+    def pct(s):
+        return "-" if s["mape_pct"] is None else f"{s['mape_pct']:.1f}"
+    for fam, v in res["families"].items():
+        t.add_row(fam, str(v["in_sample"]["n"]), str(v["sources"]), "yes" if v["fitted"] else "no",
+                  pct(v["in_sample"]), pct(v["loso"]), pct(v["lofo"]))
+    o = res["overall"]
+    t.add_row(Text("all", style="bold"), str(o["in_sample"]["n"]), "", "", pct(o["in_sample"]), pct(o["loso"]),
+              pct(o["lofo"]))
+    note = Text("LOSO: a calibrated family refitted without each source, error on that source; LOFO: every family "
+                "without its own calibration overlay (sourced values only); uncalibrated families: as in-sample.",
+                style="dim")
+    return Group(t, note)

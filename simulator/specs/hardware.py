@@ -41,6 +41,9 @@ class DeviceSpec(Spec):
     memory_bandwidth_tb_per_s: float = Field(gt=0, description="HBM bandwidth, TB/s")
     power_w: Optional[float] = Field(None, gt=0, description="board power (TDP), W")
     price_per_hour_usd: Optional[float] = Field(None, gt=0, description="rental price per device-hour, USD")
+    clock_fraction: float = Field(1.0, gt=0, le=1, description="sustained clock / rated clock (power- or "
+                                  "clock-limited parts, specs/power.py): scales every FLOP/s peak the kernels run at; "
+                                  "MFU keeps the datasheet peak as its denominator")
     source: str = Field(min_length=1, max_length=MAX_TEXT, description="where memory, bandwidth, power and price come from")
 
     @property
@@ -141,7 +144,12 @@ class HardwareProfile(Spec):
         return tiers
 
     def peak_flops_per_s(self, dtype: str) -> float:
-        """Dense peak FLOP/s of the GEMM datatype; the one definition of peak used by MFU and HFU.
+        """Dense peak FLOP/s the device executes `dtype` GEMMs at: the datasheet peak (datasheet_peak_flops_per_s)
+        times the sustained clock fraction (1 unless power- or clock-limited, specs/power.py)."""
+        return self.datasheet_peak_flops_per_s(dtype) * self.device.clock_fraction
+
+    def datasheet_peak_flops_per_s(self, dtype: str) -> float:
+        """Dense datasheet peak FLOP/s of the GEMM datatype; the one definition of peak used by MFU and HFU.
 
         fp16/bf16 fall back to each other (V100 has no bf16; TPUs have no fp16); fp8/int8 GEMMs use their own
         peak when the device has one, else the bf16 peak (the device runs them in bf16).
@@ -163,11 +171,13 @@ class HardwareProfile(Spec):
     def utilization_peak_flops_per_s(self, dtype: str) -> float:
         """Peak used as the MFU and HFU denominator: the dense peak of the datatype the GEMMs run in
         (`peak_flops_per_s`: the FP8 peak for fp8 runs where the device has one). No kernel runs faster than
-        this, so MFU and HFU stay at or below 1 (simulator.metrics)."""
-        return self.peak_flops_per_s(dtype)
+        this, so MFU and HFU stay at or below 1 (simulator.metrics). The datasheet (rated-clock) peak: a power- or
+        clock-limited part (specs/power.py) shows its lower throughput as a lower MFU."""
+        return self.datasheet_peak_flops_per_s(dtype)
 
     def mfu_peak_flops_per_s(self, dtype: str) -> float:
         """Peak used as the MFU denominator: bf16/fp16 even for fp8 runs (the convention of Llama 3 and
         MLPerf reports), so that MFU compares across precisions. Used by `validate` only, for published figures
-        stated against that peak; trainsim's own MFU and HFU use `utilization_peak_flops_per_s`."""
-        return self.peak_flops_per_s("bf16" if dtype in ("fp8", "int8", "bf16") else dtype)
+        stated against that peak; trainsim's own MFU and HFU use `utilization_peak_flops_per_s`. Always the
+        datasheet (rated-clock) peak."""
+        return self.datasheet_peak_flops_per_s("bf16" if dtype in ("fp8", "int8", "bf16") else dtype)

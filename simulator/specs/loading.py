@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
-from . import safe_yaml
+from . import overlay, safe_yaml
 from .base import MAX_NAME, shorten
 from .hardware import HardwareProfile
 from .model import ModelSpec
@@ -222,28 +222,33 @@ def _check_preset_name(path: Source, name: str, folder: Source) -> None:
         raise SpecError(f"{path}: name = {shorten(repr(name))} differs from the file name; rename one of them")
 
 
-def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = None) -> HardwareProfile:
+def load_hardware(name_or_path: str | HardwareProfile, overrides: dict | None = None,
+                  calibration: bool | None = None) -> HardwareProfile:
     """A hardware profile by name or alias (see `trainsim profiles`) or a YAML path, with optional per-run
-    overrides. A YAML file may start from another profile with `extends:` (see hardware_data)."""
+    overrides. A YAML file may start from another profile with `extends:` (see hardware_data). A shipped profile
+    comes with its family's calibration overlay (specs/overlay.py) unless `calibration` is False (default: on,
+    unless switched off by `overlay.calibration_disabled()` / `trainsim --no-calibration`)."""
     if isinstance(name_or_path, HardwareProfile):
         hw = name_or_path
     else:
         path = _resolve(str(name_or_path), profiles_dir(), "hardware profile", HARDWARE_ALIASES)
-        hw = validate_spec(HardwareProfile, hardware_data(path), str(path))
+        cal = overlay.calibration_enabled() if calibration is None else calibration
+        hw = validate_spec(HardwareProfile, hardware_data(path, calibration=cal), str(path))
         _check_preset_name(path, hw.name, profiles_dir())
     if overrides:
         hw = override_hardware(hw, **overrides)
     return hw
 
 
-def hardware_data(src: Source, chain: tuple[str, ...] = ()) -> Any:
+def hardware_data(src: Source, chain: tuple[str, ...] = (), calibration: bool = True) -> Any:
     """The fields of a hardware YAML, with `extends: NAME-OR-PATH` resolved: the named profile's fields, then this
     file's on top (mappings merge key by key; `tiers` as a list replaces the tiers, as a mapping `{tier name:
     {fields}}` changes the named tiers). Without `name` the file's stem names the result. A relative path is
-    relative to the extending file."""
+    relative to the extending file. A shipped profile gets its calibration overlay when `calibration` is on
+    (applied to a copy: the shared cached fields are never changed)."""
     data = safe_yaml.read_yaml(src, "hardware profile", shared=True)    # read only: _extend copies what it changes
     if not isinstance(data, dict) or "extends" not in data:
-        return data
+        return _with_overlay(src, data) if calibration else data
     ref = data["extends"]
     if not isinstance(ref, str) or not ref.strip():
         raise SpecError(f"{src}: extends = {shorten(repr(ref))}: must name a hardware profile (e.g. h100-sxm5-80gb) "
@@ -257,10 +262,23 @@ def hardware_data(src: Source, chain: tuple[str, ...] = ()) -> Any:
         raise SpecError(f"{src}: extends {ref!r} leads back to itself ({' -> '.join(chain + (key,))})")
     if len(chain) >= MAX_EXTENDS:
         raise SpecError(f"{src}: more than {MAX_EXTENDS} profiles stacked with extends")
-    base = hardware_data(base_src, chain + (str(src),))
+    base = hardware_data(base_src, chain + (str(src),), calibration)
     if not isinstance(base, dict):
         raise SpecError(f"{base_src}: expected a mapping of fields, got {type(base).__name__}")
     return _extend(base, data, src)
+
+
+def _with_overlay(src: Source, data: Any) -> Any:
+    """The shipped profile's fields with its family's calibration overlay applied (user files: unchanged)."""
+    folder = profiles_dir()
+    in_folder = not isinstance(src, Path) or src.parent == Path(str(folder))
+    if not in_folder or not isinstance(data, dict) or not isinstance(data.get("family"), str):
+        return data
+    ov = overlay.overlay_for(folder, data["family"], str(data.get("name", "")))
+    if ov is None:
+        return data
+    return overlay.apply_values(data, ov.values, f"calibration overlay of {data['family']} "
+                                                 f"({overlay.OVERLAY_DIR}/{data['family']}.yaml, model {ov.model_version})")
 
 
 def _extend(base: dict, over: dict, src: Source) -> dict:
@@ -307,12 +325,34 @@ def _merge_tiers(tiers: list, changes: dict, src: Source) -> list:
     return out
 
 
+def _set_clock(data: dict, hw: HardwareProfile, power_limit_w, clock_fraction, note: list) -> None:
+    from .power import clock_fraction_for_power
+    if power_limit_w is not None and clock_fraction is not None:
+        raise SpecError("give one of power_limit_w (--power-limit-w) and clock_fraction (--clock-fraction), not both")
+    if power_limit_w is not None:
+        if hw.device.power_w is None:
+            raise SpecError(f"power_limit_w: hardware '{hw.name}' has no rated device.power_w to scale from; "
+                            "give clock_fraction instead")
+        clock_fraction = clock_fraction_for_power(power_limit_w, hw.device.power_w)
+        data["device"]["power_w"] = min(power_limit_w, hw.device.power_w)
+        note.append(f"power limit {power_limit_w:g} W -> clock x{clock_fraction:.3f}")
+    elif not 0 < clock_fraction <= 1:
+        raise SpecError(f"clock_fraction = {clock_fraction}: must be in (0, 1] (sustained / rated clock)")
+    else:
+        note.append(f"clock x{clock_fraction:.3f}")
+    data["device"]["clock_fraction"] = data["device"].get("clock_fraction", 1.0) * clock_fraction
+
+
 def override_hardware(hw: HardwareProfile, devices_per_node: int | None = None, memory_gb: float | None = None,
-                      scaleup_gb_per_s: float | None = None, scaleout_gb_per_s: float | None = None) -> HardwareProfile:
+                      scaleup_gb_per_s: float | None = None, scaleout_gb_per_s: float | None = None,
+                      power_limit_w: float | None = None, clock_fraction: float | None = None) -> HardwareProfile:
     """A copy of `hw` with per-run changes: devices per node, device memory, the fastest tier's and the
-    slowest tier's per-device bandwidth (GB/s, one direction). Validated like the profile."""
+    slowest tier's per-device bandwidth (GB/s, one direction), a board power limit (W) or a sustained clock
+    fraction (specs/power.py: scales the FLOP/s peaks the kernels run at). Validated like the profile."""
     data = hw.model_dump()
     note = []
+    if power_limit_w is not None or clock_fraction is not None:
+        _set_clock(data, hw, power_limit_w, clock_fraction, note)
     if devices_per_node is not None:
         data["devices_per_node"] = devices_per_node
         note.append(f"devices_per_node={devices_per_node}")

@@ -37,6 +37,8 @@ class HardwareOverrides(Spec):
     memory_gb: Optional[float] = Field(None, gt=0)
     scaleup_gb_per_s: Optional[float] = Field(None, gt=0, description="per-device scale-up bandwidth, GB/s one way")
     scaleout_gb_per_s: Optional[float] = Field(None, gt=0, description="per-device scale-out bandwidth, GB/s one way")
+    power_limit_w: Optional[float] = Field(None, gt=0, description="board power limit, W (specs/power.py rule)")
+    clock_fraction: Optional[float] = Field(None, gt=0, le=1, description="sustained / rated clock")
 
 
 class ScenarioFile(Spec):

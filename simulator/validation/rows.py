@@ -151,6 +151,22 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
         raise RowError(f"model columns do not form a valid model: {err}".splitlines()[0]) from None
 
 
+#: A row's notes may state a power limit ("power limit 500 W", "500 W power cap") or a sustained clock fraction
+#: ("clock fraction 0.85"); the row is then predicted for that part (specs/power.py), not a full-power one.
+_POWER_NOTE = re.compile(r"(?:power (?:limit|cap)(?:ed|ped)?(?: of| at| to)?\s*(\d+(?:\.\d+)?)\s*W\b)|"
+                         r"(?:(\d+(?:\.\d+)?)\s*W power (?:limit|cap))", re.IGNORECASE)
+_CLOCK_NOTE = re.compile(r"clock fraction\s*(0?\.\d+|1(?:\.0+)?)", re.IGNORECASE)
+
+
+def power_of_notes(notes: str) -> dict:
+    """{"power_limit_w": W} or {"clock_fraction": f} when the notes state one, else {}."""
+    m = _POWER_NOTE.search(notes)
+    if m:
+        return {"power_limit_w": float(m.group(1) or m.group(2))}
+    m = _CLOCK_NOTE.search(notes)
+    return {"clock_fraction": float(m.group(1))} if m else {}
+
+
 def hardware_from_row(row: dict) -> HardwareProfile:
     """The row's profile with its per-row overrides (Gb/s columns converted to GB/s)."""
     name = row["hardware_profile"]
@@ -172,6 +188,7 @@ def hardware_from_row(row: dict) -> HardwareProfile:
         over["scaleup_gb_per_s"] = row["scaleup_gbps_per_device"] / 8.0
     if row["scaleout_gbps_per_device"] is not None:
         over["scaleout_gb_per_s"] = row["scaleout_gbps_per_device"] / 8.0
+    over.update(power_of_notes(row.get("notes") or ""))
     if over:
         try:
             hw = override_hardware(hw, **over)
