@@ -42,6 +42,9 @@ FAMILY_FITS = (
                    "measured on H100), not from this fit; kernel_level is the sustained training share of their "
                    "throughput. layer_overhead_us ends at its lower bound 0: the Hopper rows do not identify a host "
                    "floor. The network tiers keep their nccl-tests values"),
+    FamilyFit("nvidia-volta", ("kernel_level",), ("v100-sxm2-32gb", "v100-sxm3-32gb"),
+              note="only kernel_level: the Volta rows are few, so the host floors and network tiers keep their "
+                   "sourced values"),
 )
 
 #: Families whose profiles keep their sourced defaults, and why.
@@ -51,7 +54,6 @@ UNFITTED = {
            "10.0/12.7/9.9%) while the tpu-recipes rows worsened (17.7% -> 29.6%), leave-one-source-out 12.6-37.2%: "
            "the generations want different levels and the cross-vendor transfer misses their shape dependence; "
            "the tables' level (1.0) stays",
-    "nvidia-volta": "2 rows from one source (Shoeybi et al. 2019): too few to fit without following single rows",
     "nvidia-blackwell": "not fitted: SimuMax's B200 rows check the B200 kernel tables (measured on that node), so "
                         "they must not be fitted on",
     "ascend": "1 row (Pangu Ultra)",

@@ -6,7 +6,7 @@ per hardware family:
 
     family: nvidia-hopper
     profiles: [h100-sxm5-80gb, h200-sxm-141gb, h800-sxm5-80gb]   # same silicon as the data: only these receive it
-    model_version: "calibration-2"                               # simulator.specs.overlay.MODEL_VERSION at fit time
+    model_version: "calibration-3"                               # simulator.specs.overlay.MODEL_VERSION at fit time
     date: "2026-12-02"
     values: {efficiency.layer_overhead_us: 950, tiers[-1].efficiency: 0.6, ...}   # profile field path -> value
     parameters: {tiers[-1].efficiency: {lower: 0.2, upper: 1.0, at_bound: false, sourced: 0.9,
@@ -35,7 +35,7 @@ from .base import MAX_NAME, MAX_TEXT, Spec
 
 #: Version of the cost model a fit belongs to; a fit made under another version is still applied but reported as
 #: such (`Overlay.stale`). Bump when the physics under the fitted parameters changes.
-MODEL_VERSION = "calibration-2"
+MODEL_VERSION = "calibration-3"
 #: Folder of the overlays, inside the profiles folder.
 OVERLAY_DIR = "calibration"
 
