@@ -394,22 +394,24 @@ class StepSimulation:
 
     def _d2h_copies(self, g: int, r: int, z: dict):
         """Device-to-host stream: activation checkpoints and gradient partitions, in the order they are queued."""
-        env = self.env
-        for _ in range(z["n_d2h"]):
-            sec = yield z["d2h"].get()
-            t0 = env.now
-            yield self.host(g, r, "d2h", sec)
-            self._span(g, r, "host", "device to host", "offload", t0, env.now)
-        z["d2h_done"].succeed()
+        return self._serve_queue(g, r, z["n_d2h"], z["d2h"], self.host, "d2h",
+                                 ("host", "device to host", "offload"), z["d2h_done"])
 
     def _z3_reduces(self, g: int, r: int, z: dict):
+        """ZeRO-3 gradient reduce-scatters, one per layer, in the order the backward queues them."""
+        return self._serve_queue(g, r, z["n_red"], z["store"], self.comm, "dp", ("dp", "reduce-scatter", "dp"),
+                                 z["red_done"])
+
+    def _serve_queue(self, g: int, r: int, n: int, queue, transfer, kind: str, span: tuple, done):
+        """A stream that serves `n` queued transfers in order (each `transfer(g, r, kind, seconds)`), draws each as
+        a span (lane, name, category) and triggers `done` after the last."""
         env = self.env
-        for _ in range(z["n_red"]):
-            sec = yield z["store"].get()
+        for _ in range(n):
+            sec = yield queue.get()
             t0 = env.now
-            yield self.comm(g, r, "dp", sec)
-            self._span(g, r, "dp", "reduce-scatter", "dp", t0, env.now)
-        z["red_done"].succeed()
+            yield transfer(g, r, kind, sec)
+            self._span(g, r, span[0], span[1], span[2], t0, env.now)
+        done.succeed()
 
     def _stage(self, g: int, r: int):
         """Compute stream of stage r in group g: the schedule's passes in order, then the step's tail."""
