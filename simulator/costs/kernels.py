@@ -430,7 +430,15 @@ class MemoryKind:
 
 @lru_cache(maxsize=1)
 def measured_surfaces() -> tuple[tuple[OpSurface, ...], tuple[tuple[str, DeviceFacts, Mapping[str, MemoryKind]], ...]]:
-    """Every table of the catalogue fitted once: (op surfaces, (table id, machine, memory kinds))."""
+    """Every table of the catalogue fitted once: (op surfaces, (table id, machine, memory kinds)).
+
+    The fit (~0.3 s) is kept in a per-user cache file named by a hash of the tables and of this code
+    (surfaces_cache.py), so a fresh process reads it instead of refitting; any change of either refits."""
+    from .surfaces_cache import cached
+    return cached(_fit_measured_surfaces)
+
+
+def _fit_measured_surfaces():
     cat = load_kernel_catalog()
     surfaces, memories = [], []
     for t in cat.tables:
