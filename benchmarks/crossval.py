@@ -33,7 +33,20 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def errors_document(res: dict) -> dict:
+def best_implied_mfu(runs: str) -> dict:
+    """Family -> (best MFU a shipped time/rate row's measurement implies, its row id): in-sample validation's
+    `implied_mfu` (simulator.validation.predict.implied_mfu), so step-time and tokens/s rows count, not only `mfu`
+    rows. Read by `trainsim compare` to warn when a prediction exceeds what was ever measured on the family."""
+    from simulator.validation import validate
+    best: dict = {}
+    for r in validate(runs).ok_rows:
+        v = r.implied_mfu
+        if v is not None and 0 < v <= 1 and v > best.get(r.family, (0.0, ""))[0]:
+            best[r.family] = (v, r.id)
+    return best
+
+
+def errors_document(res: dict, best_mfu: dict) -> dict:
     from simulator.specs.overlay import MODEL_VERSION
 
     def r(s):
@@ -42,7 +55,10 @@ def errors_document(res: dict) -> dict:
             "data": "benchmarks/data/published_runs.csv (time/rate rows)",
             "families": {fam: {"rows": v["in_sample"]["n"], "sources": v["sources"], "calibrated": v["fitted"],
                                "in_sample_mape_pct": r(v["in_sample"]), "loso_mape_pct": r(v["loso"]),
-                               "lofo_mape_pct": r(v["lofo"])} for fam, v in res["families"].items()},
+                               "lofo_mape_pct": r(v["lofo"]),
+                               **({"best_measured_mfu": round(best_mfu[fam][0], 4),
+                                   "best_measured_mfu_row": best_mfu[fam][1]} if fam in best_mfu else {})}
+                         for fam, v in res["families"].items()},
             "overall": {"rows": res["overall"]["in_sample"]["n"], "in_sample_mape_pct": r(res["overall"]["in_sample"]),
                         "loso_mape_pct": r(res["overall"]["loso"]), "lofo_mape_pct": r(res["overall"]["lofo"])}}
 
@@ -62,7 +78,8 @@ def main(argv=None) -> int:
     if a.write_errors:
         head = ("# Cross-validated error per hardware family on the shipped runs (written by benchmarks/crossval.py;\n"
                 "# read by simulator/uncertainty.py for the error band of families without calibration).\n")
-        ERRORS.write_text(head + yaml.safe_dump(errors_document(res), sort_keys=False, width=116), encoding="utf-8")
+        doc = errors_document(res, best_implied_mfu(a.runs))
+        ERRORS.write_text(head + yaml.safe_dump(doc, sort_keys=False, width=116), encoding="utf-8")
         print(f"\nwrote {ERRORS.relative_to(ROOT)}")
     return 0
 

@@ -9,8 +9,10 @@ Two kinds:
   basis (costs.kernels.kernel_model_for: kernel tables measured on this silicon, or transferred from the nearest
   measured relative) and its expected error (the tables' leave-one-out error, or the held-out check of the
   transfer rule; twice that across vendors) are what the answer rests on; where the shipped runs hold rows of the
-  family, the band is at least their error without calibration (hardware_profiles/calibration/
-  validation-errors.yaml, written by benchmarks/crossval.py).
+  family (at least MIN_FAMILY_ROWS), the band is their end-to-end error without calibration (leave-one-family-out,
+  hardware_profiles/calibration/validation-errors.yaml, written by benchmarks/crossval.py); a family without
+  such evidence gets the worst leave-one-family-out error of the measured families. The kernel tables' own check
+  (a GEMM-level error) is the band only where no error record exists.
 
 A GEMM-level error is not an end-to-end error: where it is all there is, the band says so ("kernel model only").
 """
@@ -71,22 +73,43 @@ def uncertainty_for(hardware: HardwareProfile, framework: Optional[str] = None) 
     return _transferred(hardware, fw)
 
 
+#: Fewest shipped time/rate rows of a family for its own end-to-end error to stand as its band (a convention).
+MIN_FAMILY_ROWS = 3
+
+
+def unseen_family_error_pct(errors: dict) -> Optional[float]:
+    """The band of a family with no end-to-end evidence: the worst leave-one-family-out MAPE among the families
+    with at least MIN_FAMILY_ROWS shipped rows (what a family never fitted has been seen to get)."""
+    vals = [float(r["lofo_mape_pct"]) for r in errors.values()
+            if isinstance(r, dict) and r.get("lofo_mape_pct") is not None and (r.get("rows") or 0) >= MIN_FAMILY_ROWS]
+    return max(vals) if vals else None
+
+
 def _transferred(hardware: HardwareProfile, fw: str) -> Uncertainty:
     try:
         from .costs.kernels import kernel_model_for
         km = kernel_model_for(hardware)
-        basis, err = km.basis, float(km.expected_error_pct)
+        basis, kernel_err = km.basis, float(km.expected_error_pct)
         sources = tuple(km.op("gemm").sources)
     except Exception:  # noqa: BLE001 - a profile the kernel model cannot describe still gets a band
         return Uncertainty("transferred", f"not calibrated, no kernel model: expect +/-{UNGROUNDED_ERROR_PCT:.0f}% "
                            f"(convention){fw}", UNGROUNDED_ERROR_PCT, ())
-    err = round(err, 1)                               # one value for the JSON, the table line and the basis
-    rec = family_errors().get(hardware.family) or {}
+    errors = family_errors()
+    rec = errors.get(hardware.family) or {}
     e2e, rows = rec.get("lofo_mape_pct"), rec.get("rows") or 0
-    seen = ""
-    if e2e is not None and rows:
-        err = max(err, round(float(e2e), 1))
+    unseen = unseen_family_error_pct(errors)
+    if e2e is not None and rows >= MIN_FAMILY_ROWS:
+        # End-to-end evidence on the family beats a GEMM-level error: the band is the family's error on its
+        # shipped runs without any calibration of its own.
+        err = round(float(e2e), 1)
         seen = f"; without calibration the {rows} shipped runs of {hardware.family} show {float(e2e):.0f}% MAPE"
+    elif unseen is not None:
+        err = round(max(unseen, float(e2e or 0.0)), 1)
+        have = f"{rows} shipped run{'s' if rows != 1 else ''}" if rows else "no shipped runs"
+        seen = (f"; {have} of {hardware.family}: the band is the worst leave-one-family-out error of the measured "
+                f"families ({unseen:.0f}%)")
+    else:                                             # no error record (a trimmed install): the GEMM-level check
+        err, seen = round(kernel_err, 1), "; GEMM-level check only"
     if basis.startswith("measured"):
         text = f"not calibrated end to end; GEMM tables {basis}{seen}: expect +/-{err:.0f}%{fw}"
     else:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Optional, Union
 
 import pandas as pd
@@ -277,36 +275,13 @@ def compare(model: Union[str, ModelSpec], hardware, devices: Optional[int] = Non
                          framework=as_framework(space.framework).name)
 
 
-#: The measured runs shipped with the project (a checkout; absent from a wheel, then no MFU ceiling is known).
-RUNS_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "published_runs.csv"
-
-
-@lru_cache(maxsize=1)
 def best_measured_mfu() -> dict:
-    """Family -> (best measured MFU, row id) over the shipped runs' `mfu` rows and `tflops_per_device` rows (divided
-    by the row's stated peak, else the profile's bf16 peak). Read once per process."""
-    import csv
-    if not RUNS_FILE.is_file():
-        return {}
-    best: dict = {}
-    profiles: dict = {}
-    with RUNS_FILE.open(encoding="utf-8", newline="") as fh:
-        for r in csv.DictReader(fh):
-            try:
-                name = r["hardware_profile"]
-                hw = profiles[name] if name in profiles else profiles.setdefault(name, load_hardware(name))
-                v = float(r["value"])
-                if r["metric"] == "tflops_per_device":
-                    peak = float(r["peak_tflops_used"]) if r.get("peak_tflops_used") else \
-                        hw.mfu_peak_flops_per_s("bf16") / 1e12
-                    v = v / peak
-                elif r["metric"] != "mfu":
-                    continue
-            except (SpecError, ValueError, KeyError, ZeroDivisionError):
-                continue
-            if 0 < v <= 1 and v > best.get(hw.family, (0.0, ""))[0]:
-                best[hw.family] = (v, r["id"])
-    return best
+    """Family -> (best MFU measured on it, row id): the best MFU any shipped time/rate row's measurement implies in
+    trainsim's convention, recorded with the per-family errors (hardware_profiles/calibration/validation-errors.yaml,
+    written by benchmarks/crossval.py --write-errors; ships with the package)."""
+    from ..uncertainty import family_errors
+    return {fam: (float(rec["best_measured_mfu"]), str(rec.get("best_measured_mfu_row", "")))
+            for fam, rec in family_errors().items() if isinstance(rec, dict) and rec.get("best_measured_mfu")}
 
 
 def mfu_warnings(rows: list) -> list:

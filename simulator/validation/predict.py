@@ -178,6 +178,21 @@ def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recom
     return metrics.flops_utilization(flops, step_time_s, n, peak)
 
 
+def implied_mfu(case: Case, predicted: float, step_time_s: float) -> Optional[float]:
+    """The MFU a time or rate row's measurement implies in trainsim's own convention (simulator.metrics: 6N plus
+    the causal half of attention, over the peak of the dtype the GEMMs run in, utilization_peak_flops_per_s): the
+    measured step time (a rate row's measurement scales the predicted step by predicted/measured), the row's model
+    FLOPs and device count. None for memory rows. Lets every time/rate row, not only `mfu` rows, state the best
+    utilisation measured on its family."""
+    if case.metric in MEMORY_METRICS or not case.measured or not predicted:
+        return None
+    measured_step = case.measured if case.metric == "step_time_s" else step_time_s * predicted / case.measured
+    flops = metrics.model_flops_per_step(model_costs(case.model, case.training.seq_len),
+                                         case.training.tokens_per_step)
+    return float(metrics.mfu(flops, measured_step, case.num_devices,
+                             case.hardware.utilization_peak_flops_per_s(case.training.dtype)))
+
+
 def eval_time_s(case: Case, out: dict, i: int, step: float) -> float:
     """Forward-only evaluation time per training step: the evaluated sequences' executed forward FLOPs (a third
     of the executed FLOPs per token without recompute, simulator.metrics) at the FLOP rate the training step
@@ -220,7 +235,8 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
                      notes=list(case.assumptions) + notes, step_time_s=step, memory_gb=mem / GIGA,
                      framework=case.framework.name if case.framework is not None else "",
                      overrides={k: v for k, v, _ in case.overrides},
-                     override_reasons=[f"{k}={v}: {why}" for k, v, why in case.overrides], policy=case.policy)
+                     override_reasons=[f"{k}={v}: {why}" for k, v, why in case.overrides], policy=case.policy,
+                     implied_mfu=implied_mfu(case, pred, step))
 
 
 # ---------------------------------------------------------------------------------------------------------------

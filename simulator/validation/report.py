@@ -36,6 +36,7 @@ class RowResult:
     overrides: dict = field(default_factory=dict)        # flags its notes set over the preset
     override_reasons: list = field(default_factory=list)  # the override-table rule behind each
     policy: str = ""                     # the blank-field policy used
+    implied_mfu: Optional[float] = None  # the MFU the measurement implies (predict.implied_mfu); None for memory
 
     def to_dict(self) -> dict:
         return {"id": self.id, "metric": self.metric, "measured": self.measured, "predicted": self.predicted,
@@ -44,7 +45,8 @@ class RowResult:
                 "kind": "moe" if self.moe else "dense", "searched": dict(self.searched), "layout": dict(self.layout),
                 "notes": list(self.notes), "step_time_s": self.step_time_s, "memory_gb": self.memory_gb,
                 "framework": self.framework, "overrides": dict(self.overrides),
-                "override_reasons": list(self.override_reasons), "policy": self.policy}
+                "override_reasons": list(self.override_reasons), "policy": self.policy,
+                "implied_mfu": self.implied_mfu}
 
 
 @dataclass
