@@ -21,6 +21,7 @@ from .. import metrics
 from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
 from ..costs.layer import layer_costs
+from ..costs.offload import zero3_prefetch_possible
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
@@ -255,16 +256,17 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
 
     params = [rank_params(sz, *k.held()) for k in kinds]
     dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
+    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
+                         pick(pace.idx, [k.logits for k in kinds]), True)
     dp_exposed, dp_total = dp_step_comm_s(sz, dense_t, expert_t, pace.compute_fwd_s, pace.compute_bwd_s,
                                           np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model),
                                           fill_passes=zero3_fill_passes(sz), pass_f=pace.pass_fwd_s,
-                                          pass_b=pace.pass_bwd_s)
+                                          pass_b=pace.pass_bwd_s,
+                                          zero3_overlap=t.overlap_grad_reduce & zero3_prefetch_possible(sz))
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
                                   kr.memory_efficiency())
     t_opt = np.where(t.offload_optimizer > 0, 0.0, t_opt)                 # the CPU steps instead (offload)
-    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
-                         pick(pace.idx, [k.logits for k in kinds]), True)
     off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
     t_fixed = step_overhead_s(job.hardware, sz.framework)
     if t.local_sgd_tau is not None and np.any(t.local_sgd_tau > 1):
