@@ -394,9 +394,10 @@ def zero3_prefetch_limits(sz) -> tuple:
 
 
 def zero3_buffer_params(sz, kind):
-    """Parameters of a rank kind's ZeRO-3 gather buffer (costs.memory.zero3_gathered_params of its largest unit).
+    """Parameters of a rank kind's ZeRO-3 gather buffer (costs.memory.zero3_gathered_params of its largest unit,
+    followed by layer units).
     Source: costs.memory.zero3_gathered_params; zero3_unit_params."""
-    return zero3_gathered_params(zero3_unit_params(sz, kind), *zero3_prefetch_limits(sz))
+    return zero3_gathered_params(zero3_unit_params(sz, kind), layer_unit_params(sz), *zero3_prefetch_limits(sz))
 
 
 def zero3_prefetch_possible(sz):
@@ -404,7 +405,8 @@ def zero3_prefetch_possible(sz):
     DeepSpeed does not prefetch when one unit reaches stage3_max_live_parameters. Both engines gate their ZeRO-3
     overlap with it.
     Source: costs.memory.zero3_prefetches."""
-    return zero3_prefetches(layer_unit_params(sz), *zero3_prefetch_limits(sz))
+    unit = layer_unit_params(sz)
+    return zero3_prefetches(unit, unit, *zero3_prefetch_limits(sz))
 
 
 def tier_fits(need, capacity):
