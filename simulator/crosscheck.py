@@ -96,8 +96,10 @@ def _dp_sentence(r: SimulationResult, plan, res, ddp: float) -> str:
                 "micro-batch's backward produces them (the analytic engine hides the whole reduction "
                 "under one backward of the pacing rank); the stage that finishes last decides")
     if r.scenario.layout.zero >= 3:
-        return (f"ZeRO-3 exposed {ddp * 1e3:+,.2f} ms: per-layer gathers and reduce-scatters inside every "
-                "pass (the analytic engine adds them after the pipeline, with one latency per pass and "
-                "an extra first-layer gather)")
+        how = ("prefetched one layer ahead, sharing the port with the reduce-scatters (the analytic engine's "
+               "closed form charges each layer's excess on the (m + p - 1) passes of the critical path)"
+               if r.scenario.layout.overlap_grad_reduce else
+               "blocking (the analytic engine charges them on the (m + p - 1) passes of the critical path)")
+        return f"ZeRO-3 exposed {ddp * 1e3:+,.2f} ms: per-layer gathers and reduce-scatters inside every pass, {how}"
     return (f"DP/ZeRO exposed {ddp * 1e3:+,.2f} ms: each stage reduces its own gradients; the step "
             "waits for the slowest stage's reduction (the analytic engine uses the pacing rank's)")

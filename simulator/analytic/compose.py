@@ -21,6 +21,7 @@ from .. import metrics
 from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
 from ..costs.layer import layer_costs
+from ..costs.offload import zero3_prefetch_possible
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
@@ -60,6 +61,8 @@ class PipelinePace:
     hidden_ep_s: object = 0.0     # EP / PP communication DualPipe's overlapped units hide (per step)
     hidden_pp_s: object = 0.0
     embedding: object = None      # the pacing rank's embedding share per micro-batch (None: 1 on the first rank)
+    pass_fwd_s: object = None     # the pacing rank's forward / backward pass per micro-batch (compute + exposed comm)
+    pass_bwd_s: object = None
 
 
 def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
@@ -94,6 +97,7 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
         t_pipe = np.where(two, t2, t_pipe)
         hid_ep, hid_pp = np.where(two, hid_ep, 0.0), np.where(two, hid_pp, 0.0)
     return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times]),
+                        pass_fwd_s=pick(idx, fwd), pass_bwd_s=pick(idx, bwd),
                         compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
                         pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max + hid_ep + hid_pp,
                         layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times]),
@@ -149,20 +153,18 @@ def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fi
     }
 
 
-def zero3_pipeline_factor(sz):
-    """ZeRO-3's exposed per-micro-batch gathers sit inside every forward and backward pass, so they pace the
-    pipeline's fill and drain as well as its steady state: (m + p - 1) of them on the critical path, not m
-    ((m + (p-1)/v) interleaved). Returns (m + fill) / m, which multiplies dp_step_comm_s's m per-micro-batch
-    exposures (1 without pipelining). Applied without overlap (every gather is exposed) and not to ZB-H1, whose
-    deferred W passes absorb part of the fill: measured against the discrete-event engine on Llama 2 7B, 64 A100,
-    pp 8, m = 2-32 (tests/test_engine_agreement_small_m.py), the error of GPipe/1F1B ZeRO-3 without overlap went
-    from -16% to +3% at m = 2; with overlap or with ZB-H1 the factor made the agreement worse.
+def zero3_fill_passes(sz):
+    """Forward + backward passes the pipeline's fill and drain put on the critical path beyond the m of its steady
+    state: ZeRO-3's per-pass gathers lengthen each of them (costs.communication.zero3_step_exposed_s). p - 1, or
+    (p - 1) / v interleaved, 0 without pipelining; 0 for ZB-H1, whose deferred W passes absorb part of the fill
+    (measured against the discrete-event engine, tests/test_engine_agreement_small_m.py).
 
     Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2 ((m + p - 1) passes on the critical path, each
     lengthened by what it waits for); Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3.3 (the gather
     precedes each pass)."""
-    fill = np.where(sz.table.schedule == 2, (sz.pp - 1.0) / sz.vpp, sz.pp - 1.0)
-    return 1.0 + fill / sz.num_micro
+    code = sz.table.schedule
+    fill = np.where(code == SCHEDULE_CODES["interleaved"], (sz.pp - 1.0) / sz.vpp, sz.pp - 1.0)
+    return np.where(code == SCHEDULE_CODES["zb-h1"], 0.0, fill)
 
 
 def metric_columns(sz, step) -> dict:
@@ -254,16 +256,17 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
 
     params = [rank_params(sz, *k.held()) for k in kinds]
     dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
+    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
+                         pick(pace.idx, [k.logits for k in kinds]), True)
     dp_exposed, dp_total = dp_step_comm_s(sz, dense_t, expert_t, pace.compute_fwd_s, pace.compute_bwd_s,
-                                          np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model))
-    dp_exposed = np.where((t.zero >= 3) & ~np.asarray(t.overlap_grad_reduce, bool) & (t.schedule != 3),
-                          dp_exposed * zero3_pipeline_factor(sz), dp_exposed)
+                                          np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model),
+                                          fill_passes=zero3_fill_passes(sz), pass_f=pace.pass_fwd_s,
+                                          pass_b=pace.pass_bwd_s,
+                                          zero3_overlap=t.overlap_grad_reduce & zero3_prefetch_possible(sz))
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
                                   kr.memory_efficiency())
     t_opt = np.where(t.offload_optimizer > 0, 0.0, t_opt)                 # the CPU steps instead (offload)
-    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
-                         pick(pace.idx, [k.logits for k in kinds]), True)
     off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
     t_fixed = step_overhead_s(job.hardware, sz.framework)
     if t.local_sgd_tau is not None and np.any(t.local_sgd_tau > 1):

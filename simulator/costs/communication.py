@@ -277,20 +277,72 @@ def zero3_gathers_per_layer(sz, tensors_per_layer: int):
     return np.where(sz.table.zero3_unit == 1, float(tensors_per_layer), 1.0)
 
 
-def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tensors_per_layer: int):
+def zero3_step_exposed_s(ag_layer, rs_layer, win_f, win_b, num_layers, num_micro, fill_passes, backward_gathers,
+                         overlap):
+    """Exposed ZeRO-3 time of one step (seconds) of a rank that gathers each of its `num_layers` layers' weights
+    (`ag_layer` s per gather) for the forward and `backward_gathers` times for the backward (1, or 2 with the
+    recompute forward of full recompute), and reduce-scatters each layer's gradients once (`rs_layer` s), every
+    micro-batch; `win_f` / `win_b` are one layer's forward / backward pass time (compute and the communication
+    the pass waits for) that a prefetched collective runs beside; `fill_passes` the forward + backward pass pairs
+    the pipeline's fill and drain add to the critical path beyond the m of the steady state ((p - 1), (p - 1) / v
+    interleaved, 0 without a pipeline).
+
+    With prefetch (`overlap`) the gather of a layer starts when the layer before it starts computing (one unit
+    ahead, across pass boundaries: a forward's first gather runs beside the previous backward's last layer, a
+    backward's first beside the forward's last layer), and the reduce-scatters queue on their own stream over the
+    same network port. From a backward's third layer on, each gather starts together with the reduce-scatter of
+    the layer two above, and two collectives in flight share the port equally: the gather takes
+    g + min(g, reduce-scatter). What a layer's collective outlasts its window lengthens the pass, and every pass on
+    the critical path: the m of the steady state and the fill/drain passes alike, which start after idle time that
+    hides their first gather. The port carries nl x (gathers + reduce-scatter) per micro-batch; where that outlasts
+    the lengthened passes the steady state runs at the port's pace, m x (port - passes), the reduce-scatter backlog
+    draining into later passes and the step's tail; otherwise only the step's first gather and last reduce-scatter
+    (after its last backward) are exposed. Without prefetch every gather and reduce-scatter blocks its pass:
+    (m + fill) x nl x (gathers + reduce-scatter).
+
+    Hand-derived timelines (tests/test_zero3_overlap.py): pp 2, one micro-batch, two layers per stage, gather 2,
+    reduce-scatter 2, forward 1 and backward 2 per layer: 19 (12 compute + 7 exposed); one stage, four layers: 24.
+
+    Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3.3-3.4 (the next unit's all-gather issued
+    before the current unit's compute; all-gather and reduce-scatter on separate streams over one network);
+    DeepSpeed deepspeed/runtime/zero/partitioned_param_coordinator.py fetch_sub_module (the following parameters in
+    trace order prefetched while the current submodule computes); Rajbhandari et al. 2021 (ZeRO-Infinity, arXiv
+    2104.07857) sec. 6.2 (overlap-centric design); Narayanan et al. 2021 (arXiv 2104.04473) sec. 2.2 ((m + p - 1)
+    passes on the critical path)."""
+    nl, m = np.asarray(num_layers, dtype=float), np.asarray(num_micro, dtype=float)
+    g_b = backward_gathers * ag_layer
+    first_f = np.maximum(0.0, ag_layer - win_b)
+    rest_f = np.maximum(0.0, nl - 1.0) * np.maximum(0.0, ag_layer - win_f)
+    first_b = np.maximum(0.0, g_b - win_f)
+    second_b = np.minimum(1.0, np.maximum(0.0, nl - 1.0)) * np.maximum(0.0, g_b - win_b)
+    rest_b = np.maximum(0.0, nl - 2.0) * np.maximum(0.0, g_b + np.minimum(g_b, rs_layer) - win_b)
+    steady = first_f + rest_f + first_b + second_b + rest_b      # one micro-batch's F + B passes grow by this
+    filling = rest_f + second_b + rest_b                         # a fill/drain pair (first gathers in idle time)
+    lengthen = m * steady + fill_passes * filling - first_f      # the step's very first gather: `edges` below
+    port = nl * (ag_layer + g_b + rs_layer)
+    over_port = m * np.maximum(0.0, port - nl * (win_f + win_b) - steady)
+    with_prefetch = lengthen + np.maximum(ag_layer + rs_layer, over_port)
+    blocking = (m + fill_passes) * port
+    return np.where(np.asarray(overlap, dtype=bool), with_prefetch, blocking)
+
+
+def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tensors_per_layer: int,
+                   fill_passes=0.0, zero3_overlap=None, pass_f=None, pass_b=None):
     """(exposed, total) data-parallel / ZeRO communication of one step of the rank that holds `dense_params` and
-    `expert_params` and computes `comp_f`/`comp_b` per micro-batch over `nl_max` layers.
+    `expert_params` and computes `comp_f`/`comp_b` per micro-batch over `nl_max` layers; `pass_f`/`pass_b` (default
+    the compute) are its whole forward / backward passes, compute and the communication they wait for, beside
+    which ZeRO-3's prefetched collectives run.
 
     ZeRO 0: all-reduce after the last backward; 1: reduce-scatter there + all-gather before the next forward;
     2 keeps only its gradient shard, so every micro-batch's gradients are reduce-scattered as its backward
     produces them. A backward (forward for the gather) hides what fits in it (bucketed overlap).
     ZeRO 3 (FSDP): every micro-batch gathers each layer's weights for the forward and again for the backward (and
-    the recompute) and reduce-scatters its gradients, one collective per layer, each paying its own latency; with
-    prefetch a layer's collectives hide under the previous layer's compute; the first gather of each pass is
-    exposed.
+    the recompute) and reduce-scatters its gradients, one collective per layer (or per tensor: latency), each
+    paying its own latency; zero3_step_exposed_s composes them with the passes (prefetch when `zero3_overlap`,
+    default overlap_grad_reduce) and the pipeline's `fill_passes`.
 
     Source: Rajbhandari et al. 2020 (ZeRO, arXiv 1910.02054) sec. 5.2; Zhao et al. 2023 (PyTorch FSDP, arXiv
-    2304.11277) sec. 3; Megatron-Core DDP bucketed overlap."""
+    2304.11277) sec. 3; Megatron-Core DDP bucketed overlap; zero3_step_exposed_s."""
     t, num_micro = sz.table, sz.num_micro
     zero = t.zero
     grad_ar, grad_rs, param_ag = dp_comm_times(sz, dense_params, expert_params)
@@ -304,11 +356,11 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     bw_pp, lat = dp_phase_cost(sz, dense_params, expert_params)
     ag_layer = sz.weight_bytes * bw_pp / nl_max + lat * zero3_gathers_per_layer(sz, tensors_per_layer)
     rs_layer = sz.grad_bytes * bw_pp / nl_max + lat
-    hide_f, hide_b = ovl * comp_f / nl_max, win_b / nl_max           # ZeRO-3 prefetch under the gradient overlap
-    per_micro_f = nl_max * np.maximum(0.0, ag_layer - hide_f) + ovl * ag_layer
-    per_micro_b = nl_max * np.maximum(0.0, (n_gather - 1.0) * ag_layer + rs_layer - hide_b) \
-        + ovl * (n_gather - 1.0) * ag_layer
-    exposed = np.where(zero >= 3, num_micro * (per_micro_f + per_micro_b), exposed_012)
+    z3_ovl = t.overlap_grad_reduce if zero3_overlap is None else zero3_overlap
+    pass_f, pass_b = (comp_f if pass_f is None else pass_f), (comp_b if pass_b is None else pass_b)
+    exposed_3 = zero3_step_exposed_s(ag_layer, rs_layer, pass_f / nl_max, pass_b / nl_max, nl_max, num_micro,
+                                     fill_passes, n_gather - 1.0, z3_ovl)
+    exposed = np.where(zero >= 3, exposed_3, exposed_012)
     total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * nl_max * (n_gather * ag_layer + rs_layer),
                                                   rs_rounds * grad_rs + param_ag))
     onebit = (t.dp_compression == DP_COMPRESSION_CODES["onebit"]) & (zero == 0) if t.dp_compression is not None \

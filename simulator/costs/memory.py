@@ -70,3 +70,41 @@ def logits_bytes(seq, micro_batch, vocab, tp):
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1."""
     return 2.0 * 4.0 * seq * micro_batch * vocab / tp
+
+
+def zero3_gathered_params(unit_params, next_params=None, prefetch_bucket_params=None, max_live_params=None):
+    """Parameters a ZeRO-3 rank holds gathered (unsharded) at once, beyond its shard: the gather unit computing and
+    what is prefetched after it. The one definition of ZeRO-3's gather buffer (with or without offload).
+
+    - FSDP semantics (`prefetch_bucket_params` None: PyTorch FSDP / FSDP2, Megatron-FSDP, ZeRO-3 of other stacks):
+      the unit (the framework's FSDP unit: a transformer block, or the embedding / output module) and the next
+      one, issued before the current one computes: unit + next.
+    - DeepSpeed ZeRO-3: the submodule computing (always gathered) and the following parameters in trace order,
+      prefetched whole until their count reaches min(stage3_prefetch_bucket_size, stage3_max_live_parameters -
+      gathered): the loop adds a parameter before it checks, so ceil(limit / next) of them; nothing when the unit
+      alone reaches max_live_parameters.
+    The prefetch exists where the result exceeds the unit (zero3_prefetches).
+
+    `unit_params`: the largest unit (a layer for FSDP; a leaf submodule's weight, a layer's largest tensor, for
+    DeepSpeed; or the embedding / output where larger); `next_params`: the units that follow it (default: as large);
+    scalars or arrays.
+    Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3.3 (forward/backward prefetch of the next
+    unit); torch FSDP2 implicit prefetch; DeepSpeed deepspeed/runtime/zero/partitioned_param_coordinator.py
+    fetch_sub_module (max_params_to_prefetch = min(max_live - available, prefetch bucket); while numel_prefetching
+    < max: add the next parameter) and zero/config.py (defaults 5e7 and 1e9)."""
+    unit = np.asarray(unit_params, dtype=float)
+    nxt = unit if next_params is None else np.asarray(next_params, dtype=float)
+    if prefetch_bucket_params is None:
+        return unit + nxt
+    live = np.inf if max_live_params is None else float(max_live_params)
+    limit = np.minimum(float(prefetch_bucket_params), live - unit)
+    prefetched = np.where(limit > 0, np.ceil(limit / np.maximum(nxt, 1.0)) * nxt, 0.0)
+    return unit + prefetched
+
+
+def zero3_prefetches(unit_params, next_params=None, prefetch_bucket_params=None, max_live_params=None):
+    """Where ZeRO-3 prefetches at all (zero3_gathered_params holds more than the unit computing): always with FSDP
+    semantics; with DeepSpeed not when one unit reaches stage3_max_live_parameters.
+    Source: zero3_gathered_params."""
+    unit = np.asarray(unit_params, dtype=float)
+    return zero3_gathered_params(unit, next_params, prefetch_bucket_params, max_live_params) > unit

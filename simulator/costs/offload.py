@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .flops import attention_params
-from .memory import ADAM_STATE_BYTES_PER_PARAM
+from .memory import ADAM_STATE_BYTES_PER_PARAM, zero3_gathered_params, zero3_prefetches
 from .params import edge_params_per_rank, layer_params_per_rank, rank_params
 
 NONE, CPU, NVME = 0, 1, 2
@@ -46,11 +46,6 @@ HOST_GRAD_BYTES_PER_PARAM = 4.0
 #: only the bucket being reduced and copied out, not the whole gradient. Source: DeepSpeed ZeRO config docs
 #: (zero_optimization.reduce_bucket_size, default 5e8).
 GRAD_BUCKET_ELEMENTS = 5e8
-
-#: Units (layers or parameter tensors) whose gathered fp16 weights a rank holds at once when its partition lives
-#: off the device: the one computing and the one being prefetched. Source: DeepSpeed ZeRO-3 / PyTorch FSDP prefetch
-#: of the next unit (the engines' ZeRO-3 gather buffer holds the same two layers).
-ZERO3_UNITS_IN_FLIGHT = 2.0
 
 #: Layers whose checkpointed activations stay on the device with activation offload: the layer running and the
 #: next one being copied in. Source: ZeRO-Infinity sec. 5.1 (activation checkpoints offloaded to CPU memory).
@@ -197,18 +192,18 @@ def missing_host_facts(rates: HostRates, optimizer, params, activations):
 
 
 # ------------------------------------------------------------------------------------------------ memory
-def offload_memory(weights, grads, optimizer, layer_acts, partition, rank_params, in_flight_params, weight_bytes,
+def offload_memory(weights, grads, optimizer, layer_acts, partition, rank_params, gathered_bytes, weight_bytes,
                    grad_bytes, opt_code, params_code, act_code, layer_act_bytes):
     """Device, host and NVMe bytes of one rank with its offload choices.
 
     `weights`, `grads`, `optimizer`, `layer_acts`: the on-device figures without offload (layer_acts: the
     checkpoints of its layers for the micro-batches in flight); `partition`: parameters of the rank's ZeRO
     partition (all of them without data parallelism); `rank_params`: parameters the rank holds;
-    `in_flight_params`: parameters of one gather unit; `layer_act_bytes`: one layer's checkpoint, one micro-batch.
+    `gathered_bytes`: ZeRO-3's gather buffer (zero3_buffer_params x weight bytes); `layer_act_bytes`: one layer's
+    checkpoint, one micro-batch.
     - optimizer offload: fp32 master, m, v (12 B) and fp32 gradients (4 B) of the partition leave the device
       (16 B to the host, or 12 B to NVMe and 4 B to the host); the device keeps one gradient bucket;
-    - parameter offload: the fp16 partition goes to the host or NVMe; the device keeps ZERO3_UNITS_IN_FLIGHT
-      gathered units;
+    - parameter offload: the fp16 partition goes to the host or NVMe; the device keeps the gather buffer only;
     - activation offload: the checkpoints go to the host; the device keeps ACTIVATION_LAYERS_ON_DEVICE layers'.
     Returns (weights, grads, optimizer, layer_acts, host, nvme), bytes per device.
     Source: ZeRO-Offload (arXiv 2101.06840) sec. 4 (16M bytes of model state on the CPU, 2M fp16 weights on the
@@ -216,7 +211,7 @@ def offload_memory(weights, grads, optimizer, layer_acts, partition, rank_params
     checkpoints on CPU).
     """
     opt, par, act = (np.asarray(x) for x in (opt_code, params_code, act_code))
-    w = np.where(par > NONE, ZERO3_UNITS_IN_FLIGHT * in_flight_params * weight_bytes, weights)
+    w = np.where(par > NONE, gathered_bytes, weights)
     g = np.where(opt > NONE, np.minimum(GRAD_BUCKET_ELEMENTS, rank_params) * grad_bytes, grads)
     o = np.where(opt > NONE, 0.0, optimizer)
     kept = np.minimum(layer_acts, ACTIVATION_LAYERS_ON_DEVICE * layer_act_bytes)
@@ -320,7 +315,7 @@ def exposed_offload_s(fwd_window_s, bwd_window_s, h2d_fwd_s, d2h_fwd_s, h2d_bwd_
 class RankPartition:
     """Parameters of one rank kind's ZeRO partition (what it offloads), by piece: one layer's, the input
     embedding's and the output layer's (0 where the rank does not hold them); `total` for the rank; `held` the
-    parameters the rank holds; `unit` the largest gather unit it brings in at once."""
+    parameters the rank holds; `unit` the largest gather unit it brings in at once (zero3_unit_params)."""
 
     layer: object
     embedding: object
@@ -359,10 +354,59 @@ def rank_partition(sz, kind) -> RankPartition:
     emb_p = kind.embedding * emb / g.dense_size
     out_p = kind.logits * out / g.dense_size
     dense, expert = rank_params(sz, kind.layers, kind.embedding, kind.logits)
-    unit_layer = np.where(sz.table.zero3_unit == 1, largest_tensor_params(sz.model) / sz.tp, layer_d + layer_e)
-    unit = np.maximum(unit_layer, np.maximum(kind.embedding * emb, kind.logits * out))
     return RankPartition(layer=layer, embedding=emb_p, output=out_p, total=kind.layers * layer + emb_p + out_p,
-                         held=dense + expert, unit=unit)
+                         held=dense + expert, unit=zero3_unit_params(sz, kind))
+
+
+def deepspeed_semantics(sz) -> bool:
+    """Whether the job's ZeRO-3 is DeepSpeed's (gathers by leaf submodule, prefetch bucket, max live parameters).
+    Source: the framework preset's fsdp.implementation."""
+    fw = sz.framework
+    return fw is not None and fw.fsdp.implementation == "deepspeed-zero3"
+
+
+def zero3_unit_params(sz, kind):
+    """Parameters of the largest ZeRO-3 gather unit a rank kind holds gathered at once: a layer (FSDP's unit, the
+    transformer block), or with tensor-by-tensor gathers (zero3_unit tensor) or DeepSpeed's ZeRO-3 (which gathers
+    and releases by leaf submodule) a layer's largest weight tensor; the input embedding or output layer where the
+    rank holds one and it is larger.
+    Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3 (one FlatParameter per unit); DeepSpeed
+    partitioned_param_coordinator.py (fetch_sub_module / release_sub_module per submodule)."""
+    emb, out = edge_params_per_rank(sz)
+    return np.maximum(layer_unit_params(sz), np.maximum(kind.embedding * emb, kind.logits * out))
+
+
+def layer_unit_params(sz):
+    """Parameters of one ZeRO-3 gather unit of the layers (zero3_unit_params without the embedding and output).
+    Source: zero3_unit_params."""
+    layer_d, layer_e = layer_params_per_rank(sz)
+    tensor = (sz.table.zero3_unit == 1) | deepspeed_semantics(sz)
+    return np.where(tensor, largest_tensor_params(sz.model) / sz.tp, layer_d + layer_e)
+
+
+def zero3_prefetch_limits(sz) -> tuple:
+    """(prefetch bucket, max live) parameters of the job's ZeRO-3: DeepSpeed's from the preset, (None, None) for
+    FSDP semantics (costs.memory.zero3_gathered_params)."""
+    if not deepspeed_semantics(sz):
+        return None, None
+    f = sz.framework.fsdp
+    return f.prefetch_bucket_params, f.max_live_params
+
+
+def zero3_buffer_params(sz, kind):
+    """Parameters of a rank kind's ZeRO-3 gather buffer (costs.memory.zero3_gathered_params of its largest unit,
+    followed by layer units).
+    Source: costs.memory.zero3_gathered_params; zero3_unit_params."""
+    return zero3_gathered_params(zero3_unit_params(sz, kind), layer_unit_params(sz), *zero3_prefetch_limits(sz))
+
+
+def zero3_prefetch_possible(sz):
+    """Where the layers' ZeRO-3 gathers can be prefetched at all (costs.memory.zero3_prefetches of a layer unit):
+    DeepSpeed does not prefetch when one unit reaches stage3_max_live_parameters. Both engines gate their ZeRO-3
+    overlap with it.
+    Source: costs.memory.zero3_prefetches."""
+    unit = layer_unit_params(sz)
+    return zero3_prefetches(unit, unit, *zero3_prefetch_limits(sz))
 
 
 def tier_fits(need, capacity):

@@ -16,8 +16,8 @@ from .framework_effects import (fsdp_unsharded_bytes, logits_peak_bytes, op_sac_
                                 reserved_bytes as allocator_reserved_bytes)
 from .memory import activation_bytes_per_layer, model_state_bytes
 from .layer import mlp_elements
-from .offload import offload_memory, rank_partition, tier_columns
-from .params import layer_params_per_rank, rank_params
+from .offload import offload_memory, rank_partition, tier_columns, zero3_buffer_params
+from .params import rank_params
 
 #: Host time per micro-batch outside the transformer layers, in layer passes: the embedding forward and backward
 #: (~1 layer pass of kernels each with its TP all-reduce; first pipeline rank only), the logits, vocab-parallel
@@ -223,7 +223,6 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     logit_mem = logits_peak_bytes(sz.tokens, sz.vocab, sz.tp, ce)
     emb_out = sz.tokens * sz.hidden * sz.act_bytes / sz.sp_factor       # embedding output kept for backward
     g = sz.dp_groups
-    layer_d, layer_e = layer_params_per_rank(sz)
     zero3 = t.zero >= 3
     extra = sync_state_bytes_per_param(t)
     out = []
@@ -231,11 +230,13 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
         dense, expert = rank_params(sz, *kind.held())
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
-        gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, layer_d + layer_e)
-        part = rank_partition(sz, RankKind(*kind.held(), kind.valid))    # the parameters the rank holds
+        held_kind = RankKind(*kind.held(), kind.valid)
+        part = rank_partition(sz, held_kind)                               # the parameters the rank holds
+        buffer = zero3_buffer_params(sz, held_kind) * sz.weight_bytes      # ZeRO-3's gather buffer
+        gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, buffer)
         w, gr, o, layer_acts, host, nvme = offload_memory(
             wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
-            od + oe + extra * (dense + expert), kind.layers * act_layer * inf, part.total, part.held, part.unit,
+            od + oe + extra * (dense + expert), kind.layers * act_layer * inf, part.total, part.held, buffer,
             sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
         acts = layer_acts + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
@@ -261,21 +262,25 @@ def sync_state_bytes_per_param(t):
         + np.where(t.local_sgd_tau > 1, LOCAL_SGD_STATE_BYTES_PER_PARAM, 0.0)
 
 
-def zero3_unsharded_bytes(sz, stage_params, unit_params):
-    """(gathered weights, unsharded gradients) a ZeRO-3 rank holds beyond its shards: by default the double-
-    buffered gather of one layer and no unsharded gradient (ZeRO-3, FSDP with reshard after forward); under a
-    pipeline, a framework that keeps the stage's parameters gathered and accumulates unsharded gradients across
-    micro-batches (torchtitan with FSDP2) holds the whole stage (framework_effects.fsdp_unsharded_bytes).
+def zero3_unsharded_bytes(sz, stage_params, buffer_bytes):
+    """(gathered weights, unsharded gradients) a ZeRO-3 rank holds beyond its shards: by default its gather buffer
+    `buffer_bytes` (costs.offload.zero3_buffer_params: costs.memory.zero3_gathered_params of its largest unit) and
+    no unsharded gradient (ZeRO-3, FSDP with reshard after forward); under a pipeline, a framework that keeps the
+    stage's parameters gathered and accumulates unsharded gradients across micro-batches (torchtitan with FSDP2)
+    holds the whole stage (framework_effects.fsdp_unsharded_bytes).
 
     Source: Rajbhandari et al. 2020 (ZeRO) sec. 5.3; the preset's fsdp.source."""
     fw = sz.framework
     if fw is None or fw.fsdp.implementation != "fsdp2":
-        return 2.0 * unit_params * sz.weight_bytes, 0.0
-    params, grads = fsdp_unsharded_bytes(stage_params, unit_params, sz.pp, fw.fsdp.reshard_after_forward,
-                                         fw.fsdp.unsharded_grad_accumulation_under_pp, sz.weight_bytes,
-                                         fw.fsdp.accumulated_grad_bytes)
+        return buffer_bytes, 0.0
+    f = fw.fsdp
+    params, grads = fsdp_unsharded_bytes(stage_params, buffer_bytes / (2.0 * sz.weight_bytes), sz.pp,
+                                         f.reshard_after_forward, f.unsharded_grad_accumulation_under_pp,
+                                         sz.weight_bytes, f.accumulated_grad_bytes)
+    keep = (f.reshard_after_forward == "never") | ((f.reshard_after_forward == "not-under-pp") & (sz.pp > 1))
     # without accumulation under PP one unit's gradient waits for its reduce-scatter (small; as before, not held)
-    return params, np.where((sz.pp > 1) & fw.fsdp.unsharded_grad_accumulation_under_pp, grads, 0.0)
+    return np.where(keep, params, buffer_bytes), np.where((sz.pp > 1) & f.unsharded_grad_accumulation_under_pp,
+                                                           grads, 0.0)
 
 
 def step_overhead_s(hw, framework=None) -> float:

@@ -190,6 +190,7 @@ class _StageBuilder:
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
         self.split_w = self.sched in ("zb-h1", "zb-v", "dualpipe")
         self.bucket_overlap = overlap and lay.overlap_grad_reduce
+        self.z3_prefetch = self.bucket_overlap and bool(np.all(off.zero3_prefetch_possible(sz)))
         self.z3 = lay.zero >= 3
         self.z2_streamed = lay.zero == 2 and self.bucket_overlap
         self.n_gather_b = 2.0 if lay.recompute == "full" else 1.0   # recompute + backward gathers
@@ -244,7 +245,7 @@ class _StageBuilder:
             return seg_kwargs
         if not self.z3:
             return seg_kwargs
-        if self.bucket_overlap:
+        if self.z3_prefetch:
             seg_kwargs["gather_s"] = gather
             seg_kwargs["reduce_s"] = reduce
         else:

@@ -83,6 +83,9 @@ class SearchSpace(Spec):
                                                               "(DeepSpeed 2021)")
     flash_attention: Optional[bool] = None
     overlap_grad_reduce: Optional[bool] = None
+    zero3_prefetch: Optional[bool] = Field(None, description="overlap_grad_reduce of the ZeRO-3 candidates (their "
+                                           "gathers prefetched); None: overlap_grad_reduce where stated, else the "
+                                           "framework's overlap.zero3_prefetch")
     dp_param_gather_overlap: Optional[bool] = None
     placement: str = Field(DEFAULT_ORDER, description="rank order, innermost first")
     offload_optimizer: list[OffloadTier] = Field(["none"], min_length=1, description="optimizer offload tiers to try")
@@ -379,9 +382,20 @@ def resolve_space(space: SearchSpace, framework=None, family: str = "") -> Searc
     """The space with its unset software-stack flags taken from `framework` (None: the default preset) on a
     hardware family (specs.stack.framework_layout_values)."""
     from ..specs.stack import FRAMEWORK_LAYOUT_FIELDS, as_framework, framework_layout_values
-    fw = framework_layout_values(as_framework(framework if framework is not None else space.framework), family)
+    spec = as_framework(framework if framework is not None else space.framework)
+    fw = framework_layout_values(spec, family)
     update = {k: fw[k] for k in FRAMEWORK_LAYOUT_FIELDS if getattr(space, k) is None}
+    if space.zero3_prefetch is None:
+        stated = space.overlap_grad_reduce
+        update["zero3_prefetch"] = stated if stated is not None else framework_layout_values(spec, family, 3)[
+            "overlap_grad_reduce"]
     return space.model_copy(update=update) if update else space
+
+
+def overlap_of_zero(space: SearchSpace, zero):
+    """overlap_grad_reduce of candidates with ZeRO stage(s) `zero` in a resolved space: the ZeRO-3 prefetch for
+    ZeRO-3, the gradient-reduce overlap otherwise (specs.stack.framework_layout_values)."""
+    return np.where(np.asarray(zero) >= 3, space.zero3_prefetch, space.overlap_grad_reduce)
 
 
 def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int,
@@ -409,7 +423,7 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
     return LayoutTable.from_columns(
         placement=space.placement, **cols, moe_max_nodes=np.full(n, space.moe_max_nodes or 0),
         onebit_warmup_fraction=np.full(n, space.onebit_warmup_fraction),
-        flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=np.full(n, space.overlap_grad_reduce),
+        flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=overlap_of_zero(space, cols["zero"]),
         tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
         zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]),
         dp_param_gather_overlap=np.full(n, space.dp_param_gather_overlap))

@@ -36,7 +36,7 @@ from ..specs.training import TrainDtype, TrainingSpec, resolve_seq_len
 from ..reports.labels import layout_label
 from ..units import GIGA
 from .enumerate import (EmptySearchSpace, SearchSpace, divisors, enumerate_layouts, parse_space,  # noqa: F401
-                        resolve_space)
+                        overlap_of_zero, resolve_space)
 from ..specs.stack import as_framework
 
 Objective = Literal["throughput", "memory", "cost"]
@@ -276,7 +276,8 @@ def scenario_of(model, hardware, training, num_devices, row, space: SearchSpace 
                     vpp=int(row["vpp"]), zero=int(row["zero"]), micro_batch=int(row["micro_batch"]),
                     recompute=str(row["recompute"]), schedule=str(row["schedule"]),
                     sequence_parallel=bool(row["sequence_parallel"]), flash_attention=space.flash_attention,
-                    overlap_grad_reduce=space.overlap_grad_reduce, tp_comm_overlap=space.tp_comm_overlap,
+                    overlap_grad_reduce=bool(overlap_of_zero(space, int(row["zero"]))),
+                    tp_comm_overlap=space.tp_comm_overlap,
                     ep_comm_overlap=space.ep_comm_overlap, zero3_unit=space.zero3_unit, placement=space.placement,
                     **{c: str(row[c]) for c in OFFLOAD_COLUMNS if c in row},
                     offload_delayed_update=space.offload_delayed_update and str(row.get("offload_optimizer")) not in

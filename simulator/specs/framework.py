@@ -128,6 +128,12 @@ class FsdpSpec(Spec):
                     "once after the last (torch.distributed.pipelining with FSDP2)")
     accumulated_grad_bytes: float = Field(4.0, gt=0, description="bytes per element of accumulated gradients "
                                                                  "(fp32 reduce dtype: 4)")
+    prefetch_bucket_params: Optional[float] = Field(
+        None, ge=0, description="DeepSpeed stage3_prefetch_bucket_size: parameters gathered ahead of the submodule "
+                                "computing (whole tensors until reached); null: FSDP semantics, the next unit")
+    max_live_params: Optional[float] = Field(
+        None, ge=0, description="DeepSpeed stage3_max_live_parameters: no prefetch beyond this many gathered "
+                                "parameters; null: no limit (FSDP)")
     source: str = Field(min_length=1)
 
 

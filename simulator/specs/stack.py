@@ -59,26 +59,31 @@ def attention_kernel_name(framework: FrameworkSpec, family: str, flash_attention
     return framework.attention.kernel_for(family) if flash_attention else "unfused"
 
 
-def framework_layout_values(framework: FrameworkSpec, family: str) -> dict:
-    """The layout flags (FRAMEWORK_LAYOUT_FIELDS) the framework sets on a hardware family.
+def framework_layout_values(framework: FrameworkSpec, family: str, zero: Optional[int] = None) -> dict:
+    """The layout flags (FRAMEWORK_LAYOUT_FIELDS) the framework sets on a hardware family. `overlap_grad_reduce`
+    of a ZeRO-3 layout (`zero` >= 3) is the framework's ZeRO-3 prefetch (overlap.zero3_prefetch: the gathers and
+    reduce-scatters of ZeRO-3 overlap the passes), of any other its gradient-reduce overlap: DeepSpeed overlaps
+    ZeRO-3's collectives by default and ZeRO-1/2's only with overlap_comm.
 
-    Source: the preset's attention.source and overlap.source."""
+    Source: the preset's attention.source and overlap.source (DeepSpeed zero/config.py: overlap_comm defaults to
+    stage == 3)."""
     o = framework.overlap
+    reduce_overlap = o.zero3_prefetch if zero is not None and zero >= 3 else o.dp_grad_reduce_overlap
     return {"flash_attention": framework.attention.kernel_for(family) != "unfused",
-            "overlap_grad_reduce": o.dp_grad_reduce_overlap, "dp_param_gather_overlap": o.dp_param_gather_overlap,
+            "overlap_grad_reduce": reduce_overlap, "dp_param_gather_overlap": o.dp_param_gather_overlap,
             "tp_comm_overlap": o.tp_comm_overlap, "ep_comm_overlap": o.ep_a2a_overlap,
             "zero3_unit": o.zero3_gather_unit}
 
 
 def layout_overrides(layout, framework: FrameworkSpec, family: str) -> dict:
     """The framework flags a layout states differently from the framework ({field: stated value})."""
-    fw = framework_layout_values(framework, family)
+    fw = framework_layout_values(framework, family, layout.zero)
     return {k: getattr(layout, k) for k in FRAMEWORK_LAYOUT_FIELDS
             if getattr(layout, k) is not None and getattr(layout, k) != fw[k]}
 
 
 def resolve_layout(layout, framework: FrameworkSpec, family: str):
     """The layout with every unset framework flag filled from `framework` (stated flags kept)."""
-    fw = framework_layout_values(framework, family)
+    fw = framework_layout_values(framework, family, layout.zero)
     update = {k: fw[k] for k in FRAMEWORK_LAYOUT_FIELDS if getattr(layout, k) is None}
     return layout.model_copy(update=update) if update else layout
