@@ -46,7 +46,8 @@ def mla_saved_elements_per_token(heads, q_lora_rank, kv_lora_rank, qk_head_dim, 
 
 
 def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_heads, mlp_act_elems, tp, sp, recompute,
-                               flash, act_bytes=2.0, gemm_input_bytes=None, fc2_input_elems=0.0, mla_elems=None):
+                               flash, act_bytes=2.0, gemm_input_bytes=None, fc2_input_elems=0.0, mla_elems=None,
+                               dropout=True):
     """Activation memory of one transformer layer kept for backward, one micro-batch, one device.
 
     Generalises Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 to GQA and gated MLPs. For GPT
@@ -61,7 +62,9 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
     "FP8 Formats for Deep Learning", arXiv 2209.05433, sec. 4); `fc2_input_elems` is the part of
     `mlp_act_elems` that is the fc2 input. `mla_elems` (mla_saved_elements_per_token) replaces the q/k/v/output
     count for multi-head latent attention: its per-head part is split tp ways, its latent part is not (the down
-    projections run on the whole sequence on every TP rank).
+    projections run on the whole sequence on every TP rank). `dropout` False (models trained without dropout,
+    ModelSpec.trains_with_dropout): no dropout masks, 2sbh less outside the TP regions and, without flash
+    attention, only the softmax output (2 bytes per s x s entry) in the attention core.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 and Table 2; Micikevicius et al. 2022 (arXiv
     2209.05433) sec. 4 (FP8-saved GEMM inputs).
@@ -69,7 +72,7 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
     sbh = seq * micro_batch * hidden * (act_bytes / 2.0)
     # Outside the TP regions (split only with SP): LN inputs (4h), QKV and MLP inputs (4h), dropout masks (2h).
     r = 1.0 if gemm_input_bytes is None else gemm_input_bytes / act_bytes
-    outside = (6.0 + 4.0 * r) * sbh
+    outside = ((6.0 if dropout else 4.0) + 4.0 * r) * sbh
     attn_w = heads * head_dim / hidden
     kv_w = kv_heads * head_dim / hidden
     # Inside the TP regions: Q, K, V, attention output and the MLP activation input/output, 2 bytes each.
@@ -81,7 +84,7 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
         latent = sbh * 2.0 * (lat_stored + r * lat_gemm) / hidden
     inside = sbh * (attn_inside + 2.0 * (mlp_act_elems - (1.0 - r) * fc2_input_elems) / hidden)
     # attention core: softmax output (2), dropout mask (1), dropout output (2) per s x s entry per head
-    core = 5.0 * heads * seq * seq * micro_batch * (act_bytes / 2.0)
+    core = (5.0 if dropout else 2.0) * heads * seq * seq * micro_batch * (act_bytes / 2.0)
     core = np.where(flash, 0.0, core)
     spf = np.where(sp, tp, 1)
     full = (outside / spf) + latent + (inside + core) / tp

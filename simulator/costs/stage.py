@@ -183,7 +183,8 @@ def activation_bytes_of_layer(sz, mlp, recompute=None):
                                           sz.kv_heads, mlp.stored_heavy, sz.tp, sz.sequence_parallel, code,
                                           t.flash_attention, sz.act_bytes,
                                           gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
-                                          fc2_input_elems=mlp.fc2_input_heavy, mla_elems=mla)
+                                          fc2_input_elems=mlp.fc2_input_heavy, mla_elems=mla,
+                                          dropout=m.trains_with_dropout)
     base = acts(rc)
     sel = sz.framework.recompute if sz.framework is not None else None
     if sel is None or sel.selective in ("core-attention", "remat-policy", "none"):
