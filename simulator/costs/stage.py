@@ -217,7 +217,8 @@ def wgrad_dummy_bytes(sz, layers, embedding, logits):
     layer (1/0), under the framework's buffers.wgrad_dummy: one activation-dtype tensor per distinct weight shape
     (per TP rank) of its Transformer Engine linears (attention projections, the dense MLP on the rank holding the
     model's first dense layers or in a dense model, shared experts), of the expert GEMMs (one per expert weight
-    shape, 'linear-and-grouped') and of the output layer on the last rank. 0 for 'none'.
+    shape, 'linear-and-grouped') and of the output layer on the last rank. 0 for 'none' and where the optimizer or
+    the parameters are offloaded (gradients then stream to the host in buckets, costs.offload).
 
     Source: Transformer Engine transformer_engine/pytorch/module/base.py get_dummy_wgrad (Linear from TE 2.3,
     GroupedLinear from TE 2.10); Megatron-Core tensor_parallel/layers.py (the output layer's dummy grad_weight under
@@ -226,6 +227,10 @@ def wgrad_dummy_bytes(sz, layers, embedding, logits):
     mode = fw.buffers.wgrad_dummy if fw is not None else "none"
     if mode == "none":
         return 0.0
+    t = sz.table
+    # optimizer / parameter offload streams gradient buckets to the host (ZeRO-Offload, costs.offload): no
+    # device-resident main_grad to fuse into, so no dummy gradients
+    on_device = (np.asarray(t.offload_optimizer) == 0) & (np.asarray(t.offload_params) == 0)
     m, tp, etp, h = sz.model, sz.tp, sz.etp, float(sz.hidden)
     gate = 2.0 if m.gated_mlp else 1.0
     a = float(m.num_heads)
@@ -260,7 +265,7 @@ def wgrad_dummy_bytes(sz, layers, embedding, logits):
             present += [moe_on, moe_on]
     shapes.append((float(sz.vocab) / tp, h))
     present.append(np.asarray(logits) > 0)
-    return distinct_shapes_bytes(shapes, present, sz.act_bytes)
+    return np.where(on_device, distinct_shapes_bytes(shapes, present, sz.act_bytes), 0.0)
 
 
 def optimizer_step_excess_bytes(sz, dense, expert, acts):
