@@ -64,34 +64,57 @@ def framework_section() -> str:
         "overrides: they change nothing the engine computes.",
         "",
         "Blank-field policy. A blank micro-batch follows the preset's `defaults.micro_batch_rule`:",
-        "`fastest-that-fits` (Megatron-LM/-Core, NeMo, Megatron-Bridge, DeepSpeed, MaxText and others: the",
-        "framework requires it stated, so a blank cell is searched as its authors tune it); `micro-batch-one`",
-        "(torchtitan from 2025-04: micro-batch 1 under PP, the local batch without PP); `pp-stages` (as many",
+        "`fastest-that-fits` (the framework requires it stated, so a blank cell is searched as its authors tune",
+        "it); `micro-batch-one` (micro-batch 1 under PP, the local batch without PP); `pp-stages` (as many",
         "micro-batches as stages). Where pp or dp is itself blank the micro-batch is searched. A blank ZeRO",
-        "stage, recompute, vpp or SP cell takes the preset's `defaults` value where the preset fixes one",
-        "(torchtitan: ZeRO 3, SP with TP, selective recompute; NeMo: ZeRO 1, SP, no recompute; ...); every other",
-        "blank cell (and tp/pp/ep where blank) is searched, fastest that fits. The",
-        "source kind (tuned vendor table vs third-party run) is not a column of the data, so it does not select",
-        "a policy yet.",
+        "stage, recompute, vpp or SP cell takes the preset's `defaults` value where the preset fixes one; every",
+        "other blank cell (and tp/pp/ep where blank) is searched, fastest that fits. Per preset (from the presets):",
         "",
-        "Memory rows: `memory_allocated_gb` compares with the predicted allocated peak (the tensors),",
-        "`memory_reserved_gb` with allocated / utilisation + fragmentation (the preset's allocator model;",
-        "utilisation 0.94 for PyTorch stacks from SimuMax), `memory_gb` with what the framework's own log",
-        "prints (allocator.memory_report: allocated, reserved, or reserved + context for device-level reports).",
+        "| preset | framework column, years | blank micro-batch | blank cells the preset fills |",
+        "|---|---|---|---|",
+    ]
+    from simulator.specs.frameworks_loading import available_frameworks, load_framework
+    for name in available_frameworks():
+        f = load_framework(name)
+        d = f.defaults
+        fills = [f"{k}={v}" for k, v in (("zero_stage", d.zero_stage), ("recompute", d.recompute), ("vpp", d.vpp))
+                 if v is not None]
+        if d.sequence_parallel_with_tp is not None:
+            fills.append(f"sequence_parallel={int(d.sequence_parallel_with_tp)} (tp > 1)")
+        last = f.years[1] if f.years[1] is not None else "on"
+        lines.append(f"| {f.name} | {f.framework}, {f.years[0]}-{last} | {d.micro_batch_rule} | "
+                     f"{', '.join(fills) or 'none (searched)'} |")
+    lines += [
+        "",
+        "Every row states the policy it used: `policy` in `trainsim validate --format json` and CSV, the",
+        "`blank-field policy` column of the table (and the per-row table below), with the cells a preset's",
+        "defaults filled. The source kind (tuned vendor table vs third-party run) is not a column of the data,",
+        "so it does not select a policy: a preset's rule stands for its framework's recipes and defaults.",
+        "",
+        "Memory rows: `memory_allocated_gb` compares with the predicted allocated peak (the tensors, plus the",
+        "buffers the preset names: Transformer Engine's cached dummy weight gradients, the optimizer step's",
+        "gradient copies), `memory_reserved_gb` with allocated / utilisation + fragmentation (the preset's",
+        "allocator model; utilisation 0.94 for PyTorch stacks from SimuMax), `memory_gb` (the source does not",
+        "say) with what the framework's usual report shows (allocator.memory_report: allocated, reserved, or",
+        "reserved + context for device-level readings such as nvidia-smi) in its unit (allocator.report_unit:",
+        "InternEvo's tables print GiB).",
     ]
     return "\n".join(lines)
 
 
 def row_table(rep) -> str:
-    lines = ["| id | metric | measured | predicted | error % | framework (overrides) | searched (chosen) |",
-             "|---|---|---:|---:|---:|---|---|"]
+    from simulator.reports.validation_tables import policy_label
+    lines = ["| id | metric | measured | predicted | error % | framework (overrides) | blank-field policy | "
+             "searched (chosen) |",
+             "|---|---|---:|---:|---:|---|---|---|"]
     for r in rep.rows:
         if r.status == "ok":
             srch = ", ".join(f"{k}={v}" for k, v in r.searched.items())
             over = ", ".join(f"{k}={v}" for k, v in getattr(r, "overrides", {}).items())
             fw = getattr(r, "framework", "") + (f" ({over})" if over else "")
+            pol = policy_label(getattr(r, "policy", ""), getattr(r, "framework", ""))
             lines.append(f"| {r.id} | {r.metric} | {r.measured:.4g} | {r.predicted:.4g} | {r.error_pct:+.1f} | {fw} | "
-                         f"{srch} |")
+                         f"{pol} | {srch} |")
     lines += ["", "Skipped (not in the figures):", "", "| id | line | reason |", "|---|---:|---|"]
     for r in rep.rows:
         if r.status != "ok":

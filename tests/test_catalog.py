@@ -35,7 +35,8 @@ def test_required_model_loads(name):
 
 
 @pytest.mark.parametrize("name,params_b", [("gpt3-175b", 175), ("llama3-405b", 405), ("llama2-70b", 69),
-                                           ("mixtral-8x7b", 46.7), ("deepseek-v3", 671), ("palm-540b", 540),
+                                           ("mixtral-8x7b", 46.7), ("deepseek-v2", 236), ("deepseek-v3", 671),
+                                           ("palm-540b", 540),
                                            ("bloom-176b", 176), ("megatron-1t", 1008)])
 def test_published_parameter_counts(name, params_b):
     """Within 2% of the published size (biases and position embeddings are not modelled)."""

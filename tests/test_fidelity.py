@@ -48,11 +48,13 @@ CALIBRATED_MAPE_PCT = 15.2
 #: a ceiling against regressions, not a target
 #: (the open fidelity issues aim at 10-12%).
 PUBLISHED_MAPE_CEILING_PCT = 14.5
-#: Memory rows (issue 10 target 8%): 45 rows reach 9.2% (allocated 5.5%, reserved 5.2%, InternEvo's five
-#: `memory_gb` rows 39.7%); SimuMax's 15 dense B200 allocated-memory rows 3.0% (target 3%; its 4 DeepSeek rows
-#: carry the MLA-as-MHA approximation of rows without MLA columns).
-MEMORY_MAPE_CEILING_PCT = 9.5
-SIMUMAX_DENSE_ALLOCATED_CEILING_PCT = 3.2
+#: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
+#: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
+#: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%
+#: (target 3%), its 15 dense ones 1.12% (3.0% before).
+MEMORY_MAPE_CEILING_PCT = 5.8
+SIMUMAX_DENSE_ALLOCATED_CEILING_PCT = 1.2
+SIMUMAX_ALLOCATED_CEILING_PCT = 1.3
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,8 @@ def test_memory_rows_error(published):
     dense = [abs(r.error_pct) for r in mem if r.id.startswith("simumax-b200") and "deepseek" not in r.id
              and r.metric == "memory_allocated_gb"]
     assert len(dense) == 15 and sum(dense) / len(dense) <= SIMUMAX_DENSE_ALLOCATED_CEILING_PCT
+    alloc = [abs(r.error_pct) for r in mem if r.id.startswith("simumax-b200") and r.metric == "memory_allocated_gb"]
+    assert len(alloc) == 19 and sum(alloc) / len(alloc) <= SIMUMAX_ALLOCATED_CEILING_PCT
 
 
 def test_vtrain_multi_node_beats_vtrain():

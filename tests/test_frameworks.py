@@ -14,7 +14,7 @@ from simulator.specs.framework import FRAMEWORK_COLUMN_VALUES
 from simulator.specs.frameworks_loading import available_frameworks, framework_for_run, load_framework
 from simulator.specs.loading import load_hardware
 
-GROUPS = ("attention", "overlap", "recompute", "fsdp", "loss", "host", "allocator", "defaults")
+GROUPS = ("attention", "overlap", "recompute", "fsdp", "loss", "host", "allocator", "defaults", "buffers")
 
 
 @pytest.mark.parametrize("name", available_frameworks())

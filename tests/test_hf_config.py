@@ -83,7 +83,8 @@ def test_qwen3_non_embedding_counts_match_model_cards():
         assert (total_params(m) - c.embedding_params - c.output_params) / 1e9 == pytest.approx(non_emb_b, abs=half_unit)
 
 
-@pytest.mark.parametrize("preset", ["llama2-7b", "llama3-8b", "mixtral-8x7b", "deepseek-v3", "gpt-neox-20b"])
+@pytest.mark.parametrize("preset", ["llama2-7b", "llama3-8b", "mixtral-8x7b", "deepseek-v2", "deepseek-v3",
+                                    "gpt-neox-20b"])
 def test_import_equals_the_hand_written_preset(preset):
     """The preset (written from the papers) and the import (from config.json) are the same model."""
     skip = {"name", "source", "notes"}

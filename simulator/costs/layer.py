@@ -137,12 +137,27 @@ def attention_projections_s(sz):
     per TP rank in_n and out_k).
 
     Source: Megatron-LM column/row-parallel attention (Shoeybi et al. 2019, arXiv 1909.08053, sec. 3); GQA
-    narrows K/V (Ainslie et al. 2023); MLA's factors per DeepSeek-V2 (arXiv 2405.04434)."""
+    narrows K/V (Ainslie et al. 2023); MLA's factors per DeepSeek-V2 (arXiv 2405.04434) eqs. 9-14, one GEMM each
+    (Megatron-Core multi_latent_attention.py: linear_q_down_proj, linear_q_up_proj, linear_kv_down_proj,
+    linear_kv_up_proj)."""
     h, a, tp = sz.hidden, sz.heads, sz.tp
     out_k = a * sz.v_head_dim / tp                            # output projection inner dim per TP rank
     in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp   # q/k/v (or MLA factors) width per TP rank
     kr, M = sz.kernel, sz.tokens
-    return kr.gemm_passes_s(M, in_n, h), kr.gemm_passes_s(M, h, out_k), in_n, out_k
+    m = sz.model
+    if m.mla is None:
+        return kr.gemm_passes_s(M, in_n, h), kr.gemm_passes_s(M, h, out_k), in_n, out_k
+    # MLA: the low-rank factors run as separate GEMMs at their own shapes (narrow down-projections, short-K
+    # up-projections), not as one QKV GEMM of the same FLOPs.
+    c = m.mla
+    dqk = float(c.qk_nope_head_dim + c.qk_rope_head_dim)
+    if c.q_lora_rank is None:
+        q = kr.gemm_passes_s(M, a * dqk / tp, h)
+    else:
+        q = _add(kr.gemm_passes_s(M, float(c.q_lora_rank), h), kr.gemm_passes_s(M, a * dqk / tp, float(c.q_lora_rank)))
+    kv = _add(kr.gemm_passes_s(M, float(c.kv_lora_rank + c.qk_rope_head_dim), h),
+              kr.gemm_passes_s(M, a * (c.qk_nope_head_dim + c.v_head_dim) / tp, float(c.kv_lora_rank)))
+    return _add(q, kv), kr.gemm_passes_s(M, h, out_k), in_n, out_k
 
 
 def expert_gemm_passes_s(sz, gemm_factor=1.0):

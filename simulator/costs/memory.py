@@ -25,8 +25,29 @@ def model_state_bytes(params, weight_bytes, grad_bytes, zero, dp_shard):
     return w, g, o
 
 
+def mla_saved_elements_per_token(heads, q_lora_rank, kv_lora_rank, qk_head_dim, v_head_dim):
+    """Elements per token multi-head latent attention keeps for its backward, beyond the norm output it reads:
+    (per-head part, split over TP: the query and key after RoPE, a x d_qk each, and the value, a x d_v, saved by the
+    attention kernel; of which GEMM inputs: the attention output, a x d_v, saved by the output projection), and
+    (latent part, not split: the q and kv down-projection outputs saved by their RMSNorms, q_lora + kv_lora, and the
+    normed latents saved by the up-projections, q_lora + kv_lora, all GEMM inputs but the norm inputs).
+    Returns (per_head_stored, per_head_gemm_inputs, latent_stored, latent_gemm_inputs), the GEMM inputs not counted
+    in the stored parts (they may be saved in FP8). Without a q down-projection
+    (q_lora_rank None) the query comes from the layer input directly. RoPE and the q/k concatenations keep nothing
+    (rotation needs only the frequencies).
+
+    Source: DeepSeek-V2 (arXiv 2405.04434) sec. 2.1.2-2.1.3 eqs. 9-14 (the MLA projections and norms); Megatron-Core
+    megatron/core/transformer/multi_latent_attention.py (MLASelfAttention.get_query_key_value_tensors: q/kv down
+    projections, q_layernorm/kv_layernorm, up projections, RoPE on the 64-wide parts, concatenated q and k); the
+    same tensors in SimuMax simumax/core/transformer/dense_module.py (MLAAttention, MLACoreAttention act info)."""
+    q_lora = 0.0 if q_lora_rank is None else float(q_lora_rank)
+    per_head = heads * (2.0 * qk_head_dim + v_head_dim)
+    return per_head, heads * v_head_dim, q_lora + kv_lora_rank, q_lora + kv_lora_rank
+
+
 def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_heads, mlp_act_elems, tp, sp, recompute,
-                               flash, act_bytes=2.0, gemm_input_bytes=None, fc2_input_elems=0.0):
+                               flash, act_bytes=2.0, gemm_input_bytes=None, fc2_input_elems=0.0, mla_elems=None,
+                               dropout=True):
     """Activation memory of one transformer layer kept for backward, one micro-batch, one device.
 
     Generalises Korthikanti et al. 2022 (arXiv 2205.05198) Table 2 to GQA and gated MLPs. For GPT
@@ -39,7 +60,11 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
     projection, fc1 and fc2 GEMMs. FP8 training with Transformer Engine saves those in FP8, one byte (TE
     `Linear`/`LayerNormLinear` keep the FP8-cast input for the weight-gradient GEMM; Micikevicius et al. 2022,
     "FP8 Formats for Deep Learning", arXiv 2209.05433, sec. 4); `fc2_input_elems` is the part of
-    `mlp_act_elems` that is the fc2 input.
+    `mlp_act_elems` that is the fc2 input. `mla_elems` (mla_saved_elements_per_token) replaces the q/k/v/output
+    count for multi-head latent attention: its per-head part is split tp ways, its latent part is not (the down
+    projections run on the whole sequence on every TP rank). `dropout` False (models trained without dropout,
+    ModelSpec.trains_with_dropout): no dropout masks, 2sbh less outside the TP regions and, without flash
+    attention, only the softmax output (2 bytes per s x s entry) in the attention core.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 and Table 2; Micikevicius et al. 2022 (arXiv
     2209.05433) sec. 4 (FP8-saved GEMM inputs).
@@ -47,18 +72,23 @@ def activation_bytes_per_layer(seq, micro_batch, hidden, heads, head_dim, kv_hea
     sbh = seq * micro_batch * hidden * (act_bytes / 2.0)
     # Outside the TP regions (split only with SP): LN inputs (4h), QKV and MLP inputs (4h), dropout masks (2h).
     r = 1.0 if gemm_input_bytes is None else gemm_input_bytes / act_bytes
-    outside = (6.0 + 4.0 * r) * sbh
+    outside = ((6.0 if dropout else 4.0) + 4.0 * r) * sbh
     attn_w = heads * head_dim / hidden
     kv_w = kv_heads * head_dim / hidden
     # Inside the TP regions: Q, K, V, attention output and the MLP activation input/output, 2 bytes each.
-    inside = sbh * (2.0 * attn_w + 4.0 * kv_w + 2.0 * attn_w * r
-                    + 2.0 * (mlp_act_elems - (1.0 - r) * fc2_input_elems) / hidden)
+    attn_inside = 2.0 * attn_w + 4.0 * kv_w + 2.0 * attn_w * r
+    latent = 0.0
+    if mla_elems is not None:
+        heads_stored, heads_gemm, lat_stored, lat_gemm = mla_elems
+        attn_inside = 2.0 * (heads_stored + r * heads_gemm) / hidden
+        latent = sbh * 2.0 * (lat_stored + r * lat_gemm) / hidden
+    inside = sbh * (attn_inside + 2.0 * (mlp_act_elems - (1.0 - r) * fc2_input_elems) / hidden)
     # attention core: softmax output (2), dropout mask (1), dropout output (2) per s x s entry per head
-    core = 5.0 * heads * seq * seq * micro_batch * (act_bytes / 2.0)
+    core = (5.0 if dropout else 2.0) * heads * seq * seq * micro_batch * (act_bytes / 2.0)
     core = np.where(flash, 0.0, core)
     spf = np.where(sp, tp, 1)
-    full = (outside / spf) + (inside + core) / tp
-    selective = (outside / spf) + inside / tp
+    full = (outside / spf) + latent + (inside + core) / tp
+    selective = (outside / spf) + latent + inside / tp
     minimal = 2.0 * sbh / spf
     rc = np.asarray(recompute)
     return np.where(rc == 2, minimal, np.where(rc == 1, selective, full))
@@ -108,3 +138,18 @@ def zero3_prefetches(unit_params, next_params=None, prefetch_bucket_params=None,
     Source: zero3_gathered_params."""
     unit = np.asarray(unit_params, dtype=float)
     return zero3_gathered_params(unit, next_params, prefetch_bucket_params, max_live_params) > unit
+
+
+def distinct_shapes_bytes(shapes, present, elem_bytes):
+    """Bytes of one buffer per distinct (rows, cols) shape among `shapes` whose `present` flag is set: a shape equal
+    to an earlier present one is counted once. Shapes and flags are arrays over layouts (or scalars).
+
+    Source: Transformer Engine transformer_engine/pytorch/module/base.py get_dummy_wgrad (a dict keyed by shape and
+    dtype caches one tensor per shape)."""
+    total = 0.0
+    for i, ((r, c), on) in enumerate(zip(shapes, present)):
+        dup = False
+        for (r2, c2), on2 in zip(shapes[:i], present[:i]):
+            dup = dup | (np.asarray(on2, bool) & (np.asarray(r2) == r) & (np.asarray(c2) == c))
+        total = total + np.where(np.asarray(on, bool) & ~dup, r * c * elem_bytes, 0.0)
+    return total

@@ -40,13 +40,21 @@ def edge_params_per_rank(sz):
 
 def rank_params(sz, layers, embedding, logits):
     """(dense, expert) parameters of a pipeline rank holding `layers` layers, the embedding (1/0) and the output
-    layer (1/0), per device.
+    layer (1/0), per device. The model's first dense layers (moe.first_dense_layers) sit on the rank that holds the
+    embedding (the first stage): it holds them as dense layers and the rest in the MoE mix of layer_params; the
+    other ranks hold the MoE mix only.
 
-    Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 3 (first/last stages hold the embedding and logits)."""
+    Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 3 (first/last stages hold the embedding and logits);
+    Megatron-Core moe_layer_freq / first_k_dense_replace (layers are assigned to stages in order)."""
     dense_part, expert_part = layer_params(sz)
     c, tp = sz.costs, sz.tp
     out_params = c.output_params
-    dense = (layers * dense_part + embedding * c.embedding_params + logits * out_params) / tp
+    moe = sz.model.moe
+    first_dense = float(moe.first_dense_layers) if moe is not None else 0.0
+    n_dense = np.where(np.asarray(embedding) > 0, np.minimum(first_dense, layers), 0.0)
+    rest = layers - n_dense
+    dense_layer = c.attn_params + c.norm_params_per_layer + c.dense_mlp_params
+    dense = (rest * dense_part + n_dense * dense_layer + embedding * c.embedding_params + logits * out_params) / tp
     if sz.model.tied_embeddings:
         dense = np.where((sz.table.pp == 1) & (logits > 0), dense - out_params / tp, dense)
-    return dense, layers * expert_part / (sz.etp * sz.ep)
+    return dense, rest * expert_part / (sz.etp * sz.ep)

@@ -14,8 +14,9 @@ from ..specs.layout import SCHEDULE_CODES
 from ..units import GIGA
 from .framework_effects import (fsdp_unsharded_bytes, logits_peak_bytes, op_sac_saved_elements_per_token,
                                 reserved_bytes as allocator_reserved_bytes)
-from .memory import activation_bytes_per_layer, model_state_bytes
-from .layer import mlp_elements
+from .layer import _moe_dims, mlp_elements
+from .memory import (activation_bytes_per_layer, distinct_shapes_bytes, mla_saved_elements_per_token,
+                     model_state_bytes)
 from .offload import offload_memory, rank_partition, tier_columns, zero3_buffer_params
 from .params import rank_params
 
@@ -173,12 +174,17 @@ def activation_bytes_of_layer(sz, mlp, recompute=None):
     rc = sz.recompute if recompute is None else recompute
     head_dim = float(m.dim_per_head) if m.mla is None else sz.v_head_dim
 
+    mla = None if m.mla is None else mla_saved_elements_per_token(
+        sz.heads, m.mla.q_lora_rank, m.mla.kv_lora_rank, m.mla.qk_nope_head_dim + m.mla.qk_rope_head_dim,
+        m.mla.v_head_dim)
+
     def acts(code):
         return activation_bytes_per_layer(sz.seq_len / sz.cp, sz.micro_batch, sz.hidden, sz.heads, head_dim,
                                           sz.kv_heads, mlp.stored_heavy, sz.tp, sz.sequence_parallel, code,
                                           t.flash_attention, sz.act_bytes,
                                           gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
-                                          fc2_input_elems=mlp.fc2_input_heavy)
+                                          fc2_input_elems=mlp.fc2_input_heavy, mla_elems=mla,
+                                          dropout=m.trains_with_dropout)
     base = acts(rc)
     sel = sz.framework.recompute if sz.framework is not None else None
     if sel is None or sel.selective in ("core-attention", "remat-policy", "none"):
@@ -204,6 +210,79 @@ def recompute_working_set_bytes(sz, mlp):
     rc = np.asarray(sz.recompute)
     full = activation_bytes_of_layer(sz, mlp, np.zeros_like(rc))
     return np.where(rc == 0, 0.0, full - activation_bytes_of_layer(sz, mlp))
+
+
+def wgrad_dummy_bytes(sz, layers, embedding, logits):
+    """Dummy weight-gradient buffers of a rank holding `layers` layers, the embedding (first rank) and the output
+    layer (1/0), under the framework's buffers.wgrad_dummy: one activation-dtype tensor per distinct weight shape
+    (per TP rank) of its Transformer Engine linears (attention projections, the dense MLP on the rank holding the
+    model's first dense layers or in a dense model, shared experts), of the expert GEMMs (one per expert weight
+    shape, 'linear-and-grouped') and of the output layer on the last rank. 0 for 'none' and where the optimizer or
+    the parameters are offloaded (gradients then stream to the host in buckets, costs.offload).
+
+    Source: Transformer Engine transformer_engine/pytorch/module/base.py get_dummy_wgrad (Linear from TE 2.3,
+    GroupedLinear from TE 2.10); Megatron-Core tensor_parallel/layers.py (the output layer's dummy grad_weight under
+    gradient-accumulation fusion); SimuMax simumax/core/config.py te_dummy_wgrad_min_version (the same rule)."""
+    fw = sz.framework
+    mode = fw.buffers.wgrad_dummy if fw is not None else "none"
+    if mode == "none":
+        return 0.0
+    t = sz.table
+    # optimizer / parameter offload streams gradient buckets to the host (ZeRO-Offload, costs.offload): no
+    # device-resident main_grad to fuse into, so no dummy gradients
+    on_device = (np.asarray(t.offload_optimizer) == 0) & (np.asarray(t.offload_params) == 0)
+    m, tp, etp, h = sz.model, sz.tp, sz.etp, float(sz.hidden)
+    gate = 2.0 if m.gated_mlp else 1.0
+    a = float(m.num_heads)
+    has_layers = np.asarray(layers) > 0
+    if m.mla is None:
+        d, kv = float(m.dim_per_head), float(m.kv_heads)
+        shapes = [((a + 2.0 * kv) * d / tp, h), (h, a * d / tp)]
+    else:
+        c = m.mla
+        dqk = float(c.qk_nope_head_dim + c.qk_rope_head_dim)
+        q = [(a * dqk / tp, h)] if c.q_lora_rank is None else [(float(c.q_lora_rank), h),
+                                                                (a * dqk / tp, float(c.q_lora_rank))]
+        shapes = q + [(float(c.kv_lora_rank + c.qk_rope_head_dim), h),
+                      (a * (c.qk_nope_head_dim + c.v_head_dim) / tp, float(c.kv_lora_rank)),
+                      (h, a * c.v_head_dim / tp)]
+    present = [has_layers] * len(shapes)
+    f = float(m.ffn_hidden_size)
+    if m.moe is None:
+        dense_on = has_layers
+    else:
+        dense_on = has_layers & (np.asarray(embedding) > 0) & (m.moe.first_dense_layers > 0)
+    shapes += [(gate * f / tp, h), (h, f / tp)]
+    present += [dense_on, dense_on]
+    if m.moe is not None:
+        fe, _, _, fs = _moe_dims(m)
+        moe_on = has_layers & (np.asarray(layers) > np.where(np.asarray(embedding) > 0, m.moe.first_dense_layers, 0))
+        if fs > 0:
+            shapes += [(gate * fs / tp, h), (h, fs / tp)]
+            present += [moe_on, moe_on]
+        if mode == "linear-and-grouped":
+            shapes += [(gate * fe / etp, h), (h, fe / etp)]
+            present += [moe_on, moe_on]
+    shapes.append((float(sz.vocab) / tp, h))
+    present.append(np.asarray(logits) > 0)
+    return np.where(on_device, distinct_shapes_bytes(shapes, present, sz.act_bytes), 0.0)
+
+
+def optimizer_step_excess_bytes(sz, dense, expert, acts):
+    """Memory the optimizer step needs beyond what the forward/backward peak holds: the framework's gradient copies
+    (buffers.optimizer_grad_copy_bytes per parameter of the rank's optimizer shard: ZeRO-1 and above shard over the
+    data-parallel groups) exist after the backward pass, when the activations `acts` are freed, so only their excess
+    over the activations raises the peak.
+
+    Source: InternEvo internlm/solver/optimizer/hybrid_zero_optim.py step() (flatten the shard's bf16 gradients, cast
+    to fp32, assign as the fp32 master's grad) and fsdp_optimizer.py (p.grad.to(fp32)) at 06e8301 (2023-11)."""
+    fw = sz.framework
+    per = fw.buffers.optimizer_grad_copy_bytes if fw is not None else 0.0
+    if per == 0.0:
+        return 0.0
+    t, g = sz.table, sz.dp_groups
+    shard = np.where(t.zero >= 1, dense / g.dense_size + expert / g.expert_size, dense + expert)
+    return np.maximum(per * shard - acts, 0.0)
 
 
 def stage_memory_bytes(sz, mlp, kinds) -> list:
@@ -240,6 +319,8 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
             sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
         acts = layer_acts + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
+        gr = gr + wgrad_dummy_bytes(sz, *kind.held())
+        o = o + optimizer_step_excess_bytes(sz, dense, expert, acts)
         out.append((w, gr, o, acts, host, nvme))
     return out
 

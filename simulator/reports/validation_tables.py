@@ -47,6 +47,13 @@ def _stats_table(title: str, groups: dict, key_label: str):
     return t
 
 
+def policy_label(policy: str, framework: str) -> str:
+    """A row's blank-field policy (RowResult.policy) for a table cell: without the preset name the framework column
+    already shows."""
+    prefix = f"{framework}: "
+    return policy[len(prefix):] if framework and policy.startswith(prefix) else (policy or "-")
+
+
 def shown_rows(report, max_rows: int | None) -> tuple[list, str]:
     """The predicted rows a table shows and its title: every row in file order (max_rows None or at least their
     number), else the max_rows rows with the largest |error|, largest first."""
@@ -67,7 +74,8 @@ def report_renderable(report, max_rows: int | None = None):
     ok, title = shown_rows(report, max_rows)
     rows = Table(title=f"{title} ({report.file_kind})", title_justify="left", show_edge=False, pad_edge=False)
     for c, j in (("id", "left"), ("metric", "left"), ("measured", "right"), ("predicted", "right"),
-                 ("error %", "right"), ("framework (overrides)", "left"), ("searched (chosen)", "left")):
+                 ("error %", "right"), ("framework (overrides)", "left"), ("blank-field policy", "left"),
+                 ("searched (chosen)", "left")):
         rows.add_column(c, justify=j, overflow="fold")
     for r in ok:
         err = f"{r.error_pct:+.1f}"
@@ -76,7 +84,7 @@ def report_renderable(report, max_rows: int | None = None):
         over = " ".join(f"{k}={v}" for k, v in r.overrides.items())
         stack = r.framework + (f" ({over})" if over else "")
         rows.add_row(r.id, r.metric, _fmt(r.measured, r.metric), _fmt(r.predicted, r.metric),
-                     Text(err, style=style), stack, searched)
+                     Text(err, style=style), stack, policy_label(r.policy, r.framework), searched)
     parts = [rows]
     if report.skipped_rows:
         sk = Table(title=f"{len(report.skipped_rows)} rows skipped (not in the figures)", title_justify="left",

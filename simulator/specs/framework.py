@@ -182,6 +182,8 @@ class AllocatorSpec(Spec):
                                 "counted only in 'device' reports; null: the hardware profile's estimate applies")
     memory_report: MemoryReport = Field(description="what the framework's own memory log prints: the allocated "
                                                     "peak, the reserved peak, both, whole-device use, or not stated")
+    report_unit: Literal["GB", "GiB"] = Field(
+        "GB", description="unit of that usual report; a memory_gb row (unit not stated by its source) is read in it")
     source: str = Field(min_length=1)
 
     @property
@@ -224,6 +226,28 @@ class DefaultsSpec(Spec):
     source: str = Field(min_length=1)
 
 
+#: Weight-gradient buffers beyond the gradients themselves. `none`; `linear`: Transformer Engine (>= 2.3) with
+#: gradient-accumulation fusion returns a cached dummy weight gradient per distinct weight shape of its Linear
+#: modules (the real gradient goes into main_grad), kept for the whole run; `linear-and-grouped`: also its
+#: GroupedLinear (MoE experts, TE >= 2.10), one per expert weight shape. Megatron's own output layer returns a
+#: weight-sized dummy in the same way during its backward, at the activation peak.
+WgradDummy = Literal["none", "linear", "linear-and-grouped"]
+
+
+class BuffersSpec(Spec):
+    """Buffers the stack keeps beyond model states and activations."""
+
+    wgrad_dummy: WgradDummy = Field("none", description="cached dummy weight gradients (activation dtype), one per "
+                                                        "distinct weight shape of the rank's linear layers")
+    optimizer_grad_copy_bytes: float = Field(
+        0.0, ge=0, description="bytes per optimizer-shard parameter that the optimizer step holds beyond the model "
+                               "states as counted (weights, gradients at the training gradient dtype, optimizer "
+                               "state): gradient copies made for the step (InternEvo: a flat bf16 copy and its fp32 "
+                               "cast). They exist after the backward pass, when the activations are freed, so the "
+                               "peak is the larger of the two")
+    source: str = Field("not modelled: no buffer beyond the model states and activations", min_length=1)
+
+
 class FrameworkSpec(Spec):
     """One training stack in one behaviour era. See the module docstring."""
 
@@ -242,6 +266,7 @@ class FrameworkSpec(Spec):
     allocator: AllocatorSpec
     defaults: DefaultsSpec
     context_parallel: ContextParallelSpec = Field(default_factory=ContextParallelSpec)
+    buffers: BuffersSpec = Field(default_factory=BuffersSpec)
     notes: str = ""
 
     @field_validator("years")

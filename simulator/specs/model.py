@@ -57,6 +57,11 @@ class ModelSpec(Spec):
     max_seq_len: Optional[int] = Field(None, ge=1, le=MAX_SEQ_LEN, description="context length of the published model")
     moe: Optional[MoESpec] = None
     mla: Optional[MLASpec] = None
+    dropout: Optional[bool] = Field(
+        None, description="trained with hidden/attention dropout (its masks are kept for backward); null: none for "
+                          "gated-MLP models (Llama, Mistral/Mixtral, DeepSeek, Qwen: no hidden dropout, attention "
+                          "dropout 0 in their configs; Megatron's Llama/DeepSeek recipes pass --hidden-dropout 0 "
+                          "--attention-dropout 0), dropout for GPT-style models (GPT-3 and Megatron GPT: 0.1)")
     notes: str = Field("", max_length=MAX_TEXT)
 
     @model_validator(mode="after")
@@ -79,6 +84,11 @@ class ModelSpec(Spec):
     @property
     def dim_per_head(self) -> int:
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    @property
+    def trains_with_dropout(self) -> bool:
+        """`dropout`, or its default: no dropout for gated-MLP models, dropout for the others."""
+        return self.dropout if self.dropout is not None else not self.gated_mlp
 
     @property
     def is_moe(self) -> bool:

@@ -38,7 +38,7 @@ from ..planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layout
 from ..specs.job import Job
 from ..specs.layout import RECOMPUTE_CODES, Layout
 from ..specs.layout_table import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
-from ..units import GIGA, TERA
+from ..units import GIB, GIGA, TERA
 from .report import RowResult, ValidationReport, summarize
 from .rows import Case, load_cases
 from .schema import MEMORY_METRICS, RECOMPUTES, RowError
@@ -144,12 +144,15 @@ def conv_flops_per_token(case: Case, convention: str, recompute_code: int) -> fl
 def predicted_memory_gb(case: Case, allocated_bytes: float, hw) -> float:
     """A memory row's figure from the predicted allocated peak, as the row's metric measures it: allocated,
     reserved through the framework's allocator model, or (memory_gb, not stated) the framework's usual report
-    (costs.framework_effects.memory_as_reported_bytes; device reports add the context outside the allocator).
+    (costs.framework_effects.memory_as_reported_bytes; device reports add the context outside the allocator), in
+    the unit of that report (allocator.report_unit: a memory_gb row whose source states no unit printed GiB when
+    the framework's usual report does).
 
     Source: data README sec. 2.6; the preset's allocator.source."""
     fw = case.framework or as_framework(None)
     ctx = context_bytes(hw, fw)
-    return float(memory_as_reported_bytes(allocated_bytes, case.metric, fw.allocator, ctx)) / GIGA
+    unit = GIB if case.metric == "memory_gb" and fw.allocator.report_unit == "GiB" else GIGA
+    return float(memory_as_reported_bytes(allocated_bytes, case.metric, fw.allocator, ctx)) / unit
 
 
 def predict_metric(case: Case, step_time_s: float, mem_total_bytes: float, recompute_code: int,

@@ -82,19 +82,51 @@ _CONV_EMBEDDING = re.compile(r"incl(\.|udes|uding)? embeddings|includes embeddin
 # model and hardware
 # ---------------------------------------------------------------------------------------------------------------
 
-def _mla_from_presets(hidden: int, layers: int, heads: int) -> Optional[MLASpec]:
-    """MLA dimensions of a shipped preset with the same hidden size, depth and heads (the schema has no MLA
-    columns)."""
+def _mla_from_presets(hidden: int, heads: int) -> Optional[MLASpec]:
+    """MLA dimensions of a shipped preset with the same hidden size and heads (the schema has no MLA columns; a
+    truncated run keeps the full model's widths, so the depth is not compared)."""
     for name in available_models():
         m = load_model(name)
-        if m.mla is not None and m.hidden_size == hidden and m.num_layers == layers and m.num_heads == heads:
+        if m.mla is not None and m.hidden_size == hidden and m.num_heads == heads:
             return m.mla
     return None
 
 
+#: MLA dimensions as the notes state them (data README: "Blank for multi-head latent attention (MLA; the notes give
+#: its dimensions)"): HF-config names (q_lora_rank 1536) or short forms (q_lora 1536, qk_nope 128, v_head 128), and
+#: SimuMax's "qk_head_dim 128 + rope 64" / "head_dim 128 (v_head_dim".
+_MLA_NOTE = {
+    "q_lora_rank": re.compile(r"\bq_lora(?:_rank)?\s+(\d+)", re.I),
+    "kv_lora_rank": re.compile(r"\bkv_lora(?:_rank)?\s+(\d+)", re.I),
+    "qk_nope_head_dim": re.compile(r"\bqk_(?:nope(?:_head_dim)?|head_dim)\s+(\d+)", re.I),
+    "qk_rope_head_dim": re.compile(r"\bqk_rope(?:_head_dim)?\s+(\d+)|\+\s*rope\s+(\d+)", re.I),
+    "v_head_dim": re.compile(r"\bv_head(?:_dim)?\s+(\d+)|head_dim\s+(\d+)\s*\(v_head_dim", re.I),
+}
+#: Head dimensions every published MLA model uses (DeepSeek-V2, arXiv 2405.04434 sec. 3.1.2: d_h 128, d_h^R 64;
+#: DeepSeek-V3 and Kimi K2 HF configs: qk_nope_head_dim 128, qk_rope_head_dim 64, v_head_dim 128), taken where the
+#: notes give the ranks but not the head dimensions.
+MLA_DEFAULT_HEAD_DIMS = {"qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128}
+
+
+def mla_of_notes(notes: str) -> tuple[Optional[MLASpec], list]:
+    """(MLA spec from the notes' dimensions or None when they state no kv_lora_rank, the head dimensions that were
+    not stated and took MLA_DEFAULT_HEAD_DIMS)."""
+    found = {}
+    for key, rx in _MLA_NOTE.items():
+        m = rx.search(notes)
+        if m:
+            found[key] = int(next(g for g in m.groups() if g is not None))
+    if "kv_lora_rank" not in found:
+        return None, []
+    missing = [k for k in MLA_DEFAULT_HEAD_DIMS if k not in found]
+    for k in missing:
+        found[k] = MLA_DEFAULT_HEAD_DIMS[k]
+    return MLASpec(**found), missing
+
+
 def _attention_of(row: dict, notes: str, assumptions: list) -> tuple:
     """(head_dim from the notes or None, MLA spec or None) of a row; RowError when the heads do not fit."""
-    h, L, a = row["hidden"], row["n_layers"], row["n_heads"]
+    h, a = row["hidden"], row["n_heads"]
     m = _HEAD_DIM.search(notes)
     head_dim = int(m.group(1)) if m else None
     if head_dim is None and h % a != 0:
@@ -102,11 +134,17 @@ def _attention_of(row: dict, notes: str, assumptions: list) -> tuple:
     mla = None
     if row["n_kv_heads"] is None:
         if "MLA" in notes or "latent" in notes.lower():
-            mla = _mla_from_presets(h, L, a)
+            mla, missing = mla_of_notes(notes)
             if mla is not None:
-                assumptions.append("MLA dimensions taken from the shipped preset of the same shape")
+                assumptions.append("MLA dimensions from the notes" + (
+                    f" ({', '.join(missing)} not stated: {', '.join(str(MLA_DEFAULT_HEAD_DIMS[k]) for k in missing)}"
+                    ", the published MLA models' value)" if missing else ""))
             else:
-                assumptions.append("MLA approximated as multi-head attention (no MLA dimensions in the row)")
+                mla = _mla_from_presets(h, a)
+                if mla is not None:
+                    assumptions.append("MLA dimensions taken from the shipped preset of the same width and heads")
+                else:
+                    assumptions.append("MLA approximated as multi-head attention (no MLA dimensions in the row)")
         else:
             assumptions.append("n_kv_heads blank: multi-head attention assumed")
     return head_dim, mla
