@@ -96,6 +96,10 @@ class OverlapSpec(Spec):
     zero3_gather_unit: GatherUnit = Field(description="ZeRO-3 gather granularity: one flat gather per layer "
                                                       "(FSDP, coalesced DeepSpeed) or per parameter tensor")
     ep_a2a_overlap: bool = Field(description="MoE all-to-alls hidden behind another micro-batch's compute")
+    sp_wgrad_regather: bool = Field(
+        False, description="with sequence parallelism the column-parallel linears save only their sequence shard "
+                           "and all-gather the input again in the backward for the weight gradient (Megatron-Core / "
+                           "Transformer Engine); False: the stack keeps the gathered input")
     source: str = Field(min_length=1)
 
 
