@@ -38,7 +38,7 @@ FrameworkColumn = Literal["megatron-lm", "megatron-core", "nemo", "megatron-brid
 #: attention=flash). `npu-fusion`: Ascend npu_fusion_attention. `hpu-fused`: Gaudi FusedSDPA. `ck-flash`: AMD
 #: Composable Kernel flash attention (ROCm).
 AttentionKernel = Literal["unfused", "flash-attn-1", "flash-attn-2", "flash-attn-3", "cudnn-fused", "triton",
-                          "xla-splash", "npu-fusion", "hpu-fused", "ck-flash"]
+                          "triton-pre-mlir", "xla-splash", "npu-fusion", "hpu-fused", "ck-flash"]
 
 #: What "selective" recompute keeps. `core-attention`: Megatron's selective recompute, the attention core (softmax,
 #: dropout, scores x V) is recomputed (Korthikanti et al. 2022 sec. 4.1). `op-level-sac`: torchtitan's op-level
