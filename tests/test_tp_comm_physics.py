@@ -94,3 +94,41 @@ def test_h100_all_gather_matches_nccl_tests_at_64_mib():
     call = hw.tiers[0].call_latency_s
     got = float(all_gather_time_s(67108864.0, 8, 1, t)) - call
     assert got == pytest.approx(211.3e-6, rel=0.01)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# attention kernels without a table of their own
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_kernel_speed_ratio_against_the_table_kernel_by_hand():
+    """H100, head dim 128 (FlashAttention-3 paper Fig. 5-6 bars): FlashAttention-2 forward 335 against
+    FlashAttention-3's 616 TFLOP/s = 0.5438; backward 322 against cuDNN's 516 (the te table's kernel) = 0.6240.
+    The 2022 Triton kernel (triton-pre-mlir) is FlashAttention-2 halved: 167.5 / 616 = 0.2719."""
+    from simulator.costs.framework_effects import attention_kernel_speed_ratio as r
+    assert r("flash-attn-2", "flash3", "nvidia-hopper", 128, "fwd") == pytest.approx(335 / 616)
+    assert r("flash-attn-2", "te", "nvidia-hopper", 128, "bwd") == pytest.approx(322 / 516)
+    assert r("triton-pre-mlir", "flash3", "nvidia-hopper", 128, "fwd") == pytest.approx(167.5 / 616)
+    assert r("triton-pre-mlir", "te", "nvidia-hopper", 64, "bwd") == pytest.approx(145.5 / 433)
+
+
+def test_kernel_speed_ratio_is_one_without_both_measurements():
+    from simulator.costs.framework_effects import attention_kernel_speed_ratio as r
+    assert r("flash-attn-3", "flash3", "nvidia-hopper", 128, "fwd") == 1.0      # the table's own kernel
+    assert r("flash-attn-2", "te", "nvidia-ampere", 128, "fwd") == 1.0          # no cuDNN row on Ampere
+    assert r("flash-attn-2", None, "nvidia-hopper", 128, "fwd") == 1.0          # no named table
+    assert r(None, "flash3", "nvidia-hopper", 128, "fwd") == 1.0
+
+
+def test_h100_default_attention_tables_are_named():
+    """H100's default forward table is FlashAttention-3 (fa3-h100), its backward the te table transferred."""
+    from simulator.costs.compute import kernel_rates
+    kr = kernel_rates(load_hardware("h100-sxm5-80gb"), "bf16")
+    assert kr.attention_table_kernel("fwd") == "flash3"
+    assert kr.attention_table_kernel("bwd") == "te"
+    assert kr.attention_table_kernel("fwd", "te") == "te"
+
+
+def test_llm_foundry_2023_runs_the_pre_mlir_triton_kernel_on_hopper():
+    fw = as_framework("llm-foundry-2023")
+    assert fw.attention.kernel_for("nvidia-hopper") == "triton-pre-mlir"
+    assert fw.attention.kernel_for("nvidia-ampere") == "triton"
