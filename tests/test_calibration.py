@@ -113,7 +113,7 @@ def test_calibrate_refuses_fewer_rows_than_the_rule_and_writes_nothing(tmp_path,
     out = tmp_path / "fit.yaml"
     assert main(["calibrate", str(runs), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "3 time/rate rows for 2 parameters" in err and "5 rows per parameter" in err   # kernel_level, layer_overhead_us
+    assert "3 time/rate rows for 1 parameters" in err and "5 rows per parameter" in err   # Hopper fits kernel_level
     assert not out.exists()
 
 

@@ -93,19 +93,49 @@ def activation_bytes(sz):
     return sz.tokens * sz.hidden * sz.act_bytes
 
 
-def tp_exposed_s(sz, lc):
-    """(one TP all-reduce, exposed forward, exposed backward) TP time of a layer: two all-reduces (or reduce-scatter +
-    all-gather with SP, the same cost) per pass, two more in the backward under full recompute; TP comm overlap
-    hides them under the pass's GEMMs.
+#: All-reduce equivalents (one reduce-scatter + one all-gather each) a layer's backward adds under sequence
+#: parallelism: the column-parallel linears (QKV, MLP up) save only their sequence shard of the input and all-gather
+#: it again for the weight gradient, one all-gather of [s, b, h] per block, two per layer = one all-reduce equivalent.
+#: Source: Megatron-Core tensor_parallel/layers.py, LinearWithGradAccumulationAndAsyncCommunication.backward ("if
+#: ctx.sequence_parallel: ... all-gather the input ... for the weight gradient", launched beside the dgrad GEMM);
+#: Transformer Engine Linear/LayerNormLinear backward (the same gather; with userbuffers it is the `ub_bulk_dgrad`
+#: overlap, and the dgrad reduce-scatter `ub_bulk_wgrad`).
+SP_WGRAD_REGATHER_ALL_REDUCES = 1.0
+
+
+def tp_collectives_per_pass(sp_regather, recompute_code):
+    """(forward, backward) TP collectives of one layer, in all-reduce equivalents (an all-reduce costs one
+    reduce-scatter + one all-gather on a ring). Forward: attention and MLP each end in one all-reduce (with SP one
+    all-gather in, one reduce-scatter out): 2. Backward: the conjugates, 2, plus the weight-gradient re-gather
+    (SP_WGRAD_REGATHER_ALL_REDUCES) where SP is on and the stack re-gathers (`sp_regather`, the framework's
+    overlap.sp_wgrad_regather), plus the forward's 2 again under full recompute. Megatron launches the re-gather
+    beside the dgrad GEMM, but the two contend for the SMs: SimuMax prices it exposed and still predicts its 8 x B200
+    TP8 rows 1-11% fast (docs/b200/b200_release_v1.2_summary.md), so it is exposed here unless TP comm overlap
+    (userbuffers' bulk overlap) hides it under the GEMMs like the others.
 
     Source: Shoeybi et al. 2019 (arXiv 1909.08053) sec. 3 (f/g operators); Korthikanti et al. 2022 (arXiv
-    2205.05198) sec. 4.2.2 (SP: all-gather + reduce-scatter); Transformer Engine userbuffers (overlap)."""
+    2205.05198) sec. 4.2.2 and fig. 5 (SP: g = all-gather forward / reduce-scatter backward, g-bar the reverse);
+    SP_WGRAD_REGATHER_ALL_REDUCES."""
+    sp = np.asarray(sp_regather, dtype=bool)
+    fwd = np.full(sp.shape, 2.0)
+    bwd = 2.0 + np.where(sp, SP_WGRAD_REGATHER_ALL_REDUCES, 0.0) + np.where(np.asarray(recompute_code) == 2, 2.0, 0.0)
+    return fwd, bwd
+
+
+def tp_exposed_s(sz, lc):
+    """(one TP all-reduce, exposed forward, exposed backward) TP time of a layer: tp_collectives_per_pass of
+    them per pass (an all-reduce, or reduce-scatter + all-gather with SP, the same cost); TP comm overlap hides them
+    under the pass's GEMMs.
+
+    Source: tp_collectives_per_pass; Transformer Engine userbuffers (overlap)."""
     t = sz.table
     tp_coll = np.where(t.tp > 1, all_reduce_time_s(activation_bytes(sz), sz.tp, sz.strides["tp"], sz.tiers), 0.0)
-    n_tp_bwd = 2.0 + np.where(sz.recompute == 2, 2.0, 0.0)   # full recompute replays the forward's collectives
+    fw = sz.framework
+    regather = bool(fw is not None and fw.overlap.sp_wgrad_regather)
+    n_tp_fwd, n_tp_bwd = tp_collectives_per_pass(sz.sequence_parallel & regather, sz.recompute)
     tp_hide = np.where(t.tp_comm_overlap, 1.0, 0.0)
     t_gemm_f = lc.gemm_fwd_s
-    exposed_f = np.maximum(0.0, 2.0 * tp_coll - tp_hide * t_gemm_f)
+    exposed_f = np.maximum(0.0, n_tp_fwd * tp_coll - tp_hide * t_gemm_f)
     exposed_b = np.maximum(0.0, n_tp_bwd * tp_coll - tp_hide * lc.gemm_bwd_s)
     return tp_coll, exposed_f, exposed_b
 

@@ -173,6 +173,22 @@ class KernelRates:
                 return self.model.attention_efficiency(s, d, bh, True, pass_, None)
         return self._shaped(eff, seq_len, head_dim, batch_heads) * self.level
 
+    def attention_table_kernel(self, pass_: str, kernel: Optional[str] = None) -> Optional[str]:
+        """The measured table kernel (flash3, te, ...) that attention_efficiency costs `kernel` (None: the device's
+        default) with for one pass; None when ideal or no named table matches the default."""
+        if self.model is None:
+            return None
+        ops = self.model.ops
+        key = (f"attention_{pass_}", "bf16", kernel)
+        if kernel is not None and key in ops:
+            return kernel
+        default = ops.get((f"attention_{pass_}", "bf16", None))
+        for (op, dt, k), m in ops.items():
+            if (k is not None and op == f"attention_{pass_}" and dt == "bf16" and default is not None
+                    and (m is default or (m.basis == default.basis and m.level == default.level))):
+                return k
+        return None
+
     def memory_efficiency(self, kind: str = "elementwise") -> float:
         """Measured fraction of the datasheet HBM bandwidth a memory-bound kernel of `kind` reaches (1 when ideal;
         a kind the device's table lacks takes the elementwise one)."""

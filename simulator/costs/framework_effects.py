@@ -70,6 +70,11 @@ ATTENTION_BWD_OVER_FWD_FLOPS = 2.5
 _FA3_PAPER = ("Shah et al. 2024, FlashAttention-3 (arXiv 2407.08608), H100 80GB SXM5 BF16, seqlen 16k (batch x seqlen "
               "= 16k, hidden 2048): Fig. 5 forward with causal mask (of each head dim's two forward charts, the lower "
               "one), Fig. 6 backward")
+_TRITON_PRE_MLIR = ("HazyResearch/flash-attention flash_attn/flash_attn_triton.py at eff9fe6b (copied into llm-foundry "
+                    "as llmfoundry/models/layers/flash_attn_triton.py): 'Overall Triton forward + backward is slightly "
+                    "slower than CUDA forward + backward' (FlashAttention-1); Dao 2023 (FlashAttention-2, arXiv "
+                    "2307.08691): FlashAttention-2 is about 2x FlashAttention-1; FlashAttention-2's H100 bars from "
+                    + "Shah et al. 2024 (FlashAttention-3, arXiv 2407.08608) Fig. 5-6, halved")
 _FA3_BWD_256 = "; head dim 256 has no backward chart: bwd = fwd x the kernel's head-dim-128 bwd/fwd ratio"
 
 
@@ -104,6 +109,13 @@ ATTENTION_KERNEL_TABLE: tuple[AttentionKernelRow, ...] = (
                        _FA3_PAPER + " (Triton bars, forward only: bwd = fwd x FlashAttention-2's bwd/fwd ratio)"),
     AttentionKernelRow("triton", "nvidia-hopper", 128, 378, 378 * 322 / 335, 989,
                        _FA3_PAPER + " (Triton bars, forward only: bwd = fwd x FlashAttention-2's bwd/fwd ratio)"),
+    # The 2022 Triton FlashAttention (flash_attn_triton.py, Triton 2.0.0.dev20221202, pre-MLIR backend; llm-foundry
+    # 2023 runs it through the `triton-pre-mlir` sm90 fork): its docstring puts forward + backward "slightly slower"
+    # than the CUDA FlashAttention of the time (FlashAttention-1), which the FlashAttention-2 paper measures at about
+    # half of FlashAttention-2 (2x speed-up, arXiv 2307.08691 abstract and sec. 4.1). On H100: FlashAttention-2's
+    # bars halved.
+    AttentionKernelRow("triton-pre-mlir", "nvidia-hopper", 64, 299 / 2, 291 / 2, 989, _TRITON_PRE_MLIR),
+    AttentionKernelRow("triton-pre-mlir", "nvidia-hopper", 128, 335 / 2, 322 / 2, 989, _TRITON_PRE_MLIR),
     # --- Ampere (A100 SXM4, 312 TFLOP/s bf16) ------------------------------------------------------------------
     AttentionKernelRow("flash-attn-2", "nvidia-ampere", 128, 0.73 * 312, 0.63 * 312, 312,
                        "Dao 2023, FlashAttention-2 (arXiv 2307.08691), A100 80GB SXM4: up to 73% of the theoretical "
@@ -172,6 +184,29 @@ def attention_kernel_efficiency(kernel: str, family: str, head_dim: float) -> Op
     where = lo.source if lo is hi else f"interpolated between head dim {lo.head_dim} ({lo.source}) and " \
                                       f"{hi.head_dim} ({hi.source})"
     return AttentionEfficiency(fwd=fwd, bwd=bwd, source=where)
+
+
+#: The framework kernel name of each measured attention table kernel (simulator/presets/kernels/catalog.yaml).
+TABLE_KERNEL_AS_FRAMEWORK = {"flash3": "flash-attn-3", "te": "cudnn-fused"}
+
+
+def attention_kernel_speed_ratio(kernel: Optional[str], table_kernel: Optional[str], family: str, head_dim: float,
+                                 pass_: str) -> float:
+    """How fast `kernel` runs one pass ("fwd" or "bwd") relative to the measured table the kernel model costs it
+    with (`table_kernel`: the table's kernel, flash3 or te), on a hardware `family` at `head_dim`: the ratio of the
+    two kernels' efficiencies in ATTENTION_KERNEL_TABLE. 1 where the kernel is the table's own, or either kernel
+    has no row on the family (no measurement to scale by: the table's efficiency stands).
+
+    Source: ATTENTION_KERNEL_TABLE (the same benchmark, e.g. the FlashAttention-3 paper's Fig. 5-6 bars of
+    FlashAttention-2, cuDNN, Triton and FlashAttention-3 on one H100, gives their ratios)."""
+    ref = TABLE_KERNEL_AS_FRAMEWORK.get(table_kernel or "")
+    if kernel is None or ref is None or kernel == ref:
+        return 1.0
+    mine = attention_kernel_efficiency(kernel, family, head_dim)
+    base = attention_kernel_efficiency(ref, family, head_dim)
+    if mine is None or base is None:
+        return 1.0
+    return (mine.fwd / base.fwd) if pass_ == "fwd" else (mine.bwd / base.bwd)
 
 
 def attention_compute_dtype(train_dtype: str) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .compute import TABLE_ATTENTION_KERNEL
+from .framework_effects import attention_kernel_speed_ratio
 
 #: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
 #: its FLOPs are 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
@@ -256,7 +257,9 @@ def attention_core_s(sz):
     heads, head dim); its backward executes 2.5x the forward's FLOPs at the backward table's efficiency. Without
     flash (Megatron's unfused path): two batched bf16 GEMMs per head, QK^T (s/cp x d) @ (d x s) and softmax(.)V
     (s/cp x s) @ (s x d), as grouped GEMMs over micro-batch x heads, plus the s x s softmax/dropout, memory bound;
-    its backward is 2x the forward.
+    its backward is 2x the forward. A framework kernel with no measured table of its own (FlashAttention-2, the
+    Triton kernels) runs at the table's efficiency times its speed relative to the table's kernel on the same
+    benchmark (framework_effects.attention_kernel_speed_ratio).
 
     Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3 and 4.1; Shah et al. 2024 (FlashAttention-3,
     arXiv 2407.08608); Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 (unfused attention's s x s tensors)."""
@@ -272,8 +275,12 @@ def attention_core_s(sz):
     fwd = bwd = 0.0
     if flash.any():
         work = attn_flops_fwd * CAUSAL_EXECUTED_FRACTION / peak
-        fwd = work / kr.attention_efficiency(sq, d_head, bh, "fwd", kern)
-        bwd = FLASH_BWD_OVER_FWD * work / kr.attention_efficiency(sq, d_head, bh, "bwd", kern)
+        fam = sz.hardware.family
+        name = getattr(sz, "attention_kernel", None)
+        r_f = attention_kernel_speed_ratio(name, kr.attention_table_kernel("fwd", kern), fam, d_head, "fwd")
+        r_b = attention_kernel_speed_ratio(name, kr.attention_table_kernel("bwd", kern), fam, d_head, "bwd")
+        fwd = work / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
+        bwd = FLASH_BWD_OVER_FWD * work / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
     if not flash.all():
         unfused = (kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
                    + kr.stream_s(3.0 * 2.0 * bh * sq * s * sz.act_bytes))

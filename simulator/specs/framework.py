@@ -38,7 +38,7 @@ FrameworkColumn = Literal["megatron-lm", "megatron-core", "nemo", "megatron-brid
 #: attention=flash). `npu-fusion`: Ascend npu_fusion_attention. `hpu-fused`: Gaudi FusedSDPA. `ck-flash`: AMD
 #: Composable Kernel flash attention (ROCm).
 AttentionKernel = Literal["unfused", "flash-attn-1", "flash-attn-2", "flash-attn-3", "cudnn-fused", "triton",
-                          "xla-splash", "npu-fusion", "hpu-fused", "ck-flash"]
+                          "triton-pre-mlir", "xla-splash", "npu-fusion", "hpu-fused", "ck-flash"]
 
 #: What "selective" recompute keeps. `core-attention`: Megatron's selective recompute, the attention core (softmax,
 #: dropout, scores x V) is recomputed (Korthikanti et al. 2022 sec. 4.1). `op-level-sac`: torchtitan's op-level
@@ -96,6 +96,10 @@ class OverlapSpec(Spec):
     zero3_gather_unit: GatherUnit = Field(description="ZeRO-3 gather granularity: one flat gather per layer "
                                                       "(FSDP, coalesced DeepSpeed) or per parameter tensor")
     ep_a2a_overlap: bool = Field(description="MoE all-to-alls hidden behind another micro-batch's compute")
+    sp_wgrad_regather: bool = Field(
+        False, description="with sequence parallelism the column-parallel linears save only their sequence shard "
+                           "and all-gather the input again in the backward for the weight gradient (Megatron-Core / "
+                           "Transformer Engine); False: the stack keeps the gathered input")
     source: str = Field(min_length=1)
 
 

@@ -93,6 +93,9 @@ class NetworkTier(Spec):
     bandwidth_gb_per_s: float = Field(gt=0, description="per-device one-direction bandwidth, GB/s (1e9 B/s)")
     latency_us: float = Field(ge=0, description="per-collective-step latency (alpha), microseconds")
     efficiency: float = Field(gt=0, le=1.2, description="achieved bus bandwidth / bandwidth_gb_per_s (nccl-tests busbw)")
+    call_latency_us: float = Field(0.0, ge=0, description="fixed time of one collective call on this tier beyond "
+                                                          "its steps (launch, stream synchronisation, the gap "
+                                                          "between back-to-back calls in training), microseconds")
     topology: Topology = "switch"
     torus_dims: Optional[list[Annotated[int, Field(ge=1, le=MAX_DEVICES)]]] = Field(
         None, max_length=3, description="torus shape for torus2d/torus3d, e.g. [16, 16, 16]")
@@ -105,6 +108,10 @@ class NetworkTier(Spec):
     @property
     def latency_s(self) -> float:
         return self.latency_us * US
+
+    @property
+    def call_latency_s(self) -> float:
+        return self.call_latency_us * US
 
     @model_validator(mode="after")
     def _torus_shape(self):

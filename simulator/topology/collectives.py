@@ -23,6 +23,22 @@ def _torus_bandwidth(bw, ndims, side, f):
     return bw * dims_used / ndims
 
 
+def call_latency_s(n, stride, tiers: TierArrays):
+    """Fixed time of one collective call over a group of n ranks `stride` apart: the call cost of the outermost tier
+    the group crosses (launch, stream synchronisation and the gap between back-to-back calls that nccl-tests'
+    in-loop timing does not see); 0 for a group of one.
+
+    Source: SimuMax simu_tools/efficency_test/run_one_click_benchmark.py (fixed latency: per-call time of
+    back-to-back torch.distributed collectives in a burst window minus the nccl-tests fit); the tier's
+    call_latency_us."""
+    levels = group_levels(n, stride, tiers)
+    out = 0.0
+    call = tiers.call_latency
+    for k, f in enumerate(levels):
+        out = np.where(f > 1.0, call[k], out)
+    return out
+
+
 def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
     """(bandwidth seconds, latency seconds) of one reduce-scatter or all-gather phase over a group of n ranks
     `stride` apart, level by level over the tiers it crosses. The bandwidth part is proportional to
@@ -32,7 +48,8 @@ def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
     domain), not hierarchical: of its n-1 steps, (f_k - 1) x (members outside the level) cross tier k, so a
     group of 1536 GPUs on 192 nodes pays 192 x 7 NVLink steps + 191 network steps, not 7 + 191 (NCCL
     src/graph/tuning.cc, ring latency (nsteps - nInterSteps) x intraLat + nInterSteps x interLat). Torus tiers
-    (TPU ICI) run per-dimension rings inside their slice, level by level: (f - 1) steps."""
+    (TPU ICI) run per-dimension rings inside their slice, level by level: (f - 1) steps. The latency part includes
+    the call's fixed cost (call_latency_s), once per phase."""
     levels = group_levels(n, stride, tiers)
     t_bw = 0.0
     t_lat = 0.0
@@ -48,20 +65,21 @@ def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
         repeats = 1.0 if tiers.torus_ndims[k] else outer[k]
         t_lat = t_lat + np.where(active, (f - 1.0) * repeats * tiers.latency_s[k], 0.0)
         data = data / f
-    return t_bw, t_lat
+    return t_bw, t_lat + call_latency_s(n, stride, tiers)
 
 
 def tree_all_reduce_latency_s(n, stride, tiers: TierArrays):
     """Latency of NCCL's tree all-reduce: a chain inside the innermost domain and a (double) binary tree across
     the outer tiers, up and down: 2 x ((f_0 - 1) alpha_0 + sum_k log2(f_k) alpha_k) (NCCL src/graph/tuning.cc,
     tree latency 2 x ((nRanks/nNodes - 1) intraLat + log2(nNodes) interLat)). NCCL picks the tree for
-    latency-bound all-reduces across many nodes."""
+    latency-bound all-reduces across many nodes. Like the ring's two phases it pays the call cost
+    (call_latency_s) twice, so that the two compare on their steps."""
     levels = group_levels(n, stride, tiers)
     lat = 0.0
     for k, f in enumerate(levels):
         steps = (f - 1.0) if k == 0 else np.ceil(np.log2(np.maximum(f, 1.0)) - 1e-9)
         lat = lat + np.where(f > 1.0, steps * tiers.latency_s[k], 0.0)
-    return 2.0 * lat
+    return 2.0 * (lat + call_latency_s(n, stride, tiers))
 
 
 def reduce_scatter_time_s(size_bytes, n, stride, tiers: TierArrays):
@@ -108,7 +126,7 @@ def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, per_peer_latency
         tk = np.where(f > 1.0, peers / np.maximum(n, 1.0) * data / bw + lat, 0.0)
         t = np.maximum(t, tk)
         inner = members
-    return t
+    return t + call_latency_s(n, stride, tiers)
 
 
 def p2p_time_s(size_bytes, stride, tiers: TierArrays):

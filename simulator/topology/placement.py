@@ -47,16 +47,23 @@ class TierArrays:
     latency_s: np.ndarray
     torus_ndims: np.ndarray          # 0 for switched tiers, 2 or 3 for tori
     torus_side: np.ndarray           # devices along one torus dimension (1 for switched)
+    call_latency_s: np.ndarray | None = None   # fixed time of one collective call per tier (None: zeros)
 
     @property
     def num_tiers(self) -> int:
         return len(self.domain_size)
 
+    @property
+    def call_latency(self) -> np.ndarray:
+        """Fixed time of one collective call per tier (zeros where the profile gives none)."""
+        return np.zeros(self.num_tiers) if self.call_latency_s is None else self.call_latency_s
+
 
 def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
     """Tier arrays of a HardwareProfile (efficiency applied to bandwidth)."""
-    dom, bw, lat, nd, side = [], [], [], [], []
+    dom, bw, lat, nd, side, call = [], [], [], [], [], []
     for t in profile.tiers:
+        call.append(t.call_latency_s)
         size = float("inf") if t.domain_size is None else float(t.domain_size)
         dom.append(size)
         bw.append(t.bandwidth_bytes_per_s * t.efficiency)
@@ -71,7 +78,7 @@ def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
         else:
             nd.append(0)
             side.append(1.0)
-    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side))
+    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side), np.array(call))
 
 
 def members_per_domain(n, stride, domain_size):
