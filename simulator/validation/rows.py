@@ -82,10 +82,9 @@ _CONV_EMBEDDING = re.compile(r"incl(\.|udes|uding)? embeddings|includes embeddin
 # model and hardware
 # ---------------------------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
 def _mla_from_presets(hidden: int, layers: int, heads: int) -> Optional[MLASpec]:
     """MLA dimensions of a shipped preset with the same hidden size, depth and heads (the schema has no MLA
-    columns). Looked up once per shape and process (MLASpec is frozen): it validates every shipped preset."""
+    columns)."""
     for name in available_models():
         m = load_model(name)
         if m.mla is not None and m.hidden_size == hidden and m.num_layers == layers and m.num_heads == heads:
