@@ -11,10 +11,14 @@ Figures (NAME in brackets), each the median of several runs with min and max:
              the process after its first 1M-layout evaluation (resource.getrusage, inside that process)
 - [sweep]    a 128-point sweep (4 models x 2 profiles x 4 device counts x 2 batches x 2 sequence lengths, 32 chunks
              of 4): wall time of `sweep()` with 1 and with 2 local workers, each in a fresh process
-- [dask]     the same 32 chunks on 2 local spawn processes and on a 2-worker Dask LocalCluster (Dask's defaults),
-             one chunk at a time, in turn: the time each chunk takes inside its worker (wall, and CPU of its
-             thread), Dask / local chunk by chunk, and its minor page faults
-- [validate] `trainsim validate published_runs.csv`: whole process
+             and, in the same rounds, the machine's own 1 / 2 process ratio on pure-Python work (a control: on a
+             shared machine the other sessions' load caps what 2 workers can gain)
+- [dask]     the same 32 chunks on 2 local spawn processes and on a 2-worker Dask LocalCluster, one chunk at a
+             time, in turn: the time each chunk takes inside its worker (wall, and CPU of its thread), Dask / local
+             chunk by chunk, and its minor page faults; the cluster the sweep runner starts (`--dask-scheduler
+             local:2`, without Dask's MALLOC_TRIM_THRESHOLD_), then one with Dask's defaults
+- [validate] `trainsim validate published_runs.csv`: whole process, with the kernel-surface cache written, and
+             with an empty one (TRAINSIM_CACHE_DIR a fresh folder each run)
 - [imports]  python -X importtime: `import simulator.cli`, each verb module on top of it, and the imports made
              while running estimate, search, simulate and validate (self time summed per top-level package)
 
@@ -64,7 +68,7 @@ TARGETS = {
     "first_call_ratio": ("analytic first call in a fresh process / warm", "x", "<=", 1.5),
     "peak_rss_mb": ("peak RSS of a 1M-layout evaluation (process)", "MB", "<=", 300.0),
     "sweep_speedup": ("sweep 128 points: 1 worker / 2 workers", "x", ">=", 1.7),
-    "dask_chunk_ratio": ("per chunk: Dask worker / local process (same chunk)", "x", "<=", 1.3),
+    "dask_chunk_ratio": ("per chunk: Dask worker (sweep's cluster) / local process", "x", "<=", 1.3),
     "validate_s": ("trainsim validate published runs (whole process)", "s", "<", 0.6),
     "import_cli_s": ("import simulator.cli (-X importtime)", "s", None, None),
 }
@@ -173,8 +177,18 @@ def bench_simulate(reps: int, _args) -> dict:
 
 
 def bench_validate(reps: int, args) -> dict:
-    r = whole_process(["validate", str(args.runs or runs_csv())], reps)
-    return {"validate_s": r["wall"], "validate_cpu_s": r["cpu"]}
+    """Warm (the per-user kernel-surface cache written, as after a first run) and cold (an empty cache folder
+    each run: the surfaces are fitted again, as on a first run after an install or an upgrade)."""
+    argv = ["validate", str(args.runs or runs_csv())]
+    r = whole_process(argv, reps)
+    walls, cpus = [], []
+    for _ in range(max(2, reps // 2)):
+        with tempfile.TemporaryDirectory(prefix="trainsim-cache-") as d:
+            w, c = run_process([sys.executable, "-m", "simulator", *argv], env=child_env(TRAINSIM_CACHE_DIR=d))
+        walls.append(w)
+        cpus.append(c)
+    return {"validate_s": r["wall"], "validate_cpu_s": r["cpu"], "validate_cold_s": summary(walls),
+            "validate_cold_cpu_s": summary(cpus)}
 
 
 ANALYTIC_CHILD = r"""
@@ -238,20 +252,50 @@ print(json.dumps({"s": time.perf_counter() - t0, "cpu_s": cpu() - c0, "points": 
 """
 
 
+#: The machine's own parallelism, measured beside the sweep: the same pure-Python work (no trainsim, no I/O) on a
+#: pool of 1 and of 2 forked processes. On a shared machine the other sessions' load caps what 2 workers can gain;
+#: sweep speed-up / this one is the sweep's parallel efficiency.
+CONTROL_CHILD = r"""
+import json, multiprocessing, sys, time
+def burn(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+if __name__ == "__main__":
+    w, n = int(sys.argv[1]), int(sys.argv[2])
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(w) as p:
+        p.map(burn, [n] * 8)
+    print(json.dumps({"s": time.perf_counter() - t0}))
+"""
+
+
 def bench_sweep(reps: int, _args) -> dict:
-    """Wall time of sweep() (imports excluded, worker start-up included), fresh process and output each run."""
+    """Wall time of sweep() (imports excluded, worker start-up included), fresh process and output each run; the
+    machine's 1 / 2 process ratio on pure-Python work (CONTROL_CHILD) in the same rounds."""
     times, cpus = {1: [], 2: []}, {1: [], 2: []}
+    control = {1: [], 2: []}
     info = {}
-    for _ in range(reps):
-        for w in (1, 2):
-            with tempfile.TemporaryDirectory(prefix="trainsim-sweep-") as d:
-                info = json_child(SWEEP_CHILD, json.dumps(SWEEP_SPEC), str(Path(d) / "out"), str(w))
-            times[w].append(info["s"])
-            cpus[w].append(info["cpu_s"])
+    with tempfile.TemporaryDirectory(prefix="trainsim-ctl-") as d:
+        ctl = Path(d) / "control.py"            # a file: multiprocessing children import __main__ by path
+        ctl.write_text(CONTROL_CHILD)
+        for _ in range(reps):
+            for w in (1, 2):
+                with tempfile.TemporaryDirectory(prefix="trainsim-sweep-") as out:
+                    info = json_child(SWEEP_CHILD, json.dumps(SWEEP_SPEC), str(Path(out) / "out"), str(w))
+                times[w].append(info["s"])
+                cpus[w].append(info["cpu_s"])
+                r = subprocess.run([sys.executable, str(ctl), str(w), "1500000"], capture_output=True, text=True,
+                                   timeout=300)
+                control[w].append(json.loads(r.stdout.strip().splitlines()[-1])["s"])
     speed = [a / b for a, b in zip(times[1], times[2])]
+    ctl_speed = [a / b for a, b in zip(control[1], control[2])]
     return {"sweep_1_worker_s": summary(times[1]), "sweep_2_workers_s": summary(times[2]),
             "sweep_1_worker_cpu_s": summary(cpus[1]), "sweep_2_workers_cpu_s": summary(cpus[2]),
-            "sweep_speedup": summary(speed), "sweep_points": info["points"], "sweep_chunks": info["chunks"]}
+            "sweep_speedup": summary(speed), "control_speedup": summary(ctl_speed),
+            "sweep_efficiency": summary([a / b for a, b in zip(speed, ctl_speed)]),
+            "sweep_points": info["points"], "sweep_chunks": info["chunks"]}
 
 
 DASK_CHILD = r"""
@@ -280,8 +324,12 @@ if __name__ == "__main__":
         # which processes spawned after it would inherit (a local sweep has no such setting)
         list(ex.map(time.sleep, [0.5, 0.5]))
         from distributed import Client, LocalCluster
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=50)
+        if sys.argv[3] == "trainsim":          # the sweep runner's cluster (dask_scheduler="local:2")
+            from simulator.planning.sweep.executors import local_dask_cluster
+            cluster = local_dask_cluster(2, silence_logs=50)
+        else:                                   # Dask's defaults
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=50)
         client = Client(cluster)
         # one chunk at a time, local and Dask in turn (alternating which goes first), so that both see the
         # same background load
@@ -298,16 +346,31 @@ if __name__ == "__main__":
 """
 
 
-def bench_dask(reps: int, _args) -> dict:
-    """Per-chunk time inside the worker (the worker's imports excluded); Dask / local chunk by chunk."""
+def bench_dask(reps: int, args) -> dict:
+    """Per-chunk time inside the worker (the worker's imports excluded); Dask / local chunk by chunk. The Dask
+    cluster is the sweep runner's (`dask_scheduler="local:2"`: executors.local_dask_cluster, without Dask's
+    MALLOC_TRIM_THRESHOLD_) where the measured tree has it, and Dask's defaults too (`dask_default_*` figures)."""
     try:
         import distributed  # noqa: F401
     except ImportError:
         raise RuntimeError("dask.distributed is not installed (pip install 'trainsim[dask]')") from None
+    has_runner = (TREE / "simulator" / "planning" / "sweep" / "executors.py").exists() and \
+        "def local_dask_cluster" in (TREE / "simulator" / "planning" / "sweep" / "executors.py").read_text()
+    res = {}
+    for kind in (["trainsim"] if has_runner else []) + ["default"]:
+        r = _dask_round(reps, kind)
+        if kind == "default" and has_runner:
+            r = {k.replace("dask_", "dask_default_", 1) if k.startswith("dask_") else f"default_{k}": v
+                 for k, v in r.items()}
+        res.update(r)
+    return res
+
+
+def _dask_round(reps: int, kind: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="trainsim-dask-") as d:
         script = Path(d) / "dask_child.py"        # a file, so that spawned workers can import __main__
         script.write_text(DASK_CHILD)
-        r = subprocess.run([sys.executable, str(script), json.dumps(SWEEP_SPEC), str(reps)],
+        r = subprocess.run([sys.executable, str(script), json.dumps(SWEEP_SPEC), str(reps), kind],
                            capture_output=True, text=True, cwd=d, env=child_env(), timeout=600)
     if r.returncode != 0:
         raise RuntimeError(f"dask child exited {r.returncode}: {r.stderr.strip()[-800:]}")
@@ -449,6 +512,10 @@ def print_report(res: dict, errors: dict, mach: dict) -> None:
              ("layouts_per_cpu_s", "  analytic engine, warm, per CPU second", "layouts/s"),
              ("first_call_cpu_ratio", "  analytic first call / warm, CPU time", "x"),
              ("rss_before_evaluate_mb", "  RSS before the evaluation (imports + table)", "MB"),
+             ("validate_cold_s", "  validate, empty kernel-surface cache (wall)", "s"),
+             ("validate_cold_cpu_s", "  validate, empty kernel-surface cache (CPU)", "s"),
+             ("control_speedup", "  machine control: pure Python, 1 / 2 processes", "x"),
+             ("sweep_efficiency", "  sweep speed-up / machine control", "x"),
              ("sweep_1_worker_s", "  sweep, 1 worker", "s"), ("sweep_2_workers_s", "  sweep, 2 workers", "s"),
              ("sweep_1_worker_cpu_s", "  sweep, 1 worker: CPU of all processes", "s"),
              ("sweep_2_workers_cpu_s", "  sweep, 2 workers: CPU of all processes", "s"),
@@ -456,15 +523,20 @@ def print_report(res: dict, errors: dict, mach: dict) -> None:
              ("dask_chunk_cpu_ratio", "  per chunk, CPU time of its thread: Dask / local", "x"),
              ("dask_total_ratio", "  all chunks, summed wall: Dask / local", "x"),
              ("local_chunk_page_faults", "  minor page faults per chunk, local", ""),
-             ("dask_chunk_page_faults", "  minor page faults per chunk, Dask", "")]
+             ("dask_chunk_page_faults", "  minor page faults per chunk, Dask", ""),
+             ("dask_default_chunk_ratio", "  per chunk, Dask's default LocalCluster / local", "x"),
+             ("dask_default_chunk_cpu_ratio", "  ... CPU time of its thread", "x"),
+             ("dask_default_chunk_page_faults", "  minor page faults per chunk, Dask defaults", "")]
     for key, label, unit in extra:
         if key in res:
             s = res[key]
             f = (lambda v: f"{v:,.0f}") if not unit else (lambda v: fmt(v, unit))
             print(f"{label:58s} {f(s['median']):>9s} {f(s['min']):>9s} {f(s['max']):>9s} {unit or 'count':>9s}")
-    if "malloc_trim_threshold" in res:
-        m = res["malloc_trim_threshold"]
-        print(f"  MALLOC_TRIM_THRESHOLD_ in the workers: local {', '.join(m['local'])}; Dask {', '.join(m['dask'])}")
+    for key, what in (("malloc_trim_threshold", "Dask"), ("default_malloc_trim_threshold", "Dask defaults")):
+        if key in res:
+            m = res[key]
+            print(f"  MALLOC_TRIM_THRESHOLD_ in the workers: local {', '.join(m['local'])}; {what} "
+                  f"{', '.join(m['dask'])}")
     if "verb_module_import_s" in res:
         print()
         print("import of each verb module on top of simulator.cli (s): " + ", ".join(

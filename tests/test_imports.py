@@ -1,5 +1,5 @@
 """A command imports only what it uses (issue #13): no matplotlib unless a plot is asked for, no pandas for the
-one-layout verbs. Each case runs the real CLI entry point in a fresh interpreter and lists the heavy modules
+one-layout verbs, nor for a search printed as a table. Each case runs the real CLI entry point in a fresh interpreter and lists the heavy modules
 left in `sys.modules` when the command has finished; a positive control (`--gantt`) shows the probe sees an
 import when one happens.
 """
@@ -47,9 +47,15 @@ def test_estimate_imports_neither_matplotlib_nor_pandas(argv):
     assert loaded_after(argv) == []
 
 
-def test_search_without_plot_dir_does_not_import_matplotlib():
-    # search builds a DataFrame of every candidate, so pandas is expected here
-    assert "matplotlib" not in loaded_after(SEARCH)
+@pytest.mark.parametrize("extra", [[], ["--top", "3"]], ids=["table", "top-3"])
+def test_search_table_imports_neither_matplotlib_nor_pandas(extra):
+    """The table reads the ranked numpy columns; the DataFrame (pandas) is built only for csv/json/plots."""
+    assert loaded_after(SEARCH + extra) == []
+
+
+def test_search_json_builds_the_frame_and_imports_pandas_but_not_matplotlib():
+    """Positive control for pandas: --format json writes every candidate from the DataFrame."""
+    assert loaded_after(SEARCH + ["--format", "json"]) == ["pandas"]
 
 
 def test_simulate_with_trace_imports_neither_matplotlib_nor_pandas(tmp_path):

@@ -64,3 +64,27 @@ def test_search_writes_reason_text_on_demand_as_it_would_have_for_every_row():
     assert lazy.reason_of(lazy.frame).tolist() == eager.frame["reason"].tolist()
     assert "global batch (12) is not a multiple of micro_batch(1) * dp(8) = 8" in set(eager.frame["reason"])
     assert lazy.no_fit_message() == eager.no_fit_message()
+
+
+def test_framework_presets_are_parsed_once_per_process_and_shared():
+    """validate asks for every preset of a framework for each row: one parse and validation per preset."""
+    from simulator.specs import frameworks_loading as fl
+
+    fl._preset.cache_clear()
+    first = fl.framework_for_run("megatron-lm", 2021)
+    calls = fl._preset.cache_info().misses
+    again = fl.framework_for_run("megatron-lm", 2021)
+    assert again is first and fl._preset.cache_info().misses == calls
+
+
+def test_a_framework_file_with_a_duplicate_key_is_refused_by_the_bounded_loader(tmp_path):
+    """Framework YAML goes through safe_yaml (C parser where available) and keeps its checks."""
+    import pytest
+
+    from simulator.errors import SpecError
+    from simulator.specs.frameworks_loading import load_framework
+
+    p = tmp_path / "fw.yaml"
+    p.write_text("name: a\nname: b\n")
+    with pytest.raises(SpecError, match="key .name. appears twice"):
+        load_framework(p)

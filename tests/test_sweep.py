@@ -232,3 +232,28 @@ def test_a_search_error_other_than_an_empty_space_is_not_labelled_empty(spec):
                                     "device.price_per_hour_usd; pass price_per_hour (--price-per-hour)"] * 2
     empty = sweep_mod.evaluate_chunk(plan(load_spec({**spec, "devices": [1]})).payload(0))
     assert list(empty["status"]) == ["empty: no pp divides the 1 devices within the constraints (<= 4 layers)"] * 2
+
+
+def _worker_env(_):
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset")
+
+
+def test_local_dask_cluster_workers_start_without_dask_malloc_trim_threshold():
+    """executors.local_dask_cluster leaves out Dask's default MALLOC_TRIM_THRESHOLD_=65536 (page faults, issue 13),
+    in the workers and in this process."""
+    distributed = pytest.importorskip("distributed")
+    from simulator.planning.sweep.executors import local_dask_cluster
+    before = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    with local_dask_cluster(1, silence_logs=50) as cluster, distributed.Client(cluster) as client:
+        assert client.submit(_worker_env, 0).result() == "unset"
+    assert os.environ.get("MALLOC_TRIM_THRESHOLD_") == before
+
+
+def test_dask_scheduler_local_n_runs_the_sweep_on_its_own_cluster(spec, tmp_path):
+    pytest.importorskip("distributed")
+    local = sweep(spec, workers=1)
+    remote = sweep(spec, output=tmp_path / "dask-local", dask_scheduler="local:1")
+    assert remote.executor == "dask (local:1)"
+    pd.testing.assert_frame_equal(local.frame, remote.frame)
+    with pytest.raises(SpecError, match="positive integer"):
+        sweep(spec, output=tmp_path / "bad", dask_scheduler="local:x")

@@ -237,7 +237,7 @@ def run_fewest(args: argparse.Namespace, keys: dict) -> int:
                       f"feasible ({s['status']})")
         if res.best is not None:
             con.print(f"fewest devices that fit: {res.devices:,}")
-            con.print(search_renderable(res.best.summary(), res.best.top(args.top), footer(res.best, 0.0),
+            con.print(search_renderable(res.best.summary(), res.best.top_rows(args.top), footer(res.best, 0.0),
                                         show_ep=res.best.model.is_moe))
     if res.best is None:
         common.error(f"no layout fits on up to {keys['devices']:,} devices (counts tried: "
@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         lines = footer(result, time.perf_counter() - t0) + [f"uncertainty: +/-{unc.expected_error_pct:.0f}% on "
                                                             f"every figure: {unc.basis}"]
         con = console()
-        con.print(search_renderable(result.summary(), result.top(args.top), lines, show_ep=result.model.is_moe,
+        con.print(search_renderable(result.summary(), result.top_rows(args.top), lines, show_ep=result.model.is_moe,
                                     show_cost=args.objective == "cost", show_des=args.refine > 0))
     plots = write_plots(result, args)
     if plots and args.format == "table":

@@ -18,7 +18,9 @@ def register(sub) -> None:
                                 "constraints, objective, top_k, output, format, chunk_size)")
     p.add_argument("--output", metavar="DIR", help="output folder (overrides the spec's)")
     common.add_framework_flag(p)
-    p.add_argument("--dask-scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://host:8786")
+    p.add_argument("--dask-scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster, e.g. tcp://host:8786; 'local:N' starts a LocalCluster of N one-thread "
+                        "workers for this sweep (without Dask's MALLOC_TRIM_THRESHOLD_, which slows numpy workers)")
     p.add_argument("--workers", type=common.positive_int, help="local worker processes (default: CPU count)")
     p.add_argument("--retries", type=common.nonneg_int, default=2, help="retries of a failed chunk (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,7 +14,6 @@ from importlib import resources
 from typing import Mapping, Optional
 
 import numpy as np
-import yaml
 
 PACKAGE, FOLDER = "simulator", "presets/kernels"
 
@@ -67,7 +66,8 @@ def read_table_csv(text: str) -> dict[str, np.ndarray]:
 @lru_cache(maxsize=1)
 def load_kernel_catalog() -> KernelCatalog:
     """The shipped catalogue and every table it lists (read once; the result is immutable)."""
-    cat = yaml.safe_load(_read_text("catalog.yaml"))
+    from ..specs.safe_yaml import parse_yaml          # libyaml's C parser where available, bounded checks
+    cat = parse_yaml(_read_text("catalog.yaml"), "kernel catalogue presets/kernels/catalog.yaml")
     machines = cat.get("machines", {})
     tables = []
     for table_id, t in cat["tables"].items():

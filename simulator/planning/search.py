@@ -1,11 +1,15 @@
 """Layout search: enumerate every layout a cluster allows, evaluate them all at once, rank them.
 
-    planning.enumerate (numpy columns) -> analytic.compose.evaluate (one call) -> rank -> pandas DataFrame
+    planning.enumerate (numpy columns) -> analytic.compose.evaluate (one call) -> rank -> RankedColumns
+    -> (on first read of SearchResult.frame) pandas DataFrame
 
 The candidates and their rules are those of `planning.enumerate` (the user's constraints are a `SearchSpace`).
 The engine decides feasibility (heads, KV heads and FFN width divisible by tp, batch divisible by micro_batch*dp,
 cp dividing the sequence, experts divisible by ep, micro-batch count for interleaving, memory); its reason bits
 become the `reason` text of the infeasible rows. No Python loop runs per layout.
+
+pandas is imported only where a DataFrame is built: a table of the best rows (`SearchResult.top_rows`, the CLI's
+default output) reads the ranked numpy columns and gathers just those rows.
 """
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ import importlib
 import importlib.util
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..analytic.compose import evaluate
 from ..errors import SpecError
@@ -87,6 +93,7 @@ def _subject(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, num_
 def _message_key(rule, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     """Integer codes of what the rule's sentence depends on, per row: the GB figures (to one decimal) for memory,
     else the layout columns it names."""
+    import pandas as pd
     if rule.bit == R_MEMORY:
         text = [f"{t:.1f}|{c:.1f}" for t, c in zip((frame["mem_total_bytes"].to_numpy()[rows] / GIGA).tolist(),
                                                    (frame["mem_capacity_bytes"].to_numpy()[rows] / GIGA).tolist())]
@@ -104,6 +111,7 @@ def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, n
     """The `reason` column: the sentences of feasibility.RULES (the one table of rules) joined by '; ', '' for
     feasible rows. Each distinct sentence is written once, by the rule's own message, for the rows that share
     the values it names."""
+    import pandas as pd
     mask = frame["reasons"].to_numpy()
     out = np.full(len(frame), "", dtype=object)
     if mask.any():
@@ -123,13 +131,87 @@ def reason_text(frame: pd.DataFrame, model: ModelSpec, training: TrainingSpec, n
 # the result
 # ---------------------------------------------------------------------------------------------------------------
 
+#: Frame columns stored as category codes, with their names (code -> name).
+CATEGORY_NAMES = {"recompute": RECOMPUTE_NAMES, "schedule": SCHEDULE_NAMES,
+                  **{c: OFFLOAD_NAMES for c in OFFLOAD_COLUMNS}, "moe_dispatch": MOE_DISPATCH_NAMES,
+                  "dp_compression": DP_COMPRESSION_NAMES, "pacing_rank": RANK_NAMES, "memory_rank": RANK_NAMES}
+
+
+class RankedColumns:
+    """The candidates of a search in rank order, kept as the enumerated table, the engine's columns and the row
+    order: `rows(k)` gathers k rows as dicts (numpy only), `frame()` builds the whole DataFrame (pandas). A table
+    of the best rows never gathers the other ~100k rows nor imports pandas."""
+
+    def __init__(self, table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Optional[float],
+                 num_devices: int):
+        self.table, self.out, self.order = table, out, order
+        self.price_per_hour, self.num_devices = price_per_hour, num_devices
+        self.reasons = np.asarray(out["reasons"])[order]          # the reason bits in rank order
+        self.num_feasible = int((self.reasons == 0).sum())
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def frame(self):
+        """The DataFrame of every candidate (columns and values as `rows` gives them)."""
+        return _frame(self.table, self.out, self.order, self.price_per_hour, self.num_devices)
+
+    def rows(self, positions) -> list[dict]:
+        """Rows at these rank positions (0 = first) as dicts: the frame's columns, category names as str, <NA>
+        ranks as None, and the step time, utilisation, throughput and cost of unformable rows NaN (as `frame`)."""
+        pos = np.asarray(positions, dtype=np.int64)
+        idx = self.order[pos]
+        reasons = self.reasons[pos]
+        cols: dict[str, list] = {"rank": [int(p) + 1 if p < self.num_feasible else None for p in pos.tolist()],
+                                 "feasible": (reasons == 0).tolist()}
+        for c in LAYOUT_COLUMNS:
+            v = getattr(self.table, c)[idx]
+            cols[c] = [CATEGORY_NAMES[c][k] for k in v.tolist()] if c in CATEGORY_NAMES else v.tolist()
+        for c in RESULT_COLUMNS:
+            cols[c] = np.asarray(self.out[c])[idx].tolist()
+        if self.price_per_hour is not None:
+            cols["usd_per_million_tokens"] = np.asarray(usd_per_million_tokens(
+                self.num_devices, self.price_per_hour, np.asarray(self.out["tokens_per_s"])[idx]), float).tolist()
+        bad = ((reasons & STRUCTURAL_MASK) != 0).tolist()
+        if any(bad):
+            for c in UNFORMABLE_BLANK:
+                if c in cols:
+                    cols[c] = [float("nan") if b else float(v) for v, b in zip(cols[c], bad)]
+        for c in ("pacing_rank", "memory_rank"):
+            cols[c] = [RANK_NAMES[k] for k in np.asarray(self.out[c])[idx].tolist()]
+        names = list(cols)
+        return [dict(zip(names, vals)) for vals in zip(*(cols[n] for n in names))]
+
+
+class _FrameField:
+    """SearchResult.frame: set to a DataFrame or to RankedColumns, read as a DataFrame (built from the columns
+    on the first read, then kept). A dataclass field with a data descriptor: it has no default, and the
+    dataclass's __init__ and `dataclasses.replace` go through __set__."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError("frame")             # no class-level default: a required field
+        v = obj.__dict__[self.slot]
+        if isinstance(v, RankedColumns):
+            v = v.frame()
+            obj.__dict__[self.slot] = v
+        return v
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """Every candidate layout of one job, ranked.
 
     `frame` has one row per candidate: the layout columns, the engine's figures (SI units), `feasible`,
     `reason` ('' when feasible), `rank` (1 = best, <NA> for infeasible rows). Feasible rows come first in
-    objective order, then the infeasible ones, closest to fitting first.
+    objective order, then the infeasible ones, closest to fitting first. It may be given as RankedColumns, in
+    which case the DataFrame is built on its first read; `top_rows`, the counts and `reason_counts` do not need it.
     """
 
     model: ModelSpec
@@ -138,19 +220,35 @@ class SearchResult:
     num_devices: int
     objective: str
     space: SearchSpace
-    frame: pd.DataFrame
+    frame: "pd.DataFrame" = _FrameField()
     timings_s: dict = field(default_factory=dict)
     price_per_hour_usd: Optional[float] = None
     engine: str = "analytic"
     network: object = None         # specs.network.NetworkConditions of the job (None: a dedicated network)
 
     @property
+    def _columns(self) -> Optional[RankedColumns]:
+        """The ranked columns while the DataFrame has not been built, else None."""
+        v = self.__dict__.get("_frame_value")
+        return v if isinstance(v, RankedColumns) else None
+
+    @property
     def num_candidates(self) -> int:
-        return len(self.frame)
+        c = self._columns
+        return len(c) if c is not None else len(self.frame)
 
     @property
     def num_feasible(self) -> int:
-        return int(self.frame["feasible"].sum())
+        c = self._columns
+        return c.num_feasible if c is not None else int(self.frame["feasible"].sum())
+
+    def top_rows(self, n: int = 10) -> list[dict]:
+        """The best n feasible candidates as dicts (the frame's columns): what a table shows, without pandas
+        when the frame has not been built."""
+        c = self._columns
+        if c is not None:
+            return c.rows(np.arange(min(int(n), c.num_feasible)))
+        return self.top(n).to_dict("records")
 
     @property
     def feasible(self) -> pd.DataFrame:
@@ -218,13 +316,14 @@ class SearchResult:
 
     def reason_counts(self) -> dict:
         """Infeasible candidates per reason kind (a candidate with several reasons counts under each)."""
-        masks = self.frame["reasons"].to_numpy()
+        c = self._columns
+        masks = c.reasons if c is not None else self.frame["reasons"].to_numpy()
         counts = {r.name: int(((masks & r.bit) != 0).sum()) for r in RULES}
         return {name: n for name, n in counts.items() if n}
 
     def scenario(self, row) -> Scenario:
         """The Scenario of one candidate (a row of `frame`, or its index label)."""
-        if not isinstance(row, pd.Series):
+        if isinstance(row, (int, np.integer)):
             row = self.frame.loc[row]
         return scenario_of(self.model, self.hardware, self.training, self.num_devices, row, self.space, self.network)
 
@@ -246,7 +345,7 @@ class SearchResult:
         return d
 
 
-def pareto_front(frame: pd.DataFrame, x: str = "mem_total_bytes", y: str = "tokens_per_s") -> pd.DataFrame:
+def pareto_front(frame, x: str = "mem_total_bytes", y: str = "tokens_per_s"):
     """Feasible candidates no other feasible candidate beats on both less `x` (memory) and more `y` (throughput),
     sorted by `x`. Ties on both keep the first row."""
     f = frame[frame["feasible"]] if "feasible" in frame else frame
@@ -309,8 +408,8 @@ def _order(out: dict, objective: str, cost: Optional[np.ndarray]) -> np.ndarray:
     return np.lexsort((key2, key1, group))
 
 
-def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Optional[float], num_devices: int,
-           objective: str) -> pd.DataFrame:
+def _frame(table: LayoutTable, out: dict, order: np.ndarray, price_per_hour: Optional[float], num_devices: int):
+    import pandas as pd
     n = len(order)
     data = {}
     nf = int((out["reasons"] == 0).sum())
@@ -410,8 +509,9 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     if price is not None:
         cost = usd_per_million_tokens(int(devices), price, out["tokens_per_s"])
     order = _order(out, objective, cost)
-    frame = _frame(table, out, order, price, int(devices), objective)
+    frame = RankedColumns(table, out, order, price, int(devices))     # the DataFrame is built on first read
     if reasons:
+        frame = frame.frame()
         frame["reason"] = reason_text(frame, m, training, int(devices), hw)
     t4 = time.perf_counter()
     timings = {"load_s": t1 - t0, "enumerate_s": t2 - t1, "evaluate_s": t3 - t2, "rank_s": t4 - t3}
@@ -457,6 +557,7 @@ def refine_with_des(result: SearchResult, k: int, simulate=None, progress=None) 
     Adds `des_step_time_s`, `des_tokens_per_s` and `des_mfu` (NaN for rows not refined); the refined rows
     come first in DES throughput order (objective 'throughput'/'cost') or stay in memory order ('memory').
     """
+    import pandas as pd
     simulate = simulate or _des_simulate()
     f = result.frame
     k = min(int(k), result.num_feasible)

@@ -1,14 +1,34 @@
-"""Rich renderables for search, compare and sweep results. Build, never print: the CLI prints them."""
+"""Rich renderables for search, compare and sweep results. Build, never print: the CLI prints them.
+
+The search table takes its rows as dicts (SearchResult.top_rows) or a DataFrame, so that `trainsim search`
+prints its table without importing pandas."""
 from __future__ import annotations
 
-import math
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from ..units import GIGA, format_seconds
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _isna(x) -> bool:
+    """None, NaN or pandas' NA (without importing pandas)."""
+    if x is None:
+        return True
+    try:
+        return bool(x != x)
+    except TypeError:               # pd.NA: its comparisons are NA, whose truth value is ambiguous
+        return True
+
+
+def _records(rows) -> list[dict]:
+    """Rows as a list of dicts: a DataFrame's records, or the dicts themselves."""
+    return rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
 
 
 def token_text(n: float) -> str:
@@ -24,13 +44,13 @@ def _pct(x) -> str:
 
 
 def _num(x, fmt="{:,.0f}") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if _isna(x):
         return "n/a"
     return fmt.format(x)
 
 
 def _days(t_s) -> str:
-    if t_s is None or (isinstance(t_s, float) and math.isnan(t_s)):
+    if _isna(t_s):
         return "n/a"
     return f"{t_s / 86400:,.1f} d" if t_s >= 86400 else format_seconds(t_s)
 
@@ -47,31 +67,33 @@ def comm_text(r) -> str:
     return ", ".join(parts)
 
 
-def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str], show_ep: bool = False,
+def search_renderable(summary: dict, top, footer_lines: list[str], show_ep: bool = False,
                       show_cost: bool = False, show_des: bool = False):
-    """Top candidates of a search as a table, with the summary line and a footer (counts, time)."""
+    """Top candidates of a search as a table, with the summary line and a footer (counts, time). `top`: the rows
+    as dicts (SearchResult.top_rows) or a DataFrame."""
+    top = _records(top)
     title = (f"{summary['model']} on {summary['devices']:,} x {summary['hardware']}  ·  global batch "
              f"{summary['global_batch']:,} x seq {summary['seq_len']:,}  ·  objective {summary['objective']}"
              + (f"  ·  framework {summary['framework']}" if summary.get("framework") else ""))
     t = Table(title=title, title_justify="left")
-    show_offload = any(c in top and (top[c].astype(str) != "none").any()
+    show_offload = any(str(r.get(c, "none")) != "none" for r in top
                        for c in ("offload_optimizer", "offload_params", "offload_activations"))
     cols = ["#", "tp", "pp", "dp", "cp"] + (["ep"] if show_ep else []) + [
         "vpp", "mb", "zero", "recompute", "schedule"] + (["offload", "host GB/node"] if show_offload else []) + [
         "MFU", "step", "tokens/s", "mem GB"]
-    show_train = "train_wall_clock_s" in top
+    show_train = bool(top) and "train_wall_clock_s" in top[0]
     if show_train:
         cols += ["goodput", "days to train", "$ to train"]
     if show_cost:
         cols.append("$/M tok")
     if show_des:
         cols += ["DES step", "DES MFU"]
-    show_comm = bool(len(top)) and any(comm_text(r) for _, r in top.iterrows())
+    show_comm = any(comm_text(r) for r in top)
     if show_comm:
         cols.insert(cols.index("MFU"), "comm")
     for c in cols:
         t.add_column(c, justify="left" if c in ("recompute", "schedule", "offload", "comm") else "right")
-    for _, r in top.iterrows():
+    for r in top:
         row = [str(r["rank"]), str(r["tp"]), str(r["pp"]), str(r["dp"]), str(r["cp"])]
         if show_ep:
             row.append(str(r["ep"]))
@@ -89,13 +111,12 @@ def search_renderable(summary: dict, top: pd.DataFrame, footer_lines: list[str],
             row.append(_num(r.get("usd_per_million_tokens"), "{:,.2f}"))
         if show_des:
             des = r.get("des_step_time_s")
-            row += ["" if des is None or pd.isna(des) else format_seconds(des),
-                    "" if des is None or pd.isna(des) else _pct(r["des_mfu"])]
+            row += ["" if _isna(des) else format_seconds(des), "" if _isna(des) else _pct(r["des_mfu"])]
         t.add_row(*row)
     return Group(t, *[Text(line, style="dim") for line in footer_lines])
 
 
-def compare_renderable(frame: pd.DataFrame, meta: dict):
+def compare_renderable(frame: "pd.DataFrame", meta: dict):
     """One row per hardware profile: best layout, MFU, step time, tokens/s, time, cost and energy to train."""
     title = (f"{meta['model']}" + (f"  ·  framework {meta['framework']}" if meta.get("framework") else "")
              + f"  ·  global batch {meta['global_batch']:,} x seq {meta['seq_len']:,}  ·  "
@@ -120,7 +141,7 @@ def compare_renderable(frame: pd.DataFrame, meta: dict):
             r["hardware"], f"{r['devices']:,}", r["layout"], _pct(r["mfu"]), *err, format_seconds(r["step_time_s"]),
             f"{r['tokens_per_s']:,.0f}", _days(r["time_to_train_s"]),
             _num(r["price_per_hour_usd"], "{:,.2f}"), _num(r["cost_usd"], "${:,.0f}"),
-            _num(r["energy_kwh"] / 1000.0 if not pd.isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"), *extra)
+            _num(r["energy_kwh"] / 1000.0 if not _isna(r["energy_kwh"]) else float("nan"), "{:,.1f} MWh"), *extra)
     notes = [Text(n, style="yellow" if n.startswith("warning") else "dim") for n in meta.get("notes", [])]
     if unc:
         notes += [Text(f"{r['hardware']}: {r['uncertainty']}", style="dim") for _, r in frame.iterrows()
@@ -131,12 +152,12 @@ def compare_renderable(frame: pd.DataFrame, meta: dict):
 def _uncertainty_cell(r) -> str:
     """'+/-11% cal' or '+/-101% xfer': the expected error of the row's grounding (uncertainty.py)."""
     v = r.get("uncertainty_pct")
-    if v is None or pd.isna(v):
+    if _isna(v):
         return ""
     return f"{v:.0f}% {'cal' if r.get('uncertainty_kind') == 'calibrated' else 'xfer'}"
 
 
-def sweep_renderable(frame: pd.DataFrame, meta: dict, max_rows: int = 40):
+def sweep_renderable(frame: "pd.DataFrame", meta: dict, max_rows: int = 40):
     """Best layout per grid point of a sweep (the first max_rows points)."""
     t = Table(title=f"sweep: {meta['num_points']:,} grid points in {meta['num_chunks']:,} chunks -> "
                     f"{meta['output']}", title_justify="left")

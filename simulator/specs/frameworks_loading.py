@@ -1,20 +1,25 @@
 """Loading framework presets by name, by path, or by a published run's `framework` column and year.
 
 Presets are package data (`simulator/presets/frameworks/*.yaml`) read through importlib.resources, so they load
-from a wheel as from a checkout. YAML is read with yaml.safe_load; validation errors name the field, the value
+from a wheel as from a checkout. YAML is read by specs.safe_yaml (libyaml's C parser where PyYAML has it, with the
+bounded size, nesting, alias-expansion and duplicate-key checks); validation errors name the field, the value
 and the rule; an unknown name lists the close matches and every preset.
+
+A shipped preset is parsed and validated once per process (FrameworkSpec is frozen, so the one object is shared):
+`validate` asks for every preset of a framework for each of its ~270 rows. A preset file given by path is parsed
+once per process while its size and modification time stay the same (safe_yaml.read_yaml).
 """
 from __future__ import annotations
 
 import difflib
+import functools
 from importlib import resources
 from pathlib import Path
-
-import yaml
 
 from ..errors import SpecError
 from .framework import FRAMEWORK_COLUMN_VALUES, FrameworkSpec
 from .loading import validate_spec
+from .safe_yaml import parse_yaml, read_yaml
 
 PRESET_PACKAGE = "simulator"
 PRESET_FOLDER = ("presets", "frameworks")
@@ -29,7 +34,12 @@ def _preset_dir():
 
 def available_frameworks() -> list[str]:
     """Names of the shipped framework presets, sorted."""
-    return sorted(p.name[: -len(".yaml")] for p in _preset_dir().iterdir() if p.name.endswith(".yaml"))
+    return list(_preset_names())
+
+
+@functools.lru_cache(maxsize=1)
+def _preset_names() -> tuple[str, ...]:
+    return tuple(sorted(p.name[: -len(".yaml")] for p in _preset_dir().iterdir() if p.name.endswith(".yaml")))
 
 
 def _unknown(name: str) -> SpecError:
@@ -40,11 +50,16 @@ def _unknown(name: str) -> SpecError:
 
 
 def _parse(text: str, where: str) -> FrameworkSpec:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SpecError(f"{where}: not valid YAML: {err}") from None
-    return validate_spec(FrameworkSpec, data, where)
+    return validate_spec(FrameworkSpec, parse_yaml(text, where), where)
+
+
+@functools.lru_cache(maxsize=None)
+def _preset(name: str) -> FrameworkSpec:
+    """A shipped preset, parsed and validated once per process (errors are not cached)."""
+    entry = _preset_dir() / f"{name}.yaml"
+    if not entry.is_file():
+        raise _unknown(name)
+    return _parse(entry.read_text(encoding="utf-8"), f"framework preset '{name}'")
 
 
 def load_framework(name_or_path: str | Path | FrameworkSpec) -> FrameworkSpec:
@@ -56,11 +71,8 @@ def load_framework(name_or_path: str | Path | FrameworkSpec) -> FrameworkSpec:
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
             raise SpecError(f"framework file not found: {text_name}")
-        return _parse(p.read_text(encoding="utf-8"), text_name)
-    entry = _preset_dir() / f"{text_name}.yaml"
-    if not entry.is_file():
-        raise _unknown(text_name)
-    return _parse(entry.read_text(encoding="utf-8"), f"framework preset '{text_name}'")
+        return validate_spec(FrameworkSpec, read_yaml(p, "framework file", shared=True), text_name)
+    return _preset(text_name)
 
 
 def framework_for_run(framework: str, year: int | None = None) -> FrameworkSpec:

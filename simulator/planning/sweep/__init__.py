@@ -15,7 +15,11 @@ ends the sweep with a message instead of waiting forever.
 
 Going from local processes to a cluster is one argument: `sweep(spec)` -> `sweep(spec, dask_scheduler=
 "tcp://host:8786")` (CLI: `--dask-scheduler tcp://host:8786`). Workers need trainsim installed; model and
-hardware specs travel with each chunk, so workers do not need the profile files.
+hardware specs travel with each chunk, so workers do not need the profile files. `dask_scheduler="local:N"`
+starts a LocalCluster of N one-thread workers for the sweep (executors.local_dask_cluster, also usable on its
+own): it leaves out Dask's default MALLOC_TRIM_THRESHOLD_=65536, which costs a Dask worker ~10x the page faults of
+a local one on numpy temporaries over 128 KB. A cluster started with Dask's defaults can get the same by
+`dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})` before it starts.
 
     spec       SweepSpec (the YAML keys), load_spec
     grid       Plan (grid points, chunks, fingerprint), evaluate_chunk (the pure unit of work)
@@ -34,14 +38,15 @@ from typing import Callable, Optional, Union
 import pandas as pd
 
 from ...errors import SpecError
-from .executors import ChunkFailed, run_dask, run_processes, run_serial
+from .executors import ChunkFailed, local_dask_cluster, run_dask, run_processes, run_serial
 from .grid import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, STR_COLUMNS, Plan, chunk_frame, evaluate_chunk, plan
 from .output import (MANIFEST, MANIFEST_KIND, check_format, chunk_path, prepare_output, read_chunk, read_results,
                      readable, write_chunk)
 from .spec import SweepSpec, load_spec
 
 __all__ = ["COLUMNS", "FLOAT_COLUMNS", "INT_COLUMNS", "MANIFEST", "MANIFEST_KIND", "STR_COLUMNS", "ChunkFailed",
-           "Plan", "SweepResult", "SweepSpec", "chunk_frame", "chunk_path", "evaluate_chunk", "load_spec", "plan",
+           "Plan", "SweepResult", "SweepSpec", "chunk_frame", "chunk_path", "evaluate_chunk", "load_spec",
+           "local_dask_cluster", "plan",
            "read_chunk", "read_results", "sweep", "write_chunk"]
 
 

@@ -114,6 +114,44 @@ def _run_pool(fn, todo, payload, on_result, retries, workers, start_method):
     return failures
 
 
+def local_dask_cluster(n_workers: int = 2, **kwargs):
+    """A dask.distributed LocalCluster for sweeps: `n_workers` processes of one thread each, started without
+    MALLOC_TRIM_THRESHOLD_ (so a Dask worker allocates as a local sweep worker does).
+
+    Dask's default `distributed.nanny.pre-spawn-environ` sets MALLOC_TRIM_THRESHOLD_=65536 in every worker (and in
+    the process that starts the nanny); glibc then stops raising its mmap threshold, so each numpy temporary over
+    128 KB is a fresh mapping and page faults per chunk grew ~10x (issue #13: a Dask worker took 3x a local one per
+    chunk before the engine evaluated in blocks). The documented way to leave a variable unset is a None value in
+    that config (distributed.nanny._get_env_variables). Other keyword arguments go to LocalCluster."""
+    try:
+        import dask
+        from distributed import LocalCluster
+    except ImportError:
+        raise SpecError("a local Dask cluster needs dask.distributed: pip install 'trainsim[dask]'") from None
+    kwargs = {"threads_per_worker": 1, "processes": True, "dashboard_address": None, **kwargs}
+    saved = os.environ.pop(MALLOC_TRIM_ENV, None)       # a cluster started earlier may have left it here
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{MALLOC_TRIM_ENV}": None}):
+            return LocalCluster(n_workers=int(n_workers), **kwargs)
+    finally:
+        if saved is not None:
+            os.environ[MALLOC_TRIM_ENV] = saved
+
+
+def parse_local_scheduler(scheduler) -> int | None:
+    """`local` or `local:N` (a LocalCluster of N workers, default 2) -> N; None for anything else."""
+    if not isinstance(scheduler, str) or not (scheduler == "local" or scheduler.startswith("local:")):
+        return None
+    text = scheduler.partition(":")[2] or "2"
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise SpecError(f"dask scheduler '{scheduler}': the worker count after 'local:' must be a positive integer")
+    return n
+
+
 def run_dask(fn, todo, payload, on_result, retries, scheduler, key_prefix, worker_timeout_s: float = 120.0):
     """Chunks on a dask.distributed cluster. Dask reschedules the tasks of a worker that dies; a chunk that still
     fails (an exception, or KilledWorker after repeated deaths) is resubmitted up to `retries` times. A cluster
@@ -123,9 +161,16 @@ def run_dask(fn, todo, payload, on_result, retries, scheduler, key_prefix, worke
     except ImportError:
         raise SpecError("--dask-scheduler needs dask.distributed: pip install 'trainsim[dask]'") from None
     own = not isinstance(scheduler, Client)
+    cluster = None
+    n_local = parse_local_scheduler(scheduler)
+    if n_local is not None:                  # 'local[:N]': a LocalCluster of this process, closed at the end
+        cluster = local_dask_cluster(n_local, silence_logs=40)
+        scheduler = cluster.scheduler_address
     try:
         client = Client(scheduler, timeout="20s") if own else scheduler
     except (OSError, TimeoutError, ValueError) as err:
+        if cluster is not None:
+            cluster.close()
         raise SpecError(f"cannot reach the Dask scheduler at {scheduler!r}: {err}") from None
     failures = {}
     try:
@@ -165,4 +210,6 @@ def run_dask(fn, todo, payload, on_result, retries, scheduler, key_prefix, worke
     finally:
         if own:
             client.close()
+        if cluster is not None:
+            cluster.close()
     return failures

@@ -102,7 +102,7 @@ def _empty_row(p: dict, status: str) -> dict:
     return row
 
 
-def _row_of(p: dict, r: pd.Series, rank: int, status: str, n_cand: int, n_feas: int) -> dict:
+def _row_of(p: dict, r, rank: int, status: str, n_cand: int, n_feas: int) -> dict:
     row = _empty_row(p, status)
     for c in ("tp", "pp", "dp", "cp", "ep", "vpp", "micro_batch", "zero"):
         row[c] = int(r[c])
@@ -145,8 +145,8 @@ def evaluate_chunk(payload: dict) -> pd.DataFrame:
         except SpecError as err:
             rows.append(_empty_row(p, f"error: {err}"))
             continue
-        if res.num_feasible:
-            for k, (_, r) in enumerate(res.top(payload["top_k"]).iterrows(), start=1):
+        if res.num_feasible:     # the ranked columns' rows: no DataFrame of every candidate is built
+            for k, r in enumerate(res.top_rows(payload["top_k"]), start=1):
                 rows.append(_row_of(p, r, k, "ok", res.num_candidates, res.num_feasible))
         else:
             cl = res.closest(1)
