@@ -104,3 +104,14 @@ def test_flat_all_to_all_latency_per_tier_by_default_per_peer_on_request():
     tiers = TierArrays(np.array([16.0]), np.array([100e9]), np.array([2e-6]), np.array([0]), np.array([1.0]))
     assert all_to_all_time_s(16e6, 16, 1, tiers, per_peer_latency=True) == pytest.approx(150e-6 + 30e-6)
     assert all_to_all_time_s(16e6, 16, 1, tiers, per_peer_latency=False) == pytest.approx(150e-6 + 2e-6)
+
+
+def test_the_deepseek_v3_h100_recipe_row_runs_deepep_overlap_and_mlp_recompute():
+    from pathlib import Path
+    from simulator.validation.rows import load_cases
+    _, items = load_cases(Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "published_runs.csv")
+    case = next(c for c in items if getattr(c, "id", "") == "mbridge2509-dsv3-671b-1024")
+    assert (case.moe_dispatch, case.moe_max_nodes, case.ep_comm_overlap) == ("node-limited", 4, True)
+    assert case.known["recompute"] == "selective" and case.framework.recompute.selective == "mlp"
+    assert {k for k, _, _ in case.overrides} >= {"moe_dispatch", "moe_max_nodes", "ep_comm_overlap",
+                                                  "selective_recompute", "overlap_grad_reduce"}
