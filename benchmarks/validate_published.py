@@ -56,7 +56,12 @@ def framework_section() -> str:
     for pattern, flags, why in NOTE_OVERRIDES:
         sets = ", ".join(f"{k}={v}" for k, v in flags.items())
         lines.append(f"| `{pattern.pattern.replace('|', ' / ')}` | {sets} | {why} |")
+    from simulator.validation.rows import _MAX_NODES, _RECOMPUTE_MODULES
     lines += [
+        f"| `{_MAX_NODES.pattern}` | moe_max_nodes=M | notes state node-limited (group-limited) routing |",
+        f"| `{_RECOMPUTE_MODULES.pattern.replace('|', ' / ')}` | blank recompute: selective with the selective "
+        "kind 'mlp' where `mlp` is listed, selective where `core_attn` is, else none | the recipe's Megatron-Core "
+        "recompute modules |",
         "",
         "Every row reports its preset (`framework`), the overrides applied (`overrides`, with the rule in",
         "`override_reasons`) and the blank-field policy it used (`policy`) in `trainsim validate --format json`.",

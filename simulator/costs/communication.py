@@ -186,7 +186,8 @@ def ep_exposed_s(sz, lc):
     the backward of another run together layer by layer, each all-to-all beside a compute chunk of the other:
     f.attn || b.combine-grad, f.dispatch || b.mlp, f.mlp || b.dispatch-grad, f.combine || b.attn; each is exposed
     only by what outlasts its chunk. Megatron runs it only with pp == 1 or an interleaved schedule; the first
-    forward and the last backward have no partner (1/m stays exposed); the full-recompute replay stays exposed.
+    forward and the last backward have no partner (1/m stays exposed); the replay under full recompute or MLP
+    recompute (selective kind 'mlp') stays exposed.
 
     Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py."""
     m, t = sz.model, sz.table
@@ -204,7 +205,9 @@ def ep_exposed_s(sz, lc):
     ep_f_hidden = ep_f_hidden + (2.0 * a2a - ep_f_hidden) / sz.num_micro
     ep_b_hidden = ep_b_hidden + (2.0 * a2a - ep_b_hidden) / sz.num_micro
     t_ep_f = np.where(ep_hide, ep_f_hidden, 2.0 * a2a)     # dispatch + combine
-    t_ep_b = np.where(ep_hide, ep_b_hidden, 2.0 * a2a) + np.where(sz.recompute == 2, 2.0 * a2a, 0.0)
+    sel = sz.framework.recompute.selective if sz.framework is not None else "core-attention"
+    replay = (sz.recompute == 2) | ((sz.recompute == 1) & (sel == "mlp"))   # full or MLP recompute re-dispatches
+    t_ep_b = np.where(ep_hide, ep_b_hidden, 2.0 * a2a) + np.where(replay, 2.0 * a2a, 0.0)
     return t_ep_f, t_ep_b
 
 

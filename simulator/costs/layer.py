@@ -340,19 +340,24 @@ def host_time_s(hw, framework=None) -> float:
     return hw.efficiency.layer_overhead_us * 1e-6
 
 
-def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f):
+def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f, mlp_f=0.0):
     """Time a layer's recompute adds to its backward, by recompute code and the framework's selective kind:
     full replays the forward; selective 'core-attention' (Megatron) the attention core; 'op-level-sac'
     (torchtitan) the unsaved ops: every second GEMM (half the GEMM time) and the elementwise kernels;
-    'every-nth-layer' one full forward in n layers; 'remat-policy'/'none' as core-attention.
+    'every-nth-layer' one full forward in n layers; 'mlp' (Megatron-Core --recompute-modules mlp) the MLP's
+    forward GEMMs `mlp_f` (MoE: router, experts, shared experts; the replayed all-to-alls are priced with the EP
+    communication, costs.communication.ep_exposed_s); 'remat-policy'/'none' as core-attention.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5; torchtitan models/llama3/parallelize_llama.py
-    (_save_list, selective_ac_option); the preset's recompute.source."""
+    (_save_list, selective_ac_option); Megatron-Core transformer_layer.py (recompute_mlp: the MLP under
+    tensor_parallel.checkpoint); the preset's recompute.source."""
     rc = sz.recompute
     sel = sz.framework.recompute if sz.framework is not None else None
     kind = sel.selective if sel is not None else "core-attention"
     if kind == "op-level-sac":
         selective = 0.5 * gemm_f + elem_f
+    elif kind == "mlp":
+        selective = mlp_f
     elif kind == "every-nth-layer":
         selective = forward_s / float(sel.selective_every_n_layers)
     else:
@@ -384,4 +389,5 @@ def layer_costs(sz) -> LayerCosts:
         attention_projection_dgrad_s=proj[1], attention_projection_wgrad_s=proj[2], mlp_dgrad_s=mlp[1],
         mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host,
         gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
-        recompute_s=recompute_pass_s(sz, np.maximum(gpu_f, host), core_f, proj[0] + mlp[0], t_elem), wgrad_s=wgrad)
+        recompute_s=recompute_pass_s(sz, np.maximum(gpu_f, host), core_f, proj[0] + mlp[0], t_elem, mlp[0]),
+        wgrad_s=wgrad)

@@ -189,6 +189,14 @@ def activation_bytes_of_layer(sz, mlp, recompute=None):
     sel = sz.framework.recompute if sz.framework is not None else None
     if sel is None or sel.selective in ("core-attention", "remat-policy", "none"):
         return base
+    if sel.selective == "mlp":
+        # the MLP keeps only its input (saved outside it anyway): none of its internal activations
+        no_mlp = activation_bytes_per_layer(sz.seq_len / sz.cp, sz.micro_batch, sz.hidden, sz.heads, head_dim,
+                                            sz.kv_heads, 0.0, sz.tp, sz.sequence_parallel, np.zeros_like(rc),
+                                            t.flash_attention, sz.act_bytes,
+                                            gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
+                                            fc2_input_elems=0.0)
+        return np.where(np.asarray(rc) == 1, no_mlp, base)
     if sel.selective == "op-level-sac":
         ffn = float(m.ffn_hidden_size) if m.moe is None else float(m.moe.expert_ffn_hidden_size) * m.moe.top_k
         per_token = op_sac_saved_elements_per_token(sz.hidden, sz.heads, sz.kv_heads, head_dim, ffn, sz.tp,

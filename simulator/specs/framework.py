@@ -45,8 +45,10 @@ AttentionKernel = Literal["unfused", "flash-attn-1", "flash-attn-2", "flash-attn
 #: selective checkpointing: every matmul output except every second one, SDPA outputs and reduce-scatters are
 #: saved, everything else recomputed. `every-nth-layer`: whole layers checkpointed every n-th (torchtitan
 #: selective_ac_option = n). `remat-policy`: a JAX remat policy names the saved tensors (MaxText minimal,
-#: save_dot_*, custom). `none`: the framework has no selective mode.
-SelectiveKind = Literal["core-attention", "op-level-sac", "every-nth-layer", "remat-policy", "none"]
+#: save_dot_*, custom). `mlp`: Megatron-Core --recompute-modules mlp: the MLP (MoE: router, dispatch, experts,
+#: combine) keeps only its input and replays its forward in the backward. `none`: the framework has no selective
+#: mode.
+SelectiveKind = Literal["core-attention", "op-level-sac", "every-nth-layer", "remat-policy", "mlp", "none"]
 Recompute = Literal["none", "selective", "full"]
 GatherUnit = Literal["layer", "tensor"]
 FsdpImpl = Literal["none", "fsdp1", "fsdp2", "deepspeed-zero3", "megatron-fsdp", "gspmd", "internevo-fsdp"]

@@ -74,7 +74,8 @@ def search_space(case: Case) -> SearchSpace:
         sequence_parallel=[False, True] if k["sequence_parallel"] is None else bool(k["sequence_parallel"]),
         flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
         tp_comm_overlap=case.tp_comm_overlap, ep_comm_overlap=case.ep_comm_overlap, zero3_unit=case.zero3_unit,
-        dp_param_gather_overlap=case.dp_param_gather_overlap, as_stated=True)
+        dp_param_gather_overlap=case.dp_param_gather_overlap, moe_dispatch=[case.moe_dispatch],
+        moe_max_nodes=case.moe_max_nodes, as_stated=True)
 
 
 def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
@@ -214,7 +215,8 @@ def _des_step_time(case: Case, layout: dict, simulate) -> float:
                  recompute=layout["recompute"], micro_batch=layout["micro_batch"],
                  flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
                  tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit,
-                 ep_comm_overlap=case.ep_comm_overlap, dp_param_gather_overlap=case.dp_param_gather_overlap)
+                 ep_comm_overlap=case.ep_comm_overlap, dp_param_gather_overlap=case.dp_param_gather_overlap,
+                 moe_dispatch=case.moe_dispatch, moe_max_nodes=case.moe_max_nodes)
     sc = Scenario(model=case.model, hardware=case.hardware, num_devices=case.num_devices, training=case.training,
                   layout=lay, framework=case.framework)
     return float(simulate(sc).step_time_s)
@@ -249,7 +251,7 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
 def job_key(case: Case) -> tuple:
     """Cases with equal keys share one Job and are evaluated as one LayoutTable."""
     return (case.model.model_dump_json(), case.hardware.model_dump_json(), case.training.model_dump_json(),
-            case.num_devices, case.framework.name if case.framework is not None else "")
+            case.num_devices, case.framework.model_dump_json() if case.framework is not None else "")
 
 
 def _concat_tables(parts: list[dict]) -> LayoutTable:

@@ -65,6 +65,8 @@ class Case:
     zero3_unit: str = "layer"              # ZeRO-3 gather unit of the row's framework (specs.layout)
     ep_comm_overlap: bool = False          # MoE all-to-alls hidden behind another micro-batch (specs.layout)
     dp_param_gather_overlap: bool = True   # ZeRO-1/2 parameter all-gather under the next forward (specs.layout)
+    moe_dispatch: str = "flat"             # MoE token dispatch strategy (specs.layout.MoeDispatch)
+    moe_max_nodes: Optional[int] = None    # node-limited routing: nodes a token may reach (None: every node)
     framework: Optional[FrameworkSpec] = None   # the row's preset (framework_for_run); None: the default preset
     overrides: tuple = ()                  # (flag, value, the note rule that set it) applied over the preset
     policy: str = ""                       # blank-field policy used (benchmarks/README.md)
@@ -75,6 +77,9 @@ _EVAL_BLOCK = re.compile(r"([\d,]+) tokens per eval block.*?eval \(([\d,]+) sequ
 _DENSE_PREFIX = re.compile(r"first\s+(\d+)\s+layers\s+dense", re.I)
 _TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap")
 _EP_OVERLAP = re.compile(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm")
+_DEEPEP = re.compile(r"deepep|hybridep|flex token dispatcher")
+_RECOMPUTE_MODULES = re.compile(r"recompute modules \[([a-z_, ]*)\]")
+_MAX_NODES = re.compile(r"at most (\d+) nodes per token")
 _CONV_EMBEDDING = re.compile(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings")
 
 
@@ -269,6 +274,8 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
 NOTE_OVERRIDES = (
     (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap)"),
     (_EP_OVERLAP, {"ep_comm_overlap": True}, "notes state EP all-to-all overlap (--overlap-moe-expert-parallel-comm)"),
+    (_DEEPEP, {"moe_dispatch": "node-limited"},
+     "notes state DeepEP / HybridEP (Megatron-Core flex token dispatcher): one copy per node, NVLink forwarding"),
     (re.compile(r"no --overlap-grad-reduce|without --overlap-grad-reduce|overlap[ _-]grad[ _-]reduce[ _-]off"),
      {"overlap_grad_reduce": False, "dp_param_gather_overlap": False},
      "notes state no --overlap-grad-reduce / --overlap-param-gather (SimuMax's B200 runs)"),
@@ -300,6 +307,7 @@ def framework_facts(row: dict, fw: FrameworkSpec, family: str) -> tuple[dict, tu
     differs from the preset's."""
     notes = (row.get("notes") or "").lower()
     facts = framework_layout_values(fw, family)
+    facts.update(moe_dispatch="flat", moe_max_nodes=None)
     applied = []
     for pattern, flags, why in NOTE_OVERRIDES:
         if not pattern.search(notes):
@@ -308,7 +316,41 @@ def framework_facts(row: dict, fw: FrameworkSpec, family: str) -> tuple[dict, tu
             if facts[k] != v:
                 facts[k] = v
                 applied.append((k, v, why))
+    limit = _MAX_NODES.search(notes)
+    if limit:
+        facts["moe_max_nodes"] = int(limit.group(1))
+        applied.append(("moe_max_nodes", int(limit.group(1)),
+                        "notes state node-limited (group-limited) routing: at most M nodes per token"))
     return facts, tuple(applied)
+
+
+def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tuple, assumptions: list):
+    """A row whose notes list the recipe's Megatron-Core recompute modules (`recompute modules [a, b]`, from
+    --recompute-modules / recompute_modules) fixes a blank recompute cell: with `mlp` listed, selective recompute
+    of the MLP (the preset's selective kind becomes 'mlp'); with `core_attn`, the preset's selective; otherwise
+    none. The other modules (mla_up_proj, layernorm, moe_act) replay a few percent of a layer and are not priced.
+    Returns (framework, known, overrides).
+
+    Source: Megatron-Core TransformerConfig.recompute_modules; the row's notes (the recipe's recompute_modules)."""
+    m = _RECOMPUTE_MODULES.search(notes.lower())
+    if not m:
+        return fw, known, overrides
+    modules = {x.strip() for x in m.group(1).split(",") if x.strip()}
+    if "mlp" in modules:
+        value = "selective"
+        if fw.recompute.selective != "mlp":
+            fw = fw.model_copy(update={"recompute": fw.recompute.model_copy(update={"selective": "mlp"})})
+            overrides = overrides + (("selective_recompute", "mlp", "notes list recompute modules including mlp "
+                                      "(Megatron-Core --recompute-modules mlp)"),)
+    elif "core_attn" in modules:
+        value = "selective"
+    else:
+        value = "none"
+    if known.get("recompute") is None:
+        known["recompute"] = value
+        assumptions.append(f"recompute blank: {value} from the recipe's recompute modules "
+                           f"[{', '.join(sorted(modules))}] (mla_up_proj, layernorm, moe_act replays not priced)")
+    return fw, known, overrides
 
 
 def framework_default_fill(fw: FrameworkSpec, known: dict) -> dict:
@@ -393,6 +435,7 @@ def case_from_row(row: dict, line: int) -> Case:
     known = known_layout(row, model, assumptions)
     fw = row_framework(row)
     facts, overrides = framework_facts(row, fw, hw.family)
+    fw, known, overrides = _recompute_modules(notes, fw, known, overrides, assumptions)
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
@@ -457,6 +500,28 @@ def skipped(rid: str, line: int, reason: str, cells: list, header: Optional[list
                      source=source, hardware=hwname)
 
 
+#: Recipe facts keyed by row id (the run's framework configuration at a named commit), added to the row's notes.
+RECIPE_NOTES_FILE = Path(__file__).with_name("recipe_notes.yaml")
+
+
+@lru_cache(maxsize=1)
+def recipe_notes() -> dict:
+    """Row id -> recipe facts (recipe_notes.yaml): what a run's own performance-recipe file sets that the runs file
+    does not record. Source: each entry names its recipe file and commit."""
+    from ..specs import safe_yaml
+    data = safe_yaml.read_yaml(RECIPE_NOTES_FILE, "recipe notes")
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def with_recipe_notes(row: dict) -> dict:
+    """`row` with its recipe facts (recipe_notes) appended to its notes, once; the row says so in its notes."""
+    extra = recipe_notes().get(str(row.get("id", "")).strip())
+    notes = row.get("notes") or ""
+    if not extra or extra in notes:
+        return row
+    return {**row, "notes": f"{notes.rstrip()} {extra} [recipe facts: simulator/validation/recipe_notes.yaml]"}
+
+
 def load_cases(path: str | Path) -> tuple[str, list]:
     """(file kind, list of Case or RowResult-skips in file order) of a runs file."""
     p = Path(path)
@@ -474,7 +539,7 @@ def load_cases(path: str | Path) -> tuple[str, list]:
         rid = f"{kind}-{idx}" if kind.startswith("vtrain") else (cells[0].strip() if cells else f"line-{line}")
         try:
             if kind == "published":
-                items.append(case_from_row(parse_published_row(header, cells, line), line))
+                items.append(case_from_row(with_recipe_notes(parse_published_row(header, cells, line)), line))
             else:
                 items.append(vtrain_case(kind, cells, idx, line, vt_hw))
         except RowError as err:
