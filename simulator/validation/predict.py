@@ -230,7 +230,7 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
 def job_key(case: Case) -> tuple:
     """Cases with equal keys share one Job and are evaluated as one LayoutTable."""
     return (case.model.model_dump_json(), case.hardware.model_dump_json(), case.training.model_dump_json(),
-            case.num_devices, case.framework.name if case.framework is not None else "")
+            case.num_devices, case.framework.model_dump_json() if case.framework is not None else "")
 
 
 def _concat_tables(parts: list[dict]) -> LayoutTable:
