@@ -47,6 +47,7 @@ class TierArrays:
     latency_s: np.ndarray
     torus_ndims: np.ndarray          # 0 for switched tiers, 2 or 3 for tori
     torus_side: np.ndarray           # devices along one torus dimension (1 for switched)
+    mesh_peers: np.ndarray = None    # full-mesh tiers: peers each device links to directly (domain - 1); 0 otherwise
 
     @property
     def num_tiers(self) -> int:
@@ -55,10 +56,11 @@ class TierArrays:
 
 def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
     """Tier arrays of a HardwareProfile (efficiency applied to bandwidth)."""
-    dom, bw, lat, nd, side = [], [], [], [], []
+    dom, bw, lat, nd, side, mesh = [], [], [], [], [], []
     for t in profile.tiers:
         size = float("inf") if t.domain_size is None else float(t.domain_size)
         dom.append(size)
+        mesh.append(size - 1.0 if t.topology == "full_mesh" and np.isfinite(size) and size > 1 else 0.0)
         bw.append(t.bandwidth_bytes_per_s * t.efficiency)
         lat.append(t.latency_s)
         if t.topology in ("torus2d", "torus3d"):
@@ -71,7 +73,7 @@ def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
         else:
             nd.append(0)
             side.append(1.0)
-    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side))
+    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side), np.array(mesh))
 
 
 def members_per_domain(n, stride, domain_size):
