@@ -35,6 +35,7 @@ from ..specs.hardware import HardwareProfile
 from ..specs.stack import framework_layout_values
 from ..specs.loading import available_models, load_hardware, load_model, override_hardware
 from ..specs.model import MLASpec, ModelSpec, MoESpec
+from ..specs.routing import RoutingSpec
 from ..specs.training import TrainingSpec
 from .report import RowResult
 from .schema import VTRAIN_SOURCE, RowError, detect_kind, parse_published_row, parse_vtrain_row, records
@@ -389,6 +390,20 @@ def eval_sequences_per_step(notes: str, training: TrainingSpec, assumptions: lis
 # rows -> cases
 # ---------------------------------------------------------------------------------------------------------------
 
+#: A token-dropping MoE whose notes state its capacity factor in MaxText's spelling (`capacity_factor X`): every
+#: expert buffer is padded to capacity (MaxText's dropping path computes [E, C, h] buffers; layers/moe.py).
+_CAPACITY = re.compile(r"token-dropping moe: capacity_factor (\d+(?:\.\d+)?)")
+
+
+def _routing_of(notes: str, assumptions: list) -> Optional[RoutingSpec]:
+    """The MoE routing a row's notes state (a token-dropping capacity factor), None when they state none."""
+    m = _CAPACITY.search(notes.lower())
+    if m is None:
+        return None
+    assumptions.append(f"token-dropping MoE: capacity factor {m.group(1)}, buffers padded to capacity (notes)")
+    return RoutingSpec(capacity_factor=float(m.group(1)), pad_to_capacity=True)
+
+
 def _training_of(row: dict, assumptions: list) -> TrainingSpec:
     if row["n_devices"] is None:
         raise RowError("n_devices blank")
@@ -397,7 +412,9 @@ def _training_of(row: dict, assumptions: list) -> TrainingSpec:
     if not row["dtype"]:
         assumptions.append("dtype blank: bf16 assumed")
     try:
-        return TrainingSpec(seq_len=row["seq_len"], global_batch=row["global_batch"], dtype=row["dtype"] or "bf16")
+        routing = _routing_of(row.get("notes") or "", assumptions) if row.get("moe_experts") else None
+        return TrainingSpec(seq_len=row["seq_len"], global_batch=row["global_batch"], dtype=row["dtype"] or "bf16",
+                            moe_routing=routing)
     except Exception as err:
         raise RowError(f"training columns invalid: {err}".splitlines()[0]) from None
 
