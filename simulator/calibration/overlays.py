@@ -42,6 +42,12 @@ FAMILY_FITS = (
                    "measured on H100), not from this fit; kernel_level is the sustained training share of their "
                    "throughput. layer_overhead_us ends at its lower bound 0: the Hopper rows do not identify a host "
                    "floor. The network tiers keep their nccl-tests values"),
+    FamilyFit("tpu", ("kernel_level",), ("tpu-v3", "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e"),
+              note="TPU kernels follow the systolic rule (simulator/costs/kernels.py: the MXU matmul fraction 0.996 "
+                   "measured in one profiled TPU v2 matmul, times the MXU padding fill), which no TPU kernel table "
+                   "checks; kernel_level is the sustained share of that fraction in training steps (one value for "
+                   "every TPU generation). The ICI and DCN tiers keep their sourced values: fitting the ICI "
+                   "efficiency as well drove it to its bound 1.0"),
     FamilyFit("nvidia-volta", ("kernel_level",), ("v100-sxm2-32gb", "v100-sxm3-32gb"),
               note="only kernel_level: the Volta rows are few, so the host floors and network tiers keep their "
                    "sourced values"),
@@ -49,11 +55,6 @@ FAMILY_FITS = (
 
 #: Families whose profiles keep their sourced defaults, and why.
 UNFITTED = {
-    "tpu": "fitting kernel_level (one value for TPU v4/v5e/v5p/v6e) to the 41 TPU rows moved it to 1.29 and the "
-           "MAPE from 21.7% to 21.8%: the MaxText reference, MLPerf v4.0 and PaLM rows improved (27.7/26.6/25.5% -> "
-           "10.0/12.7/9.9%) while the tpu-recipes rows worsened (17.7% -> 29.6%), leave-one-source-out 12.6-37.2%: "
-           "the generations want different levels and the cross-vendor transfer misses their shape dependence; "
-           "the tables' level (1.0) stays",
     "nvidia-blackwell": "not fitted: SimuMax's B200 rows check the B200 kernel tables (measured on that node), so "
                         "they must not be fitted on",
     "ascend": "1 row (Pangu Ultra)",
