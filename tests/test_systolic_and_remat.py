@@ -91,3 +91,21 @@ def test_remat_override_applies_only_to_remat_policy_presets():
     assert same is mt and none == ()
     mc = framework_for_run("megatron-core", 2025)
     assert remat_override(mc, "remat_policy=qkv_proj_offloaded") == (mc, ())
+
+
+def test_full_mesh_tier_gives_a_group_only_its_peers_links():
+    from simulator.specs.loading import load_hardware
+    from simulator.topology.collectives import all_gather_time_s, level_bandwidth, p2p_time_s
+    from simulator.topology.placement import tier_arrays
+    t = tier_arrays(load_hardware("gaudi2"))          # 262.5 GB/s x 0.80 over 7 peers (3 x 100 GbE each)
+    agg = 262.5e9 * 0.80
+    assert t.mesh_peers[0] == 7 and t.mesh_peers[1] == 0
+    assert float(level_bandwidth(t, 0, 8)) == pytest.approx(agg)
+    assert float(level_bandwidth(t, 0, 2)) == pytest.approx(agg / 7)      # a TP pair: one peer's 37.5 GB/s x 0.8
+    assert float(level_bandwidth(t, 0, 4)) == pytest.approx(agg * 3 / 7)
+    # all-gather of 1 GB over a pair: (2-1)/2 x 1e9 / (agg/7) + one step of latency (5 us)
+    assert float(all_gather_time_s(1e9, 2, 1, t)) == pytest.approx(0.5e9 / (agg / 7) + 5e-6)
+    assert float(p2p_time_s(1e9, 1, t)) == pytest.approx(1e9 / (agg / 7) + 5e-6)
+    # a switched tier is unchanged: NVLink on H100 gives a pair the full per-GPU bandwidth
+    h = tier_arrays(load_hardware("h100-sxm5-80gb"))
+    assert h.mesh_peers[0] == 0 and float(level_bandwidth(h, 0, 2)) == pytest.approx(float(h.bandwidth_bytes_per_s[0]))
