@@ -109,3 +109,34 @@ def test_full_mesh_tier_gives_a_group_only_its_peers_links():
     # a switched tier is unchanged: NVLink on H100 gives a pair the full per-GPU bandwidth
     h = tier_arrays(load_hardware("h100-sxm5-80gb"))
     assert h.mesh_peers[0] == 0 and float(level_bandwidth(h, 0, 2)) == pytest.approx(float(h.bandwidth_bytes_per_s[0]))
+
+
+def test_dense_einsum_dispatch_adds_its_mask_matmuls_by_hand():
+    """Ideal toy device (100 TFLOP/s): a 2-layer MoE GPT (h 512, 4 experts of f 1024, top-2), 512-token sequences,
+    micro-batch 1, capacity factor 1.25. Dense dispatch per sequence: slots = E x C = 1.25 x 512 x 2 = 1280; the
+    dispatch GEMM (1280 x 512) @ (512 x 512) and the combine GEMM (512 x 1280) @ (1280 x 512), each
+    2 x 1280 x 512 x 512 FLOPs, forward 2 x 671,088,640 / 1e14 s more per layer than the permute dispatch."""
+    from simulator.costs.layer import layer_costs
+    from simulator.costs.sizes import sizes
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import LayoutTable
+    from simulator.specs.model import MoESpec
+    from simulator.specs.routing import RoutingSpec
+    from simulator.specs.training import TrainingSpec
+    from .conftest import gpt, toy_hardware
+
+    model = gpt(layers=2, moe=MoESpec(num_experts=4, top_k=2, expert_ffn_hidden_size=1024))
+    tr = TrainingSpec(seq_len=512, global_batch=8, moe_routing=RoutingSpec(capacity_factor=1.25))
+    mt = framework_for_run("maxtext", 2025)
+    dense = mt.model_copy(update={"moe": mt.moe.model_copy(update={"dispatch": "dense-einsum"})})
+    table = LayoutTable.from_columns(tp=[1], pp=[1], dp=[8], micro_batch=[1])
+
+    def mlp(fw):
+        j = Job(model=model, hardware=toy_hardware(), training=tr, num_devices=8, framework=fw)
+        lc = layer_costs(sizes(j, table))
+        return float(lc.mlp_s[0]), float(lc.mlp_dgrad_s[0])
+
+    (f0, d0), (f1, d1) = mlp(mt), mlp(dense)
+    extra = 2 * (2 * 1280 * 512 * 512) / 1e14
+    assert f1 - f0 == pytest.approx(extra, rel=1e-9)
+    assert d1 - d0 == pytest.approx(extra, rel=1e-9)

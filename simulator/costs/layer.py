@@ -170,6 +170,29 @@ def expert_gemm_s(sz, gemm_factor=1.0):
     return expert_gemm_passes_s(sz, gemm_factor)[0]
 
 
+def dense_dispatch_passes_s(sz):
+    """(forward, input-gradient, weight-gradient) times of a dense-einsum MoE dispatch (MoeDispatchSpec): per
+    sequence of S tokens, the dispatch einsum (E C x S) @ (S x M) and the combine einsum (S x E C) @ (E C x M),
+    C = capacity_factor x S x top_k / E (1 without a capacity factor), each run as a GEMM with its three passes
+    (the combine mask carries the router's gradient; the boolean dispatch mask does not, counted alike: an upper
+    bound by one pass). Zero for the permute dispatch.
+
+    Source: AI-Hypercomputer/maxtext layers/moe.py (dense_matmul: dispatch and combine einsums); Lepikhin et al.
+    2020 (GShard, arXiv 2006.16668) sec. 2.2 (dispatch/combine tensors)."""
+    fw = sz.framework
+    if fw is None or fw.moe.dispatch != "dense-einsum" or sz.model.moe is None:
+        return (0.0, 0.0, 0.0)
+    _, E, k, _ = _moe_dims(sz.model)
+    rt = sz.job.training.moe_routing
+    cf = rt.capacity_factor if rt is not None and rt.capacity_factor else 1.0
+    S = sz.seq_len / sz.cp
+    slots = cf * S * k                        # E x C
+    seqs = sz.tokens / S
+    h = sz.hidden / sz.tp
+    kr = sz.kernel
+    return _scale(seqs, _add(kr.gemm_passes_s(slots, h, S, "bf16"), kr.gemm_passes_s(S, h, slots, "bf16")))
+
+
 def mlp_s(sz):
     """(forward, input-gradient, weight-gradient) MLP GEMM times of one layer, averaged over dense and MoE layers:
     dense fc1 (gated: 2 matrices) and fc2 split tp ways; MoE router (bf16: TE's FP8 autocast covers the expert and
@@ -184,7 +207,7 @@ def mlp_s(sz):
     if m.moe is not None:
         fe, E, k, fs = _moe_dims(m)
         load = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0
-        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"))
+        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"), dense_dispatch_passes_s(sz))
         if fs > 0:
             moe = _add(moe, kr.gemm_passes_s(M, gate * fs / tp, h), kr.gemm_passes_s(M, h, fs / tp))
     else:

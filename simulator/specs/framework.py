@@ -214,6 +214,19 @@ class ContextParallelSpec(Spec):
     source: str = Field(_MEGATRON_CP_SOURCE, min_length=1)
 
 
+MoeDispatch = Literal["permute", "dense-einsum"]
+
+
+class MoeDispatchSpec(Spec):
+    """How routed tokens reach the experts. `permute`: tokens are sorted/gathered into per-expert buffers (Megatron
+    token permutation, MaxText sparse_matmul with megablox), memory-bound. `dense-einsum`: one-hot dispatch and
+    combine masks applied as einsums per sequence, "BSM,BSEC->EBCM" and "EBCM,BSEC->BSM" (GShard; MaxText's
+    dropping path with sparse_matmul false), each 2 x S x E x C x M matmul FLOPs per sequence, C = capacity."""
+
+    dispatch: MoeDispatch = Field("permute", description="permute (sort/gather) or dense-einsum (one-hot masks)")
+    source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
+
+
 class DefaultsSpec(Spec):
     """How the stack fills what a run leaves open (the blank-field policy)."""
 
@@ -247,6 +260,7 @@ class FrameworkSpec(Spec):
     allocator: AllocatorSpec
     defaults: DefaultsSpec
     context_parallel: ContextParallelSpec = Field(default_factory=ContextParallelSpec)
+    moe: MoeDispatchSpec = Field(default_factory=MoeDispatchSpec)
     notes: str = ""
 
     @field_validator("years")

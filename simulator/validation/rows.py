@@ -299,6 +299,19 @@ def remat_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]
         ("recompute_saved", ",".join(saved), "notes state the JAX remat policy (remat_policy=...): its saved tensors"),)
 
 
+_DENSE_DISPATCH = re.compile(r"dense \(non-sparse\) matmul dispatch|sparse_matmul[ =]+false")
+
+
+def dispatch_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with MoE dispatch 'dense-einsum' when the notes state MaxText's dense (non-sparse) matmul
+    dispatch (a documented override, reported per row)."""
+    if fw.moe.dispatch == "dense-einsum" or not _DENSE_DISPATCH.search(notes.lower()):
+        return fw, ()
+    moe = fw.moe.model_copy(update={"dispatch": "dense-einsum"})
+    return fw.model_copy(update={"moe": moe}), (
+        ("moe_dispatch", "dense-einsum", "notes state a dense (non-sparse) matmul MoE dispatch (sparse_matmul false)"),)
+
+
 def row_framework(row: dict) -> FrameworkSpec:
     """The framework preset of a row: its `framework` column (blank: 'unknown') in its year (framework_for_run).
 
@@ -432,7 +445,8 @@ def case_from_row(row: dict, line: int) -> Case:
     fw = row_framework(row)
     facts, overrides = framework_facts(row, fw, hw.family)
     fw, remat = remat_override(fw, notes)
-    overrides = overrides + remat
+    fw, dispatch = dispatch_override(fw, notes)
+    overrides = overrides + remat + dispatch
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
