@@ -61,7 +61,8 @@ def test_mlp_selective_recompute_replays_the_mlp_forward_only():
     # whole forward 10 ms
     sz = SimpleNamespace(recompute=np.array([0, 1, 2]),
                          framework=SimpleNamespace(recompute=SimpleNamespace(selective="mlp")))
-    out = recompute_pass_s(sz, forward_s=10e-3, core_f=1e-3, gemm_f=8e-3, elem_f=0.5e-3, mlp_f=3e-3)
+    out = recompute_pass_s(sz, forward_s=10e-3, core_f=1e-3, gemm_f=8e-3, elem_f=0.5e-3,
+                           parts={"qkv": 2e-3, "out_proj": 1e-3, "mlp": 3e-3})
     assert out == pytest.approx([0.0, 3e-3, 10e-3])
 
 

@@ -46,6 +46,12 @@ FAMILY_FITS = (
                    "below that leaves every prediction unchanged: the rows cannot identify it (two-parameter fits "
                    "ended on its lower bound 0 with zero gradient); the profile's sourced 0 stays. The network tiers "
                    "keep their nccl-tests values"),
+    FamilyFit("tpu", ("kernel_level",), ("tpu-v3", "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e"),
+              note="TPU kernels follow the systolic rule (simulator/costs/kernels.py: the MXU matmul fraction 0.996 "
+                   "measured in one profiled TPU v2 matmul, times the MXU padding fill), which no TPU kernel table "
+                   "checks; kernel_level is the sustained share of that fraction in training steps (one value for "
+                   "every TPU generation). The ICI and DCN tiers keep their sourced values: fitting the ICI "
+                   "efficiency as well drove it to its bound 1.0"),
     FamilyFit("nvidia-volta", ("kernel_level",), ("v100-sxm2-32gb", "v100-sxm3-32gb"),
               note="only kernel_level: the Volta rows are few, so the host floors and network tiers keep their "
                    "sourced values"),
@@ -53,17 +59,16 @@ FAMILY_FITS = (
 
 #: Families whose profiles keep their sourced defaults, and why.
 UNFITTED = {
-    "tpu": "fitting kernel_level (one value for TPU v4/v5e/v5p/v6e) to the 41 TPU rows moved it to 1.29 and the "
-           "MAPE from 21.7% to 21.8%: the MaxText reference, MLPerf v4.0 and PaLM rows improved (27.7/26.6/25.5% -> "
-           "10.0/12.7/9.9%) while the tpu-recipes rows worsened (17.7% -> 29.6%), leave-one-source-out 12.6-37.2%: "
-           "the generations want different levels and the cross-vendor transfer misses their shape dependence; "
-           "the tables' level (1.0) stays",
     "nvidia-blackwell": "not fitted: SimuMax's B200 rows check the B200 kernel tables (measured on that node), so "
                         "they must not be fitted on",
-    "ascend": "1 row (Pangu Ultra)",
-    "amd-cdna2": "3 rows, all UNUSABLE (Frontier: layout not captured)",
+    "ascend": "9 rows from 2 sources (MindSpeed-LLM's table: 8 rows, layouts from its example scripts; Pangu Ultra: "
+              "1): not fitted, the kernel transfer (MAMF 328 TF) and the HCCS full mesh give 14.9%",
+    "amd-cdna2": "1 usable row (the Frontier authors' 175B verification log, low confidence): it needs 151 TFLOP/s per "
+                 "GCD sustained, above the catalogued MAMF of 137 (one community report); a fit would absorb that "
+                 "contradiction, so none is made",
     "amd-cdna3": "no rows",
-    "gaudi": "no rows",
+    "gaudi": "5 rows from one source (Intel's Gaudi 2 table, layouts from Intel's example configs, low confidence): "
+             "not fitted; the MAMF-levelled kernels and the RoCE full mesh give 8.8%",
 }
 
 CALIBRATION_MARK = "CALIBRATION (benchmarks/calibrate.py):"

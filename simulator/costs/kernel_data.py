@@ -42,6 +42,7 @@ class KernelCatalog:
     machines: Mapping[str, dict] = field(hash=False)
     devices: Mapping[str, dict] = field(hash=False)
     transfer_validation: Mapping[str, dict] = field(hash=False)
+    systolic: Mapping[str, object] = field(default_factory=dict, hash=False)   # catalog.yaml `systolic` block
 
 
 def _read_text(name: str) -> str:
@@ -80,4 +81,4 @@ def load_kernel_catalog() -> KernelCatalog:
                 peak_tflops=float(t["peak_tflops"]), source=" ".join(t["source"].split()),
                 columns=read_table_csv(_read_text(spec["file"]))))
     return KernelCatalog(tables=tuple(tables), machines=machines, devices=cat["devices"],
-                         transfer_validation=cat.get("transfer_validation", {}))
+                         transfer_validation=cat.get("transfer_validation", {}), systolic=cat.get("systolic", {}))

@@ -186,6 +186,29 @@ def expert_gemm_s(sz, gemm_factor=1.0):
     return expert_gemm_passes_s(sz, gemm_factor)[0]
 
 
+def dense_dispatch_passes_s(sz):
+    """(forward, input-gradient, weight-gradient) times of a dense-einsum MoE dispatch (MoeDispatchSpec): per
+    sequence of S tokens, the dispatch einsum (E C x S) @ (S x M) and the combine einsum (S x E C) @ (E C x M),
+    C = capacity_factor x S x top_k / E (1 without a capacity factor), each run as a GEMM with its three passes
+    (the combine mask carries the router's gradient; the boolean dispatch mask does not, counted alike: an upper
+    bound by one pass). Zero for the permute dispatch.
+
+    Source: AI-Hypercomputer/maxtext layers/moe.py (dense_matmul: dispatch and combine einsums); Lepikhin et al.
+    2020 (GShard, arXiv 2006.16668) sec. 2.2 (dispatch/combine tensors)."""
+    fw = sz.framework
+    if fw is None or fw.moe.dispatch != "dense-einsum" or sz.model.moe is None:
+        return (0.0, 0.0, 0.0)
+    _, E, k, _ = _moe_dims(sz.model)
+    rt = sz.job.training.moe_routing
+    cf = rt.capacity_factor if rt is not None and rt.capacity_factor else 1.0
+    S = sz.seq_len / sz.cp
+    slots = cf * S * k                        # E x C
+    seqs = sz.tokens / S
+    h = sz.hidden / sz.tp
+    kr = sz.kernel
+    return _scale(seqs, _add(kr.gemm_passes_s(slots, h, S, "bf16"), kr.gemm_passes_s(S, h, slots, "bf16")))
+
+
 def mlp_s(sz):
     """(forward, input-gradient, weight-gradient) MLP GEMM times of one layer, averaged over dense and MoE layers:
     dense fc1 (gated: 2 matrices) and fc2 split tp ways; MoE router (bf16: TE's FP8 autocast covers the expert and
@@ -200,7 +223,7 @@ def mlp_s(sz):
     if m.moe is not None:
         fe, E, k, fs = _moe_dims(m)
         load = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0
-        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"))
+        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"), dense_dispatch_passes_s(sz))
         if fs > 0:
             moe = _add(moe, kr.gemm_passes_s(M, gate * fs / tp, h), kr.gemm_passes_s(M, h, fs / tp))
     else:
@@ -340,13 +363,32 @@ def host_time_s(hw, framework=None) -> float:
     return hw.efficiency.layer_overhead_us * 1e-6
 
 
-def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f, mlp_f=0.0):
+def remat_policy_s(saved, elem_f, qkv_f, core_f, out_proj_f, mlp_f, gated: bool):
+    """Forward time a JAX remat policy that saves `saved` replays in the backward: the elementwise kernels always,
+    the QKV projections unless 'qkv_proj' is saved, the attention core unless 'context' is, the output projection
+    unless 'out_proj' is, the MLP input GEMMs (2/3 of the MLP's GEMM time when gated, 1/2 otherwise) unless
+    'mlpwi' is. The MLP output GEMM is never replayed: its output feeds only the next layer's input, which the
+    scanned layer keeps (decoder_layer_input). Each input a backward GEMM needs is recomputed unless saved
+    (dW of out_proj needs the context, dW of mlpwo the activation of mlpwi's outputs).
+
+    Source: AI-Hypercomputer/maxtext src/maxtext/layers/decoders.py (remat policies: minimal =
+    checkpoint_dots_with_no_batch_dims, save_dot_except_mlp, qkv_proj_offloaded, minimal_offloaded, custom =
+    save_and_offload_only_these_names(tensors_on_device, tensors_to_offload)); JAX jax.checkpoint_policies."""
+    s = set(saved)
+    wi = (2.0 / 3.0 if gated else 0.5) * mlp_f
+    return (elem_f + (0.0 if "qkv_proj" in s else qkv_f) + (0.0 if "context" in s else core_f)
+            + (0.0 if "out_proj" in s else out_proj_f) + (0.0 if "mlpwi" in s else wi))
+
+
+def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f, parts=None):
     """Time a layer's recompute adds to its backward, by recompute code and the framework's selective kind:
     full replays the forward; selective 'core-attention' (Megatron) the attention core; 'op-level-sac'
     (torchtitan) the unsaved ops: every second GEMM (half the GEMM time) and the elementwise kernels;
     'every-nth-layer' one full forward in n layers; 'mlp' (Megatron-Core --recompute-modules mlp) the MLP's
-    forward GEMMs `mlp_f` (MoE: router, experts, shared experts; the replayed all-to-alls are priced with the EP
-    communication, costs.communication.ep_exposed_s); 'remat-policy'/'none' as core-attention.
+    forward GEMMs (`parts["mlp"]`; MoE: router, experts, shared experts; the replayed all-to-alls are priced with
+    the EP communication, costs.communication.ep_exposed_s); 'remat-policy' with its saved tensors named
+    (RecomputeSpec.saved) what `remat_policy_s` replays (`parts`: forward qkv, out-projection and MLP GEMM times),
+    without them, and 'none', as core-attention.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5; torchtitan models/llama3/parallelize_llama.py
     (_save_list, selective_ac_option); Megatron-Core transformer_layer.py (recompute_mlp: the MLP under
@@ -357,9 +399,12 @@ def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f, mlp_f=0.0):
     if kind == "op-level-sac":
         selective = 0.5 * gemm_f + elem_f
     elif kind == "mlp":
-        selective = mlp_f
+        selective = parts["mlp"] if parts is not None else 0.0
     elif kind == "every-nth-layer":
         selective = forward_s / float(sel.selective_every_n_layers)
+    elif kind == "remat-policy" and sel.saved is not None and parts is not None:
+        selective = remat_policy_s(sel.saved, elem_f, parts["qkv"], core_f, parts["out_proj"], parts["mlp"],
+                                   bool(sz.model.gated_mlp))
     else:
         selective = core_f
     return np.where(rc == 2, forward_s, np.where(rc == 1, selective, 0.0))
@@ -389,5 +434,5 @@ def layer_costs(sz) -> LayerCosts:
         attention_projection_dgrad_s=proj[1], attention_projection_wgrad_s=proj[2], mlp_dgrad_s=mlp[1],
         mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host,
         gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
-        recompute_s=recompute_pass_s(sz, np.maximum(gpu_f, host), core_f, proj[0] + mlp[0], t_elem, mlp[0]),
-        wgrad_s=wgrad)
+        recompute_s=recompute_pass_s(sz, np.maximum(gpu_f, host), core_f, proj[0] + mlp[0], t_elem,
+                                     {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0]}), wgrad_s=wgrad)

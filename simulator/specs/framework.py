@@ -49,6 +49,10 @@ AttentionKernel = Literal["unfused", "flash-attn-1", "flash-attn-2", "flash-attn
 #: combine) keeps only its input and replays its forward in the backward. `none`: the framework has no selective
 #: mode.
 SelectiveKind = Literal["core-attention", "op-level-sac", "every-nth-layer", "remat-policy", "mlp", "none"]
+#: Tensors a JAX remat policy can save (or offload to host) in a decoder layer, by MaxText's checkpoint names:
+#: `qkv_proj` (query_proj, key_proj, value_proj, qkv_proj), `context` (the attention output), `out_proj`, `mlpwi`
+#: (mlpwi, mlpwi_0, mlpwi_1), `mlpwo`, `decoder_layer_input` (the scanned layer's input, kept in every policy).
+RematTensor = Literal["qkv_proj", "context", "out_proj", "mlpwi", "mlpwo", "decoder_layer_input"]
 Recompute = Literal["none", "selective", "full"]
 GatherUnit = Literal["layer", "tensor"]
 FsdpImpl = Literal["none", "fsdp1", "fsdp2", "deepspeed-zero3", "megatron-fsdp", "gspmd", "internevo-fsdp"]
@@ -111,6 +115,10 @@ class RecomputeSpec(Spec):
     selective: SelectiveKind = Field(description="what the layout value recompute='selective' keeps")
     selective_every_n_layers: Optional[int] = Field(
         None, ge=1, description="for selective='every-nth-layer': checkpoint one layer in n")
+    saved: Optional[tuple[RematTensor, ...]] = Field(
+        None, description="for selective='remat-policy': the tensors the policy saves or offloads; the backward "
+                          "recomputes every other forward op it needs (costs.layer.recompute_pass_s). None: the "
+                          "attention core only (Megatron-style selective)")
     default: Recompute = Field(description="the code default: what runs when no recompute flag is given")
     source: str = Field(min_length=1)
 
@@ -119,6 +127,9 @@ class RecomputeSpec(Spec):
         if (self.selective == "every-nth-layer") != (self.selective_every_n_layers is not None):
             raise ValueError(f"selective_every_n_layers ({self.selective_every_n_layers}) must be set exactly when "
                              f"selective is 'every-nth-layer' (selective = '{self.selective}')")
+        if self.saved is not None and self.selective != "remat-policy":
+            raise ValueError(f"saved ({list(self.saved)}) applies only to selective 'remat-policy' "
+                             f"(selective = '{self.selective}')")
         return self
 
 
@@ -217,6 +228,19 @@ class ContextParallelSpec(Spec):
     source: str = Field(_MEGATRON_CP_SOURCE, min_length=1)
 
 
+MoeDispatch = Literal["permute", "dense-einsum"]
+
+
+class MoeDispatchSpec(Spec):
+    """How routed tokens reach the experts. `permute`: tokens are sorted/gathered into per-expert buffers (Megatron
+    token permutation, MaxText sparse_matmul with megablox), memory-bound. `dense-einsum`: one-hot dispatch and
+    combine masks applied as einsums per sequence, "BSM,BSEC->EBCM" and "EBCM,BSEC->BSM" (GShard; MaxText's
+    dropping path with sparse_matmul false), each 2 x S x E x C x M matmul FLOPs per sequence, C = capacity."""
+
+    dispatch: MoeDispatch = Field("permute", description="permute (sort/gather) or dense-einsum (one-hot masks)")
+    source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
+
+
 class DefaultsSpec(Spec):
     """How the stack fills what a run leaves open (the blank-field policy)."""
 
@@ -273,6 +297,7 @@ class FrameworkSpec(Spec):
     defaults: DefaultsSpec
     context_parallel: ContextParallelSpec = Field(default_factory=ContextParallelSpec)
     buffers: BuffersSpec = Field(default_factory=BuffersSpec)
+    moe: MoeDispatchSpec = Field(default_factory=MoeDispatchSpec)
     notes: str = ""
 
     @field_validator("years")

@@ -39,6 +39,21 @@ def call_latency_s(n, stride, tiers: TierArrays):
     return out
 
 
+def level_bandwidth(tiers: TierArrays, k: int, f):
+    """Usable per-device bandwidth of tier k for a level of fan-out f: the torus rule (_torus_bandwidth) on a
+    torus; on a full-mesh tier, whose per-device bandwidth is spread over direct links to its `mesh_peers` peers
+    (domain - 1), a level reaches only its f - 1 members' links: bandwidth x (f - 1) / mesh_peers (a 2-card group
+    of an 8-card Gaudi 2 or MI300X mesh gets 1/7 of the card's scale-up bandwidth).
+
+    Source: Intel Gaudi network configuration (3 x 100 GbE per peer, 21 ports to 7 peers); AMD Instinct MI300X
+    platform (7 Infinity Fabric links, one per peer GPU); the profiles' tier notes."""
+    bw = _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
+    peers = 0.0 if tiers.mesh_peers is None else float(tiers.mesh_peers[k])
+    if peers <= 0.0:
+        return bw
+    return bw * np.clip(np.asarray(f, dtype=float) - 1.0, 1.0, peers) / peers
+
+
 def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
     """(bandwidth seconds, latency seconds) of one reduce-scatter or all-gather phase over a group of n ranks
     `stride` apart, level by level over the tiers it crosses. The bandwidth part is proportional to
@@ -58,7 +73,7 @@ def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
     for f in reversed(levels[1:]):
         outer.insert(0, outer[0] * f)
     for k, f in enumerate(levels):
-        bw = _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
+        bw = level_bandwidth(tiers, k, f)
         active = f > 1.0
         frac = np.where(active, (f - 1.0) / np.maximum(f, 1.0), 0.0)
         t_bw = t_bw + frac * data / bw
@@ -121,7 +136,7 @@ def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, per_peer_latency
     for k, f in enumerate(levels):
         members = inner * f
         peers = members - inner
-        bw = _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
+        bw = level_bandwidth(tiers, k, f)
         lat = peers * tiers.latency_s[k] if per_peer_latency else tiers.latency_s[k]
         tk = np.where(f > 1.0, peers / np.maximum(n, 1.0) * data / bw + lat, 0.0)
         t = np.maximum(t, tk)
@@ -140,6 +155,8 @@ def p2p_time_s(size_bytes, stride, tiers: TierArrays):
         bw = tiers.bandwidth_bytes_per_s[k]
         if tiers.torus_ndims[k]:
             bw = bw / tiers.torus_ndims[k] / 2.0   # one port in one direction
+        elif tiers.mesh_peers is not None and tiers.mesh_peers[k] > 0:
+            bw = bw / tiers.mesh_peers[k]           # the direct links to one mesh peer
         tk = data / bw + tiers.latency_s[k]
         t = np.where(same, tk, np.inf) if t is None else np.where(np.isinf(t) & same, tk, t)
     return t

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 import numpy as np
 
 from ..specs.hardware import HardwareProfile
-from .collectives import _torus_bandwidth
+from .collectives import level_bandwidth
 from .placement import TierArrays, group_levels, tier_arrays
 
 if TYPE_CHECKING:       # networkx (~0.2 s to import) loads only when a graph is built: group_tier_shares needs none
@@ -95,8 +95,7 @@ def group_tier_shares(n: float, stride: float, tiers: TierArrays) -> tuple[tuple
     parts = []
     for k, f in enumerate(levels):
         if f > 1.0:
-            bw = float(np.asarray(_torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k],
-                                                   tiers.torus_side[k], f)).reshape(-1)[0])
+            bw = float(np.asarray(level_bandwidth(tiers, k, f)).reshape(-1)[0])
             parts.append((k, (f - 1.0) / f * data / bw))
         data /= max(f, 1.0)
     total = sum(w for _, w in parts)

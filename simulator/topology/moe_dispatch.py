@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
-from .collectives import _torus_bandwidth, all_to_all_time_s
+from .collectives import all_to_all_time_s, level_bandwidth
 from .placement import TierArrays, group_levels
 
 #: Local re-layout passes of Tutel's 2DH all-to-all: a strided copy before the intra-node step and one between
@@ -34,7 +34,7 @@ TUTEL_RELAYOUT_PASSES = 2
 
 
 def _tier_bandwidth(tiers: TierArrays, k: int, f):
-    return _torus_bandwidth(tiers.bandwidth_bytes_per_s[k], tiers.torus_ndims[k], tiers.torus_side[k], f)
+    return level_bandwidth(tiers, k, f)
 
 
 def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm_bytes_per_s=None,

@@ -48,6 +48,7 @@ class TierArrays:
     torus_ndims: np.ndarray          # 0 for switched tiers, 2 or 3 for tori
     torus_side: np.ndarray           # devices along one torus dimension (1 for switched)
     call_latency_s: np.ndarray | None = None   # fixed time of one collective call per tier (None: zeros)
+    mesh_peers: np.ndarray = None    # full-mesh tiers: peers each device links to directly (domain - 1); 0 otherwise
 
     @property
     def num_tiers(self) -> int:
@@ -61,11 +62,12 @@ class TierArrays:
 
 def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
     """Tier arrays of a HardwareProfile (efficiency applied to bandwidth)."""
-    dom, bw, lat, nd, side, call = [], [], [], [], [], []
+    dom, bw, lat, nd, side, call, mesh = [], [], [], [], [], [], []
     for t in profile.tiers:
         call.append(t.call_latency_s)
         size = float("inf") if t.domain_size is None else float(t.domain_size)
         dom.append(size)
+        mesh.append(size - 1.0 if t.topology == "full_mesh" and np.isfinite(size) and size > 1 else 0.0)
         bw.append(t.bandwidth_bytes_per_s * t.efficiency)
         lat.append(t.latency_s)
         if t.topology in ("torus2d", "torus3d"):
@@ -78,7 +80,8 @@ def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
         else:
             nd.append(0)
             side.append(1.0)
-    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side), np.array(call))
+    return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side), np.array(call),
+                      np.array(mesh))
 
 
 def members_per_domain(n, stride, domain_size):

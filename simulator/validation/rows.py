@@ -35,6 +35,7 @@ from ..specs.hardware import HardwareProfile
 from ..specs.stack import framework_layout_values
 from ..specs.loading import available_models, load_hardware, load_model, override_hardware
 from ..specs.model import MLASpec, ModelSpec, MoESpec
+from ..specs.routing import RoutingSpec
 from ..specs.training import TrainingSpec
 from .report import RowResult
 from .schema import VTRAIN_SOURCE, RowError, detect_kind, parse_published_row, parse_vtrain_row, records
@@ -284,6 +285,78 @@ NOTE_OVERRIDES = (
 )
 
 
+#: A JAX remat policy the notes name (`remat_policy=NAME`), for presets whose selective recompute is a
+#: 'remat-policy': the tensors each named MaxText policy saves or offloads (RecomputeSpec.saved). Source:
+#: AI-Hypercomputer/maxtext layers/decoders.py (minimal = checkpoint_dots_with_no_batch_dims: every weight matmul
+#: output; minimal_offloaded the same, offloaded; save_dot_except_mlp; save_qkv_proj; qkv_proj_offloaded;
+#: save_out_proj); Praxis AutodiffCheckpointType (save_dot_except_logits[_ffn1]: every dot output but the logits
+#: [and the first MLP matmul]). `custom` lists its tensors in the notes (tensors_on_device / tensors_to_offload).
+REMAT_POLICIES = {
+    "minimal": ("qkv_proj", "out_proj", "mlpwi", "mlpwo"),
+    "minimal_offloaded": ("qkv_proj", "out_proj", "mlpwi", "mlpwo"),
+    "save_dot_except_mlpwi": ("qkv_proj", "out_proj", "mlpwo"),
+    "save_dot_except_mlp": ("qkv_proj", "out_proj"),
+    "save_qkv_proj": ("qkv_proj",),
+    "qkv_proj_offloaded": ("qkv_proj",),
+    "save_out_proj": ("out_proj",),
+    "save_dot_except_logits": ("qkv_proj", "context", "out_proj", "mlpwi", "mlpwo"),
+    "save_dot_except_logits_ffn1": ("qkv_proj", "context", "out_proj", "mlpwo"),
+}
+_REMAT_POLICY = re.compile(r"remat_policy=([a-z0-9_]+)")
+_REMAT_CUSTOM = re.compile(r"remat_policy=custom with (.*?)(?:\(the rest|\(rest|:|$)")
+_REMAT_NAMES = (("decoder_layer_input", "decoder_layer_input"), ("query/key/value", "qkv_proj"),
+                ("q/k/v", "qkv_proj"), ("qkv", "qkv_proj"), ("out_proj", "out_proj"), ("context", "context"),
+                ("mlpwi", "mlpwi"), ("mlpwo", "mlpwo"))
+
+
+def remat_policy_saved(notes: str) -> Optional[tuple[str, ...]]:
+    """The tensors the remat policy named in the notes saves (REMAT_POLICIES; for `custom`, the tensors the notes
+    list as kept or offloaded, those said to be recomputed excluded), None when the notes name no known policy."""
+    m = _REMAT_POLICY.search(notes)
+    if m is None:
+        return None
+    if m.group(1) != "custom":
+        return REMAT_POLICIES.get(m.group(1))
+    c = _REMAT_CUSTOM.search(notes)
+    if c is None:
+        return None
+    saved: list[str] = []
+    for item in re.split(r",| and ", c.group(1)):
+        if "recomputed" in item:
+            continue
+        for token, name in _REMAT_NAMES:
+            if token in item and name not in saved:
+                saved.append(name)
+                break
+    return tuple(saved)
+
+
+def remat_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with the remat policy the notes state (a documented override, reported per row): only for
+    presets whose selective recompute is a 'remat-policy'."""
+    if fw.recompute.selective != "remat-policy":
+        return fw, ()
+    saved = remat_policy_saved(notes.lower())
+    if saved is None or saved == fw.recompute.saved:
+        return fw, ()
+    rec = fw.recompute.model_copy(update={"saved": saved})
+    return fw.model_copy(update={"recompute": rec}), (
+        ("recompute_saved", ",".join(saved), "notes state the JAX remat policy (remat_policy=...): its saved tensors"),)
+
+
+_DENSE_DISPATCH = re.compile(r"dense \(non-sparse\) matmul dispatch|sparse_matmul[ =]+false")
+
+
+def dispatch_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with MoE dispatch 'dense-einsum' when the notes state MaxText's dense (non-sparse) matmul
+    dispatch (a documented override, reported per row)."""
+    if fw.moe.dispatch == "dense-einsum" or not _DENSE_DISPATCH.search(notes.lower()):
+        return fw, ()
+    moe = fw.moe.model_copy(update={"dispatch": "dense-einsum"})
+    return fw.model_copy(update={"moe": moe}), (
+        ("moe_dispatch", "dense-einsum", "notes state a dense (non-sparse) matmul MoE dispatch (sparse_matmul false)"),)
+
+
 def row_framework(row: dict) -> FrameworkSpec:
     """The framework preset of a row: its `framework` column (blank: 'unknown') in its year (framework_for_run).
 
@@ -410,6 +483,20 @@ def eval_sequences_per_step(notes: str, training: TrainingSpec, assumptions: lis
 # rows -> cases
 # ---------------------------------------------------------------------------------------------------------------
 
+#: A token-dropping MoE whose notes state its capacity factor in MaxText's spelling (`capacity_factor X`): every
+#: expert buffer is padded to capacity (MaxText's dropping path computes [E, C, h] buffers; layers/moe.py).
+_CAPACITY = re.compile(r"token-dropping moe: capacity_factor (\d+(?:\.\d+)?)")
+
+
+def _routing_of(notes: str, assumptions: list) -> Optional[RoutingSpec]:
+    """The MoE routing a row's notes state (a token-dropping capacity factor), None when they state none."""
+    m = _CAPACITY.search(notes.lower())
+    if m is None:
+        return None
+    assumptions.append(f"token-dropping MoE: capacity factor {m.group(1)}, buffers padded to capacity (notes)")
+    return RoutingSpec(capacity_factor=float(m.group(1)), pad_to_capacity=True)
+
+
 def _training_of(row: dict, assumptions: list) -> TrainingSpec:
     if row["n_devices"] is None:
         raise RowError("n_devices blank")
@@ -418,7 +505,9 @@ def _training_of(row: dict, assumptions: list) -> TrainingSpec:
     if not row["dtype"]:
         assumptions.append("dtype blank: bf16 assumed")
     try:
-        return TrainingSpec(seq_len=row["seq_len"], global_batch=row["global_batch"], dtype=row["dtype"] or "bf16")
+        routing = _routing_of(row.get("notes") or "", assumptions) if row.get("moe_experts") else None
+        return TrainingSpec(seq_len=row["seq_len"], global_batch=row["global_batch"], dtype=row["dtype"] or "bf16",
+                            moe_routing=routing)
     except Exception as err:
         raise RowError(f"training columns invalid: {err}".splitlines()[0]) from None
 
@@ -436,6 +525,9 @@ def case_from_row(row: dict, line: int) -> Case:
     fw = row_framework(row)
     facts, overrides = framework_facts(row, fw, hw.family)
     fw, known, overrides = _recompute_modules(notes, fw, known, overrides, assumptions)
+    fw, remat = remat_override(fw, notes)
+    fw, dispatch = dispatch_override(fw, notes)
+    overrides = overrides + remat + dispatch
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
