@@ -226,17 +226,22 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     layer_d, layer_e = layer_params_per_rank(sz)
     zero3 = t.zero >= 3
     extra = sync_state_bytes_per_param(t)
+    offloads = bool(np.any(t.offload_optimizer) or np.any(t.offload_params) or np.any(t.offload_activations))
     out = []
     for kind, inf in zip(kinds, inflight):
         dense, expert = rank_params(sz, *kind.held())
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
         gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, layer_d + layer_e)
-        part = rank_partition(sz, RankKind(*kind.held(), kind.valid))    # the parameters the rank holds
-        w, gr, o, layer_acts, host, nvme = offload_memory(
-            wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
-            od + oe + extra * (dense + expert), kind.layers * act_layer * inf, part.total, part.held, part.unit,
-            sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
+        on_device = (wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
+                     od + oe + extra * (dense + expert), kind.layers * act_layer * inf)
+        if offloads:
+            part = rank_partition(sz, RankKind(*kind.held(), kind.valid))    # the parameters the rank holds
+            w, gr, o, layer_acts, host, nvme = offload_memory(
+                *on_device, part.total, part.held, part.unit, sz.weight_bytes, sz.grad_bytes, t.offload_optimizer,
+                t.offload_params, t.offload_activations, act_layer)
+        else:           # nothing offloaded: offload_memory keeps every figure on the device, none on host or NVMe
+            (w, gr, o, layer_acts), host, nvme = on_device, 0.0, 0.0
         acts = layer_acts + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
         out.append((w, gr, o, acts, host, nvme))
