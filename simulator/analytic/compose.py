@@ -20,7 +20,8 @@ import numpy as np
 from .. import metrics
 from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
-from ..costs.layer import layer_costs
+from ..costs.compute import ShapeIndex
+from ..costs.layer import LayerCosts, layer_costs
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
@@ -38,7 +39,10 @@ from .offload import offload_columns, offload_terms
 def pick(idx, arrays) -> np.ndarray:
     """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2)."""
     n = len(idx)
-    return np.stack([np.broadcast_to(x, (n,)) for x in arrays])[idx, np.arange(n)]
+    out = np.broadcast_to(arrays[-1], (n,))
+    for k in range(len(arrays) - 2, -1, -1):
+        out = np.where(idx == k, arrays[k], out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -286,23 +290,54 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     if formable is None or formable.all():
         if n <= block_rows:
             return evaluate_block(job, t)
-        cols = _Columns(n)
+        cols, cache = _Columns(n), {}
         for a in range(0, n, block_rows):
             rows = slice(a, min(n, a + block_rows))
-            cols.add(rows, evaluate_block(job, _rows(t, rows)))
+            cols.add(rows, evaluate_block(job, _rows(t, rows), cache=cache))
         return cols.result()
-    cols = _Columns(n)
+    cols, cache = _Columns(n), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
     for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
         rows = bad[a:a + block_rows]               # fills the whole column with them (_Columns.add)
         cols.add(rows, evaluate_unformable_block(job, _rows(t, rows), structural[rows]))
     for a in range(0, len(ok), block_rows):
         rows = ok[a:a + block_rows]
-        cols.add(rows, evaluate_block(job, _rows(t, rows)))
+        cols.add(rows, evaluate_block(job, _rows(t, rows), np.zeros(len(rows), np.int64), cache))
     return cols.result()
 
 
-def evaluate_block(job: Job, t: LayoutTable) -> dict:
+def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> LayerCosts:
+    """costs.layer.layer_costs of every row of `sz`, computed once per distinct combination of the columns one
+    layer's costs depend on (tp, cp, ep, the expert TP degree, micro-batch, flash attention, sequence parallelism,
+    recompute) and gathered back: the same numbers (every formula is row-wise, the kernel model too), a fraction
+    of the passes. `cache` (a dict evaluate() keeps for one job across its blocks) holds the combinations already
+    computed, so each is computed once per evaluation."""
+    t = sz.table
+    index = ShapeIndex.of(t.tp, t.cp, t.ep, sz.etp, t.micro_batch, t.flash_attention, sz.sequence_parallel,
+                          t.recompute)
+    if index is None or (cache is None and 4 * len(index.rep) > len(t)):
+        return layer_costs(sz)
+    rep = index.rep
+    keys = list(zip(*(np.asarray(c)[rep].tolist() for c in (t.tp, t.cp, t.ep, sz.etp, t.micro_batch,
+                                                          t.flash_attention, sz.sequence_parallel, t.recompute))))
+    cache = {} if cache is None else cache
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    if missing:
+        lc = layer_costs(sizes(job, _rows(t, rep[missing])))
+        values = [getattr(lc, f.name) for f in fields(lc)]
+        if "scalars" not in cache:
+            cache["scalars"] = {f.name: v for f, v in zip(fields(lc), values) if np.ndim(v) == 0}
+        arrays = [np.broadcast_to(v, (len(missing),)) for f, v in zip(fields(lc), values)
+                  if f.name not in cache["scalars"]]
+        for j, row in enumerate(np.stack(arrays, axis=1) if arrays else np.zeros((len(missing), 0))):
+            cache[keys[missing[j]]] = row
+    table = np.stack([cache[k] for k in keys]).take(index.inverse, axis=0)
+    names = [f.name for f in fields(LayerCosts) if f.name not in cache["scalars"]]
+    cols = {name: np.ascontiguousarray(table[:, j]) for j, name in enumerate(names)}
+    return LayerCosts(**cols, **cache["scalars"])
+
+
+def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None = None) -> dict:
     """Evaluate every layout of `t` in one vectorised pass (evaluate's keys and numbers).
 
     Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
@@ -313,11 +348,14 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
     (Narayanan et al. 2021, arXiv 2104.04473, sec. 2.2 and 3; Rajbhandari et al. 2020, arXiv 1910.02054, sec. 5).
     """
     sz = sizes(job, t)
-    lc = layer_costs(sz)
+    lc = distinct_layer_costs(job, sz, cache)
     comm = layer_comm(sz, lc)
     edge = edge_costs(sz, lc, comm)
     kinds = rank_kinds(sz)
-    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro, job.hardware))
+    if structural is None:
+        structural = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro,
+                                                   job.hardware))
+    reasons = np.array(structural, dtype=np.int64)
     pace = pipeline_pace(sz, lc, comm, edge, kinds)
     mem = memory_columns(sz, kinds)
     reasons |= memory_reason(mem)
