@@ -202,6 +202,11 @@ def _rows(t: LayoutTable, rows) -> LayoutTable:
     return t.replace(**part)
 
 
+def _contiguous(rows: np.ndarray):
+    """A slice for a run of consecutive row indices (views instead of copies), else the indices."""
+    return slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) and rows[-1] - rows[0] + 1 == len(rows) else rows
+
+
 def structural_mask(job: Job, t: LayoutTable) -> np.ndarray:
     """The structural reason bits (feasibility.RULES but memory) of every row of `t`, from integer checks on the
     layout columns alone (no cost is computed): the rows with a bit cannot be formed.
@@ -285,7 +290,10 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     evaluate_block composes it.
     """
     n = len(t)
-    structural = structural_mask(job, t) if prune else None
+    structural = None
+    if prune:                                       # in blocks too: cache-sized temporaries
+        structural = structural_mask(job, t) if n <= block_rows else np.concatenate(
+            [structural_mask(job, _rows(t, slice(a, a + block_rows))) for a in range(0, n, block_rows)])
     formable = None if structural is None else structural == 0
     if formable is None or formable.all():
         if n <= block_rows:
@@ -298,11 +306,11 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     cols, cache = _Columns(n), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
     for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
-        rows = bad[a:a + block_rows]               # fills the whole column with them (_Columns.add)
+        rows = _contiguous(bad[a:a + block_rows])  # fills the whole column with them (_Columns.add)
         cols.add(rows, evaluate_unformable_block(job, _rows(t, rows), structural[rows]))
     for a in range(0, len(ok), block_rows):
-        rows = ok[a:a + block_rows]
-        cols.add(rows, evaluate_block(job, _rows(t, rows), np.zeros(len(rows), np.int64), cache))
+        rows = _contiguous(ok[a:a + block_rows])
+        cols.add(rows, evaluate_block(job, _rows(t, rows), np.zeros(len(formable[rows]), np.int64), cache))
     return cols.result()
 
 

@@ -67,7 +67,7 @@ def read_table_csv(text: str) -> dict[str, np.ndarray]:
 @lru_cache(maxsize=1)
 def load_kernel_catalog() -> KernelCatalog:
     """The shipped catalogue and every table it lists (read once; the result is immutable)."""
-    cat = yaml.safe_load(_read_text("catalog.yaml"))
+    cat = yaml.load(_read_text("catalog.yaml"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # C: 6x faster
     machines = cat.get("machines", {})
     tables = []
     for table_id, t in cat["tables"].items():
