@@ -26,7 +26,7 @@ from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
-                           memory_columns, rank_kinds, stage_times, step_overhead_s)
+                           logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
 from ..pipeline.closed_form import num_micro_batches, pipeline_time_s, two_chunk_pipeline_time_s
 from ..pipeline.two_chunk import overlapped_forward_backward_s
@@ -314,35 +314,38 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     return cols.result()
 
 
-def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> LayerCosts:
-    """costs.layer.layer_costs of every row of `sz`, computed once per distinct combination of the columns one
-    layer's costs depend on (tp, cp, ep, the expert TP degree, micro-batch, flash attention, sequence parallelism,
-    recompute) and gathered back: the same numbers (every formula is row-wise, the kernel model too), a fraction
-    of the passes. `cache` (a dict evaluate() keeps for one job across its blocks) holds the combinations already
-    computed, so each is computed once per evaluation."""
+def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> tuple:
+    """(costs.layer.layer_costs, costs.stage.logits_s) of every row of `sz`, computed once per distinct combination
+    of the columns they depend on (tp, cp, ep, the expert TP degree, micro-batch, flash attention, sequence
+    parallelism, recompute) and gathered back: the same numbers (every formula is row-wise, the kernel model too),
+    a fraction of the passes. `cache` (a dict evaluate() keeps for one job across its blocks) holds the
+    combinations already computed, so each is computed once per evaluation."""
     t = sz.table
     index = ShapeIndex.of(t.tp, t.cp, t.ep, sz.etp, t.micro_batch, t.flash_attention, sz.sequence_parallel,
                           t.recompute)
     if index is None or (cache is None and 4 * len(index.rep) > len(t)):
-        return layer_costs(sz)
+        return layer_costs(sz), logits_s(sz)
     rep = index.rep
     keys = list(zip(*(np.asarray(c)[rep].tolist() for c in (t.tp, t.cp, t.ep, sz.etp, t.micro_batch,
                                                           t.flash_attention, sz.sequence_parallel, t.recompute))))
     cache = {} if cache is None else cache
     missing = [i for i, k in enumerate(keys) if k not in cache]
+    names = [f.name for f in fields(LayerCosts)] + ["logits_fwd", "logits_bwd"]
     if missing:
-        lc = layer_costs(sizes(job, _rows(t, rep[missing])))
-        values = [getattr(lc, f.name) for f in fields(lc)]
+        sub = sizes(job, _rows(t, rep[missing]))
+        lc = layer_costs(sub)
+        values = [getattr(lc, f.name) for f in fields(lc)] + list(logits_s(sub))
         if "scalars" not in cache:
-            cache["scalars"] = {f.name: v for f, v in zip(fields(lc), values) if np.ndim(v) == 0}
-        arrays = [np.broadcast_to(v, (len(missing),)) for f, v in zip(fields(lc), values)
-                  if f.name not in cache["scalars"]]
+            cache["scalars"] = {k: v for k, v in zip(names, values) if np.ndim(v) == 0}
+        arrays = [np.broadcast_to(v, (len(missing),)) for k, v in zip(names, values) if k not in cache["scalars"]]
         for j, row in enumerate(np.stack(arrays, axis=1) if arrays else np.zeros((len(missing), 0))):
             cache[keys[missing[j]]] = row
     table = np.stack([cache[k] for k in keys]).take(index.inverse, axis=0)
-    names = [f.name for f in fields(LayerCosts) if f.name not in cache["scalars"]]
-    cols = {name: np.ascontiguousarray(table[:, j]) for j, name in enumerate(names)}
-    return LayerCosts(**cols, **cache["scalars"])
+    scalars = cache["scalars"]
+    cols = dict(zip([k for k in names if k not in scalars], (np.ascontiguousarray(c) for c in table.T)))
+    cols.update(scalars)
+    return (LayerCosts(**{f.name: cols[f.name] for f in fields(LayerCosts)}),
+            (cols["logits_fwd"], cols["logits_bwd"]))
 
 
 def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None = None) -> dict:
@@ -356,9 +359,9 @@ def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None
     (Narayanan et al. 2021, arXiv 2104.04473, sec. 2.2 and 3; Rajbhandari et al. 2020, arXiv 1910.02054, sec. 5).
     """
     sz = sizes(job, t)
-    lc = distinct_layer_costs(job, sz, cache)
+    lc, logits = distinct_layer_costs(job, sz, cache)
     comm = layer_comm(sz, lc)
-    edge = edge_costs(sz, lc, comm)
+    edge = edge_costs(sz, lc, comm, logits)
     kinds = rank_kinds(sz)
     if structural is None:
         structural = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro,

@@ -117,10 +117,10 @@ def logits_s(sz):
     return fwd, bwd
 
 
-def edge_costs(sz, lc, comm) -> EdgeCosts:
+def edge_costs(sz, lc, comm, logits=None) -> EdgeCosts:
     """The EdgeCosts of every layout (embedding all-reduce: one TP all-reduce forward; host: MICRO_BATCH_HOST_LAYERS
-    layer passes of host time)."""
-    f, b = logits_s(sz)
+    layer passes of host time). `logits`: logits_s(sz) when the caller has it already."""
+    f, b = logits_s(sz) if logits is None else logits
     return EdgeCosts(logits_fwd_s=f, logits_bwd_s=b, embedding_comm_s=comm.tp_collective_s,
                      micro_host_s=MICRO_BATCH_HOST_LAYERS * lc.host_s)
 
@@ -319,7 +319,6 @@ def memory_columns(sz, kinds) -> dict:
     Source: the busiest pipeline rank decides (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4.2.3: the first
     stage holds the most activations under 1F1B); capacity is the profile's device.memory_gb and host block."""
     n = len(sz.table)
-    cols = np.arange(n)
     mem = stage_memory_bytes(sz, mlp_elements(sz), kinds)
     fw = sz.framework
     ctx = context_bytes(sz.hardware, fw)
@@ -328,12 +327,13 @@ def memory_columns(sz, kinds) -> dict:
     mem_tot = alloc + ctx
     midx = np.argmax(mem_tot, axis=0)
     capacity = sz.hardware.device.memory_bytes
-    out = {f"mem_{name}_bytes": np.stack([x[i] for x in mem])[midx, cols]
+    fullest = lambda per_kind: np.where(midx == 0, per_kind[0], np.where(midx == 1, per_kind[1], per_kind[2]))  # noqa: E731
+    out = {f"mem_{name}_bytes": fullest([x[i] for x in mem])
            for i, name in enumerate(("weights", "grads", "optimizer", "activations"))}
-    out["mem_allocated_bytes"] = alloc[midx, cols]
+    out["mem_allocated_bytes"] = fullest(alloc)
     out["mem_reserved_peak_bytes"] = allocator_reserved_bytes(out["mem_allocated_bytes"], util, frag)
     out["mem_device_peak_bytes"] = out["mem_reserved_peak_bytes"] + ctx
-    out["mem_total_bytes"] = mem_tot[midx, cols]
+    out["mem_total_bytes"] = fullest(mem_tot)
     out["mem_reserved_bytes"] = np.broadcast_to(np.float64(ctx), (n,))
     out["mem_capacity_bytes"] = np.broadcast_to(np.float64(capacity), (n,))
     out["fits_device"] = out["mem_total_bytes"] <= capacity
