@@ -297,11 +297,12 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     formable = None if structural is None else structural == 0
     if formable is None or formable.all():
         if n <= block_rows:
-            return evaluate_block(job, t)
+            return evaluate_block(job, t, structural)
         cols, cache = _Columns(n), {}
         for a in range(0, n, block_rows):
             rows = slice(a, min(n, a + block_rows))
-            cols.add(rows, evaluate_block(job, _rows(t, rows), cache=cache))
+            cols.add(rows, evaluate_block(job, _rows(t, rows), None if structural is None else structural[rows],
+                                          cache))
         return cols.result()
     cols, cache = _Columns(n), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
