@@ -12,7 +12,9 @@ Two tables of GPT-3 175B on 1,024 A100-80GB (global batch 1536, sequence 2048):
 Each table is evaluated in `--procs` fresh processes (`OMP_NUM_THREADS=1`): one first call, then `--repeats` warm
 calls, each timed in CPU seconds of the process (`time.process_time`: the machine may be shared); the peak RSS
 the first call adds (`resource.getrusage` maxrss after it, minus before it). Printed: medians (min - max) over all
-warm calls, the first call / median warm ratio of each process. Last line: `layouts_per_s: <number>` (the
+warm calls, the first call / median warm ratio of each process (what the first call pays beyond the kernel
+model's ~0.05 s start is the operating system mapping and zeroing fresh pages for the result columns: tens of
+thousands of minor page faults; later calls reuse the memory freed by the previous result). Last line: `layouts_per_s: <number>` (the
 `distinct` table's warm median, per CPU second).
 
     python benchmarks/bench_analytic.py [--n 1000000] [--repeats 3] [--procs 3] [--table distinct,search]
