@@ -216,6 +216,22 @@ def structural_mask(job: Job, t: LayoutTable) -> np.ndarray:
     return structural_reasons(subject_of(job.model, job.training, job.num_devices, t, m, job.hardware))
 
 
+#: Result columns at least this large come from Python's allocator (_fresh_column).
+FRESH_MAP_BYTES = 1 << 22
+
+
+def _fresh_column(n: int, dtype) -> np.ndarray:
+    """An n-row result column (zero-filled). Large ones come from Python's allocator (a bytearray) rather than
+    numpy's, which on Linux asks for transparent huge pages above 4 MB: where the kernel compacts memory for them on
+    first touch (THP defrag 'madvise'), a fresh process spent 0.3-0.6 s of system time per million-row result on
+    it, most of a first call's excess over a warm one (issue #13); with 4 KB pages it spends 0.1-0.2 s."""
+    dtype = np.dtype(dtype)
+    nbytes = n * dtype.itemsize
+    if nbytes < FRESH_MAP_BYTES:
+        return np.empty(n, dtype=dtype)
+    return np.frombuffer(bytearray(nbytes), dtype=dtype, count=n)
+
+
 def _same(a, b) -> bool:
     return bool(a == b) or bool(a != a and b != b)          # NaN equals NaN
 
@@ -257,12 +273,13 @@ class _Columns:
                 if bcast:
                     self.const[k] = v.reshape(-1)[0] if v.size else v
                     continue
-                self.out[k] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
+                self.out[k] = _fresh_column(n, v.dtype) if v.ndim == 1 else np.empty((n,) + v.shape[1:], v.dtype)
             elif k in self.const:
                 c = self.const[k]
                 if bcast and v.dtype == np.asarray(c).dtype and _same(v.reshape(-1)[0], c):
                     continue
-                full = np.empty((n,) + v.shape[1:], dtype=np.result_type(v, c))
+                full = _fresh_column(n, np.result_type(v, c)) if v.ndim == 1 else \
+                    np.empty((n,) + v.shape[1:], dtype=np.result_type(v, c))
                 full[...] = c                        # rows written so far held the constant; later ones overwrite
                 self.out[k] = full
                 del self.const[k]
