@@ -140,8 +140,10 @@ def test_random_layouts_never_raise_nan_or_negative(tp, pp, dp, ep, cp, vpp, zer
         from simulator.specs.model import MoESpec
         model = model.model_copy(update={"moe": MoESpec(num_experts=8, top_k=2, expert_ffn_hidden_size=1024)})
     j = job(model=model, devices=tp * pp * dp * cp, batch=batch, seq=2048)
-    out = run(j, tp=[tp], pp=[pp], dp=[dp], ep=[ep], cp=[cp], vpp=[vpp], zero=[zero], recompute=[rc],
-              micro_batch=[mb], schedule=[sched], sequence_parallel=[sp], flash_attention=[flash])
+    # the time model on any split, formable or not (evaluate's default prunes unformable rows to their memory)
+    out = evaluate(j, LayoutTable.from_columns(tp=[tp], pp=[pp], dp=[dp], ep=[ep], cp=[cp], vpp=[vpp], zero=[zero],
+                                               recompute=[rc], micro_batch=[mb], schedule=[sched],
+                                               sequence_parallel=[sp], flash_attention=[flash]), prune=False)
     for k, v in out.items():
         arr = np.asarray(v, dtype=float)
         assert np.all(np.isfinite(arr)), k

@@ -46,7 +46,7 @@ def test_blocked_evaluation_gives_the_numbers_of_one_pass_bit_for_bit():
                  -1).reshape(-1, 5)
     t = LayoutTable.from_columns(tp=g[:, 0], pp=g[:, 1], micro_batch=g[:, 2], zero=g[:, 3], recompute=g[:, 4],
                                  dp=1024 // (g[:, 0] * g[:, 1]))
-    whole, blocked = evaluate_block(job, t), evaluate(job, t, block_rows=7)     # 240 rows: 35 blocks, last of 2
+    whole, blocked = evaluate_block(job, t), evaluate(job, t, block_rows=7, prune=False)  # 240 rows: 35 blocks
     assert list(blocked) == list(whole)
     for k, v in whole.items():
         b = np.asarray(blocked[k])
@@ -88,3 +88,105 @@ def test_a_framework_file_with_a_duplicate_key_is_refused_by_the_bounded_loader(
     p.write_text("name: a\nname: b\n")
     with pytest.raises(SpecError, match="key .name. appears twice"):
         load_framework(p)
+
+
+def _mixed_table():
+    """A GPT-3 175B table on 1,024 devices crossing block boundaries: formable rows, rows breaking the world size,
+    batch, heads and interleaving rules, offloading rows (one not allowed by its ZeRO stage) and cp > 1 rows."""
+    import numpy as np
+
+    from simulator.specs.layout_table import LayoutTable
+
+    g = np.stack(np.meshgrid([1, 2, 3, 4, 8], [1, 2, 8, 16], [1, 2, 3], [1, 2], [0, 1, 3], [0, 2], [1, 2],
+                             indexing="ij"), -1).reshape(-1, 7)
+    tp, pp, vpp, mb, zero, rc, cp = g.T
+    n = len(g)
+    dp = np.maximum(1, 1024 // (tp * pp * cp)) + (np.arange(n) % 7 == 0)           # every 7th row: wrong world size
+    off = np.where(np.arange(n) % 5 == 0, 1, 0)
+    return LayoutTable.from_columns(tp=tp, pp=pp, vpp=vpp, micro_batch=mb, zero=zero, recompute=rc, cp=cp, dp=dp,
+                                    schedule=np.where(vpp > 1, 2, 1), offload_optimizer=off,
+                                    offload_activations=np.where(np.arange(n) % 11 == 0, 1, 0))
+
+
+def _gpt3_job(devices=1024):
+    from simulator.specs.job import Job
+    from simulator.specs.loading import load_hardware, load_model
+    from simulator.specs.training import TrainingSpec
+    return Job(model=load_model("gpt3-175b"), hardware=load_hardware("a100-sxm4-80gb"),
+               training=TrainingSpec(seq_len=2048, global_batch=1536), num_devices=devices)
+
+
+def test_pruned_evaluation_keeps_every_number_of_formable_rows_and_the_memory_and_reasons_of_the_others():
+    """Invariant of integer pruning: rows with a structural reason skip the time model only. Formable rows get
+    the numbers of the full evaluation bit for bit; the others their memory, reasons, fits, micro-batches and layer
+    split bit for bit, NaN figures (0 for costs they cannot have: no offload, no FP8, a dense model, cp 1) and no
+    pacing rank (-1). Checked on 1,440 rows in blocks of 100 (a block boundary falls inside both kinds)."""
+    import numpy as np
+
+    from simulator.analytic.compose import evaluate, evaluate_block, structural_mask
+    from simulator.feasibility import STRUCTURAL_MASK
+
+    job, t = _gpt3_job(), _mixed_table()
+    full = evaluate_block(job, t)
+    pruned = evaluate(job, t, block_rows=100)
+    bad = (full["reasons"] & STRUCTURAL_MASK) != 0
+    assert 200 < bad.sum() < len(t) - 200
+    assert np.array_equal(structural_mask(job, t), full["reasons"] & STRUCTURAL_MASK)
+    assert list(pruned) == list(full)
+    figures = {"step_time_s", "mfu", "hfu", "tokens_per_s", "tflops_per_device", "hardware_flops_per_step",
+               "dp_comm_total_s", "bubble_fraction"}
+    for k, v in full.items():
+        f, p = np.broadcast_to(v, (len(t),)), np.broadcast_to(pruned[k], (len(t),))
+        assert p.dtype == f.dtype, k
+        assert np.array_equal(p[~bad].view(np.uint8), f[~bad].view(np.uint8)), k      # bit for bit
+        if k == "pacing_rank":
+            assert (p[bad] == -1).all()
+        elif k in figures or (k.startswith(("time_", "off_")) and k != "time_overhead_s"):
+            assert np.all(np.isnan(p[bad]) | (p[bad] == f[bad])), k
+            assert np.all(np.isnan(p[bad]) | (p[bad] == 0.0)), k
+        else:
+            assert np.array_equal(p[bad].view(np.uint8), f[bad].view(np.uint8)), k
+    assert np.isnan(pruned["step_time_s"][bad]).all()
+    assert np.isnan(pruned["time_offload_s"][bad & (t.offload_optimizer > 0)]).all()
+    assert (pruned["time_offload_s"][bad & (t.offload_optimizer == 0) & (t.offload_activations == 0)] == 0).all()
+    # a table of unformable rows only has the same columns in the same order, with the same dtypes
+    only_bad = evaluate(job, t.replace(dp=t.dp * 3), block_rows=100)
+    assert list(only_bad) == list(full)
+    assert all(np.asarray(only_bad[k]).dtype == np.asarray(full[k]).dtype for k in full)
+
+
+def test_search_ranking_and_rejected_summary_of_gpt3_175b_on_1024_a100_are_pinned():
+    """The search of the README case (GPT-3 175B, 1,024 A100 80 GB, batch 1536, sequence 2048): its top 20 and
+    its rejected-layouts summary, pinned as main computed them after this session's physics merges (integer pruning and blocked
+    evaluation moved nothing; a deliberate physics change that moves them updates the pins), and equal to what a full (unpruned) evaluation
+    of the same enumerated table ranks."""
+    import numpy as np
+
+    from simulator.analytic.compose import evaluate
+    from simulator.planning.search import _order, search
+
+    r = search("gpt3-175b", "a100-sxm4-80gb", 1024, 1536, 2048)
+    cols = ["tp", "pp", "dp", "vpp", "micro_batch", "zero", "recompute", "schedule"]
+    top = [tuple(int(x[c]) if c not in ("recompute", "schedule") else str(x[c]) for c in cols)
+           for _, x in r.top(20).iterrows()]
+    assert top == [
+        (4, 8, 16, 6, 2, 1, "none", "interleaved"), (4, 8, 32, 6, 1, 1, "none", "interleaved"),
+        (4, 8, 16, 4, 2, 1, "none", "interleaved"), (4, 8, 32, 4, 1, 1, "none", "interleaved"),
+        (4, 8, 16, 6, 2, 1, "selective", "interleaved"), (4, 8, 32, 6, 1, 1, "selective", "interleaved"),
+        (4, 8, 16, 4, 2, 1, "selective", "interleaved"), (4, 8, 32, 4, 1, 1, "selective", "interleaved"),
+        (4, 8, 16, 3, 2, 1, "none", "interleaved"), (4, 8, 32, 3, 1, 1, "none", "interleaved"),
+        (4, 8, 8, 6, 4, 1, "none", "interleaved"), (4, 16, 16, 6, 2, 1, "none", "interleaved"),
+        (4, 16, 8, 6, 4, 1, "none", "interleaved"), (4, 8, 16, 12, 2, 1, "none", "interleaved"),
+        (4, 8, 32, 12, 1, 1, "none", "interleaved"), (4, 8, 8, 4, 4, 1, "none", "interleaved"),
+        (4, 8, 16, 3, 2, 1, "selective", "interleaved"), (4, 8, 32, 3, 1, 1, "selective", "interleaved"),
+        (4, 8, 8, 6, 4, 1, "selective", "interleaved"), (4, 16, 16, 6, 2, 1, "selective", "interleaved")]
+    assert r.num_candidates == 101_592 and r.num_feasible == 35_038
+    assert r.reason_counts() == {"heads": 7149, "kv heads": 7149, "batch": 13152, "interleave": 31134,
+                                 "memory": 54093}
+    # the same table evaluated in full ranks the same rows first, with the same numbers
+    from simulator.planning.enumerate import enumerate_layouts
+    table = enumerate_layouts(r.model, r.training, 1024, r.space)
+    full = evaluate(_gpt3_job(), table, prune=False)
+    order = _order(full, "throughput", None)[:20]
+    assert np.array_equal(full["step_time_s"][order], r.top(20)["step_time_s"].to_numpy())
+    assert np.array_equal(np.sort(full["reasons"]), np.sort(r.frame["reasons"].to_numpy()))

@@ -20,15 +20,16 @@ import numpy as np
 from .. import metrics
 from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
-from ..costs.layer import layer_costs
+from ..costs.compute import ShapeIndex
+from ..costs.layer import LayerCosts, layer_costs
 from ..costs.offload import zero3_prefetch_possible
 from ..costs.optimizer import optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
-                           memory_columns, rank_kinds, stage_times, step_overhead_s)
+                           logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
-from ..pipeline.closed_form import pipeline_time_s, two_chunk_pipeline_time_s
+from ..pipeline.closed_form import num_micro_batches, pipeline_time_s, two_chunk_pipeline_time_s
 from ..pipeline.two_chunk import overlapped_forward_backward_s
 from ..specs.layout import SCHEDULE_CODES
 from ..specs.job import Job
@@ -39,7 +40,10 @@ from .offload import offload_columns, offload_terms
 def pick(idx, arrays) -> np.ndarray:
     """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2)."""
     n = len(idx)
-    return np.stack([np.broadcast_to(x, (n,)) for x in arrays])[idx, np.arange(n)]
+    out = np.broadcast_to(arrays[-1], (n,))
+    for k in range(len(arrays) - 2, -1, -1):
+        out = np.where(idx == k, arrays[k], out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -191,50 +195,180 @@ def metric_columns(sz, step) -> dict:
 BLOCK_ROWS = 8192
 
 
-def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS) -> dict:
+def _rows(t: LayoutTable, rows) -> LayoutTable:
+    """The rows `rows` (a slice or an index array) of `t`."""
+    part = {f.name: getattr(t, f.name)[rows] for f in fields(t) if isinstance(getattr(t, f.name), np.ndarray)}
+    if t.stage_layers is not None:
+        part["stage_layers"] = t.stage_layers[rows] if isinstance(rows, slice) else \
+            tuple(t.stage_layers[i] for i in rows.tolist())
+    return t.replace(**part)
+
+
+def _contiguous(rows: np.ndarray):
+    """A slice for a run of consecutive row indices (views instead of copies), else the indices."""
+    return slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) and rows[-1] - rows[0] + 1 == len(rows) else rows
+
+
+def structural_mask(job: Job, t: LayoutTable) -> np.ndarray:
+    """The structural reason bits (feasibility.RULES but memory) of every row of `t`, from integer checks on the
+    layout columns alone (no cost is computed): the rows with a bit cannot be formed.
+
+    Source: feasibility.structural_reasons (the one table of rules); pipeline.closed_form.num_micro_batches."""
+    m = num_micro_batches(job.training.global_batch, t.micro_batch, t.dp)
+    return structural_reasons(subject_of(job.model, job.training, job.num_devices, t, m, job.hardware))
+
+
+#: Result columns at least this large come from Python's allocator (_fresh_column).
+FRESH_MAP_BYTES = 1 << 22
+
+
+def _fresh_column(n: int, dtype) -> np.ndarray:
+    """An n-row result column (zero-filled). Large ones come from Python's allocator (a bytearray) rather than
+    numpy's, which on Linux asks for transparent huge pages above 4 MB: where the kernel compacts memory for them on
+    first touch (THP defrag 'madvise'), a fresh process spent 0.3-0.6 s of system time per million-row result on
+    it, most of a first call's excess over a warm one (issue #13); with 4 KB pages it spends 0.1-0.2 s."""
+    dtype = np.dtype(dtype)
+    nbytes = n * dtype.itemsize
+    if nbytes < FRESH_MAP_BYTES:
+        return np.empty(n, dtype=dtype)
+    return np.frombuffer(bytearray(nbytes), dtype=dtype, count=n)
+
+
+def _same(a, b) -> bool:
+    return bool(a == b) or bool(a != a and b != b)          # NaN equals NaN
+
+
+#: Columns that are often one value over a whole table (zero where the job or its layouts have no such cost or
+#: tier: no offload, a dense model, no FP8, no context parallelism): evaluate keeps them as broadcasts when they are.
+CONSTANT_CANDIDATES = frozenset((
+    "time_fp8_cast_s", "time_ep_comm_s", "time_cp_comm_s", "time_offload_s", "off_h2d_fwd_s", "off_d2h_fwd_s",
+    "off_h2d_bwd_s", "off_d2h_bwd_s", "off_cpu_adam_s", "off_param_copy_s", "off_nvme_s", "off_update_s",
+    "mem_host_bytes", "mem_nvme_bytes", "fits_host", "fits_nvme"))
+
+
+def _constant(v: np.ndarray):
+    """v[0] if every entry of the 1-d array v has its bits, else None."""
+    if v.ndim != 1 or v.size == 0:
+        return None
+    bits = v.view(np.uint64) if v.dtype == np.float64 else v
+    return v[0] if bool((bits == bits[0]).all()) else None
+
+
+class _Columns:
+    """The output columns of a table evaluated in parts: each part's columns land on its rows. A column that is one
+    0-d or broadcast (stride 0) constant in every part stays a read-only broadcast of it."""
+
+    def __init__(self, n: int):
+        self.n, self.out, self.const, self.order = n, {}, {}, []
+
+    def add(self, rows, res: dict) -> None:
+        n = self.n
+        for k, v in res.items():
+            v = np.asarray(v)
+            bcast = v.ndim == 0 or (v.ndim == 1 and v.strides == (0,))
+            if not bcast and k in CONSTANT_CANDIDATES and k not in self.out:
+                c = _constant(v)
+                if c is not None:
+                    v, bcast = np.broadcast_to(c, v.shape), True
+            if k not in self.out and k not in self.const:
+                self.order.append(k)
+                if bcast:
+                    self.const[k] = v.reshape(-1)[0] if v.size else v
+                    continue
+                self.out[k] = _fresh_column(n, v.dtype) if v.ndim == 1 else np.empty((n,) + v.shape[1:], v.dtype)
+            elif k in self.const:
+                c = self.const[k]
+                if bcast and v.dtype == np.asarray(c).dtype and _same(v.reshape(-1)[0], c):
+                    continue
+                full = _fresh_column(n, np.result_type(v, c)) if v.ndim == 1 else \
+                    np.empty((n,) + v.shape[1:], dtype=np.result_type(v, c))
+                full[...] = c                        # rows written so far held the constant; later ones overwrite
+                self.out[k] = full
+                del self.const[k]
+            self.out[k][rows] = v
+
+    def result(self) -> dict:
+        return {k: (np.broadcast_to(self.const[k], (self.n,)) if k in self.const else self.out[k]) for k in self.order}
+
+
+def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool = True) -> dict:
     """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
 
     Tables longer than `block_rows` are evaluated in blocks of that many rows (evaluate_block on each) and the
-    columns concatenated; the numbers are those of one call on the whole table (every formula is row-wise).
+    columns assembled; the numbers are those of one call on the whole table (every formula is row-wise).
     A column that is one constant in every block stays a read-only broadcast of it (as evaluate_block returns it).
+
+    `prune` (default): rows with a structural reason (structural_mask: integer checks, before any cost) skip the
+    time model: only their memory is composed (evaluate_unformable_block), so their memory columns, fits, memory
+    bits and reasons are those of the full evaluation, while the figures an impossible split does not have (step
+    time and its breakdown, MFU, HFU, throughput, bubble, offload and DP traffic) are NaN and `pacing_rank` -1.
+    Formable rows get exactly the numbers of `prune=False`.
 
     Source: step = pipeline time of the slowest rank kind + exposed DP/ZeRO communication + optimizer + overhead
     (Narayanan et al. 2021, arXiv 2104.04473, sec. 2.2 and 3; Rajbhandari et al. 2020, arXiv 1910.02054, sec. 5);
     evaluate_block composes it.
     """
     n = len(t)
-    if n <= block_rows:
-        return evaluate_block(job, t)
-    cols = [(f.name, getattr(t, f.name)) for f in fields(t) if isinstance(getattr(t, f.name), np.ndarray)]
-    out: dict = {}
-    const: dict = {}
-    order: list = []
-    for a in range(0, n, block_rows):
-        b = min(n, a + block_rows)
-        part = {k: v[a:b] for k, v in cols}
-        if t.stage_layers is not None:
-            part["stage_layers"] = t.stage_layers[a:b]
-        res = evaluate_block(job, t.replace(**part))
-        for k, v in res.items():
-            v = np.asarray(v)
-            if a == 0:
-                order.append(k)
-                if v.ndim == 0 or (v.ndim == 1 and v.strides == (0,)):
-                    const[k] = v.reshape(-1)[0] if v.size else v
-                    continue
-                out[k] = np.empty((n,) + v.shape[1:], dtype=v.dtype)
-            elif k in const:
-                if (v.ndim == 0 or v.strides == (0,)) and v.reshape(-1)[0] == const[k]:
-                    continue
-                out[k] = np.empty((n,) + v.shape[1:], dtype=np.result_type(v, const[k]))
-                out[k][:a] = const.pop(k)
-            out[k][a:b] = v
-    for k, c in const.items():
-        out[k] = np.broadcast_to(c, (n,))
-    return {k: out[k] for k in order}
+    structural = None
+    if prune:                                       # in blocks too: cache-sized temporaries
+        structural = structural_mask(job, t) if n <= block_rows else np.concatenate(
+            [structural_mask(job, _rows(t, slice(a, a + block_rows))) for a in range(0, n, block_rows)])
+    formable = None if structural is None else structural == 0
+    if formable is None or formable.all():
+        if n <= block_rows:
+            return evaluate_block(job, t, structural)
+        cols, cache = _Columns(n), {}
+        for a in range(0, n, block_rows):
+            rows = slice(a, min(n, a + block_rows))
+            cols.add(rows, evaluate_block(job, _rows(t, rows), None if structural is None else structural[rows],
+                                          cache))
+        return cols.result()
+    cols, cache = _Columns(n), {}
+    ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
+    for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
+        rows = _contiguous(bad[a:a + block_rows])  # fills the whole column with them (_Columns.add)
+        cols.add(rows, evaluate_unformable_block(job, _rows(t, rows), structural[rows]))
+    for a in range(0, len(ok), block_rows):
+        rows = _contiguous(ok[a:a + block_rows])
+        cols.add(rows, evaluate_block(job, _rows(t, rows), np.zeros(len(formable[rows]), np.int64), cache))
+    return cols.result()
 
 
-def evaluate_block(job: Job, t: LayoutTable) -> dict:
+def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> tuple:
+    """(costs.layer.layer_costs, costs.stage.logits_s) of every row of `sz`, computed once per distinct combination
+    of the columns they depend on (tp, cp, ep, the expert TP degree, micro-batch, flash attention, sequence
+    parallelism, recompute) and gathered back: the same numbers (every formula is row-wise, the kernel model too),
+    a fraction of the passes. `cache` (a dict evaluate() keeps for one job across its blocks) holds the
+    combinations already computed, so each is computed once per evaluation."""
+    t = sz.table
+    index = ShapeIndex.of(t.tp, t.cp, t.ep, sz.etp, t.micro_batch, t.flash_attention, sz.sequence_parallel,
+                          t.recompute)
+    if index is None or (cache is None and 4 * len(index.rep) > len(t)):
+        return layer_costs(sz), logits_s(sz)
+    rep = index.rep
+    keys = list(zip(*(np.asarray(c)[rep].tolist() for c in (t.tp, t.cp, t.ep, sz.etp, t.micro_batch,
+                                                          t.flash_attention, sz.sequence_parallel, t.recompute))))
+    cache = {} if cache is None else cache
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    names = [f.name for f in fields(LayerCosts)] + ["logits_fwd", "logits_bwd"]
+    if missing:
+        sub = sizes(job, _rows(t, rep[missing]))
+        lc = layer_costs(sub)
+        values = [getattr(lc, f.name) for f in fields(lc)] + list(logits_s(sub))
+        if "scalars" not in cache:
+            cache["scalars"] = {k: v for k, v in zip(names, values) if np.ndim(v) == 0}
+        arrays = [np.broadcast_to(v, (len(missing),)) for k, v in zip(names, values) if k not in cache["scalars"]]
+        for j, row in enumerate(np.stack(arrays, axis=1) if arrays else np.zeros((len(missing), 0))):
+            cache[keys[missing[j]]] = row
+    table = np.stack([cache[k] for k in keys]).take(index.inverse, axis=0)
+    scalars = cache["scalars"]
+    cols = dict(zip([k for k in names if k not in scalars], (np.ascontiguousarray(c) for c in table.T)))
+    cols.update(scalars)
+    return (LayerCosts(**{f.name: cols[f.name] for f in fields(LayerCosts)}),
+            (cols["logits_fwd"], cols["logits_bwd"]))
+
+
+def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None = None) -> dict:
     """Evaluate every layout of `t` in one vectorised pass (evaluate's keys and numbers).
 
     Keys: step_time_s, mfu, hfu, tokens_per_s, tflops_per_device, the time breakdown (time_*_s), the memory
@@ -245,11 +379,14 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
     (Narayanan et al. 2021, arXiv 2104.04473, sec. 2.2 and 3; Rajbhandari et al. 2020, arXiv 1910.02054, sec. 5).
     """
     sz = sizes(job, t)
-    lc = layer_costs(sz)
+    lc, logits = distinct_layer_costs(job, sz, cache)
     comm = layer_comm(sz, lc)
-    edge = edge_costs(sz, lc, comm)
+    edge = edge_costs(sz, lc, comm, logits)
     kinds = rank_kinds(sz)
-    reasons = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro, job.hardware))
+    if structural is None:
+        structural = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro,
+                                                   job.hardware))
+    reasons = np.array(structural, dtype=np.int64)
     pace = pipeline_pace(sz, lc, comm, edge, kinds)
     mem = memory_columns(sz, kinds)
     reasons |= memory_reason(mem)
@@ -284,4 +421,67 @@ def evaluate_block(job: Job, t: LayoutTable) -> dict:
     out.update({"reasons": reasons, "num_micro_batches": sz.num_micro,
                 "bubble_fraction": pace.bubble_s / np.maximum(sz.num_micro * pace.tau_max, 1e-30),
                 "pacing_rank": pace.idx, "layers_first": Lf, "layers_mid": Lm, "layers_last": Ll})
+    return out
+
+
+#: Columns evaluate_block returns, in its order, and what an unformable row holds in each (evaluate(prune=True)):
+#: "nan" a figure the time model computes, "memory" / "reasons" / "layers" / "micro" what the memory composition
+#: and the rules give, "job" a constant of the job, "none" pacing rank -1.
+UNFORMABLE_COLUMNS = (
+    ("step_time_s", "nan"), ("mfu", "nan"), ("hfu", "nan"), ("tokens_per_s", "nan"), ("tflops_per_device", "nan"),
+    ("model_flops_per_step", "job"), ("hardware_flops_per_step", "nan"),
+    *((f"time_{k}_s", "job" if k == "overhead" else "nan") for k in (
+        "compute", "elementwise", "fp8_cast", "host", "recompute", "tp_comm", "ep_comm", "cp_comm", "pp_comm",
+        "bubble", "dp_comm", "offload", "optimizer", "overhead")),                    # time_columns' order
+    *((f"off_{k}_s", "nan") for k in ("h2d_fwd", "d2h_fwd", "h2d_bwd", "d2h_bwd", "cpu_adam", "param_copy", "nvme",
+                                      "update")),
+    ("dp_comm_total_s", "nan"), ("memory", "memory"), ("reasons", "reasons"), ("num_micro_batches", "micro"),
+    ("bubble_fraction", "nan"), ("pacing_rank", "none"), ("layers_first", "layers"), ("layers_mid", "layers"),
+    ("layers_last", "layers"),
+)
+
+
+def evaluate_unformable_block(job: Job, t: LayoutTable, structural: np.ndarray) -> dict:
+    """evaluate_block's columns for rows that cannot be formed (`structural`: their structural_mask bits): the
+    memory composition (costs.stage.memory_columns, the same functions and numbers as evaluate_block), the reasons
+    (structural and memory bits), the micro-batch count and the layer split; NaN for the figures of the time model
+    and -1 for the pacing rank (none paces a layout that cannot run); the step overhead and the model FLOPs per
+    step, constants of the job, as evaluate_block gives them.
+
+    Source: feasibility (an infeasible layout is a result with reasons); costs.stage.memory_columns."""
+    n = len(t)
+    sz = sizes(job, t)
+    kinds = rank_kinds(sz)
+    mem = memory_columns(sz, kinds)
+    nan = np.broadcast_to(np.float64(np.nan), (n,))
+    job_const = {"model_flops_per_step": np.broadcast_to(np.float64(metrics.model_flops_per_step(
+        sz.costs, float(sz.training.tokens_per_step))), (n,)),
+        "time_overhead_s": np.broadcast_to(np.float64(step_overhead_s(job.hardware, sz.framework)), (n,))}
+    layers = dict(zip(("layers_first", "layers_mid", "layers_last"), (k.layers for k in kinds)))
+    # costs a row cannot have, whatever its split: 0 (as evaluate_block computes them), not NaN
+    offloads = (t.offload_optimizer > 0) | (t.offload_params > 0) | (t.offload_activations > 0)
+    absent = {"time_fp8_cast_s": np.bool_(job.training.dtype != "fp8"), "time_ep_comm_s": np.bool_(job.model.moe is None),
+              "time_cp_comm_s": t.cp == 1, "time_offload_s": ~offloads,
+              **{f"off_{k}_s": ~offloads for k in ("h2d_fwd", "d2h_fwd", "h2d_bwd", "d2h_bwd", "cpu_adam",
+                                                    "param_copy", "nvme", "update")}}
+    out = {}
+    for key, what in UNFORMABLE_COLUMNS:
+        if what == "memory":
+            out.update(mem)
+        elif what == "reasons":
+            out[key] = structural | memory_reason(mem)
+        elif what == "micro":
+            out[key] = sz.num_micro
+        elif what == "layers":
+            out[key] = layers[key]
+        elif what == "job":
+            out[key] = job_const[key]
+        elif what == "none":
+            out[key] = np.broadcast_to(np.int64(-1), (n,))
+        elif key in absent and absent[key].all():
+            out[key] = np.broadcast_to(np.float64(0.0), (n,))
+        elif key in absent and absent[key].any():
+            out[key] = np.where(absent[key], 0.0, np.nan)
+        else:
+            out[key] = nan
     return out

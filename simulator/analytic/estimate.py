@@ -23,9 +23,10 @@ def result_from_row(sc: Scenario, r: dict, engine: str = "analytic") -> StepEsti
 
 
 def estimate_row(scenario: Scenario) -> dict:
-    """evaluate() of one scenario, as scalars (the row the StepEstimate wraps)."""
+    """evaluate() of one scenario, as scalars (the row the StepEstimate wraps). Not pruned: a layout that cannot be
+    formed still gets the figures of its split, beside its reasons (StepEstimate.to_dict blanks them)."""
     table = LayoutTable.from_layouts([scenario.layout])
-    out = evaluate(job_of(scenario), table)
+    out = evaluate(job_of(scenario), table, prune=False)
     return {k: (v[0] if isinstance(v, np.ndarray) else v) for k, v in out.items()}
 
 

@@ -45,6 +45,11 @@ def offload_terms(sz, kind_of_pace, num_micro, fwd_compute_s, bwd_compute_s) -> 
     """OffloadTerms of every layout of `sz`, the pacing rank kind `kind_of_pace` (a costs.stage.RankKind of
     arrays) with `fwd_compute_s` / `bwd_compute_s` compute per micro-batch."""
     t = sz.table
+    if not (np.any(t.offload_optimizer) or np.any(t.offload_params) or np.any(t.offload_activations)):
+        zero = np.broadcast_to(np.float64(0.0), (len(t),))       # every transfer and update below is 0 without offload
+        return OffloadTerms(h2d_fwd_s=zero, d2h_fwd_s=zero, h2d_bwd_s=zero, d2h_bwd_s=zero,
+                            update=off.UpdateTimes(cpu_adam_s=zero, param_copy_s=zero, nvme_s=zero, update_s=zero),
+                            offload_s=zero)
     rates = off.host_rates(sz.hardware, sz.job.num_devices)
     part = off.rank_partition(sz, kind_of_pace)
     opt, par, act = t.offload_optimizer, t.offload_params, t.offload_activations

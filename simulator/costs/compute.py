@@ -69,31 +69,45 @@ def _factor_codes(x: np.ndarray) -> tuple[np.ndarray, int]:
     return code[xi], int(present.sum())
 
 
-@dataclass(frozen=True)
 class ShapeIndex:
     """Rows with equal values of the shape-deciding columns share kernel shapes: `rep` holds one row of each
     distinct combination, `inverse` maps every row to its combination. Callers pass only arrays that are functions
-    of those columns (and scalars)."""
+    of those columns (and scalars). Built on first use (an evaluation that composes only memory never needs it)."""
 
-    rep: np.ndarray
-    inverse: np.ndarray
+    def __init__(self, columns: tuple):
+        self._columns = columns
+        self._built = None
 
     @classmethod
     def of(cls, *columns) -> Optional["ShapeIndex"]:
         """The index of integer-valued columns (None for tables too small to gain from it)."""
-        n = len(columns[0])
-        if n < DEDUP_MIN_ROWS:
+        if len(columns[0]) < DEDUP_MIN_ROWS:
             return None
-        key, size = np.zeros(n, dtype=np.int64), 1
-        for col in columns:
-            codes, u = _factor_codes(col)
-            key, size = key * u + codes, size * u
-            if size > (1 << 22):
-                key, size = _factor_codes(key)
-        inverse, u = _factor_codes(key)
-        rep = np.empty(u, dtype=np.int64)
-        rep[inverse] = np.arange(n)
-        return cls(rep=rep, inverse=inverse)
+        return cls(columns)
+
+    def _build(self) -> tuple:
+        if self._built is None:
+            columns = self._columns
+            n = len(columns[0])
+            key, size = np.zeros(n, dtype=np.int64), 1
+            for col in columns:
+                codes, u = _factor_codes(col)
+                key, size = key * u + codes, size * u
+                if size > (1 << 22):
+                    key, size = _factor_codes(key)
+            inverse, u = _factor_codes(key)
+            rep = np.empty(u, dtype=np.int64)
+            rep[inverse] = np.arange(n)
+            self._built, self._columns = (rep, inverse), None
+        return self._built
+
+    @property
+    def rep(self) -> np.ndarray:
+        return self._build()[0]
+
+    @property
+    def inverse(self) -> np.ndarray:
+        return self._build()[1]
 
     def apply(self, fn, *args):
         """fn over the distinct rows of the array arguments (scalars pass as they are), gathered back per row."""

@@ -118,10 +118,10 @@ def logits_s(sz):
     return fwd, bwd
 
 
-def edge_costs(sz, lc, comm) -> EdgeCosts:
+def edge_costs(sz, lc, comm, logits=None) -> EdgeCosts:
     """The EdgeCosts of every layout (embedding all-reduce: one TP all-reduce forward; host: MICRO_BATCH_HOST_LAYERS
-    layer passes of host time)."""
-    f, b = logits_s(sz)
+    layer passes of host time). `logits`: logits_s(sz) when the caller has it already."""
+    f, b = logits_s(sz) if logits is None else logits
     return EdgeCosts(logits_fwd_s=f, logits_bwd_s=b, embedding_comm_s=comm.tp_collective_s,
                      micro_host_s=MICRO_BATCH_HOST_LAYERS * lc.host_s)
 
@@ -312,19 +312,24 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     g = sz.dp_groups
     zero3 = t.zero >= 3
     extra = sync_state_bytes_per_param(t)
+    offloads = bool(np.any(t.offload_optimizer) or np.any(t.offload_params) or np.any(t.offload_activations))
     out = []
     for kind, inf in zip(kinds, inflight):
         dense, expert = rank_params(sz, *kind.held())
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
         held_kind = RankKind(*kind.held(), kind.valid)
-        part = rank_partition(sz, held_kind)                               # the parameters the rank holds
         buffer = zero3_buffer_params(sz, held_kind) * sz.weight_bytes      # ZeRO-3's gather buffer
         gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, buffer)
-        w, gr, o, layer_acts, host, nvme = offload_memory(
-            wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
-            od + oe + extra * (dense + expert), kind.layers * act_layer * inf, part.total, part.held, buffer,
-            sz.weight_bytes, sz.grad_bytes, t.offload_optimizer, t.offload_params, t.offload_activations, act_layer)
+        on_device = (wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
+                     od + oe + extra * (dense + expert), kind.layers * act_layer * inf)
+        if offloads:
+            part = rank_partition(sz, held_kind)                           # the parameters the rank holds
+            w, gr, o, layer_acts, host, nvme = offload_memory(
+                *on_device, part.total, part.held, buffer, sz.weight_bytes, sz.grad_bytes, t.offload_optimizer,
+                t.offload_params, t.offload_activations, act_layer)
+        else:           # nothing offloaded: offload_memory keeps every figure on the device, none on host or NVMe
+            (w, gr, o, layer_acts), host, nvme = on_device, 0.0, 0.0
         acts = layer_acts + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
         gr = gr + wgrad_dummy_bytes(sz, *kind.held())
@@ -408,7 +413,6 @@ def memory_columns(sz, kinds) -> dict:
     Source: the busiest pipeline rank decides (Korthikanti et al. 2022, arXiv 2205.05198, sec. 4.2.3: the first
     stage holds the most activations under 1F1B); capacity is the profile's device.memory_gb and host block."""
     n = len(sz.table)
-    cols = np.arange(n)
     mem = stage_memory_bytes(sz, mlp_elements(sz), kinds)
     fw = sz.framework
     ctx = context_bytes(sz.hardware, fw)
@@ -417,12 +421,13 @@ def memory_columns(sz, kinds) -> dict:
     mem_tot = alloc + ctx
     midx = np.argmax(mem_tot, axis=0)
     capacity = sz.hardware.device.memory_bytes
-    out = {f"mem_{name}_bytes": np.stack([x[i] for x in mem])[midx, cols]
+    fullest = lambda per_kind: np.where(midx == 0, per_kind[0], np.where(midx == 1, per_kind[1], per_kind[2]))  # noqa: E731
+    out = {f"mem_{name}_bytes": fullest([x[i] for x in mem])
            for i, name in enumerate(("weights", "grads", "optimizer", "activations"))}
-    out["mem_allocated_bytes"] = alloc[midx, cols]
+    out["mem_allocated_bytes"] = fullest(alloc)
     out["mem_reserved_peak_bytes"] = allocator_reserved_bytes(out["mem_allocated_bytes"], util, frag)
     out["mem_device_peak_bytes"] = out["mem_reserved_peak_bytes"] + ctx
-    out["mem_total_bytes"] = mem_tot[midx, cols]
+    out["mem_total_bytes"] = fullest(mem_tot)
     out["mem_reserved_bytes"] = np.broadcast_to(np.float64(ctx), (n,))
     out["mem_capacity_bytes"] = np.broadcast_to(np.float64(capacity), (n,))
     out["fits_device"] = out["mem_total_bytes"] <= capacity

@@ -178,7 +178,8 @@ class RankedColumns:
                 if c in cols:
                     cols[c] = [float("nan") if b else float(v) for v, b in zip(cols[c], bad)]
         for c in ("pacing_rank", "memory_rank"):
-            cols[c] = [RANK_NAMES[k] for k in np.asarray(self.out[c])[idx].tolist()]
+            # -1: no rank (an unformable row's pacing rank), blank in the frame's categorical as NaN
+            cols[c] = [RANK_NAMES[k] if k >= 0 else float("nan") for k in np.asarray(self.out[c])[idx].tolist()]
         names = list(cols)
         return [dict(zip(names, vals)) for vals in zip(*(cols[n] for n in names))]
 
