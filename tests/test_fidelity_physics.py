@@ -45,16 +45,26 @@ def test_layer_pass_takes_the_host_time_when_kernels_are_shorter():
 
 def test_unfused_attention_runs_as_batched_gemms():
     """Without flash: QK^T (512 x 64 x 512) and PV (512 x 512 x 64) as batched GEMMs over a x b = 8 heads, the full
-    s x s (no causal skipping), at peak on the ideal toy device; plus the s x s softmax/dropout streamed through HBM
-    (3 passes x 2 tensors x 2 bytes per element here). The kernel model's shape dependence is tested in
+    s x s (no causal skipping), at peak on the ideal toy device; plus the s x s scores streamed through HBM by the
+    fused scale-mask-softmax (read 2 + write 2 bytes per element) and attention dropout (read 2, write 2, mask 1):
+    9 bytes forward; backward, dropout (read 2 + mask 1, write 2) and softmax backward (read 2 + 2, write 2):
+    11 bytes, with twice the forward's GEMMs. The kernel model's shape dependence is tested in
     tests/test_kernel_wiring.py."""
     j = job()
     lc = layer_costs(sizes(j, table(tp=[1], pp=[1], dp=[8], flash_attention=[False])))
     s, b, h, a, d = 512, 1, 512, 8, 64
     flops = 2.0 * s * a * (d + d) * s * b                  # QK^T + PV forward, full s x s
-    softmax = 3.0 * 2.0 * a * s * s * b * 2.0 / 1e12       # bytes / (1 TB/s)
-    assert float(lc.attention_core_s[0]) == pytest.approx(flops / 100e12 + softmax)
-    assert float(lc.attention_core_bwd_s[0]) == pytest.approx(2.0 * (flops / 100e12 + softmax))
+    elements = a * s * s * b
+    assert float(lc.attention_core_s[0]) == pytest.approx(flops / 100e12 + 9.0 * elements / 1e12)
+    assert float(lc.attention_core_bwd_s[0]) == pytest.approx(2.0 * flops / 100e12 + 11.0 * elements / 1e12)
+
+
+def test_unfused_score_bytes_follow_the_activation_width():
+    """4 x act_bytes + 1 forward, 5 x act_bytes + 1 backward (the dropout mask is one byte whatever the dtype):
+    fp16 9 / 11 bytes, fp32 17 / 21."""
+    from simulator.costs.layer import unfused_score_bytes_per_element
+    assert unfused_score_bytes_per_element(2.0) == (9.0, 11.0)
+    assert unfused_score_bytes_per_element(4.0) == (17.0, 21.0)
 
 
 def test_optimizer_state_is_sharded_over_dp_times_cp():

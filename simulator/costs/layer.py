@@ -240,8 +240,8 @@ def attention_core_s(sz):
     device's measured fused-attention efficiency at the local shape (s/cp queries per chunk, micro-batch x a/tp
     heads, head dim); its backward executes 2.5x the forward's FLOPs at the backward table's efficiency. Without
     flash (Megatron's unfused path): two batched bf16 GEMMs per head, QK^T (s/cp x d) @ (d x s) and softmax(.)V
-    (s/cp x s) @ (s x d), as grouped GEMMs over micro-batch x heads, plus the s x s softmax/dropout, memory bound;
-    its backward is 2x the forward.
+    (s/cp x s) @ (s x d), as grouped GEMMs over micro-batch x heads, plus the s x s softmax/dropout, memory bound
+    (unfused_score_bytes_per_element); its backward runs twice the forward's GEMMs.
 
     Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3 and 4.1; Shah et al. 2024 (FlashAttention-3,
     arXiv 2407.08608); Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 (unfused attention's s x s tensors)."""
@@ -260,10 +260,29 @@ def attention_core_s(sz):
         fwd = work / kr.attention_efficiency(sq, d_head, bh, "fwd", kern)
         bwd = FLASH_BWD_OVER_FWD * work / kr.attention_efficiency(sq, d_head, bh, "bwd", kern)
     if not flash.all():
-        unfused = (kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
-                   + kr.stream_s(3.0 * 2.0 * bh * sq * s * sz.act_bytes))
-        fwd, bwd = np.where(flash, fwd, unfused), np.where(flash, bwd, 2.0 * unfused)
+        gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
+        score_fwd, score_bwd = unfused_score_bytes_per_element(sz.act_bytes)
+        unfused_fwd = gemms + kr.stream_s(score_fwd * bh * sq * s)
+        unfused_bwd = 2.0 * gemms + kr.stream_s(score_bwd * bh * sq * s)
+        fwd, bwd = np.where(flash, fwd, unfused_fwd), np.where(flash, bwd, unfused_bwd)
     return fwd, bwd
+
+
+def unfused_score_bytes_per_element(act_bytes: float) -> tuple[float, float]:
+    """(forward, backward) HBM bytes per element of the s x s attention scores that unfused attention's
+    memory-bound kernels move (the batched GEMMs' own reads and writes are in their time).
+
+    Forward: the fused scale-mask-softmax reads the scores and writes the probabilities (2 elements), attention
+    dropout reads them and writes its output and a 1-byte mask (2 elements + 1 byte): 4 act_bytes + 1.
+    Backward: dropout's backward reads the incoming gradient and the mask and writes its gradient (2 elements +
+    1 byte), the softmax backward reads that gradient and the saved probabilities and writes the scores' gradient
+    (3 elements): 5 act_bytes + 1. fp16: 9 and 11 bytes.
+
+    Source: NVIDIA/Megatron-LM at 9da6e97, megatron/model/fused_softmax.py (FusedScaleMaskSoftmax: one kernel
+    scaled_masked_softmax forward and backward, the backward from the saved softmax output) and
+    megatron/model/transformer.py (ParallelAttention: attention_dropout on attention_probs); Korthikanti et al. 2022
+    (arXiv 2205.05198) sec. 4.1 (softmax output 2as^2b, dropout mask as^2b, dropout output 2as^2b bytes)."""
+    return 4.0 * act_bytes + 1.0, 5.0 * act_bytes + 1.0
 
 
 def elementwise_s(sz, ew_elems):
