@@ -110,3 +110,27 @@ def test_wide_expert_parallel_groups_are_contiguous_ranks():
     sz = sizes(job(model=m, devices=32, batch=32), table(tp=[2, 2], pp=[1, 1], dp=[16, 16], ep=[32, 4]))
     assert [float(x) for x in sz.strides["ep"]] == [1.0, 2.0]
     assert [float(x) for x in sz.strides["edp"]] == [32.0, 8.0]
+
+
+def test_async_tp_backward_hides_column_parallel_collectives_under_their_gemms():
+    """Megatron-LM 2022 (tp_bwd_async): without SP the two input-gradient all-reduces (QKV's, FC1's) run under those
+    layers' weight-gradient GEMMs; with SP one all-reduce's worth (the row-parallel layers' gradient all-gathers)
+    stays exposed and two hide under the column-parallel dgrad + wgrad GEMMs. Toy device (100 TFLOP/s, 100 GB/s
+    in a 4-GPU node, no latency), GPT h = 512, tp = 4, one 512-token sequence: M = 512 rows.
+    All-reduce of the 512 x 512 x 2-byte activation over 4: 2 (3/4) 524288 B / 100 GB/s = 7.864 us;
+    column-parallel weight gradients: QKV 2 M (3h) h / tp + FC1 2 M (4h) h / tp = 2 M 7 h^2 / 4 = 469.8 MFLOP
+    = 4.698 us (the input gradients the same)."""
+    from simulator.costs.communication import tp_exposed_s
+    from simulator.specs.frameworks_loading import load_framework
+    M, h, tp = 512.0, 512.0, 4.0
+    ar = 2.0 * 3.0 / 4.0 * M * h * 2.0 / 100e9
+    col = 2.0 * M * 7.0 * h * h / tp / 100e12
+    for fw, sp, expected in (("megatron-lm", False, 2.0 * ar), ("megatron-lm-2022", False, 2.0 * ar - col),
+                             ("megatron-lm-2022", True, ar + 2.0 * ar - 2.0 * col)):
+        j = Job(model=gpt(layers=4, hidden=512, heads=8, vocab=1000), hardware=toy_hardware(),
+                training=TrainingSpec(seq_len=512, global_batch=2, dtype="bf16"), num_devices=8,
+                framework=load_framework(fw))
+        sz = sizes(j, table(tp=[4], pp=[1], dp=[2], micro_batch=[1], sequence_parallel=[sp]))
+        coll, _, bwd = tp_exposed_s(sz, layer_costs(sz))
+        assert float(coll[0]) == pytest.approx(ar)
+        assert float(bwd[0]) == pytest.approx(expected), (fw, sp)

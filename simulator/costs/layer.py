@@ -138,11 +138,31 @@ def attention_projections_s(sz):
 
     Source: Megatron-LM column/row-parallel attention (Shoeybi et al. 2019, arXiv 1909.08053, sec. 3); GQA
     narrows K/V (Ainslie et al. 2023); MLA's factors per DeepSeek-V2 (arXiv 2405.04434)."""
-    h, a, tp = sz.hidden, sz.heads, sz.tp
-    out_k = a * sz.v_head_dim / tp                            # output projection inner dim per TP rank
-    in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp   # q/k/v (or MLA factors) width per TP rank
+    h = sz.hidden
+    in_n, out_k = projection_widths(sz)
     kr, M = sz.kernel, sz.tokens
     return kr.gemm_passes_s(M, in_n, h), kr.gemm_passes_s(M, h, out_k), in_n, out_k
+
+
+def projection_widths(sz):
+    """(in_n, out_k): the QKV (or MLA factors') output width and the output projection's inner width per TP rank.
+
+    Source: Megatron-LM column/row-parallel attention (Shoeybi et al. 2019, arXiv 1909.08053, sec. 3)."""
+    h, a, tp = sz.hidden, sz.heads, sz.tp
+    out_k = a * sz.v_head_dim / tp
+    in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp
+    return in_n, out_k
+
+
+def column_parallel_share(sz):
+    """(attention, MLP): the FLOP share of the column-parallel GEMMs (QKV; FC1, gated: two matrices) in the
+    attention projections' and the MLP's GEMMs, the GEMMs whose backward carries the TP input-gradient collective.
+
+    Source: Shoeybi et al. 2019 (arXiv 1909.08053) sec. 3 (column-parallel QKV and FC1, row-parallel output
+    projection and FC2)."""
+    in_n, out_k = projection_widths(sz)
+    gate = 2.0 if sz.model.gated_mlp else 1.0
+    return in_n / (in_n + out_k), gate / (gate + 1.0)
 
 
 def expert_gemm_passes_s(sz, gemm_factor=1.0):
