@@ -134,3 +134,19 @@ def test_async_tp_backward_hides_column_parallel_collectives_under_their_gemms()
         coll, _, bwd = tp_exposed_s(sz, layer_costs(sz))
         assert float(coll[0]) == pytest.approx(ar)
         assert float(bwd[0]) == pytest.approx(expected), (fw, sp)
+
+
+def test_megatron_lm_reduces_fp16_gradients_in_fp16():
+    """Megatron-LM before Megatron-Core all-reduces fp16 runs' gradients in fp16 (--accumulate-allreduce-grads-in-fp32
+    is opt-in, forced only with bf16): 2 bytes per gradient; bf16 runs and other stacks keep fp32 (4 bytes)."""
+    from simulator.costs.sizes import gradient_bytes
+    from simulator.specs.frameworks_loading import load_framework
+    fp16, bf16 = TrainingSpec(seq_len=512, global_batch=8, dtype="fp16"), TrainingSpec(seq_len=512, global_batch=8)
+    for name in ("megatron-lm", "megatron-lm-2022"):
+        assert gradient_bytes(fp16, load_framework(name)) == 2.0
+        assert gradient_bytes(bf16, load_framework(name)) == 4.0
+    assert gradient_bytes(fp16, load_framework("megatron-core")) == 4.0
+    j = job(dtype="fp16")
+    j = Job(model=j.model, hardware=j.hardware, training=j.training, num_devices=8,
+            framework=load_framework("megatron-lm"))
+    assert sizes(j, table(tp=[1], pp=[1], dp=[8])).grad_bytes == 2.0

@@ -220,6 +220,9 @@ class DefaultsSpec(Spec):
         None, description="sequence parallelism when TP > 1 and unstated (null: search)")
     zero_stage: Optional[int] = Field(None, ge=0, le=3, description="ZeRO stage when unstated (null: search)")
     recompute: Optional[Recompute] = Field(None, description="recompute when unstated (null: search)")
+    fp16_grads_in_fp32: bool = Field(True, description="fp16 runs accumulate and reduce gradients in fp32 (False: in "
+                                                       "fp16, Megatron-LM's default before Megatron-Core without "
+                                                       "--accumulate-allreduce-grads-in-fp32)")
     source: str = Field(min_length=1)
 
 
