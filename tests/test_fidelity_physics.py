@@ -45,16 +45,26 @@ def test_layer_pass_takes_the_host_time_when_kernels_are_shorter():
 
 def test_unfused_attention_runs_as_batched_gemms():
     """Without flash: QK^T (512 x 64 x 512) and PV (512 x 512 x 64) as batched GEMMs over a x b = 8 heads, the full
-    s x s (no causal skipping), at peak on the ideal toy device; plus the s x s softmax/dropout streamed through HBM
-    (3 passes x 2 tensors x 2 bytes per element here). The kernel model's shape dependence is tested in
+    s x s (no causal skipping), at peak on the ideal toy device; plus the s x s scores streamed through HBM by the
+    fused scale-mask-softmax (read 2 + write 2 bytes per element) and attention dropout (read 2, write 2, mask 1):
+    9 bytes forward; backward, dropout (read 2 + mask 1, write 2) and softmax backward (read 2 + 2, write 2):
+    11 bytes, with twice the forward's GEMMs. The kernel model's shape dependence is tested in
     tests/test_kernel_wiring.py."""
     j = job()
     lc = layer_costs(sizes(j, table(tp=[1], pp=[1], dp=[8], flash_attention=[False])))
     s, b, h, a, d = 512, 1, 512, 8, 64
     flops = 2.0 * s * a * (d + d) * s * b                  # QK^T + PV forward, full s x s
-    softmax = 3.0 * 2.0 * a * s * s * b * 2.0 / 1e12       # bytes / (1 TB/s)
-    assert float(lc.attention_core_s[0]) == pytest.approx(flops / 100e12 + softmax)
-    assert float(lc.attention_core_bwd_s[0]) == pytest.approx(2.0 * (flops / 100e12 + softmax))
+    elements = a * s * s * b
+    assert float(lc.attention_core_s[0]) == pytest.approx(flops / 100e12 + 9.0 * elements / 1e12)
+    assert float(lc.attention_core_bwd_s[0]) == pytest.approx(2.0 * flops / 100e12 + 11.0 * elements / 1e12)
+
+
+def test_unfused_score_bytes_follow_the_activation_width():
+    """4 x act_bytes + 1 forward, 5 x act_bytes + 1 backward (the dropout mask is one byte whatever the dtype):
+    fp16 9 / 11 bytes, fp32 17 / 21."""
+    from simulator.costs.layer import unfused_score_bytes_per_element
+    assert unfused_score_bytes_per_element(2.0) == (9.0, 11.0)
+    assert unfused_score_bytes_per_element(4.0) == (17.0, 21.0)
 
 
 def test_optimizer_state_is_sharded_over_dp_times_cp():
@@ -100,3 +110,43 @@ def test_wide_expert_parallel_groups_are_contiguous_ranks():
     sz = sizes(job(model=m, devices=32, batch=32), table(tp=[2, 2], pp=[1, 1], dp=[16, 16], ep=[32, 4]))
     assert [float(x) for x in sz.strides["ep"]] == [1.0, 2.0]
     assert [float(x) for x in sz.strides["edp"]] == [32.0, 8.0]
+
+
+def test_async_tp_backward_hides_column_parallel_collectives_under_their_gemms():
+    """Megatron-LM 2022 (tp_bwd_async): without SP the two input-gradient all-reduces (QKV's, FC1's) run under those
+    layers' weight-gradient GEMMs; with SP one all-reduce's worth (the row-parallel layers' gradient all-gathers)
+    stays exposed and two hide under the column-parallel dgrad + wgrad GEMMs. Toy device (100 TFLOP/s, 100 GB/s
+    in a 4-GPU node, no latency), GPT h = 512, tp = 4, one 512-token sequence: M = 512 rows.
+    All-reduce of the 512 x 512 x 2-byte activation over 4: 2 (3/4) 524288 B / 100 GB/s = 7.864 us;
+    column-parallel weight gradients: QKV 2 M (3h) h / tp + FC1 2 M (4h) h / tp = 2 M 7 h^2 / 4 = 469.8 MFLOP
+    = 4.698 us (the input gradients the same)."""
+    from simulator.costs.communication import tp_exposed_s
+    from simulator.specs.frameworks_loading import load_framework
+    M, h, tp = 512.0, 512.0, 4.0
+    ar = 2.0 * 3.0 / 4.0 * M * h * 2.0 / 100e9
+    col = 2.0 * M * 7.0 * h * h / tp / 100e12
+    for fw, sp, expected in (("megatron-lm", False, 2.0 * ar), ("megatron-lm-2022", False, 2.0 * ar - col),
+                             ("megatron-lm-2022", True, ar + 2.0 * ar - 2.0 * col)):
+        j = Job(model=gpt(layers=4, hidden=512, heads=8, vocab=1000), hardware=toy_hardware(),
+                training=TrainingSpec(seq_len=512, global_batch=2, dtype="bf16"), num_devices=8,
+                framework=load_framework(fw))
+        sz = sizes(j, table(tp=[4], pp=[1], dp=[2], micro_batch=[1], sequence_parallel=[sp]))
+        coll, _, bwd = tp_exposed_s(sz, layer_costs(sz))
+        assert float(coll[0]) == pytest.approx(ar)
+        assert float(bwd[0]) == pytest.approx(expected), (fw, sp)
+
+
+def test_megatron_lm_reduces_fp16_gradients_in_fp16():
+    """Megatron-LM before Megatron-Core all-reduces fp16 runs' gradients in fp16 (--accumulate-allreduce-grads-in-fp32
+    is opt-in, forced only with bf16): 2 bytes per gradient; bf16 runs and other stacks keep fp32 (4 bytes)."""
+    from simulator.costs.sizes import gradient_bytes
+    from simulator.specs.frameworks_loading import load_framework
+    fp16, bf16 = TrainingSpec(seq_len=512, global_batch=8, dtype="fp16"), TrainingSpec(seq_len=512, global_batch=8)
+    for name in ("megatron-lm", "megatron-lm-2022"):
+        assert gradient_bytes(fp16, load_framework(name)) == 2.0
+        assert gradient_bytes(bf16, load_framework(name)) == 4.0
+    assert gradient_bytes(fp16, load_framework("megatron-core")) == 4.0
+    j = job(dtype="fp16")
+    j = Job(model=j.model, hardware=j.hardware, training=j.training, num_devices=8,
+            framework=load_framework("megatron-lm"))
+    assert sizes(j, table(tp=[1], pp=[1], dp=[8])).grad_bytes == 2.0

@@ -17,6 +17,7 @@ from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to
                                     p2p_time_s,
                                     tree_all_reduce_latency_s)
 from ..topology.moe_dispatch import hierarchical_all_to_all_time_s, node_limited_dispatch_time_s
+from .layer import column_parallel_share
 
 
 # ---------------------------------------------------------------------------------------------------- groups
@@ -137,7 +138,34 @@ def tp_exposed_s(sz, lc):
     t_gemm_f = lc.gemm_fwd_s
     exposed_f = np.maximum(0.0, n_tp_fwd * tp_coll - tp_hide * t_gemm_f)
     exposed_b = np.maximum(0.0, n_tp_bwd * tp_coll - tp_hide * lc.gemm_bwd_s)
+    fw = sz.framework
+    if fw is not None and fw.overlap.tp_bwd_async:
+        exposed_b = np.minimum(exposed_b, tp_bwd_async_exposed_s(sz, lc, tp_coll))
     return tp_coll, exposed_f, exposed_b
+
+
+def tp_bwd_async_exposed_s(sz, lc, tp_coll):
+    """Exposed TP time of a layer's backward when column-parallel layers (QKV, FC1) run their backward collectives
+    asynchronously under their own GEMMs (FrameworkSpec.overlap.tp_bwd_async).
+
+    Without SP: the two input-gradient all-reduces (QKV's, FC1's) run under the weight-gradient GEMMs of those
+    layers: max(0, 2 AR - their wgrad). With SP: the row-parallel layers' output-gradient all-gathers (two, one
+    all-reduce's worth) stay exposed; the column-parallel layers re-gather their sharded input under the
+    input-gradient GEMM and reduce-scatter the input gradient under the weight-gradient GEMM (two all-reduces'
+    worth): 1 AR + max(0, 2 AR - their dgrad + wgrad). Full recompute's forward replay adds two exposed
+    all-reduces. The column-parallel GEMM times are the layer's by FLOP share (costs.layer.column_parallel_share).
+
+    Source: NVIDIA/Megatron-LM megatron/mpu/layers.py: ColumnParallelLinearWithAsyncAllreduce (commit 16c90445e7,
+    2021-09-02; --no-async-tensor-model-parallel-allreduce turns it off) and, with --sequence-parallel,
+    LinearWithGradAccumulationAndAsyncCommunication.backward (commit cfd2e21607, 2022-04-28); Korthikanti et al.
+    2022 (arXiv 2205.05198) sec. 4.2.2."""
+    attn_share, mlp_share = column_parallel_share(sz)
+    col_wgrad = attn_share * lc.attention_projection_wgrad_s + mlp_share * lc.mlp_wgrad_s
+    col_dgrad = attn_share * lc.attention_projection_dgrad_s + mlp_share * lc.mlp_dgrad_s
+    replay = np.where(sz.recompute == 2, 2.0, 0.0) * tp_coll
+    no_sp = np.maximum(0.0, 2.0 * tp_coll - col_wgrad)
+    sp = tp_coll + np.maximum(0.0, 2.0 * tp_coll - (col_dgrad + col_wgrad))
+    return replay + np.where(sz.sequence_parallel, sp, no_sp)
 
 
 def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):

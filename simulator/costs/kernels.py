@@ -26,7 +26,9 @@ How an efficiency is made (every op the same way):
   interpolant is undefined outside the thin convex hull; inverse-distance weighting is exact at the points but
   spiky and needs the distances to every point per query. Kernel regression of the residual of a physical model
   averages the repeated measurements of a shape (TN/NN/NT layouts), is smooth, and decays to the physical
-  fallback times the device ceiling beyond the table. It is evaluated once at load time on a regular grid
+  fallback times the device ceiling beyond the table. A GEMM table's K half-point is the one whose shape factor
+  leaves the least residual spread (`_select`: leave-one-out cannot tell half-points apart, the residual absorbs
+  them near the data), the kernel width is chosen by leave-one-out. It is evaluated once at load time on a regular grid
   (GRID_STEP octave spacing; one matrix product per grid) and read by multilinear interpolation, so a lookup is
   index arithmetic on numpy arrays (benchmarks/bench_kernels.py: millions of lookups per second).
 - `roofline`: a GEMM moves at least its operands and output once: efficiency <= intensity * HBM bandwidth *
@@ -77,6 +79,7 @@ K_HALVES = (0.0, 32.0, 64.0, 128.0, 192.0, 256.0, 384.0, 512.0, 768.0)   # candi
 TILE_CHOICES = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5), (2.0, 1.0), (1.0, 2.0))   # x the device tile
 ATTENTION_TILE_Q = 128                 # query rows per attention tile (FlashAttention-2/3 forward block size)
 CROSS_VENDOR_ERROR_FACTOR = 2.0
+SPREAD_TIE = 1e-6                      # residual spreads closer than this are equal (`_select`)
 GRID_AXES = {                          # log2 range of each residual axis
     "gemm": ((4.0, 20.0), (4.0, 20.0), (4.0, 20.0)),           # m, n, k
     "grouped_gemm": ((4.0, 20.0), (4.0, 20.0), (4.0, 20.0)),   # per-group m, n, k
@@ -409,11 +412,35 @@ def _background(points: np.ndarray, values: np.ndarray, large_log2: float) -> fl
     return float(np.median(values[big] if big.sum() >= 3 else values))
 
 
-def _select(points: np.ndarray, factor_for, measured: np.ndarray, halves: Sequence[float], large_log2: float = 10.0):
-    """(loo, half, sigma, points, values, background) minimising the leave-one-out error over half and sigma."""
-    best = None
+def residual_spread(values: np.ndarray) -> float:
+    """Median absolute deviation of log residuals: how much of a table the physical shape factor leaves
+    unexplained (0: the physics alone reproduces every shape up to one level)."""
+    return float(np.median(np.abs(values - np.median(values))))
+
+
+def _select(points: np.ndarray, factor_for, measured: np.ndarray, halves: Sequence[float], large_log2: float = 10.0,
+            half_by: str = "loo"):
+    """(loo, half, sigma, points, values, background) minimising the leave-one-out error over the kernel width and,
+    with half_by="loo", over the saturation half-point too; with half_by="spread" the half-point is the one whose
+    physical shape factor explains the table best (least `residual_spread`; ties, as in a table that does not vary
+    the saturating axis, keep the smallest), then the width by leave-one-out.
+
+    Why GEMM tables take half_by="spread": the smoothed residual absorbs any K half-point near the measured shapes
+    (the A100 table's leave-one-out error is 1.74-1.85% for every k_half from 0 to 768), so leave-one-out cannot
+    tell them apart, yet away from the data the residual decays to the background and the efficiency follows
+    k / (k + k_half) alone. The A100 tables have no k below 512 (k = 512: 0.61-0.65 of peak, k >= 4096: about
+    0.75): the leave-one-out choice (k_half 512 GEMM, 384 grouped) put batched GEMMs of k = 128 (unfused
+    attention's QK^T) at 0.22 of peak, the least-spread one (256 both) at 0.28. Attention tables keep the
+    leave-one-out choice (B200's backward table, the one that varies the sequence, is reproduced better by it)."""
+    by_half = []
     for half in halves:
         pts, vals = _aggregate(points, np.log(measured / factor_for(half)))
+        by_half.append((residual_spread(vals), half, pts, vals))
+    if half_by == "spread":
+        least = min(c[0] for c in by_half)
+        by_half = [next(c for c in by_half if c[0] <= least + SPREAD_TIE)]
+    best = None
+    for _, half, pts, vals in by_half:
         bg = _background(pts, vals, large_log2)
         for sigma in BANDWIDTHS:
             e = loo_error(pts, vals, sigma, bg)
@@ -430,7 +457,8 @@ def fit_gemm_surface(table: MeasuredTable, machine: DeviceFacts, op: str) -> OpS
     eff = c["efficiency"] * table.peak_tflops * 1e12 / machine.peak(table.dtype)
     pts = np.log2(np.stack([m, n, k], axis=1))
     u, tm, tn = machine.compute_units, machine.tile_m, machine.tile_n
-    loo, half, sigma, p, v, bg = _select(pts, lambda h: gemm_shape_factor(m, n, k, g, u, tm, tn, h), eff, K_HALVES)
+    loo, half, sigma, p, v, bg = _select(pts, lambda h: gemm_shape_factor(m, n, k, g, u, tm, tn, h), eff, K_HALVES,
+                                         half_by="spread")
     return OpSurface(op=op, dtype=table.dtype, kernel=table.kernel, default=table.default, table_id=table.table_id,
                      machine=machine, half=half,
                      sigma=sigma, level=bg, grid=residual_grid(p, v, sigma, bg, GRID_AXES[op]), loo_error=loo,

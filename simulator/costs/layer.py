@@ -142,8 +142,7 @@ def attention_projections_s(sz):
     (Megatron-Core multi_latent_attention.py: linear_q_down_proj, linear_q_up_proj, linear_kv_down_proj,
     linear_kv_up_proj)."""
     h, a, tp = sz.hidden, sz.heads, sz.tp
-    out_k = a * sz.v_head_dim / tp                            # output projection inner dim per TP rank
-    in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp   # q/k/v (or MLA factors) width per TP rank
+    in_n, out_k = projection_widths(sz)
     kr, M = sz.kernel, sz.tokens
     m = sz.model
     if m.mla is None:
@@ -159,6 +158,27 @@ def attention_projections_s(sz):
     kv = _add(kr.gemm_passes_s(M, float(c.kv_lora_rank + c.qk_rope_head_dim), h),
               kr.gemm_passes_s(M, a * (c.qk_nope_head_dim + c.v_head_dim) / tp, float(c.kv_lora_rank)))
     return _add(q, kv), kr.gemm_passes_s(M, h, out_k), in_n, out_k
+
+
+def projection_widths(sz):
+    """(in_n, out_k): the QKV (or MLA factors') output width and the output projection's inner width per TP rank.
+
+    Source: Megatron-LM column/row-parallel attention (Shoeybi et al. 2019, arXiv 1909.08053, sec. 3)."""
+    h, a, tp = sz.hidden, sz.heads, sz.tp
+    out_k = a * sz.v_head_dim / tp
+    in_n = (sz.costs.attn_params - a * sz.v_head_dim * h) / h / tp
+    return in_n, out_k
+
+
+def column_parallel_share(sz):
+    """(attention, MLP): the FLOP share of the column-parallel GEMMs (QKV; FC1, gated: two matrices) in the
+    attention projections' and the MLP's GEMMs, the GEMMs whose backward carries the TP input-gradient collective.
+
+    Source: Shoeybi et al. 2019 (arXiv 1909.08053) sec. 3 (column-parallel QKV and FC1, row-parallel output
+    projection and FC2)."""
+    in_n, out_k = projection_widths(sz)
+    gate = 2.0 if sz.model.gated_mlp else 1.0
+    return in_n / (in_n + out_k), gate / (gate + 1.0)
 
 
 def expert_gemm_passes_s(sz, gemm_factor=1.0):
@@ -279,10 +299,10 @@ def attention_core_s(sz):
     device's measured fused-attention efficiency at the local shape (s/cp queries per chunk, micro-batch x a/tp
     heads, head dim); its backward executes 2.5x the forward's FLOPs at the backward table's efficiency. Without
     flash (Megatron's unfused path): two batched bf16 GEMMs per head, QK^T (s/cp x d) @ (d x s) and softmax(.)V
-    (s/cp x s) @ (s x d), as grouped GEMMs over micro-batch x heads, plus the s x s softmax/dropout, memory bound;
-    its backward is 2x the forward. A framework kernel with no measured table of its own (FlashAttention-2, the
-    Triton kernels) runs at the table's efficiency times its speed relative to the table's kernel on the same
-    benchmark (framework_effects.attention_kernel_speed_ratio).
+    (s/cp x s) @ (s x d), as grouped GEMMs over micro-batch x heads, plus the s x s softmax/dropout, memory bound
+    (unfused_score_bytes_per_element); its backward runs twice the forward's GEMMs. A framework kernel with no
+    measured table of its own (FlashAttention-2, the Triton kernels) runs at the table's efficiency times its speed
+    relative to the table's kernel on the same benchmark (framework_effects.attention_kernel_speed_ratio).
 
     Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3 and 4.1; Shah et al. 2024 (FlashAttention-3,
     arXiv 2407.08608); Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1 (unfused attention's s x s tensors)."""
@@ -305,10 +325,29 @@ def attention_core_s(sz):
         fwd = work / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
         bwd = FLASH_BWD_OVER_FWD * work / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
     if not flash.all():
-        unfused = (kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
-                   + kr.stream_s(3.0 * 2.0 * bh * sq * s * sz.act_bytes))
-        fwd, bwd = np.where(flash, fwd, unfused), np.where(flash, bwd, 2.0 * unfused)
+        gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
+        score_fwd, score_bwd = unfused_score_bytes_per_element(sz.act_bytes)
+        unfused_fwd = gemms + kr.stream_s(score_fwd * bh * sq * s)
+        unfused_bwd = 2.0 * gemms + kr.stream_s(score_bwd * bh * sq * s)
+        fwd, bwd = np.where(flash, fwd, unfused_fwd), np.where(flash, bwd, unfused_bwd)
     return fwd, bwd
+
+
+def unfused_score_bytes_per_element(act_bytes: float) -> tuple[float, float]:
+    """(forward, backward) HBM bytes per element of the s x s attention scores that unfused attention's
+    memory-bound kernels move (the batched GEMMs' own reads and writes are in their time).
+
+    Forward: the fused scale-mask-softmax reads the scores and writes the probabilities (2 elements), attention
+    dropout reads them and writes its output and a 1-byte mask (2 elements + 1 byte): 4 act_bytes + 1.
+    Backward: dropout's backward reads the incoming gradient and the mask and writes its gradient (2 elements +
+    1 byte), the softmax backward reads that gradient and the saved probabilities and writes the scores' gradient
+    (3 elements): 5 act_bytes + 1. fp16: 9 and 11 bytes.
+
+    Source: NVIDIA/Megatron-LM at 9da6e97, megatron/model/fused_softmax.py (FusedScaleMaskSoftmax: one kernel
+    scaled_masked_softmax forward and backward, the backward from the saved softmax output) and
+    megatron/model/transformer.py (ParallelAttention: attention_dropout on attention_probs); Korthikanti et al. 2022
+    (arXiv 2205.05198) sec. 4.1 (softmax output 2as^2b, dropout mask as^2b, dropout output 2as^2b bytes)."""
+    return 4.0 * act_bytes + 1.0, 5.0 * act_bytes + 1.0
 
 
 def elementwise_s(sz, ew_elems):

@@ -102,6 +102,7 @@ def sizes(job, table) -> Sizes:
     s = float(tr.seq_len)
     act_b = float(storage_bytes(tr.dtype))
     etp = expert_tensor_parallel(tp, dp, ep)
+    grad_b = gradient_bytes(tr, fw)
     strides = axis_strides(table.placement, tp, cp, ep, dp, pp)
     L = m.num_layers
     tokens = b * s / cp
@@ -116,7 +117,7 @@ def sizes(job, table) -> Sizes:
         job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype, shape_index(table, etp)), tiers=job_tiers(job),
         tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, vpp=vpp, micro_batch=b, sequence_parallel=sp,
         recompute=table.recompute, seq_len=s, hidden=float(m.hidden_size), vocab=float(m.vocab_size),
-        num_layers=L, act_bytes=act_b, weight_bytes=act_b, grad_bytes=float(BYTES_PER_ELEMENT[tr.grad_dtype]),
+        num_layers=L, act_bytes=act_b, weight_bytes=act_b, grad_bytes=grad_b,
         num_micro=num_micro_batches(tr.global_batch, b, dp), tokens=tokens,
         heads=float(m.num_heads), kv_heads=float(m.kv_heads),
         v_head_dim=float(m.mla.v_head_dim) if m.mla is not None else float(m.dim_per_head),
@@ -126,6 +127,18 @@ def sizes(job, table) -> Sizes:
         attention_kernel=fw.attention.kernel_for(hw.family),
         attention_peak_flops_per_s=attention_peak_flops_per_s(hw, tr.dtype),
     )
+
+
+def gradient_bytes(training, framework) -> float:
+    """Bytes per gradient element accumulated and reduced: training.grad_dtype's, except fp16 runs of a stack that
+    keeps gradients in the parameters' fp16 (FrameworkSpec.defaults.fp16_grads_in_fp32 false): 2.
+
+    Source: NVIDIA/Megatron-LM megatron/arguments.py at 9da6e97: --accumulate-allreduce-grads-in-fp32 is opt-in
+    (store_true), forced on only with --bf16; megatron/model/distributed.py allocates the grad buffer in fp32 only
+    with it, else in the parameters' dtype."""
+    if training.dtype == "fp16" and framework is not None and not framework.defaults.fp16_grads_in_fp32:
+        return float(BYTES_PER_ELEMENT["fp16"])
+    return float(BYTES_PER_ELEMENT[training.grad_dtype])
 
 
 def routing_of(model, training):

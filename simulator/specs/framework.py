@@ -98,6 +98,11 @@ class OverlapSpec(Spec):
                                                      "backward pass (False: after the last micro-batch's backward)")
     dp_param_gather_overlap: bool = Field(description="distributed-optimizer parameter all-gather overlapped with "
                                                       "the next forward (Megatron --overlap-param-gather)")
+    tp_bwd_async: bool = Field(False, description="the TP collectives of a column-parallel layer's backward run "
+                                                  "asynchronously under its own GEMMs: the input-gradient all-reduce "
+                                                  "under the weight-gradient GEMM; with SP, the input all-gather under "
+                                                  "the input-gradient GEMM and the reduce-scatter under the weight "
+                                                  "gradient (Megatron-LM since 2021-09)")
     zero3_prefetch: bool = Field(description="ZeRO-3/FSDP gathers the next unit's parameters while this one computes")
     zero3_gather_unit: GatherUnit = Field(description="ZeRO-3 gather granularity: one flat gather per layer "
                                                       "(FSDP, coalesced DeepSpeed) or per parameter tensor")
@@ -253,6 +258,9 @@ class DefaultsSpec(Spec):
         None, description="sequence parallelism when TP > 1 and unstated (null: search)")
     zero_stage: Optional[int] = Field(None, ge=0, le=3, description="ZeRO stage when unstated (null: search)")
     recompute: Optional[Recompute] = Field(None, description="recompute when unstated (null: search)")
+    fp16_grads_in_fp32: bool = Field(True, description="fp16 runs accumulate and reduce gradients in fp32 (False: in "
+                                                       "fp16, Megatron-LM's default before Megatron-Core without "
+                                                       "--accumulate-allreduce-grads-in-fp32)")
     source: str = Field(min_length=1)
 
 
