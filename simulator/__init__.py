@@ -15,16 +15,27 @@ only when needed, and importing one engine does not import the other).
 """
 from __future__ import annotations
 
+import gc as _gc
 import importlib
 
-from .errors import InfeasibleLayoutError, SpecError
-from .results import SimulationResult, StepEstimate
-from .specs.hardware import HardwareProfile
-from .specs.layout import Layout
-from .specs.loading import available_models, available_profiles, load_hardware, load_model
-from .specs.model import ModelSpec
-from .specs.scenario import Scenario
-from .specs.training import TrainingSpec
+# The imports below (numpy, pydantic, the spec models) create ~50k long-lived objects and no garbage; the cyclic
+# collector, run every 700 allocations, would traverse them over and over (~0.05 s of a ~0.6 s `trainsim
+# simulate`, issue #13). It is paused while they run and restored as it was.
+_collecting = _gc.isenabled()
+_gc.disable()
+try:
+    from .errors import InfeasibleLayoutError, SpecError
+    from .results import SimulationResult, StepEstimate
+    from .specs.hardware import HardwareProfile
+    from .specs.layout import Layout
+    from .specs.loading import available_models, available_profiles, load_hardware, load_model
+    from .specs.model import ModelSpec
+    from .specs.scenario import Scenario
+    from .specs.training import TrainingSpec
+finally:
+    if _collecting:
+        _gc.enable()
+    del _collecting
 
 #: Lazily imported public functions: name -> module that defines it.
 _LAZY = {

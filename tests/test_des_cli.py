@@ -29,6 +29,25 @@ def test_readme_case_prints_results_and_writes_a_trace_with_one_process_per_stag
     assert gantt.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_trace_file_is_compact_json_holding_exactly_the_chrome_trace_of_the_replay(tmp_path, capsys):
+    """The CLI writes chrome_trace() of the replay's timeline as one compact JSON text (no spaces after separators:
+    issue #13), nothing added or lost."""
+    from simulator import Scenario
+    from simulator.crosscheck import simulate
+    from simulator.des.trace import chrome_trace
+
+    trace = tmp_path / "step.json"
+    argv = ["simulate", "--model", "llama2-7b", "--hardware", "h100-sxm5-80gb", "--devices", "32", "--tp", "2",
+            "--pp", "4", "--micro-batch", "1", "--global-batch", "32", "--seq-len", "2048"]
+    assert main(argv + ["--trace", str(trace), "--format", "json"]) == 0
+    text = trace.read_text()
+    assert ", " not in text and '": ' not in text
+    sc = Scenario.build("llama2-7b", "h100-sxm5-80gb", devices=32, tp=2, pp=4, micro_batch=1, global_batch=32,
+                        seq_len=2048)
+    events = chrome_trace(simulate(sc).timeline)["traceEvents"]
+    assert json.loads(text)["traceEvents"] == events and len(events) > 100
+
+
 def test_json_output_has_the_estimate_keys_and_the_replay_extras(capsys):
     assert main(README_175B + ["--format", "json", "--overlap", "off", "--contention", "off"]) == 0
     d = json.loads(capsys.readouterr().out)

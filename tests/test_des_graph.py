@@ -49,3 +49,65 @@ def test_hierarchical_shares_follow_the_level_sizes():
     nv, ib = 7 / 8 / (300e9 * eff_nv), 1 / 2 / 8 / (25e9 * eff_ib)
     shares = dict(group_tier_shares(16, 1, tier_arrays(HW)))
     assert shares[0] == pytest.approx(nv / (nv + ib)) and shares[1] == pytest.approx(ib / (nv + ib))
+
+
+# --- ClusterPorts: the graph's ports by arithmetic (what the replay uses; issue #13) -----------------------------
+
+@pytest.mark.parametrize("name,num_devices", [("a100-sxm4-80gb", 16), ("mi250x", 24), ("gb200-nvl72", 144),
+                                              ("tpu-v4", 8192), ("a100-sxm4-80gb", 12288)])
+def test_arithmetic_ports_are_the_ports_of_the_networkx_graph(name, num_devices):
+    from simulator.topology.graph import cluster_ports
+    hw = load_hardware(name)
+    devices = sorted({0, 1, num_devices // 3, num_devices // 2 + 7, num_devices - 1} |
+                     set(range(0, num_devices, max(1, num_devices // 40))))
+    g = cluster_graph(hw, num_devices, devices=devices)
+    arithmetic = cluster_ports(hw, num_devices)
+    for d in devices:
+        assert ports(arithmetic, d) == ports(g, d)
+
+
+def test_arithmetic_ports_refuse_a_device_outside_the_cluster():
+    from simulator.topology.graph import cluster_ports
+    with pytest.raises(ValueError, match="outside"):
+        ports(cluster_ports(HW, 8), 8)
+    with pytest.raises(ValueError, match="num_devices"):
+        cluster_ports(HW, 0)
+
+
+@pytest.mark.parametrize("pp,dp,stragglers", [(8, 2, None), (4, 4, (0.2, 2.0))])
+def test_a_replay_on_the_arithmetic_ports_equals_one_on_the_networkx_graph(pp, dp, stragglers):
+    """Same step, breakdown, contention delays and timeline whether the engine's ports come from the graph of the
+    representative devices (as before issue #13) or from ClusterPorts (as des.simulate now replays)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from simulator.des.engine import simulate_spec
+    from simulator.des.simulate import simulate
+    from simulator.des.stragglers import Stragglers, representative_devices, straggler_groups
+    from simulator.specs.scenario import Scenario
+    from simulator.topology.graph import cluster_ports
+
+    n = 8 * pp * dp
+    sc = Scenario.build("llama2-13b", "a100-sxm4-80gb", devices=n, global_batch=8 * dp, seq_len=2048, tp=8, pp=pp,
+                        micro_batch=1)
+    strag = Stragglers(*stragglers) if stragglers else None
+    res = simulate(sc, stragglers=strag, seed=3)
+
+    def replay(ports_of):
+        # as des.simulate._replay does: the straggler groups first, then the replay, from one seeded generator
+        rng = np.random.default_rng(3)
+        groups = straggler_groups(rng, n, pp, dp, strag)
+        devices = representative_devices(pp, 8 * dp, 8, [g[0] for g in groups])   # tp-cp-ep-dp-pp: dp stride tp
+        spec = replace(res.replay.plan.spec, slowdown=tuple(g[1] for g in groups), devices=devices,
+                       graph=ports_of(devices), group_labels=tuple(g[2] for g in groups))
+        return simulate_spec(spec, rng)
+
+    on_graph = replay(lambda devs: cluster_graph(sc.hardware, n, devices=sorted({d for g in devs for d in g})))
+    on_ports = replay(lambda devs: cluster_ports(sc.hardware, n))
+    assert len(on_ports.timeline.group_labels) == (1 if strag is None else 3)     # stragglers: 3 replica groups
+    assert on_graph.step_time_s == on_ports.step_time_s == res.replay.engine.step_time_s
+    assert on_graph.breakdown_s == on_ports.breakdown_s
+    assert on_graph.contention_delay_s == on_ports.contention_delay_s
+    assert on_graph.timeline == on_ports.timeline == res.replay.engine.timeline
+    assert on_graph.num_events == on_ports.num_events

@@ -31,9 +31,10 @@ SEARCH = ["search", *JOB, "--devices", "64", "--global-batch", "64"]
 SIMULATE = ["simulate", *JOB, "--devices", "64", "--global-batch", "64", "--tp", "8", "--pp", "8"]
 
 
-def loaded_after(argv: list[str]) -> list[str]:
-    """The HEAVY packages a fresh interpreter holds after `trainsim ARGV` (the command must succeed)."""
-    r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120,
+def loaded_after(argv: list[str], heavy: tuple = HEAVY) -> list[str]:
+    """The `heavy` packages a fresh interpreter holds after `trainsim ARGV` (the command must succeed)."""
+    probe = PROBE.replace(repr(HEAVY), repr(tuple(heavy)))
+    r = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120,
                        cwd=ROOT)
     last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
     assert last.startswith("{"), f"probe failed (exit {r.returncode}):\n{r.stderr[-2000:]}"
@@ -65,3 +66,43 @@ def test_simulate_with_trace_imports_neither_matplotlib_nor_pandas(tmp_path):
 def test_simulate_with_gantt_imports_matplotlib(tmp_path):
     """Positive control: the probe does see matplotlib when a chart is asked for."""
     assert "matplotlib" in loaded_after(SIMULATE + ["--gantt", str(tmp_path / "step.png")])
+
+
+@pytest.mark.parametrize("extra", [[], ["--format", "json"], ["--contention", "off", "--format", "csv"]],
+                         ids=["table", "json", "csv"])
+def test_simulate_without_plot_flags_imports_neither_matplotlib_pandas_nor_networkx(extra):
+    """The replay takes its ports from topology.graph.ClusterPorts (arithmetic); the networkx graph is built only
+    where a caller asks for it (issue #13: networkx was about a third of the simulation's time)."""
+    assert loaded_after(SIMULATE + extra, heavy=HEAVY + ("networkx",)) == []
+
+
+def test_the_networkx_probe_sees_networkx_when_a_graph_is_built():
+    """Positive control for the probe above: building the cluster graph does import networkx."""
+    code = ("import sys; from simulator.specs.loading import load_hardware; "
+            "from simulator.topology.graph import cluster_graph; cluster_graph(load_hardware('a100-sxm4-80gb'), 16); "
+            "print('networkx' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+GC_PROBE = """
+import gc, json, sys
+gc.disable()
+import simulator
+after_import = gc.isenabled()
+gc.enable()
+import simulator.cli as cli
+before = gc.get_threshold()
+rc = cli.main(sys.argv[1:])
+print(json.dumps({"after_import": after_import, "same_threshold": gc.get_threshold() == before, "rc": rc}),
+      file=sys.stderr)
+"""
+
+
+def test_importing_simulator_restores_the_collector_as_it_found_it_and_main_with_argv_leaves_it_alone():
+    """The package pauses the cyclic collector during its own imports only (issue #13); `main(argv)` (tests,
+    notebooks) leaves the interpreter's thresholds alone; only the program (`main()` with no argv) tunes them."""
+    r = subprocess.run([sys.executable, "-c", GC_PROBE, *SIMULATE, "--format", "json"], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT)
+    out = json.loads(r.stderr.strip().splitlines()[-1])
+    assert out == {"after_import": False, "same_threshold": True, "rc": 0}

@@ -51,9 +51,29 @@ def _run_quietly(args) -> int:
         return int(args.handler(args) or 0)
 
 
+def _one_command_gc() -> None:
+    """Garbage collection tuned for a process that runs one command: what is alive now (modules, classes,
+    pydantic schemas: ~55k objects, none of them garbage) moves to the permanent generation so that no later
+    collection traverses it again (gc.freeze), and the youngest generation is collected every 50,000 net
+    allocations instead of 700 (a command's own imports and objects live to its end; cyclic garbage is still
+    collected). Measured on `trainsim simulate` at 12,288 devices: the collector took 0.12-0.15 s of ~0.6 s CPU
+    with the defaults, ~0.02 s with this (issue #13).
+
+    Source: Python docs, gc.freeze and gc.set_threshold (https://docs.python.org/3/library/gc.html)."""
+    import gc
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (`--help` and `--version` exit through SystemExit(0), as argparse
-    does). An unexpected exception is reported in one line with exit 1 (TRAINSIM_DEBUG=1 shows the traceback)."""
+    does). An unexpected exception is reported in one line with exit 1 (TRAINSIM_DEBUG=1 shows the traceback).
+
+    Called without `argv` (the `trainsim` program, `python -m simulator`) it owns the process and tunes its
+    garbage collection for one command (_one_command_gc); called with `argv` (tests, notebooks) it leaves the
+    interpreter's settings alone."""
+    if argv is None:
+        _one_command_gc()
     try:
         args = build_parser().parse_args(argv)
         from ..specs.overlay import set_calibration

@@ -97,9 +97,11 @@ def write_outputs(result, args: argparse.Namespace) -> None:
     if args.trace:
         meta = {"model": sc.model.name, "hardware": sc.hardware.name, "devices": sc.num_devices,
                 "layout": lay.model_dump(), "engine": "des"}
+        # one C-encoded string (json.dump to a file runs the pure-Python encoder chunk by chunk), no spaces
+        text = json.dumps(chrome_trace(tl, meta), separators=(",", ":"))
         try:
             with open(args.trace, "w", encoding="utf-8") as fh:
-                json.dump(chrome_trace(tl, meta), fh)
+                fh.write(text)
         except OSError as err:
             raise SpecError(f"--trace {args.trace}: cannot write the file ({err.strerror})") from None
     if args.gantt:

@@ -10,7 +10,7 @@ Actors (SimPy processes) per representative rank: the compute stream, which exec
 with the exposed TP/EP/CP collectives inline (they block it), and communication streams: `pp` (sends to the
 neighbouring stages, asynchronous when overlap is on), `dp` (gradient reduce-scatter/all-reduce buckets and,
 for ZeRO-1/2, the parameter all-gathers) and `gather` (ZeRO-3 weight all-gathers, prefetched one layer ahead).
-Contended things are `SharedLink`s, one per port of a representative device in the cluster graph (tier x
+Contended things are `SharedLink`s, one per port of a representative device of the cluster (topology.graph: tier x
 device): concurrent transfers on one port share its bandwidth equally (processor sharing).
 
 All durations come in through an `EngineSpec` (des.spec) built by des.plan from the shared cost functions; this

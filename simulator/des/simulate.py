@@ -3,7 +3,7 @@
 Every duration comes from the shared cost functions (simulator.costs: per-layer pass times, exposed TP/EP/CP
 communication, pipeline sends, data-parallel and ZeRO collectives, the optimizer step, memory), never from the
 analytic engine: des.plan turns them into an engine plan (per-stage op lists from pipeline.schedules, segments
-per layer, gradient buckets, shared ports from the topology graph), des.engine replays it, and this module wraps
+per layer, gradient buckets, shared ports of the topology's devices), des.engine replays it, and this module wraps
 the replay as a SimulationResult (engine "des") with the keys of `estimate`, plus per-stage busy/idle time,
 step-time percentiles and the event count. (`simulator.simulate` adds the comparison with the analytic estimate:
 simulator.crosscheck.)
@@ -40,6 +40,7 @@ from ..results import (RANK_NAMES, TIME_CATEGORIES, SimulationResult, memory_dic
 from ..specs.job import Job
 from ..specs.layout_table import LayoutTable
 from ..specs.scenario import Scenario
+from ..topology.graph import cluster_ports
 from .engine import simulate_spec
 from .plan import Plan, build_plan, cluster_hops
 from .stragglers import Stragglers, representative_devices, straggler_groups
@@ -100,22 +101,17 @@ def _replay(sc: Scenario, plans: list, sz, strag, *, contention, jitter, samples
     """(median replay, its plan, step times of every replay): one replay, or `samples` with jitter, stragglers or
     routing draws (`plans` holds one plan per sample when the routing is sampled, else one)."""
     rng = np.random.default_rng(seed)
-    graph_cache = {}
     runs = []
     stochastic = jitter > 0 or (strag is not None and strag.fraction > 0 and strag.slowdown > 1.0) or len(plans) > 1
     pp_stride, dp_stride = (int(float(np.asarray(sz.strides[k]).reshape(-1)[0])) for k in ("pp", "dp"))
     total = samples if stochastic else 1
+    # the representative devices' ports, by arithmetic (topology.graph.ClusterPorts: the cluster graph's ports
+    # without building the graph or importing networkx)
+    graph = cluster_ports(sc.hardware, sc.num_devices) if contention else None
     for k in range(total):
         plan = plans[k % len(plans)]
         groups = straggler_groups(rng, sc.num_devices, sc.layout.pp, sc.layout.dp, strag)
         devices = representative_devices(sc.layout.pp, pp_stride, dp_stride, [g[0] for g in groups])
-        graph = None
-        if contention:
-            key = tuple(sorted({d for gr in devices for d in gr}))
-            graph = graph_cache.get(key)
-            if graph is None:
-                from ..topology.graph import cluster_graph
-                graph = graph_cache[key] = cluster_graph(sc.hardware, sc.num_devices, devices=key)
         spec = replace(plan.spec, slowdown=tuple(g[1] for g in groups), devices=devices, graph=graph,
                        jitter=float(jitter), group_labels=tuple(g[2] for g in groups), per_layer=bool(per_layer))
         runs.append(simulate_spec(spec, rng))

@@ -67,7 +67,8 @@ class StageSpec:
 @dataclass(frozen=True)
 class EngineSpec:
     """Everything the engine replays. `tier_shares[kind]` = ((tier, fraction), ...) of that kind's traffic;
-    `devices[g][r]` is the representative device of stage r in group g (its ports are the links);
+    `devices[g][r]` is the representative device of stage r in group g (its ports are the links: `graph` is a
+    topology.graph.ClusterPorts, or a networkx cluster graph, that topology.graph.ports reads);
     `slowdown[g][r]` multiplies compute of stage r in group g (stragglers).
 
     The host link (offload): transfers are given in seconds at one device's share when all the job's devices on a

@@ -8,12 +8,19 @@ and per-step latency. Devices fill domains in rank order (topology.placement), s
 d // domain_size of each tier. Ports are the contended resources of the discrete-event engine: concurrent
 transfers of one device on one tier share its port.
 
+`ClusterPorts` is the same port structure by arithmetic, without building a graph: a device's port on tier k
+leads to switch (k, d // domain_size_k). The discrete-event engine takes its ports from it (a simulation needs
+nothing else of the graph; building the graph, and importing networkx, cost more than the replay at 12k
+devices); `ports()` accepts either, and a test checks that both give the same ports. The networkx graph stays
+the model of the topology for inspection, export and tests.
+
 `group_tier_shares` says which tiers a parallel group's collective crosses and how its bandwidth time divides
 among them, from the same level decomposition the cost functions use (topology.collectives).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 import numpy as np
 
@@ -67,8 +74,37 @@ def cluster_graph(hardware: HardwareProfile, num_devices: int, devices: Iterable
     return g
 
 
-def ports(g: nx.Graph, device: int) -> list[tuple[int, tuple, tuple]]:
-    """(tier, device node, switch node) of each port of `device`, fastest tier first."""
+@dataclass(frozen=True)
+class ClusterPorts:
+    """The ports of every device of a cluster, by arithmetic: the port structure of `cluster_graph` (same node
+    keys, same order) without building the graph. `domain_sizes[k]` is tier k's domain size (None: the whole
+    cluster, one switch)."""
+
+    num_devices: int
+    domain_sizes: tuple[Optional[int], ...]
+
+    def ports(self, device: int) -> list[tuple[int, tuple, tuple]]:
+        """(tier, device node, switch node) of each port of `device`, fastest tier first."""
+        d = int(device)
+        if not 0 <= d < self.num_devices:
+            raise ValueError(f"device {d} outside 0..{self.num_devices - 1}")
+        dev = device_node(d)
+        return [(k, dev, switch_node(k, 0 if size is None else d // size))
+                for k, size in enumerate(self.domain_sizes)]
+
+
+def cluster_ports(hardware: HardwareProfile, num_devices: int) -> ClusterPorts:
+    """The ports of `num_devices` devices of `hardware` (what `cluster_graph` would hold, without networkx)."""
+    if num_devices < 1:
+        raise ValueError(f"num_devices ({num_devices}) must be >= 1")
+    return ClusterPorts(int(num_devices), tuple(t.domain_size for t in hardware.tiers))
+
+
+def ports(g: Union[nx.Graph, ClusterPorts], device: int) -> list[tuple[int, tuple, tuple]]:
+    """(tier, device node, switch node) of each port of `device`, fastest tier first (from the cluster graph or
+    its arithmetic ClusterPorts)."""
+    if isinstance(g, ClusterPorts):
+        return g.ports(device)
     dev = device_node(device)
     out = [(data["tier"], dev, sw) for sw, data in g[dev].items() if data.get("kind") == "port"]
     return sorted(out)
