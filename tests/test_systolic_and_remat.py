@@ -138,5 +138,8 @@ def test_dense_einsum_dispatch_adds_its_mask_matmuls_by_hand():
 
     (f0, d0), (f1, d1) = mlp(mt), mlp(dense)
     extra = 2 * (2 * 1280 * 512 * 512) / 1e14
-    assert f1 - f0 == pytest.approx(extra, rel=1e-9)
-    assert d1 - d0 == pytest.approx(extra, rel=1e-9)
+    # ... less the permute dispatch's own sort traffic (costs.layer.token_permute_passes_s, no expert parallelism):
+    # permute h + k h and unpermute k h + h = 3072 elements per token x 512 tokens x 2 B at the toy 1 TB/s
+    sort = 3072 * 512 * 2 / 1e12
+    assert f1 - f0 == pytest.approx(extra - sort, rel=1e-9)
+    assert d1 - d0 == pytest.approx(extra - sort, rel=1e-9)
