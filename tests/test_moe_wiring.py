@@ -520,3 +520,23 @@ def test_token_permutations_move_the_elements_counted_by_hand(ep, dispatch, elem
     assert float(np.ravel(f)[0]) == pytest.approx(256 * elements * 2 / 1e12, rel=1e-12)
     assert float(np.ravel(b)[0]) == pytest.approx(float(np.ravel(f)[0]), rel=1e-12)
     assert w == 0.0
+
+
+@pytest.mark.parametrize("groups, rows, tm, factor", [
+    (256, 768, 512, (384 + 255) * 512 / 196608),    # DeepSeek-V3 on v5p: 6 x 4096 tokens x top-8 over 256 experts
+    (8, 12288, 512, (192 + 7) / 192),               # 8 large groups: 7 boundary tiles on 192
+    (1, 1000, 512, 1024 / 1000),                    # one group: the last tile is partial
+    (4, 256, None, 1.0),                            # no tile-visit kernel (cuBLAS/CUTLASS grouped GEMMs)
+])
+def test_grouped_tile_visits_count_one_tile_per_group_boundary(groups, rows, tm, factor):
+    from types import SimpleNamespace
+    from simulator.costs.layer import grouped_tile_visit_factor
+    moe = SimpleNamespace(dispatch="permute", grouped_gemm_tile_rows=tm)
+    sz = SimpleNamespace(framework=SimpleNamespace(moe=moe))
+    assert float(grouped_tile_visit_factor(sz, groups, rows)) == pytest.approx(factor, rel=1e-12)
+
+
+def test_maxtext_megablox_prices_its_tile_visits_and_megatron_does_not():
+    from simulator.specs.frameworks_loading import framework_for_run
+    assert framework_for_run("maxtext", 2025).moe.grouped_gemm_tile_rows == 512
+    assert framework_for_run("megatron-core", 2025).moe.grouped_gemm_tile_rows is None

@@ -128,6 +128,9 @@ def test_dense_einsum_dispatch_adds_its_mask_matmuls_by_hand():
     model = gpt(layers=2, moe=MoESpec(num_experts=4, top_k=2, expert_ffn_hidden_size=1024))
     tr = TrainingSpec(seq_len=512, global_batch=8, moe_routing=RoutingSpec(capacity_factor=1.25))
     mt = framework_for_run("maxtext", 2025)
+    # the permute side without megablox's tile visits (costs.layer.grouped_tile_visit_factor, tested in
+    # test_moe_wiring), so that the two differ by the dispatch alone
+    mt = mt.model_copy(update={"moe": mt.moe.model_copy(update={"grouped_gemm_tile_rows": None})})
     dense = mt.model_copy(update={"moe": mt.moe.model_copy(update={"dispatch": "dense-einsum"})})
     table = LayoutTable.from_columns(tp=[1], pp=[1], dp=[8], micro_batch=[1])
 

@@ -178,8 +178,29 @@ def expert_gemm_passes_s(sz, gemm_factor=1.0):
     fe, E, k, _ = _moe_dims(m)
     etp, ep = sz.etp, sz.ep
     tok_per_expert = sz.tokens * ep * k * etp / (E * sz.tp) * gemm_factor
+    tok_per_expert = tok_per_expert * grouped_tile_visit_factor(sz, E / ep, tok_per_expert)
     return _add(kr.grouped_passes_s(E / ep, tok_per_expert, gate * fe / etp, h),
                 kr.grouped_passes_s(E / ep, tok_per_expert, h, fe / etp))
+
+
+def grouped_tile_visit_factor(sz, groups, rows_per_group):
+    """Executed over routed rows of a grouped GEMM whose kernel visits a row tile once per group it holds (the
+    framework's moe.grouped_gemm_tile_rows tm; 1 without one): the m = groups x rows sorted rows span ceil(m/tm)
+    tiles and every group boundary inside a tile costs one more visit, a full tm-row tile of work each, so at
+    most ceil(m/tm) + groups - 1 visits (balanced groups of rows not a multiple of tm put nearly every boundary
+    inside a tile). DeepSeek-V3 on v5p (m = 6 x 4096 x 8 = 196608 rows, 256 groups, tm 512): (384 + 255) x 512 /
+    196608 = 1.66; Mixtral-like 8 groups of 12288 rows: (192 + 7) / 192 = 1.04.
+
+    Source: jax.experimental.pallas.ops.tpu.megablox gmm.py make_group_metadata (tiles_m + num_groups - 1 grid
+    steps; partial tiles computed once per group and masked) and MaxText's megablox tile defaults (presets/
+    frameworks/maxtext.yaml moe.source)."""
+    fw = sz.framework
+    tm = fw.moe.grouped_gemm_tile_rows if fw is not None and fw.moe.dispatch == "permute" else None
+    if tm is None:
+        return 1.0
+    m = np.maximum(groups * rows_per_group, 1e-300)
+    visits = np.ceil(m / tm) + np.maximum(groups - 1.0, 0.0)
+    return np.maximum(visits * tm / m, 1.0)
 
 
 def expert_gemm_s(sz, gemm_factor=1.0):
