@@ -122,7 +122,9 @@ def test_imbalance_scales_the_busiest_ranks_expert_gemms_by_hand():
     assert float(expert_gemm_s(sz)[0]) == pytest.approx(10.73741824e-6, rel=1e-12)
     base = float(layer_costs(sz).mlp_s[0])
     sz2, _ = toy_sizes(routing=RoutingSpec(max_over_mean=2.0))
-    assert float(layer_costs(sz2).mlp_s[0]) - base == pytest.approx(10.73741824e-6, rel=1e-9)
+    # plus the busiest rank's regrouping of its received copies (token_permute_passes_s): (2 - 1) x 4 k h =
+    # 4096 more elements per token x 256 tokens x 2 B = 2097152 B at the toy device's 1 TB/s
+    assert float(layer_costs(sz2).mlp_s[0]) - base == pytest.approx(10.73741824e-6 + 2.097152e-6, rel=1e-9)
     # a measured max-over-mean of exactly 1 is today's number, to the last bit
     sz1, _ = toy_sizes(routing=RoutingSpec(max_over_mean=1.0))
     assert float(layer_costs(sz1).mlp_s[0]) == base
@@ -137,7 +139,9 @@ def test_capacity_padding_scales_gemms_and_stored_activations_by_ec_over_tk():
     sz2, _ = toy_sizes(routing=RoutingSpec(capacity_factor=1.5))
     assert float(sz2.moe_load.gemm_factor[0]) == 1.5 and float(sz2.moe_load.capacity[0]) == 192
     d = float(layer_costs(sz2).mlp_s[0]) - float(layer_costs(sz).mlp_s[0])
-    assert d == pytest.approx(5.36870912e-6, rel=1e-9)
+    # plus the regrouping of the padded buffer on the receiving rank: 0.5 x 4 k h = 2048 elements per token x 256
+    # tokens x 2 B = 1048576 B at 1 TB/s (token_permute_passes_s)
+    assert d == pytest.approx(5.36870912e-6 + 1.048576e-6, rel=1e-9)
     assert float(mlp_elements(sz2).stored_heavy[0]) - float(mlp_elements(sz).stored_heavy) == pytest.approx(2560.0)
 
 
@@ -501,3 +505,38 @@ def test_background_occupancy_is_reported_as_the_jobs_slowdown(engine):
     sz, _ = dense_sizes()
     G = 4.0 * float(rank_params(sz, *rank_kinds(sz)[0].held())[0][0])
     assert d_dp == pytest.approx(2 * 0.5 * G / 4 / 5e9 - 2 * 0.5 * G / 4 / 10e9, rel=1e-9)
+
+
+@pytest.mark.parametrize("ep, dispatch, elements", [
+    (2, "flat", 2 * 512 + 6 * 2 * 512),      # permute h + k h, unpermute k h + h, regroup 2 k h each way
+    (2, "node-limited", 4 * 2 * 512),        # flex: permute and unpermute of the received copies only
+    (1, "flat", 2 * 512 + 2 * 2 * 512),      # one rank holds every expert: no regroup
+])
+def test_token_permutations_move_the_elements_counted_by_hand(ep, dispatch, elements):
+    from simulator.costs.layer import token_permute_passes_s
+    sz, _ = toy_sizes(devices=2, ep=ep, moe_dispatch=dispatch)
+    f, b, w = token_permute_passes_s(sz)
+    # 256 tokens x elements x 2 B at the toy device's 1 TB/s; the backward moves the same, no weight gradient
+    assert float(np.ravel(f)[0]) == pytest.approx(256 * elements * 2 / 1e12, rel=1e-12)
+    assert float(np.ravel(b)[0]) == pytest.approx(float(np.ravel(f)[0]), rel=1e-12)
+    assert w == 0.0
+
+
+@pytest.mark.parametrize("groups, rows, tm, factor", [
+    (256, 768, 512, (384 + 255) * 512 / 196608),    # DeepSeek-V3 on v5p: 6 x 4096 tokens x top-8 over 256 experts
+    (8, 12288, 512, (192 + 7) / 192),               # 8 large groups: 7 boundary tiles on 192
+    (1, 1000, 512, 1024 / 1000),                    # one group: the last tile is partial
+    (4, 256, None, 1.0),                            # no tile-visit kernel (cuBLAS/CUTLASS grouped GEMMs)
+])
+def test_grouped_tile_visits_count_one_tile_per_group_boundary(groups, rows, tm, factor):
+    from types import SimpleNamespace
+    from simulator.costs.layer import grouped_tile_visit_factor
+    moe = SimpleNamespace(dispatch="permute", grouped_gemm_tile_rows=tm)
+    sz = SimpleNamespace(framework=SimpleNamespace(moe=moe))
+    assert float(grouped_tile_visit_factor(sz, groups, rows)) == pytest.approx(factor, rel=1e-12)
+
+
+def test_maxtext_megablox_prices_its_tile_visits_and_megatron_does_not():
+    from simulator.specs.frameworks_loading import framework_for_run
+    assert framework_for_run("maxtext", 2025).moe.grouped_gemm_tile_rows == 512
+    assert framework_for_run("megatron-core", 2025).moe.grouped_gemm_tile_rows is None

@@ -87,12 +87,14 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     idx = np.argmax(tau, axis=0)
     tau_max = tau[idx, np.arange(len(idx))]
     nl_pace = pick(idx, [k.layers for k in kinds])
-    # sum over all stages of one micro-batch's time (fill/drain passes once through each)
-    tau_sum = (sz.num_layers * (lc.forward_s + lc.backward_s + lc.recompute_s + comm.fwd_s + comm.bwd_s)
+    # sum over all stages of one micro-batch's time (fill/drain passes once through each); multi-token prediction
+    # modules run one more layer each (costs.stage.with_mtp)
+    layers_run = sz.num_layers + sz.model.mtp_layers
+    tau_sum = (layers_run * (lc.forward_s + lc.backward_s + lc.recompute_s + comm.fwd_s + comm.bwd_s)
                + edge.logits_fwd_s + edge.logits_bwd_s + edge.embedding_comm_s + sz.pp * p2p_per_micro
                + edge.host_pass_s * (sz.pp * HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS))
     t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, code, nl_pace * lc.wgrad_s,
-                             sz.num_layers * lc.wgrad_s, fb_max)
+                             layers_run * lc.wgrad_s, fb_max)
     hid_ep = hid_pp = 0.0
     two = (code == SCHEDULE_CODES["dualpipe"]) | (code == SCHEDULE_CODES["zb-v"])
     if np.any(two):

@@ -20,6 +20,7 @@ import numpy as np
 
 from .compute import TABLE_ATTENTION_KERNEL
 from .framework_effects import attention_kernel_speed_ratio
+from ..specs.layout import MOE_DISPATCH_CODES
 
 #: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
 #: its FLOPs are 2.5x the forward's (Dao 2023, FlashAttention-2, arXiv 2307.08691, sec. 3.1-3.2).
@@ -197,8 +198,29 @@ def expert_gemm_passes_s(sz, gemm_factor=1.0):
     fe, E, k, _ = _moe_dims(m)
     etp, ep = sz.etp, sz.ep
     tok_per_expert = sz.tokens * ep * k * etp / (E * sz.tp) * gemm_factor
+    tok_per_expert = tok_per_expert * grouped_tile_visit_factor(sz, E / ep, tok_per_expert)
     return _add(kr.grouped_passes_s(E / ep, tok_per_expert, gate * fe / etp, h),
                 kr.grouped_passes_s(E / ep, tok_per_expert, h, fe / etp))
+
+
+def grouped_tile_visit_factor(sz, groups, rows_per_group):
+    """Executed over routed rows of a grouped GEMM whose kernel visits a row tile once per group it holds (the
+    framework's moe.grouped_gemm_tile_rows tm; 1 without one): the m = groups x rows sorted rows span ceil(m/tm)
+    tiles and every group boundary inside a tile costs one more visit, a full tm-row tile of work each, so at
+    most ceil(m/tm) + groups - 1 visits (balanced groups of rows not a multiple of tm put nearly every boundary
+    inside a tile). DeepSeek-V3 on v5p (m = 6 x 4096 x 8 = 196608 rows, 256 groups, tm 512): (384 + 255) x 512 /
+    196608 = 1.66; Mixtral-like 8 groups of 12288 rows: (192 + 7) / 192 = 1.04.
+
+    Source: jax.experimental.pallas.ops.tpu.megablox gmm.py make_group_metadata (tiles_m + num_groups - 1 grid
+    steps; partial tiles computed once per group and masked) and MaxText's megablox tile defaults (presets/
+    frameworks/maxtext.yaml moe.source)."""
+    fw = sz.framework
+    tm = fw.moe.grouped_gemm_tile_rows if fw is not None and fw.moe.dispatch == "permute" else None
+    if tm is None:
+        return 1.0
+    m = np.maximum(groups * rows_per_group, 1e-300)
+    visits = np.ceil(m / tm) + np.maximum(groups - 1.0, 0.0)
+    return np.maximum(visits * tm / m, 1.0)
 
 
 def expert_gemm_s(sz, gemm_factor=1.0):
@@ -229,11 +251,52 @@ def dense_dispatch_passes_s(sz):
     return _scale(seqs, _add(kr.gemm_passes_s(slots, h, S, "bf16"), kr.gemm_passes_s(S, h, slots, "bf16")))
 
 
+def token_permute_passes_s(sz, gemm_factor=1.0):
+    """(forward, input-gradient, weight-gradient) times of the token permutations of one MoE layer with a
+    sort-based dispatch (MoeDispatchSpec 'permute'), memory bound, per token of the rank (M/tp rows):
+
+    - sender side: the fused permute reads the token and writes its k copies in expert order (h + k h elements)
+      and the fused unpermute reads the k returned copies and writes their probability-weighted sum (k h + h);
+    - receiver side, with expert parallelism and more than one local expert: Megatron-Core's all-to-all
+      dispatcher regroups the received copies from source-rank order to local-expert order after the dispatch and
+      back before the combine (sort_chunks_by_idxs: read and write r k h each way, r the busiest rank's load
+      `gemm_factor`); a node-limited (DeepEP/HybridEP flex) dispatch instead permutes the received copies after
+      its fused dispatch and unpermutes them before its fused combine (2 r k h each way) and has no sender-side
+      permute (the DeepEP kernels read the tokens in place).
+
+    The backward moves the same elements (the gradients run through the inverse permutations); no weight
+    gradient. Bytes at the device's measured permute bandwidth (SimuMax's B200 permute_fwd/permute_bwd,
+    presets/kernels/*.memory.csv; the elementwise figure where a device has none). Zero for a dense-einsum
+    dispatch (priced as GEMMs, dense_dispatch_passes_s).
+
+    Source: NVIDIA/Megatron-LM megatron/core/transformer/moe/token_dispatcher.py (MoEAlltoAllTokenDispatcher:
+    permute, all-to-all, sort_chunks_by_idxs when num_local_experts > 1, and the reverse in token_unpermutation;
+    MoEFlexTokenDispatcher: DeepEP fused dispatch, then permute) and moe_utils.py (permute, unpermute with probs,
+    sort_chunks_by_idxs); SimuMax simumax/core/transformer/moe_module.py (Permutation: permute1 (input +
+    permuted) and permute2 (2 x permuted); UnPermutation alike), whose B200 release rows it reproduces."""
+    fw = sz.framework
+    m = sz.model
+    if m.moe is None or (fw is not None and fw.moe.dispatch != "permute"):
+        return (0.0, 0.0, 0.0)
+    _, E, k, _ = _moe_dims(m)
+    h, ep = sz.hidden, sz.ep
+    code = sz.table.moe_dispatch if sz.table.moe_dispatch is not None else np.zeros(len(sz.table), np.int64)
+    node_limited = code == MOE_DISPATCH_CODES["node-limited"]
+    regroup = (ep > 1) & (E / ep > 1)
+    r = gemm_factor
+    flat = (h + k * h) + (k * h + h) + np.where(regroup, 4.0 * r * k * h, 0.0)
+    flex = np.where(ep > 1, 4.0 * r * k * h, (h + k * h) + (k * h + h))
+    elems = np.where(node_limited, flex, flat)
+    nbytes = sz.act_bytes * sz.tokens / sz.tp * elems
+    kr = sz.kernel
+    return kr.stream_s(nbytes, "permute_fwd"), kr.stream_s(nbytes, "permute_bwd"), 0.0
+
+
 def mlp_s(sz):
     """(forward, input-gradient, weight-gradient) MLP GEMM times of one layer, averaged over dense and MoE layers:
     dense fc1 (gated: 2 matrices) and fc2 split tp ways; MoE router (bf16: TE's FP8 autocast covers the expert and
-    shared-expert linears, not the router), the busiest EP rank's experts as grouped GEMMs (expert_gemm_passes_s)
-    and the shared experts.
+    shared-expert linears, not the router), the busiest EP rank's experts as grouped GEMMs (expert_gemm_passes_s),
+    the token permutations of a sort-based dispatch (token_permute_passes_s) and the shared experts.
 
     Source: Megatron-LM MLP (Shoeybi et al. 2019 sec. 3); MoE per Fedus et al. 2021 (arXiv 2101.03961) and
     Megatron-Core expert parallelism (TEGroupedMLP); DeepSeekMoE shared experts (arXiv 2401.06066)."""
@@ -243,7 +306,8 @@ def mlp_s(sz):
     if m.moe is not None:
         fe, E, k, fs = _moe_dims(m)
         load = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0
-        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"), dense_dispatch_passes_s(sz))
+        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"), dense_dispatch_passes_s(sz),
+                   token_permute_passes_s(sz, load))
         if fs > 0:
             moe = _add(moe, kr.gemm_passes_s(M, gate * fs / tp, h), kr.gemm_passes_s(M, h, fs / tp))
     else:
@@ -259,7 +323,8 @@ def mlp_elements(sz) -> MlpElements:
     """Elements per token of a layer's MLP: the activation function's input and output ((gate + 1) x ffn), for MoE
     k copies of the expert's plus the shared experts' and the permuted token copies (saved once as the expert
     fc1 input: since Megatron-Core v0.13 the routing probabilities multiply inside the expert activation, so
-    the unpermute keeps no copy of its input), plus the permute/unpermute traffic for the elementwise kernels.
+    the unpermute keeps no copy of its input); the permute/unpermute traffic is priced with the MLP passes
+    (token_permute_passes_s).
     The routed copies are those of the busiest EP rank: the mean times the routing load's gemm_factor (imbalance,
     or a capacity buffer padded to E C / (T k) of the mean: DeepSpeed's [E, C, h] dispatch tensor).
 
@@ -272,7 +337,7 @@ def mlp_elements(sz) -> MlpElements:
         fe, _, k, fs = _moe_dims(m)
         r = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0   # busiest rank's routed copies / mean
         moe_act = r * k * ((gate + 1.0) * fe + sz.hidden) + (gate + 1.0) * fs
-        moe_ew = moe_act + r * k * sz.hidden              # permute writes and unpermute reads k copies each
+        moe_ew = moe_act                                   # the permutations: token_permute_passes_s
         moe_fc2 = r * k * (fe + sz.hidden) + fs
     else:
         moe_act = moe_ew = moe_fc2 = 0.0

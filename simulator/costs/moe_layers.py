@@ -53,10 +53,12 @@ def sampled_layer_imbalance(sz, routing, rng, num_steps: int) -> list:
     """One LayerImbalance per step: max-over-mean draws per (step, layer) from the seeded Generator `rng`.
 
     Source: costs.moe_routing.sample_layer_step_imbalance (each layer keeps its popularity and expert placement,
-    each step adds token noise)."""
+    each step adds token noise); multi-token prediction modules (model.mtp_layers) route their own tokens: one more
+    layer each."""
     m, load = sz.model, sz.moe_load
     ep = int(np.asarray(sz.ep).reshape(-1)[0])
     T = float(np.asarray(load.tokens).reshape(-1)[0])
-    draws = sample_layer_step_imbalance(routing, rng, num_steps, sz.num_layers, m.moe.num_experts, ep, T,
+    draws = sample_layer_step_imbalance(routing, rng, num_steps, sz.num_layers + m.mtp_layers, m.moe.num_experts,
+                                        ep, T,
                                         m.moe.top_k)
     return [layer_imbalance(sz, routing, draws[i]) for i in range(num_steps)]

@@ -54,7 +54,35 @@ class RankKind:
                 pick(self.held_logits, self.logits))
 
 
+def with_mtp(kinds: tuple, mtp_layers: int) -> tuple:
+    """`kinds` with the model's multi-token prediction modules on the rank kinds that run the output layer: each
+    module runs one more transformer layer there (the MTP block, like the model's average layer) and holds its
+    parameters, and the rank holds the embedding too (each module embeds the shifted tokens with the shared
+    embedding); the module's projection and its output head and loss are priced with the logits (logits_s).
+
+    Source: DeepSeek-V3 report (arXiv 2412.19437) sec. 2.2 (MTP module: shared embedding and output head, a
+    projection and one transformer block); Megatron-Core GPTModel builds the embedding on the stage that runs MTP
+    (mtp_process) and multi_token_prediction.py places the modules after the decoder on the last stage."""
+    if mtp_layers == 0:
+        return kinds
+    out = []
+    for k in kinds:
+        extra = float(mtp_layers) * np.asarray(k.logits, dtype=float)
+        h_layers, h_emb, h_logits = k.held()
+        h_extra = float(mtp_layers) * np.asarray(h_logits, dtype=float)
+        out.append(RankKind(k.layers + extra, k.embedding, k.logits, k.valid, held_layers=h_layers + h_extra,
+                            held_embedding=np.where(h_extra > 0, np.maximum(h_emb, 1.0), h_emb),
+                            held_logits=h_logits))
+    return tuple(out)
+
+
 def rank_kinds(sz) -> tuple:
+    """(first, middle, last) RankKinds with the model's multi-token prediction modules (with_mtp) on the rank that
+    runs the output layer; see _rank_kinds."""
+    return with_mtp(_rank_kinds(sz), sz.model.mtp_layers)
+
+
+def _rank_kinds(sz) -> tuple:
     """(first, middle, last) RankKinds of every layout of `sz`, the layers as float arrays. DualPipe and ZB-V rows
     take their two-chunk placement (pipeline.split.two_chunk_split): ZB-V's first rank runs the embedding and the
     output layer for every micro-batch, its last rank neither; DualPipe's two end ranks each run one for half of
@@ -107,14 +135,20 @@ def logits_s(sz):
     """(forward, backward) time of the output layer and the fp32 cross entropy on the last rank: the logits GEMM
     (V/tp columns, in bf16: Megatron's output layer sits outside the FP8 autocast) and 3 (forward) or 2 (backward)
     fp32 passes over the logits at the measured cross-entropy bandwidth; the backward runs the input- and
-    weight-gradient GEMMs.
+    weight-gradient GEMMs. With multi-token prediction (model.mtp_layers) every module adds one more head and loss
+    and its projection of [norm(h); norm(embedding)] from 2h to h (the module's transformer layer counts with the
+    rank's layers, with_mtp).
 
-    Source: Megatron-LM vocab-parallel cross entropy (Shoeybi et al. 2019 sec. 3); Korthikanti et al. 2022 (arXiv
+    Source: DeepSeek-V3 report (arXiv 2412.19437) sec. 2.2 (MTP modules); Megatron-LM vocab-parallel cross entropy (Shoeybi et al. 2019 sec. 3); Korthikanti et al. 2022 (arXiv
     2205.05198) sec. 4.1 (fp32 logits 4sbv/t); SimuMax cross-entropy efficiency (presets/kernels/*.memory.csv)."""
     kr, M, h, V, tp = sz.kernel, sz.tokens, sz.hidden, sz.vocab, sz.tp
     g_f, g_d, g_w = kr.gemm_passes_s(M, V / tp, h, "bf16")
     fwd = g_f + kr.stream_s(3.0 * 4.0 * M * V / tp, "cross_entropy")
     bwd = g_d + g_w + kr.stream_s(2.0 * 4.0 * M * V / tp, "cross_entropy")
+    mtp = float(sz.model.mtp_layers)
+    if mtp > 0:     # each MTP module: its projection (2h -> h, column-parallel) and one more head and loss
+        p_f, p_d, p_w = kr.gemm_passes_s(M, h / tp, 2.0 * h)
+        fwd, bwd = (1.0 + mtp) * fwd + mtp * p_f, (1.0 + mtp) * bwd + mtp * (p_d + p_w)
     return fwd, bwd
 
 
@@ -330,7 +364,8 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
                 t.offload_params, t.offload_activations, act_layer)
         else:           # nothing offloaded: offload_memory keeps every figure on the device, none on host or NVMe
             (w, gr, o, layer_acts), host, nvme = on_device, 0.0, 0.0
-        acts = layer_acts + kind.embedding * emb_out * inf + kind.held()[2] * logit_mem \
+        acts = layer_acts + kind.embedding * emb_out * inf \
+            + kind.held()[2] * (1.0 + sz.model.mtp_layers) * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
         gr = gr + wgrad_dummy_bytes(sz, *kind.held())
         o = o + optimizer_step_excess_bytes(sz, dense, expert, acts)

@@ -188,6 +188,7 @@ class _StageBuilder:
         self.sched = lay.resolved_schedule
         self.pp, self.vpp = lay.pp, chunks_per_rank(self.sched, lay.vpp)
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
+        self.mtp = sz.model.mtp_layers > 0      # the last stage holds the embedding too (costs.stage.with_mtp)
         self.split_w = self.sched in ("zb-h1", "zb-v", "dualpipe")
         self.bucket_overlap = overlap and lay.overlap_grad_reduce
         self.z3_prefetch = self.bucket_overlap and bool(np.all(off.zero3_prefetch_possible(sz)))
@@ -351,8 +352,9 @@ class _StageBuilder:
             if self.split_w:
                 segments[("W", c)], w_items = self.wgrad(c, j, fwd_index)
             items.append((b_items, w_items))
-            dense_tot += self.chunks[j] * self.p.layer_d + (self.p.emb if j == 0 else 0.0) \
-                + (self.p.out if j == len(self.chunks) - 1 else 0.0)
+            last = j == len(self.chunks) - 1
+            dense_tot += self.chunks[j] * self.p.layer_d + (self.p.emb if j == 0 or (self.mtp and last) else 0.0) \
+                + (self.p.out if last else 0.0)
             expert_tot += self.chunks[j] * self.p.layer_e
         return segments, items, dense_tot, expert_tot
 
@@ -477,6 +479,8 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
     two = name in ("dualpipe", "zb-v")
     chunks = (checked_chunk_layers(m.num_layers, num_stages(name, pp), 1, lay.stage_layers) if two
               else checked_chunk_layers(m.num_layers, pp, vpp, lay.stage_layers))
+    if m.mtp_layers:        # multi-token prediction modules: one more layer each after the last (costs.stage.with_mtp)
+        chunks = list(chunks[:-1]) + [chunks[-1] + m.mtp_layers]
     sched = schedule_ops(name, pp, num_micro, lay.vpp)
     p = _params(sz)
     dp = _DPCosts(sz)

@@ -243,6 +243,11 @@ class MoeDispatchSpec(Spec):
     dropping path with sparse_matmul false), each 2 x S x E x C x M matmul FLOPs per sequence, C = capacity."""
 
     dispatch: MoeDispatch = Field("permute", description="permute (sort/gather) or dense-einsum (one-hot masks)")
+    grouped_gemm_tile_rows: Optional[int] = Field(
+        None, ge=1, le=65536,
+        description="row tile of a grouped-GEMM kernel that visits a row tile once per group it holds (Pallas "
+                    "megablox gmm/tgmm: ceil(m/tm) + groups - 1 tile visits, each a full tile of MXU work); null: "
+                    "per-group GEMMs padded only to the device's matrix unit (cuBLAS/CUTLASS grouped GEMMs)")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 

@@ -62,6 +62,14 @@ class ModelSpec(Spec):
                           "gated-MLP models (Llama, Mistral/Mixtral, DeepSeek, Qwen: no hidden dropout, attention "
                           "dropout 0 in their configs; Megatron's Llama/DeepSeek recipes pass --hidden-dropout 0 "
                           "--attention-dropout 0), dropout for GPT-style models (GPT-3 and Megatron GPT: 0.1)")
+    mtp_layers: int = Field(
+        0, ge=0, le=MAX_LAYERS,
+        description="multi-token prediction modules trained with the model (DeepSeek-V3 report arXiv 2412.19437 "
+                    "sec. 2.2: each is a projection of [norm(h); norm(embedding)] (2h -> h), one transformer layer "
+                    "like the model's own, and the shared output head and its loss; HF config "
+                    "num_nextn_predict_layers, 1 for DeepSeek-V3). A training choice (Megatron-Core --mtp-num-layers, "
+                    "default none), so 0 unless the run states it; Megatron-Core places them on the last pipeline "
+                    "stage")
     notes: str = Field("", max_length=MAX_TEXT)
 
     @model_validator(mode="after")

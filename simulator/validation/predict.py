@@ -87,7 +87,13 @@ def candidate_table(case: Case) -> tuple[LayoutTable, dict, list]:
         table = enumerate_layouts(case.model, case.training, case.num_devices, search_space(case))
     except EmptySearchSpace as err:
         raise RowError(f"no layout matches the row's known fields and device count: {err.reason}") from None
+    if case.stage_layers is not None:     # a stated pipeline layout: on the layouts with its pp x vpp chunks
+        n = len(case.stage_layers)
+        table = table.replace(stage_layers=tuple(case.stage_layers if int(p) * int(v) == n else None
+                                                 for p, v in zip(table.pp, table.vpp)))
     cols = {name: getattr(table, name) for name in TABLE_COLUMNS}
+    if table.stage_layers is not None:
+        cols["stage_layers"] = table.stage_layers
     return table, cols, searched
 
 
@@ -216,7 +222,9 @@ def _des_step_time(case: Case, layout: dict, simulate) -> float:
                  flash_attention=case.flash_attention, overlap_grad_reduce=case.overlap_grad_reduce,
                  tp_comm_overlap=case.tp_comm_overlap, zero3_unit=case.zero3_unit,
                  ep_comm_overlap=case.ep_comm_overlap, dp_param_gather_overlap=case.dp_param_gather_overlap,
-                 moe_dispatch=case.moe_dispatch, moe_max_nodes=case.moe_max_nodes)
+                 moe_dispatch=case.moe_dispatch, moe_max_nodes=case.moe_max_nodes,
+                 stage_layers=(list(case.stage_layers) if case.stage_layers is not None
+                               and len(case.stage_layers) == layout["pp"] * layout["vpp"] else None))
     sc = Scenario(model=case.model, hardware=case.hardware, num_devices=case.num_devices, training=case.training,
                   layout=lay, framework=case.framework)
     return float(simulate(sc).step_time_s)
@@ -255,7 +263,12 @@ def job_key(case: Case) -> tuple:
 
 
 def _concat_tables(parts: list[dict]) -> LayoutTable:
-    return LayoutTable.from_columns(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+    table = LayoutTable.from_columns(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]
+                                        if k != "stage_layers"})
+    if any("stage_layers" in p for p in parts):
+        table = table.replace(stage_layers=tuple(sl for p in parts
+                                                 for sl in p.get("stage_layers", (None,) * len(p["tp"]))))
+    return table
 
 
 def predict_cases(cases: list, simulate: Optional[Callable] = None,

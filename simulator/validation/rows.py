@@ -68,6 +68,7 @@ class Case:
     dp_param_gather_overlap: bool = True   # ZeRO-1/2 parameter all-gather under the next forward (specs.layout)
     moe_dispatch: str = "flat"             # MoE token dispatch strategy (specs.layout.MoeDispatch)
     moe_max_nodes: Optional[int] = None    # node-limited routing: nodes a token may reach (None: every node)
+    stage_layers: Optional[tuple] = None   # decoder layers per virtual pipeline stage (a stated pipeline layout)
     framework: Optional[FrameworkSpec] = None   # the row's preset (framework_for_run); None: the default preset
     overrides: tuple = ()                  # (flag, value, the note rule that set it) applied over the preset
     policy: str = ""                       # blank-field policy used (benchmarks/README.md)
@@ -169,6 +170,84 @@ def _moe_of(row: dict, notes: str) -> Optional[MoESpec]:
                    first_dense_layers=int(pm.group(1)) if pm else 0)
 
 
+#: "one MTP layer", "2 MTP layers", "one multi-token prediction layer": the run trains multi-token prediction
+#: modules (Megatron-Core --mtp-num-layers; recipe facts in recipe_notes.yaml).
+_MTP_NOTE = re.compile(r"\b(one|two|three|\d+)\s+(?:MTP|multi-token[- ]prediction)\s+(?:layers?|modules?)\b",
+                       re.IGNORECASE)
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3}
+
+
+def mtp_layers_of_notes(notes: str) -> int:
+    """Multi-token prediction modules the notes state (0 when they state none)."""
+    m = _MTP_NOTE.search(notes)
+    if m is None:
+        return 0
+    n = m.group(1).lower()
+    return _NUMBER_WORDS[n] if n in _NUMBER_WORDS else int(n)
+
+
+#: A Megatron-Core pipeline layout as the notes quote it: "pp_layout Et*4|(t*4|)*14tmL" or "pipeline layout ...".
+_PP_LAYOUT_NOTE = re.compile(r"(?:pp_layout|pipeline layout)\s+([EtmL|()*0-9]+)")
+
+
+def megatron_pipeline_layout(layout: str) -> tuple[tuple, int]:
+    """(decoder layers per virtual pipeline stage, MTP modules) of a Megatron-Core pipeline layout string: stages
+    separated by '|', 'E' the embedding, 't' one decoder layer, 'm' one multi-token prediction module, 'L' the
+    loss, 'x*N' and '(...)*N' repeat a symbol or a group N times. "Et*4|(t*4|)*14tmL" -> (4, 4 x 14, 1), 1 MTP.
+
+    Source: Megatron-Core --pipeline-model-parallel-layout (transformer/pipeline_parallel_layer_layout.py, the
+    string form: E, t, m, L, '|' and '*' repetition); Megatron-Bridge recipes/deepseek/deepseek_v3.py
+    (set_deepseek_v3_pipeline_model_parallel_layout). Raises ValueError on an unbalanced or unknown symbol."""
+
+    def expand(s: str, i: int) -> tuple[str, int]:
+        out = []
+        while i < len(s) and s[i] != ")":
+            c = s[i]
+            if c == "(":
+                unit, i = expand(s, i + 1)
+                if i >= len(s):
+                    raise ValueError(f"pipeline layout {layout!r}: unbalanced '('")
+                i += 1
+            elif c in "EtmL|":
+                unit, i = c, i + 1
+            else:
+                raise ValueError(f"pipeline layout {layout!r}: unexpected {c!r}")
+            rep = re.match(r"\*(\d+)", s[i:])
+            if rep:
+                unit, i = unit * int(rep.group(1)), i + len(rep.group(0))
+            out.append(unit)
+        return "".join(out), i
+
+    flat, end = expand(layout, 0)
+    if end != len(layout):
+        raise ValueError(f"pipeline layout {layout!r}: unbalanced ')'")
+    stages = flat.split("|")
+    return tuple(st.count("t") for st in stages), flat.count("m")
+
+
+def stage_layers_of_notes(notes: str, model: ModelSpec, assumptions: list) -> tuple[Optional[tuple], ModelSpec]:
+    """(decoder layers per virtual stage or None, the model with the layout's MTP modules) of a row whose notes
+    quote its pipeline layout; RowError when the layout's layers do not add up to the model's."""
+    m = _PP_LAYOUT_NOTE.search(notes)
+    if m is None:
+        return None, model
+    text = m.group(1)
+    while text.endswith(")") and text.count(")") > text.count("("):     # "(pp_layout ...)": the prose's bracket
+        text = text[:-1]
+    try:
+        layers, mtp = megatron_pipeline_layout(text)
+    except ValueError as err:
+        raise RowError(str(err)) from None
+    if sum(layers) != model.num_layers:
+        raise RowError(f"pipeline layout {text!r} places {sum(layers)} decoder layers; the model has "
+                       f"{model.num_layers}")
+    if mtp != model.mtp_layers:
+        model = model.model_copy(update={"mtp_layers": mtp})
+    assumptions.append(f"pipeline layout {text} from the notes: layers per virtual stage "
+                       f"{list(layers)}, {mtp} MTP module(s) on the last")
+    return layers, model
+
+
 def model_from_row(row: dict, assumptions: list) -> ModelSpec:
     """A ModelSpec from the row's model columns (notes give head_dim, a dense prefix, MLA)."""
     blank = [c for c in ("n_layers", "hidden", "n_heads", "vocab", "seq_len") if row[c] is None]
@@ -190,7 +269,8 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
                          num_kv_heads=row["n_kv_heads"] if mla is None else None,
                          head_dim=head_dim if mla is None else (mla.v_head_dim if mla else None), ffn_hidden_size=ffn,
                          gated_mlp=bool(row["gated_mlp"]) if row["gated_mlp"] is not None else False,
-                         vocab_size=row["vocab"], max_seq_len=row["seq_len"], moe=moe, mla=mla)
+                         vocab_size=row["vocab"], max_seq_len=row["seq_len"], moe=moe, mla=mla,
+                         mtp_layers=mtp_layers_of_notes(notes))
     except Exception as err:  # pydantic ValidationError
         raise RowError(f"model columns do not form a valid model: {err}".splitlines()[0]) from None
 
@@ -520,6 +600,7 @@ def case_from_row(row: dict, line: int) -> Case:
     assumptions: list = []
     hw = hardware_from_row(row)
     model = model_from_row(row, assumptions)
+    stage_layers, model = stage_layers_of_notes(notes, model, assumptions)
     training = _training_of(row, assumptions)
     known = known_layout(row, model, assumptions)
     fw = row_framework(row)
@@ -543,7 +624,7 @@ def case_from_row(row: dict, line: int) -> Case:
                 peak_tflops_used=row["peak_tflops_used"], model=model, hardware=hw, training=training,
                 num_devices=row["n_devices"], known=known, convention_embedding=bool(_CONV_EMBEDDING.search(notes.lower())),
                 assumptions=tuple(assumptions), eval_sequences_per_step=eval_per_step, framework=fw,
-                overrides=overrides, policy=policy, **facts)
+                overrides=overrides, policy=policy, stage_layers=stage_layers, **facts)
 
 
 def vtrain_case(kind: str, cells: list[str], index: int, line: int, hw: HardwareProfile) -> Case:
