@@ -197,9 +197,11 @@ class KernelRates:
         if kernel is not None and key in ops:
             return kernel
         default = ops.get((f"attention_{pass_}", "bf16", None))
-        for (op, dt, k), m in ops.items():
-            if (k is not None and op == f"attention_{pass_}" and dt == "bf16" and default is not None
-                    and (m is default or (m.basis == default.basis and m.level == default.level))):
+        for op, dt, k in ops:
+            if k is None or op != f"attention_{pass_}" or dt != "bf16" or default is None:
+                continue
+            m = ops[(op, dt, k)]
+            if m is default or (m.basis == default.basis and m.level == default.level):
                 return k
         return None
 
