@@ -108,8 +108,11 @@ def memoized(memo: dict, tag: tuple, fn, *arrays):
     the caller) under `tag` (what else the result depends on). fn is elementwise, so an element's value does not
     depend on the other elements it is computed with: the same numbers as chunked, without re-running the
     lookup's fixed numpy work for shapes already seen (validation evaluates hundreds of small tables)."""
-    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in arrays))
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
     shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        arrays = np.broadcast_arrays(*arrays)
+        shape = arrays[0].shape
     if arrays[0].size > MEMO_MAX_ELEMENTS:
         return chunked(fn, *arrays)
     keys = [tag + k for k in zip(*(a.ravel().tolist() for a in arrays))]
