@@ -236,22 +236,36 @@ class LogGrid:
     step: float
     values: np.ndarray = field(hash=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_layout_cache"}     # pickles without the cache
+
+    def _layout(self) -> tuple:
+        """(strides in elements, clip bound per axis, flattened values), computed once per grid."""
+        cached = self.__dict__.get("_layout_cache")
+        if cached is None:
+            shape = self.values.shape
+            strides = [int(s) for s in np.cumprod((1,) + shape[:0:-1])[::-1]]
+            cached = (strides, [n - 1.000001 for n in shape], self.values.ravel())
+            object.__setattr__(self, "_layout_cache", cached)
+        return cached
+
     def __call__(self, *coords) -> np.ndarray:
-        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in coords))
+        arrays = [np.asarray(c, dtype=float) for c in coords]
+        if any(a.shape != arrays[0].shape for a in arrays):
+            arrays = np.broadcast_arrays(*arrays)
         out_shape = arrays[0].shape
         arrays = [a.ravel() for a in arrays]
-        shape, dims = self.values.shape, len(self.lo)
-        strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+        strides, bounds, flat = self._layout()
+        dims = len(self.lo)
         base, frac = 0, []
         for d in range(dims):
             u = np.log2(np.maximum(arrays[d], 1e-300))
             u -= self.lo[d]
             u /= self.step
-            np.clip(u, 0.0, shape[d] - 1.000001, out=u)
+            np.clip(u, 0.0, bounds[d], out=u)
             i = u.astype(np.intp)              # u >= 0: truncation is floor
-            base = base + i * int(strides[d])
+            base = base + i * strides[d]
             frac.append(u - i)
-        flat = self.values.ravel()
         corners = [(0, None)]                  # (offset, weight) of the 2**dims corners, built axis by axis
         for d in range(dims):
             lo_w, hi_w, step = 1.0 - frac[d], frac[d], int(strides[d])
