@@ -116,15 +116,17 @@ def memoized(memo: dict, tag: tuple, fn, *arrays):
     if arrays[0].size > MEMO_MAX_ELEMENTS:
         return chunked(fn, *arrays)
     keys = [tag + k for k in zip(*(a.ravel().tolist() for a in arrays))]
-    missing = [i for i, k in enumerate(keys) if k not in memo]
-    if missing:
-        if len(memo) > MEMO_MAX_ENTRIES:
-            memo.clear()
+    vals = [memo.get(k) for k in keys]
+    missing = [i for i, v in enumerate(vals) if v is None]
+    if missing:                       # computed into a local dict: another thread may clear the memo meanwhile
         new = list(dict.fromkeys(keys[i] for i in missing))
         cols = [np.array([k[len(tag) + j] for k in new], dtype=float) for j in range(len(arrays))]
-        vals = np.asarray(fn(*cols), dtype=float).ravel().tolist()
-        memo.update(zip(new, vals))
-    return np.array([memo[k] for k in keys], dtype=float).reshape(shape)
+        computed = dict(zip(new, np.asarray(fn(*cols), dtype=float).ravel().tolist()))
+        if len(memo) > MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo.update(computed)
+        vals = [computed[k] if v is None else v for k, v in zip(keys, vals)]
+    return np.array(vals, dtype=float).reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------- physics
