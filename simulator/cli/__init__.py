@@ -19,13 +19,28 @@ VERB_MODULES = ("estimate", "simulate", "search", "compare", "plan", "sweep", "v
                 "frameworks")
 
 
+class _Version(argparse.Action):
+    """argparse's "version" action with the version looked up only when asked for (reading the installed package's
+    metadata imports importlib.metadata and the email parser: time every other command would pay)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        formatter = parser._get_formatter()
+        formatter.add_text(f"trainsim {common.version()}")
+        parser._print_message(formatter.format_help(), sys.stdout)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     parser = common.ArgumentParser(
         prog="trainsim",
         description="Distributed-training efficiency simulator: MFU, step time and memory of LLM training layouts.")
-    parser.add_argument("--version", action="version", version=f"trainsim {common.version()}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--no-calibration", action="store_true",
                         help="load the hardware profiles without their calibration overlays (sourced values only; "
                              "see hardware_profiles/README.md)")

@@ -118,6 +118,19 @@ class ShapeIndex:
             np.asarray(out)[self.inverse]
 
 
+def _three_passes(time_s, m, n, k, *rest):
+    """time_s at (m, n, k), (m, k, n) and (n, k, m) (a linear layer's forward, input-gradient and weight-gradient
+    GEMMs) in one call of the elementwise kernel lookup on the three shapes stacked (the same numbers as three
+    calls, a third of the per-call work); `rest` (grouped GEMMs: the groups) is the same for the three."""
+    arrays = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (m, n, k, *rest)))
+    shape = arrays[0].shape
+    m, n, k, *rest = (a.ravel() for a in arrays)
+    out = np.asarray(time_s(np.concatenate([m, m, n]), np.concatenate([n, k, k]), np.concatenate([k, n, m]),
+                            *(np.concatenate([r, r, r]) for r in rest)), dtype=float)
+    size = m.size
+    return tuple(out[i * size:(i + 1) * size].reshape(shape) for i in range(3))
+
+
 @dataclass(frozen=True)
 class KernelRates:
     """The kernel times of one device for one job: the device's kernel model (None: ideal, every kernel at peak),
@@ -155,7 +168,12 @@ class KernelRates:
         Source: the backward of a linear layer is two GEMMs of the forward's FLOPs (Narayanan et al. 2021, arXiv
         2104.04473, sec. 5.1: backward = 2 x forward FLOPs); Qi et al. 2023 (arXiv 2401.10241) sec. 2 (the
         weight-gradient GEMM is separable)."""
-        return self.gemm_time_s(m, n, k, dtype), self.gemm_time_s(m, k, n, dtype), self.gemm_time_s(n, k, m, dtype)
+        dt = dtype or self.dtype
+        if self.model is None:
+            return self.gemm_time_s(m, n, k, dtype), self.gemm_time_s(m, k, n, dtype), self.gemm_time_s(n, k, m, dtype)
+        passes = self._shaped(lambda a, b, c: _three_passes(lambda x, y, z: self.model.gemm_time_s(x, y, z, dt),
+                                                            a, b, c), m, n, k)
+        return tuple(p / self.level for p in passes)
 
     def grouped_time_s(self, groups, m, n, k, dtype: Optional[str] = None):
         """Time of `groups` GEMMs of per-group (m x k) @ (k x n) run as one grouped GEMM.
@@ -170,8 +188,13 @@ class KernelRates:
     def grouped_passes_s(self, groups, m, n, k, dtype: Optional[str] = None):
         """(forward, input gradient, weight gradient) times of `groups` experts' linear layers (gemm_passes_s per
         group, as grouped GEMMs)."""
-        return (self.grouped_time_s(groups, m, n, k, dtype), self.grouped_time_s(groups, m, k, n, dtype),
-                self.grouped_time_s(groups, n, k, m, dtype))
+        dt = dtype or self.dtype
+        if self.model is None:
+            return (self.grouped_time_s(groups, m, n, k, dtype), self.grouped_time_s(groups, m, k, n, dtype),
+                    self.grouped_time_s(groups, n, k, m, dtype))
+        passes = self._shaped(lambda g, a, b, c: _three_passes(
+            lambda x, y, z, w: self.model.grouped_gemm_time_s(w, x, y, z, dt), a, b, c, g), groups, m, n, k)
+        return tuple(p / self.level for p in passes)
 
     def attention_efficiency(self, seq_len, head_dim, batch_heads, pass_: str, kernel: Optional[str] = None):
         """Fraction of the bf16 peak a fused attention kernel reaches (causal), times the level; 1 when ideal.
@@ -197,9 +220,11 @@ class KernelRates:
         if kernel is not None and key in ops:
             return kernel
         default = ops.get((f"attention_{pass_}", "bf16", None))
-        for (op, dt, k), m in ops.items():
-            if (k is not None and op == f"attention_{pass_}" and dt == "bf16" and default is not None
-                    and (m is default or (m.basis == default.basis and m.level == default.level))):
+        for op, dt, k in ops:
+            if k is None or op != f"attention_{pass_}" or dt != "bf16" or default is None:
+                continue
+            m = ops[(op, dt, k)]
+            if m is default or (m.basis == default.basis and m.level == default.level):
                 return k
         return None
 

@@ -87,6 +87,8 @@ GRID_AXES = {                          # log2 range of each residual axis
 }
 PEAK_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp6", "fp4")
 CHUNK = 1 << 15                        # elements per block of a lookup: temporaries stay in cache
+MEMO_MAX_ELEMENTS = 256                # lookups this small go through the per-model memo (KernelModel._memo)
+MEMO_MAX_ENTRIES = 1 << 16             # entries a model's memo holds before it is cleared
 
 
 def chunked(fn, *arrays):
@@ -102,6 +104,32 @@ def chunked(fn, *arrays):
     for lo in range(0, size, CHUNK):
         out[lo:lo + CHUNK] = fn(*(a[lo:lo + CHUNK] for a in flat))
     return out.reshape(shape)
+
+
+def memoized(memo: dict, tag: tuple, fn, *arrays):
+    """chunked(fn, *arrays) for small inputs, each distinct element tuple computed once per `memo` (a dict kept by
+    the caller) under `tag` (what else the result depends on). fn is elementwise, so an element's value does not
+    depend on the other elements it is computed with: the same numbers as chunked, without re-running the
+    lookup's fixed numpy work for shapes already seen (validation evaluates hundreds of small tables)."""
+    arrays = [np.asarray(a, dtype=float) for a in arrays]
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        arrays = np.broadcast_arrays(*arrays)
+        shape = arrays[0].shape
+    if arrays[0].size > MEMO_MAX_ELEMENTS:
+        return chunked(fn, *arrays)
+    keys = [tag + k for k in zip(*(a.ravel().tolist() for a in arrays))]
+    vals = [memo.get(k) for k in keys]
+    missing = [i for i, v in enumerate(vals) if v is None]
+    if missing:                       # computed into a local dict: another thread may clear the memo meanwhile
+        new = list(dict.fromkeys(keys[i] for i in missing))
+        cols = [np.array([k[len(tag) + j] for k in new], dtype=float) for j in range(len(arrays))]
+        computed = dict(zip(new, np.asarray(fn(*cols), dtype=float).ravel().tolist()))
+        if len(memo) > MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo.update(computed)
+        vals = [computed[k] if v is None else v for k, v in zip(keys, vals)]
+    return np.array(vals, dtype=float).reshape(shape)
 
 
 # ----------------------------------------------------------------------------------------------- physics
@@ -213,22 +241,36 @@ class LogGrid:
     step: float
     values: np.ndarray = field(hash=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_layout_cache"}     # pickles without the cache
+
+    def _layout(self) -> tuple:
+        """(strides in elements, clip bound per axis, flattened values), computed once per grid."""
+        cached = self.__dict__.get("_layout_cache")
+        if cached is None:
+            shape = self.values.shape
+            strides = [int(s) for s in np.cumprod((1,) + shape[:0:-1])[::-1]]
+            cached = (strides, [n - 1.000001 for n in shape], self.values.ravel())
+            object.__setattr__(self, "_layout_cache", cached)
+        return cached
+
     def __call__(self, *coords) -> np.ndarray:
-        arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in coords))
+        arrays = [np.asarray(c, dtype=float) for c in coords]
+        if any(a.shape != arrays[0].shape for a in arrays):
+            arrays = np.broadcast_arrays(*arrays)
         out_shape = arrays[0].shape
         arrays = [a.ravel() for a in arrays]
-        shape, dims = self.values.shape, len(self.lo)
-        strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+        strides, bounds, flat = self._layout()
+        dims = len(self.lo)
         base, frac = 0, []
         for d in range(dims):
             u = np.log2(np.maximum(arrays[d], 1e-300))
             u -= self.lo[d]
             u /= self.step
-            np.clip(u, 0.0, shape[d] - 1.000001, out=u)
+            np.clip(u, 0.0, bounds[d], out=u)
             i = u.astype(np.intp)              # u >= 0: truncation is floor
-            base = base + i * int(strides[d])
+            base = base + i * strides[d]
             frac.append(u - i)
-        flat = self.values.ravel()
         corners = [(0, None)]                  # (offset, weight) of the 2**dims corners, built axis by axis
         for d in range(dims):
             lo_w, hi_w, step = 1.0 - frac[d], frac[d], int(strides[d])
@@ -631,6 +673,7 @@ class KernelModel:
     device: DeviceFacts
     ops: Mapping[tuple[str, str, Optional[str]], OpModel] = field(hash=False)
     memory: Mapping[str, MemoryKind] = field(hash=False)
+    _memo: dict = field(default_factory=dict, init=False, repr=False, hash=False, compare=False)
 
     def op(self, op: str, dtype: str = "bf16", kernel: Optional[str] = None) -> OpModel:
         """The OpModel of `op`; `dtype` runs as the device's compute dtype (fp8 on a device without fp8: bf16)."""
@@ -681,7 +724,7 @@ class KernelModel:
             phys = self._systolic_fill(m, n, k) if d.systolic else \
                 gemm_shape_factor(m, n, k, g, d.compute_units, d.tile_m, d.tile_n, om.half)
             return np.minimum(phys * np.exp(om.grid(m, n, k)), self._roofline(m, n, k, g, dtype))
-        return chunked(block, groups, m, n, k)
+        return memoized(self._memo, ("grouped_gemm", dtype, kernel), block, groups, m, n, k)
 
     def gemm_efficiency(self, m, n, k, dtype: str = "bf16", kernel: Optional[str] = None):
         """Fraction of the dtype's dense peak reached by an (m x k) @ (k x n) GEMM.
@@ -695,7 +738,7 @@ class KernelModel:
             phys = self._systolic_fill(m, n, k) if d.systolic else \
                 gemm_shape_factor(m, n, k, 1.0, d.compute_units, d.tile_m, d.tile_n, om.half)
             return np.minimum(phys * np.exp(om.grid(m, n, k)), self._roofline(m, n, k, 1.0, dtype))
-        return chunked(block, m, n, k)
+        return memoized(self._memo, ("gemm", dtype, kernel), block, m, n, k)
 
     def gemm_time_s(self, m, n, k, dtype: str = "bf16", kernel: Optional[str] = None):
         """2 m n k / (peak x gemm_efficiency)."""
@@ -721,7 +764,8 @@ class KernelModel:
         def block(s, d, bh, c):
             eff = attention_shape_factor(s, bh, c > 0.5, units, om.half) * np.exp(om.grid(s, bh, d))
             return eff * axis_fill(d, mxu) if mxu else eff
-        return chunked(block, seq_len, head_dim, batch_heads, np.asarray(causal, dtype=bool))
+        return memoized(self._memo, ("attention", pass_, kernel), block, seq_len, head_dim, batch_heads,
+                        np.asarray(causal, dtype=bool))
 
     def attention_time_s(self, batch, heads, seq_len, head_dim, causal=True, pass_: str = "fwd",
                          kernel: Optional[str] = None):
@@ -755,7 +799,7 @@ def build_kernel_model(hw: HardwareProfile, exclude_tables: Sequence[str] = ()) 
     surfaces = [s for s in surfaces if s.table_id not in exclude_tables]
     memories = [m for m in memories if m[0] not in exclude_tables]
     dev = device_facts(hw, cat)
-    ops: dict[tuple[str, str, Optional[str]], OpModel] = {}
+    ops: dict[tuple[str, str, Optional[str]], tuple] = {}
     for op in ("gemm", "grouped_gemm", "attention_fwd", "attention_bwd"):
         dtypes = ["bf16"] if op.startswith("attention") else _gemm_dtypes(dev)
         kernels = [None] + sorted({s.kernel for s in surfaces if s.op == op and s.kernel})
@@ -764,10 +808,34 @@ def build_kernel_model(hw: HardwareProfile, exclude_tables: Sequence[str] = ()) 
                 if kern is not None and not any(s.kernel == kern and _dtype_class(s.dtype) ==
                                                 _dtype_class(dev.compute_dtype(dt)) for s in surfaces):
                     continue                  # a named kernel only in the dtypes it was measured in
-                om = derive_op(dev, op, dt, surfaces, cat.transfer_validation, kernel=kern)
-                if om is not None:
-                    ops[(op, dt, kern)] = om
-    return KernelModel(device=dev, ops=ops, memory=derive_memory(dev, memories))
+                if any(s.op == op and (s.default if kern is None else s.kernel == kern) for s in surfaces):
+                    ops[(op, dt, kern)] = (dev, op, dt, surfaces, cat.transfer_validation, kern)
+    return KernelModel(device=dev, ops=DerivedOps(ops), memory=derive_memory(dev, memories))
+
+
+class DerivedOps(Mapping):
+    """(op, dtype, kernel) -> OpModel, each derived (derive_op) on first use: a process asks for a few of a
+    device's ops, and deriving one moves or averages whole residual grids. Keys are those derive_op answers for
+    (an op some table measures: derive_op returns None exactly when none does)."""
+
+    def __init__(self, args: Mapping[tuple[str, str, Optional[str]], tuple]):
+        self._args, self._done = dict(args), {}
+
+    def __getitem__(self, key) -> OpModel:
+        om = self._done.get(key)
+        if om is None:
+            dev, op, dt, surfaces, validation, kern = self._args[key]
+            om = self._done[key] = derive_op(dev, op, dt, surfaces, validation, kernel=kern)
+        return om
+
+    def __contains__(self, key) -> bool:
+        return key in self._args
+
+    def __iter__(self):
+        return iter(self._args)
+
+    def __len__(self) -> int:
+        return len(self._args)
 
 
 @lru_cache(maxsize=64)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import SpecError
+from ..special import special_ufunc
 from ..specs.routing import RoutingSpec
 
 _GRID = np.linspace(-12.0, 12.0, 4801)
@@ -28,7 +29,7 @@ def expected_max_std_normal(n):
     (David & Nagaraja, "Order Statistics", 3rd ed., sec. 3.2), evaluated on a fine grid."""
     n = np.asarray(n, dtype=float)
     phi = np.exp(-0.5 * _GRID ** 2) / np.sqrt(2.0 * np.pi)
-    from scipy.special import ndtr         # scipy loads only where routing imbalance is costed
+    ndtr = special_ufunc("ndtr")          # scipy loads only where routing imbalance is costed
     cdf = ndtr(_GRID)
     flat = n.reshape(-1)
     out = np.array([np.trapezoid(_GRID * k * phi * cdf ** (k - 1.0), _GRID) for k in flat])
@@ -178,7 +179,7 @@ def expected_overflow(mean_load, var_load, capacity):
     sd = np.sqrt(np.maximum(np.asarray(var_load, dtype=float), 1e-300))
     z = (np.asarray(capacity, dtype=float) - mean_load) / sd
     phi = np.exp(-0.5 * z * z) / np.sqrt(2.0 * np.pi)
-    from scipy.special import ndtr
+    ndtr = special_ufunc("ndtr")
     return sd * (phi - z * (1.0 - ndtr(z)))
 
 

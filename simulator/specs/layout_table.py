@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -17,6 +18,12 @@ FLOAT_COLUMNS = ("onebit_warmup_fraction",)
 _CODES = {"recompute": RECOMPUTE_CODES, "schedule": SCHEDULE_CODES, "zero3_unit": ZERO3_UNIT_CODES,
           "offload_optimizer": OFFLOAD_CODES, "offload_params": OFFLOAD_CODES, "offload_activations": OFFLOAD_CODES,
           "moe_dispatch": MOE_DISPATCH_CODES, "dp_compression": DP_COMPRESSION_CODES}
+
+
+@lru_cache(maxsize=1)
+def _default_layout() -> Layout:
+    """Layout() (frozen), built once: from_columns reads its defaults for every table."""
+    return Layout()
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class LayoutTable:
         preset's, specs.stack); dp must be given."""
         from .stack import framework_layout_values, framework_named
         n = max(np.size(v) for v in cols.values())
-        defaults = Layout()
+        defaults = _default_layout()
         stack = framework_layout_values(framework_named(), "")
         out = {}
         for name in INT_COLUMNS + BOOL_COLUMNS + FLOAT_COLUMNS:
@@ -101,7 +108,10 @@ class LayoutTable:
             else:
                 v = getattr(defaults, name)
             dtype = bool if name in BOOL_COLUMNS else (float if name in FLOAT_COLUMNS else np.int64)
-            out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
+            if isinstance(v, np.ndarray) and v.dtype == dtype and v.shape == (n,):
+                out[name] = v.copy()                   # as the broadcast below, without its per-call work
+            else:
+                out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
         return cls(placement=placement, **out)
 
     @classmethod

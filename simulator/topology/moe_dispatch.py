@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import SpecError
+from ..special import special_ufunc
 from .collectives import all_to_all_time_s, level_bandwidth
 from .placement import TierArrays, group_levels
 
@@ -62,7 +63,7 @@ def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm
 
 
 def _log_comb(a, b):
-    from scipy.special import gammaln      # scipy loads only where a node-limited dispatch is costed
+    gammaln = special_ufunc("gammaln")   # scipy loads only where a node-limited dispatch is costed
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     return gammaln(a + 1.0) - gammaln(b + 1.0) - gammaln(np.maximum(a - b, 0.0) + 1.0)

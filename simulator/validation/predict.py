@@ -256,10 +256,19 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
 # many rows at once
 # ---------------------------------------------------------------------------------------------------------------
 
-def job_key(case: Case) -> tuple:
-    """Cases with equal keys share one Job and are evaluated as one LayoutTable."""
-    return (case.model.model_dump_json(), case.hardware.model_dump_json(), case.training.model_dump_json(),
-            case.num_devices, case.framework.model_dump_json() if case.framework is not None else "")
+def job_key(case: Case, dumps: Optional[dict] = None) -> tuple:
+    """Cases with equal keys share one Job and are evaluated as one LayoutTable. `dumps` (id -> JSON, kept by the
+    caller while the cases live) serialises each spec object shared by several cases once."""
+    def dump(spec) -> str:
+        if dumps is None:
+            return spec.model_dump_json()
+        got = dumps.get(id(spec))
+        if got is None or got[0] is not spec:
+            got = dumps[id(spec)] = (spec, spec.model_dump_json())
+        return got[1]
+
+    return (dump(case.model), dump(case.hardware), dump(case.training), case.num_devices,
+            dump(case.framework) if case.framework is not None else "")
 
 
 def _concat_tables(parts: list[dict]) -> LayoutTable:
@@ -280,6 +289,7 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
     out: list = [None] * len(cases)
     prepared = {}
     groups: dict = {}
+    dumps: dict = {}
     for i, case in enumerate(cases):
         try:
             _, cols, searched = candidate_table(case)
@@ -287,7 +297,7 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
             out[i] = err
             continue
         prepared[i] = (cols, searched)
-        groups.setdefault(job_key(case), []).append(i)
+        groups.setdefault(job_key(case, dumps), []).append(i)
     for g, idx in enumerate(groups.values()):
         if progress is not None and g:
             progress(g, len(groups))

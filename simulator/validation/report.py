@@ -69,13 +69,23 @@ class ValidationReport:
         return [r for r in self.rows if r.status != "ok"]
 
 
+def _median(x: np.ndarray) -> float:
+    """np.median of a non-empty 1-d array, the same number (the middle value, or the mean of the middle two),
+    without np.median's first-call import of numpy.ma (about 10 ms of a validate process)."""
+    if np.isnan(x).any():
+        return float("nan")
+    s = np.sort(x)
+    mid = s.size // 2
+    return float(s[mid]) if s.size % 2 else float((s[mid - 1] + s[mid]) / 2.0)
+
+
 def error_stats(errors) -> dict:
     """n, MAPE, median and max absolute percentage error (and mean signed error) of signed % errors."""
     signed = np.asarray(list(errors), dtype=float)
     e = np.abs(signed)
     if e.size == 0:
         return {"n": 0, "mape_pct": None, "median_ape_pct": None, "max_ape_pct": None, "mean_signed_pct": None}
-    return {"n": int(e.size), "mape_pct": float(e.mean()), "median_ape_pct": float(np.median(e)),
+    return {"n": int(e.size), "mape_pct": float(e.mean()), "median_ape_pct": _median(e),
             "max_ape_pct": float(e.max()), "mean_signed_pct": float(signed.mean())}
 
 

@@ -291,13 +291,18 @@ def power_of_notes(notes: str) -> dict:
     return {"clock_fraction": float(m.group(1))} if m else {}
 
 
-def hardware_from_row(row: dict) -> HardwareProfile:
-    """The row's profile with its per-row overrides (Gb/s columns converted to GB/s)."""
+def hardware_from_row(row: dict, profiles: Optional[dict] = None) -> HardwareProfile:
+    """The row's profile with its per-row overrides (Gb/s columns converted to GB/s). `profiles` (a dict one file's
+    rows share) keeps each named profile loaded once: profiles are frozen."""
     name = row["hardware_profile"]
     if not name:
         raise RowError("hardware_profile blank")
     try:
-        hw = load_hardware(name)
+        hw = profiles.get(name) if profiles is not None else None
+        if hw is None:
+            hw = load_hardware(name)
+            if profiles is not None:
+                profiles[name] = hw
     except SpecError as err:
         msg = str(err)
         if msg.startswith("unknown hardware profile"):
@@ -592,13 +597,14 @@ def _training_of(row: dict, assumptions: list) -> TrainingSpec:
         raise RowError(f"training columns invalid: {err}".splitlines()[0]) from None
 
 
-def case_from_row(row: dict, line: int) -> Case:
-    """A Case from a typed published-runs row; RowError with the reason when it cannot be predicted."""
+def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case:
+    """A Case from a typed published-runs row; RowError with the reason when it cannot be predicted. `profiles`:
+    hardware_from_row's."""
     notes = row.get("notes") or ""
     if notes.strip().upper().startswith("UNUSABLE"):
         raise RowError(notes.strip().split(".")[0].strip())
     assumptions: list = []
-    hw = hardware_from_row(row)
+    hw = hardware_from_row(row, profiles)
     model = model_from_row(row, assumptions)
     stage_layers, model = stage_layers_of_notes(notes, model, assumptions)
     training = _training_of(row, assumptions)
@@ -686,9 +692,10 @@ def recipe_notes() -> dict:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def with_recipe_notes(row: dict) -> dict:
-    """`row` with its recipe facts (recipe_notes) appended to its notes, once; the row says so in its notes."""
-    extra = recipe_notes().get(str(row.get("id", "")).strip())
+def with_recipe_notes(row: dict, facts: Optional[dict] = None) -> dict:
+    """`row` with its recipe facts (recipe_notes, or `facts` read from it once per file) appended to its notes,
+    once; the row says so in its notes."""
+    extra = (recipe_notes() if facts is None else facts).get(str(row.get("id", "")).strip())
     notes = row.get("notes") or ""
     if not extra or extra in notes:
         return row
@@ -708,11 +715,13 @@ def load_cases(path: str | Path) -> tuple[str, list]:
     kind = detect_kind(header)
     items = []
     vt_hw = vtrain_hardware() if kind.startswith("vtrain") else None
+    facts, profiles = (recipe_notes(), {}) if kind == "published" else (None, None)
     for idx, (line, cells) in enumerate(recs, start=1):
         rid = f"{kind}-{idx}" if kind.startswith("vtrain") else (cells[0].strip() if cells else f"line-{line}")
         try:
             if kind == "published":
-                items.append(case_from_row(with_recipe_notes(parse_published_row(header, cells, line)), line))
+                items.append(case_from_row(with_recipe_notes(parse_published_row(header, cells, line), facts), line,
+                                           profiles))
             else:
                 items.append(vtrain_case(kind, cells, idx, line, vt_hw))
         except RowError as err:
