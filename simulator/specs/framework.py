@@ -275,6 +275,11 @@ class BuffersSpec(Spec):
                                "state): gradient copies made for the step (InternEvo: a flat bf16 copy and its fp32 "
                                "cast). They exist after the backward pass, when the activations are freed, so the "
                                "peak is the larger of the two")
+    grad_buffer_passes: bool = Field(
+        True, description="the optimizer step also streams the persistent gradient buffer: zeroes it each iteration "
+                          "and scales it by 1/dp in place before the data-parallel reduction (Megatron-Core "
+                          "param_and_grad_buffer.py, PyTorch DDP/FSDP, DeepSpeed); false for functional stacks "
+                          "(JAX) whose gradients are fresh values averaged by the loss (costs.optimizer)")
     source: str = Field("not modelled: no buffer beyond the model states and activations", min_length=1)
 
 
