@@ -32,7 +32,15 @@ def test_experts_shard_over_their_own_group():
     assert float(optimizer_step_bytes(0.0, 4e9, 1, 8, 2)) == pytest.approx(48e9 + 76e9)
 
 
-def test_jax_stacks_skip_the_gradient_buffer_passes():
-    assert grad_buffer_passes(None) and grad_buffer_passes(framework_named("megatron-core"))
-    assert not grad_buffer_passes(framework_named("maxtext"))
-    assert float(optimizer_step_bytes(8e9, 0.0, 1, 4, 1, buffer_passes=False)) == pytest.approx(76e9)
+def test_framework_passes_by_hand():
+    """8e9 local, ZeRO-1 over dp 4 (shard 2e9 x 38 B = 76e9 B). Megatron-LM defaults (check on, in-place 1/dp):
+    zero 4 + check 4 + scale 8 = 16 B x 8e9 = 128e9. Megatron-Bridge recipes (check on, average in the collective):
+    zero 4 + check 4 = 8 B -> 64e9. JAX: no buffer passes."""
+    assert grad_buffer_passes(None) == (True, True, False)
+    core, bridge = grad_buffer_passes(framework_named("megatron-core")), grad_buffer_passes(framework_named("megatron-bridge"))
+    assert core == (True, True, True) and bridge == (True, False, True)
+    assert not grad_buffer_passes(framework_named("maxtext"))[0]
+    assert float(optimizer_step_bytes(8e9, 0.0, 1, 4, 1, buffer_passes=core)) == pytest.approx(128e9 + 76e9)
+    assert float(optimizer_step_bytes(8e9, 0.0, 1, 4, 1, buffer_passes=bridge)) == pytest.approx(64e9 + 76e9)
+    jax = grad_buffer_passes(framework_named("maxtext"))
+    assert float(optimizer_step_bytes(8e9, 0.0, 1, 4, 1, buffer_passes=jax)) == pytest.approx(76e9)

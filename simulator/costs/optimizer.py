@@ -4,8 +4,10 @@ buffer a device holds (zeroing, averaging, norm), all memory bound.
 The step as Megatron-Core runs it (NVIDIA/Megatron-LM, megatron/core):
 - distributed/param_and_grad_buffer.py: `reset()` zeroes the whole gradient buffer (`grad_data.zero_()`) every
   iteration, and before the data-parallel reduction the bucket is scaled in place by the gradient scaling factor
-  1/dp (`bucket.grad_data *= gradient_scaling_factor`, unless averaged inside the collective); both touch every
-  gradient the rank holds, not only its ZeRO shard.
+  1/dp (`bucket.grad_data *= gradient_scaling_factor`, unless average_in_collective) after an optional NaN/Inf
+  check that takes each bucket's norm (`check_grads`, check_for_nan_in_grad: on by default in Megatron-LM's
+  training arguments, --no-check-for-nan-in-loss-and-grad); all touch every gradient the rank holds, not only its
+  ZeRO shard. Which of the optional passes a stack runs is a framework fact (presets, buffers.grad_*).
 - optimizer/distrib_optimizer.py `_copy_model_grads_to_main_grads`: the fp32 main gradient of the shard is a view of
   the fp32 gradient buffer (a cast copy when gradients are reduced in bf16).
 - optimizer/clip_grads.py `get_grad_norm_fp32`: `multi_tensor_l2norm` reads every main gradient of the shard; the
@@ -43,34 +45,40 @@ def owned_params(dense, expert, zero, dense_dp, expert_dp):
 
 
 def optimizer_step_bytes(dense, expert, zero, dense_dp, expert_dp, grad_bytes=4.0, weight_bytes=2.0,
-                         buffer_passes=True):
-    """HBM bytes of one optimizer step: where the stack keeps a persistent gradient buffer (`buffer_passes`, the
-    framework preset's buffers.grad_buffer_passes), per held gradient the buffer zeroing (write, grad_bytes) and,
-    where the data-parallel group is larger than one, the in-place 1/dp averaging (read + write, 2 grad_bytes); per owned
-    parameter, OPTIMIZER_BYTES_PER_PARAM of fp32 state, the weight write (weight_bytes) and, where gradients are
-    kept below fp32, the cast to the fp32 main gradient (grad_bytes read + 4 written).
+                         buffer_passes=(True, True, False)):
+    """HBM bytes of one optimizer step. Per held gradient, where the stack keeps a persistent gradient buffer
+    (`buffer_passes` = (zeroed, averaged, checked), the framework preset's buffers.grad_buffer_passes,
+    grad_average_pass, grad_check_pass): the zeroing (write, grad_bytes), the NaN/Inf check norm (read, grad_bytes)
+    and, where the data-parallel group is larger than one, the in-place 1/dp averaging (read + write, 2
+    grad_bytes). Per owned parameter: OPTIMIZER_BYTES_PER_PARAM of fp32 state, the weight write (weight_bytes) and,
+    where gradients are kept below fp32, the cast to the fp32 main gradient (grad_bytes read + 4 written).
 
-    Source: the Megatron-Core passes listed in this module's docstring (param_and_grad_buffer.py reset and
-    gradient_scaling_factor, distrib_optimizer.py, clip_grads.py get_grad_norm_fp32, optimizer.py step)."""
+    Source: the Megatron-Core passes listed in this module's docstring (param_and_grad_buffer.py reset, check_grads
+    and gradient_scaling_factor, distrib_optimizer.py, clip_grads.py get_grad_norm_fp32, optimizer.py step)."""
+    zeroed, averaged, checked = (float(bool(f)) for f in buffer_passes)
     held_d = dense / np.where(zero >= 2, dense_dp, 1.0)
     held_e = expert / np.where(zero >= 2, expert_dp, 1.0)
-    averaged = held_d * (np.asarray(dense_dp) > 1) + held_e * (np.asarray(expert_dp) > 1)
-    buffer_bytes = ((held_d + held_e) * grad_bytes + averaged * 2.0 * grad_bytes) * float(buffer_passes)
+    scaled = held_d * (np.asarray(dense_dp) > 1) + held_e * (np.asarray(expert_dp) > 1)
+    buffer_bytes = zeroed * ((held_d + held_e) * grad_bytes * (1.0 + checked) + averaged * scaled * 2.0 * grad_bytes)
     cast = (grad_bytes + MAIN_GRAD_BYTES) if grad_bytes < MAIN_GRAD_BYTES else 0.0
     own = owned_params(dense, expert, zero, dense_dp, expert_dp)
     return buffer_bytes + own * (OPTIMIZER_BYTES_PER_PARAM + weight_bytes + cast)
 
 
-def grad_buffer_passes(framework) -> bool:
-    """Whether the stack streams a persistent gradient buffer in its step: the framework preset's
-    buffers.grad_buffer_passes, true where no preset is given (the PyTorch stacks).
+def grad_buffer_passes(framework) -> tuple:
+    """(zeroed, averaged, checked): which passes over the persistent gradient buffer the stack runs, from the
+    framework preset's buffers (grad_buffer_passes, grad_average_pass, grad_check_pass); (True, True, False) where
+    no preset is given (PyTorch DDP: zeroed buffer, gradients divided by the world size before the all-reduce).
 
     Source: simulator/presets/frameworks/*.yaml (buffers.source)."""
-    return True if framework is None else bool(framework.buffers.grad_buffer_passes)
+    if framework is None:
+        return True, True, False
+    b = framework.buffers
+    return bool(b.grad_buffer_passes), bool(b.grad_average_pass), bool(b.grad_check_pass)
 
 
 def optimizer_step_time_s(dense, expert, zero, dense_dp, expert_dp, hbm_bytes_per_s, memory_efficiency,
-                          grad_bytes=4.0, weight_bytes=2.0, buffer_passes=True):
+                          grad_bytes=4.0, weight_bytes=2.0, buffer_passes=(True, True, False)):
     """Time of one optimizer step: optimizer_step_bytes streamed at the achieved HBM bandwidth
     (`memory_efficiency`: the device's measured elementwise fraction, costs.compute.KernelRates).
 
