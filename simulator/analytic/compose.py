@@ -23,7 +23,7 @@ from ..costs.flops import param_tensors_per_layer
 from ..costs.compute import ShapeIndex
 from ..costs.layer import LayerCosts, layer_costs
 from ..costs.offload import zero3_prefetch_possible
-from ..costs.optimizer import optimizer_step_time_s
+from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
@@ -404,7 +404,8 @@ def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None
                                           zero3_overlap=t.overlap_grad_reduce & zero3_prefetch_possible(sz))
     kr, g = sz.kernel, sz.dp_groups
     t_opt = optimizer_step_time_s(dense_t, expert_t, t.zero, g.dense_size, g.expert_size, kr.hbm_bytes_per_s,
-                                  kr.memory_efficiency())
+                                  kr.memory_efficiency(), sz.grad_bytes, sz.weight_bytes,
+                                  grad_buffer_passes(sz.framework))
     t_opt = np.where(t.offload_optimizer > 0, 0.0, t_opt)                 # the CPU steps instead (offload)
     off = offload_terms(sz, pace_kind, sz.num_micro, pace.compute_fwd_s, pace.compute_bwd_s)
     t_fixed = step_overhead_s(job.hardware, sz.framework)

@@ -42,7 +42,7 @@ TIME_FUNCTIONS = {
     "dp_comm": (communication.dp_step_comm_s, communication.data_parallel_groups),
     "offload": (offload.exposed_offload_s, offload.param_fetch_s, offload.grad_offload_s, offload.activation_copy_s,
                 offload.offload_update_s),
-    "optimizer": (optimizer.optimizer_step_time_s, optimizer.owned_params),
+    "optimizer": (optimizer.optimizer_step_time_s, optimizer.optimizer_step_bytes, optimizer.owned_params),
     "overhead": (stage.step_overhead_s,),
 }
 #: Functions behind each memory kind.

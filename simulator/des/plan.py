@@ -17,7 +17,7 @@ from ..costs import offload as off
 from ..costs.communication import dp_comm_times, dp_phase_cost, onebit_stage_s
 from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
-from ..costs.optimizer import optimizer_step_time_s
+from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
 from ..costs.stage import RankKind, activation_bytes_of_layer, rank_host_s, step_overhead_s
 from ..pipeline.schedules import chunk_position, chunks_per_rank, micro_per_chunk, num_stages, schedule_ops
@@ -413,7 +413,8 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
             buckets = ()
             dp_reduce = scalar(onebit_stage_s(sz, np.asarray([dense_tot]), np.asarray([expert_tot])))
     kr = sz.kernel
-    opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_efficiency()))
+    opt = float(optimizer_step_time_s(dense_tot, expert_tot, zero, dpc, edpc, kr.hbm_bytes_per_s, kr.memory_efficiency(),
+                                      sz.grad_bytes, sz.weight_bytes, grad_buffer_passes(sz.framework)))
     if lay.offload_optimizer != "none":
         opt = 0.0                                   # the CPU steps instead (StageSpec.offload_update_s)
     return dp_reduce, dp_gather, buckets, opt

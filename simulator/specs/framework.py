@@ -288,6 +288,18 @@ class BuffersSpec(Spec):
                                "state): gradient copies made for the step (InternEvo: a flat bf16 copy and its fp32 "
                                "cast). They exist after the backward pass, when the activations are freed, so the "
                                "peak is the larger of the two")
+    grad_buffer_passes: bool = Field(
+        True, description="the optimizer step also streams the persistent gradient buffer: zeroes it each iteration "
+                          "and scales it by 1/dp in place before the data-parallel reduction (Megatron-Core "
+                          "param_and_grad_buffer.py, PyTorch DDP/FSDP, DeepSpeed); false for functional stacks "
+                          "(JAX) whose gradients are fresh values averaged by the loss (costs.optimizer)")
+    grad_average_pass: bool = Field(
+        True, description="the gradient buffer is scaled by 1/dp in place before the data-parallel reduction "
+                          "(Megatron-Core average_in_collective False, its default); false where the collective "
+                          "averages (ReduceOp.AVG)")
+    grad_check_pass: bool = Field(
+        False, description="a NaN/Inf check reads the whole gradient buffer (a norm per bucket) before the "
+                           "reduction (Megatron-Core DDP check_for_nan_in_grad)")
     source: str = Field("not modelled: no buffer beyond the model states and activations", min_length=1)
 
 
