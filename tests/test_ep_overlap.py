@@ -92,3 +92,19 @@ def test_ep_overlap_sm_share_costs_time_only_with_the_overlap_on():
     on, on_free = step(fw, True), step(free, True)
     assert on["time_breakdown_s"]["ep_comm"] > on_free["time_breakdown_s"]["ep_comm"]
     assert step(fw, False)["step_time_s"] == pytest.approx(step(free, False)["step_time_s"], rel=1e-12)
+
+
+def test_des_charges_the_same_ep_contention_as_the_analytic_engine():
+    """Both engines take the exposed all-to-all of a layer from costs.communication.ep_exposed_s: the SM share
+    lengthens the DES step (no port contention) by what it lengthens the analytic step."""
+    from simulator.specs.frameworks_loading import load_framework
+    fw = load_framework("megatron-core")
+    free = fw.model_copy(update={"moe": fw.moe.model_copy(update={"overlap_comm_sm_share": 0.0})})
+    steps = []
+    for f in (fw, free):
+        sc = ts.Scenario.build(_moe(), toy_hardware(), devices=16, global_batch=16, seq_len=128, tp=1, dp=8, ep=8,
+                               pp=2, vpp=2, recompute="none", micro_batch=1, ep_comm_overlap=True, framework=f)
+        steps.append((ts.estimate(sc).step_time_s, ts.simulate(sc, contention=False).step_time_s))
+    (a_on, d_on), (a_free, d_free) = steps
+    assert a_on > a_free and d_on > d_free
+    assert d_on - d_free == pytest.approx(a_on - a_free, rel=1e-6)
