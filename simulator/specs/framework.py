@@ -248,12 +248,12 @@ class MoeDispatchSpec(Spec):
         description="row tile of a grouped-GEMM kernel that visits a row tile once per group it holds (Pallas "
                     "megablox gmm/tgmm: ceil(m/tm) + groups - 1 tile visits, each a full tile of MXU work); null: "
                     "per-group GEMMs padded only to the device's matrix unit (cuBLAS/CUTLASS grouped GEMMs)")
-    overlap_comm_sm_share: float = Field(
-        0.0, ge=0, lt=1,
-        description="share of the device's streaming multiprocessors the EP dispatch/combine kernels occupy while "
-                    "they run beside another micro-batch's compute (overlapped all-to-all): that compute runs at "
-                    "(1 - share) of its rate for the overlapped span (costs.communication.ep_overlap_exposed_s); "
-                    "0: communication takes no compute resources (copy engines)")
+    overlap_comm_sms: int = Field(
+        0, ge=0, le=1024,
+        description="streaming multiprocessors (compute units) the EP dispatch/combine kernels hold while they run "
+                    "beside another micro-batch's compute (overlapped all-to-all): that compute runs at (1 - sms / "
+                    "the device's compute units) of its rate for the overlapped span "
+                    "(costs.communication.ep_overlap_exposed_s); 0: the communication takes no compute units")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 
