@@ -243,6 +243,9 @@ class MoeDispatchSpec(Spec):
     dropping path with sparse_matmul false), each 2 x S x E x C x M matmul FLOPs per sequence, C = capacity."""
 
     dispatch: MoeDispatch = Field("permute", description="permute (sort/gather) or dense-einsum (one-hot masks)")
+    dense_group: Literal["sequence", "micro-batch"] = Field(
+        "sequence", description="the token group S a dense-einsum dispatch builds its masks over: each sequence "
+                                "(MaxText) or every token of the rank's micro-batch at once (DeepSpeed-MoE)")
     grouped_gemm_tile_rows: Optional[int] = Field(
         None, ge=1, le=65536,
         description="row tile of a grouped-GEMM kernel that visits a row tile once per group it holds (Pallas "
