@@ -57,3 +57,82 @@ def test_ep_overlap_needs_a_partner_micro_batch():
     on = ts.estimate(ts.Scenario.build(_moe(), toy_hardware(), ep_comm_overlap=True, **sc_kw))
     assert on.num_micro_batches == 1
     assert on.time_breakdown_s["ep_comm"] == pytest.approx(off.time_breakdown_s["ep_comm"], rel=1e-12)
+
+
+def _gpu_toy():
+    """The toy device as an NVIDIA part (its SM count from the nearest catalogued NVIDIA device): collectives
+    there run on SMs."""
+    return toy_hardware().model_copy(update={"vendor": "nvidia"})
+
+
+def test_overlapped_all_to_all_slows_its_partner_compute_by_the_sms_it_holds():
+    """Hand-derived: an all-to-all of 1.0 ms holding 20 % of the SMs beside 0.5 ms of compute: the compute needs
+    0.5 / 0.8 = 0.625 ms < 1 ms, so the pair takes 1 ms and exposes 0.5 ms (a2a - compute). Beside 2.0 ms of
+    compute: during the 1 ms all-to-all 0.8 ms of compute gets done, 1.2 ms is left at full rate: the pair takes
+    2.2 ms, exposing 0.2 ms (share x a2a). Share 0 gives the contention-free max(0, a2a - compute)."""
+    import numpy as np
+
+    from simulator.costs.communication import ep_overlap_exposed_s
+    assert float(ep_overlap_exposed_s(1.0e-3, 0.5e-3, 0.2)) == pytest.approx(0.5e-3)
+    assert float(ep_overlap_exposed_s(1.0e-3, 2.0e-3, 0.2)) == pytest.approx(0.2e-3)
+    assert float(ep_overlap_exposed_s(1.0e-3, 0.8e-3, 0.2)) == pytest.approx(0.2e-3)   # the two cases meet
+    assert float(ep_overlap_exposed_s(1.0e-3, 2.0e-3, 0.0)) == 0.0
+    out = ep_overlap_exposed_s(np.array([1.0, 1.0]), np.array([0.5, 2.0]), 0.15)
+    assert out.tolist() == pytest.approx([0.5, 0.15])
+
+
+def test_ep_overlap_sm_share_costs_time_only_with_the_overlap_on():
+    """The megatron-core preset's 20 SMs (DeepSeek-V3 sec. 3.2.2) lengthen an overlapped step over
+    the contention-free one, and leaves a step without the overlap unchanged."""
+    from simulator.specs.frameworks_loading import load_framework
+    fw = load_framework("megatron-core")
+    assert fw.moe.overlap_comm_sms == 20
+    free = fw.model_copy(update={"moe": fw.moe.model_copy(update={"overlap_comm_sms": 0})})
+
+    def step(framework, overlap):
+        sc = ts.Scenario.build(_moe(), _gpu_toy(), devices=16, global_batch=16, seq_len=128, tp=1, dp=8, ep=8,
+                               pp=2, vpp=2, recompute="none", micro_batch=1, ep_comm_overlap=overlap,
+                               framework=framework)
+        return ts.estimate(sc).to_dict()
+
+    on, on_free = step(fw, True), step(free, True)
+    assert on["time_breakdown_s"]["ep_comm"] > on_free["time_breakdown_s"]["ep_comm"]
+    assert step(fw, False)["step_time_s"] == pytest.approx(step(free, False)["step_time_s"], rel=1e-12)
+
+
+def test_des_charges_the_same_ep_contention_as_the_analytic_engine():
+    """Both engines take the exposed all-to-all of a layer from costs.communication.ep_exposed_s: the SM share
+    lengthens the DES step (no port contention) by what it lengthens the analytic step."""
+    from simulator.specs.frameworks_loading import load_framework
+    fw = load_framework("megatron-core")
+    free = fw.model_copy(update={"moe": fw.moe.model_copy(update={"overlap_comm_sms": 0})})
+    steps = []
+    for f in (fw, free):
+        sc = ts.Scenario.build(_moe(), _gpu_toy(), devices=16, global_batch=16, seq_len=128, tp=1, dp=8, ep=8,
+                               pp=2, vpp=2, recompute="none", micro_batch=1, ep_comm_overlap=True, framework=f)
+        steps.append((ts.estimate(sc).step_time_s, ts.simulate(sc, contention=False).step_time_s))
+    (a_on, d_on), (a_free, d_free) = steps
+    assert a_on > a_free and d_on > d_free
+    assert d_on - d_free == pytest.approx(a_on - a_free, rel=1e-6)
+
+
+def test_sm_share_is_the_presets_sms_over_the_devices_compute_units():
+    """20 SMs of the H100's 132 (kernel catalogue compute_units) = 0.1515; of the B200's 148 = 0.1351; a preset
+    without them (DeepSpeed) holds none."""
+    import numpy as np
+
+    from simulator.costs.communication import ep_overlap_sm_share
+    from simulator.costs.sizes import sizes
+    from simulator.specs.frameworks_loading import load_framework
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import LayoutTable
+
+    def share(hw_name, fw_name):
+        job = Job(_moe(), ts.load_hardware(hw_name), ts.TrainingSpec(seq_len=128, global_batch=16), 8,
+                  framework=load_framework(fw_name))
+        return ep_overlap_sm_share(sizes(job, LayoutTable.from_columns(tp=np.array([1]), dp=np.array([8]),
+                                                                        ep=np.array([8]))))
+    assert share("h100-sxm5-80gb", "megatron-core") == pytest.approx(20 / 132)
+    assert share("b200", "megatron-bridge") == pytest.approx(20 / 148)
+    assert share("h100-sxm5-80gb", "deepspeed") == 0.0
+    assert share("tpu-v5p", "megatron-core") == 0.0            # TPU collectives run on DMA engines

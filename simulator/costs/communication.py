@@ -205,6 +205,46 @@ def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     return out
 
 
+def ep_overlap_exposed_s(a2a_s, compute_s, sm_share):
+    """Time an all-to-all of `a2a_s` adds to a compute chunk of `compute_s` it runs beside, when its kernels hold
+    `sm_share` of the device's SMs for their whole run: the compute proceeds at (1 - sm_share) of its rate while
+    the all-to-all runs, at full rate after. If the compute fits inside (compute <= (1 - share) a2a) the pair takes
+    the all-to-all's time, exposing a2a - compute; otherwise it takes compute + share x a2a. Both cases:
+    max(a2a - compute, share x a2a). share 0 gives the contention-free max(0, a2a - compute).
+
+    Source: DeepSeek-V3 report (arXiv 2412.19437) sec. 3.2.2 (20 of the H800's 132 SMs run the dispatch and
+    combine kernels, the rest compute while they overlap); DeepEP README (normal kernels take a configurable SM
+    count, deep_ep Buffer.num_sms default 20)."""
+    return np.maximum(a2a_s - compute_s, sm_share * a2a_s)
+
+
+#: Vendors whose collective libraries move data with kernels on the compute units (NCCL / RCCL / DeepEP blocks,
+#: one per channel); elsewhere (TPU ICI, other accelerators) DMA engines carry collectives.
+SM_COLLECTIVE_VENDORS = ("nvidia", "amd")
+
+
+def ep_overlap_sm_share(sz) -> float:
+    """Share of the device's compute units an overlapped EP all-to-all holds: the framework's
+    moe.overlap_comm_sms over the device's SM / CU count (the kernel catalogue's compute_units), at most 1; 0 on
+    devices whose collectives run on DMA engines (SM_COLLECTIVE_VENDORS).
+
+    Source: FrameworkSpec.moe.overlap_comm_sms (the preset's source); simulator/presets/kernels/catalog.yaml
+    (devices: compute_units)."""
+    sms = sz.framework.moe.overlap_comm_sms if sz.framework is not None else 0
+    if not sms:
+        return 0.0
+    model = sz.kernel.model
+    if model is not None:
+        dev = model.device
+    else:                                            # ideal kernels: the catalogue's facts of the device
+        from .kernel_data import load_kernel_catalog
+        from .kernels import device_facts
+        dev = device_facts(sz.hardware, load_kernel_catalog())
+    if dev.vendor not in SM_COLLECTIVE_VENDORS:
+        return 0.0
+    return min(1.0, sms / float(dev.compute_units))
+
+
 def ep_exposed_s(sz, lc):
     """(forward, backward) exposed MoE all-to-all time of a layer (averaged over the model's layers): dispatch and
     combine of the top-k token copies over the EP group, each pass; again in the backward under full recompute.
@@ -213,11 +253,11 @@ def ep_exposed_s(sz, lc):
     --delay-wgrad-compute; megatron/core/pipeline_parallel/combined_1f1b.py) the forward of one micro-batch and
     the backward of another run together layer by layer, each all-to-all beside a compute chunk of the other:
     f.attn || b.combine-grad, f.dispatch || b.mlp, f.mlp || b.dispatch-grad, f.combine || b.attn; each is exposed
-    only by what outlasts its chunk. Megatron runs it only with pp == 1 or an interleaved schedule; the first
-    forward and the last backward have no partner (1/m stays exposed); the replay under full recompute or MLP
-    recompute (selective kind 'mlp') stays exposed.
+    only by what outlasts its chunk, and slows its chunk while it holds SMs (ep_overlap_sm_share,
+    ep_overlap_exposed_s). Megatron runs it only with pp == 1 or an interleaved schedule; the first forward and the last backward have no partner (1/m stays exposed); the replay under full
+    recompute or MLP recompute (selective kind 'mlp') stays exposed.
 
-    Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py."""
+    Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py; ep_overlap_exposed_s."""
     m, t = sz.model, sz.table
     if m.moe is not None:
         a2a = np.where(t.ep > 1, moe_all_to_all_s(sz), 0.0) * sz.moe_fraction
@@ -228,8 +268,9 @@ def ep_exposed_s(sz, lc):
     mlp_f = np.maximum(0.0, lc.gpu_fwd_s - attn_f)
     attn_b = lc.attention_projection_bwd_s + lc.attention_core_bwd_s
     mlp_b = np.maximum(0.0, lc.gpu_bwd_s - attn_b)
-    ep_f_hidden = np.maximum(0.0, a2a - mlp_b) + np.maximum(0.0, a2a - attn_b)
-    ep_b_hidden = np.maximum(0.0, a2a - attn_f) + np.maximum(0.0, a2a - mlp_f)
+    share = ep_overlap_sm_share(sz)
+    ep_f_hidden = ep_overlap_exposed_s(a2a, mlp_b, share) + ep_overlap_exposed_s(a2a, attn_b, share)
+    ep_b_hidden = ep_overlap_exposed_s(a2a, attn_f, share) + ep_overlap_exposed_s(a2a, mlp_f, share)
     ep_f_hidden = ep_f_hidden + (2.0 * a2a - ep_f_hidden) / sz.num_micro
     ep_b_hidden = ep_b_hidden + (2.0 * a2a - ep_b_hidden) / sz.num_micro
     t_ep_f = np.where(ep_hide, ep_f_hidden, 2.0 * a2a)     # dispatch + combine

@@ -230,20 +230,24 @@ def expert_gemm_s(sz, gemm_factor=1.0):
 
 def dense_dispatch_passes_s(sz):
     """(forward, input-gradient, weight-gradient) times of a dense-einsum MoE dispatch (MoeDispatchSpec): per
-    sequence of S tokens, the dispatch einsum (E C x S) @ (S x M) and the combine einsum (S x E C) @ (E C x M),
+    group of S tokens, the dispatch einsum (E C x S) @ (S x M) and the combine einsum (S x E C) @ (E C x M),
     C = capacity_factor x S x top_k / E (1 without a capacity factor), each run as a GEMM with its three passes
     (the combine mask carries the router's gradient; the boolean dispatch mask does not, counted alike: an upper
-    bound by one pass). Zero for the permute dispatch.
+    bound by one pass). The group is one sequence (MaxText) or the rank's whole micro-batch (DeepSpeed-MoE:
+    S = micro-batch x sequence tokens, so the einsums grow with the square of the micro-batch's tokens), by the
+    preset's moe.dense_group. Zero for the permute dispatch.
 
-    Source: AI-Hypercomputer/maxtext layers/moe.py (dense_matmul: dispatch and combine einsums); Lepikhin et al.
-    2020 (GShard, arXiv 2006.16668) sec. 2.2 (dispatch/combine tensors)."""
+    Source: AI-Hypercomputer/maxtext layers/moe.py (dense_matmul: dispatch and combine einsums); deepspeedai/
+    DeepSpeed deepspeed/moe/sharded_moe.py MOELayer.forward (reshaped_input = input.reshape(-1, d_model);
+    einsum "sec,sm->ecm" and "sec,ecm->sm", run as matmuls; Tutel's sparse dispatcher only with use_tutel);
+    Lepikhin et al. 2020 (GShard, arXiv 2006.16668) sec. 2.2 (dispatch/combine tensors)."""
     fw = sz.framework
     if fw is None or fw.moe.dispatch != "dense-einsum" or sz.model.moe is None:
         return (0.0, 0.0, 0.0)
     _, E, k, _ = _moe_dims(sz.model)
     rt = sz.job.training.moe_routing
     cf = rt.capacity_factor if rt is not None and rt.capacity_factor else 1.0
-    S = sz.seq_len / sz.cp
+    S = sz.tokens if fw.moe.dense_group == "micro-batch" else sz.seq_len / sz.cp
     slots = cf * S * k                        # E x C
     seqs = sz.tokens / S
     h = sz.hidden / sz.tp

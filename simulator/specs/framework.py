@@ -243,11 +243,20 @@ class MoeDispatchSpec(Spec):
     dropping path with sparse_matmul false), each 2 x S x E x C x M matmul FLOPs per sequence, C = capacity."""
 
     dispatch: MoeDispatch = Field("permute", description="permute (sort/gather) or dense-einsum (one-hot masks)")
+    dense_group: Literal["sequence", "micro-batch"] = Field(
+        "sequence", description="the token group S a dense-einsum dispatch builds its masks over: each sequence "
+                                "(MaxText) or every token of the rank's micro-batch at once (DeepSpeed-MoE)")
     grouped_gemm_tile_rows: Optional[int] = Field(
         None, ge=1, le=65536,
         description="row tile of a grouped-GEMM kernel that visits a row tile once per group it holds (Pallas "
                     "megablox gmm/tgmm: ceil(m/tm) + groups - 1 tile visits, each a full tile of MXU work); null: "
                     "per-group GEMMs padded only to the device's matrix unit (cuBLAS/CUTLASS grouped GEMMs)")
+    overlap_comm_sms: int = Field(
+        0, ge=0, le=1024,
+        description="streaming multiprocessors (compute units) the EP dispatch/combine kernels hold while they run "
+                    "beside another micro-batch's compute (overlapped all-to-all): that compute runs at (1 - sms / "
+                    "the device's compute units) of its rate for the overlapped span "
+                    "(costs.communication.ep_overlap_exposed_s); 0: the communication takes no compute units")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 
