@@ -35,11 +35,11 @@ KORTHIKANTI_TABLE5 = {
 #: 9 / 11 bytes per element, Megatron-LM 2022's async column-parallel backward collectives and fp16 gradients, and
 #: the refit (kernel_level 0.890): 6.85% mean, 11.5% max (530B and 1T still +7 to +11.5% too slow: the shared level
 #: is pulled down by the DeepSpeed, GPT-NeoX and InternEvo sources, which are predicted too fast). Tightened (fwcal
-#: branch): framework efficiencies for deepspeed-2020 (0.787) and megatron-deepspeed-2021 (0.920) fitted across
-#: families and the Ampere refit on top (kernel_level 0.898): 6.20% mean, 10.64% max; the level is now held by
-#: vTrain's single-node source, not by the DeepSpeed-era rows.
-KORTHIKANTI_MEAN_PCT = 6.3
-KORTHIKANTI_MAX_PCT = 10.7
+#: branch): the megatron-deepspeed-2021 framework efficiency (0.925) fitted across families and the Ampere refit on
+#: top (kernel_level 0.893): 6.57% mean, 11.17% max (deepspeed-2020 is refused by the stability rule, so GLM-130B
+#: and DeepSpeed-MoE still pull the level down; with it fitted at 0.787 the figures were 6.20% / 10.64%).
+KORTHIKANTI_MEAN_PCT = 6.6
+KORTHIKANTI_MAX_PCT = 11.2
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error over their 102
 #: predicted rows, 7.1% with the fitted GEMM curve (6 free kernel parameters per family), 14.6% with the measured
 #: kernel model and one kernel_level per family, 15.1% after merging the framework presets (LOOSENED, issue 11),
@@ -121,15 +121,15 @@ def test_memory_rows_error(published):
 def test_vtrain_multi_node_beats_vtrain():
     """vTrain's own error on its 109 multi-node runs is 14.73% (Bang et al. 2023); this version reaches 11.8%
     (14.5% before the ampere branch's unfused-attention and Megatron fp16-gradient physics; 8.3% with the fitted
-    GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.22% with the framework efficiencies and
+    GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.45% with the framework efficiencies and
     the Ampere refit on top (fwcal branch)."""
     s = validate(VT_MULTI).summary
-    assert s["n"] == 109 and s["mape_pct"] < 11.3
+    assert s["n"] == 109 and s["mape_pct"] < 11.5
 
 
 def test_vtrain_single_node_error():
     """vTrain's own error on its 1,440 single-node runs is 8.37%; this version reaches 7.26% (10.08% before the
     ampere branch's unfused-attention physics and refit; 7.5% with the fitted GEMM curve before the measured kernel
-    model); 7.15% with the framework efficiencies and the Ampere refit on top (fwcal branch)."""
+    model); 7.22% with the framework efficiencies and the Ampere refit on top (fwcal branch)."""
     s = validate(VT_SINGLE).summary
-    assert s["n"] == 1440 and s["mape_pct"] < 7.2
+    assert s["n"] == 1440 and s["mape_pct"] < 7.25

@@ -26,6 +26,13 @@ def test_the_rule_refuses_one_source_and_fits_two():
     assert fwcal.framework_supported([_case("A"), _case("B")]) is None
 
 
+def test_the_stability_rule_refuses_a_value_that_follows_one_source():
+    assert fwcal.fold_unstable(0.80, {}) is None                               # two sources: nothing to check
+    assert fwcal.fold_unstable(0.80, {"A": 0.75, "B": 0.88}) is None           # within 0.1 of the fit
+    why = fwcal.fold_unstable(0.787, {"A": 0.56, "B": 0.822, "C": 0.80})
+    assert why is not None and "unstable" in why and "0.560-0.822" in why
+
+
 def test_only_non_reference_presets_in_calibrated_families_are_candidates():
     cases = [_case("A"), _case("B", family="nvidia-blackwell"), _case("C", preset="megatron-lm"),
              _case("D", preset="maxtext", family="tpu"), _case("E", preset="gpt-neox")]

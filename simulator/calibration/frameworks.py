@@ -22,7 +22,9 @@ The refusal rule (`framework_supported`): a preset is fitted only with time/rate
 MIN_FRAMEWORK_SOURCES (2) independent sources (so at least 2 rows), counted over calibrated families only (FAMILY_FITS:
 rows of uncalibrated families, e.g. SimuMax's B200 checks, are never fitted on). Objective as for the families
 (fit.py): weighted robust least squares of log(predicted / measured), every source weighing the same.
-A value on a bound is reported; `loso_min/max` is its spread over refits without each of its sources.
+A value on a bound is reported; `loso_min/max` is its spread over refits without each of its sources. The
+stability rule (`fold_unstable`): where such refits are possible (three sources or more), each must stay within
+MAX_FOLD_DEVIATION (0.1) of the fit, else the fit is refused as one source's, not the stack's.
 
 Pure: returns numbers and documents; `trainsim calibrate --frameworks` / benchmarks/calibrate.py write files.
 """
@@ -43,6 +45,9 @@ FRAMEWORK_BOUNDS = (0.5, 1.0)
 #: three-source preset must still be possible, else its fold spread says nothing).
 MIN_FRAMEWORK_ROWS = 2
 MIN_FRAMEWORK_SOURCES = 2
+#: The stability rule: where leave-one-source-out refits are possible (three sources or more), each must stay within
+#: this of the all-sources value, else the value belongs to one source, not to the stack, and the fit is refused.
+MAX_FOLD_DEVIATION = 0.1
 #: `framework` column values whose presets set the family levels (efficiency 1.0 by definition).
 REFERENCE_FRAMEWORKS = ("megatron-lm", "megatron-core", "nemo", "megatron-bridge", "maxtext", "jax", "pax")
 #: What the efficiency multiplies, as the overlay states it.
@@ -88,6 +93,17 @@ def framework_supported(cases: Sequence) -> Optional[str]:
         return (f"{len(srcs)} source(s): the rule is rows from at least {MIN_FRAMEWORK_SOURCES} sources, so that "
                 "one source's systematic error is not taken for the framework's")
     return None
+
+
+def fold_unstable(value: float, refits: dict) -> Optional[str]:
+    """None when every possible leave-one-source-out refit (source -> value) lies within MAX_FOLD_DEVIATION of
+    `value`, else the reason (the stability rule; with two sources no refit is possible and nothing is checked)."""
+    bad = {s: v for s, v in refits.items() if abs(v - value) > MAX_FOLD_DEVIATION}
+    if not bad:
+        return None
+    lo, hi = min(refits.values()), max(refits.values())
+    return (f"unstable: {value:.3f} on all sources, {lo:.3f}-{hi:.3f} leaving one out (the rule: within "
+            f"{MAX_FOLD_DEVIATION} of the fit); the value follows one source, not the stack")
 
 
 def _log_errors(cases: list, weights: np.ndarray, name: str, value: float, hardware_of: Callable) -> np.ndarray:
@@ -144,15 +160,20 @@ def fit_frameworks(cases: Sequence, hardware_of: Callable, calibrated_families: 
             out["refused"][name] = why
             continue
         f = fit_one(name, cs, hardware_of, x0=start.get(name, 0.85), max_nfev=max_nfev)
-        if loso:
-            f["loso"] = {}
-            for s in f["sources"]:
-                rest = [c for c in cs if c.source != s]
-                if framework_supported(rest):
-                    f["loso"][s] = 1.0            # refused without the source: the preset runs unfitted
-                else:
-                    f["loso"][s] = fit_one(name, rest, hardware_of, x0=f["value"], max_nfev=max(5, max_nfev // 2))[
-                        "value"]
+        f["loso"], refits = {}, {}
+        for s in f["sources"]:                    # always: the stability rule needs the folds
+            rest = [c for c in cs if c.source != s]
+            if framework_supported(rest):
+                f["loso"][s] = 1.0                # refused without the source: the preset runs unfitted
+            else:
+                f["loso"][s] = refits[s] = fit_one(name, rest, hardware_of, x0=f["value"],
+                                                   max_nfev=max(5, max_nfev // 2))["value"]
+        why = fold_unstable(f["value"], refits)
+        if why:
+            out["refused"][name] = why
+            continue
+        if not loso:
+            f.pop("loso")
         out["values"][name] = f["value"]
         out["fits"][name] = f
     return out
