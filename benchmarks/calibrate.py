@@ -4,6 +4,11 @@
     python benchmarks/calibrate.py --loso          # plus leave-one-source-out errors
     python benchmarks/calibrate.py --loso --out fit-{family}.yaml   # write new overlay files (review, then copy
                                                    # them to hardware_profiles/calibration/ to ship them)
+    python benchmarks/calibrate.py --frameworks --loso --out frameworks.yaml   # the framework efficiencies
+                                                   # (simulator/calibration/frameworks.py), on the shipped families
+
+Order of a full refit: frameworks on the shipped families, then the families on top of the new frameworks
+overlay (fit_families reads it), then the frameworks again on the new families.
 
 Data: benchmarks/data/published_runs.csv and the vTrain ground-truth files (a mirror of the sibling
 `../shared/data` folder, kept by benchmarks/sync_data.py; --data-dir to point elsewhere). Same as `trainsim calibrate FILES... [--loso] [--out FILE]`; what each family
@@ -27,6 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--loso", action="store_true")
     ap.add_argument("--out", help="new overlay file(s); {family} is replaced by the family")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--frameworks", action="store_true", help="fit the framework efficiencies instead")
     ap.add_argument("--format", choices=["table", "json"], default="table")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -42,6 +48,8 @@ def main(argv=None) -> int:
         args += ["--out", a.out]
     if a.force:
         args.append("--force")
+    if a.frameworks:
+        args.append("--frameworks")
     return cli_main(args)
 
 

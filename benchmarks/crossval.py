@@ -30,6 +30,14 @@ def markdown(res: dict) -> str:
     o = res["overall"]
     lines.append(f"| **all** | {o['in_sample']['n']} | | | **{pct(o['in_sample'])}** | **{pct(o['loso'])}** | "
                  f"**{pct(o['lofo'])}** |")
+    if res.get("frameworks"):
+        lines += ["", "| framework preset | rows | sources | efficiency fitted | in-sample MAPE % | LOSO MAPE % | "
+                      "LOFO MAPE % |", "|---|---:|---:|:---:|---:|---:|---:|"]
+        fw = res.get("framework_values", {}).get("shipped", {})
+        for name, v in res["frameworks"].items():
+            eff = f"{fw[name]:.3f}" if name in fw else "no"
+            lines.append(f"| {name} | {v['in_sample']['n']} | {v['sources']} | {eff} | {pct(v['in_sample'])} | "
+                         f"{pct(v['loso'])} | {pct(v['lofo'])} |")
     return "\n".join(lines)
 
 

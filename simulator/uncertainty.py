@@ -55,8 +55,9 @@ class Uncertainty:
 
 
 def uncertainty_for(hardware: HardwareProfile, framework: Optional[str] = None) -> Uncertainty:
-    """The grounding of predictions on `hardware` (and `framework`, named in the basis when given)."""
-    fw = f"; framework {framework}" if framework else ""
+    """The grounding of predictions on `hardware` (and `framework`, named in the basis when given, with its fitted
+    kernel-throughput efficiency where the framework overlay has one: framework_basis)."""
+    fw = f"; framework {framework}{framework_basis(framework)}" if framework else ""
     ov = family_overlay(profiles_dir(), hardware.family) if calibration_enabled() else None
     if ov is not None and hardware.name in ov.profiles:
         f = ov.fit
@@ -71,6 +72,22 @@ def uncertainty_for(hardware: HardwareProfile, framework: Optional[str] = None) 
         return Uncertainty("calibrated", basis, float(err if err is not None else UNGROUNDED_ERROR_PCT),
                            tuple(f.sources))
     return _transferred(hardware, fw)
+
+
+def framework_basis(framework: str) -> str:
+    """', efficiency E fitted on N runs from K sources (leave-one-source-out A-B)' for a framework preset the
+    framework overlay fits (hardware_profiles/calibration/frameworks.yaml, calibration.frameworks); '' otherwise."""
+    from .specs.overlay import framework_overlay
+    ov = framework_overlay() if calibration_enabled() else None
+    if ov is None or framework not in ov.values:
+        return ""
+    f, p = ov.fits.get(framework), ov.parameters.get(framework)
+    txt = f", kernel efficiency {ov.values[framework]:.2f} fitted"
+    if f is not None:
+        txt += f" on {f.rows} runs from {len(f.sources)} sources"
+    if p is not None and p.loso_min is not None:
+        txt += f" (leave-one-source-out {p.loso_min:.2f}-{p.loso_max:.2f})"
+    return txt + (" on its bound" if p is not None and p.at_bound else "")
 
 
 #: Fewest shipped time/rate rows of a family for its own end-to-end error to stand as its band (a convention).

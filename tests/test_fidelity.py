@@ -35,9 +35,10 @@ KORTHIKANTI_TABLE5 = {
 #: 9 / 11 bytes per element, Megatron-LM 2022's async column-parallel backward collectives and fp16 gradients, and
 #: the refit (kernel_level 0.890): 6.85% mean, 11.5% max (530B and 1T still +7 to +11.5% too slow: the shared level
 #: is pulled down by the DeepSpeed, GPT-NeoX and InternEvo sources, which are predicted too fast). LOOSENED by the
-#: optimizer-step physics (bw2: Megatron's gradient-buffer passes, rows already too slow): 7.09% mean, 11.55% max.
-KORTHIKANTI_MEAN_PCT = 7.1
-KORTHIKANTI_MAX_PCT = 11.6
+#: optimizer-step physics (bw2: Megatron's gradient-buffer passes, rows already too slow): 7.09% mean, 11.55% max;
+#: 6.76% / 11.19% with the framework calibration (megatron-deepspeed-2021 efficiency, Ampere refit on top).
+KORTHIKANTI_MEAN_PCT = 6.8
+KORTHIKANTI_MAX_PCT = 11.2
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error over their 102
 #: predicted rows, 7.1% with the fitted GEMM curve (6 free kernel parameters per family), 14.6% with the measured
 #: kernel model and one kernel_level per family, 15.1% after merging the framework presets (LOOSENED, issue 11),
@@ -50,10 +51,11 @@ CALIBRATED_MAPE_PCT = 12.0
 #: Every predicted row of the 272-row file (new sources, families and frameworks included): 26.3% over 226 rows
 #: when the file grew, 22.4% over 266 rows with framework presets and the memory metrics, 15.0% with the measured
 #: kernel model (issue 11), 14.4% after the refit on the merged code and the first Volta fit (Volta 23.1% -> 5.9%),
-#: 12.6% with the non-NVIDIA physics (TPU systolic rule and remat policies, full-mesh scale-up, tpu kernel_level);
+#: 12.6% with the non-NVIDIA physics (TPU systolic rule and remat policies, full-mesh scale-up, tpu kernel_level),
+#: 9.88% after this session's merges (memory, Hopper/Blackwell, Ampere, MoE, optimizer step, framework fits);
 #: a ceiling against regressions, not a target
 #: (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 12.7
+PUBLISHED_MAPE_CEILING_PCT = 9.9
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%
@@ -121,7 +123,7 @@ def test_vtrain_multi_node_beats_vtrain():
     (14.5% before the ampere branch's unfused-attention and Megatron fp16-gradient physics; 8.3% with the fitted
     GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.86% with the optimizer-step physics."""
     s = validate(VT_MULTI).summary
-    assert s["n"] == 109 and s["mape_pct"] < 11.9
+    assert s["n"] == 109 and s["mape_pct"] < 11.6
 
 
 def test_vtrain_single_node_error():

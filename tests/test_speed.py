@@ -177,8 +177,8 @@ def test_search_ranking_and_rejected_summary_of_gpt3_175b_on_1024_a100_are_pinne
         (4, 8, 16, 3, 2, 1, "none", "interleaved"), (4, 8, 32, 3, 1, 1, "none", "interleaved"),
         (4, 8, 8, 6, 4, 1, "none", "interleaved"), (4, 8, 8, 4, 4, 1, "none", "interleaved"),
         (4, 8, 16, 3, 2, 1, "selective", "interleaved"), (4, 8, 32, 3, 1, 1, "selective", "interleaved"),
-        (4, 8, 8, 6, 4, 1, "selective", "interleaved"), (4, 8, 8, 4, 4, 1, "selective", "interleaved"),
-        (4, 8, 16, 12, 2, 1, "none", "interleaved"), (4, 8, 32, 12, 1, 1, "none", "interleaved"),
+        (4, 8, 8, 6, 4, 1, "selective", "interleaved"), (4, 8, 16, 12, 2, 1, "none", "interleaved"),
+        (4, 8, 32, 12, 1, 1, "none", "interleaved"), (4, 8, 8, 4, 4, 1, "selective", "interleaved"),
         (4, 8, 8, 3, 4, 1, "none", "interleaved"), (4, 16, 16, 6, 2, 1, "none", "interleaved")]
     assert r.num_candidates == 101_592 and r.num_feasible == 35_038
     assert r.reason_counts() == {"heads": 7149, "kv heads": 7149, "batch": 13152,

@@ -293,13 +293,20 @@ def fit_family(ff: FamilyFit, fs: FitSet, loso: bool = False, max_nfev: int = 60
 
 
 def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, max_rows_per_source: int = 150,
-                 overlay_date: Optional[str] = None, command: str = "") -> dict:
+                 overlay_date: Optional[str] = None, command: str = "", framework_values: Optional[dict] = None) -> dict:
     """Fit every family of the given runs files that FAMILY_FITS configures and whose rows support it (fit.supported:
     >= MIN_ROWS_PER_PARAMETER rows per parameter, >= MIN_SOURCES sources), from the sourced profiles (overlays off):
-    {"families": {family: fit_family(...)}, "notes": [...]}; the notes speak only of the given files. Pure."""
+    {"families": {family: fit_family(...)}, "notes": [...]}; the notes speak only of the given files. Every prediction
+    runs with the framework efficiencies `framework_values` (default: the shipped framework overlay's,
+    calibration.frameworks), so the family levels are those of the reference stacks. Pure."""
     from ..specs.overlay import calibration_disabled
     from .fit import supported, thin_sources
 
+    from ..specs.overlay import framework_efficiencies, framework_overlay
+
+    if framework_values is None:                 # the family fit sits on top of the shipped framework fit
+        fov = framework_overlay()
+        framework_values = dict(fov.values) if fov is not None else {}
     with calibration_disabled():                  # fit from the sourced profiles, never on top of a fit
         fitsets = load_fitsets(files)
     configured = {ff.family: ff for ff in FAMILY_FITS}
@@ -319,6 +326,13 @@ def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, m
         if why:
             out["notes"].append(f"{fam}: not fitted: {why}")
             continue
-        out["families"][fam] = fit_family(ff, fs, loso=loso, max_nfev=max_nfev, overlay_date=overlay_date,
-                                          command=f"{command} --family {fam}" if command else "")
+        with framework_efficiencies(framework_values):
+            out["families"][fam] = fit_family(ff, fs, loso=loso, max_nfev=max_nfev, overlay_date=overlay_date,
+                                              command=f"{command} --family {fam}" if command else "")
+        if framework_values:
+            out["families"][fam]["framework_efficiencies"] = dict(framework_values)
+            if "overlay" in out["families"][fam]:
+                out["families"][fam]["overlay"]["fit"]["note"] = (
+                    "fitted on top of the framework efficiencies of hardware_profiles/calibration/frameworks.yaml ("
+                    + ", ".join(f"{k} {_round(v)}" for k, v in sorted(framework_values.items())) + ")")
     return out

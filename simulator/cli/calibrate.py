@@ -26,6 +26,11 @@ def register(sub) -> None:
                    help="write the fit as a new overlay file; with several families the name must contain "
                         "{family}. Never a shipped profile or overlay; an existing file only with --force")
     p.add_argument("--force", action="store_true", help="let --out replace an existing (non-shipped) file")
+    p.add_argument("--frameworks", action="store_true",
+                   help="fit the framework efficiencies instead (simulator/calibration/frameworks.py): one kernel-"
+                        "throughput efficiency per non-reference framework preset, across the calibrated families, on "
+                        "top of the shipped family overlays; a preset needs rows from >= 2 sources. --out "
+                        "writes the framework overlay (ship it as hardware_profiles/calibration/frameworks.yaml)")
     p.add_argument("--max-nfev", type=common.positive_int, default=60, help="optimiser evaluations per fit")
     p.add_argument("--max-rows-per-source", type=common.positive_int, default=150,
                    help="a source with more rows is fitted on this many, evenly spaced (every source weighs the same "
@@ -35,6 +40,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "frameworks", False):
+        return _run_frameworks(args)
     results = calibrate(args.files, families=args.family, loso=args.loso, out=args.overlay_out, force=args.force,
                         max_nfev=args.max_nfev, max_rows_per_source=args.max_rows_per_source)
     if not results["families"]:
@@ -97,3 +104,57 @@ def calibrate(files, families=None, loso=False, out=None, force=False, max_nfev=
                 fh.write(overlay_text(doc))
             entry["written"] = path
     return res
+
+
+def calibrate_frameworks(files, loso=False, out=None, force=False, max_nfev=30) -> dict:
+    """Fit the framework efficiencies (calibration.frameworks.fit_frameworks) on the time/rate rows of the given
+    files in calibrated families, each row on its family's shipped calibration, and write the overlay `out` names."""
+    from ..calibration import FAMILY_FITS
+    from ..calibration.fit import load_fitsets
+    from ..calibration.frameworks import (fit_frameworks, framework_overlay_document, framework_overlay_text)
+    from ..specs.overlay import framework_efficiencies
+
+    if out:
+        _out_path(out, "frameworks", force)
+    with framework_efficiencies({}):                       # loading does not depend on it; the fit sets its own
+        cases = [c for fs in load_fitsets(files).values() for c in fs.cases]
+    res = fit_frameworks(cases, hardware_of=lambda c: c.hardware, calibrated_families=[f.family for f in FAMILY_FITS],
+                         loso=loso, max_nfev=max_nfev)
+    for name, f in res["fits"].items():
+        f["warnings"] = ([f"{name} = {f['value']:.4g} sits on its bound: the rows ask for physics the model lacks; "
+                          "the value is not a measurement"] if f["at_bound"] else [])
+    if out and res["fits"]:
+        cmd = "trainsim calibrate " + " ".join(os.path.basename(str(f)) for f in files) + " --frameworks" + (
+            " --loso" if loso else "")
+        doc = framework_overlay_document(res, datetime.date.today().isoformat(), command=cmd)
+        path = _out_path(out, "frameworks", force)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(framework_overlay_text(doc))
+        res["written"] = path
+    return res
+
+
+def _run_frameworks(args) -> int:
+    res = calibrate_frameworks(args.files, loso=args.loso, out=args.overlay_out, force=args.force,
+                               max_nfev=min(args.max_nfev, 30))
+    if not res["fits"]:
+        from ..errors import SpecError
+        raise SpecError("no framework efficiency fitted: " + "; ".join(f"{k}: {v}" for k, v in res["refused"].items())
+                        or "no non-reference framework rows in calibrated families")
+    if args.format == "json":
+        common.print_json(res)
+        return 0
+    out = common.stdout()
+    for name, f in res["fits"].items():
+        line = (f"{name}: efficiency {f['value']:.3f} on {f['rows']} rows from {len(f['sources'])} sources; MAPE "
+                f"{f['before']['mape_pct']:.1f}% -> {f['after']['mape_pct']:.1f}%")
+        if f.get("loso"):
+            line += f"; leave-one-source-out {min(f['loso'].values()):.3f}-{max(f['loso'].values()):.3f}"
+        out.print(line)
+        for w in f["warnings"]:
+            out.print(f"  warning: {w}")
+    for name, why in res["refused"].items():
+        out.print(f"{name}: not fitted: {why}")
+    if res.get("written"):
+        out.print(f"wrote {res['written']}")
+    return 0

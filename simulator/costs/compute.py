@@ -245,14 +245,20 @@ class KernelRates:
         return memory_bound_time_s(bytes_moved, self.hbm_bytes_per_s, self.memory_efficiency(kind))
 
 
-def kernel_rates(hw, dtype: str, index: Optional[ShapeIndex] = None) -> KernelRates:
+def kernel_rates(hw, dtype: str, index: Optional[ShapeIndex] = None,
+                 framework_efficiency: float = 1.0) -> KernelRates:
     """KernelRates of profile `hw` for a job training in `dtype`: the profile's kernel model (measured tables or
-    the transfer rule, costs.kernels.kernel_model_for) and its fittable efficiency.kernel_level.
+    the transfer rule, costs.kernels.kernel_model_for) at level efficiency.kernel_level x `framework_efficiency`
+    (the stack's fitted kernel throughput relative to the family's reference stacks, specs.overlay.
+    framework_efficiency; 1.0 unless the framework calibration overlay fits one). Both multiply GEMM, grouped-GEMM
+    and attention efficiencies only: memory-bound kernels, host floors and communication keep their own figures.
 
-    Source: costs.kernels (module docstring); the profile's efficiency block for the level."""
+    Source: costs.kernels (module docstring); the profile's efficiency block for the level;
+    hardware_profiles/calibration/frameworks.yaml for the framework's."""
     eff = hw.efficiency
     model = None if eff.kernel_model == "ideal" else cached_kernel_model(hw)
-    return KernelRates(model=model, dtype=dtype, level=eff.kernel_level, peak_flops_per_s=hw.peak_flops_per_s(dtype),
+    return KernelRates(model=model, dtype=dtype, level=eff.kernel_level * float(framework_efficiency),
+                       peak_flops_per_s=hw.peak_flops_per_s(dtype),
                        bf16_peak_flops_per_s=hw.peak_flops_per_s("bf16"),
                        hbm_bytes_per_s=hw.device.memory_bandwidth_bytes_per_s, index=index)
 

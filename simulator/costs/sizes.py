@@ -18,6 +18,7 @@ from ..units import BYTES_PER_ELEMENT, storage_bytes
 from .communication import DPGroups, data_parallel_groups, expert_tensor_parallel
 from .compute import KernelRates, ShapeIndex, kernel_rates
 from .flops import ModelCosts, model_costs
+from ..specs.overlay import framework_efficiency
 from .framework_effects import attention_peak_flops_per_s
 from .moe_routing import MoeLoad, moe_load
 
@@ -114,7 +115,8 @@ def sizes(job, table) -> Sizes:
     else:
         heavy = frac = 0.0
     return Sizes(
-        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype, shape_index(table, etp)), tiers=job_tiers(job),
+        job=job, table=table, costs=c, kernel=kernel_rates(hw, tr.dtype, shape_index(table, etp), framework_efficiency(fw)),
+        tiers=job_tiers(job),
         tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, vpp=vpp, micro_batch=b, sequence_parallel=sp,
         recompute=table.recompute, seq_len=s, hidden=float(m.hidden_size), vocab=float(m.vocab_size),
         num_layers=L, act_bytes=act_b, weight_bytes=act_b, grad_bytes=grad_b,

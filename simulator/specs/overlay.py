@@ -6,7 +6,7 @@ per hardware family:
 
     family: nvidia-hopper
     profiles: [h100-sxm5-80gb, h200-sxm-141gb, h800-sxm5-80gb]   # same silicon as the data: only these receive it
-    model_version: "calibration-3"                               # simulator.specs.overlay.MODEL_VERSION at fit time
+    model_version: "calibration-4"                               # simulator.specs.overlay.MODEL_VERSION at fit time
     date: "2026-12-02"
     values: {efficiency.layer_overhead_us: 950, tiers[-1].efficiency: 0.6, ...}   # profile field path -> value
     parameters: {tiers[-1].efficiency: {lower: 0.2, upper: 1.0, at_bound: false, sourced: 0.9,
@@ -35,7 +35,7 @@ from .base import MAX_NAME, MAX_TEXT, Spec
 
 #: Version of the cost model a fit belongs to; a fit made under another version is still applied but reported as
 #: such (`Overlay.stale`). Bump when the physics under the fitted parameters changes.
-MODEL_VERSION = "calibration-3"
+MODEL_VERSION = "calibration-4"
 #: Folder of the overlays, inside the profiles folder.
 OVERLAY_DIR = "calibration"
 
@@ -186,3 +186,85 @@ def _as_path(folder: str) -> Any:
     from pathlib import Path
 
     return Path(folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# framework efficiencies: hardware_profiles/calibration/frameworks.yaml
+# ---------------------------------------------------------------------------------------------------------------
+
+#: File of the framework calibration overlay, inside the overlay folder.
+FRAMEWORK_OVERLAY = "frameworks"
+
+
+class FrameworkOverlay(Spec):
+    """Fitted framework efficiencies (simulator.calibration.frameworks): for a framework preset whose rows support a
+    fit, the sustained throughput of its compute kernels (GEMM, grouped GEMM, attention) relative to the reference
+    stacks that set each family's kernel_level. A preset not listed runs at 1.0. The presets themselves never
+    carry a fitted value."""
+
+    kind: str = Field("framework-efficiency", pattern=r"^framework-efficiency$")
+    model_version: str = Field(min_length=1, max_length=MAX_NAME)
+    date: str = Field(min_length=1, max_length=MAX_NAME)
+    applies_to: str = Field("", max_length=MAX_TEXT)
+    rule: str = Field("", max_length=MAX_TEXT)
+    reference: list[str] = Field(default_factory=list)
+    values: dict[str, float] = Field(default_factory=dict)
+    parameters: dict[str, ParameterRecord] = Field(default_factory=dict)
+    fits: dict[str, FitRecord] = Field(default_factory=dict)
+    refused: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def stale(self) -> bool:
+        return self.model_version != MODEL_VERSION
+
+    @property
+    def at_bound(self) -> list[str]:
+        return [k for k, p in self.parameters.items() if p.at_bound]
+
+
+_FW_OVERRIDE: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("trainsim_framework_eff", default=None)
+
+
+@contextlib.contextmanager
+def framework_efficiencies(values: Optional[dict]):
+    """Within the block, framework efficiencies are exactly `values` (preset name -> efficiency; others 1.0),
+    whatever the shipped overlay and the calibration switch say: what a fit and its cross-validation use."""
+    token = _FW_OVERRIDE.set(dict(values or {}))
+    try:
+        yield
+    finally:
+        _FW_OVERRIDE.reset(token)
+
+
+def framework_overlay(profiles_folder=None) -> Optional[FrameworkOverlay]:
+    """The shipped framework overlay (None when there is none)."""
+    from .loading import profiles_dir
+    return _read_framework_overlay(str(profiles_folder if profiles_folder is not None else profiles_dir()))
+
+
+@lru_cache(maxsize=8)
+def _read_framework_overlay(folder: str) -> Optional[FrameworkOverlay]:
+    from . import safe_yaml
+    from .loading import profiles_dir, validate_spec
+
+    base = profiles_dir() if str(profiles_dir()) == folder else _as_path(folder)
+    node = base / OVERLAY_DIR / f"{FRAMEWORK_OVERLAY}.yaml"
+    if not node.is_file():
+        return None
+    return validate_spec(FrameworkOverlay, safe_yaml.read_yaml(node, "framework calibration overlay"), str(node))
+
+
+def framework_efficiency(framework) -> float:
+    """Kernel-throughput multiplier of a framework preset (FrameworkSpec or name): the fitted value of the
+    framework overlay, 1.0 where none is fitted or calibration is off (`calibration_disabled`,
+    `trainsim --no-calibration`); inside `framework_efficiencies(values)` exactly those values."""
+    if framework is None:
+        return 1.0
+    name = framework if isinstance(framework, str) else getattr(framework, "name", None)
+    over = _FW_OVERRIDE.get()
+    if over is not None:
+        return float(over.get(name, 1.0))
+    if not calibration_enabled():
+        return 1.0
+    ov = framework_overlay()
+    return 1.0 if ov is None else float(ov.values.get(name, 1.0))
