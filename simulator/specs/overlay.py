@@ -69,7 +69,19 @@ class FitRecord(Spec):
     note: str = Field("", max_length=MAX_TEXT)
 
 
-class Overlay(Spec):
+class _FitState:
+    """What overlays share: fitted under another model version (stale), parameters that ended on a bound."""
+
+    @property
+    def stale(self) -> bool:
+        return self.model_version != MODEL_VERSION
+
+    @property
+    def at_bound(self) -> list[str]:
+        return [k for k, p in self.parameters.items() if p.at_bound]
+
+
+class Overlay(_FitState, Spec):
     """A family's calibration overlay (see the module docstring)."""
 
     family: str = Field(min_length=1, max_length=MAX_NAME)
@@ -79,14 +91,6 @@ class Overlay(Spec):
     values: dict[str, float] = Field(min_length=1)
     parameters: dict[str, ParameterRecord] = Field(default_factory=dict)
     fit: FitRecord
-
-    @property
-    def stale(self) -> bool:
-        return self.model_version != MODEL_VERSION
-
-    @property
-    def at_bound(self) -> list[str]:
-        return [k for k, p in self.parameters.items() if p.at_bound]
 
 
 def check_path(path: str) -> None:
@@ -196,7 +200,7 @@ def _as_path(folder: str) -> Any:
 FRAMEWORK_OVERLAY = "frameworks"
 
 
-class FrameworkOverlay(Spec):
+class FrameworkOverlay(_FitState, Spec):
     """Fitted framework efficiencies (simulator.calibration.frameworks): for a framework preset whose rows support a
     fit, the sustained throughput of its compute kernels (GEMM, grouped GEMM, attention) relative to the reference
     stacks that set each family's kernel_level. A preset not listed runs at 1.0. The presets themselves never
@@ -212,14 +216,6 @@ class FrameworkOverlay(Spec):
     parameters: dict[str, ParameterRecord] = Field(default_factory=dict)
     fits: dict[str, FitRecord] = Field(default_factory=dict)
     refused: dict[str, str] = Field(default_factory=dict)
-
-    @property
-    def stale(self) -> bool:
-        return self.model_version != MODEL_VERSION
-
-    @property
-    def at_bound(self) -> list[str]:
-        return [k for k, p in self.parameters.items() if p.at_bound]
 
 
 _FW_OVERRIDE: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("trainsim_framework_eff", default=None)
