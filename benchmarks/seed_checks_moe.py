@@ -21,7 +21,7 @@ from simulator.specs.model import ModelSpec
 from simulator.specs.routing import RoutingSpec
 from simulator.specs.scenario import Scenario
 from simulator.topology.collectives import all_reduce_time_s
-from simulator.topology.placement import TierArrays, tier_arrays
+from simulator.topology.placement import TierArrays
 
 
 def verdict(ok: bool) -> str:

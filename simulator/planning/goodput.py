@@ -11,7 +11,7 @@ grows with the job, checkpoint read); planned stops cost a checkpoint and a rest
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np

@@ -12,7 +12,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Union
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import SpecError
