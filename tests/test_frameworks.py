@@ -189,3 +189,22 @@ def test_cli_frameworks_table_and_json(capsys):
 def test_cli_frameworks_sources(capsys):
     assert main(["frameworks", "--sources"]) == 0
     assert "get_fsdp_reshard_after_forward_policy" in capsys.readouterr().out
+
+
+def test_cli_frameworks_reports_the_shipped_calibration(capsys):
+    """Each preset's row says how the shipped framework overlay treats it: the fitted value for a fitted preset,
+    'reference' for the stacks that set kernel_level, 'refused' with the rule's reason, else 'not fitted'."""
+    from simulator.specs.overlay import framework_overlay
+    overlay = framework_overlay()
+    assert main(["frameworks", "--format", "json"]) == 0
+    rows = {r["name"]: r["calibration"] for r in json.loads(capsys.readouterr().out)}
+    for name, value in overlay.values.items():
+        assert rows[name] == {"status": "fitted", "efficiency": value, "detail": rows[name]["detail"]}
+    for name in overlay.reference:
+        if name in rows:
+            assert rows[name]["status"] == "reference" and rows[name]["efficiency"] == 1.0
+    for name, why in overlay.refused.items():
+        assert rows[name] == {"status": "refused", "efficiency": 1.0, "detail": why}
+    assert main(["frameworks"]) == 0
+    out = capsys.readouterr().out
+    assert "fitted efficiency" in out and "Refused fits" in out
