@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .compute import TABLE_ATTENTION_KERNEL
+from .flops import attention_tiles, causal_attention_pairs
+from .kernels import ATTENTION_TILE_Q
 from .framework_effects import attention_kernel_speed_ratio
 from ..specs.layout import MOE_DISPATCH_CODES
 
@@ -391,14 +393,59 @@ def attention_core_s(sz):
         name = getattr(sz, "attention_kernel", None)
         r_f = attention_kernel_speed_ratio(name, kr.attention_table_kernel("fwd", kern), fam, d_head, "fwd")
         r_b = attention_kernel_speed_ratio(name, kr.attention_table_kernel("bwd", kern), fam, d_head, "bwd")
-        fwd = work / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
-        bwd = FLASH_BWD_OVER_FWD * work / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
+        win_f, win_b = local_attention_factors(sz, sq, kern)
+        fwd = work * win_f / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
+        bwd = FLASH_BWD_OVER_FWD * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
     if not flash.all():
         gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
         score_fwd, score_bwd = unfused_score_bytes_per_element(sz.act_bytes)
         unfused_fwd = gemms + kr.stream_s(score_fwd * bh * sq * s)
         unfused_bwd = 2.0 * gemms + kr.stream_s(score_bwd * bh * sq * s)
         fwd, bwd = np.where(flash, fwd, unfused_fwd), np.where(flash, bwd, unfused_bwd)
+    return fwd, bwd
+
+
+#: Query/key block of the TPU splash-attention kernel as MaxText runs it (src/MaxText/configs/base.yml: sa_block_q,
+#: sa_block_kv, sa_block_kv_compute 512; jax.experimental.pallas.ops.tpu.splash_attention skips the blocks its mask
+#: info marks empty). GPU fused kernels (FlashAttention-2/3, cuDNN) use 128-row blocks (ATTENTION_TILE_Q).
+SPLASH_ATTENTION_BLOCK = 512
+
+
+def attention_block_tokens(family: str) -> int:
+    """Rows (and keys) per block of the device's fused attention kernel: SPLASH_ATTENTION_BLOCK on TPUs,
+    ATTENTION_TILE_Q elsewhere.
+
+    Source: MaxText base.yml (splash attention blocks); Dao 2023 (arXiv 2307.08691) sec. 3.2 (128-row blocks)."""
+    return SPLASH_ATTENTION_BLOCK if family == "tpu" else ATTENTION_TILE_Q
+
+
+def local_attention_factors(sz, sq, kern):
+    """(forward, backward) fused-attention time of the model's layers over that of full causal attention on every
+    layer at the same shape: 1 for a model of full-attention layers; for sliding-window and chunked layers the
+    tiles the kernel executes (costs.flops.attention_tiles, blocks of attention_block_tokens: masked blocks are
+    skipped, the partial ones at the window's edges run whole) over the causal kernel's, at the efficiency of a row of their
+    mean keys (KernelModel.attention_keys_factor), averaged over the layers. Unfused attention computes the whole
+    s x s matrix and masks it: no saving there.
+
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1; FlashAttention's local (window_size) masking
+    and Transformer Engine / cuDNN sliding-window attention (window_size (W - 1, 0)) skip blocks outside the band;
+    Llama 4 chunked attention (transformers masking_utils chunked_causal) is block-diagonal causal."""
+    c = sz.costs
+    counts = getattr(c, "attn_layer_counts", ())
+    if not any(kind != "full" for kind, _, _ in counts):
+        return 1.0, 1.0
+    S, T, L = int(c.seq_len), attention_block_tokens(sz.hardware.family), float(c.num_layers)
+    causal_tiles = attention_tiles(S, T)
+    fwd = bwd = 0.0
+    for kind, size, n in counts:
+        if kind == "full":
+            fwd, bwd = fwd + n / L, bwd + n / L
+            continue
+        w, ch = (size, None) if kind == "sliding" else (None, size)
+        tiles = attention_tiles(S, T, window=w, chunk=ch) / causal_tiles
+        keys = causal_attention_pairs(S, window=w, chunk=ch) / S        # mean keys per query row
+        fwd = fwd + n / L * tiles / sz.kernel.attention_keys_factor(sq, keys, "fwd", kern)
+        bwd = bwd + n / L * tiles / sz.kernel.attention_keys_factor(sq, keys, "bwd", kern)
     return fwd, bwd
 
 
