@@ -301,3 +301,33 @@ def test_chunk_equal_to_the_sequence_leaves_llama4_rows_full():
     m = load_model("llama2-7b").model_copy(update={"attention_chunk": 8192, "global_attention_every": 4})
     c = model_costs(m, 8192)
     assert c.attn_causal_fraction == 1.0 and attention_tile_fraction(c, 128) == 1.0
+
+
+def test_llama4_scout_text_config_chunked_every_4th_layer_nope():
+    m = load_hf_config(HF / "llama4-scout.json")                 # Llama4ForConditionalGeneration: its text_config
+    assert m.attention_chunk == 8192 and m.global_attention_every == 4      # no_rope_layer_interval default 4
+    assert [i for i, k in enumerate(m.attention_layer_kinds) if k == "full"][:3] == [3, 7, 11]
+    assert m.num_moe_layers == 48 and m.moe.num_shared_experts == 1 and m.ffn_hidden_size == 16384
+    assert m.max_seq_len == 8192                                            # rope_scaling original context
+    c = model_costs(m, 8192)
+    # Meta's Llama 4 model card: 17B active, 109B total (the total includes the vision encoder, not imported:
+    # stated tolerance 2%; the active count printed to 2 digits: 3%)
+    total = c.total_params(False)
+    active = total - 48 * (16 - 1) * c.expert_params
+    assert total / 1e9 == pytest.approx(109, rel=0.02)
+    assert active / 1e9 == pytest.approx(17, rel=0.03)
+    # at its 8192-token training context the chunk spans the whole sequence: full causal cost
+    assert c.attn_causal_fraction == 1.0
+    assert model_costs(m, 32768).attn_causal_fraction < 0.5
+
+
+def test_llama4_explicit_no_rope_layers_and_missing_chunk():
+    cfg = json.loads((HF / "llama4-scout.json").read_text())
+    text = dict(cfg["text_config"], no_rope_layers=[1, 1, 0] * 16)
+    m = model_from_hf_config(dict(cfg, text_config=text))
+    assert m.global_attention_every == 3
+    text.pop("attention_chunk_size")
+    with pytest.raises(SpecError, match="attention_chunk_size"):
+        model_from_hf_config(dict(cfg, text_config=text))
+    with pytest.raises(SpecError, match="text_config"):
+        model_from_hf_config({k: v for k, v in cfg.items() if k != "text_config"})

@@ -25,6 +25,12 @@ huggingface/transformers src/transformers/models/<family>/configuration_<family>
     GPTNeoXForCausalLM              GPTNeoXConfig   two-matrix GeLU MLP of intermediate_size, multi-head attention
     Gemma2ForCausalLM               Gemma2Config    GeGLU MLP; head_dim, num_key_value_heads and sliding_window
     Gemma3ForCausalLM               Gemma3TextConfig  required; tie_word_embeddings defaults to true
+    Llama4ForCausalLM               Llama4TextConfig  MoE on moe_layers (default every interleave_moe_layer_step-th):
+                                                      num_local_experts of intermediate_size plus one shared MLP of
+                                                      the same width; dense layers intermediate_size_mlp;
+                                                      attention_chunk_size required (chunked on the RoPE layers)
+    Llama4ForConditionalGeneration, Gemma3ForConditionalGeneration: their `text_config` (the vision tower is not
+                                                      imported)
     GptOssForCausalLM               GptOssConfig    Mixtral-style MoE (num_local_experts, num_experts_per_tok, expert
                                                       width = intermediate_size); head_dim, sliding_window required
 
@@ -91,6 +97,7 @@ class _Family:
     local: Optional[str] = None         # local-attention rule (_local_attention): None | "mistral" | "qwen" |
                                         # "gemma2" | "gemma3" | "gpt_oss"
     tied_default: bool = False          # tie_word_embeddings when absent (Gemma configs: true)
+    dense_ffn_key: str = "intermediate_size"   # the dense MLP's width (Llama 4: intermediate_size_mlp)
 
 
 ARCHITECTURES: dict[str, _Family] = {
@@ -106,6 +113,9 @@ ARCHITECTURES: dict[str, _Family] = {
                                  ignored="post-attention and post-FFN norms; logit soft-capping"),
     "Gemma3ForCausalLM": _Family("Gemma3TextConfig", head_dim_required=True, local="gemma3", tied_default=True,
                                  ignored="post-attention and post-FFN norms; q/k RMSNorms"),
+    "Llama4ForCausalLM": _Family("Llama4TextConfig", moe="llama4", head_dim_required=True, local="llama4",
+                                 dense_ffn_key="intermediate_size_mlp",
+                                 ignored="the router's sigmoid scaling of the expert input; q/k L2 norms"),
     "GptOssForCausalLM": _Family("GptOssConfig", moe="mixtral", head_dim_required=True, local="gpt_oss",
                                  ignored="attention biases and sinks; expert biases; the clamped SwiGLU"),
     "DeepseekV2ForCausalLM": _Family("DeepseekV2Config", moe="deepseek", mla=True, kv_heads_default_mha=True,
@@ -123,7 +133,12 @@ MODEL_TYPES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "mi
                "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
                "qwen3_moe": "Qwen3MoeForCausalLM", "deepseek_v2": "DeepseekV2ForCausalLM",
                "deepseek_v3": "DeepseekV3ForCausalLM", "gpt_neox": "GPTNeoXForCausalLM",
-               "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "gpt_oss": "GptOssForCausalLM"}
+               "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "gpt_oss": "GptOssForCausalLM",
+               "llama4_text": "Llama4ForCausalLM"}
+
+#: Multimodal wrappers whose language model is a supported text architecture, read from their `text_config`.
+TEXT_CONFIG_WRAPPERS = {"Llama4ForConditionalGeneration": "Llama4ForCausalLM",
+                        "Gemma3ForConditionalGeneration": "Gemma3ForCausalLM"}
 
 
 def _show(value: Any) -> str:
@@ -253,9 +268,11 @@ def _local_attention(r: _Reader, fam: _Family, num_layers: int) -> tuple[dict[st
         window = None
     elif fam.local in ("gemma2", "gemma3", "gpt_oss"):
         window = r.int("sliding_window")
+    elif fam.local == "llama4":
+        window = None
     else:
         window = r.int("sliding_window", default=None, nullable=True)
-    chunk = r.int("attention_chunk_size", default=None, nullable=True)
+    chunk = r.int("attention_chunk_size", default=_MISSING if fam.local == "llama4" else None, nullable=True)
     if window is not None and chunk is not None:
         raise SpecError(f"{r.where}: sliding_window = {window} and attention_chunk_size = {chunk}: trainsim models "
                         "one local attention kind per model")
@@ -307,6 +324,12 @@ def _moe_layers(r: _Reader, fam: _Family, num_layers: int) -> tuple[list[int], i
     """Indices of the MoE layers, by the modelling code's rule, and the config's MoE period."""
     if fam.moe == "mixtral":
         return list(range(num_layers)), 1
+    if fam.moe == "llama4":                 # Llama4TextConfig: moe_layers, else every interleave_moe_layer_step-th
+        step = r.int("interleave_moe_layer_step", default=1)
+        given = r.config.get("moe_layers")
+        if given is not None:
+            return sorted(set(r.int_list("moe_layers"))), step
+        return list(range(step - 1, num_layers, step)), step
     if fam.moe == "qwen":
         step = r.int("decoder_sparse_step", default=1)
         dense = set(r.int_list("mlp_only_layers"))
@@ -337,6 +360,10 @@ def _moe_block(r: _Reader, fam: _Family, num_layers: int, hidden_ffn: int) -> tu
     if fam.moe == "mixtral":
         experts = r.int("num_local_experts", aliases=("num_experts",))
         width, shared, shared_w = hidden_ffn, 0, None
+    elif fam.moe == "llama4":               # Llama4TextMoe: routed experts and one shared MLP of intermediate_size
+        experts = r.int("num_local_experts")
+        width = r.int("intermediate_size")
+        shared, shared_w = 1, width
     elif fam.moe == "qwen":
         experts = r.int("num_experts", aliases=("num_local_experts",))
         width = r.int("moe_intermediate_size")
@@ -369,11 +396,19 @@ def model_from_hf_config(config: Mapping[str, Any], *, where: str = "config.json
     """
     if not isinstance(config, Mapping):
         raise SpecError(f"{where}: expected a JSON object of config keys, got {type(config).__name__}")
+    archs = config.get("architectures")
+    if isinstance(archs, list) and archs and archs[0] in TEXT_CONFIG_WRAPPERS:
+        text = config.get("text_config")
+        if not isinstance(text, Mapping):
+            raise SpecError(f"{where}: architectures = {_show(archs)}: needs a 'text_config' object (the language "
+                            "model trainsim imports)")
+        config = {**text, "architectures": [TEXT_CONFIG_WRAPPERS[archs[0]]]}
+        where = f"{where}: text_config"
     arch = _architecture(config, where)
     fam = ARCHITECTURES[arch]
     r = _Reader(config, where, arch)
     layers, hidden, heads = r.int("num_hidden_layers"), r.int("hidden_size"), r.int("num_attention_heads")
-    ffn = r.int("intermediate_size")
+    ffn = r.int(fam.dense_ffn_key)
     data: dict[str, Any] = {
         "name": name or _sanitize(str(config.get("_name_or_path") or config.get("model_type") or "hf-model")),
         "source": f"Hugging Face config {where} ({arch}, fields as in transformers' {fam.config_class})",
