@@ -331,3 +331,23 @@ def test_llama4_explicit_no_rope_layers_and_missing_chunk():
         model_from_hf_config(dict(cfg, text_config=text))
     with pytest.raises(SpecError, match="text_config"):
         model_from_hf_config({k: v for k, v in cfg.items() if k != "text_config"})
+
+
+@pytest.mark.parametrize("preset,fixture", [("gpt-oss-120b", "gpt-oss-120b.json"),
+                                            ("llama4-scout", "llama4-scout.json")])
+def test_presets_equal_their_hf_configs(preset, fixture):
+    p, h = load_model(preset), load_hf_config(HF / fixture)
+    keys = ("num_layers", "hidden_size", "num_heads", "kv_heads", "dim_per_head", "vocab_size", "tied_embeddings",
+            "attention_window", "attention_chunk", "attention_layer_kinds", "num_moe_layers", "moe", "max_seq_len")
+    for k in keys:
+        assert getattr(p, k) == getattr(h, k), k
+
+
+def test_local_attention_presets():
+    assert load_model("mistral-7b").attention_layer_counts == (("sliding", 4096, 32),)
+    g = load_model("gemma3-12b")
+    assert g.attention_layer_counts == (("full", None, 8), ("sliding", 1024, 40))
+    # Gemma 3 report Table 1: 10,759M non-embedding parameters (trainsim leaves out 2 extra norms per layer and the
+    # q/k norms: 48 x (2 x 3840 + 2 x 256) = 0.4M)
+    c = model_costs(g, 4096)
+    assert (c.total_params(True) - c.embedding_params) / 1e6 == pytest.approx(10_759, abs=1.0)
