@@ -11,7 +11,9 @@ Conventions, chosen so that MFU <= HFU <= 1 whatever the layout, dtype or sequen
   full-matrix count (costs.flops.ModelCosts.model_flops_per_token) stays the convention of published figures that
   state it, which `validate` compares under each row's own convention. Sliding-window and chunked layers count the
   pairs their mask keeps (costs.flops.causal_attention_pairs; ModelCosts.attn_causal_fraction scales the causal
-  half), in both the model and the fused kernels' hardware FLOPs: the count Megatron-Bridge's flop_utils.py makes.
+  half), in both the model and the fused kernels' hardware FLOPs: Megatron-Bridge's count (training/utils/
+  flop_utils.py: W (W + 1) / 2 + (S - W) W pairs per windowed layer, S^2 / 2 per full one) to within S / (S + 1);
+  MaxText counts s min(W, s) / 2 per windowed layer (validation applies it to rows under its conventions).
 - Peak: the dense peak of the datatype the GEMMs run in (HardwareProfile.utilization_peak_flops_per_s): the FP8
   peak for fp8 runs where the device has one (int8 likewise), the bf16/fp16 peak otherwise. Dividing fp8 work by
   the bf16 peak (the convention of some reports) can exceed 1; the executed-dtype peak cannot, since no kernel
