@@ -255,19 +255,29 @@ def model_costs(m: ModelSpec, seq_len: int) -> ModelCosts:
     )
 
 
+def attention_kind_shapes(costs: ModelCosts, tile: int) -> tuple[tuple[float, float, float], ...]:
+    """(share of the layers, executed tiles over the causal kernel's, mean keys per query row) of each attention
+    kind of the model (full layers: share, 1, (S + 1) / 2).
+
+    Source: attention_tiles, causal_attention_pairs."""
+    S, L = costs.seq_len, float(costs.num_layers)
+    causal = attention_tiles(S, tile)
+    out = []
+    for kind, size, n in costs.attn_layer_counts:
+        w, ch = (size, None) if kind == "sliding" else (None, size) if kind == "chunked" else (None, None)
+        out.append((n / L, attention_tiles(S, tile, window=w, chunk=ch) / causal,
+                    causal_attention_pairs(S, window=w, chunk=ch) / S))
+    return tuple(out)
+
+
 def attention_tile_fraction(costs: ModelCosts, tile: int) -> float:
     """Executed attention tiles of the model's layers over those of full causal attention on every layer (1 when
     every layer is full): the share of a causal fused kernel's work that windowed/chunked kernels run.
 
-    Source: attention_tiles."""
-    local = [(k, size, n) for k, size, n in costs.attn_layer_counts if k != "full"]
-    if not local or costs.seq_len <= 0:
+    Source: attention_kind_shapes."""
+    if all(kind == "full" for kind, _, _ in costs.attn_layer_counts) or costs.seq_len <= 0:
         return 1.0
-    full = attention_tiles(costs.seq_len, tile)
-    tiles = sum(n * (attention_tiles(costs.seq_len, tile, window=size if k == "sliding" else None,
-                                     chunk=size if k == "chunked" else None) if k != "full" else full)
-                for k, size, n in costs.attn_layer_counts)
-    return tiles / full / costs.num_layers
+    return sum(share * tiles for share, tiles, _ in attention_kind_shapes(costs, tile))
 
 
 def megatron_eq3_flops(batch: int, seq_len: int, layers: int, hidden: int, vocab: int) -> float:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .compute import TABLE_ATTENTION_KERNEL
-from .flops import attention_tiles, causal_attention_pairs
+from .flops import attention_kind_shapes
 from .kernels import ATTENTION_TILE_Q
 from .framework_effects import attention_kernel_speed_ratio
 from ..specs.layout import MOE_DISPATCH_CODES
@@ -422,30 +422,24 @@ def attention_block_tokens(family: str) -> int:
 def local_attention_factors(sz, sq, kern):
     """(forward, backward) fused-attention time of the model's layers over that of full causal attention on every
     layer at the same shape: 1 for a model of full-attention layers; for sliding-window and chunked layers the
-    tiles the kernel executes (costs.flops.attention_tiles, blocks of attention_block_tokens: masked blocks are
-    skipped, the partial ones at the window's edges run whole) over the causal kernel's, at the efficiency of a row of their
-    mean keys (KernelModel.attention_keys_factor), averaged over the layers. Unfused attention computes the whole
-    s x s matrix and masks it: no saving there.
+    tiles the kernel executes (costs.flops.attention_tiles in blocks of attention_block_tokens: fully masked blocks
+    are skipped, the partial ones at the band's edges run whole) over the causal kernel's, at the efficiency of
+    rows of their mean keys (KernelModel.attention_keys_factor), averaged over the layers. Unfused attention
+    computes the whole s x s matrix and masks it: no saving there.
 
-    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1; FlashAttention's local (window_size) masking
-    and Transformer Engine / cuDNN sliding-window attention (window_size (W - 1, 0)) skip blocks outside the band;
-    Llama 4 chunked attention (transformers masking_utils chunked_causal) is block-diagonal causal."""
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1; FlashAttention's local attention
+    (window_size (left, 0)) and Transformer Engine / cuDNN sliding-window attention skip the blocks outside the
+    band; Llama 4 chunked attention (transformers masking_utils chunked_causal) is block-diagonal causal."""
     c = sz.costs
-    counts = getattr(c, "attn_layer_counts", ())
-    if not any(kind != "full" for kind, _, _ in counts):
+    if all(kind == "full" for kind, _, _ in c.attn_layer_counts):
         return 1.0, 1.0
-    S, T, L = int(c.seq_len), attention_block_tokens(sz.hardware.family), float(c.num_layers)
-    causal_tiles = attention_tiles(S, T)
     fwd = bwd = 0.0
-    for kind, size, n in counts:
-        if kind == "full":
-            fwd, bwd = fwd + n / L, bwd + n / L
+    for share, tiles, keys in attention_kind_shapes(c, attention_block_tokens(sz.hardware.family)):
+        if tiles == 1.0:                          # full layers (or a window/chunk spanning the sequence)
+            fwd, bwd = fwd + share, bwd + share
             continue
-        w, ch = (size, None) if kind == "sliding" else (None, size)
-        tiles = attention_tiles(S, T, window=w, chunk=ch) / causal_tiles
-        keys = causal_attention_pairs(S, window=w, chunk=ch) / S        # mean keys per query row
-        fwd = fwd + n / L * tiles / sz.kernel.attention_keys_factor(sq, keys, "fwd", kern)
-        bwd = bwd + n / L * tiles / sz.kernel.attention_keys_factor(sq, keys, "bwd", kern)
+        fwd = fwd + share * tiles / sz.kernel.attention_keys_factor(sq, keys, "fwd", kern)
+        bwd = bwd + share * tiles / sz.kernel.attention_keys_factor(sq, keys, "bwd", kern)
     return fwd, bwd
 
 
