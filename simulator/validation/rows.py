@@ -301,8 +301,9 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
         kind = (f"sliding window {local['attention_window']}" if "attention_window" in local
                 else f"chunked attention {local['attention_chunk']}")
         k = local.get("global_attention_every")
+        nth = {1: "", 2: "2nd ", 3: "3rd "}.get(k, f"{k}th ") if k else ""
         assumptions.append(f"local attention from the notes: {kind}, "
-                           + (f"every {k}th layer global" if k else "on every layer"))
+                           + (f"every {nth}layer global" if k else "on every layer"))
     try:
         return ModelSpec(name=name, source=row.get("source") or "runs file", num_layers=row["n_layers"],
                          hidden_size=row["hidden"], num_heads=row["n_heads"],
