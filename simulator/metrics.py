@@ -9,7 +9,11 @@ Conventions, chosen so that MFU <= HFU <= 1 whatever the layout, dtype or sequen
   2307.08691, sec. 4.1). The hardware FLOPs (HFU) count what the kernels execute: the causal half with a fused
   (flash) kernel, the full s x s matrix without one (costs.layer.CAUSAL_EXECUTED_FRACTION). The PaLM/Megatron
   full-matrix count (costs.flops.ModelCosts.model_flops_per_token) stays the convention of published figures that
-  state it, which `validate` compares under each row's own convention.
+  state it, which `validate` compares under each row's own convention. Sliding-window and chunked layers count the
+  pairs their mask keeps (costs.flops.causal_attention_pairs; ModelCosts.attn_causal_fraction scales the causal
+  half), in both the model and the fused kernels' hardware FLOPs: Megatron-Bridge's count (training/utils/
+  flop_utils.py: W (W + 1) / 2 + (S - W) W pairs per windowed layer, S^2 / 2 per full one) to within S / (S + 1);
+  MaxText counts s min(W, s) / 2 per windowed layer (validation applies it to rows under its conventions).
 - Peak: the dense peak of the datatype the GEMMs run in (HardwareProfile.utilization_peak_flops_per_s): the FP8
   peak for fp8 runs where the device has one (int8 likewise), the bf16/fp16 peak otherwise. Dividing fp8 work by
   the bf16 peak (the convention of some reports) can exceed 1; the executed-dtype peak cannot, since no kernel
@@ -42,15 +46,17 @@ def model_flops_per_step(costs, tokens_per_step: float) -> float:
     Source: Narayanan et al. 2021 (arXiv 2104.04473) sec. 5.1 (backward = 2 x forward); PaLM (arXiv 2204.02311)
     App. B (model FLOPs exclude rematerialisation); Dao 2023 (arXiv 2307.08691) sec. 4.1 (causal: half)."""
     full = costs.model_flops_per_token()
-    return tokens_per_step * (full - 3.0 * (1.0 - CAUSAL_MODEL_FRACTION) * _attention_flops_per_token(costs))
+    kept = CAUSAL_MODEL_FRACTION * costs.attn_causal_fraction
+    return tokens_per_step * (full - 3.0 * (1.0 - kept) * _attention_flops_per_token(costs))
 
 
-def executed_attention_fraction(flash_attention):
+def executed_attention_fraction(flash_attention, window_fraction: float = 1.0):
     """Share of the full s x s attention work the kernels execute: the causal half with a fused (flash) kernel,
-    all of it without (the masked half is computed, then discarded).
+    times the share of the causal pairs that sliding-window/chunked layers keep (`window_fraction`,
+    ModelCosts.attn_causal_fraction), all of it without (the masked part is computed, then discarded).
 
-    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1 (causal blocks skipped)."""
-    return np.where(np.asarray(flash_attention, dtype=bool), CAUSAL_EXECUTED_FRACTION, 1.0)
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1 (masked blocks skipped)."""
+    return np.where(np.asarray(flash_attention, dtype=bool), CAUSAL_EXECUTED_FRACTION * window_fraction, 1.0)
 
 
 def recompute_flops_per_step(costs, tokens_per_step: float, recompute_code, flash_attention=True):
@@ -60,7 +66,8 @@ def recompute_flops_per_step(costs, tokens_per_step: float, recompute_code, flas
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5: full recompute replays every layer's forward,
     selective only the attention core."""
     rc = np.asarray(recompute_code)
-    saved = (1.0 - executed_attention_fraction(flash_attention)) * _attention_flops_per_token(costs)
+    saved = (1.0 - executed_attention_fraction(flash_attention, costs.attn_causal_fraction)) \
+        * _attention_flops_per_token(costs)
     per_token = np.select([rc == code for code, _ in _RECOMPUTE_NAMES],
                           [costs.recompute_flops_per_token(name) for _, name in _RECOMPUTE_NAMES], 0.0)
     return np.where(rc > 0, per_token - saved, 0.0) * tokens_per_step
@@ -72,7 +79,8 @@ def hardware_flops_per_step(costs, tokens_per_step: float, recompute_code, flash
 
     Source: PaLM (arXiv 2204.02311) App. B (hardware FLOPs utilisation); Dao 2023 (arXiv 2307.08691) sec. 3.1."""
     full = costs.model_flops_per_token()
-    saved = 3.0 * (1.0 - executed_attention_fraction(flash_attention)) * _attention_flops_per_token(costs)
+    saved = 3.0 * (1.0 - executed_attention_fraction(flash_attention, costs.attn_causal_fraction)) \
+        * _attention_flops_per_token(costs)
     return tokens_per_step * (full - saved) + recompute_flops_per_step(costs, tokens_per_step, recompute_code,
                                                                        flash_attention)
 

@@ -12,7 +12,7 @@ import inspect
 from dataclasses import dataclass, fields
 
 from .. import metrics
-from ..costs import communication, framework_effects, layer, memory, offload, optimizer, params, stage
+from ..costs import communication, flops, framework_effects, layer, memory, offload, optimizer, params, stage
 from ..pipeline import closed_form, split
 from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate, TierMemory
 from .compose import evaluate
@@ -29,7 +29,8 @@ class Entry:
 
 #: Functions behind each step-time category.
 TIME_FUNCTIONS = {
-    "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, stage.logits_s),
+    "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, layer.local_attention_factors,
+                stage.logits_s),
     "elementwise": (layer.elementwise_s,),
     "fp8_cast": (layer.fp8_cast_s,),
     "host": (layer.host_time_s, layer.layer_costs, stage.rank_host_s),
@@ -60,7 +61,7 @@ MEMORY_FUNCTIONS = {
 
 REGISTRY = (
     Entry("step_time_s", "s", (evaluate,)),
-    Entry("mfu", "", (metrics.mfu, metrics.model_flops_per_step)),
+    Entry("mfu", "", (metrics.mfu, metrics.model_flops_per_step, flops.causal_attention_pairs)),
     Entry("hfu", "", (metrics.hfu, metrics.hardware_flops_per_step, metrics.executed_attention_fraction)),
     Entry("tokens_per_s", "tokens/s", (metrics.tokens_per_s,)),
     Entry("tflops_per_device", "TFLOP/s", (metrics.tflops_per_device,)),

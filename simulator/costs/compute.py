@@ -210,6 +210,18 @@ class KernelRates:
                 return self.model.attention_efficiency(s, d, bh, True, pass_, None)
         return self._shaped(eff, seq_len, head_dim, batch_heads) * self.level
 
+    def attention_keys_factor(self, seq_len, keys_per_row, pass_: str, kernel: Optional[str] = None):
+        """Efficiency of a fused attention kernel with `keys_per_row` keys per query row (sliding window, chunks)
+        relative to the causal kernel of the same sequence length; 1 when ideal.
+
+        Source: costs.kernels.KernelModel.attention_keys_factor."""
+        if self.model is None:
+            return np.ones(np.broadcast(seq_len, keys_per_row).shape)
+        try:
+            return self.model.attention_keys_factor(seq_len, keys_per_row, pass_, kernel)
+        except ValueError:              # the named kernel has no model on this device: the default one
+            return self.model.attention_keys_factor(seq_len, keys_per_row, pass_, None)
+
     def attention_table_kernel(self, pass_: str, kernel: Optional[str] = None) -> Optional[str]:
         """The measured table kernel (flash3, te, ...) that attention_efficiency costs `kernel` (None: the device's
         default) with for one pass; None when ideal or no named table matches the default."""

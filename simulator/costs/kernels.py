@@ -767,6 +767,19 @@ class KernelModel:
         return memoized(self._memo, ("attention", pass_, kernel), block, seq_len, head_dim, batch_heads,
                         np.asarray(causal, dtype=bool))
 
+    def attention_keys_factor(self, seq_len, keys_per_row, pass_: str = "fwd", kernel: Optional[str] = None):
+        """Efficiency of a causal fused attention kernel whose query rows see `keys_per_row` keys on average
+        (sliding-window or chunked masks) relative to one of the same sequence length (s/2 keys per row): the
+        ratio of the key saturations of `attention_shape_factor`, at most 1 (a short row amortises the query
+        block's fixed prologue and epilogue over fewer key blocks).
+
+        Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1-3.2 (per query block: load Q, loop over
+        key/value blocks, rescale and write O)."""
+        half = self.op(f"attention_{pass_}", "bf16", kernel).half
+        s = np.asarray(seq_len, dtype=float)
+        keys = np.minimum(np.asarray(keys_per_row, dtype=float), 0.5 * s)
+        return saturation(keys, half) / saturation(0.5 * s, half)
+
     def attention_time_s(self, batch, heads, seq_len, head_dim, causal=True, pass_: str = "fwd",
                          kernel: Optional[str] = None):
         """Executed FLOPs / (bf16 peak x efficiency): forward 4 b h s^2 d (half when causal), backward 2.5x.

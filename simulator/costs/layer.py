@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .compute import TABLE_ATTENTION_KERNEL
+from .flops import attention_kind_shapes
+from .kernels import ATTENTION_TILE_Q
 from .framework_effects import attention_kernel_speed_ratio
 from ..specs.layout import MOE_DISPATCH_CODES
 
@@ -391,14 +393,53 @@ def attention_core_s(sz):
         name = getattr(sz, "attention_kernel", None)
         r_f = attention_kernel_speed_ratio(name, kr.attention_table_kernel("fwd", kern), fam, d_head, "fwd")
         r_b = attention_kernel_speed_ratio(name, kr.attention_table_kernel("bwd", kern), fam, d_head, "bwd")
-        fwd = work / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
-        bwd = FLASH_BWD_OVER_FWD * work / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
+        win_f, win_b = local_attention_factors(sz, sq, kern)
+        fwd = work * win_f / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
+        bwd = FLASH_BWD_OVER_FWD * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
     if not flash.all():
         gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
         score_fwd, score_bwd = unfused_score_bytes_per_element(sz.act_bytes)
         unfused_fwd = gemms + kr.stream_s(score_fwd * bh * sq * s)
         unfused_bwd = 2.0 * gemms + kr.stream_s(score_bwd * bh * sq * s)
         fwd, bwd = np.where(flash, fwd, unfused_fwd), np.where(flash, bwd, unfused_bwd)
+    return fwd, bwd
+
+
+#: Query/key block of the TPU splash-attention kernel as MaxText runs it (src/MaxText/configs/base.yml: sa_block_q,
+#: sa_block_kv, sa_block_kv_compute 512; jax.experimental.pallas.ops.tpu.splash_attention skips the blocks its mask
+#: info marks empty). GPU fused kernels (FlashAttention-2/3, cuDNN) use 128-row blocks (ATTENTION_TILE_Q).
+SPLASH_ATTENTION_BLOCK = 512
+
+
+def attention_block_tokens(family: str) -> int:
+    """Rows (and keys) per block of the device's fused attention kernel: SPLASH_ATTENTION_BLOCK on TPUs,
+    ATTENTION_TILE_Q elsewhere.
+
+    Source: MaxText base.yml (splash attention blocks); Dao 2023 (arXiv 2307.08691) sec. 3.2 (128-row blocks)."""
+    return SPLASH_ATTENTION_BLOCK if family == "tpu" else ATTENTION_TILE_Q
+
+
+def local_attention_factors(sz, sq, kern):
+    """(forward, backward) fused-attention time of the model's layers over that of full causal attention on every
+    layer at the same shape: 1 for a model of full-attention layers; for sliding-window and chunked layers the
+    tiles the kernel executes (costs.flops.attention_tiles in blocks of attention_block_tokens: fully masked blocks
+    are skipped, the partial ones at the band's edges run whole) over the causal kernel's, at the efficiency of
+    rows of their mean keys (KernelModel.attention_keys_factor), averaged over the layers. Unfused attention
+    computes the whole s x s matrix and masks it: no saving there.
+
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1; FlashAttention's local attention
+    (window_size (left, 0)) and Transformer Engine / cuDNN sliding-window attention skip the blocks outside the
+    band; Llama 4 chunked attention (transformers masking_utils chunked_causal) is block-diagonal causal."""
+    c = sz.costs
+    if all(kind == "full" for kind, _, _ in c.attn_layer_counts):
+        return 1.0, 1.0
+    fwd = bwd = 0.0
+    for share, tiles, keys in attention_kind_shapes(c, attention_block_tokens(sz.hardware.family)):
+        if tiles == 1.0:                          # full layers (or a window/chunk spanning the sequence)
+            fwd, bwd = fwd + share, bwd + share
+            continue
+        fwd = fwd + share * tiles / sz.kernel.attention_keys_factor(sq, keys, "fwd", kern)
+        bwd = bwd + share * tiles / sz.kernel.attention_keys_factor(sq, keys, "bwd", kern)
     return fwd, bwd
 
 

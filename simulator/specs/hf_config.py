@@ -23,6 +23,21 @@ huggingface/transformers src/transformers/models/<family>/configuration_<family>
                                                       num_experts_per_tok, moe_intermediate_size,
                                                       first_k_dense_replace, moe_layer_freq
     GPTNeoXForCausalLM              GPTNeoXConfig   two-matrix GeLU MLP of intermediate_size, multi-head attention
+    Gemma2ForCausalLM               Gemma2Config    GeGLU MLP; head_dim, num_key_value_heads and sliding_window
+    Gemma3ForCausalLM               Gemma3TextConfig  required; tie_word_embeddings defaults to true
+    Llama4ForCausalLM               Llama4TextConfig  MoE on moe_layers (default every interleave_moe_layer_step-th):
+                                                      num_local_experts of intermediate_size plus one shared MLP of
+                                                      the same width; dense layers intermediate_size_mlp;
+                                                      attention_chunk_size required (chunked on the RoPE layers)
+    Llama4ForConditionalGeneration, Gemma3ForConditionalGeneration: their `text_config` (the vision tower is not
+                                                      imported)
+    GptOssForCausalLM               GptOssConfig    Mixtral-style MoE (num_local_experts, num_experts_per_tok, expert
+                                                      width = intermediate_size); head_dim, sliding_window required
+
+Local attention (sliding window, chunked) follows `_local_attention`: `layer_types` where given, else each
+family's rule (sliding_window, use_sliding_window + max_window_layers, sliding_window_pattern,
+attention_chunk_size + no_rope_layers); ModelSpec keeps it as attention_window / attention_chunk with
+global_attention_every (a period) or attention_layer_types (any other per-layer list).
 
 Which layers are MoE follows the modelling code: Qwen2-MoE/Qwen3-MoE layer i is MoE iff i is not in
 `mlp_only_layers` and `(i + 1) % decoder_sparse_step == 0` (modeling_qwen2_moe.py, Qwen2MoeDecoderLayer);
@@ -41,7 +56,8 @@ of every class above); decoder_sparse_step to 1, mlp_only_layers to [] and moe_l
 
 What trainsim does not model is ignored and listed in the spec's notes: biases (Qwen2 q/k/v, GPT-NeoX), the
 Qwen3 q/k norms, the Qwen2-MoE shared-expert gate (hidden x 1), MLA's latent norms, DeepSeek-V3's
-multi-token-prediction layers, GPT-NeoX's parallel residual and partial rotary, sliding windows.
+multi-token-prediction layers, GPT-NeoX's parallel residual and partial rotary, Gemma's extra norms and soft-caps,
+GPT-OSS's attention sinks and biases.
 `max_seq_len` is the context before RoPE extension (`rope_scaling.original_max_position_embeddings`, e.g. 4096
 for DeepSeek-V3's YaRN), else `max_position_embeddings`.
 """
@@ -78,17 +94,30 @@ class _Family:
     mha_only: bool = False              # no num_key_value_heads key at all (GPT-NeoX)
     shared_expert: bool = False         # Qwen2-MoE: one shared expert of shared_expert_intermediate_size
     ignored: str = ""
+    local: Optional[str] = None         # local-attention rule (_local_attention): None | "mistral" | "qwen" |
+                                        # "gemma2" | "gemma3" | "gpt_oss"
+    tied_default: bool = False          # tie_word_embeddings when absent (Gemma configs: true)
+    dense_ffn_key: str = "intermediate_size"   # the dense MLP's width (Llama 4: intermediate_size_mlp)
 
 
 ARCHITECTURES: dict[str, _Family] = {
     "LlamaForCausalLM": _Family("LlamaConfig", kv_heads_default_mha=True, ignored="attention/MLP biases if set"),
-    "MistralForCausalLM": _Family("MistralConfig", ignored="sliding-window attention (costed as full attention)"),
-    "MixtralForCausalLM": _Family("MixtralConfig", moe="mixtral", ignored="sliding-window attention if set"),
-    "Qwen2ForCausalLM": _Family("Qwen2Config", ignored="q/k/v biases; sliding-window attention if enabled"),
-    "Qwen3ForCausalLM": _Family("Qwen3Config", head_dim_required=True, ignored="q/k RMSNorms"),
-    "Qwen2MoeForCausalLM": _Family("Qwen2MoeConfig", moe="qwen", shared_expert=True,
+    "MistralForCausalLM": _Family("MistralConfig", local="mistral"),
+    "MixtralForCausalLM": _Family("MixtralConfig", moe="mixtral", local="mistral"),
+    "Qwen2ForCausalLM": _Family("Qwen2Config", local="qwen", ignored="q/k/v biases"),
+    "Qwen3ForCausalLM": _Family("Qwen3Config", head_dim_required=True, local="qwen", ignored="q/k RMSNorms"),
+    "Qwen2MoeForCausalLM": _Family("Qwen2MoeConfig", moe="qwen", shared_expert=True, local="qwen",
                                    ignored="q/k/v biases; the shared-expert gate (hidden x 1)"),
-    "Qwen3MoeForCausalLM": _Family("Qwen3MoeConfig", moe="qwen", ignored="q/k RMSNorms"),
+    "Qwen3MoeForCausalLM": _Family("Qwen3MoeConfig", moe="qwen", local="qwen", ignored="q/k RMSNorms"),
+    "Gemma2ForCausalLM": _Family("Gemma2Config", head_dim_required=True, local="gemma2", tied_default=True,
+                                 ignored="post-attention and post-FFN norms; logit soft-capping"),
+    "Gemma3ForCausalLM": _Family("Gemma3TextConfig", head_dim_required=True, local="gemma3", tied_default=True,
+                                 ignored="post-attention and post-FFN norms; q/k RMSNorms"),
+    "Llama4ForCausalLM": _Family("Llama4TextConfig", moe="llama4", head_dim_required=True, local="llama4",
+                                 dense_ffn_key="intermediate_size_mlp",
+                                 ignored="the router's sigmoid scaling of the expert input; q/k L2 norms"),
+    "GptOssForCausalLM": _Family("GptOssConfig", moe="mixtral", head_dim_required=True, local="gpt_oss",
+                                 ignored="attention biases and sinks; expert biases; the clamped SwiGLU"),
     "DeepseekV2ForCausalLM": _Family("DeepseekV2Config", moe="deepseek", mla=True, kv_heads_default_mha=True,
                                      ignored="MLA latent RMSNorms"),
     "DeepseekV3ForCausalLM": _Family("DeepseekV3Config", moe="deepseek", mla=True,
@@ -103,7 +132,13 @@ ARCHITECTURES: dict[str, _Family] = {
 MODEL_TYPES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "mixtral": "MixtralForCausalLM",
                "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
                "qwen3_moe": "Qwen3MoeForCausalLM", "deepseek_v2": "DeepseekV2ForCausalLM",
-               "deepseek_v3": "DeepseekV3ForCausalLM", "gpt_neox": "GPTNeoXForCausalLM"}
+               "deepseek_v3": "DeepseekV3ForCausalLM", "gpt_neox": "GPTNeoXForCausalLM",
+               "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM", "gpt_oss": "GptOssForCausalLM",
+               "llama4_text": "Llama4ForCausalLM"}
+
+#: Multimodal wrappers whose language model is a supported text architecture, read from their `text_config`.
+TEXT_CONFIG_WRAPPERS = {"Llama4ForConditionalGeneration": "Llama4ForCausalLM",
+                        "Gemma3ForConditionalGeneration": "Gemma3ForCausalLM"}
 
 
 def _show(value: Any) -> str:
@@ -201,10 +236,100 @@ def _attention_fields(r: _Reader, fam: _Family, hidden: int, heads: int) -> dict
     return {"num_kv_heads": kv, "head_dim": head_dim}
 
 
+#: Hugging Face `layer_types` entries -> ModelSpec attention_layer_types (transformers configuration_utils
+#: ALLOWED_LAYER_TYPES: the attention kinds trainsim models).
+_LAYER_TYPES = {"full_attention": "full", "sliding_attention": "local", "chunked_attention": "local"}
+
+
+def _local_attention(r: _Reader, fam: _Family, num_layers: int) -> tuple[dict[str, Any], str]:
+    """ModelSpec local-attention fields (attention_window / attention_chunk, global_attention_every or
+    attention_layer_types) and a note, by the family's configuration class:
+
+    - `layer_types`, when given, lists every layer's kind ("sliding_attention", "chunked_attention",
+      "full_attention"; transformers >= 4.53 writes it for Gemma 2/3, GPT-OSS, Qwen2/3, Mistral);
+    - Mistral/Mixtral: `sliding_window` (null: none) on every layer; an absent key reads as null (the published
+      configs state it: 4096 for Mistral 7B v0.1, null from v0.2 and for Mixtral; MistralConfig's class default
+      4096 is v0.1's constant);
+    - Qwen2/Qwen3 (and their MoE): `sliding_window` only when `use_sliding_window` (default false), on the layers
+      i >= `max_window_layers` (Qwen2Config: layer_types "sliding_attention" if sliding_window is not None and
+      i >= max_window_layers);
+    - Gemma 2 and GPT-OSS: `sliding_window` on the even layers, every 2nd global (Gemma2Config / GptOssConfig:
+      "sliding_attention" if (i + 1) % 2 else "full_attention");
+    - Gemma 3: every `sliding_window_pattern`-th layer global (Gemma3TextConfig, default 6);
+    - `attention_chunk_size` with `no_rope_layers` (1 = RoPE layer, chunked; 0 = NoPE, full; Llama4TextConfig)
+      or `no_rope_layer_interval` where a config states them.
+    A window or chunk at least the context (max_position_embeddings) is kept: the cost functions treat it as full.
+
+    Source: huggingface/transformers configuration_{mistral,qwen2,gemma2,gemma3,gpt_oss,llama4}.py and
+    masking_utils.py (sliding_window_causal, chunked_causal)."""
+    if fam.local is None:
+        return {}, ""
+    if fam.local == "qwen" and not r.bool("use_sliding_window", False):
+        window = None
+    elif fam.local in ("gemma2", "gemma3", "gpt_oss"):
+        window = r.int("sliding_window")
+    elif fam.local == "llama4":
+        window = None
+    else:
+        window = r.int("sliding_window", default=None, nullable=True)
+    chunk = r.int("attention_chunk_size", default=_MISSING if fam.local == "llama4" else None, nullable=True)
+    if window is not None and chunk is not None:
+        raise SpecError(f"{r.where}: sliding_window = {window} and attention_chunk_size = {chunk}: trainsim models "
+                        "one local attention kind per model")
+    if window is None and chunk is None:
+        return {}, ""
+    field = {"attention_window": window} if window is not None else {"attention_chunk": chunk}
+    what = f"sliding window {window}" if window is not None else f"chunked attention {chunk}"
+    types = r.config.get("layer_types")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != num_layers or any(t not in _LAYER_TYPES for t in types):
+            raise SpecError(f"{r.where}: layer_types = {_show(types)}: must list one of "
+                            f"{', '.join(_LAYER_TYPES)} for each of the {num_layers} layers")
+        kinds = [_LAYER_TYPES[t] for t in types]
+    elif chunk is not None:
+        flags = r.config.get("no_rope_layers")
+        if flags:
+            if not isinstance(flags, list) or len(flags) != num_layers or any(f not in (0, 1) for f in flags):
+                raise SpecError(f"{r.where}: no_rope_layers = {_show(flags)}: must list 0 or 1 for each of the "
+                                f"{num_layers} layers")
+            kinds = ["local" if f else "full" for f in flags]
+        else:
+            k = r.int("no_rope_layer_interval", default=4)
+            kinds = ["full" if (i + 1) % k == 0 else "local" for i in range(num_layers)]
+    elif fam.local == "qwen":
+        first = r.int("max_window_layers", minimum=0)
+        kinds = ["local" if i >= first else "full" for i in range(num_layers)]
+    elif fam.local in ("gemma2", "gpt_oss"):
+        kinds = ["full" if (i + 1) % 2 == 0 else "local" for i in range(num_layers)]
+    elif fam.local == "gemma3":
+        k = r.int("sliding_window_pattern", default=6)
+        kinds = ["full" if (i + 1) % k == 0 else "local" for i in range(num_layers)]
+    else:
+        kinds = ["local"] * num_layers
+    n_local = kinds.count("local")
+    if n_local == 0:
+        return {}, f"{what} on no layer (full attention)"
+    period = next((k for k in range(1, num_layers + 1)
+                   if kinds == ["full" if (i + 1) % k == 0 else "local" for i in range(num_layers)]), None)
+    if n_local == num_layers:
+        field["global_attention_every"] = None
+    elif period is not None:
+        field["global_attention_every"] = period
+    else:
+        field["attention_layer_types"] = kinds
+    return field, f"{what} on {n_local} of {num_layers} layers"
+
+
 def _moe_layers(r: _Reader, fam: _Family, num_layers: int) -> tuple[list[int], int]:
     """Indices of the MoE layers, by the modelling code's rule, and the config's MoE period."""
     if fam.moe == "mixtral":
         return list(range(num_layers)), 1
+    if fam.moe == "llama4":                 # Llama4TextConfig: moe_layers, else every interleave_moe_layer_step-th
+        step = r.int("interleave_moe_layer_step", default=1)
+        given = r.config.get("moe_layers")
+        if given is not None:
+            return sorted(set(r.int_list("moe_layers"))), step
+        return list(range(step - 1, num_layers, step)), step
     if fam.moe == "qwen":
         step = r.int("decoder_sparse_step", default=1)
         dense = set(r.int_list("mlp_only_layers"))
@@ -235,6 +360,10 @@ def _moe_block(r: _Reader, fam: _Family, num_layers: int, hidden_ffn: int) -> tu
     if fam.moe == "mixtral":
         experts = r.int("num_local_experts", aliases=("num_experts",))
         width, shared, shared_w = hidden_ffn, 0, None
+    elif fam.moe == "llama4":               # Llama4TextMoe: routed experts and one shared MLP of intermediate_size
+        experts = r.int("num_local_experts")
+        width = r.int("intermediate_size")
+        shared, shared_w = 1, width
     elif fam.moe == "qwen":
         experts = r.int("num_experts", aliases=("num_local_experts",))
         width = r.int("moe_intermediate_size")
@@ -267,23 +396,33 @@ def model_from_hf_config(config: Mapping[str, Any], *, where: str = "config.json
     """
     if not isinstance(config, Mapping):
         raise SpecError(f"{where}: expected a JSON object of config keys, got {type(config).__name__}")
+    archs = config.get("architectures")
+    if isinstance(archs, list) and archs and archs[0] in TEXT_CONFIG_WRAPPERS:
+        text = config.get("text_config")
+        if not isinstance(text, Mapping):
+            raise SpecError(f"{where}: architectures = {_show(archs)}: needs a 'text_config' object (the language "
+                            "model trainsim imports)")
+        config = {**text, "architectures": [TEXT_CONFIG_WRAPPERS[archs[0]]]}
+        where = f"{where}: text_config"
     arch = _architecture(config, where)
     fam = ARCHITECTURES[arch]
     r = _Reader(config, where, arch)
     layers, hidden, heads = r.int("num_hidden_layers"), r.int("hidden_size"), r.int("num_attention_heads")
-    ffn = r.int("intermediate_size")
+    ffn = r.int(fam.dense_ffn_key)
     data: dict[str, Any] = {
         "name": name or _sanitize(str(config.get("_name_or_path") or config.get("model_type") or "hf-model")),
         "source": f"Hugging Face config {where} ({arch}, fields as in transformers' {fam.config_class})",
         "num_layers": layers, "hidden_size": hidden, "num_heads": heads, "ffn_hidden_size": ffn,
         "gated_mlp": fam.gated_mlp, "vocab_size": r.int("vocab_size"),
-        "tied_embeddings": r.bool("tie_word_embeddings", False), "max_seq_len": _context_length(r),
+        "tied_embeddings": r.bool("tie_word_embeddings", fam.tied_default), "max_seq_len": _context_length(r),
     }
     data.update(_attention_fields(r, fam, hidden, heads))
+    local, local_note = _local_attention(r, fam, layers)
+    data.update({k: v for k, v in local.items() if v is not None})
     moe_note = ""
     if fam.moe is not None:
         data["moe"], moe_note = _moe_block(r, fam, layers, ffn)
-    data["notes"] = "; ".join(x for x in (f"imported from {arch}", moe_note,
+    data["notes"] = "; ".join(x for x in (f"imported from {arch}", local_note, moe_note,
                                           f"not modelled: {fam.ignored}" if fam.ignored else "") if x)
     try:
         return validate_spec(ModelSpec, data, where)
@@ -297,7 +436,10 @@ def model_from_hf_config(config: Mapping[str, Any], *, where: str = "config.json
 _FIELD_KEYS = {"num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
                "num_kv_heads": "num_key_value_heads", "ffn_hidden_size": "intermediate_size",
                "num_experts": "num_experts/num_local_experts/n_routed_experts", "top_k": "num_experts_per_tok",
-               "first_dense_layers": "first_k_dense_replace/mlp_only_layers"}
+               "first_dense_layers": "first_k_dense_replace/mlp_only_layers",
+               "attention_window": "sliding_window", "attention_chunk": "attention_chunk_size",
+               "global_attention_every": "layer_types/sliding_window_pattern",
+               "attention_layer_types": "layer_types/max_window_layers"}
 
 
 def _sanitize(text: str) -> str:

@@ -2,7 +2,7 @@
 with optional multi-head latent attention (MLA, DeepSeek-V2/V3)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -70,7 +70,49 @@ class ModelSpec(Spec):
                     "num_nextn_predict_layers, 1 for DeepSeek-V3). A training choice (Megatron-Core --mtp-num-layers, "
                     "default none), so 0 unless the run states it; Megatron-Core places them on the last pipeline "
                     "stage")
+    attention_window: Optional[int] = Field(
+        None, ge=1, le=MAX_SEQ_LEN,
+        description="sliding-window (local) attention: each query attends to the W most recent keys, itself "
+                    "included (Hugging Face `sliding_window`: Mistral 7B v0.1 4096, Gemma 2 4096, Gemma 3 1024, "
+                    "GPT-OSS 128); applies to the local layers (global_attention_every / attention_layer_types); "
+                    "null: no sliding window")
+    attention_chunk: Optional[int] = Field(
+        None, ge=1, le=MAX_SEQ_LEN,
+        description="chunked (local) attention: the sequence is cut into blocks of C tokens and each query attends "
+                    "causally within its block (Hugging Face `attention_chunk_size`: Llama 4 8192); applies to the "
+                    "local layers; null: no chunked attention")
+    global_attention_every: Optional[int] = Field(
+        None, ge=1, le=MAX_LAYERS,
+        description="with a window or chunk: every k-th layer (0-based index i with (i + 1) % k == 0) is global "
+                    "(full causal) attention, the others local (Gemma 2 and GPT-OSS 2, Llama 4 4, Gemma 3 6; "
+                    "transformers' Gemma3 `sliding_window_pattern`, Llama4 `no_rope_layer_interval`); null: every "
+                    "layer local unless attention_layer_types says otherwise")
+    attention_layer_types: Optional[tuple[Literal["full", "local"], ...]] = Field(
+        None, max_length=MAX_LAYERS,
+        description="explicit per-layer attention kind, one entry per layer: full (global causal) or local (the "
+                    "window or chunk); for patterns no period describes (Qwen2 max_window_layers); excludes "
+                    "global_attention_every")
     notes: str = Field("", max_length=MAX_TEXT)
+
+    @model_validator(mode="after")
+    def _attention_pattern(self):
+        if self.attention_window is not None and self.attention_chunk is not None:
+            raise ValueError(f"attention_window ({self.attention_window}) and attention_chunk "
+                             f"({self.attention_chunk}): give one local attention kind, not both")
+        local = self.attention_window is not None or self.attention_chunk is not None
+        if not local and (self.global_attention_every is not None or self.attention_layer_types is not None):
+            what = "global_attention_every" if self.global_attention_every is not None else "attention_layer_types"
+            raise ValueError(f"{what} is set but neither attention_window nor attention_chunk is: a layer pattern "
+                             "needs a local attention kind")
+        if self.global_attention_every is not None and self.attention_layer_types is not None:
+            raise ValueError("global_attention_every and attention_layer_types: give one layer pattern, not both")
+        if self.global_attention_every is not None and self.global_attention_every > self.num_layers:
+            raise ValueError(f"global_attention_every ({self.global_attention_every}) exceeds num_layers "
+                             f"({self.num_layers}): the pattern would have no global layer")
+        if self.attention_layer_types is not None and len(self.attention_layer_types) != self.num_layers:
+            raise ValueError(f"attention_layer_types has {len(self.attention_layer_types)} entries for num_layers "
+                             f"({self.num_layers}): give one per layer")
+        return self
 
     @model_validator(mode="after")
     def _heads(self):
@@ -110,3 +152,24 @@ class ModelSpec(Spec):
         return sum(1 for i in range(self.moe.first_dense_layers, self.num_layers)
                    if (i - self.moe.first_dense_layers) % self.moe.layer_freq == self.moe.layer_freq - 1
                    or self.moe.layer_freq == 1)
+
+    @property
+    def attention_layer_kinds(self) -> tuple[str, ...]:
+        """Attention kind of each layer: "full" (global causal), "sliding" (attention_window) or "chunked"
+        (attention_chunk), by global_attention_every or attention_layer_types (every layer local when neither is
+        given)."""
+        local = "sliding" if self.attention_window is not None else "chunked" if self.attention_chunk is not None \
+            else None
+        if local is None:
+            return ("full",) * self.num_layers
+        if self.attention_layer_types is not None:
+            return tuple(local if t == "local" else "full" for t in self.attention_layer_types)
+        k = self.global_attention_every
+        return tuple("full" if k is not None and (i + 1) % k == 0 else local for i in range(self.num_layers))
+
+    @property
+    def attention_layer_counts(self) -> tuple[tuple[str, Optional[int], int], ...]:
+        """(kind, window or chunk size (None for full), number of layers) for each kind present, full first."""
+        kinds = self.attention_layer_kinds
+        size = {"full": None, "sliding": self.attention_window, "chunked": self.attention_chunk}
+        return tuple((k, size[k], kinds.count(k)) for k in ("full", "sliding", "chunked") if kinds.count(k))

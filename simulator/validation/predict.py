@@ -14,6 +14,9 @@ Comparing like with like (data README sec. 3):
   `unknown`: an `mfu` row is compared as `6N+attn` (the PaLM definition); a `tflops_per_device` row as the
   FLOP/s the hardware executes under the row's recompute setting (model FLOPs + recompute), since frameworks
   that log "TFLOP/s" without naming a convention count what they run (Megatron, GPT-NeoX logging).
+  Sliding-window and chunked layers: `6N+attn` counts s x min(W, s) per windowed layer and the squares of the
+  chunk lengths per chunked one, `6N+attn_causal` half of that (MaxText maxtext_utils.py, the only publisher of
+  those conventions here); the Megatron conventions keep eq. 3's full s x s term (it has no window term).
 - Blank layout cells (micro_batch, recompute, zero_stage, vpp, sequence_parallel; also ep, tp, pp when blank)
   are searched as a user would: the one layout enumeration (planning.enumerate) lists every combination of the
   blank fields under the stated ones, the vectorized analytic engine evaluates them, and the fastest that fits in
@@ -139,7 +142,8 @@ def conv_flops_per_token(case: Case, convention: str, recompute_code: int) -> fl
     if convention in ("6N", "6N+attn", "6N+attn_causal"):
         emb = 6.0 * c.embedding_params if (case.convention_embedding and not case.model.tied_embeddings) else 0.0
         base = model - attn + emb
-        return base + {"6N": 0.0, "6N+attn": attn, "6N+attn_causal": 0.5 * attn}[convention]
+        windowed = attn * c.attn_noncausal_fraction           # MaxText's count for windowed/chunked layers
+        return base + {"6N": 0.0, "6N+attn": windowed, "6N+attn_causal": 0.5 * windowed}[convention]
     if convention == "megatron_eq3_norecompute":
         return model
     if convention == "megatron_eq3":

@@ -248,6 +248,39 @@ def stage_layers_of_notes(notes: str, model: ModelSpec, assumptions: list) -> tu
     return layers, model
 
 
+#: Local attention as the notes state it (the runs file has no column for it): "a 1,024-token sliding window",
+#: "sliding-window (128)", "chunked attention (8192)"; the global layers: "every 6th layer is global", "every 4th
+#: layer NoPE" (Llama 4's NoPE layers are its full-attention ones), "alternating sliding-window (W) and full".
+_WINDOW_NOTE = re.compile(r"(\d[\d,]*)-token sliding[- ]window|sliding[- ]window (?:of )?\(?(\d[\d,]*)\)?", re.I)
+_CHUNK_NOTE = re.compile(r"chunked attention (?:of |chunk )?\(?(\d[\d,]*)\)?", re.I)
+_GLOBAL_EVERY_NOTE = re.compile(r"every (\d+)(?:st|nd|rd|th) layer (?:is )?(?:global|full|nope)", re.I)
+_ALTERNATING_NOTE = re.compile(r"alternating sliding[- ]window.{0,20}? and (?:full|global) attention", re.I)
+
+
+def attention_pattern_of_notes(notes: str) -> dict:
+    """ModelSpec local-attention fields (attention_window or attention_chunk, global_attention_every) the notes
+    state; {} when they state none (full attention on every layer).
+
+    The facts are the models' own: Gemma 3 (Gemma Team 2025, arXiv 2503.19786, sec. 2: 5 local layers of window
+    1024 per global layer), GPT-OSS (OpenAI gpt-oss model card 2025 and the HF config: sliding_window 128,
+    layer_types alternating sliding/full), Llama 4 (HF config attention_chunk_size 8192, no_rope_layers: every 4th
+    layer NoPE with full attention, the others chunked), Gemma 2 (arXiv 2408.00118: alternating 4096 / global)."""
+    out: dict = {}
+    w, c = _WINDOW_NOTE.search(notes), _CHUNK_NOTE.search(notes)
+    if w:
+        out["attention_window"] = int(next(g for g in w.groups() if g).replace(",", ""))
+    elif c:
+        out["attention_chunk"] = int(c.group(1).replace(",", ""))
+    else:
+        return out
+    k = _GLOBAL_EVERY_NOTE.search(notes)
+    if k:
+        out["global_attention_every"] = int(k.group(1))
+    elif _ALTERNATING_NOTE.search(notes):
+        out["global_attention_every"] = 2
+    return out
+
+
 def model_from_row(row: dict, assumptions: list) -> ModelSpec:
     """A ModelSpec from the row's model columns (notes give head_dim, a dense prefix, MLA)."""
     blank = [c for c in ("n_layers", "hidden", "n_heads", "vocab", "seq_len") if row[c] is None]
@@ -263,6 +296,14 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
         ffn = 4 * row["hidden"]
         assumptions.append("ffn_hidden blank: 4 x hidden assumed")
     name = (re.sub(r"[^a-z0-9.\-]", "-", row["id"].lower()) or "row")[:MAX_NAME]   # long row ids: cut to a name
+    local = attention_pattern_of_notes(notes)
+    if local:
+        kind = (f"sliding window {local['attention_window']}" if "attention_window" in local
+                else f"chunked attention {local['attention_chunk']}")
+        k = local.get("global_attention_every")
+        nth = {1: "", 2: "2nd ", 3: "3rd "}.get(k, f"{k}th ") if k else ""
+        assumptions.append(f"local attention from the notes: {kind}, "
+                           + (f"every {nth}layer global" if k else "on every layer"))
     try:
         return ModelSpec(name=name, source=row.get("source") or "runs file", num_layers=row["n_layers"],
                          hidden_size=row["hidden"], num_heads=row["n_heads"],
@@ -270,7 +311,7 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
                          head_dim=head_dim if mla is None else (mla.v_head_dim if mla else None), ffn_hidden_size=ffn,
                          gated_mlp=bool(row["gated_mlp"]) if row["gated_mlp"] is not None else False,
                          vocab_size=row["vocab"], max_seq_len=row["seq_len"], moe=moe, mla=mla,
-                         mtp_layers=mtp_layers_of_notes(notes))
+                         mtp_layers=mtp_layers_of_notes(notes), **local)
     except Exception as err:  # pydantic ValidationError
         raise RowError(f"model columns do not form a valid model: {err}".splitlines()[0]) from None
 
