@@ -256,18 +256,25 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
 # many rows at once
 # ---------------------------------------------------------------------------------------------------------------
 
+#: ModelSpec fields that name and describe a model without entering any cost: cases whose models differ only in
+#: these share one job (the rows of a paper name each configuration of the same architecture separately).
+MODEL_LABEL_FIELDS = frozenset({"name", "source", "notes"})
+
+
 def job_key(case: Case, dumps: Optional[dict] = None) -> tuple:
-    """Cases with equal keys share one Job and are evaluated as one LayoutTable. `dumps` (id -> JSON, kept by the
-    caller while the cases live) serialises each spec object shared by several cases once."""
-    def dump(spec) -> str:
+    """Cases with equal keys share one Job and are evaluated as one LayoutTable: equal hardware, training, device
+    count, framework and model up to its labels (MODEL_LABEL_FIELDS; the Job takes the first case's model, and
+    every row's result is built from its own case). `dumps` (id -> JSON, kept by the caller while the cases live)
+    serialises each spec object shared by several cases once."""
+    def dump(spec, exclude=None) -> str:
         if dumps is None:
-            return spec.model_dump_json()
+            return spec.model_dump_json(exclude=exclude)
         got = dumps.get(id(spec))
         if got is None or got[0] is not spec:
-            got = dumps[id(spec)] = (spec, spec.model_dump_json())
+            got = dumps[id(spec)] = (spec, spec.model_dump_json(exclude=exclude))
         return got[1]
 
-    return (dump(case.model), dump(case.hardware), dump(case.training), case.num_devices,
+    return (dump(case.model, MODEL_LABEL_FIELDS), dump(case.hardware), dump(case.training), case.num_devices,
             dump(case.framework) if case.framework is not None else "")
 
 
