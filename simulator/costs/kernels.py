@@ -623,7 +623,7 @@ def derive_op(target: DeviceFacts, op: str, dtype: str, surfaces: Sequence[OpSur
     best = min(dist.values())
     chosen = [s for s in cands if dist[id(s)] <= best + 0.5]
     shifts = [_level_shift(target, cdt, s.machine, s.dtype) for s in chosen]
-    values = np.mean([s.grid.values + sh for s, sh in zip(chosen, shifts)], axis=0)
+    values = ShiftedMean([s.grid.values for s in chosen], shifts)
     level = float(np.mean([s.level + sh for s, sh in zip(chosen, shifts)]))
     names = " + ".join(f"{s.machine.name} ({s.table_id})" for s in chosen)
     loo = 100.0 * max(s.loo_error for s in chosen)
@@ -636,6 +636,31 @@ def derive_op(target: DeviceFacts, op: str, dtype: str, surfaces: Sequence[OpSur
             err *= CROSS_VENDOR_ERROR_FACTOR
     return OpModel(LogGrid(chosen[0].grid.lo, chosen[0].grid.step, values), float(np.mean([s.half for s in chosen])),
                    level, f"transferred from {names}", err, tuple(s.table_id for s in chosen))
+
+
+class ShiftedMean:
+    """np.mean([g + s for g, s in zip(grids, shifts)], axis=0) of a transferred op's residual grids, computed only
+    at the elements a lookup reads (LogGrid.__call__ reads its values through shape, ravel() and take()): averaging
+    whole 65^3 grids took ~3 ms per op, and validation derives ~100 ops to read a few hundred points of each. An
+    element is the same sum in the same order divided by the same count as np.mean's (bit for bit);
+    np.asarray(...) gives the whole grid."""
+
+    __slots__ = ("grids", "shifts", "shape")
+
+    def __init__(self, grids, shifts):
+        self.grids = tuple(np.asarray(g) for g in grids)
+        self.shifts = tuple(shifts)
+        self.shape = self.grids[0].shape
+
+    def ravel(self) -> "ShiftedMean":
+        return ShiftedMean([g.ravel() for g in self.grids], self.shifts)
+
+    def take(self, indices) -> np.ndarray:
+        return np.mean([g.take(indices) + sh for g, sh in zip(self.grids, self.shifts)], axis=0)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.mean([g + sh for g, sh in zip(self.grids, self.shifts)], axis=0)
+        return out if dtype is None else out.astype(dtype)
 
 
 def systolic_op(target: DeviceFacts, like: LogGrid, validation: Mapping[str, dict]) -> OpModel:
