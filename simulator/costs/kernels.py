@@ -277,8 +277,9 @@ class LogGrid:
             corners = [(o, lo_w if w is None else w * lo_w) for o, w in corners] + \
                       [(o + step, hi_w if w is None else w * hi_w) for o, w in corners]
         out = np.zeros_like(frac[0])
-        for offset, weight in corners:
-            out += weight * flat.take(base + offset)
+        values = flat.take(np.add.outer([o for o, _ in corners], base))     # every corner's values in one take
+        for j, (_, weight) in enumerate(corners):
+            out += weight * values[j]
         return out.reshape(out_shape)
 
 
@@ -656,7 +657,11 @@ class ShiftedMean:
         return ShiftedMean([g.ravel() for g in self.grids], self.shifts)
 
     def take(self, indices) -> np.ndarray:
-        return np.mean([g.take(indices) + sh for g, sh in zip(self.grids, self.shifts)], axis=0)
+        acc = self.grids[0].take(indices) + self.shifts[0]       # np.mean's reduction: first + second + ..., / k
+        for g, sh in zip(self.grids[1:], self.shifts[1:]):
+            acc += g.take(indices) + sh
+        acc /= float(len(self.grids))
+        return acc
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.mean([g + sh for g, sh in zip(self.grids, self.shifts)], axis=0)
