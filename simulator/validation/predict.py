@@ -37,7 +37,7 @@ from ..feasibility import R_MEMORY, describe
 from ..planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layouts
 from ..specs.job import Job
 from ..specs.layout import RECOMPUTE_CODES, Layout
-from ..specs.layout_table import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
+from ..specs.layout_table import BOOL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
 from ..units import GIB, GIGA, TERA
 from .report import RowResult, ValidationReport, summarize
 from .rows import Case, load_cases
@@ -51,6 +51,7 @@ SEARCHABLE = ("tp", "pp", "ep", "vpp", "micro_batch", "recompute", "zero_stage",
 #: Largest micro-batch a blank cell is searched up to.
 MAX_SEARCH_MICRO_BATCH = 64
 TABLE_COLUMNS = TABLE_INT_COLUMNS + BOOL_COLUMNS
+ALL_COLUMNS = TABLE_COLUMNS + FLOAT_COLUMNS
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,12 +279,15 @@ def job_key(case: Case, dumps: Optional[dict] = None) -> tuple:
             dump(case.framework) if case.framework is not None else "")
 
 
-def _concat_tables(parts: list[dict]) -> LayoutTable:
-    table = LayoutTable.from_columns(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]
-                                        if k != "stage_layers"})
-    if any("stage_layers" in p for p in parts):
-        table = table.replace(stage_layers=tuple(sl for p in parts
-                                                 for sl in p.get("stage_layers", (None,) * len(p["tp"]))))
+def _concat_tables(tables: list) -> LayoutTable:
+    """The rows of `tables` (LayoutTables of one placement order) as one table, in order; one table as it is."""
+    if len(tables) == 1:
+        return tables[0]
+    table = LayoutTable.from_columns(placement=tables[0].placement,
+                                     **{k: np.concatenate([getattr(t, k) for t in tables]) for k in ALL_COLUMNS})
+    if any(t.stage_layers is not None for t in tables):
+        table = table.replace(stage_layers=tuple(sl for t in tables
+                                                 for sl in (t.stage_layers or (None,) * len(t))))
     return table
 
 
@@ -299,18 +303,18 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
     dumps: dict = {}
     for i, case in enumerate(cases):
         try:
-            _, cols, searched = candidate_table(case)
+            table, cols, searched = candidate_table(case)
         except RowError as err:
             out[i] = err
             continue
-        prepared[i] = (cols, searched)
+        prepared[i] = (cols, searched, table)
         groups.setdefault(job_key(case, dumps), []).append(i)
     for g, idx in enumerate(groups.values()):
         if progress is not None and g:
             progress(g, len(groups))
         first = cases[idx[0]]
         hw = hardware_of(first) if hardware_of is not None else first.hardware
-        table = _concat_tables([prepared[i][0] for i in idx])
+        table = _concat_tables([prepared[i][2] for i in idx])
         res = evaluate(Job(model=first.model, hardware=hw, training=first.training,
                            num_devices=first.num_devices, framework=first.framework), table)
         start = 0
