@@ -322,8 +322,9 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
             n = len(prepared[i][0]["tp"])
             sl = slice(start, start + n)
             start += n
-            part = {k: (v[sl] if isinstance(v, np.ndarray) and v.shape[:1] == (len(table),) else v)
-                    for k, v in res.items()}
+            part = res if len(idx) == 1 else {
+                k: (v[sl] if isinstance(v, np.ndarray) and v.shape[:1] == (len(table),) else v)
+                for k, v in res.items()}
             try:
                 out[i] = _finish(cases[i], part, prepared[i][0], prepared[i][1], simulate, hw)
             except RowError as err:
