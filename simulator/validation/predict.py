@@ -291,6 +291,29 @@ def _concat_tables(tables: list) -> LayoutTable:
     return table
 
 
+#: Each case's candidate table, its columns, the searched fields and its job key (or the RowError of a row without
+#: a candidate), kept across calls: calibration and cross-validation predict the same cases dozens of times on
+#: refitted profiles, and none of these depends on the profile. id(case) -> (case, value); the case is held, so an
+#: id is never reused while its entry lives.
+_PREPARED: dict = {}
+_PREPARED_MAX = 8192
+
+
+def _prepare(case: Case, dumps: dict):
+    got = _PREPARED.get(id(case))
+    if got is not None and got[0] is case:
+        return got[1]
+    try:
+        table, cols, searched = candidate_table(case)
+        value = (cols, searched, table, job_key(case, dumps))
+    except RowError as err:
+        value = err
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[id(case)] = (case, value)
+    return value
+
+
 def predict_cases(cases: list, simulate: Optional[Callable] = None,
                   hardware_of: Optional[Callable] = None, progress: Optional[Callable] = None) -> list:
     """RowResult (or RowError) of every case, in order. Cases sharing a job are evaluated in one table.
@@ -302,13 +325,12 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
     groups: dict = {}
     dumps: dict = {}
     for i, case in enumerate(cases):
-        try:
-            table, cols, searched = candidate_table(case)
-        except RowError as err:
-            out[i] = err
+        got = _prepare(case, dumps)
+        if isinstance(got, RowError):
+            out[i] = RowError(*got.args)
             continue
-        prepared[i] = (cols, searched, table)
-        groups.setdefault(job_key(case, dumps), []).append(i)
+        prepared[i] = got
+        groups.setdefault(got[3], []).append(i)
     for g, idx in enumerate(groups.values()):
         if progress is not None and g:
             progress(g, len(groups))
