@@ -52,3 +52,21 @@ def test_special_ufuncs_are_scipys():
     x = np.linspace(0.5, 300.0, 1001)
     assert np.array_equal(special_ufunc("gammaln")(x), scipy.special.gammaln(x))
     assert np.array_equal(special_ufunc("ndtr")(x / 50 - 3), scipy.special.ndtr(x / 50 - 3))
+
+
+@pytest.mark.parametrize("profile", ["h100-sxm5-80gb", "mi250x", "gaudi2"])
+def test_transferred_grids_read_lazily_equal_the_averaged_grid(profile):
+    """A transferred op's residual (the mean of its sources' shifted grids) is computed only where a lookup reads
+    it (kernels.ShiftedMean): the same lookups, bit for bit, as on the whole averaged grid."""
+    m, n, k = SHAPES
+    model = build_kernel_model(load_hardware(profile))
+    lazy_ops = [key for key in model.ops if isinstance(model.ops[key].grid.values, kernels.ShiftedMean)]
+    assert lazy_ops
+    for key in lazy_ops:
+        grid = model.ops[key].grid
+        v = grid.values
+        whole = np.mean([g + sh for g, sh in zip(v.grids, v.shifts)], axis=0)
+        assert np.array_equal(np.asarray(v), whole)
+        eager = kernels.LogGrid(grid.lo, grid.step, whole)
+        coords = (m, n, k) if len(grid.lo) == 3 else (m, n, k, np.full_like(m, 4.0))[:len(grid.lo)]
+        assert np.array_equal(grid(*coords), eager(*coords))

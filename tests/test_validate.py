@@ -188,3 +188,22 @@ def test_des_engine_predicts_the_same_rows_when_installed():
     assert [r.status for r in des.rows] == [r.status for r in ana.rows]
     # same chosen layouts (the search of blank cells always uses the analytic engine)
     assert [r.layout for r in des.ok_rows] == [r.layout for r in ana.ok_rows]
+
+
+def test_rows_sharing_a_job_give_the_numbers_each_row_gives_alone():
+    """predict_cases evaluates the rows of one job (models equal up to name, source and notes) as one table: every
+    row's figures are those it gets predicted on its own, bit for bit."""
+    from simulator.validation import job_key, predict_cases
+    runs = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "published_runs.csv"
+    cases = [c for c in load_cases(runs)[1] if isinstance(c, Case)]
+    groups: dict = {}
+    for c in cases:
+        groups.setdefault(job_key(c), []).append(c)
+    shared = [g for g in groups.values() if len({c.model.name for c in g}) > 1][:3]
+    assert shared, "the published runs have rows of one architecture under several names"
+    for group in shared:
+        together = predict_cases(group)
+        for c, r in zip(group, together):
+            alone = predict_cases([c])[0]
+            assert (r.id, r.predicted, r.step_time_s, r.memory_gb, r.layout) == \
+                (alone.id, alone.predicted, alone.step_time_s, alone.memory_gb, alone.layout)

@@ -277,8 +277,9 @@ class LogGrid:
             corners = [(o, lo_w if w is None else w * lo_w) for o, w in corners] + \
                       [(o + step, hi_w if w is None else w * hi_w) for o, w in corners]
         out = np.zeros_like(frac[0])
-        for offset, weight in corners:
-            out += weight * flat.take(base + offset)
+        values = flat.take(np.add.outer([o for o, _ in corners], base))     # every corner's values in one take
+        for j, (_, weight) in enumerate(corners):
+            out += weight * values[j]
         return out.reshape(out_shape)
 
 
@@ -623,7 +624,7 @@ def derive_op(target: DeviceFacts, op: str, dtype: str, surfaces: Sequence[OpSur
     best = min(dist.values())
     chosen = [s for s in cands if dist[id(s)] <= best + 0.5]
     shifts = [_level_shift(target, cdt, s.machine, s.dtype) for s in chosen]
-    values = np.mean([s.grid.values + sh for s, sh in zip(chosen, shifts)], axis=0)
+    values = ShiftedMean([s.grid.values for s in chosen], shifts)
     level = float(np.mean([s.level + sh for s, sh in zip(chosen, shifts)]))
     names = " + ".join(f"{s.machine.name} ({s.table_id})" for s in chosen)
     loo = 100.0 * max(s.loo_error for s in chosen)
@@ -636,6 +637,35 @@ def derive_op(target: DeviceFacts, op: str, dtype: str, surfaces: Sequence[OpSur
             err *= CROSS_VENDOR_ERROR_FACTOR
     return OpModel(LogGrid(chosen[0].grid.lo, chosen[0].grid.step, values), float(np.mean([s.half for s in chosen])),
                    level, f"transferred from {names}", err, tuple(s.table_id for s in chosen))
+
+
+class ShiftedMean:
+    """np.mean([g + s for g, s in zip(grids, shifts)], axis=0) of a transferred op's residual grids, computed only
+    at the elements a lookup reads (LogGrid.__call__ reads its values through shape, ravel() and take()): averaging
+    whole 65^3 grids took ~3 ms per op, and validation derives ~100 ops to read a few hundred points of each. An
+    element is the same sum in the same order divided by the same count as np.mean's (bit for bit);
+    np.asarray(...) gives the whole grid."""
+
+    __slots__ = ("grids", "shifts", "shape")
+
+    def __init__(self, grids, shifts):
+        self.grids = tuple(np.asarray(g) for g in grids)
+        self.shifts = tuple(shifts)
+        self.shape = self.grids[0].shape
+
+    def ravel(self) -> "ShiftedMean":
+        return ShiftedMean([g.ravel() for g in self.grids], self.shifts)
+
+    def take(self, indices) -> np.ndarray:
+        acc = self.grids[0].take(indices) + self.shifts[0]       # np.mean's reduction: first + second + ..., / k
+        for g, sh in zip(self.grids[1:], self.shifts[1:]):
+            acc += g.take(indices) + sh
+        acc /= float(len(self.grids))
+        return acc
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = np.mean([g + sh for g, sh in zip(self.grids, self.shifts)], axis=0)
+        return out if dtype is None else out.astype(dtype)
 
 
 def systolic_op(target: DeviceFacts, like: LogGrid, validation: Mapping[str, dict]) -> OpModel:

@@ -7,6 +7,7 @@ import difflib
 import os
 import re
 import typing
+from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -29,8 +30,14 @@ REPO_PROFILES = Path(__file__).resolve().parents[2] / "hardware_profiles"
 Source = Union[Path, Traversable]
 
 
+@lru_cache(maxsize=1)
+def _package_root() -> Traversable:
+    """resources.files("simulator"), resolved once per process (the package does not move while it runs)."""
+    return resources.files("simulator")
+
+
 def _package_dir(*parts: str) -> Traversable:
-    node = resources.files("simulator")
+    node = _package_root()
     for part in parts:
         node = node / part
     return node
@@ -48,6 +55,13 @@ def profiles_dir() -> Source:
     env = os.environ.get("TRAINSIM_PROFILES")
     if env:
         return Path(env)
+    return _shipped_profiles_dir()
+
+
+@lru_cache(maxsize=1)
+def _shipped_profiles_dir() -> Source:
+    """profiles_dir without $TRAINSIM_PROFILES, looked up once per process (the cost functions ask for it on
+    every evaluation: validation evaluates hundreds of jobs)."""
     packaged = _package_dir("_data", "hardware_profiles")
     if packaged.is_dir():
         return packaged

@@ -40,7 +40,7 @@ from ..feasibility import R_MEMORY, describe
 from ..planning.enumerate import EmptySearchSpace, SearchSpace, enumerate_layouts
 from ..specs.job import Job
 from ..specs.layout import RECOMPUTE_CODES, Layout
-from ..specs.layout_table import BOOL_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
+from ..specs.layout_table import BOOL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS as TABLE_INT_COLUMNS, LayoutTable
 from ..units import GIB, GIGA, TERA
 from .report import RowResult, ValidationReport, summarize
 from .rows import Case, load_cases
@@ -54,6 +54,7 @@ SEARCHABLE = ("tp", "pp", "ep", "vpp", "micro_batch", "recompute", "zero_stage",
 #: Largest micro-batch a blank cell is searched up to.
 MAX_SEARCH_MICRO_BATCH = 64
 TABLE_COLUMNS = TABLE_INT_COLUMNS + BOOL_COLUMNS
+ALL_COLUMNS = TABLE_COLUMNS + FLOAT_COLUMNS
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,28 +261,61 @@ def _finish(case: Case, out: dict, cols: dict, searched: list, simulate, hw) -> 
 # many rows at once
 # ---------------------------------------------------------------------------------------------------------------
 
+#: ModelSpec fields that name and describe a model without entering any cost: cases whose models differ only in
+#: these share one job (the rows of a paper name each configuration of the same architecture separately).
+MODEL_LABEL_FIELDS = frozenset({"name", "source", "notes"})
+
+
 def job_key(case: Case, dumps: Optional[dict] = None) -> tuple:
-    """Cases with equal keys share one Job and are evaluated as one LayoutTable. `dumps` (id -> JSON, kept by the
-    caller while the cases live) serialises each spec object shared by several cases once."""
-    def dump(spec) -> str:
+    """Cases with equal keys share one Job and are evaluated as one LayoutTable: equal hardware, training, device
+    count, framework and model up to its labels (MODEL_LABEL_FIELDS; the Job takes the first case's model, and
+    every row's result is built from its own case). `dumps` (id -> JSON, kept by the caller while the cases live)
+    serialises each spec object shared by several cases once."""
+    def dump(spec, exclude=None) -> str:
         if dumps is None:
-            return spec.model_dump_json()
+            return spec.model_dump_json(exclude=exclude)
         got = dumps.get(id(spec))
         if got is None or got[0] is not spec:
-            got = dumps[id(spec)] = (spec, spec.model_dump_json())
+            got = dumps[id(spec)] = (spec, spec.model_dump_json(exclude=exclude))
         return got[1]
 
-    return (dump(case.model), dump(case.hardware), dump(case.training), case.num_devices,
+    return (dump(case.model, MODEL_LABEL_FIELDS), dump(case.hardware), dump(case.training), case.num_devices,
             dump(case.framework) if case.framework is not None else "")
 
 
-def _concat_tables(parts: list[dict]) -> LayoutTable:
-    table = LayoutTable.from_columns(**{k: np.concatenate([p[k] for p in parts]) for k in parts[0]
-                                        if k != "stage_layers"})
-    if any("stage_layers" in p for p in parts):
-        table = table.replace(stage_layers=tuple(sl for p in parts
-                                                 for sl in p.get("stage_layers", (None,) * len(p["tp"]))))
+def _concat_tables(tables: list) -> LayoutTable:
+    """The rows of `tables` (LayoutTables of one placement order) as one table, in order; one table as it is."""
+    if len(tables) == 1:
+        return tables[0]
+    table = LayoutTable.from_columns(placement=tables[0].placement,
+                                     **{k: np.concatenate([getattr(t, k) for t in tables]) for k in ALL_COLUMNS})
+    if any(t.stage_layers is not None for t in tables):
+        table = table.replace(stage_layers=tuple(sl for t in tables
+                                                 for sl in (t.stage_layers or (None,) * len(t))))
     return table
+
+
+#: Each case's candidate table, its columns, the searched fields and its job key (or the RowError of a row without
+#: a candidate), kept across calls: calibration and cross-validation predict the same cases dozens of times on
+#: refitted profiles, and none of these depends on the profile. id(case) -> (case, value); the case is held, so an
+#: id is never reused while its entry lives.
+_PREPARED: dict = {}
+_PREPARED_MAX = 8192
+
+
+def _prepare(case: Case, dumps: dict):
+    got = _PREPARED.get(id(case))
+    if got is not None and got[0] is case:
+        return got[1]
+    try:
+        table, cols, searched = candidate_table(case)
+        value = (cols, searched, table, job_key(case, dumps))
+    except RowError as err:
+        value = err
+    if len(_PREPARED) >= _PREPARED_MAX:
+        _PREPARED.clear()
+    _PREPARED[id(case)] = (case, value)
+    return value
 
 
 def predict_cases(cases: list, simulate: Optional[Callable] = None,
@@ -295,19 +329,18 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
     groups: dict = {}
     dumps: dict = {}
     for i, case in enumerate(cases):
-        try:
-            _, cols, searched = candidate_table(case)
-        except RowError as err:
-            out[i] = err
+        got = _prepare(case, dumps)
+        if isinstance(got, RowError):
+            out[i] = RowError(*got.args)
             continue
-        prepared[i] = (cols, searched)
-        groups.setdefault(job_key(case, dumps), []).append(i)
+        prepared[i] = got
+        groups.setdefault(got[3], []).append(i)
     for g, idx in enumerate(groups.values()):
         if progress is not None and g:
             progress(g, len(groups))
         first = cases[idx[0]]
         hw = hardware_of(first) if hardware_of is not None else first.hardware
-        table = _concat_tables([prepared[i][0] for i in idx])
+        table = _concat_tables([prepared[i][2] for i in idx])
         res = evaluate(Job(model=first.model, hardware=hw, training=first.training,
                            num_devices=first.num_devices, framework=first.framework), table)
         start = 0
@@ -315,8 +348,9 @@ def predict_cases(cases: list, simulate: Optional[Callable] = None,
             n = len(prepared[i][0]["tp"])
             sl = slice(start, start + n)
             start += n
-            part = {k: (v[sl] if isinstance(v, np.ndarray) and v.shape[:1] == (len(table),) else v)
-                    for k, v in res.items()}
+            part = res if len(idx) == 1 else {
+                k: (v[sl] if isinstance(v, np.ndarray) and v.shape[:1] == (len(table),) else v)
+                for k, v in res.items()}
             try:
                 out[i] = _finish(cases[i], part, prepared[i][0], prepared[i][1], simulate, hw)
             except RowError as err:
