@@ -6,8 +6,8 @@ The software stack of a row is the framework preset of its `framework` column an
 (specs.frameworks_loading.framework_for_run): attention kernel, overlaps, recompute semantics, FSDP, loss buffers,
 allocator, blank-field policy. No rule over the notes decides physics, except the documented override table
 NOTE_OVERRIDES: a row whose notes state a setting that differs from its framework's usual one (TP comm overlap on,
-EP all-to-all overlap on, no --overlap-grad-reduce, FlashAttention named under an unfused preset) overrides that
-flag, and the row reports every override it applied (`Case.overrides`).
+EP all-to-all overlap on, no --overlap-grad-reduce, FlashAttention named under an unfused preset or its flag stated
+absent under a fused one) overrides that flag, and the row reports every override it applied (`Case.overrides`).
 
 vTrain files (Bang et al. 2023, arXiv 2312.12391; data README sec. 4): GPT models (4h GELU MLP, MHA, vocab
 50257), fp16, full recompute, 1F1B without interleaving, no sequence parallelism, no FlashAttention (vTrain's
@@ -365,8 +365,11 @@ NOTE_OVERRIDES = (
     (re.compile(r"no --overlap-grad-reduce|without --overlap-grad-reduce|overlap[ _-]grad[ _-]reduce[ _-]off"),
      {"overlap_grad_reduce": False, "dp_param_gather_overlap": False},
      "notes state no --overlap-grad-reduce / --overlap-param-gather (SimuMax's B200 runs)"),
-    (re.compile(r"flash[ _-]?attention|flashattention|flash-attn"), {"flash_attention": True},
+    (re.compile(r"(?<!no --use-)(?<!without --use-)(?:flash[ _-]?attention(?! off)|flashattention|flash-attn)"),
+     {"flash_attention": True},
      "notes name FlashAttention"),
+    (re.compile(r"without --use-flash-attn|no --use-flash-attn|flash attention off"), {"flash_attention": False},
+     "notes state the run's script does not pass --use-flash-attn (unfused attention: s x s scores and softmax)"),
 )
 
 
