@@ -77,7 +77,10 @@ class Case:
 _HEAD_DIM = re.compile(r"head_dim\s+(\d+)", re.I)
 _EVAL_BLOCK = re.compile(r"([\d,]+) tokens per eval block.*?eval \(([\d,]+) sequences forward\)", re.I | re.S)
 _DENSE_PREFIX = re.compile(r"first\s+(\d+)\s+layers\s+dense", re.I)
-_TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap")
+#: TP comm overlap as the notes state it: Megatron's --tp-comm-overlap, or Ascend MC2 (MindSpeed --use-mc2 when it is
+#: in effect: the SP all-gather / reduce-scatter fused with the matmuls, torch_npu npu_all_gather_base_mm /
+#: npu_mm_reduce_scatter_base; Pangu Ultra, arXiv 2504.07866, "MC2 compute-communication fusion").
+_TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap|\bmc2 compute-communication fusion")
 _EP_OVERLAP = re.compile(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm")
 _DEEPEP = re.compile(r"deepep|hybridep|flex token dispatcher")
 _RECOMPUTE_MODULES = re.compile(r"recompute modules \[([a-z_, ]*)\]")
@@ -358,7 +361,7 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
 #: The documented override table: a note pattern that states a stack setting, the layout flags it sets over the
 #: row's framework preset, and why (benchmarks/README.md lists it). Applied only where it changes the preset's value.
 NOTE_OVERRIDES = (
-    (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap)"),
+    (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap, or Ascend MC2 fusion)"),
     (_EP_OVERLAP, {"ep_comm_overlap": True}, "notes state EP all-to-all overlap (--overlap-moe-expert-parallel-comm)"),
     (_DEEPEP, {"moe_dispatch": "node-limited"},
      "notes state DeepEP / HybridEP (Megatron-Core flex token dispatcher): one copy per node, NVLink forwarding"),
