@@ -63,7 +63,7 @@ UNFITTED = {
                         "they must not be fitted on",
     "ascend": "9 rows from 2 sources (MindSpeed-LLM's table: 8 rows, layouts from its example scripts; Pangu Ultra: "
               "1): not fitted, the kernel transfer (MAMF 311 TF: S85's 328 TF fastest-iteration figure on the mean "
-              "definition of the other MAMFs), the HCCS full mesh and the runs' recipe facts give 9.6%",
+              "definition of the other MAMFs), the HCCS full mesh and the runs' recipe facts give 8.2%",
     "amd-cdna2": "1 usable row (the Frontier authors' 175B verification log, low confidence): it needs 151 TFLOP/s per "
                  "GCD sustained, above the catalogued MAMF of 137 (one community report); its DeepSpeed config "
                  "(micro-batch 4 against Megatron's 1) makes the step process 320 of the 1280 sequences the log "
