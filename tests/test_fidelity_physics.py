@@ -67,6 +67,17 @@ def test_unfused_score_bytes_follow_the_activation_width():
     assert unfused_score_bytes_per_element(4.0) == (17.0, 21.0)
 
 
+def test_unfused_torch_fp32_softmax_moves_every_step_through_hbm():
+    """--no-masked-softmax-fusion with --attention-softmax-in-fp32, bf16 scores: forward cast 2+4, mask 4+1+4,
+    softmax 4+4, cast back 4+2, dropout 2+2+1 = 34 bytes; backward dropout 2+1+2, cast 2+4, softmax 4+4+4,
+    mask 4+1+4, cast 4+2 = 38 bytes. MindSpeed's preset says its unfused path runs this way."""
+    from simulator.costs.layer import unfused_score_bytes_per_element
+    from simulator.specs.frameworks_loading import framework_for_run
+    assert unfused_score_bytes_per_element(2.0, "torch-fp32") == (34.0, 38.0)
+    assert framework_for_run("mindspeed", 2024).attention.unfused_softmax == "torch-fp32"
+    assert framework_for_run("megatron-core", 2024).attention.unfused_softmax == "fused-kernel"
+
+
 def test_optimizer_state_is_sharded_over_dp_times_cp():
     """ZeRO-1 with dp 2 x cp 2 shards Adam's 12 bytes/param four ways, half of dp 2 x cp 1 on 4 devices."""
     j4 = job(devices=4, batch=4, seq=1024)

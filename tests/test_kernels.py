@@ -200,3 +200,25 @@ def test_gemm_k_half_point_is_the_one_the_data_trend_supports():
     _, half0, *_ = _select(np.log2(np.stack([flat, k, k], axis=1)), lambda h: saturation(flat, h), meas,
                            K_HALVES, half_by="spread")
     assert half0 == K_HALVES[0]
+
+
+def test_gb300_mamf_is_gb200_scaled_by_the_power_rule_clock_ratio():
+    # GB300 (1400 W) has no MAMF: GB200's (1200 W) times 1 / f, f = ((1200 - 0.15 x 1400) / (1400 - 0.15 x 1400))^(1/3)
+    # = (990 / 1190)^(1/3) = 0.9405 (specs/power.py), so 1822.0 / 0.9405 = 1937.2 and 3615.6 / 0.9405 = 3844.3
+    gb300 = kernel_model_for("gb300-nvl72").device
+    f = (990.0 / 1190.0) ** (1.0 / 3.0)
+    assert gb300.mamf_flops_per_s["bf16"] == pytest.approx(1822.0e12 / f, rel=1e-9)
+    assert gb300.mamf_flops_per_s["fp8"] == pytest.approx(3615.6e12 / f, rel=1e-9)
+    assert "MAMF from gb200-nvl72" in gb300.note
+
+
+def test_softmax_rule_moves_gb300_attention_by_the_exponential_share():
+    # B200 and GB300: 8192 bf16 tensor FLOPs per clock per SM; 16 vs 32 exponentials -> 512 vs 256 FLOPs per exp.
+    # Forward, d = 128: r = 512 / 512 = 1 on the B200 source, 256 / 512 = 0.5 on GB300: x (1 + 1) / (1 + 0.5) = 4/3.
+    # Backward: r = 512 / 1280 = 0.4 vs 0.2: x 1.4 / 1.2. GB200 (same MUFU rate as its B200 source): no move.
+    gb200, gb300 = kernel_model_for("gb200-nvl72"), kernel_model_for("gb300-nvl72")
+    level = gb300.device.mamf_fraction("bf16") / gb200.device.mamf_fraction("bf16")   # MAMF ratio, rule step 3
+    for pass_, factor in (("fwd", 2.0 / 1.5), ("bwd", 1.4 / 1.2)):
+        a = gb300.attention_efficiency(8192, 128, 64, True, pass_) / gb200.attention_efficiency(8192, 128, 64, True, pass_)
+        assert float(a) == pytest.approx(factor * level, rel=1e-9), pass_
+    assert kernel_model_for("b200").op("attention_fwd").source_flops_per_exp is None      # measured: no move

@@ -62,10 +62,12 @@ UNFITTED = {
     "nvidia-blackwell": "not fitted: SimuMax's B200 rows check the B200 kernel tables (measured on that node), so "
                         "they must not be fitted on",
     "ascend": "9 rows from 2 sources (MindSpeed-LLM's table: 8 rows, layouts from its example scripts; Pangu Ultra: "
-              "1): not fitted, the kernel transfer (MAMF 328 TF) and the HCCS full mesh give 14.9%",
+              "1): not fitted, the kernel transfer (MAMF 311 TF: S85's 328 TF fastest-iteration figure on the mean "
+              "definition of the other MAMFs), the HCCS full mesh and the runs' recipe facts give 8.2%",
     "amd-cdna2": "1 usable row (the Frontier authors' 175B verification log, low confidence): it needs 151 TFLOP/s per "
-                 "GCD sustained, above the catalogued MAMF of 137 (one community report); a fit would absorb that "
-                 "contradiction, so none is made",
+                 "GCD sustained, above the catalogued MAMF of 137 (one community report); its DeepSpeed config "
+                 "(micro-batch 4 against Megatron's 1) makes the step process 320 of the 1280 sequences the log "
+                 "counts (recipe_notes.yaml), so no fit is made on it",
     "amd-cdna3": "no rows",
     "gaudi": "5 rows from one source (Intel's Gaudi 2 table, layouts from Intel's example configs, low confidence): "
              "not fitted; the MAMF-levelled kernels and the RoCE full mesh give 8.8%",

@@ -398,7 +398,9 @@ def attention_core_s(sz):
         bwd = FLASH_BWD_OVER_FWD * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
     if not flash.all():
         gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
-        score_fwd, score_bwd = unfused_score_bytes_per_element(sz.act_bytes)
+        fw = getattr(sz, "framework", None)
+        softmax = fw.attention.unfused_softmax if fw is not None else "fused-kernel"
+        score_fwd, score_bwd = unfused_score_bytes_per_element(sz.act_bytes, softmax)
         unfused_fwd = gemms + kr.stream_s(score_fwd * bh * sq * s)
         unfused_bwd = 2.0 * gemms + kr.stream_s(score_bwd * bh * sq * s)
         fwd, bwd = np.where(flash, fwd, unfused_fwd), np.where(flash, bwd, unfused_bwd)
@@ -443,9 +445,17 @@ def local_attention_factors(sz, sq, kern):
     return fwd, bwd
 
 
-def unfused_score_bytes_per_element(act_bytes: float) -> tuple[float, float]:
+def unfused_score_bytes_per_element(act_bytes: float, softmax: str = "fused-kernel") -> tuple[float, float]:
     """(forward, backward) HBM bytes per element of the s x s attention scores that unfused attention's
     memory-bound kernels move (the batched GEMMs' own reads and writes are in their time).
+
+    softmax 'torch-fp32' (--no-masked-softmax-fusion with --attention-softmax-in-fp32: Megatron's
+    FusedScaleMaskSoftmax.forward_torch_softmax, each step its own kernel): forward casts the scores to fp32
+    (a + 4), masks them (read 4 and the 1-byte mask, write 4), softmax (4 + 4), casts back (4 + a), then dropout
+    (2a + 1): 4a + 26; backward: dropout (2a + 1), the cast's gradient to fp32 (a + 4), softmax backward from the
+    saved fp32 output (4 + 4 + 4), mask (4 + 1 + 4), cast to the activation dtype (4 + a): 4a + 30. bf16: 34 and 38
+    bytes. The `scale` multiply of query-key layer scaling (another 4 + 4 each way) is not counted: it is a model
+    option, not the stack's.
 
     Forward: the fused scale-mask-softmax reads the scores and writes the probabilities (2 elements), attention
     dropout reads them and writes its output and a 1-byte mask (2 elements + 1 byte): 4 act_bytes + 1.
@@ -456,7 +466,10 @@ def unfused_score_bytes_per_element(act_bytes: float) -> tuple[float, float]:
     Source: NVIDIA/Megatron-LM at 9da6e97, megatron/model/fused_softmax.py (FusedScaleMaskSoftmax: one kernel
     scaled_masked_softmax forward and backward, the backward from the saved softmax output) and
     megatron/model/transformer.py (ParallelAttention: attention_dropout on attention_probs); Korthikanti et al. 2022
-    (arXiv 2205.05198) sec. 4.1 (softmax output 2as^2b, dropout mask as^2b, dropout output 2as^2b bytes)."""
+    (arXiv 2205.05198) sec. 4.1 (softmax output 2as^2b, dropout mask as^2b, dropout output 2as^2b bytes);
+    megatron/core/fusions/fused_softmax.py (forward_torch_softmax: .float(), mask_func, torch.nn.Softmax, cast back)."""
+    if softmax == "torch-fp32":
+        return 4.0 * act_bytes + 26.0, 4.0 * act_bytes + 30.0
     return 4.0 * act_bytes + 1.0, 5.0 * act_bytes + 1.0
 
 

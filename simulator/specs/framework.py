@@ -48,6 +48,7 @@ AttentionKernel = Literal["unfused", "flash-attn-1", "flash-attn-2", "flash-attn
 #: save_dot_*, custom). `mlp`: Megatron-Core --recompute-modules mlp: the MLP (MoE: router, dispatch, experts,
 #: combine) keeps only its input and replays its forward in the backward. `none`: the framework has no selective
 #: mode.
+UnfusedSoftmax = Literal["fused-kernel", "torch-fp32"]
 SelectiveKind = Literal["core-attention", "op-level-sac", "every-nth-layer", "remat-policy", "mlp", "none"]
 #: Tensors a JAX remat policy can save (or offload to host) in a decoder layer, by MaxText's checkpoint names:
 #: `qkv_proj` (query_proj, key_proj, value_proj, qkv_proj), `context` (the attention output), `out_proj`, `mlpwi`
@@ -77,6 +78,10 @@ class AttentionSpec(Spec):
     kernel_by_family: dict[str, AttentionKernel] = Field(
         default_factory=dict, description="hardware family (profile `family`) -> kernel where it differs, e.g. "
                                           "nvidia-hopper: cudnn-fused")
+    unfused_softmax: UnfusedSoftmax = Field(
+        "fused-kernel", description="how the s x s softmax runs when attention is unfused: Megatron's fused "
+                                    "scale-mask-softmax kernel, or 'torch-fp32': --no-masked-softmax-fusion with "
+                                    "--attention-softmax-in-fp32 (cast to fp32, mask, softmax, cast back as torch ops)")
     source: str = Field(min_length=1, description="where the kernel choice comes from")
 
     def kernel_for(self, family: str) -> AttentionKernel:

@@ -6,8 +6,8 @@ The software stack of a row is the framework preset of its `framework` column an
 (specs.frameworks_loading.framework_for_run): attention kernel, overlaps, recompute semantics, FSDP, loss buffers,
 allocator, blank-field policy. No rule over the notes decides physics, except the documented override table
 NOTE_OVERRIDES: a row whose notes state a setting that differs from its framework's usual one (TP comm overlap on,
-EP all-to-all overlap on, no --overlap-grad-reduce, FlashAttention named under an unfused preset) overrides that
-flag, and the row reports every override it applied (`Case.overrides`).
+EP all-to-all overlap on, no --overlap-grad-reduce, FlashAttention named under an unfused preset or its flag stated
+absent under a fused one) overrides that flag, and the row reports every override it applied (`Case.overrides`).
 
 vTrain files (Bang et al. 2023, arXiv 2312.12391; data README sec. 4): GPT models (4h GELU MLP, MHA, vocab
 50257), fp16, full recompute, 1F1B without interleaving, no sequence parallelism, no FlashAttention (vTrain's
@@ -77,7 +77,10 @@ class Case:
 _HEAD_DIM = re.compile(r"head_dim\s+(\d+)", re.I)
 _EVAL_BLOCK = re.compile(r"([\d,]+) tokens per eval block.*?eval \(([\d,]+) sequences forward\)", re.I | re.S)
 _DENSE_PREFIX = re.compile(r"first\s+(\d+)\s+layers\s+dense", re.I)
-_TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap")
+#: TP comm overlap as the notes state it: Megatron's --tp-comm-overlap, or Ascend MC2 (MindSpeed --use-mc2 when it is
+#: in effect: the SP all-gather / reduce-scatter fused with the matmuls, torch_npu npu_all_gather_base_mm /
+#: npu_mm_reduce_scatter_base; Pangu Ultra, arXiv 2504.07866, "MC2 compute-communication fusion").
+_TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap|\bmc2 compute-communication fusion")
 _EP_OVERLAP = re.compile(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm")
 _DEEPEP = re.compile(r"deepep|hybridep|flex token dispatcher")
 _RECOMPUTE_MODULES = re.compile(r"recompute modules \[([a-z_, ]*)\]")
@@ -399,15 +402,18 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
 #: The documented override table: a note pattern that states a stack setting, the layout flags it sets over the
 #: row's framework preset, and why (benchmarks/README.md lists it). Applied only where it changes the preset's value.
 NOTE_OVERRIDES = (
-    (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap)"),
+    (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap, or Ascend MC2 fusion)"),
     (_EP_OVERLAP, {"ep_comm_overlap": True}, "notes state EP all-to-all overlap (--overlap-moe-expert-parallel-comm)"),
     (_DEEPEP, {"moe_dispatch": "node-limited"},
      "notes state DeepEP / HybridEP (Megatron-Core flex token dispatcher): one copy per node, NVLink forwarding"),
     (re.compile(r"no --overlap-grad-reduce|without --overlap-grad-reduce|overlap[ _-]grad[ _-]reduce[ _-]off"),
      {"overlap_grad_reduce": False, "dp_param_gather_overlap": False},
      "notes state no --overlap-grad-reduce / --overlap-param-gather (SimuMax's B200 runs)"),
-    (re.compile(r"flash[ _-]?attention|flashattention|flash-attn"), {"flash_attention": True},
+    (re.compile(r"(?<!no --use-)(?<!without --use-)(?:flash[ _-]?attention(?! off)|flashattention|flash-attn)"),
+     {"flash_attention": True},
      "notes name FlashAttention"),
+    (re.compile(r"without --use-flash-attn|no --use-flash-attn|flash attention off"), {"flash_attention": False},
+     "notes state the run's script does not pass --use-flash-attn (unfused attention: s x s scores and softmax)"),
 )
 
 
