@@ -473,7 +473,8 @@ def int8_quantise_s(sz, in_n, out_k):
     (stochastic rounding of G: an elementwise noise term fused into the same pass, no extra bytes). Per token X and
     G are the inputs and output gradients of QKV, the output projection, FC1 and FC2 (as fp8_cast_s); W is the
     layer's whole matmul weight on the device (per TP shard; gathered by ZeRO-3 before the dot), quantised once per
-    pass however many tokens the micro-batch holds. Each quantisation streams INT8_QUANTISE_BYTES_PER_ELEMENT.
+    pass however many tokens the micro-batch holds (an assumption: AQT quantises the operand the dot receives; had
+    XLA moved the quantisation before the FSDP all-gather, W's term would shrink by the FSDP degree). Each quantisation streams INT8_QUANTISE_BYTES_PER_ELEMENT.
     Attention (splash, bf16) and the logits are not quantised. 0 unless the training dtype is int8.
 
     Source: AI-Hypercomputer/maxtext MaxText/layers/quantizations.py (_get_int8_quant_config: aqt_config.config_v3
