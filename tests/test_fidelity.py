@@ -53,9 +53,10 @@ CALIBRATED_MAPE_PCT = 12.0
 #: kernel model (issue 11), 14.4% after the refit on the merged code and the first Volta fit (Volta 23.1% -> 5.9%),
 #: 12.6% with the non-NVIDIA physics (TPU systolic rule and remat policies, full-mesh scale-up, tpu kernel_level),
 #: 9.88% after this session's merges (memory, Hopper/Blackwell, Ampere, MoE, optimizer step, framework fits);
+#: 9.74% with AQT int8 quantisation costs and the MLPerf v5p all-gather-only TP overlap (tpu refit);
 #: a ceiling against regressions, not a target
 #: (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 9.9
+PUBLISHED_MAPE_CEILING_PCT = 9.75
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%
