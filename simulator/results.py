@@ -23,7 +23,7 @@ class TimeBreakdown:
                                                      "forward and backward layer passes, and its logits/loss"})
     elementwise_s: object = field(default=0.0, metadata={"quantity": "memory-bound elementwise kernels of its layer "
                                                          "passes (norms, residuals, activation, dropout)"})
-    fp8_cast_s: object = field(default=0.0, metadata={"quantity": "FP8 cast-transposes of GEMM operands (FP8 runs)"})
+    fp8_cast_s: object = field(default=0.0, metadata={"quantity": "FP8 cast-transposes (FP8 runs) or AQT int8 quantisation (int8 runs) of GEMM operands"})
     host_s: object = field(default=0.0, metadata={"quantity": "host-bound time: what host work per layer pass adds "
                                                   "beyond the GPU time, and the host work per micro-batch outside "
                                                   "the layers (batch fetch, embedding, loss, schedule)"})

@@ -132,3 +132,51 @@ def test_llm_foundry_2023_runs_the_pre_mlir_triton_kernel_on_hopper():
     fw = as_framework("llm-foundry-2023")
     assert fw.attention.kernel_for("nvidia-hopper") == "triton-pre-mlir"
     assert fw.attention.kernel_for("nvidia-ampere") == "triton"
+
+
+def _tp_exposed(scope: str, overlap: bool):
+    from simulator.costs.communication import tp_exposed_s
+    from simulator.costs.layer import layer_costs
+    from simulator.costs.sizes import sizes
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import LayoutTable
+    from simulator.specs.training import TrainingSpec
+    from .conftest import gpt
+    fw = as_framework("maxtext")
+    fw = fw.model_copy(update={"overlap": fw.overlap.model_copy(update={"tp_overlap_scope": scope})})
+    job = Job(model=gpt(), hardware=toy_hardware(), training=TrainingSpec(seq_len=128, global_batch=1),
+              num_devices=2, framework=fw)
+    sz = sizes(job, LayoutTable.from_columns(tp=2, pp=1, dp=1, micro_batch=1, tp_comm_overlap=overlap))
+    lc = layer_costs(sz)
+    coll, f, b = tp_exposed_s(sz, lc)
+    return (float(np.asarray(coll).reshape(-1)[0]), float(np.asarray(f).reshape(-1)[0]),
+            float(np.asarray(b).reshape(-1)[0]), float(np.asarray(lc.gemm_fwd_s).reshape(-1)[0]),
+            float(np.asarray(lc.gemm_bwd_s).reshape(-1)[0]))
+
+
+def test_all_gather_only_overlap_leaves_the_reduce_scatter_half_exposed():
+    """XLA's decomposed all-gather einsum (overlap.tp_overlap_scope 'all-gather') hides the all-gather half of each
+    TP all-reduce (reduce-scatter + all-gather of equal cost) under the pass's GEMMs: exposed = n/2 x collective +
+    max(0, n/2 x collective - GEMMs); scope 'all' hides everything that fits; no overlap exposes n x collective
+    (n = 2 collectives per forward pass, 2 per backward without recompute)."""
+    coll, off_f, off_b, gf, gb = _tp_exposed("all-gather", False)
+    assert coll > 0.0 and off_f == pytest.approx(2.0 * coll) and off_b == pytest.approx(2.0 * coll)
+    _, ag_f, ag_b, _, _ = _tp_exposed("all-gather", True)
+    assert ag_f == pytest.approx(coll + max(0.0, coll - gf))
+    assert ag_b == pytest.approx(coll + max(0.0, coll - gb))
+    _, all_f, all_b, _, _ = _tp_exposed("all", True)
+    assert all_f == pytest.approx(max(0.0, 2.0 * coll - gf))
+    assert all_b == pytest.approx(max(0.0, 2.0 * coll - gb))
+    assert all_f <= ag_f <= off_f
+
+
+def test_mlperf_v5p_notes_turn_on_all_gather_side_tp_overlap():
+    """The MLPerf v4.0 v5p GPT-3 scripts set --xla_tpu_decompose_all_gather_einsum=true and no reduce-scatter
+    decomposition: the recipe notes give the rows TP overlap with scope 'all-gather'."""
+    from simulator.validation.rows import tp_scope_override
+    fw = as_framework("maxtext")
+    assert fw.overlap.tp_overlap_scope == "all"
+    got, why = tp_scope_override(fw, "LIBTPU_INIT_ARGS: --xla_tpu_decompose_all_gather_einsum=true")
+    assert got.overlap.tp_overlap_scope == "all-gather" and why[0][:2] == ("tp_overlap_scope", "all-gather")
+    both = ("--xla_tpu_decompose_all_gather_einsum=true --xla_tpu_decompose_einsum_reduce_scatter=true")
+    assert tp_scope_override(fw, both)[0].overlap.tp_overlap_scope == "all"

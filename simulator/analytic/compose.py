@@ -463,7 +463,7 @@ def evaluate_unformable_block(job: Job, t: LayoutTable, structural: np.ndarray) 
     layers = dict(zip(("layers_first", "layers_mid", "layers_last"), (k.layers for k in kinds)))
     # costs a row cannot have, whatever its split: 0 (as evaluate_block computes them), not NaN
     offloads = (t.offload_optimizer > 0) | (t.offload_params > 0) | (t.offload_activations > 0)
-    absent = {"time_fp8_cast_s": np.bool_(job.training.dtype != "fp8"), "time_ep_comm_s": np.bool_(job.model.moe is None),
+    absent = {"time_fp8_cast_s": np.bool_(job.training.dtype not in ("fp8", "int8")), "time_ep_comm_s": np.bool_(job.model.moe is None),
               "time_cp_comm_s": t.cp == 1, "time_offload_s": ~offloads,
               **{f"off_{k}_s": ~offloads for k in ("h2d_fwd", "d2h_fwd", "h2d_bwd", "d2h_bwd", "cpu_adam",
                                                     "param_copy", "nvme", "update")}}

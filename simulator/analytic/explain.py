@@ -32,7 +32,7 @@ TIME_FUNCTIONS = {
     "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, layer.local_attention_factors,
                 stage.logits_s),
     "elementwise": (layer.elementwise_s,),
-    "fp8_cast": (layer.fp8_cast_s,),
+    "fp8_cast": (layer.fp8_cast_s, layer.int8_quantise_s),
     "host": (layer.host_time_s, layer.layer_costs, stage.rank_host_s),
     "recompute": (layer.layer_costs, layer.recompute_pass_s, layer.attention_core_s),
     "tp_comm": (communication.tp_exposed_s,),

@@ -126,18 +126,26 @@ def tp_collectives_per_pass(sp_regather, recompute_code):
 def tp_exposed_s(sz, lc):
     """(one TP all-reduce, exposed forward, exposed backward) TP time of a layer: tp_collectives_per_pass of
     them per pass (an all-reduce, or reduce-scatter + all-gather with SP, the same cost); TP comm overlap hides them
-    under the pass's GEMMs.
+    under the pass's GEMMs. A stack whose overlap covers only the all-gathers (framework overlap.tp_overlap_scope
+    'all-gather': XLA's decomposed all-gather einsum) hides the all-gather half of each collective (a ring
+    all-reduce is a reduce-scatter and an all-gather of equal cost) and leaves the reduce-scatter half exposed.
 
-    Source: tp_collectives_per_pass; Transformer Engine userbuffers (overlap)."""
+    Source: tp_collectives_per_pass; Transformer Engine userbuffers (overlap); Thakur et al. 2005 (all-reduce =
+    reduce-scatter + all-gather); Wang et al. 2023 (ASPLOS, "Overlap communication with dependent computation via
+    decomposition in large deep learning models": XLA's decomposed all-gather / reduce-scatter einsums)."""
     t = sz.table
     tp_coll = np.where(t.tp > 1, all_reduce_time_s(activation_bytes(sz), sz.tp, sz.strides["tp"], sz.tiers), 0.0)
     fw = sz.framework
     regather = bool(fw is not None and fw.overlap.sp_wgrad_regather)
     n_tp_fwd, n_tp_bwd = tp_collectives_per_pass(sz.sequence_parallel & regather, sz.recompute)
+    share = 0.5 if fw is not None and fw.overlap.tp_overlap_scope == "all-gather" else 1.0
     tp_hide = np.where(t.tp_comm_overlap, 1.0, 0.0)
+    hidden_share = tp_hide * share               # the part of each collective that may run under the GEMMs
     t_gemm_f = lc.gemm_fwd_s
-    exposed_f = np.maximum(0.0, n_tp_fwd * tp_coll - tp_hide * t_gemm_f)
-    exposed_b = np.maximum(0.0, n_tp_bwd * tp_coll - tp_hide * lc.gemm_bwd_s)
+    exposed_f = (1.0 - hidden_share) * n_tp_fwd * tp_coll \
+        + np.maximum(0.0, hidden_share * n_tp_fwd * tp_coll - tp_hide * t_gemm_f)
+    exposed_b = (1.0 - hidden_share) * n_tp_bwd * tp_coll \
+        + np.maximum(0.0, hidden_share * n_tp_bwd * tp_coll - tp_hide * lc.gemm_bwd_s)
     fw = sz.framework
     if fw is not None and fw.overlap.tp_bwd_async:
         exposed_b = np.minimum(exposed_b, tp_bwd_async_exposed_s(sz, lc, tp_coll))

@@ -2,7 +2,7 @@
 compose (forward, backward, weight gradient, recompute), as arrays over the layouts of a table.
 
     forward pass   = max(GPU time, host time)                       host-bound floor (eager frameworks)
-    GPU time (fwd) = QKV + out-proj + MLP/MoE GEMMs + attention core + elementwise + FP8 casts
+    GPU time (fwd) = QKV + out-proj + MLP/MoE GEMMs + attention core + elementwise + FP8 casts (int8: AQT quantisation)
     GPU time (bwd) = input-gradient GEMMs + weight-gradient GEMMs + attention-core backward + 2 x elementwise
                      + FP8 casts of the output gradients
     weight grad    = the weight-gradient GEMMs (ZB-H1 splits them off the backward)
@@ -30,6 +30,9 @@ FLASH_BWD_OVER_FWD = 2.5
 
 #: Bytes an FP8 cast-transpose moves per element: read bf16 (2), write FP8 row-wise (1) and column-wise (1).
 FP8_CAST_BYTES_PER_ELEMENT = 4.0
+#: Bytes AQT's dynamic int8 quantisation of one bf16 GEMM operand moves per element: read it for the abs-max
+#: scale over the contraction axis (2), read it again to scale and round (2), write int8 (1).
+INT8_QUANTISE_BYTES_PER_ELEMENT = 5.0
 
 #: A causal mask lets fused attention kernels skip the upper triangle: about half the s x s work.
 CAUSAL_EXECUTED_FRACTION = 0.5
@@ -40,7 +43,8 @@ class LayerCosts:
     """Per-layer, per-micro-batch times on one device (seconds; arrays over the table's rows or scalars).
 
     Forward ops: `qkv_s`, `out_proj_s` (attention projections), `attention_core_s`, `mlp_s` (dense MLP or MoE,
-    averaged over the model's layers), `elementwise_s` (norms, residuals, activation, dropout), `fp8_cast_fwd_s`.
+    averaged over the model's layers), `elementwise_s` (norms, residuals, activation, dropout), `fp8_cast_fwd_s`
+    (FP8 cast-transposes, or AQT's int8 operand quantisation in int8 runs).
     Backward: `attention_projection_dgrad_s`/`_wgrad_s` and `mlp_dgrad_s`/`mlp_wgrad_s` (input- and weight-gradient
     GEMMs), `attention_core_bwd_s`, `fp8_cast_bwd_s` (elementwise moves twice the forward's bytes).
     `host_s`: host time of one layer pass (kernel launches, framework), the floor of every pass.
@@ -514,6 +518,47 @@ def fp8_cast_s(sz, in_n, out_k):
     return (kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_f), kr.stream_s(FP8_CAST_BYTES_PER_ELEMENT * M * cast_b))
 
 
+def int8_quantise_s(sz, in_n, out_k):
+    """(forward, backward) time of AQT's int8 quantisation of one layer's dense GEMM operands (MaxText
+    quantization 'int8'): config_v3 with fwd_bits, dlhs_bits and drhs_bits 8 quantises both operands of each of the
+    three GEMMs of every dense matmul, each with a dynamic abs-max scale along its own contraction axis, so no
+    quantised copy is reused between them: forward X.W quantises the activation X and the weight W; the input
+    gradient G.W^T quantises the output gradient G and W again; the weight gradient X^T.G quantises X and G again
+    (stochastic rounding of G: an elementwise noise term fused into the same pass, no extra bytes). Per token X and
+    G are the inputs and output gradients of QKV, the output projection, FC1 and FC2 (as fp8_cast_s); W is the
+    layer's whole matmul weight on the device (per TP shard; gathered by ZeRO-3 before the dot), quantised once per
+    pass however many tokens the micro-batch holds (an assumption: AQT quantises the operand the dot receives; had
+    XLA moved the quantisation before the FSDP all-gather, W's term would shrink by the FSDP degree). Each quantisation streams INT8_QUANTISE_BYTES_PER_ELEMENT.
+    Attention (splash, bf16) and the logits are not quantised. 0 unless the training dtype is int8.
+
+    Source: AI-Hypercomputer/maxtext MaxText/layers/quantizations.py (_get_int8_quant_config: aqt_config.config_v3
+    fwd_bits=8, dlhs_bits=8, drhs_bits=8 with quantization_local_shard_count -1 from configs/base.yml,
+    rng_type jax.uniform; Fp8/AqtQuantization on DenseGeneral) at commit e7292a3; google/aqt aqt/jax/v2
+    (calibration.AbsMaxCalibration: per-channel abs-max over the contraction axis)."""
+    if sz.training.dtype != "int8":
+        return 0.0, 0.0
+    m = sz.model
+    h, tp = sz.hidden, sz.tp
+    gate = 2.0 if m.gated_mlp else 1.0
+    f = float(m.ffn_hidden_size)
+    c = sz.costs
+    frac = sz.moe_fraction
+    if m.moe is not None:
+        fe, ne, k, fs = _moe_dims(m)
+        etp = sz.etp
+        x_moe, g_moe = k * h + (h if fs > 0 else 0.0) + k * fe / etp + fs / tp, \
+            k * gate * fe / etp + gate * fs / tp + k * h + (h if fs > 0 else 0.0)
+        w_moe = ne / sz.ep * c.expert_params / etp + c.shared_expert_params / tp
+    else:
+        x_moe = g_moe = w_moe = 0.0
+    mix = lambda dense, moe_v: (1.0 - frac) * dense + frac * moe_v
+    x = h + out_k + mix(h + f / tp, x_moe)                        # GEMM inputs per token
+    g = in_n + h + mix(gate * f / tp + h, g_moe)                  # GEMM output gradients per token
+    w = c.attn_params / tp + mix(c.dense_mlp_params / tp, w_moe)  # matmul weights per device
+    kr, M, B = sz.kernel, sz.tokens, INT8_QUANTISE_BYTES_PER_ELEMENT
+    return kr.stream_s(B * (M * x + w)), kr.stream_s(B * (M * (x + 2.0 * g) + w))
+
+
 def host_time_s(hw, framework=None) -> float:
     """Host (kernel launch and framework) time of one layer pass: the framework preset's host.layer_overhead_us
     where it publishes one, else the profile's calibrated layer_overhead_us.
@@ -586,6 +631,8 @@ def layer_costs(sz) -> LayerCosts:
     core_f, core_b = attention_core_s(sz)
     t_elem = elementwise_s(sz, mlp_elements(sz).elementwise)
     fp8_f, fp8_b = fp8_cast_s(sz, in_n, out_k)
+    q8_f, q8_b = int8_quantise_s(sz, in_n, out_k)
+    fp8_f, fp8_b = fp8_f + q8_f, fp8_b + q8_b
     host = host_time_s(sz.hardware, sz.framework)
     proj = _add(qkv, out_proj)
     gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f

@@ -21,7 +21,7 @@ from .search_tables import token_text
 BREAKDOWN = (
     ("time_compute_s", "compute", "#4C72B0"),
     ("time_elementwise_s", "elementwise", "#64B5CD"),
-    ("time_fp8_cast_s", "FP8 casts", "#CCB974"),
+    ("time_fp8_cast_s", "FP8 casts / int8 quantisation", "#CCB974"),
     ("time_host_s", "host-bound", "#8C8C8C"),
     ("time_recompute_s", "recompute", "#8DA0CB"),
     ("time_tp_comm_s", "TP comm", "#DD8452"),

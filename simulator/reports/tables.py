@@ -9,7 +9,7 @@ from ..units import GIGA, format_seconds
 from .labels import layout_label
 
 BREAKDOWN_LABELS = {
-    "compute": "compute", "elementwise": "elementwise kernels", "fp8_cast": "FP8 casts", "host": "host-bound",
+    "compute": "compute", "elementwise": "elementwise kernels", "fp8_cast": "FP8 casts / int8 quantisation", "host": "host-bound",
     "recompute": "recompute", "tp_comm": "TP comm (exposed)", "cp_comm": "CP comm (exposed)",
     "ep_comm": "EP all-to-all (exposed)", "pp_comm": "PP send/recv", "bubble": "pipeline bubble",
     "dp_comm": "DP/ZeRO comm (exposed)", "offload": "offload (host link, NVMe, CPU optimizer; exposed)",

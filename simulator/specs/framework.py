@@ -103,6 +103,11 @@ class OverlapSpec(Spec):
                                                      "backward pass (False: after the last micro-batch's backward)")
     dp_param_gather_overlap: bool = Field(description="distributed-optimizer parameter all-gather overlapped with "
                                                       "the next forward (Megatron --overlap-param-gather)")
+    tp_overlap_scope: Literal["all", "all-gather"] = Field(
+        "all", description="what TP comm overlap hides when it is on: 'all' (the all-gathers and the reduce-scatters "
+                           "or all-reduces: Transformer Engine userbuffers, XLA collective matmul decomposing both "
+                           "sides); 'all-gather' (XLA --xla_tpu_decompose_all_gather_einsum alone: the all-gather "
+                           "half of each TP collective runs under its einsum, the reduce-scatter half stays exposed)")
     tp_bwd_async: bool = Field(False, description="the TP collectives of a column-parallel layer's backward run "
                                                   "asynchronously under its own GEMMs: the input-gradient all-reduce "
                                                   "under the weight-gradient GEMM; with SP, the input all-gather under "

@@ -81,6 +81,9 @@ _DENSE_PREFIX = re.compile(r"first\s+(\d+)\s+layers\s+dense", re.I)
 #: in effect: the SP all-gather / reduce-scatter fused with the matmuls, torch_npu npu_all_gather_base_mm /
 #: npu_mm_reduce_scatter_base; Pangu Ultra, arXiv 2504.07866, "MC2 compute-communication fusion").
 _TP_OVERLAP = re.compile(r"tp[ _-]comm[ _-]overlap|\bmc2 compute-communication fusion")
+_AG_ONLY_TP_OVERLAP = re.compile(r"collective matmul on the tensor-parallel all-gather side only|"
+                                 r"xla_tpu_decompose_all_gather_einsum=true")
+_RS_TP_OVERLAP = re.compile(r"xla_tpu_decompose_einsum_reduce_scatter=true")
 _EP_OVERLAP = re.compile(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-]parallel[ _-]comm")
 _DEEPEP = re.compile(r"deepep|hybridep|flex token dispatcher")
 _RECOMPUTE_MODULES = re.compile(r"recompute modules \[([a-z_, ]*)\]")
@@ -403,6 +406,9 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
 #: row's framework preset, and why (benchmarks/README.md lists it). Applied only where it changes the preset's value.
 NOTE_OVERRIDES = (
     (_TP_OVERLAP, {"tp_comm_overlap": True}, "notes state TP comm overlap (--tp-comm-overlap, or Ascend MC2 fusion)"),
+    (_AG_ONLY_TP_OVERLAP, {"tp_comm_overlap": True},
+     "notes state XLA collective matmul (decomposed all-gather einsum): TP comm overlap, on the side "
+     "overlap.tp_overlap_scope names"),
     (_EP_OVERLAP, {"ep_comm_overlap": True}, "notes state EP all-to-all overlap (--overlap-moe-expert-parallel-comm)"),
     (_DEEPEP, {"moe_dispatch": "node-limited"},
      "notes state DeepEP / HybridEP (Megatron-Core flex token dispatcher): one copy per node, NVLink forwarding"),
@@ -487,6 +493,20 @@ def dispatch_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tup
     moe = fw.moe.model_copy(update={"dispatch": "dense-einsum"})
     return fw.model_copy(update={"moe": moe}), (
         ("moe_dispatch", "dense-einsum", "notes state a dense (non-sparse) matmul MoE dispatch (sparse_matmul false)"),)
+
+
+def tp_scope_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with TP comm overlap on the all-gather side only when the notes state XLA's decomposed all-gather
+    einsum without its reduce-scatter counterpart (collective matmul on the all-gather side; a documented override,
+    reported per row): overlap.tp_overlap_scope 'all-gather'. The layout flag tp_comm_overlap comes from
+    NOTE_OVERRIDES."""
+    low = notes.lower()
+    if not _AG_ONLY_TP_OVERLAP.search(low) or _RS_TP_OVERLAP.search(low) or fw.overlap.tp_overlap_scope == "all-gather":
+        return fw, ()
+    ov = fw.overlap.model_copy(update={"tp_overlap_scope": "all-gather"})
+    return fw.model_copy(update={"overlap": ov}), (
+        ("tp_overlap_scope", "all-gather", "notes state XLA's decomposed all-gather einsum only (collective matmul "
+                                           "on the TP all-gather side): the reduce-scatter half stays exposed"),)
 
 
 def row_framework(row: dict) -> FrameworkSpec:
@@ -661,7 +681,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     fw, known, overrides = _recompute_modules(notes, fw, known, overrides, assumptions)
     fw, remat = remat_override(fw, notes)
     fw, dispatch = dispatch_override(fw, notes)
-    overrides = overrides + remat + dispatch
+    fw, tp_scope = tp_scope_override(fw, notes)
+    overrides = overrides + remat + dispatch + tp_scope
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
