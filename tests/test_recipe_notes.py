@@ -34,6 +34,7 @@ def test_narayanan_table_1_rows_run_the_authors_reproduction_layouts():
     interleaves 3 chunks of 5 layers with micro-batch 2, the 1T row does not interleave; the 1.7B-18B rows run
     PyTorch DDP (gradient all-reduce under the backward), the larger ones Megatron's local DDP."""
     from pathlib import Path
+
     from simulator.validation.rows import load_cases
     runs = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "published_runs.csv"
     cases = {c.id: c for c in load_cases(runs)[1] if hasattr(c, "known")}

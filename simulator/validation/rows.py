@@ -386,8 +386,8 @@ NOTE_OVERRIDES = (
     (re.compile(r"flash[ _-]?attention|flashattention|flash-attn"), {"flash_attention": True},
      "notes name FlashAttention"),
     (re.compile(r"--ddp-impl torch"), {"overlap_grad_reduce": True},
-     "notes state PyTorch DDP (--DDP-impl torch): bucketed gradient all-reduce under the backward (Li et al. 2020, "
-     "arXiv 2006.15704)"),
+     ("notes state PyTorch DDP (--DDP-impl torch): bucketed gradient all-reduce under the backward (Li et al. 2020, "
+      "arXiv 2006.15704)")),
 )
 
 
