@@ -167,3 +167,17 @@ def test_thinning_a_large_source_keeps_evenly_spaced_rows_and_the_weights():
     fs = thin_sources(make_fitset("fam", cases), 4)
     assert [c.i for c in fs.cases] == [0, 2, 5, 7, 99]                      # int(k * 10 / 4), k = 0..3
     assert list(fs.weights) == pytest.approx([0.5, 0.5, 0.5, 0.5, 1.0])     # each source still weighs 1
+
+
+def test_only_reference_stacks_and_fitted_stacks_set_a_family_level():
+    """A row of a non-reference stack whose efficiency the framework fit refused would lower the family's
+    kernel_level with its stack's losses: it is left out of the family fit (frameworks.sets_family_level)."""
+    from simulator.calibration.frameworks import sets_family_level
+
+    def case(column, preset):
+        return SimpleNamespace(framework=SimpleNamespace(framework=column, name=preset))
+    fitted = {"megatron-deepspeed-2021": 0.925}
+    assert sets_family_level(case("megatron-lm", "megatron-lm-2022"), fitted)             # reference stack
+    assert sets_family_level(case("megatron-deepspeed", "megatron-deepspeed-2021"), fitted)   # fitted efficiency
+    assert not sets_family_level(case("gpt-neox", "gpt-neox"), fitted)                     # refused: unknown
+    assert not sets_family_level(case("deepspeed", "deepspeed-2020"), {})

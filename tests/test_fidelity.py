@@ -37,8 +37,14 @@ KORTHIKANTI_TABLE5 = {
 #: is pulled down by the DeepSpeed, GPT-NeoX and InternEvo sources, which are predicted too fast). LOOSENED by the
 #: optimizer-step physics (bw2: Megatron's gradient-buffer passes, rows already too slow): 7.09% mean, 11.55% max;
 #: 6.76% / 11.19% with the framework calibration (megatron-deepspeed-2021 efficiency, Ampere refit on top).
-KORTHIKANTI_MEAN_PCT = 6.8
-KORTHIKANTI_MAX_PCT = 11.2
+#: Tightened (amp5 branch): the Ampere level is fitted on the reference-stack rows only (calibration.frameworks.
+#: sets_family_level: DeepSpeed-2020, GPT-NeoX, InternEvo and llm-foundry rows, whose stack efficiency is unknown, no
+#: longer pull it down), Narayanan Table 1 runs its sc21 layouts and Megatron-LM 2021/2022 fuse bias-dropout-add
+#: (kernel_level 0.893 -> 0.928): 3.18% mean, 7.04% max (the 1T rows +6.4/+7.0% too slow, where the same
+#: per-pipeline layout in Narayanan's 2021 Table 1 is predicted within 0.3%: the 2022 code runs it 8% faster for a
+#: reason not modelled; the max LOOSENED from 6.01% at the step without the fusion; the issue's 2.9% is not met).
+KORTHIKANTI_MEAN_PCT = 3.2
+KORTHIKANTI_MAX_PCT = 7.1
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error over their 102
 #: predicted rows, 7.1% with the fitted GEMM curve (6 free kernel parameters per family), 14.6% with the measured
 #: kernel model and one kernel_level per family, 15.1% after merging the framework presets (LOOSENED, issue 11),
@@ -56,7 +62,9 @@ CALIBRATED_MAPE_PCT = 12.0
 #: session 5: sliding-window/chunked attention (Gemma 3 and GPT-OSS rows no longer costed as full causal attention;
 #: +0.18 points: the over-counted attention had hidden other missing costs), the GB300 power-rule MAMF and softmax
 #: rule, the Ascend MAMF on the mean definition and the MindSpeed / Pangu recipe facts (-0.31 points), AQT int8
-#: quantisation costs and the MLPerf v5p all-gather-only TP overlap with the tpu refit (-0.14 points);
+#: quantisation costs and the MLPerf v5p all-gather-only TP overlap with the tpu refit (-0.14 points), the Ampere
+#: level set by the Megatron stacks alone (+0.05: the DeepSpeed-2020, GPT-NeoX, InternEvo and llm-foundry A100 rows
+#: move further too fast while Korthikanti and vTrain improve);
 #: a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
 PUBLISHED_MAPE_CEILING_PCT = 10.07
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
@@ -124,14 +132,16 @@ def test_memory_rows_error(published):
 def test_vtrain_multi_node_beats_vtrain():
     """vTrain's own error on its 109 multi-node runs is 14.73% (Bang et al. 2023); this version reaches 11.8%
     (14.5% before the ampere branch's unfused-attention and Megatron fp16-gradient physics; 8.3% with the fitted
-    GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.86% with the optimizer-step physics."""
+    GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.86% with the optimizer-step physics; 8.30%
+    with the Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5; target 8.3%)."""
     s = validate(VT_MULTI).summary
-    assert s["n"] == 109 and s["mape_pct"] < 11.6
+    assert s["n"] == 109 and s["mape_pct"] < 8.31
 
 
 def test_vtrain_single_node_error():
     """vTrain's own error on its 1,440 single-node runs is 8.37%; this version reaches 7.26% (10.08% before the
     ampere branch's unfused-attention physics and refit; 7.5% with the fitted GEMM curve before the measured kernel
-    model); 7.68% with the optimizer-step physics (Megatron's gradient-buffer passes; LOOSENED)."""
+    model); 7.68% with the optimizer-step physics (Megatron's gradient-buffer passes; LOOSENED); 6.95% with the
+    Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5)."""
     s = validate(VT_SINGLE).summary
-    assert s["n"] == 1440 and s["mape_pct"] < 7.7
+    assert s["n"] == 1440 and s["mape_pct"] < 6.96

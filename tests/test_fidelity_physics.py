@@ -161,3 +161,23 @@ def test_megatron_lm_reduces_fp16_gradients_in_fp16():
     j = Job(model=j.model, hardware=j.hardware, training=j.training, num_devices=8,
             framework=load_framework("megatron-lm"))
     assert sizes(j, table(tp=[1], pp=[1], dp=[8])).grad_bytes == 2.0
+
+
+def test_fused_bias_dropout_add_moves_11h_instead_of_14h_outside_the_tp_regions():
+    """Elementwise bytes of one forward pass per token, by hand: two norms (2h each) + two dropout/residual pairs
+    (dropout read h write h, add read 2h write h: 5h each) = 14 h elements; Megatron's fused bias-dropout-add reads
+    2h and writes h and a 1-byte mask (3.5 h of 2-byte elements) each: 11 h. The MLP's elements (here 8h, split
+    tp ways) are the same in both."""
+    from types import SimpleNamespace
+
+    from simulator.costs.layer import elementwise_s
+    from simulator.specs.frameworks_loading import framework_for_run
+
+    def sz(framework):
+        return SimpleNamespace(framework=framework, act_bytes=2.0, tokens=10.0, hidden=100.0, sp_factor=1.0, tp=8.0,
+                               kernel=SimpleNamespace(stream_s=lambda b: b))
+    unfused, fused = framework_for_run("megatron-lm", 2019), framework_for_run("megatron-lm", 2021)
+    assert not unfused.fusions.bias_dropout_add and fused.fusions.bias_dropout_add
+    assert framework_for_run("megatron-lm", 2022).fusions.bias_dropout_add
+    assert elementwise_s(sz(unfused), 800.0) == 2.0 * 10.0 * (14.0 * 100.0 + 100.0)
+    assert elementwise_s(sz(fused), 800.0) == 2.0 * 10.0 * (11.0 * 100.0 + 100.0)

@@ -46,7 +46,8 @@ def test_eras_of_one_framework_do_not_overlap(column):
     ("torchtitan", 2023, "torchtitan-2024"), ("deepspeed", 2021, "deepspeed-2020"), ("deepspeed", 2023, "deepspeed"),
     ("megatron-deepspeed", 2022, "megatron-deepspeed-2021"),
     ("llm-foundry", 2023, "llm-foundry-2023"), ("unknown", 2022, "unknown-2022"), ("unknown", None, "unknown"),
-    ("megatron-lm", 2019, "megatron-lm"), ("megatron-core", 2026, "megatron-core")])
+    ("megatron-lm", 2019, "megatron-lm"), ("megatron-lm", 2021, "megatron-lm-2021"),
+    ("megatron-lm", 2022, "megatron-lm-2022"), ("megatron-core", 2026, "megatron-core")])
 def test_framework_for_run_picks_the_era_by_year(column, year, preset):
     assert framework_for_run(column, year).name == preset
 

@@ -83,6 +83,17 @@ def candidate_cases(cases: Sequence, calibrated_families: Sequence[str]) -> dict
     return out
 
 
+def sets_family_level(case, framework_values: dict) -> bool:
+    """True when a row may set its family's fitted parameters: it runs a reference stack (REFERENCE_FRAMEWORKS,
+    efficiency 1.0 by definition) or a preset whose efficiency the framework fit gave (`framework_values`).
+
+    A row of a non-reference stack the framework fit refused (too few sources, unstable) runs at 1.0 only because
+    its efficiency is unknown: fitted with the family, its stack's losses would lower the family's kernel_level,
+    and every reference-stack prediction with it (the module docstring: the family level is the reference
+    stacks'). Such rows are still validated and reported, never fitted on."""
+    return framework_column(case) in REFERENCE_FRAMEWORKS or preset_name(case) in framework_values
+
+
 def framework_supported(cases: Sequence) -> Optional[str]:
     """None when the rows support fitting a framework efficiency, else the reason (the refusal rule)."""
     srcs = {c.source for c in cases}

@@ -300,9 +300,11 @@ def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, m
     >= MIN_ROWS_PER_PARAMETER rows per parameter, >= MIN_SOURCES sources), from the sourced profiles (overlays off):
     {"families": {family: fit_family(...)}, "notes": [...]}; the notes speak only of the given files. Every prediction
     runs with the framework efficiencies `framework_values` (default: the shipped framework overlay's,
-    calibration.frameworks), so the family levels are those of the reference stacks. Pure."""
+    calibration.frameworks), so the family levels are those of the reference stacks; rows of non-reference stacks
+    with no fitted efficiency are left out (frameworks.sets_family_level), said in the notes. Pure."""
     from ..specs.overlay import calibration_disabled
     from .fit import supported, thin_sources
+    from .frameworks import preset_name, sets_family_level
 
     from ..specs.overlay import framework_efficiencies, framework_overlay
 
@@ -324,6 +326,11 @@ def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, m
                                 "no fit is defined for this family (simulator.calibration.FAMILY_FITS)")
             continue
         fs = thin_sources(fs, max_rows_per_source)
+        left = sorted({preset_name(c) for c in fs.cases if not sets_family_level(c, framework_values)})
+        if left:
+            fs = fs.subset(lambda c: sets_family_level(c, framework_values))
+            out["notes"].append(f"{fam}: rows of {', '.join(left)} left out of the fit (non-reference stacks with no "
+                                "fitted framework efficiency: their losses are not the hardware's)")
         why = supported(fs, ff.params)
         if why:
             out["notes"].append(f"{fam}: not fitted: {why}")
@@ -336,5 +343,7 @@ def fit_families(files, families=None, loso: bool = False, max_nfev: int = 60, m
             if "overlay" in out["families"][fam]:
                 out["families"][fam]["overlay"]["fit"]["note"] = (
                     "fitted on top of the framework efficiencies of hardware_profiles/calibration/frameworks.yaml ("
-                    + ", ".join(f"{k} {_round(v)}" for k, v in sorted(framework_values.items())) + ")")
+                    + ", ".join(f"{k} {_round(v)}" for k, v in sorted(framework_values.items())) + ")"
+                    + (f"; rows of {', '.join(left)} left out (no fitted framework efficiency: "
+                       "frameworks.sets_family_level)" if left else ""))
     return out

@@ -477,13 +477,26 @@ def unfused_score_bytes_per_element(act_bytes: float, softmax: str = "fused-kern
     return 4.0 * act_bytes + 1.0, 5.0 * act_bytes + 1.0
 
 
+#: Elements per token the elementwise kernels outside the TP regions move in one forward pass: two norms (read h,
+#: write h), two residual adds (read 2h, write h), two dropouts/bias adds (read h, write h) = 14 h; with a fused
+#: bias-dropout-add (FusionSpec.bias_dropout_add) each dropout + residual add reads 2h and writes h and a 1-byte
+#: mask (half a 2-byte element): 4 h + 2 x 3.5 h = 11 h.
+ELEMENTWISE_OUTSIDE_TP = 14.0
+ELEMENTWISE_OUTSIDE_TP_FUSED_BDA = 11.0
+
+
 def elementwise_s(sz, ew_elems):
-    """Forward time of a layer's memory-bound elementwise kernels: 14 h per token outside the TP regions (two norms,
-    two residual adds, two dropouts/bias adds; split tp ways with SP) plus the MLP's elements inside them.
+    """Forward time of a layer's memory-bound elementwise kernels: ELEMENTWISE_OUTSIDE_TP (14 h) per token outside
+    the TP regions, 11 h where the framework fuses bias-dropout-add (split tp ways with SP), plus the MLP's elements
+    inside them.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4 (these ops are memory bound); costs.compute
-    elementwise_bytes_per_token for the count."""
-    ew_bytes = sz.act_bytes * sz.tokens * (14.0 * sz.hidden / sz.sp_factor + ew_elems / sz.tp)
+    elementwise_bytes_per_token for the count; NVIDIA/Megatron-LM megatron/model/transformer.py
+    (bias_dropout_add_fused_train, torch.jit.script; on by default since 9acc895632, 2021-01-06) for the fused one."""
+    fw = sz.framework
+    fused = fw is not None and fw.fusions.bias_dropout_add
+    outside = ELEMENTWISE_OUTSIDE_TP_FUSED_BDA if fused else ELEMENTWISE_OUTSIDE_TP
+    ew_bytes = sz.act_bytes * sz.tokens * (outside * sz.hidden / sz.sp_factor + ew_elems / sz.tp)
     return sz.kernel.stream_s(ew_bytes)
 
 

@@ -322,6 +322,16 @@ class BuffersSpec(Spec):
     source: str = Field("not modelled: no buffer beyond the model states and activations", min_length=1)
 
 
+class FusionSpec(Spec):
+    """Elementwise kernels the stack fuses (costs.layer.elementwise_s counts the bytes they move)."""
+
+    bias_dropout_add: bool = Field(
+        False, description="dropout (with the preceding bias add) and the residual add run as one kernel that reads "
+                           "the branch output and the residual and writes the sum and a 1-byte dropout mask "
+                           "(Megatron's bias_dropout_add_fused_train), instead of a dropout kernel and an add kernel")
+    source: str = Field("not stated: separate dropout and residual-add kernels assumed", min_length=1)
+
+
 class FrameworkSpec(Spec):
     """One training stack in one behaviour era. See the module docstring."""
 
@@ -342,6 +352,7 @@ class FrameworkSpec(Spec):
     context_parallel: ContextParallelSpec = Field(default_factory=ContextParallelSpec)
     buffers: BuffersSpec = Field(default_factory=BuffersSpec)
     moe: MoeDispatchSpec = Field(default_factory=MoeDispatchSpec)
+    fusions: FusionSpec = Field(default_factory=FusionSpec)
     notes: str = ""
 
     @field_validator("years")

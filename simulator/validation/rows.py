@@ -88,6 +88,8 @@ _EP_OVERLAP = re.compile(r"ep[ _-]a2a[ _-]overlap|overlap[ _-]moe[ _-]expert[ _-
 _DEEPEP = re.compile(r"deepep|hybridep|flex token dispatcher")
 _RECOMPUTE_MODULES = re.compile(r"recompute modules \[([a-z_, ]*)\]")
 _MAX_NODES = re.compile(r"at most (\d+) nodes per token")
+_RECIPE_LAYOUT = re.compile(r"recipe layout: ([a-z_0-9 ,]*)")
+_RECIPE_CELL = re.compile(r"\b(vpp|micro_batch) (\d+)")
 _CONV_EMBEDDING = re.compile(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings")
 
 
@@ -402,6 +404,22 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
     return known
 
 
+def recipe_layout(notes: str, known: dict, assumptions: list) -> dict:
+    """`known` with the blank vpp / micro_batch cells that the row's recipe facts state ("recipe layout: vpp 3,
+    micro_batch 2", recipe_notes.yaml: the run's own launch script) filled in; stated cells are never changed.
+
+    Source: the recipe file each recipe_notes.yaml entry names."""
+    m = _RECIPE_LAYOUT.search(notes.lower())
+    if m is None:
+        return known
+    out = dict(known)
+    for field_, value in _RECIPE_CELL.findall(m.group(1)):
+        if out.get(field_) is None:
+            out[field_] = int(value)
+            assumptions.append(f"{field_} blank: {value} from the run's recipe (recipe_notes.yaml)")
+    return out
+
+
 #: The documented override table: a note pattern that states a stack setting, the layout flags it sets over the
 #: row's framework preset, and why (benchmarks/README.md lists it). Applied only where it changes the preset's value.
 NOTE_OVERRIDES = (
@@ -420,6 +438,9 @@ NOTE_OVERRIDES = (
      "notes name FlashAttention"),
     (re.compile(r"without --use-flash-attn|no --use-flash-attn|flash attention off"), {"flash_attention": False},
      "notes state the run's script does not pass --use-flash-attn (unfused attention: s x s scores and softmax)"),
+    (re.compile(r"--ddp-impl torch"), {"overlap_grad_reduce": True},
+     ("notes state PyTorch DDP (--DDP-impl torch): bucketed gradient all-reduce under the backward (Li et al. 2020, "
+      "arXiv 2006.15704)")),
 )
 
 
@@ -675,7 +696,7 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     model = model_from_row(row, assumptions)
     stage_layers, model = stage_layers_of_notes(notes, model, assumptions)
     training = _training_of(row, assumptions)
-    known = known_layout(row, model, assumptions)
+    known = recipe_layout(notes, known_layout(row, model, assumptions), assumptions)
     fw = row_framework(row)
     facts, overrides = framework_facts(row, fw, hw.family)
     fw, known, overrides = _recompute_modules(notes, fw, known, overrides, assumptions)
