@@ -257,6 +257,12 @@ class MoeDispatchSpec(Spec):
                     "beside another micro-batch's compute (overlapped all-to-all): that compute runs at (1 - sms / "
                     "the device's compute units) of its rate for the overlapped span "
                     "(costs.communication.ep_overlap_exposed_s); 0: the communication takes no compute units")
+    probs_all_to_all: bool = Field(
+        False,
+        description="a sort-based dispatch over the EP group sends the routed copies' probabilities (one fp32 value "
+                    "per copy) in an all-to-all of their own after the tokens' (Megatron-Core "
+                    "MoEAlltoAllTokenDispatcher.token_dispatch), and its gradient back in the backward; false: the "
+                    "probabilities stay on the sending rank or ride in the dispatch kernel (DeepEP/HybridEP)")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 
