@@ -502,14 +502,15 @@ def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
     frac = sz.moe_fraction
     mlp_b = mlp[1] + mlp[2]
     g_dense_f, g_dense_b = gpu_f - mlp[0] + dense[0], gpu_b - mlp_b + dense[1] + dense[2]
-    fwd = np.maximum(g_dense_f, lk.dense_fwd_s)
-    bwd = np.maximum(g_dense_b, lk.dense_bwd_s)
-    if moe is None or frac <= 0.0:
-        return fwd, bwd
-    g_moe_f, g_moe_b = gpu_f - mlp[0] + moe[0], gpu_b - mlp_b + moe[1] + moe[2]
-    moe_f = synced_pass_s(g_moe_f, moe[0], lk.moe_fwd_s, lk.moe_post_sync_fwd_s, lk.moe_syncs)
-    moe_b = np.maximum(g_moe_b, lk.moe_bwd_s)
-    return (1.0 - frac) * fwd + frac * moe_f, (1.0 - frac) * bwd + frac * moe_b
+    # what the host adds to each layer kind's GPU time (exactly 0 where the GPU is slower), averaged over the layers
+    add_f = (1.0 - frac) * np.maximum(lk.dense_fwd_s - g_dense_f, 0.0)
+    add_b = (1.0 - frac) * np.maximum(lk.dense_bwd_s - g_dense_b, 0.0)
+    if moe is not None and frac > 0.0:
+        g_moe_f, g_moe_b = gpu_f - mlp[0] + moe[0], gpu_b - mlp_b + moe[1] + moe[2]
+        moe_f = synced_pass_s(g_moe_f, moe[0], lk.moe_fwd_s, lk.moe_post_sync_fwd_s, lk.moe_syncs)
+        add_f = add_f + frac * (moe_f - g_moe_f)
+        add_b = add_b + frac * np.maximum(lk.moe_bwd_s - g_moe_b, 0.0)
+    return gpu_f + add_f, gpu_b + add_b
 
 
 def remat_policy_s(saved, elem_f, qkv_f, core_f, out_proj_f, mlp_f, gated: bool):
