@@ -487,7 +487,8 @@ def host_time_s(hw, framework=None) -> float:
 def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
     """(forward, backward) pass times with the host floor: max(GPU time, `floor_s`) per pass (the profile's or
     preset's layer_overhead_us); where the framework prices host time per kernel (host.kernel_host_us), the
-    kernel-count model of costs.host instead: each dense layer max(G, H), each MoE layer whose forward waits on
+    kernel-count model of costs.host over that floor (H = max(kernels x kernel time, floor)): each dense layer
+    max(G, H), each MoE layer whose forward waits on
     the dispatcher's device-to-host copy max(G, H_post + max(G_pre, H_pre)) with the MoE block's GEMMs and
     permutations (mlp_parts_s) as the GPU work after the sync, averaged over the model's dense and MoE layers as
     the GPU times are.
@@ -498,6 +499,8 @@ def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
     if k is None:
         return np.maximum(gpu_f, floor_s), np.maximum(gpu_b, floor_s)
     lk = layer_kernel_host(sz, k, fw.host.cuda_graph_scope, sz.training.dtype == "fp8")
+    lk = replace(lk, **{f: np.maximum(getattr(lk, f), floor_s) for f in ("dense_fwd_s", "dense_bwd_s", "moe_fwd_s",
+                                                                         "moe_bwd_s")})
     dense, moe = mlp_parts_s(sz)
     frac = sz.moe_fraction
     mlp_b = mlp[1] + mlp[2]
