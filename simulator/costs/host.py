@@ -22,7 +22,9 @@ kernels after the sync. With the layer split at the sync into a pre part (G_pre,
 metadata) and a post part (G_post, H_post: dispatch, experts, combine), the list-scheduling time of the pass
 between two consecutive syncs is max(G_pre + G_post, H_post + G_pre, H_post + H_pre) = max(G, H_post + max(G_pre,
 H_pre)): the host time of the post part is exposed where the GPU work after the sync does not cover it. The
-backward pass has no sync (the splits are already on the host) and takes max(G_b, H_b).
+backward pass has no sync (the splits are already on the host) and takes max(G_b, H_b). The flex dispatcher
+(DeepEP/HybridEP, layout moe_dispatch node-limited) syncs after its fused dispatch kernel rather than before the
+all-to-alls; its post-sync part is counted as the alltoall dispatcher's (one or two kernels more than it runs).
 
 Kernel counts per layer pass (LayerKernels) are counted from Megatron-Core (NVIDIA/Megatron-LM at d98e8a6,
 2026-08: transformer_layer.py, moe/router.py TopKRouter.forward/routing, moe/moe_utils.py permute/unpermute/
