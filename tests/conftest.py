@@ -34,3 +34,11 @@ def toy_hardware(**eff) -> HardwareProfile:
 @pytest.fixture
 def toy_hw() -> HardwareProfile:
     return toy_hardware()
+
+
+def floor_only_framework():
+    """The default preset (megatron-core) without its kernel-count host model (host.kernel_host_us null): a layer
+    pass's host time is the profile's layer_overhead_us floor alone, so by-hand toy timings see no launches."""
+    from simulator.specs.stack import framework_named
+    fw = framework_named()
+    return fw.model_copy(update={"host": fw.host.model_copy(update={"kernel_host_us": None})})

@@ -7,7 +7,7 @@ import simulator as ts
 from simulator.results import TIME_CATEGORIES
 from simulator.specs.hardware import HardwareProfile
 
-from .conftest import gpt, toy_hardware
+from .conftest import floor_only_framework, gpt, toy_hardware
 
 L, M_TOKENS, MICRO = 4, 128, 2           # layers, tokens per micro-batch (seq 128, micro-batch 1), micro-batches
 
@@ -17,7 +17,7 @@ def _estimate(dtype="bf16", host_us=0.0):
     data["device"]["peak_tflops"]["fp8"] = 200.0
     hw = HardwareProfile.model_validate(data)
     sc = ts.Scenario.build(gpt(layers=L), hw, devices=1, global_batch=MICRO, seq_len=M_TOKENS, dtype=dtype,
-                           recompute="none")
+                           recompute="none", framework=floor_only_framework())   # host: the profile's floor only
     return ts.estimate(sc)
 
 

@@ -136,3 +136,33 @@ def test_sm_share_is_the_presets_sms_over_the_devices_compute_units():
     assert share("b200", "megatron-bridge") == pytest.approx(20 / 148)
     assert share("h100-sxm5-80gb", "deepspeed") == 0.0
     assert share("tpu-v5p", "megatron-core") == 0.0            # TPU collectives run on DMA engines
+
+
+def test_megatron_alltoall_dispatch_sends_the_probabilities_in_an_all_to_all_of_their_own():
+    """Megatron-Core's alltoall dispatcher runs a second all-to-all of one fp32 probability per routed copy after the
+    tokens' (token_dispatcher.py token_dispatch), in the forward and for its gradient in the backward. Toy cluster,
+    EP 8 over two 4-device nodes, zero latency: the slow tier carries 4/8 of a rank's bytes at 10 GB/s, so the
+    probabilities (128 tokens x top-2 x 4 B = 1024 B) take 0.5 x 1024 / 1e10 s beside the tokens' 0.5 x 128 x 2 x
+    512 x 2 B / 1e10 s."""
+    import numpy as np
+
+    from simulator.costs.communication import ep_exposed_s, moe_probs_all_to_all_s
+    from simulator.costs.layer import layer_costs
+    from simulator.costs.sizes import sizes
+    from simulator.specs.frameworks_loading import framework_for_run
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import LayoutTable
+    m = _moe()
+    fw = framework_for_run("megatron-core", 2026)
+    assert fw.moe.probs_all_to_all
+    table = LayoutTable.from_columns(tp=np.array([1]), dp=np.array([8]), ep=np.array([8]))
+    training = ts.TrainingSpec(seq_len=128, global_batch=16)
+    sz = sizes(Job(m, toy_hardware(), training, 8, framework=fw), table)
+    probs, tokens = 0.5 * 1024 / 1e10, 0.5 * 128 * 2 * 512 * 2 / 1e10
+    assert float(moe_probs_all_to_all_s(sz)[0]) == pytest.approx(probs, rel=1e-9)
+    f, b = ep_exposed_s(sz, layer_costs(sz))
+    assert float(f[0]) == pytest.approx(2 * tokens + probs, rel=1e-9)
+    assert float(b[0]) == pytest.approx(2 * tokens + probs, rel=1e-9)
+    off = fw.model_copy(update={"moe": fw.moe.model_copy(update={"probs_all_to_all": False})})
+    f0, _ = ep_exposed_s(sizes(Job(m, toy_hardware(), training, 8, framework=off), table), layer_costs(sz))
+    assert float(f0[0]) == pytest.approx(2 * tokens, rel=1e-9)

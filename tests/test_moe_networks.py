@@ -360,3 +360,25 @@ def test_background_occupancy_slows_a_shared_tier():
     net = 2 * 1 / 2 * s / 8 / 10e9
     assert all_reduce_time_s(s, 16, 1, t) == pytest.approx(nvl + net)
     assert all_reduce_time_s(s, 16, 1, shared) == pytest.approx(nvl + 2 * net)
+
+
+def test_all_to_all_runs_at_the_tiers_measured_all_to_all_efficiency():
+    """A tier that states all_to_all_efficiency moves all-to-all bytes at that fraction of its bandwidth, the ring
+    collectives at `efficiency`: 8 ranks in one 8-device domain of 100 GB/s, zero latency, 8 MB per rank: 7/8 x 8e6 /
+    (100e9 x 0.5) = 140 us against 7/8 x 8e6 / (100e9 x 0.8) = 87.5 us without it; DeepEP-style node-limited
+    dispatch keeps the tier's own efficiency."""
+    from simulator.specs.hardware import HardwareProfile
+    from simulator.topology.placement import tier_arrays
+    from tests.conftest import toy_hardware
+
+    def hw(a2a):
+        d = toy_hardware().model_dump()
+        d["devices_per_node"] = 8
+        d["tiers"][0].update(domain_size=8, efficiency=0.8, all_to_all_efficiency=a2a)
+        return HardwareProfile.model_validate(d)
+
+    plain, a2a = tier_arrays(hw(None)), tier_arrays(hw(0.5))
+    assert float(all_to_all_time_s(8e6, 8, 1, plain)) == pytest.approx(7 / 8 * 8e6 / 80e9, rel=1e-12)
+    assert float(all_to_all_time_s(8e6, 8, 1, a2a)) == pytest.approx(7 / 8 * 8e6 / 50e9, rel=1e-12)
+    nl = [md.node_limited_dispatch_time_s(4096, 1024, 2, 4, 64, 8, 1, t) for t in (plain, a2a)]
+    assert nl[0] == pytest.approx(nl[1], rel=1e-12)

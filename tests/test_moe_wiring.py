@@ -473,11 +473,12 @@ def test_two_jobs_sharing_a_port_follow_the_hand_drawn_timeline():
 def test_pipeline_sends_cross_the_links_of_a_heterogeneous_cluster():
     from simulator.des.simulate import simulate
     from simulator.specs.network import HeterogeneousCluster, NetworkConditions
-    from tests.conftest import gpt, toy_hardware
+    from tests.conftest import floor_only_framework, gpt, toy_hardware
     c = HeterogeneousCluster(name="two-sites", source="test", groups=[{"name": "a", "num_devices": 4},
                                                                       {"name": "b", "num_devices": 4}],
                              links=[{"a": "a", "b": "b", "latency_ms": 10.0, "bandwidth_gb_per_s": 1.0}])
-    sc = Scenario.build(gpt(), toy_hardware(), 8, global_batch=8, seq_len=256, pp=2, recompute="none")
+    sc = Scenario.build(gpt(), toy_hardware(), 8, global_batch=8, seq_len=256, pp=2, recompute="none",
+                        framework=floor_only_framework())    # no launch time: the toy step stays microseconds
     sc = sc.model_copy(update={"network": NetworkConditions(cluster=c)})
     r = simulate(sc, overlap=True, contention=False)
     # one activation [1, 256, 512] in 2 B = 262,144 B over the a-b link: 10 ms + 262144 / 1e9 s

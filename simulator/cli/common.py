@@ -246,6 +246,9 @@ def add_job_flags(p: argparse.ArgumentParser, layout: bool = True) -> None:
     g.add_argument("--model", help="model preset name (see `trainsim models`), YAML path, or Hugging Face config.json path")
     g.add_argument("--hardware", help="hardware profile name (see `trainsim profiles`) or YAML path")
     add_framework_flag(g)
+    g.add_argument("--cuda-graphs", metavar="none|SCOPE[,SCOPE]",
+                   help="CUDA graphs over the framework's: none, or scopes attn, mlp, moe_router, moe_preprocess, moe "
+                        "(MoE block: only with a padded capacity factor), full_iteration (default: the framework's)")
     g.add_argument("--devices", type=devices_int, help="number of accelerators")
     g.add_argument("--global-batch", type=batch_int, help="sequences per optimizer step")
     g.add_argument("--seq-len", type=seq_len_int, help="tokens per sequence (default: the model's max_seq_len)")
@@ -367,7 +370,7 @@ FLAG_KEYS = ("model", "hardware", "framework", "devices", "global_batch", "seq_l
              "placement", "tp_comm_overlap", "ep_comm_overlap", "overlap_grad_reduce", "flash_attention",
              "offload_optimizer", "offload_params", "offload_activations", "offload_delayed_update", "moe_dispatch",
              "moe_max_nodes", "dp_compression", "onebit_warmup_fraction", "local_sgd_tau", "background_occupancy",
-             "all_to_all_latency")
+             "all_to_all_latency", "cuda_graphs")
 
 
 def scenario_keys(args: argparse.Namespace) -> dict:

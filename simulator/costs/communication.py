@@ -213,6 +213,34 @@ def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     return out
 
 
+#: Bytes of one routing probability a sort-based dispatcher sends with each routed copy (fp32 probs).
+PROBS_BYTES_PER_COPY = 4.0
+
+
+def moe_probs_all_to_all_s(sz):
+    """The all-to-all of the routing probabilities a Megatron-Core alltoall dispatcher runs right after the tokens'
+    (forward) and for their gradient (backward): one fp32 value per routed copy, the same splits as the tokens, so
+    top_k x 4 bytes per token of the busiest rank's share (routing load's dispatch_factor); latency-bound at any
+    real size. Zero unless the framework sends them (moe.probs_all_to_all), with EP > 1, on a flat or hierarchical
+    dispatch (DeepEP/HybridEP carry the probabilities inside their fused dispatch).
+
+    Source: NVIDIA/Megatron-LM megatron/core/transformer/moe/token_dispatcher.py (MoEAlltoAllTokenDispatcher.
+    token_dispatch: global_probs = all_to_all(self.ep_group, permuted_probs, self.output_splits,
+    self.input_splits)); SimuMax simumax/core/transformer/moe_module.py (dispatch_prob_fwd_ep / _bwd_ep, the same
+    collective in its B200 Megatron replay); collectives.all_to_all_time_s."""
+    m, t, fw = sz.model, sz.table, sz.framework
+    if m.moe is None or fw is None or not fw.moe.probs_all_to_all or fw.moe.dispatch != "permute":
+        return np.zeros_like(np.asarray(sz.tp, dtype=float))
+    load = sz.moe_load
+    factor = load.dispatch_factor if load is not None else 1.0
+    nbytes = sz.tokens * float(m.moe.top_k) * PROBS_BYTES_PER_COPY / sz.sp_factor * factor
+    net = getattr(sz.job, "network", None)
+    per_peer = net is not None and net.all_to_all_latency == "per-peer"
+    out = all_to_all_time_s(nbytes, sz.ep, sz.strides["ep"], sz.tiers, per_peer_latency=per_peer)
+    code = t.moe_dispatch if t.moe_dispatch is not None else np.zeros(len(t), np.int64)
+    return np.where((t.ep > 1) & (code != MOE_DISPATCH_CODES["node-limited"]), out, 0.0)
+
+
 def ep_overlap_exposed_s(a2a_s, compute_s, sm_share):
     """Time an all-to-all of `a2a_s` adds to a compute chunk of `compute_s` it runs beside, when its kernels hold
     `sm_share` of the device's SMs for their whole run: the compute proceeds at (1 - sm_share) of its rate while
@@ -255,7 +283,8 @@ def ep_overlap_sm_share(sz) -> float:
 
 def ep_exposed_s(sz, lc):
     """(forward, backward) exposed MoE all-to-all time of a layer (averaged over the model's layers): dispatch and
-    combine of the top-k token copies over the EP group, each pass; again in the backward under full recompute.
+    combine of the top-k token copies over the EP group, each pass, the dispatch followed by its probabilities'
+    all-to-all where the framework sends them (moe_probs_all_to_all_s); again in the backward under full recompute.
 
     With EP overlap (Megatron-Core v0.14 batch-level overlapping, --overlap-moe-expert-parallel-comm
     --delay-wgrad-compute; megatron/core/pipeline_parallel/combined_1f1b.py) the forward of one micro-batch and
@@ -269,22 +298,24 @@ def ep_exposed_s(sz, lc):
     m, t = sz.model, sz.table
     if m.moe is not None:
         a2a = np.where(t.ep > 1, moe_all_to_all_s(sz), 0.0) * sz.moe_fraction
+        probs = moe_probs_all_to_all_s(sz) * sz.moe_fraction
     else:
-        a2a = np.zeros_like(sz.tp)
+        a2a = probs = np.zeros_like(sz.tp)
     ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))
     attn_f = lc.attention_projection_s + lc.attention_core_s
     mlp_f = np.maximum(0.0, lc.gpu_fwd_s - attn_f)
     attn_b = lc.attention_projection_bwd_s + lc.attention_core_bwd_s
     mlp_b = np.maximum(0.0, lc.gpu_bwd_s - attn_b)
     share = ep_overlap_sm_share(sz)
-    ep_f_hidden = ep_overlap_exposed_s(a2a, mlp_b, share) + ep_overlap_exposed_s(a2a, attn_b, share)
-    ep_b_hidden = ep_overlap_exposed_s(a2a, attn_f, share) + ep_overlap_exposed_s(a2a, mlp_f, share)
-    ep_f_hidden = ep_f_hidden + (2.0 * a2a - ep_f_hidden) / sz.num_micro
-    ep_b_hidden = ep_b_hidden + (2.0 * a2a - ep_b_hidden) / sz.num_micro
-    t_ep_f = np.where(ep_hide, ep_f_hidden, 2.0 * a2a)     # dispatch + combine
+    disp = a2a + probs                   # the dispatch: tokens, then their probabilities (each pass)
+    ep_f_hidden = ep_overlap_exposed_s(disp, mlp_b, share) + ep_overlap_exposed_s(a2a, attn_b, share)
+    ep_b_hidden = ep_overlap_exposed_s(a2a, attn_f, share) + ep_overlap_exposed_s(disp, mlp_f, share)
+    ep_f_hidden = ep_f_hidden + (a2a + disp - ep_f_hidden) / sz.num_micro
+    ep_b_hidden = ep_b_hidden + (a2a + disp - ep_b_hidden) / sz.num_micro
+    t_ep_f = np.where(ep_hide, ep_f_hidden, a2a + disp)     # dispatch + combine
     sel = sz.framework.recompute.selective if sz.framework is not None else "core-attention"
     replay = (sz.recompute == 2) | ((sz.recompute == 1) & (sel == "mlp"))   # full or MLP recompute re-dispatches
-    t_ep_b = np.where(ep_hide, ep_b_hidden, 2.0 * a2a) + np.where(replay, 2.0 * a2a, 0.0)
+    t_ep_b = np.where(ep_hide, ep_b_hidden, a2a + disp) + np.where(replay, a2a + disp, 0.0)
     return t_ep_f, t_ep_b
 
 

@@ -22,6 +22,7 @@ from .compute import TABLE_ATTENTION_KERNEL
 from .flops import attention_kind_shapes
 from .kernels import ATTENTION_TILE_Q
 from .framework_effects import attention_kernel_speed_ratio
+from .host import layer_kernel_host, synced_pass_s
 from ..specs.layout import MOE_DISPATCH_CODES
 
 #: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
@@ -302,6 +303,28 @@ def token_permute_passes_s(sz, gemm_factor=1.0):
     return kr.stream_s(nbytes, "permute_fwd"), kr.stream_s(nbytes, "permute_bwd"), 0.0
 
 
+def mlp_parts_s(sz):
+    """((forward, input-gradient, weight-gradient) MLP GEMM times of a dense layer, the same of an MoE layer (None
+    for a dense model)), as mlp_s averages them.
+
+    Source: see mlp_s."""
+    m, kr, M, h, tp = sz.model, sz.kernel, sz.tokens, sz.hidden, sz.tp
+    gate = 2.0 if m.gated_mlp else 1.0
+    moe = None
+    if m.moe is not None:
+        fe, E, k, fs = _moe_dims(m)
+        load = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0
+        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"), dense_dispatch_passes_s(sz),
+                   token_permute_passes_s(sz, load))
+        if fs > 0:
+            moe = _add(moe, kr.gemm_passes_s(M, gate * fs / tp, h), kr.gemm_passes_s(M, h, fs / tp))
+    if sz.moe_fraction >= 1.0:
+        return (0.0, 0.0, 0.0), moe
+    f = float(m.ffn_hidden_size)
+    dense = _add(kr.gemm_passes_s(M, gate * f / tp, h), kr.gemm_passes_s(M, h, f / tp))
+    return dense, moe
+
+
 def mlp_s(sz):
     """(forward, input-gradient, weight-gradient) MLP GEMM times of one layer, averaged over dense and MoE layers:
     dense fc1 (gated: 2 matrices) and fc2 split tp ways; MoE router (bf16: TE's FP8 autocast covers the expert and
@@ -310,22 +333,12 @@ def mlp_s(sz):
 
     Source: Megatron-LM MLP (Shoeybi et al. 2019 sec. 3); MoE per Fedus et al. 2021 (arXiv 2101.03961) and
     Megatron-Core expert parallelism (TEGroupedMLP); DeepSeekMoE shared experts (arXiv 2401.06066)."""
-    m, kr, M, h, tp = sz.model, sz.kernel, sz.tokens, sz.hidden, sz.tp
-    gate = 2.0 if m.gated_mlp else 1.0
+    dense, moe = mlp_parts_s(sz)
     frac = sz.moe_fraction
-    if m.moe is not None:
-        fe, E, k, fs = _moe_dims(m)
-        load = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0
-        moe = _add(expert_gemm_passes_s(sz, load), kr.gemm_passes_s(M, E, h, "bf16"), dense_dispatch_passes_s(sz),
-                   token_permute_passes_s(sz, load))
-        if fs > 0:
-            moe = _add(moe, kr.gemm_passes_s(M, gate * fs / tp, h), kr.gemm_passes_s(M, h, fs / tp))
-    else:
+    if moe is None:
         moe = (0.0, 0.0, 0.0)
     if frac >= 1.0:
         return moe
-    f = float(m.ffn_hidden_size)
-    dense = _add(kr.gemm_passes_s(M, gate * f / tp, h), kr.gemm_passes_s(M, h, f / tp))
     return _add(_scale(1.0 - frac, dense), _scale(frac, moe))
 
 
@@ -583,6 +596,38 @@ def host_time_s(hw, framework=None) -> float:
     return hw.efficiency.layer_overhead_us * 1e-6
 
 
+def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
+    """(forward, backward) pass times with the host floor: max(GPU time, `floor_s`) per pass (the profile's or
+    preset's layer_overhead_us); where the framework prices host time per kernel (host.kernel_host_us), the
+    kernel-count model of costs.host over that floor (H = max(kernels x kernel time, floor)): each dense layer
+    max(G, H), each MoE layer whose forward waits on
+    the dispatcher's device-to-host copy max(G, H_post + max(G_pre, H_pre)) with the MoE block's GEMMs and
+    permutations (mlp_parts_s) as the GPU work after the sync, averaged over the model's dense and MoE layers as
+    the GPU times are.
+
+    Source: costs.host (Megatron-Core kernel counts, the dropless sync); He 2022 (overhead-bound regime)."""
+    fw = sz.framework
+    k = fw.host.kernel_host_s if fw is not None else None
+    if k is None:
+        return np.maximum(gpu_f, floor_s), np.maximum(gpu_b, floor_s)
+    lk = layer_kernel_host(sz, k, fw.host.cuda_graph_scope, sz.training.dtype == "fp8")
+    lk = replace(lk, **{f: np.maximum(getattr(lk, f), floor_s) for f in ("dense_fwd_s", "dense_bwd_s", "moe_fwd_s",
+                                                                         "moe_bwd_s")})
+    dense, moe = mlp_parts_s(sz)
+    frac = sz.moe_fraction
+    mlp_b = mlp[1] + mlp[2]
+    g_dense_f, g_dense_b = gpu_f - mlp[0] + dense[0], gpu_b - mlp_b + dense[1] + dense[2]
+    # what the host adds to each layer kind's GPU time (exactly 0 where the GPU is slower), averaged over the layers
+    add_f = (1.0 - frac) * np.maximum(lk.dense_fwd_s - g_dense_f, 0.0)
+    add_b = (1.0 - frac) * np.maximum(lk.dense_bwd_s - g_dense_b, 0.0)
+    if moe is not None and frac > 0.0:
+        g_moe_f, g_moe_b = gpu_f - mlp[0] + moe[0], gpu_b - mlp_b + moe[1] + moe[2]
+        moe_f = synced_pass_s(g_moe_f, moe[0], lk.moe_fwd_s, lk.moe_post_sync_fwd_s, lk.moe_syncs)
+        add_f = add_f + frac * (moe_f - g_moe_f)
+        add_b = add_b + frac * np.maximum(lk.moe_bwd_s - g_moe_b, 0.0)
+    return gpu_f + add_f, gpu_b + add_b
+
+
 def remat_policy_s(saved, elem_f, qkv_f, core_f, out_proj_f, mlp_f, gated: bool):
     """Forward time a JAX remat policy that saves `saved` replays in the backward: the elementwise kernels always,
     the QKV projections unless 'qkv_proj' is saved, the attention core unless 'context' is, the output projection
@@ -651,10 +696,11 @@ def layer_costs(sz) -> LayerCosts:
     gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f
     wgrad = proj[2] + mlp[2]
     gpu_b = proj[1] + mlp[1] + wgrad + core_b + 2.0 * t_elem + fp8_b
+    fwd_s, bwd_s = host_bound_passes_s(sz, gpu_f, gpu_b, mlp, host)
     return LayerCosts(
         qkv_s=qkv[0], out_proj_s=out_proj[0], attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=mlp[0],
         attention_projection_dgrad_s=proj[1], attention_projection_wgrad_s=proj[2], mlp_dgrad_s=mlp[1],
         mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host,
-        gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=np.maximum(gpu_f, host), backward_s=np.maximum(gpu_b, host),
-        recompute_s=recompute_pass_s(sz, np.maximum(gpu_f, host), core_f, proj[0] + mlp[0], t_elem,
+        gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=fwd_s, backward_s=bwd_s,
+        recompute_s=recompute_pass_s(sz, fwd_s, core_f, proj[0] + mlp[0], t_elem,
                                      {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0]}), wgrad_s=wgrad)

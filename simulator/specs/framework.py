@@ -60,6 +60,13 @@ FsdpImpl = Literal["none", "fsdp1", "fsdp2", "deepspeed-zero3", "megatron-fsdp",
 ReshardPolicy = Literal["always", "never", "not-under-pp"]
 CrossEntropyKind = Literal["fp32-materialized", "fused-bf16", "inplace-grad"]
 HostMode = Literal["eager", "torch-compile", "cuda-graphs", "xla", "graph-mode"]
+#: What a Transformer Engine / Megatron-Core CUDA graph captures per layer (Megatron-Core TransformerConfig
+#: cuda_graph_impl 'transformer_engine' with cuda_graph_modules, CudaGraphModule): `attn` (TransformerLayer.
+#: _forward_attention: norms, projections, attention core), `mlp` (a dense layer's MLP), `moe_router` (router GEMM,
+#: top-k, aux loss), `moe_preprocess` (the dispatcher's metadata: token counts and splits), `moe` (the whole MoE
+#: block; only capturable with a capacity factor and padding, static shapes), `full_iteration` (cuda_graph_impl
+#: full_iteration: the whole forward-backward step).
+CudaGraphScope = Literal["attn", "mlp", "moe_router", "moe_preprocess", "moe", "full_iteration"]
 AllocatorKind = Literal["pytorch-caching", "xla", "npu-caching", "hpu"]
 MemoryReport = Literal["allocated", "reserved", "allocated-and-reserved", "device", "unknown"]
 MicroBatchRule = Literal["fastest-that-fits", "pp-stages", "micro-batch-one"]
@@ -192,7 +199,26 @@ class HostTimeSpec(Spec):
         None, ge=0, description="host time per micro-batch outside the layers (schedule, send/recv, loss); null: "
                                 "not published")
     step_overhead_ms: Optional[float] = Field(None, ge=0, description="fixed time per step; null: not published")
+    kernel_host_us: Optional[float] = Field(
+        None, ge=0, le=1000,
+        description="host (CPU) time to dispatch one kernel in eager mode (Python module, autograd, dispatcher, "
+                    "driver launch), us; the kernel-count host model (costs.host) prices a layer pass from it. null: "
+                    "no kernel-count model (the layer_overhead_us floor alone)")
+    cuda_graph_scope: tuple[CudaGraphScope, ...] = Field(
+        (), description="parts of each layer replayed from CUDA graphs (one graph launch each instead of their "
+                        "kernels); empty: everything launched eagerly")
     source: str = Field(min_length=1)
+
+    @field_validator("cuda_graph_scope")
+    @classmethod
+    def _scope(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"cuda_graph_scope {list(v)} names a scope twice")
+        return tuple(v)
+
+    @property
+    def kernel_host_s(self) -> Optional[float]:
+        return None if self.kernel_host_us is None else self.kernel_host_us * US
 
     @property
     def layer_overhead_s(self) -> Optional[float]:
@@ -267,6 +293,12 @@ class MoeDispatchSpec(Spec):
                     "beside another micro-batch's compute (overlapped all-to-all): that compute runs at (1 - sms / "
                     "the device's compute units) of its rate for the overlapped span "
                     "(costs.communication.ep_overlap_exposed_s); 0: the communication takes no compute units")
+    probs_all_to_all: bool = Field(
+        False,
+        description="a sort-based dispatch over the EP group sends the routed copies' probabilities (one fp32 value "
+                    "per copy) in an all-to-all of their own after the tokens' (Megatron-Core "
+                    "MoEAlltoAllTokenDispatcher.token_dispatch), and its gradient back in the backward; false: the "
+                    "probabilities stay on the sending rank or ride in the dispatch kernel (DeepEP/HybridEP)")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 

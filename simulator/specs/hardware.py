@@ -93,6 +93,10 @@ class NetworkTier(Spec):
     bandwidth_gb_per_s: float = Field(gt=0, description="per-device one-direction bandwidth, GB/s (1e9 B/s)")
     latency_us: float = Field(ge=0, description="per-collective-step latency (alpha), microseconds")
     efficiency: float = Field(gt=0, le=1.2, description="achieved bus bandwidth / bandwidth_gb_per_s (nccl-tests busbw)")
+    all_to_all_efficiency: Optional[float] = Field(
+        None, gt=0, le=1.2, description="achieved all-to-all bus bandwidth / bandwidth_gb_per_s where measured "
+                                        "apart from the ring collectives (nccl-tests alltoall_perf busbw); null: "
+                                        "`efficiency`")
     call_latency_us: float = Field(0.0, ge=0, description="fixed time of one collective call on this tier beyond "
                                                           "its steps (launch, stream synchronisation, the gap "
                                                           "between back-to-back calls in training), microseconds")

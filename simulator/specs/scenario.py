@@ -85,6 +85,9 @@ class ScenarioFile(Spec):
     background_occupancy: Optional[float] = Field(None, ge=0.0, lt=1.0)
     background_elastic: Optional[bool] = None
     all_to_all_latency: Optional[Literal["per-tier", "per-peer"]] = None
+    cuda_graphs: Optional[Union[str, list[str]]] = Field(
+        None, description="CUDA-graph scope over the framework's: 'none' or scopes (attn, mlp, moe_router, "
+                          "moe_preprocess, moe, full_iteration), comma-separated or a list (specs.stack.with_cuda_graphs)")
     cluster: Optional[str] = Field(None, description="path of a heterogeneous cluster YAML (specs.network), "
                                    "relative to the scenario file")
     stage_groups: Optional[list[str]] = None
@@ -145,8 +148,11 @@ class Scenario(Spec):
               framework: Union[str, FrameworkSpec, None] = None, **kw) -> "Scenario":
         """Resolve names/paths and flat keys (as in a scenario file) into a validated Scenario. `framework`: a
         preset name, YAML path or FrameworkSpec (None: the default preset)."""
-        from .stack import as_framework
+        from .stack import as_framework, with_cuda_graphs
         fw = as_framework(framework)
+        graphs = kw.pop("cuda_graphs", None)
+        if graphs is not None:
+            fw = with_cuda_graphs(fw, graphs)
         m = load_model(model)
         hw = load_hardware(hardware, overrides={k: v for k, v in (hardware_overrides or {}).items() if v is not None})
         unknown = set(kw) - set(LAYOUT_KEYS) - set(TRAINING_KEYS) - set(NETWORK_KEYS)

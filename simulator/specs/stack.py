@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Optional
 
+from ..errors import SpecError
 from .framework import FrameworkSpec
 
 #: The preset a run that names no framework uses (module docstring).
@@ -49,6 +50,25 @@ def as_framework(framework) -> FrameworkSpec:
         from .frameworks_loading import load_framework
         return load_framework(text)
     return _load(text)
+
+
+def with_cuda_graphs(framework: FrameworkSpec, scopes) -> FrameworkSpec:
+    """The framework with the CUDA-graph scope a user states: 'none', or scope names (a list or a comma-separated
+    string) of CudaGraphScope (attn, mlp, moe_router, moe_preprocess, moe, full_iteration). SpecError naming the
+    field, the value and the rule otherwise.
+
+    Source: Megatron-Core --cuda-graph-impl transformer_engine / full_iteration with --cuda-graph-modules."""
+    from typing import get_args
+    from .framework import CudaGraphScope
+    names = [x.strip() for x in scopes.split(",")] if isinstance(scopes, str) else [str(x).strip() for x in scopes]
+    names = [] if names in (["none"], [""]) else names
+    allowed = get_args(CudaGraphScope)
+    bad = [x for x in names if x not in allowed]
+    if bad or len(set(names)) != len(names):
+        raise SpecError(f"cuda_graphs = {scopes!r}: must be 'none' or distinct scopes from "
+                        f"{', '.join(allowed)} (comma-separated)")
+    host = framework.host.model_copy(update={"cuda_graph_scope": tuple(names)})
+    return framework.model_copy(update={"host": host})
 
 
 def attention_kernel_name(framework: FrameworkSpec, family: str, flash_attention: bool = True) -> str:

@@ -54,6 +54,15 @@ def level_bandwidth(tiers: TierArrays, k: int, f):
     return bw * np.clip(np.asarray(f, dtype=float) - 1.0, 1.0, peers) / peers
 
 
+def all_to_all_level_bandwidth(tiers: TierArrays, k: int, f):
+    """level_bandwidth of tier k for an all-to-all: times the tier's all-to-all over ring-collective bus bandwidth
+    where the profile measures it apart (TierSpec.all_to_all_efficiency; NCCL runs an all-to-all as grouped
+    point-to-point sends to every peer, not as ring steps).
+
+    Source: the profile's tier source (nccl-tests alltoall_perf bus bandwidth)."""
+    return level_bandwidth(tiers, k, f) * tiers.all_to_all_scale[k]
+
+
 def hierarchical_phase_cost(size_bytes, n, stride, tiers: TierArrays):
     """(bandwidth seconds, latency seconds) of one reduce-scatter or all-gather phase over a group of n ranks
     `stride` apart, level by level over the tiers it crosses. The bandwidth part is proportional to
@@ -136,7 +145,7 @@ def all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, per_peer_latency
     for k, f in enumerate(levels):
         members = inner * f
         peers = members - inner
-        bw = level_bandwidth(tiers, k, f)
+        bw = all_to_all_level_bandwidth(tiers, k, f)
         lat = peers * tiers.latency_s[k] if per_peer_latency else tiers.latency_s[k]
         tk = np.where(f > 1.0, peers / np.maximum(n, 1.0) * data / bw + lat, 0.0)
         t = np.maximum(t, tk)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..special import special_ufunc
-from .collectives import all_to_all_time_s, level_bandwidth
+from .collectives import all_to_all_level_bandwidth, all_to_all_time_s, level_bandwidth
 from .placement import TierArrays, group_levels
 
 #: Local re-layout passes of Tutel's 2DH all-to-all: a strided copy before the intra-node step and one between
@@ -35,6 +35,8 @@ TUTEL_RELAYOUT_PASSES = 2
 
 
 def _tier_bandwidth(tiers: TierArrays, k: int, f):
+    """Bandwidth a node-limited (DeepEP/HybridEP) dispatch gets on tier k: the tier's achieved bandwidth (its own
+    kernels, not NCCL's all-to-all)."""
     return level_bandwidth(tiers, k, f)
 
 
@@ -51,7 +53,7 @@ def hierarchical_all_to_all_time_s(size_bytes, n, stride, tiers: TierArrays, hbm
     t = np.zeros(np.broadcast(data, np.asarray(n, dtype=float)).shape)
     for k, f in enumerate(levels):
         lat = (f - 1.0) * tiers.latency_s[k] if per_peer_latency else tiers.latency_s[k]
-        tk = lat + (f - 1.0) / np.maximum(f, 1.0) * data / _tier_bandwidth(tiers, k, f)
+        tk = lat + (f - 1.0) / np.maximum(f, 1.0) * data / all_to_all_level_bandwidth(tiers, k, f)
         t = t + np.where(f > 1.0, tk, 0.0)
     if hbm_bytes_per_s is not None:
         two_level = np.zeros(t.shape, dtype=bool)

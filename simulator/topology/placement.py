@@ -49,6 +49,7 @@ class TierArrays:
     torus_side: np.ndarray           # devices along one torus dimension (1 for switched)
     call_latency_s: np.ndarray | None = None   # fixed time of one collective call per tier (None: zeros)
     mesh_peers: np.ndarray = None    # full-mesh tiers: peers each device links to directly (domain - 1); 0 otherwise
+    a2a_scale: np.ndarray | None = None   # all-to-all bus bandwidth over the tier's (all_to_all_efficiency / efficiency)
 
     @property
     def num_tiers(self) -> int:
@@ -59,12 +60,18 @@ class TierArrays:
         """Fixed time of one collective call per tier (zeros where the profile gives none)."""
         return np.zeros(self.num_tiers) if self.call_latency_s is None else self.call_latency_s
 
+    @property
+    def all_to_all_scale(self) -> np.ndarray:
+        """All-to-all bandwidth over the tier's achieved bandwidth, per tier (ones where none is measured)."""
+        return np.ones(self.num_tiers) if self.a2a_scale is None else self.a2a_scale
+
 
 def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
     """Tier arrays of a HardwareProfile (efficiency applied to bandwidth)."""
-    dom, bw, lat, nd, side, call, mesh = [], [], [], [], [], [], []
+    dom, bw, lat, nd, side, call, mesh, a2a = [], [], [], [], [], [], [], []
     for t in profile.tiers:
         call.append(t.call_latency_s)
+        a2a.append(1.0 if t.all_to_all_efficiency is None else t.all_to_all_efficiency / t.efficiency)
         size = float("inf") if t.domain_size is None else float(t.domain_size)
         dom.append(size)
         mesh.append(size - 1.0 if t.topology == "full_mesh" and np.isfinite(size) and size > 1 else 0.0)
@@ -81,7 +88,7 @@ def tier_arrays(profile, devices_per_node: int | None = None) -> TierArrays:
             nd.append(0)
             side.append(1.0)
     return TierArrays(np.array(dom), np.array(bw), np.array(lat), np.array(nd), np.array(side), np.array(call),
-                      np.array(mesh))
+                      np.array(mesh), np.array(a2a))
 
 
 def members_per_domain(n, stride, domain_size):

@@ -503,6 +503,36 @@ def remat_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]
         ("recompute_saved", ",".join(saved), "notes state the JAX remat policy (remat_policy=...): its saved tensors"),)
 
 
+#: CUDA graphs a row's notes state: "Transformer Engine CUDA graphs of attn, moe_router and moe_preprocess" (the
+#: recipe's cuda_graph_impl transformer_engine with its cuda_graph_scope), or "no CUDA graphs".
+_CUDA_GRAPHS = re.compile(r"cuda graphs of ((?:(?:attn|mlp|moe_router|moe_preprocess|moe)(?:,\s*|\s+and\s+|\s*))+)")
+_NO_CUDA_GRAPHS = re.compile(r"no cuda graphs")
+_GRAPH_SCOPES = ("attn", "mlp", "moe_router", "moe_preprocess", "moe")
+
+
+def cuda_graph_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with the CUDA-graph scope the notes state (Megatron-Core cuda_graph_impl transformer_engine with
+    cuda_graph_scope / --cuda-graph-modules; "no CUDA graphs": none), a documented override reported per row; the
+    preset unchanged when the notes state nothing or the preset's own scope.
+
+    Source: the row's recipe facts (recipe_notes.yaml: the perf config's cuda_graph_impl and cuda_graph_scope)."""
+    text = notes.lower()
+    m = _CUDA_GRAPHS.search(text)
+    if m is not None:
+        named = re.findall(r"moe_router|moe_preprocess|attn|mlp|moe", m.group(1))
+        scope = tuple(s for s in _GRAPH_SCOPES if s in named)
+    elif _NO_CUDA_GRAPHS.search(text):
+        scope = ()
+    else:
+        return fw, ()
+    if scope == fw.host.cuda_graph_scope:
+        return fw, ()
+    host = fw.host.model_copy(update={"cuda_graph_scope": scope})
+    return fw.model_copy(update={"host": host}), (
+        ("cuda_graphs", ",".join(scope) or "none",
+         "notes state the recipe's CUDA graphs (cuda_graph_impl transformer_engine, cuda_graph_scope)"),)
+
+
 _DENSE_DISPATCH = re.compile(r"dense \(non-sparse\) matmul dispatch|sparse_matmul[ =]+false")
 
 
@@ -658,7 +688,8 @@ def eval_sequences_per_step(notes: str, training: TrainingSpec, assumptions: lis
 
 #: A token-dropping MoE whose notes state its capacity factor in MaxText's spelling (`capacity_factor X`): every
 #: expert buffer is padded to capacity (MaxText's dropping path computes [E, C, h] buffers; layers/moe.py).
-_CAPACITY = re.compile(r"token-dropping moe: capacity_factor (\d+(?:\.\d+)?)")
+_CAPACITY = re.compile(r"token-dropping moe: capacity_factor (\d+(?:\.\d+)?)"
+                       r"|--moe-expert-capacity-factor (\d+(?:\.\d+)?) with --moe-pad-expert-input-to-capacity")
 
 
 def _routing_of(notes: str, assumptions: list) -> Optional[RoutingSpec]:
@@ -666,8 +697,9 @@ def _routing_of(notes: str, assumptions: list) -> Optional[RoutingSpec]:
     m = _CAPACITY.search(notes.lower())
     if m is None:
         return None
-    assumptions.append(f"token-dropping MoE: capacity factor {m.group(1)}, buffers padded to capacity (notes)")
-    return RoutingSpec(capacity_factor=float(m.group(1)), pad_to_capacity=True)
+    cf = m.group(1) or m.group(2)
+    assumptions.append(f"token-dropping MoE: capacity factor {cf}, buffers padded to capacity (notes)")
+    return RoutingSpec(capacity_factor=float(cf), pad_to_capacity=True)
 
 
 def _training_of(row: dict, assumptions: list) -> TrainingSpec:
@@ -703,7 +735,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     fw, remat = remat_override(fw, notes)
     fw, dispatch = dispatch_override(fw, notes)
     fw, tp_scope = tp_scope_override(fw, notes)
-    overrides = overrides + remat + dispatch + tp_scope
+    fw, graphs = cuda_graph_override(fw, notes)
+    overrides = overrides + remat + dispatch + tp_scope + graphs
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
