@@ -190,3 +190,21 @@ def test_search_ranking_and_rejected_summary_of_gpt3_175b_on_1024_a100_are_pinne
     order = _order(full, "throughput", None)[:20]
     assert np.array_equal(full["step_time_s"][order], r.top(20)["step_time_s"].to_numpy())
     assert np.array_equal(np.sort(full["reasons"]), np.sort(r.frame["reasons"].to_numpy()))
+
+
+def test_evaluate_keeps_only_the_columns_asked_for_with_the_numbers_of_a_full_evaluation():
+    """columns= drops the other keys block by block: the kept ones are those of the full evaluation bit for bit, in
+    its order, on a table mixing formable and unformable rows across block boundaries and on a one-block table."""
+    import numpy as np
+
+    from simulator.analytic.compose import evaluate
+
+    job, t = _gpt3_job(), _mixed_table()
+    full = evaluate(job, t, block_rows=100)
+    keep = ("reasons", "mem_total_bytes", "tokens_per_s", "time_ep_comm_s", "step_time_s", "pacing_rank", "fits")
+    for block_rows in (100, len(t)):
+        part = evaluate(job, t, block_rows=block_rows, columns=keep)
+        assert list(part) == [k for k in full if k in keep]
+        for k in keep:
+            f, p = (np.ascontiguousarray(np.broadcast_to(x[k], (len(t),))) for x in (full, part))
+            assert p.dtype == f.dtype and np.array_equal(p.view(np.uint8), f.view(np.uint8)), k

@@ -261,14 +261,18 @@ def _constant(v: np.ndarray):
 
 class _Columns:
     """The output columns of a table evaluated in parts: each part's columns land on its rows. A column that is one
-    0-d or broadcast (stride 0) constant in every part stays a read-only broadcast of it."""
+    0-d or broadcast (stride 0) constant in every part stays a read-only broadcast of it. `keep` (None: all) names
+    the columns kept; the others are dropped part by part."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, keep=None):
         self.n, self.out, self.const, self.order = n, {}, {}, []
+        self.keep = None if keep is None else frozenset(keep)
 
     def add(self, rows, res: dict) -> None:
         n = self.n
         for k, v in res.items():
+            if self.keep is not None and k not in self.keep:
+                continue
             v = np.asarray(v)
             bcast = v.ndim == 0 or (v.ndim == 1 and v.strides == (0,))
             if not bcast and k in CONSTANT_CANDIDATES and k not in self.out:
@@ -296,8 +300,20 @@ class _Columns:
         return {k: (np.broadcast_to(self.const[k], (self.n,)) if k in self.const else self.out[k]) for k in self.order}
 
 
-def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool = True) -> dict:
+def _kept(res: dict, columns) -> dict:
+    """`res` with only the keys in `columns` (every key for None), in its order."""
+    if columns is None:
+        return res
+    keep = frozenset(columns)
+    return {k: v for k, v in res.items() if k in keep}
+
+
+def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool = True,
+             columns=None) -> dict:
     """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+
+    `columns` (None: every column) names the keys the caller needs: the others are dropped block by block, so a
+    million-row evaluation holds only those (the same numbers, in evaluate_block's order).
 
     Tables longer than `block_rows` are evaluated in blocks of that many rows (evaluate_block on each) and the
     columns assembled; the numbers are those of one call on the whole table (every formula is row-wise).
@@ -321,14 +337,14 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     formable = None if structural is None else structural == 0
     if formable is None or formable.all():
         if n <= block_rows:
-            return evaluate_block(job, t, structural)
-        cols, cache = _Columns(n), {}
+            return _kept(evaluate_block(job, t, structural), columns)
+        cols, cache = _Columns(n, columns), {}
         for a in range(0, n, block_rows):
             rows = slice(a, min(n, a + block_rows))
             cols.add(rows, evaluate_block(job, _rows(t, rows), None if structural is None else structural[rows],
                                           cache))
         return cols.result()
-    cols, cache = _Columns(n), {}
+    cols, cache = _Columns(n, columns), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
     for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
         rows = _contiguous(bad[a:a + block_rows])  # fills the whole column with them (_Columns.add)
