@@ -381,9 +381,10 @@ def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> tuple:
         arrays = [np.broadcast_to(v, (len(missing),)) for k, v in zip(names, values) if k not in cache["scalars"]]
         for j, row in enumerate(np.stack(arrays, axis=1) if arrays else np.zeros((len(missing), 0))):
             cache[keys[missing[j]]] = row
-    table = np.stack([cache[k] for k in keys]).take(index.inverse, axis=0)
     scalars = cache["scalars"]
-    cols = dict(zip([k for k in names if k not in scalars], (np.ascontiguousarray(c) for c in table.T)))
+    per_key = np.stack([cache[k] for k in keys], axis=1)     # (column, combination): each column contiguous
+    inverse = index.inverse
+    cols = dict(zip([k for k in names if k not in scalars], (c.take(inverse) for c in per_key)))   # one gather each
     cols.update(scalars)
     return (LayerCosts(**{f.name: cols[f.name] for f in fields(LayerCosts)}),
             (cols["logits_fwd"], cols["logits_bwd"]))
