@@ -37,13 +37,19 @@ from ..specs.layout_table import LayoutTable
 from .offload import offload_columns, offload_terms
 
 
-def pick(idx, arrays) -> np.ndarray:
-    """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2)."""
+def pick(idx, arrays, masks=None) -> np.ndarray:
+    """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2). `masks`: idx == k for
+    k = 0, 1, ... (kind_masks), when the caller picks several times with one idx."""
     n = len(idx)
     out = np.broadcast_to(arrays[-1], (n,))
     for k in range(len(arrays) - 2, -1, -1):
-        out = np.where(idx == k, arrays[k], out)
+        out = np.where(idx == k if masks is None else masks[k], arrays[k], out)
     return out
+
+
+def kind_masks(idx) -> tuple:
+    """(idx == 0, idx == 1): the masks pick() compares for, computed once for the picks of one rank choice."""
+    return idx == 0, idx == 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class PipelinePace:
     embedding: object = None      # the pacing rank's embedding share per micro-batch (None: 1 on the first rank)
     pass_fwd_s: object = None     # the pacing rank's forward / backward pass per micro-batch (compute + exposed comm)
     pass_bwd_s: object = None
+    masks: object = None          # kind_masks(idx), for further picks by the pacing rank
 
 
 def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
@@ -86,7 +93,9 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     fb_max = np.max(np.stack(fwd), axis=0) + np.max(np.stack(bwd), axis=0)     # GPipe's pace
     idx = np.argmax(tau, axis=0)
     tau_max = tau[idx, np.arange(len(idx))]
-    nl_pace = pick(idx, [k.layers for k in kinds])
+    masks = kind_masks(idx)
+    nl_pace = pick(idx, [k.layers for k in kinds], masks)
+    pass_fwd, pass_bwd = pick(idx, fwd, masks), pick(idx, bwd, masks)
     # sum over all stages of one micro-batch's time (fill/drain passes once through each); multi-token prediction
     # modules run one more layer each (costs.stage.with_mtp)
     layers_run = sz.num_layers + sz.model.mtp_layers
@@ -98,18 +107,18 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     hid_ep = hid_pp = 0.0
     two = (code == SCHEDULE_CODES["dualpipe"]) | (code == SCHEDULE_CODES["zb-v"])
     if np.any(two):
-        t2, hid_ep, hid_pp = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pick(idx, [f for f in fwd]),
-                                              pick(idx, [b for b in bwd]), p2p_per_micro)
+        t2, hid_ep, hid_pp = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pass_fwd, pass_bwd, p2p_per_micro)
         t_pipe = np.where(two, t2, t_pipe)
         hid_ep, hid_pp = np.where(two, hid_ep, 0.0), np.where(two, hid_pp, 0.0)
-    return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times]),
-                        pass_fwd_s=pick(idx, fwd), pass_bwd_s=pick(idx, bwd),
-                        compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
+    return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times], masks),
+                        pass_fwd_s=pass_fwd, pass_bwd_s=pass_bwd,
+                        compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times], masks),
+                        p2p_per_micro_s=p2p_per_micro,
                         pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max + hid_ep + hid_pp,
-                        layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times]),
-                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]),
-                        host_s=pick(idx, [t.host_s for t in times]), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
-                        embedding=pick(idx, [k.embedding for k in kinds]))
+                        layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times], masks),
+                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times], masks),
+                        host_s=pick(idx, [t.host_s for t in times], masks), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
+                        embedding=pick(idx, [k.embedding for k in kinds], masks), masks=masks)
 
 
 def two_chunk_time_s(sz, lc, comm, idx, nl_pace, f_pace, bwd_pace, p2p_per_micro):
@@ -414,9 +423,9 @@ def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None
     reasons |= memory_reason(mem)
 
     params = [rank_params(sz, *k.held()) for k in kinds]
-    dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
-    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
-                         pick(pace.idx, [k.logits for k in kinds]), True)
+    idx, masks = pace.idx, pace.masks
+    dense_t, expert_t = pick(idx, [p[0] for p in params], masks), pick(idx, [p[1] for p in params], masks)
+    pace_kind = RankKind(pace.layers, pace.embedding, pick(idx, [k.logits for k in kinds], masks), True)
     dp_exposed, dp_total = dp_step_comm_s(sz, dense_t, expert_t, pace.compute_fwd_s, pace.compute_bwd_s,
                                           np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model),
                                           fill_passes=zero3_fill_passes(sz), pass_f=pace.pass_fwd_s,
