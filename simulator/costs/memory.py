@@ -150,6 +150,19 @@ def distinct_shapes_bytes(shapes, present, elem_bytes):
     for i, ((r, c), on) in enumerate(zip(shapes, present)):
         dup = False
         for (r2, c2), on2 in zip(shapes[:i], present[:i]):
-            dup = dup | (np.asarray(on2, bool) & (np.asarray(r2) == r) & (np.asarray(c2) == c))
+            same = _equal_where_any(r2, r)
+            if same is not None:                      # a pair of shapes that differ on every row adds nothing
+                same = _equal_where_any(c2, c, same)
+            if same is not None:
+                dup = dup | (np.asarray(on2, bool) & same)
         total = total + np.where(np.asarray(on, bool) & ~dup, r * c * elem_bytes, 0.0)
     return total
+
+
+def _equal_where_any(a, b, within=None):
+    """a == b (arrays or scalars), and-ed with `within`; None where that is false on every row (the pair cannot
+    be a duplicate anywhere: distinct_shapes_bytes skips its array passes)."""
+    eq = np.asarray(a) == b
+    if within is not None:
+        eq = within & eq
+    return eq if eq.any() else None
