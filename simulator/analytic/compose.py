@@ -223,6 +223,20 @@ def _contiguous(rows: np.ndarray):
     return slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) and rows[-1] - rows[0] + 1 == len(rows) else rows
 
 
+#: An unformable block whose rows lie within this many times their number of consecutive table rows is composed as
+#: that slice (_span).
+SPAN_SLACK = 1.25
+
+
+def _span(rows: np.ndarray):
+    """The rows of an unformable block as a slice of the table where they are most of the rows between their first
+    and last (views, no gather of the layout columns nor scatter of the results): the few formable rows inside get
+    their memory composed too, and evaluate() writes their own evaluation over it afterwards. Else the indices."""
+    if len(rows) and rows[-1] - rows[0] + 1 <= SPAN_SLACK * len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
+
+
 def structural_mask(job: Job, t: LayoutTable) -> np.ndarray:
     """The structural reason bits (feasibility.RULES but memory) of every row of `t`, from integer checks on the
     layout columns alone (no cost is computed): the rows with a bit cannot be formed.
@@ -356,7 +370,7 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     cols, cache = _Columns(n, columns), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
     for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
-        rows = _contiguous(bad[a:a + block_rows])  # fills the whole column with them (_Columns.add)
+        rows = _span(bad[a:a + block_rows])       # fills the whole column with them (_Columns.add)
         cols.add(rows, evaluate_unformable_block(job, _rows(t, rows), structural[rows]))
     for a in range(0, len(ok), block_rows):
         rows = _contiguous(ok[a:a + block_rows])
