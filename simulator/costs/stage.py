@@ -15,7 +15,7 @@ from ..units import GIGA
 from .framework_effects import (fsdp_unsharded_bytes, logits_peak_bytes, op_sac_saved_elements_per_token,
                                 reserved_bytes as allocator_reserved_bytes)
 from .layer import _moe_dims, mlp_elements
-from .memory import (activation_bytes_per_layer, distinct_shapes_bytes, mla_saved_elements_per_token,
+from .memory import (DistinctShapes, activation_bytes_per_layer, mla_saved_elements_per_token,
                      model_state_bytes)
 from .offload import offload_memory, rank_partition, tier_columns, zero3_buffer_params
 from .params import rank_params
@@ -254,7 +254,7 @@ def recompute_working_set_bytes(sz, mlp):
     return np.where(rc == 0, 0.0, full - activation_bytes_of_layer(sz, mlp))
 
 
-def wgrad_dummy_bytes(sz, layers, embedding, logits):
+def wgrad_dummy_bytes(sz, layers, embedding, logits, memo: dict | None = None):
     """Dummy weight-gradient buffers of a rank holding `layers` layers, the embedding (first rank) and the output
     layer (1/0), under the framework's buffers.wgrad_dummy: one activation-dtype tensor per distinct weight shape
     (per TP rank) of its Transformer Engine linears (attention projections, the dense MLP on the rank holding the
@@ -264,7 +264,8 @@ def wgrad_dummy_bytes(sz, layers, embedding, logits):
 
     Source: Transformer Engine transformer_engine/pytorch/module/base.py get_dummy_wgrad (Linear from TE 2.3,
     GroupedLinear from TE 2.10); Megatron-Core tensor_parallel/layers.py (the output layer's dummy grad_weight under
-    gradient-accumulation fusion); SimuMax simumax/core/config.py te_dummy_wgrad_min_version (the same rule)."""
+    gradient-accumulation fusion); SimuMax simumax/core/config.py te_dummy_wgrad_min_version (the same rule).
+    `memo` (a dict one caller keeps for the rank kinds of one table) holds what depends on the shapes alone."""
     fw = sz.framework
     mode = fw.buffers.wgrad_dummy if fw is not None else "none"
     if mode == "none":
@@ -273,10 +274,36 @@ def wgrad_dummy_bytes(sz, layers, embedding, logits):
     # optimizer / parameter offload streams gradient buckets to the host (ZeRO-Offload, costs.offload): no
     # device-resident main_grad to fuse into, so no dummy gradients
     on_device = (np.asarray(t.offload_optimizer) == 0) & (np.asarray(t.offload_params) == 0)
+    m = sz.model
+    has_layers = np.asarray(layers) > 0
+    present = [has_layers] * (2 if m.mla is None else (4 if m.mla.q_lora_rank is None else 5))
+    if m.moe is None:
+        dense_on = has_layers
+    else:
+        dense_on = has_layers & (np.asarray(embedding) > 0) & (m.moe.first_dense_layers > 0)
+    present += [dense_on, dense_on]
+    if m.moe is not None:
+        fs = _moe_dims(m)[3]
+        moe_on = has_layers & (np.asarray(layers) > np.where(np.asarray(embedding) > 0, m.moe.first_dense_layers, 0))
+        if fs > 0:
+            present += [moe_on, moe_on]
+        if mode == "linear-and-grouped":
+            present += [moe_on, moe_on]
+    present.append(np.asarray(logits) > 0)
+    memo = {} if memo is None else memo
+    if "wgrad_shapes" not in memo:
+        memo["wgrad_shapes"] = DistinctShapes(wgrad_shapes(sz, mode), sz.act_bytes)
+    return np.where(on_device, memo["wgrad_shapes"].bytes(present), 0.0)
+
+
+def wgrad_shapes(sz, mode: str) -> list:
+    """The (rows, cols) weight shapes per TP rank wgrad_dummy_bytes counts, in its order: attention projections,
+    the dense MLP, shared experts, expert GEMMs ('linear-and-grouped') and the output layer.
+
+    Source: wgrad_dummy_bytes."""
     m, tp, etp, h = sz.model, sz.tp, sz.etp, float(sz.hidden)
     gate = 2.0 if m.gated_mlp else 1.0
     a = float(m.num_heads)
-    has_layers = np.asarray(layers) > 0
     if m.mla is None:
         d, kv = float(m.dim_per_head), float(m.kv_heads)
         shapes = [((a + 2.0 * kv) * d / tp, h), (h, a * d / tp)]
@@ -288,26 +315,16 @@ def wgrad_dummy_bytes(sz, layers, embedding, logits):
         shapes = q + [(float(c.kv_lora_rank + c.qk_rope_head_dim), h),
                       (a * (c.qk_nope_head_dim + c.v_head_dim) / tp, float(c.kv_lora_rank)),
                       (h, a * c.v_head_dim / tp)]
-    present = [has_layers] * len(shapes)
     f = float(m.ffn_hidden_size)
-    if m.moe is None:
-        dense_on = has_layers
-    else:
-        dense_on = has_layers & (np.asarray(embedding) > 0) & (m.moe.first_dense_layers > 0)
     shapes += [(gate * f / tp, h), (h, f / tp)]
-    present += [dense_on, dense_on]
     if m.moe is not None:
         fe, _, _, fs = _moe_dims(m)
-        moe_on = has_layers & (np.asarray(layers) > np.where(np.asarray(embedding) > 0, m.moe.first_dense_layers, 0))
         if fs > 0:
             shapes += [(gate * fs / tp, h), (h, fs / tp)]
-            present += [moe_on, moe_on]
         if mode == "linear-and-grouped":
             shapes += [(gate * fe / etp, h), (h, fe / etp)]
-            present += [moe_on, moe_on]
     shapes.append((float(sz.vocab) / tp, h))
-    present.append(np.asarray(logits) > 0)
-    return np.where(on_device, distinct_shapes_bytes(shapes, present, sz.act_bytes), 0.0)
+    return shapes
 
 
 def optimizer_step_excess_bytes(sz, dense, expert, acts):
@@ -347,7 +364,7 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     zero3 = t.zero >= 3
     extra = sync_state_bytes_per_param(t)
     offloads = bool(np.any(t.offload_optimizer) or np.any(t.offload_params) or np.any(t.offload_activations))
-    out = []
+    out, memo = [], {}                         # memo: what the kinds share (wgrad_dummy_bytes)
     for kind, inf in zip(kinds, inflight):
         dense, expert = rank_params(sz, *kind.held())
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
@@ -367,7 +384,7 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
         acts = layer_acts + kind.embedding * emb_out * inf \
             + kind.held()[2] * (1.0 + sz.model.mtp_layers) * logit_mem \
             + np.where(kind.layers > 0, working, 0.0)
-        gr = gr + wgrad_dummy_bytes(sz, *kind.held())
+        gr = gr + wgrad_dummy_bytes(sz, *kind.held(), memo=memo)
         o = o + optimizer_step_excess_bytes(sz, dense, expert, acts)
         out.append((w, gr, o, acts, host, nvme))
     return out
