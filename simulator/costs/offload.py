@@ -365,15 +365,26 @@ def deepspeed_semantics(sz) -> bool:
     return fw is not None and fw.fsdp.implementation == "deepspeed-zero3"
 
 
-def zero3_unit_params(sz, kind):
+def zero3_unit_params(sz, kind, memo: dict | None = None):
     """Parameters of the largest ZeRO-3 gather unit a rank kind holds gathered at once: a layer (FSDP's unit, the
     transformer block), or with tensor-by-tensor gathers (zero3_unit tensor) or DeepSpeed's ZeRO-3 (which gathers
     and releases by leaf submodule) a layer's largest weight tensor; the input embedding or output layer where the
     rank holds one and it is larger.
     Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3 (one FlatParameter per unit); DeepSpeed
-    partitioned_param_coordinator.py (fetch_sub_module / release_sub_module per submodule)."""
-    emb, out = edge_params_per_rank(sz)
-    return np.maximum(layer_unit_params(sz), np.maximum(kind.embedding * emb, kind.logits * out))
+    partitioned_param_coordinator.py (fetch_sub_module / release_sub_module per submodule). `memo`: a dict one
+    caller keeps for the rank kinds of one table (what depends on the table alone)."""
+    emb, out = _kind_free(memo, "edge_params", edge_params_per_rank, sz)
+    return np.maximum(_kind_free(memo, "layer_unit", layer_unit_params, sz), np.maximum(kind.embedding * emb,
+                                                                                        kind.logits * out))
+
+
+def _kind_free(memo: dict | None, key: str, fn, sz):
+    """fn(sz), computed once per `memo` (None: every call)."""
+    if memo is None:
+        return fn(sz)
+    if key not in memo:
+        memo[key] = fn(sz)
+    return memo[key]
 
 
 def layer_unit_params(sz):
@@ -393,11 +404,12 @@ def zero3_prefetch_limits(sz) -> tuple:
     return f.prefetch_bucket_params, f.max_live_params
 
 
-def zero3_buffer_params(sz, kind):
+def zero3_buffer_params(sz, kind, memo: dict | None = None):
     """Parameters of a rank kind's ZeRO-3 gather buffer (costs.memory.zero3_gathered_params of its largest unit,
     followed by layer units).
     Source: costs.memory.zero3_gathered_params; zero3_unit_params."""
-    return zero3_gathered_params(zero3_unit_params(sz, kind), layer_unit_params(sz), *zero3_prefetch_limits(sz))
+    return zero3_gathered_params(zero3_unit_params(sz, kind, memo), _kind_free(memo, "layer_unit", layer_unit_params,
+                                                                                sz), *zero3_prefetch_limits(sz))
 
 
 def zero3_prefetch_possible(sz):

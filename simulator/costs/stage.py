@@ -370,7 +370,7 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
         wd, gd, od = model_state_bytes(dense, sz.weight_bytes, sz.grad_bytes, t.zero, g.dense_size)
         we, ge, oe = model_state_bytes(expert, sz.weight_bytes, sz.grad_bytes, t.zero, g.expert_size)
         held_kind = RankKind(*kind.held(), kind.valid)
-        buffer = zero3_buffer_params(sz, held_kind) * sz.weight_bytes      # ZeRO-3's gather buffer
+        buffer = zero3_buffer_params(sz, held_kind, memo) * sz.weight_bytes    # ZeRO-3's gather buffer
         gathered, unsharded_g = zero3_unsharded_bytes(sz, dense + expert, buffer)
         on_device = (wd + we + np.where(zero3, gathered, 0.0), gd + ge + np.where(zero3, unsharded_g, 0.0),
                      od + oe + extra * (dense + expert), kind.layers * act_layer * inf)
