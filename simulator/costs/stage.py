@@ -242,16 +242,20 @@ def activation_bytes_of_layer(sz, mlp, recompute=None):
     return np.where(np.asarray(rc) == 1, selective, base)
 
 
-def recompute_working_set_bytes(sz, mlp):
+def recompute_working_set_bytes(sz, mlp, layer_bytes=None):
     """Extra activation memory while one layer is recomputed inside the backward: under full recompute the layer's
     whole forward activations (as without recompute) exist again for one layer of one micro-batch; selective
     recompute re-materialises what it dropped for one layer.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5 (checkpointed layers are recomputed one at a time
-    in the backward); PyTorch torch.utils.checkpoint (recompute on the first unpack of a saved tensor)."""
+    in the backward); PyTorch torch.utils.checkpoint (recompute on the first unpack of a saved tensor).
+    `layer_bytes`: activation_bytes_of_layer(sz, mlp) where the caller has it."""
     rc = np.asarray(sz.recompute)
+    if not rc.any():                                  # no row recomputes: nothing is re-materialised
+        return np.zeros(rc.shape)
     full = activation_bytes_of_layer(sz, mlp, np.zeros_like(rc))
-    return np.where(rc == 0, 0.0, full - activation_bytes_of_layer(sz, mlp))
+    kept = activation_bytes_of_layer(sz, mlp) if layer_bytes is None else layer_bytes
+    return np.where(rc == 0, 0.0, full - kept)
 
 
 def wgrad_dummy_bytes(sz, layers, embedding, logits, memo: dict | None = None):
@@ -355,7 +359,7 @@ def stage_memory_bytes(sz, mlp, kinds) -> list:
     t = sz.table
     fw = sz.framework
     act_layer = activation_bytes_of_layer(sz, mlp)
-    working = recompute_working_set_bytes(sz, mlp)
+    working = recompute_working_set_bytes(sz, mlp, act_layer)
     inflight = [inflight_microbatches(sz.pp, sz.vpp, sz.num_micro, t.schedule, r) for r in (0.0, 1.0, sz.pp - 1.0)]
     ce = fw.loss.cross_entropy if fw is not None else "fp32-materialized"
     logit_mem = logits_peak_bytes(sz.tokens, sz.vocab, sz.tp, ce)
