@@ -208,3 +208,22 @@ def test_evaluate_keeps_only_the_columns_asked_for_with_the_numbers_of_a_full_ev
         for k in keep:
             f, p = (np.ascontiguousarray(np.broadcast_to(x[k], (len(t),))) for x in (full, part))
             assert p.dtype == f.dtype and np.array_equal(p.view(np.uint8), f.view(np.uint8)), k
+
+
+def test_first_max_is_argmax_of_the_stack_on_ties_infinities_and_nan():
+    """costs.stage.first_max picks what np.argmax of the stacked kinds picks (the first on ties, -inf rows, -0.0
+    against 0.0, NaN ranked first), with the same index dtype and the picked entries bit for bit."""
+    import numpy as np
+
+    from simulator.costs.stage import first_max
+
+    inf, nan = np.inf, np.nan
+    t0 = np.array([1.0, 2.0, -inf, 0.0, -0.0, 5.0, 3.0])
+    t1 = np.array([2.0, 2.0, -inf, -0.0, 0.0, 5.0, 1.0])
+    t2 = np.array([2.0, 1.0, -inf, 0.0, 0.0, 6.0, -inf])
+    for values in ([t0, t1, t2], [t0, np.where(t1 == 5.0, nan, t1), t2]):
+        stack = np.stack(values)
+        idx, top = first_max(values)
+        want = np.argmax(stack, axis=0)
+        assert idx.dtype == want.dtype and idx.tolist() == want.tolist()
+        assert np.array_equal(top.view(np.uint64), stack[want, np.arange(len(want))].view(np.uint64))

@@ -14,6 +14,7 @@ One code path evaluates one layout or a million.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import reduce
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
-                           logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
+                           first_max, logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
 from ..pipeline.closed_form import num_micro_batches, pipeline_time_s, two_chunk_pipeline_time_s
 from ..pipeline.two_chunk import overlapped_forward_backward_s
@@ -89,10 +90,8 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
         tau.append(np.where(k.valid, cf + cb + mf + mb + p2p_per_micro, -np.inf))
         fwd.append(np.where(k.valid, cf + mf + 0.5 * p2p_per_micro, -np.inf))
         bwd.append(np.where(k.valid, cb + mb + 0.5 * p2p_per_micro, -np.inf))
-    tau = np.stack(tau)
-    fb_max = np.max(np.stack(fwd), axis=0) + np.max(np.stack(bwd), axis=0)     # GPipe's pace
-    idx = np.argmax(tau, axis=0)
-    tau_max = tau[idx, np.arange(len(idx))]
+    fb_max = reduce(np.maximum, fwd) + reduce(np.maximum, bwd)     # GPipe's pace (np.max over the kinds, unstacked)
+    idx, tau_max = first_max(tau)
     masks = kind_masks(idx)
     nl_pace = pick(idx, [k.layers for k in kinds], masks)
     pass_fwd, pass_bwd = pick(idx, fwd, masks), pick(idx, bwd, masks)
