@@ -441,8 +441,11 @@ def tier_columns(sz, tiers, kinds) -> dict:
     rates = host_rates(sz.hardware, sz.job.num_devices)
     out = {}
     for i, name in enumerate(("host", "nvme")):
-        per_dev = np.max(np.stack([np.where(k.valid, np.broadcast_to(x[i], (n,)), 0.0) for x, k in zip(tiers, kinds)]),
-                         axis=0)
+        if all(np.ndim(x[i]) == 0 and x[i] == 0.0 and not np.signbit(x[i]) for x in tiers):
+            per_dev = np.zeros(n)                     # nothing on this tier (no row offloads): the same zeros
+        else:
+            per_dev = np.max(np.stack([np.where(k.valid, np.broadcast_to(x[i], (n,)), 0.0)
+                                       for x, k in zip(tiers, kinds)]), axis=0)
         need = per_dev * rates.on_node
         cap = rates.host_capacity_bytes if name == "host" else rates.nvme_capacity_bytes
         out[f"mem_{name}_bytes"] = need

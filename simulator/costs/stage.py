@@ -493,7 +493,8 @@ def memory_columns(sz, kinds) -> dict:
     mem_tot = [a + ctx for a in alloc]
     midx = first_max(mem_tot)[0]
     capacity = sz.hardware.device.memory_bytes
-    fullest = lambda per_kind: np.where(midx == 0, per_kind[0], np.where(midx == 1, per_kind[1], per_kind[2]))  # noqa: E731
+    first, middle = midx == 0, midx == 1
+    fullest = lambda per_kind: np.where(first, per_kind[0], np.where(middle, per_kind[1], per_kind[2]))  # noqa: E731
     out = {f"mem_{name}_bytes": fullest([x[i] for x in mem])
            for i, name in enumerate(("weights", "grads", "optimizer", "activations"))}
     out["mem_allocated_bytes"] = fullest(alloc)
