@@ -9,6 +9,8 @@ Figures (NAME in brackets), each the median of several runs with min and max:
 - [analytic] analytic engine on 1,000,000 GPT-3 layouts (benchmarks/bench_analytic.py's table), each run in a
              fresh process with OMP_NUM_THREADS=1: warm layouts/s per core, first call / warm median, peak RSS of
              the process after its first 1M-layout evaluation (resource.getrusage, inside that process)
+             and, in one more fresh process, after an evaluation that keeps only the columns a ranking needs
+             (evaluate(columns=RANKING_COLUMNS): the other columns dropped block by block)
 - [sweep]    a 128-point sweep (4 models x 2 profiles x 4 device counts x 2 batches x 2 sequence lengths, 32 chunks
              of 4): wall time of `sweep()` with 1 and with 2 local workers, each in a fresh process
              and, in the same rounds, the machine's own 1 / 2 process ratio on pure-Python work (a control: on a
@@ -220,6 +222,23 @@ print(json.dumps({"first_s": first, "first_cpu_s": first_cpu, "warm_s": warm, "w
 """
 
 
+#: The columns a caller that ranks layouts needs (evaluate(columns=...) keeps only these; issue #13's streamed peak).
+RANKING_COLUMNS = ("step_time_s", "tokens_per_s", "mfu", "mem_total_bytes", "fits", "reasons")
+
+RSS_COLUMNS_CHILD = r"""
+import json, resource, sys
+sys.path.insert(0, sys.argv[1])
+from bench_analytic import distinct_layouts, gpt3_job
+from simulator.analytic.compose import evaluate
+job = gpt3_job()
+table, _ = distinct_layouts(int(sys.argv[2]))
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+base = rss()
+out = evaluate(job, table, columns=json.loads(sys.argv[3]))
+print(json.dumps({"peak_rss_mb": rss(), "base_rss_mb": base, "columns": list(out)}))
+"""
+
+
 def bench_analytic(reps: int, args) -> dict:
     """Each fresh process: one first call, then `reps` warm calls on the same 1M-row table."""
     procs = 2 if args.quick else 3
@@ -233,9 +252,15 @@ def bench_analytic(reps: int, args) -> dict:
         cpu_ratios.append(r["first_cpu_s"] / statistics.median(r["warm_cpu_s"]))
         peaks.append(r["peak_rss_mb"])
         bases.append(r["base_rss_mb"])
-    return {"layouts_per_s": summary(rates), "layouts_per_cpu_s": summary(cpu_rates),
-            "first_call_ratio": summary(ratios), "first_call_cpu_ratio": summary(cpu_ratios),
-            "peak_rss_mb": summary(peaks), "rss_before_evaluate_mb": summary(bases)}
+    res = {"layouts_per_s": summary(rates), "layouts_per_cpu_s": summary(cpu_rates),
+           "first_call_ratio": summary(ratios), "first_call_cpu_ratio": summary(cpu_ratios),
+           "peak_rss_mb": summary(peaks), "rss_before_evaluate_mb": summary(bases)}
+    try:                                   # trees without evaluate(columns=...) have no such figure
+        r = json_child(RSS_COLUMNS_CHILD, str(HERE), str(args.layouts), json.dumps(RANKING_COLUMNS), env=env)
+        res["peak_rss_ranking_mb"] = summary([r["peak_rss_mb"]])
+    except RuntimeError:
+        pass
+    return res
 
 
 SWEEP_CHILD = r"""
@@ -512,6 +537,7 @@ def print_report(res: dict, errors: dict, mach: dict) -> None:
              ("layouts_per_cpu_s", "  analytic engine, warm, per CPU second", "layouts/s"),
              ("first_call_cpu_ratio", "  analytic first call / warm, CPU time", "x"),
              ("rss_before_evaluate_mb", "  RSS before the evaluation (imports + table)", "MB"),
+             ("peak_rss_ranking_mb", "  peak RSS, 1M layouts, ranking columns only (columns=)", "MB"),
              ("validate_cold_s", "  validate, empty kernel-surface cache (wall)", "s"),
              ("validate_cold_cpu_s", "  validate, empty kernel-surface cache (CPU)", "s"),
              ("control_speedup", "  machine control: pure Python, 1 / 2 processes", "x"),

@@ -264,7 +264,7 @@ def structural_reasons(s: Subject):
     reasons = np.zeros(n, dtype=np.int64)
     for r in RULES:
         if r.structural:
-            reasons |= np.where(r.check(s), r.bit, 0)
+            np.bitwise_or(reasons, r.bit, out=reasons, where=r.check(s))    # in place: no temporary per rule
     return reasons
 
 

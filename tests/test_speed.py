@@ -191,3 +191,40 @@ def test_search_ranking_and_rejected_summary_of_gpt3_175b_on_1024_a100_are_pinne
     order = _order(full, "throughput", None)[:20]
     assert np.array_equal(full["step_time_s"][order], r.top(20)["step_time_s"].to_numpy())
     assert np.array_equal(np.sort(full["reasons"]), np.sort(r.frame["reasons"].to_numpy()))
+
+
+def test_evaluate_keeps_only_the_columns_asked_for_with_the_numbers_of_a_full_evaluation():
+    """columns= drops the other keys block by block: the kept ones are those of the full evaluation bit for bit, in
+    its order, on a table mixing formable and unformable rows across block boundaries and on a one-block table."""
+    import numpy as np
+
+    from simulator.analytic.compose import evaluate
+
+    job, t = _gpt3_job(), _mixed_table()
+    full = evaluate(job, t, block_rows=100)
+    keep = ("reasons", "mem_total_bytes", "tokens_per_s", "time_ep_comm_s", "step_time_s", "pacing_rank", "fits")
+    for block_rows in (100, len(t)):
+        part = evaluate(job, t, block_rows=block_rows, columns=keep)
+        assert list(part) == [k for k in full if k in keep]
+        for k in keep:
+            f, p = (np.ascontiguousarray(np.broadcast_to(x[k], (len(t),))) for x in (full, part))
+            assert p.dtype == f.dtype and np.array_equal(p.view(np.uint8), f.view(np.uint8)), k
+
+
+def test_first_max_is_argmax_of_the_stack_on_ties_infinities_and_nan():
+    """costs.stage.first_max picks what np.argmax of the stacked kinds picks (the first on ties, -inf rows, -0.0
+    against 0.0, NaN ranked first), with the same index dtype and the picked entries bit for bit."""
+    import numpy as np
+
+    from simulator.costs.stage import first_max
+
+    inf, nan = np.inf, np.nan
+    t0 = np.array([1.0, 2.0, -inf, 0.0, -0.0, 5.0, 3.0])
+    t1 = np.array([2.0, 2.0, -inf, -0.0, 0.0, 5.0, 1.0])
+    t2 = np.array([2.0, 1.0, -inf, 0.0, 0.0, 6.0, -inf])
+    for values in ([t0, t1, t2], [t0, np.where(t1 == 5.0, nan, t1), t2]):
+        stack = np.stack(values)
+        idx, top = first_max(values)
+        want = np.argmax(stack, axis=0)
+        assert idx.dtype == want.dtype and idx.tolist() == want.tolist()
+        assert np.array_equal(top.view(np.uint64), stack[want, np.arange(len(want))].view(np.uint64))

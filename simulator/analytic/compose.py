@@ -14,6 +14,7 @@ One code path evaluates one layout or a million.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import reduce
 
 import numpy as np
 
@@ -27,7 +28,7 @@ from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
-                           logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
+                           first_max, logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
 from ..pipeline.closed_form import num_micro_batches, pipeline_time_s, two_chunk_pipeline_time_s
 from ..pipeline.two_chunk import overlapped_forward_backward_s
@@ -37,13 +38,19 @@ from ..specs.layout_table import LayoutTable
 from .offload import offload_columns, offload_terms
 
 
-def pick(idx, arrays) -> np.ndarray:
-    """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2)."""
+def pick(idx, arrays, masks=None) -> np.ndarray:
+    """Per row, the entry of per-kind (first, middle, last) values chosen by `idx` (0, 1, 2). `masks`: idx == k for
+    k = 0, 1, ... (kind_masks), when the caller picks several times with one idx."""
     n = len(idx)
     out = np.broadcast_to(arrays[-1], (n,))
     for k in range(len(arrays) - 2, -1, -1):
-        out = np.where(idx == k, arrays[k], out)
+        out = np.where(idx == k if masks is None else masks[k], arrays[k], out)
     return out
+
+
+def kind_masks(idx) -> tuple:
+    """(idx == 0, idx == 1): the masks pick() compares for, computed once for the picks of one rank choice."""
+    return idx == 0, idx == 1
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class PipelinePace:
     embedding: object = None      # the pacing rank's embedding share per micro-batch (None: 1 on the first rank)
     pass_fwd_s: object = None     # the pacing rank's forward / backward pass per micro-batch (compute + exposed comm)
     pass_bwd_s: object = None
+    masks: object = None          # kind_masks(idx), for further picks by the pacing rank
 
 
 def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
@@ -82,11 +90,11 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
         tau.append(np.where(k.valid, cf + cb + mf + mb + p2p_per_micro, -np.inf))
         fwd.append(np.where(k.valid, cf + mf + 0.5 * p2p_per_micro, -np.inf))
         bwd.append(np.where(k.valid, cb + mb + 0.5 * p2p_per_micro, -np.inf))
-    tau = np.stack(tau)
-    fb_max = np.max(np.stack(fwd), axis=0) + np.max(np.stack(bwd), axis=0)     # GPipe's pace
-    idx = np.argmax(tau, axis=0)
-    tau_max = tau[idx, np.arange(len(idx))]
-    nl_pace = pick(idx, [k.layers for k in kinds])
+    fb_max = reduce(np.maximum, fwd) + reduce(np.maximum, bwd)     # GPipe's pace (np.max over the kinds, unstacked)
+    idx, tau_max = first_max(tau)
+    masks = kind_masks(idx)
+    nl_pace = pick(idx, [k.layers for k in kinds], masks)
+    pass_fwd, pass_bwd = pick(idx, fwd, masks), pick(idx, bwd, masks)
     # sum over all stages of one micro-batch's time (fill/drain passes once through each); multi-token prediction
     # modules run one more layer each (costs.stage.with_mtp)
     layers_run = sz.num_layers + sz.model.mtp_layers
@@ -98,18 +106,18 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     hid_ep = hid_pp = 0.0
     two = (code == SCHEDULE_CODES["dualpipe"]) | (code == SCHEDULE_CODES["zb-v"])
     if np.any(two):
-        t2, hid_ep, hid_pp = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pick(idx, [f for f in fwd]),
-                                              pick(idx, [b for b in bwd]), p2p_per_micro)
+        t2, hid_ep, hid_pp = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pass_fwd, pass_bwd, p2p_per_micro)
         t_pipe = np.where(two, t2, t_pipe)
         hid_ep, hid_pp = np.where(two, hid_ep, 0.0), np.where(two, hid_pp, 0.0)
-    return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times]),
-                        pass_fwd_s=pick(idx, fwd), pass_bwd_s=pick(idx, bwd),
-                        compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times]), p2p_per_micro_s=p2p_per_micro,
+    return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times], masks),
+                        pass_fwd_s=pass_fwd, pass_bwd_s=pass_bwd,
+                        compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times], masks),
+                        p2p_per_micro_s=p2p_per_micro,
                         pipeline_s=t_pipe, bubble_s=t_pipe - sz.num_micro * tau_max + hid_ep + hid_pp,
-                        layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times]),
-                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times]),
-                        host_s=pick(idx, [t.host_s for t in times]), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
-                        embedding=pick(idx, [k.embedding for k in kinds]))
+                        layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times], masks),
+                        fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times], masks),
+                        host_s=pick(idx, [t.host_s for t in times], masks), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
+                        embedding=pick(idx, [k.embedding for k in kinds], masks), masks=masks)
 
 
 def two_chunk_time_s(sz, lc, comm, idx, nl_pace, f_pace, bwd_pace, p2p_per_micro):
@@ -191,10 +199,13 @@ def metric_columns(sz, step) -> dict:
     }
 
 
-#: Rows evaluated together. The engine makes ~1,100 whole-array passes; blocks of this size keep every temporary
-#: (8k rows x 8 B = 64 KB) in the CPU's cache and under glibc's mmap threshold, so a million rows take a fraction of
-#: the memory and no fresh page mappings per temporary (issue #13: 2.2x faster, 0.2 GB instead of 1.4 GB).
-BLOCK_ROWS = 8192
+#: Rows evaluated together. The engine makes ~1,100 whole-array passes; blocks of this size keep every float64
+#: temporary (16,000 rows x 8 B = 128,000 B) in the CPU's cache and just under glibc's default mmap threshold
+#: (128 KiB: no fresh page mappings per temporary even where the threshold is fixed, as Dask's
+#: MALLOC_TRIM_THRESHOLD_ fixes it), so a million rows take a fraction of the memory (issue #13: 2.2x faster than
+#: one pass, 0.2 GB instead of 1.4 GB). Twice the earlier 8,192 rows halves the per-block Python work (~2.5 ms a
+#: block): 1.16x the layouts/s on the search's formable rows, 1.25x on a mostly unformable table.
+BLOCK_ROWS = 16000
 
 
 def _rows(t: LayoutTable, rows) -> LayoutTable:
@@ -209,6 +220,20 @@ def _rows(t: LayoutTable, rows) -> LayoutTable:
 def _contiguous(rows: np.ndarray):
     """A slice for a run of consecutive row indices (views instead of copies), else the indices."""
     return slice(int(rows[0]), int(rows[-1]) + 1) if len(rows) and rows[-1] - rows[0] + 1 == len(rows) else rows
+
+
+#: An unformable block whose rows lie within this many times their number of consecutive table rows is composed as
+#: that slice (_span).
+SPAN_SLACK = 1.25
+
+
+def _span(rows: np.ndarray):
+    """The rows of an unformable block as a slice of the table where they are most of the rows between their first
+    and last (views, no gather of the layout columns nor scatter of the results): the few formable rows inside get
+    their memory composed too, and evaluate() writes their own evaluation over it afterwards. Else the indices."""
+    if len(rows) and rows[-1] - rows[0] + 1 <= SPAN_SLACK * len(rows):
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows
 
 
 def structural_mask(job: Job, t: LayoutTable) -> np.ndarray:
@@ -258,14 +283,18 @@ def _constant(v: np.ndarray):
 
 class _Columns:
     """The output columns of a table evaluated in parts: each part's columns land on its rows. A column that is one
-    0-d or broadcast (stride 0) constant in every part stays a read-only broadcast of it."""
+    0-d or broadcast (stride 0) constant in every part stays a read-only broadcast of it. `keep` (None: all) names
+    the columns kept; the others are dropped part by part."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, keep=None):
         self.n, self.out, self.const, self.order = n, {}, {}, []
+        self.keep = None if keep is None else frozenset(keep)
 
     def add(self, rows, res: dict) -> None:
         n = self.n
         for k, v in res.items():
+            if self.keep is not None and k not in self.keep:
+                continue
             v = np.asarray(v)
             bcast = v.ndim == 0 or (v.ndim == 1 and v.strides == (0,))
             if not bcast and k in CONSTANT_CANDIDATES and k not in self.out:
@@ -293,8 +322,20 @@ class _Columns:
         return {k: (np.broadcast_to(self.const[k], (self.n,)) if k in self.const else self.out[k]) for k in self.order}
 
 
-def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool = True) -> dict:
+def _kept(res: dict, columns) -> dict:
+    """`res` with only the keys in `columns` (every key for None), in its order."""
+    if columns is None:
+        return res
+    keep = frozenset(columns)
+    return {k: v for k, v in res.items() if k in keep}
+
+
+def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool = True,
+             columns=None) -> dict:
     """Evaluate every layout of `t`. Returns a dict of equal-length numpy arrays (SI units).
+
+    `columns` (None: every column) names the keys the caller needs: the others are dropped block by block, so a
+    million-row evaluation holds only those (the same numbers, in evaluate_block's order).
 
     Tables longer than `block_rows` are evaluated in blocks of that many rows (evaluate_block on each) and the
     columns assembled; the numbers are those of one call on the whole table (every formula is row-wise).
@@ -318,17 +359,17 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     formable = None if structural is None else structural == 0
     if formable is None or formable.all():
         if n <= block_rows:
-            return evaluate_block(job, t, structural)
-        cols, cache = _Columns(n), {}
+            return _kept(evaluate_block(job, t, structural), columns)
+        cols, cache = _Columns(n, columns), {}
         for a in range(0, n, block_rows):
             rows = slice(a, min(n, a + block_rows))
             cols.add(rows, evaluate_block(job, _rows(t, rows), None if structural is None else structural[rows],
                                           cache))
         return cols.result()
-    cols, cache = _Columns(n), {}
+    cols, cache = _Columns(n, columns), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
     for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
-        rows = _contiguous(bad[a:a + block_rows])  # fills the whole column with them (_Columns.add)
+        rows = _span(bad[a:a + block_rows])       # fills the whole column with them (_Columns.add)
         cols.add(rows, evaluate_unformable_block(job, _rows(t, rows), structural[rows]))
     for a in range(0, len(ok), block_rows):
         rows = _contiguous(ok[a:a + block_rows])
@@ -362,9 +403,10 @@ def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> tuple:
         arrays = [np.broadcast_to(v, (len(missing),)) for k, v in zip(names, values) if k not in cache["scalars"]]
         for j, row in enumerate(np.stack(arrays, axis=1) if arrays else np.zeros((len(missing), 0))):
             cache[keys[missing[j]]] = row
-    table = np.stack([cache[k] for k in keys]).take(index.inverse, axis=0)
     scalars = cache["scalars"]
-    cols = dict(zip([k for k in names if k not in scalars], (np.ascontiguousarray(c) for c in table.T)))
+    per_key = np.stack([cache[k] for k in keys], axis=1)     # (column, combination): each column contiguous
+    inverse = index.inverse
+    cols = dict(zip([k for k in names if k not in scalars], (c.take(inverse) for c in per_key)))   # one gather each
     cols.update(scalars)
     return (LayerCosts(**{f.name: cols[f.name] for f in fields(LayerCosts)}),
             (cols["logits_fwd"], cols["logits_bwd"]))
@@ -394,9 +436,9 @@ def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None
     reasons |= memory_reason(mem)
 
     params = [rank_params(sz, *k.held()) for k in kinds]
-    dense_t, expert_t = pick(pace.idx, [p[0] for p in params]), pick(pace.idx, [p[1] for p in params])
-    pace_kind = RankKind(pick(pace.idx, [k.layers for k in kinds]), pick(pace.idx, [k.embedding for k in kinds]),
-                         pick(pace.idx, [k.logits for k in kinds]), True)
+    idx, masks = pace.idx, pace.masks
+    dense_t, expert_t = pick(idx, [p[0] for p in params], masks), pick(idx, [p[1] for p in params], masks)
+    pace_kind = RankKind(pace.layers, pace.embedding, pick(idx, [k.logits for k in kinds], masks), True)
     dp_exposed, dp_total = dp_step_comm_s(sz, dense_t, expert_t, pace.compute_fwd_s, pace.compute_bwd_s,
                                           np.maximum(1.0, pace.layers), param_tensors_per_layer(job.model),
                                           fill_passes=zero3_fill_passes(sz), pass_f=pace.pass_fwd_s,

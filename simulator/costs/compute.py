@@ -59,7 +59,7 @@ def _factor_codes(x: np.ndarray) -> tuple[np.ndarray, int]:
     """(codes 0..u-1, u) of a non-negative column: integer values in O(n) (a presence table, no sort), others
     by sorting."""
     x = np.asarray(x)
-    xi = x.astype(np.int64)
+    xi = x.astype(np.int64, copy=False)
     if x.dtype.kind == "f" and not np.array_equal(xi, x):
         uniq, inv = np.unique(x, return_inverse=True)
         return inv.ravel(), len(uniq)
@@ -89,12 +89,16 @@ class ShapeIndex:
         if self._built is None:
             columns = self._columns
             n = len(columns[0])
-            key, size = np.zeros(n, dtype=np.int64), 1
+            key, size = None, 1
             for col in columns:
                 codes, u = _factor_codes(col)
-                key, size = key * u + codes, size * u
+                if u == 1:                  # one value on every row: key * 1 + 0 would leave the key as it is
+                    continue
+                key, size = (codes, u) if key is None else (key * u + codes, size * u)
                 if size > (1 << 22):
                     key, size = _factor_codes(key)
+            if key is None:
+                key = np.zeros(n, dtype=np.int64)
             inverse, u = _factor_codes(key)
             rep = np.empty(u, dtype=np.int64)
             rep[inverse] = np.arange(n)

@@ -146,10 +146,42 @@ def distinct_shapes_bytes(shapes, present, elem_bytes):
 
     Source: Transformer Engine transformer_engine/pytorch/module/base.py get_dummy_wgrad (a dict keyed by shape and
     dtype caches one tensor per shape)."""
-    total = 0.0
-    for i, ((r, c), on) in enumerate(zip(shapes, present)):
-        dup = False
-        for (r2, c2), on2 in zip(shapes[:i], present[:i]):
-            dup = dup | (np.asarray(on2, bool) & (np.asarray(r2) == r) & (np.asarray(c2) == c))
-        total = total + np.where(np.asarray(on, bool) & ~dup, r * c * elem_bytes, 0.0)
-    return total
+    return DistinctShapes(shapes, elem_bytes).bytes(present)
+
+
+class DistinctShapes:
+    """distinct_shapes_bytes in two steps, for several sets of `present` flags over the same shapes (the rank kinds
+    of a layout): what depends on the shapes alone (each shape's bytes, the pairs equal on some row) once, then
+    `bytes(present)` per set. The same numbers as distinct_shapes_bytes."""
+
+    def __init__(self, shapes, elem_bytes):
+        self.sizes = [r * c * elem_bytes for r, c in shapes]
+        self.same = []                                    # per shape: (earlier shape, where both are equal)
+        for i, (r, c) in enumerate(shapes):
+            pairs = []
+            for j, (r2, c2) in enumerate(shapes[:i]):
+                same = _equal_where_any(r2, r)
+                if same is not None:                      # a pair of shapes that differ on every row adds nothing
+                    same = _equal_where_any(c2, c, same)
+                if same is not None:
+                    pairs.append((j, same))
+            self.same.append(pairs)
+
+    def bytes(self, present):
+        """Bytes of the distinct shapes whose `present` flag is set (one flag per shape, arrays or scalars)."""
+        total = 0.0
+        for i, on in enumerate(present):
+            dup = False
+            for j, same in self.same[i]:
+                dup = dup | (np.asarray(present[j], bool) & same)
+            total = total + np.where(np.asarray(on, bool) & ~dup, self.sizes[i], 0.0)
+        return total
+
+
+def _equal_where_any(a, b, within=None):
+    """a == b (arrays or scalars), and-ed with `within`; None where that is false on every row (the pair cannot
+    be a duplicate anywhere: distinct_shapes_bytes skips its array passes)."""
+    eq = np.asarray(a) == b
+    if within is not None:
+        eq = within & eq
+    return eq if eq.any() else None

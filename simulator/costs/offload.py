@@ -365,15 +365,26 @@ def deepspeed_semantics(sz) -> bool:
     return fw is not None and fw.fsdp.implementation == "deepspeed-zero3"
 
 
-def zero3_unit_params(sz, kind):
+def zero3_unit_params(sz, kind, memo: dict | None = None):
     """Parameters of the largest ZeRO-3 gather unit a rank kind holds gathered at once: a layer (FSDP's unit, the
     transformer block), or with tensor-by-tensor gathers (zero3_unit tensor) or DeepSpeed's ZeRO-3 (which gathers
     and releases by leaf submodule) a layer's largest weight tensor; the input embedding or output layer where the
     rank holds one and it is larger.
     Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3 (one FlatParameter per unit); DeepSpeed
-    partitioned_param_coordinator.py (fetch_sub_module / release_sub_module per submodule)."""
-    emb, out = edge_params_per_rank(sz)
-    return np.maximum(layer_unit_params(sz), np.maximum(kind.embedding * emb, kind.logits * out))
+    partitioned_param_coordinator.py (fetch_sub_module / release_sub_module per submodule). `memo`: a dict one
+    caller keeps for the rank kinds of one table (what depends on the table alone)."""
+    emb, out = _kind_free(memo, "edge_params", edge_params_per_rank, sz)
+    return np.maximum(_kind_free(memo, "layer_unit", layer_unit_params, sz), np.maximum(kind.embedding * emb,
+                                                                                        kind.logits * out))
+
+
+def _kind_free(memo: dict | None, key: str, fn, sz):
+    """fn(sz), computed once per `memo` (None: every call)."""
+    if memo is None:
+        return fn(sz)
+    if key not in memo:
+        memo[key] = fn(sz)
+    return memo[key]
 
 
 def layer_unit_params(sz):
@@ -393,11 +404,12 @@ def zero3_prefetch_limits(sz) -> tuple:
     return f.prefetch_bucket_params, f.max_live_params
 
 
-def zero3_buffer_params(sz, kind):
+def zero3_buffer_params(sz, kind, memo: dict | None = None):
     """Parameters of a rank kind's ZeRO-3 gather buffer (costs.memory.zero3_gathered_params of its largest unit,
     followed by layer units).
     Source: costs.memory.zero3_gathered_params; zero3_unit_params."""
-    return zero3_gathered_params(zero3_unit_params(sz, kind), layer_unit_params(sz), *zero3_prefetch_limits(sz))
+    return zero3_gathered_params(zero3_unit_params(sz, kind, memo), _kind_free(memo, "layer_unit", layer_unit_params,
+                                                                                sz), *zero3_prefetch_limits(sz))
 
 
 def zero3_prefetch_possible(sz):
@@ -429,8 +441,11 @@ def tier_columns(sz, tiers, kinds) -> dict:
     rates = host_rates(sz.hardware, sz.job.num_devices)
     out = {}
     for i, name in enumerate(("host", "nvme")):
-        per_dev = np.max(np.stack([np.where(k.valid, np.broadcast_to(x[i], (n,)), 0.0) for x, k in zip(tiers, kinds)]),
-                         axis=0)
+        if all(np.ndim(x[i]) == 0 and x[i] == 0.0 and not np.signbit(x[i]) for x in tiers):
+            per_dev = np.zeros(n)                     # nothing on this tier (no row offloads): the same zeros
+        else:
+            per_dev = np.max(np.stack([np.where(k.valid, np.broadcast_to(x[i], (n,)), 0.0)
+                                       for x, k in zip(tiers, kinds)]), axis=0)
         need = per_dev * rates.on_node
         cap = rates.host_capacity_bytes if name == "host" else rates.nvme_capacity_bytes
         out[f"mem_{name}_bytes"] = need

@@ -4,6 +4,8 @@ busiest middle, last) both engines compose from.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..errors import SpecError
@@ -67,6 +69,13 @@ def rank_split(chunks: list[int], pp: int) -> tuple[int, int, int]:
     return per_rank[0], (max(per_rank[1:-1]) if pp >= 3 else 0), per_rank[-1]
 
 
+@lru_cache(maxsize=4096)
+def _default_rank_split(num_layers: int, pp: int, vpp: int) -> tuple[int, int, int]:
+    """rank_split of the default chunks (chunk_layers), once per (layers, pp, vpp) in a process: the engine asks
+    for the same few dozen pairs in every block of a table."""
+    return rank_split(chunk_layers(num_layers, pp, vpp), pp)
+
+
 def default_stage_split(num_layers: int, pp, vpp):
     """Layers on the first, busiest middle and last pipeline rank (summed over their vpp chunks) under the
     default chunk split (`chunk_layers`), for arrays of pp and vpp: computed once per distinct (pp, vpp)."""
@@ -80,7 +89,7 @@ def default_stage_split(num_layers: int, pp, vpp):
     for key in np.flatnonzero(present):
         p, v = divmod(int(key), width)
         if 0 < p * v <= num_layers:
-            table[key] = rank_split(chunk_layers(num_layers, p, v), p)
+            table[key] = _default_rank_split(num_layers, p, v)
     picked = table[keys]
     return picked[..., 0], picked[..., 1], picked[..., 2]
 

@@ -66,6 +66,8 @@ MOE_DISPATCH_NAMES = tuple(sorted(MOE_DISPATCH_CODES, key=MOE_DISPATCH_CODES.get
 DP_COMPRESSION_NAMES = tuple(sorted(DP_COMPRESSION_CODES, key=DP_COMPRESSION_CODES.get))
 #: The step-time breakdown columns (they sum to step_time_s).
 BREAKDOWN_COLUMNS = tuple(c for c in RESULT_COLUMNS if c.startswith("time_"))
+#: The engine's columns a search keeps (RankedColumns reads these; evaluate drops the others block by block).
+SEARCH_COLUMNS = (*RESULT_COLUMNS, "pacing_rank", "memory_rank")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -504,7 +506,7 @@ def search(model: Union[str, ModelSpec], hardware: Union[str, HardwareProfile], 
     t2 = time.perf_counter()
     job = Job(model=m, hardware=hw, training=training, num_devices=int(devices), framework=fw,
               network=network if network is not None else NetworkConditions())
-    out = evaluate(job, table)
+    out = evaluate(job, table, columns=SEARCH_COLUMNS)
     t3 = time.perf_counter()
     cost = None
     if price is not None:
