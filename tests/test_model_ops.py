@@ -97,3 +97,14 @@ def test_gpt_oss_rows_carry_the_features_and_their_recompute_modules():
         assert (c.model.glu_clamp, c.model.linear_bias, c.model.rope_scaling) == (7.0, True, "yarn")
     assert rows["mbridge2602-gptoss-120b-gb200-64"].framework.recompute.replayed_modules == ("layernorm", "moe_act")
     assert rows["mbridge2602-gptoss-120b-gb300-64"].framework.recompute.replayed_modules == ()
+
+
+def test_eager_op_kernels_by_hand():
+    """8 local experts: MoE forward clamp 3 + bias cat 1 + 2 x 8 = 20, backward 7 + 1 + 4 x 8 = 40; attention: the
+    unfused RoPE's 12 forward / 7 backward kernels per tensor over the fused one's 1, for q and k: 22 and 12."""
+    job = Job(model=_model(), hardware=toy_hardware(), training=TrainingSpec(seq_len=128, global_batch=1),
+              num_devices=1, framework=framework_for_run("megatron-core", 2026))
+    sz = sizes(job, LayoutTable.from_columns(tp=1, pp=1, dp=1, micro_batch=1))
+    attn_f, attn_b, moe_f, moe_b = model_ops.eager_op_kernels(sz)
+    assert (attn_f, attn_b) == (22.0, 12.0)
+    assert (_v(moe_f), _v(moe_b)) == (20.0, 40.0)

@@ -133,3 +133,44 @@ def module_replay_s(sz) -> object:
     if "layernorm" in mods:
         nbytes = nbytes + sz.tokens * sz.hidden / sz.sp_factor * layernorm_replay_bytes(a)
     return sz.kernel.stream_s(nbytes)
+
+
+#: Kernels the eager ops dispatch per layer pass (host time, costs.host), counted from the same code paths.
+#: Clamped GLU: forward two clamps and the cat (3); backward the x_glu compare and where (2), the x_linear two
+#: compares, logical_and and where (4), the chunk's cat (1) = 7.
+CLAMP_KERNELS = (3.0, 7.0)
+#: Expert bias, per local expert: forward b x p and the add (2), backward the product's two gradients, each a
+#: multiply and a sum (4); plus one cat each way (the chunks, the split's gradient).
+EXPERT_BIAS_KERNELS_PER_EXPERT = (2.0, 4.0)
+EXPERT_BIAS_KERNELS = (1.0, 1.0)
+#: Unfused RoPE per rotated tensor (q, k): forward the cos and sin tables (cos / sin, x mscale, cast: 6), neg, cat,
+#: two products, the sum and the final cat (6) = 12; backward the two products' gradients (2), neg (1), the chunk's
+#: cat (1), the gradient add (1), the empty slice's zero gradient and its add (2) = 7. A fused RoPE is one kernel
+#: each way per tensor (costs.host ATTN_KERNELS_FWD counts 2 forward).
+ROPE_KERNELS_PER_TENSOR = (12.0, 7.0)
+FUSED_ROPE_KERNELS_PER_TENSOR = 1.0
+
+
+def eager_op_kernels(sz) -> tuple:
+    """(attention block forward, backward, MoE block forward, backward) kernels the framework's eager model-feature
+    ops add to a layer pass over the fused path (0 where it fuses them or the model lacks them); the MoE part with
+    E / ep local experts, dispatched after the dispatcher's device-to-host sync.
+
+    Source: the module's kernel constants (Megatron-Core code paths as in the module docstring)."""
+    m, fw = sz.model, sz.framework
+    zero = (0.0, 0.0, 0.0, 0.0)
+    if fw is None:
+        return zero
+    fu = fw.fusions
+    attn_f = attn_b = moe_f = moe_b = 0.0
+    if m.rope_scaling == "yarn" and fu.scaled_rope == "eager" and m.mla is None:
+        attn_f = 2.0 * (ROPE_KERNELS_PER_TENSOR[0] - FUSED_ROPE_KERNELS_PER_TENSOR)
+        attn_b = 2.0 * (ROPE_KERNELS_PER_TENSOR[1] - FUSED_ROPE_KERNELS_PER_TENSOR)
+    if m.moe is not None:
+        if m.glu_clamp is not None and fu.glu_clamp == "eager":
+            moe_f, moe_b = moe_f + CLAMP_KERNELS[0], moe_b + CLAMP_KERNELS[1]
+        if m.linear_bias and fu.expert_bias == "eager-per-expert":
+            local = float(m.moe.num_experts) / np.asarray(sz.ep, dtype=float)
+            moe_f = moe_f + EXPERT_BIAS_KERNELS[0] + EXPERT_BIAS_KERNELS_PER_EXPERT[0] * local
+            moe_b = moe_b + EXPERT_BIAS_KERNELS[1] + EXPERT_BIAS_KERNELS_PER_EXPERT[1] * local
+    return attn_f, attn_b, moe_f, moe_b
