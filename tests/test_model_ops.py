@@ -18,7 +18,7 @@ from .conftest import gpt, toy_hardware
 
 
 def _model(**kw):
-    feats = dict(linear_bias=True, glu_clamp=7.0, rope_scaling="yarn")
+    feats = dict(linear_bias=True, glu_clamp=7.0, yarn_mscale=1.3466)
     feats.update(kw)
     return gpt(hidden=512, heads=8, num_kv_heads=2, head_dim=64, gated_mlp=True,
                moe=MoESpec(num_experts=8, top_k=2, expert_ffn_hidden_size=256), **feats)
@@ -58,7 +58,7 @@ def test_fused_framework_or_plain_model_adds_nothing():
     mc = framework_for_run("megatron-core", 2026)
     fused = mc.model_copy(update={"fusions": FusionSpec()})
     with_ops, without = _costs(_model(), mc), _costs(_model(), fused)
-    plain = _costs(_model(linear_bias=False, glu_clamp=None, rope_scaling=None), mc)
+    plain = _costs(_model(linear_bias=False, glu_clamp=None, yarn_mscale=None), mc)
     assert _v(without.model_ops_fwd_s) == 0.0 and _v(plain.model_ops_bwd_s) == 0.0
     assert _v(with_ops.gpu_fwd_s) - _v(without.gpu_fwd_s) == pytest.approx(_v(with_ops.model_ops_fwd_s))
     assert _v(with_ops.gpu_bwd_s) - _v(without.gpu_bwd_s) == pytest.approx(_v(with_ops.model_ops_bwd_s))
@@ -85,7 +85,8 @@ def test_glu_clamp_needs_a_gated_mlp():
 def test_notes_state_the_provider_features():
     notes = ("quick_gelu GLU with glu_linear_offset 1.0 and activation_func_clamp_value 7.0, add_bias_linear True, "
              "position_embedding_type yarn (yarn_rotary_scaling_factor 32)")
-    assert model_features_of_notes(notes) == {"glu_clamp": 7.0, "linear_bias": True, "rope_scaling": "yarn"}
+    assert model_features_of_notes(notes) == {"glu_clamp": 7.0, "linear_bias": True,
+                                              "yarn_mscale": pytest.approx(0.1 * np.log(32.0) + 1.0)}
     assert model_features_of_notes("alternating sliding-window (128) and full attention") == {}
 
 
@@ -94,7 +95,8 @@ def test_gpt_oss_rows_carry_the_features_and_their_recompute_modules():
     rows = {c.id: c for c in cases if hasattr(c, "model") and "gptoss" in c.id}
     assert len(rows) == 5
     for c in rows.values():
-        assert (c.model.glu_clamp, c.model.linear_bias, c.model.rope_scaling) == (7.0, True, "yarn")
+        assert (c.model.glu_clamp, c.model.linear_bias) == (7.0, True)
+        assert c.model.yarn_mscale == pytest.approx(1.3466, abs=1e-4)
     assert rows["mbridge2602-gptoss-120b-gb200-64"].framework.recompute.replayed_modules == ("layernorm", "moe_act")
     assert rows["mbridge2602-gptoss-120b-gb300-64"].framework.recompute.replayed_modules == ()
 
@@ -108,3 +110,14 @@ def test_eager_op_kernels_by_hand():
     attn_f, attn_b, moe_f, moe_b = model_ops.eager_op_kernels(sz)
     assert (attn_f, attn_b) == (22.0, 12.0)
     assert (_v(moe_f), _v(moe_b)) == (20.0, 40.0)
+
+
+def test_hf_import_of_the_features():
+    """GPT-OSS: attention_bias true, swiglu_limit 7.0, YaRN factor 32 without mscale keys: 0.1 ln 32 + 1 = 1.3466
+    (as the preset); DeepSeek-V3's YaRN has mscale = mscale_all_dim: temperature 1, no eager RoPE."""
+    from simulator.specs.loading import load_model
+    h = load_model("tests/fixtures/hf/gpt-oss-120b.json")
+    assert (h.linear_bias, h.glu_clamp) == (True, 7.0)
+    assert h.yarn_mscale == pytest.approx(0.1 * np.log(32.0) + 1.0)
+    assert load_model("gpt-oss-120b").yarn_mscale == pytest.approx(h.yarn_mscale, abs=1e-4)
+    assert load_model("tests/fixtures/hf/deepseek-v3.json").yarn_mscale is None

@@ -78,12 +78,19 @@ def layernorm_replay_bytes(a: float) -> float:
     return 2.0 * a
 
 
+def _eager_rope(m, fusions) -> bool:
+    """True where the framework runs RoPE unfused for this model: a YaRN temperature other than 1 under
+    fusions.scaled_rope 'eager' (MLA models rotate their own 64-wide parts: not counted here)."""
+    return (m.yarn_mscale is not None and m.yarn_mscale != 1.0 and fusions.scaled_rope == "eager"
+            and m.mla is None)
+
+
 def model_ops_s(sz) -> tuple:
     """(forward, backward) time of one layer's eager model-feature ops on one device, one micro-batch (arrays over
     the layouts): the clamped GLU on the routed copies' expert FFN elements (M k fe / tp x the busiest rank's load)
     where the framework clamps eagerly, the expert output bias on their hidden elements (M k etp h / tp x load)
     where it adds it per expert, both averaged over the MoE share of the layers, and the unfused RoPE on q and k
-    (M (heads + kv heads) d / tp) for a YaRN model where the framework cannot fuse it; memory bound at the device's
+    (M (heads + kv heads) d / tp) for a YaRN temperature other than 1 where the framework cannot fuse it; memory bound at the device's
     elementwise bandwidth. 0 for a model without these features or a framework that fuses them.
 
     Source: the byte counts above; costs.compute KernelRates.stream_s (measured bandwidth fraction)."""
@@ -103,7 +110,7 @@ def model_ops_s(sz) -> tuple:
             f, b = expert_bias_bytes(a)
             hid = copies * sz.etp * sz.hidden
             fwd_b, bwd_b = fwd_b + sz.moe_fraction * hid * f, bwd_b + sz.moe_fraction * hid * b
-    if m.rope_scaling == "yarn" and fu.scaled_rope == "eager" and m.mla is None:
+    if _eager_rope(m, fu):
         f, b = unfused_rope_bytes(a)
         qk = sz.tokens * (float(m.num_heads) + float(m.kv_heads)) * float(m.dim_per_head) / sz.tp
         fwd_b, bwd_b = fwd_b + qk * f, bwd_b + qk * b
@@ -163,7 +170,7 @@ def eager_op_kernels(sz) -> tuple:
         return zero
     fu = fw.fusions
     attn_f = attn_b = moe_f = moe_b = 0.0
-    if m.rope_scaling == "yarn" and fu.scaled_rope == "eager" and m.mla is None:
+    if _eager_rope(m, fu):
         attn_f = 2.0 * (ROPE_KERNELS_PER_TENSOR[0] - FUSED_ROPE_KERNELS_PER_TENSOR)
         attn_b = 2.0 * (ROPE_KERNELS_PER_TENSOR[1] - FUSED_ROPE_KERNELS_PER_TENSOR)
     if m.moe is not None:

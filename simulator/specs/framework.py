@@ -374,7 +374,7 @@ class FusionSpec(Spec):
                              "adds bias x routing probability per local expert with PyTorch ops and concatenates "
                              "the chunks; 'fused': in the GEMM epilogue")
     scaled_rope: Literal["fused", "eager"] = Field(
-        "fused", description="RoPE with a scaled attention temperature (ModelSpec.rope_scaling yarn, mscale != 1): "
+        "fused", description="RoPE with a YaRN attention temperature (ModelSpec.yarn_mscale != 1): "
                              "'eager' runs the unfused PyTorch rotary (rotate-half, two products, a sum, "
                              "concatenations) on q and k; 'fused': a fused RoPE kernel like plain RoPE")
     source: str = Field("not stated: separate dropout and residual-add kernels assumed", min_length=1)

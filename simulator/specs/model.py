@@ -100,10 +100,11 @@ class ModelSpec(Spec):
         None, gt=0, description="clamped gated activation: the gate half clamped from above and the linear half to "
                                 "[-limit, limit] before the GLU (GPT-OSS swiglu_limit 7.0; Megatron-Core "
                                 "activation_func_clamp_value); null: no clamp")
-    rope_scaling: Optional[Literal["yarn"]] = Field(
-        None, description="RoPE context-extension scaling: 'yarn' (Peng et al. 2023, arXiv 2309.00071; GPT-OSS HF "
-                          "rope_scaling rope_type yarn, factor 32): its attention temperature multiplies cos and "
-                          "sin by mscale = 0.1 ln(factor) + 1; null: plain RoPE")
+    yarn_mscale: Optional[float] = Field(
+        None, gt=0, description="YaRN RoPE's attention temperature (Peng et al. 2023, arXiv 2309.00071, eq. 23), the "
+                                "factor on cos and sin: 0.1 ln(factor) + 1 unless the config gives mscale and "
+                                "mscale_all_dim (their ratio); GPT-OSS (factor 32): 1.3466; DeepSeek-V3 (mscale = "
+                                "mscale_all_dim): 1; null: plain RoPE or no temperature")
     notes: str = Field("", max_length=MAX_TEXT)
 
     @model_validator(mode="after")

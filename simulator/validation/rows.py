@@ -21,6 +21,7 @@ and column) and rows whose stated layout does not fill their devices become skip
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -293,24 +294,25 @@ def attention_pattern_of_notes(notes: str) -> dict:
 #: sets activation_func_clamp_value 7.0, add_bias_linear True and position_embedding_type yarn).
 _GLU_CLAMP_NOTE = re.compile(r"activation_func_clamp_value (\d+(?:\.\d+)?)")
 _LINEAR_BIAS_NOTE = re.compile(r"\badd_bias_linear\b(?! false)")
-_YARN_NOTE = re.compile(r"position_embedding_type yarn")
+_YARN_NOTE = re.compile(r"position_embedding_type yarn \(yarn_rotary_scaling_factor (\d+(?:\.\d+)?)\)")
 
 
 def model_features_of_notes(notes: str) -> dict:
-    """ModelSpec feature fields (glu_clamp, linear_bias, rope_scaling) the notes state in Megatron-Core's config
+    """ModelSpec feature fields (glu_clamp, linear_bias, yarn_mscale) the notes state in Megatron-Core's config
     names; {} when they state none.
 
     Source: the run's model provider as recipe_notes.yaml quotes it (Megatron-Bridge models/gpt_oss: GPT-OSS's
     clamped SwiGLU, linear biases and YaRN RoPE, from the HF config swiglu_limit 7.0, attention_bias true and
-    rope_scaling yarn factor 32)."""
+    rope_scaling yarn factor 32; yarn_mscale unset: Megatron-Core's _yarn_get_mscale, 0.1 ln(factor) + 1)."""
     out: dict = {}
     m = _GLU_CLAMP_NOTE.search(notes)
     if m:
         out["glu_clamp"] = float(m.group(1))
     if _LINEAR_BIAS_NOTE.search(notes):
         out["linear_bias"] = True
-    if _YARN_NOTE.search(notes):
-        out["rope_scaling"] = "yarn"
+    m = _YARN_NOTE.search(notes)
+    if m:
+        out["yarn_mscale"] = 0.1 * math.log(float(m.group(1))) + 1.0
     return out
 
 
