@@ -354,10 +354,14 @@ def mlp_elements(sz) -> MlpElements:
     the unpermute keeps no copy of its input); the permute/unpermute traffic is priced with the MLP passes
     (token_permute_passes_s).
     The routed copies are those of the busiest EP rank: the mean times the routing load's gemm_factor (imbalance,
-    or a capacity buffer padded to E C / (T k) of the mean: DeepSpeed's [E, C, h] dispatch tensor).
+    or a capacity buffer padded to E C / (T k) of the mean: DeepSpeed's [E, C, h] dispatch tensor). With the
+    experts' activation replayed (RecomputeSpec.replayed_modules moe_act: CheckpointWithoutOutput discards fc2's
+    input) the activation output is not kept; with an eager clamped GLU (FusionSpec.glu_clamp) and no replay, the
+    clamp keeps fc1's output for its backward and the fused activation the clamped copy (gate x fe more).
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1; Megatron-Core megatron/core/transformer/moe/
-    README.md ("memory efficient token permutation")."""
+    README.md ("memory efficient token permutation"); moe/experts.py TEGroupedMLP.forward (activation_recompute)
+    and fusions/fused_bias_geglu.py weighted_bias_quick_geglu_impl (clamp, cat, then the saving autograd function)."""
     m = sz.model
     gate = 2.0 if m.gated_mlp else 1.0
     f = float(m.ffn_hidden_size)
@@ -367,6 +371,13 @@ def mlp_elements(sz) -> MlpElements:
         moe_act = r * k * ((gate + 1.0) * fe + sz.hidden) + (gate + 1.0) * fs
         moe_ew = moe_act                                   # the permutations: token_permute_passes_s
         moe_fc2 = r * k * (fe + sz.hidden) + fs
+        fw = sz.framework
+        if fw is not None and "moe_act" in fw.recompute.replayed_modules:
+            # the experts' activation output (fc2's input) is recomputed, not kept
+            moe_act, moe_fc2 = moe_act - r * k * fe, moe_fc2 - r * k * fe
+        elif fw is not None and m.glu_clamp is not None and fw.fusions.glu_clamp == "eager":
+            # the eager clamp keeps fc1's output and the fused activation the clamped copy: gate x fe more
+            moe_act = moe_act + r * k * gate * fe
     else:
         moe_act = moe_ew = moe_fc2 = 0.0
     dense_act = (gate + 1.0) * f
