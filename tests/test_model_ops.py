@@ -121,3 +121,21 @@ def test_hf_import_of_the_features():
     assert h.yarn_mscale == pytest.approx(0.1 * np.log(32.0) + 1.0)
     assert load_model("gpt-oss-120b").yarn_mscale == pytest.approx(h.yarn_mscale, abs=1e-4)
     assert load_model("tests/fixtures/hf/deepseek-v3.json").yarn_mscale is None
+
+
+def test_activation_memory_of_the_experts_activation_by_hand():
+    """Top-2, fe 256, h 512, gated, all layers MoE: kept per token 2 x (3 x 256 + 512) = 2560 elements; the eager
+    clamp keeps the clamped copy too (+ 2 x 2 x 256 = 3584); the moe_act replay drops the activation output
+    (- 2 x 256 = 2048)."""
+    from simulator.costs.layer import mlp_elements
+    mc = framework_for_run("megatron-core", 2026)
+    replay = mc.model_copy(update={"recompute": mc.recompute.model_copy(update={"replayed_modules": ("moe_act",)})})
+
+    def stored(fw):
+        job = Job(model=_model(), hardware=toy_hardware(), training=TrainingSpec(seq_len=128, global_batch=1),
+                  num_devices=1, framework=fw)
+        return _v(mlp_elements(sizes(job, LayoutTable.from_columns(tp=1, pp=1, dp=1, micro_batch=1))).stored_heavy)
+
+    assert stored(mc.model_copy(update={"fusions": FusionSpec()})) == pytest.approx(2560.0)
+    assert stored(mc) == pytest.approx(3584.0)
+    assert stored(replay) == pytest.approx(2048.0)
