@@ -90,8 +90,8 @@ def model_ops_s(sz) -> tuple:
     the layouts): the clamped GLU on the routed copies' expert FFN elements (M k fe / tp x the busiest rank's load)
     where the framework clamps eagerly, the expert output bias on their hidden elements (M k etp h / tp x load)
     where it adds it per expert, both averaged over the MoE share of the layers, and the unfused RoPE on q and k
-    (M (heads + kv heads) d / tp) for a YaRN temperature other than 1 where the framework cannot fuse it; memory bound at the device's
-    elementwise bandwidth. 0 for a model without these features or a framework that fuses them.
+    (M (heads + kv heads) d / tp) for a YaRN temperature other than 1 where the framework cannot fuse it; memory
+    bound at the device's elementwise bandwidth. 0 for a model without these features or a framework that fuses them.
 
     Source: the byte counts above; costs.compute KernelRates.stream_s (measured bandwidth fraction)."""
     m, fw = sz.model, sz.framework

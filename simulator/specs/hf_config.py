@@ -461,8 +461,9 @@ def _yarn_temperature(rope: Mapping[str, Any], where: str) -> float:
 
 def _model_features(r: _Reader, fam: _Family) -> dict[str, Any]:
     """ModelSpec feature fields the config states: yarn_mscale, YaRN's attention temperature, from rope_scaling /
-    rope_parameters of rope_type (or type) yarn where it is not 1 (_yarn_temperature); for GPT-OSS also linear_bias (attention_bias, default true; the experts always carry
-    gate_up_proj_bias and down_proj_bias) and glu_clamp (swiglu_limit, default 7.0).
+    rope_parameters of rope_type (or type) yarn where it is not 1 (_yarn_temperature); for GPT-OSS also
+    linear_bias (attention_bias, default true; the experts always carry gate_up_proj_bias and down_proj_bias) and
+    glu_clamp (swiglu_limit, default 7.0).
 
     Source: huggingface/transformers configuration_gpt_oss.py (GptOssConfig: attention_bias True, swiglu_limit 7.0,
     rope_scaling {"rope_type": "yarn", "factor": 32.0, ...}) and modeling_gpt_oss.py (GptOssExperts biases,
