@@ -40,6 +40,9 @@ def test_eager_op_bytes_by_hand_in_bf16():
     12a / 14a per element."""
     assert model_ops.clamped_glu_bytes(2.0) == (16.0, 30.0)
     assert model_ops.expert_bias_bytes(2.0) == (12.0, 16.0)
+    # fp32 probabilities (DeepEP / HybridEP): b x p 4, t + bp 2 + 4 + 4, cat 8, cast back 4 + 2 = 28; backward the
+    # casts 6 + 6, the product's gradients 2 x 12, the split's cat 4 = 40
+    assert model_ops.expert_bias_bytes(2.0, 4.0) == (28.0, 40.0)
     assert model_ops.unfused_rope_bytes(2.0) == (24.0, 28.0)
     assert model_ops.moe_act_replay_bytes(2.0, gated=True, eager_clamp=True) == 22.0
     assert model_ops.moe_act_replay_bytes(2.0, gated=True, eager_clamp=False) == 6.0

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..specs.layout import MOE_DISPATCH_CODES
+
 
 def clamped_glu_bytes(a: float) -> tuple[float, float]:
     """(forward, backward) HBM bytes per expert-FFN element (per fe of a routed token copy) of Megatron-Core's
@@ -31,14 +33,23 @@ def clamped_glu_bytes(a: float) -> tuple[float, float]:
     return 8.0 * a, 11.0 * a + 8.0
 
 
-def expert_bias_bytes(a: float) -> tuple[float, float]:
+def expert_bias_bytes(a, probs_bytes=None) -> tuple:
     """(forward, backward) HBM bytes per hidden element of a routed token copy of TEGroupedMLP._apply_bias, the
-    routed experts' fc2 bias added after the grouped GEMM (linear_fc2 skip_bias_add True): per local expert b x p
-    (write a), t + b x p (read 2a, write a) and torch.cat of the chunks (2a) = 6a; backward the product's two
-    gradients, grad x p summed over the rows for b and grad x b summed over the hidden dimension for p (each write a
-    and read 2a: 6a), and the split's gradient, a cat of the per-expert gradients (2a) = 8a. bf16: 12 and 16
-    bytes; routing probabilities in the activation dtype (moe_router_dtype unset)."""
-    return 6.0 * a, 8.0 * a
+    routed experts' fc2 bias added after the grouped GEMM (linear_fc2 skip_bias_add True), with routing
+    probabilities of `probs_bytes` (default the activation's) and c = max(a, probs_bytes) the promoted dtype: per
+    local expert b x p (write c), t + b x p (read a + c, write c), torch.cat of the chunks (2c) and, where c != a,
+    the cast back (c + a) = 5c + a (+ c + a); backward the cast's gradient (a + c) and the cast of t's gradient
+    (c + a) where c != a, the product's two gradients, grad x p summed over the rows for b and grad x b summed over
+    the hidden dimension for p (each write c and read 2c: 6c), and the split's gradient, a cat of the per-expert
+    gradients (2a). bf16 probabilities: 12 and 16 bytes; fp32 (DeepEP / HybridEP dispatchers): 28 and 40.
+
+    Source: moe/experts.py TEGroupedMLP._apply_bias (t + b * p per torch.split chunk, torch.cat, .to(dtype));
+    moe/token_dispatcher.py _HybridEPManager / _DeepepManager (token_probs.float(): "HybridEP only supports float32
+    probs"); the alltoall dispatcher keeps the router's dtype (moe_router_dtype unset: the activation's)."""
+    p = a if probs_bytes is None else probs_bytes
+    c = np.maximum(a, p)
+    cast = np.where(c != a, c + a, 0.0)
+    return 5.0 * c + a + cast, 6.0 * c + 2.0 * a + 2.0 * cast
 
 
 def unfused_rope_bytes(a: float) -> tuple[float, float]:
@@ -78,6 +89,13 @@ def layernorm_replay_bytes(a: float) -> float:
     return 2.0 * a
 
 
+def _flex_dispatch(sz):
+    """Layouts whose MoE dispatch is the flex dispatcher's (DeepEP / HybridEP: layout moe_dispatch node-limited),
+    which carries the routing probabilities in fp32."""
+    code = sz.table.moe_dispatch if sz.table.moe_dispatch is not None else np.zeros(len(sz.table), np.int64)
+    return np.asarray(code) == MOE_DISPATCH_CODES["node-limited"]
+
+
 def _eager_rope(m, fusions) -> bool:
     """True where the framework runs RoPE unfused for this model: a YaRN temperature other than 1 under
     fusions.scaled_rope 'eager' (MLA models rotate their own 64-wide parts: not counted here)."""
@@ -107,7 +125,7 @@ def model_ops_s(sz) -> tuple:
             f, b = clamped_glu_bytes(a)
             fwd_b, bwd_b = fwd_b + sz.moe_fraction * copies * fe * f, bwd_b + sz.moe_fraction * copies * fe * b
         if m.linear_bias and fu.expert_bias == "eager-per-expert":
-            f, b = expert_bias_bytes(a)
+            f, b = expert_bias_bytes(a, np.where(_flex_dispatch(sz), 4.0, a))
             hid = copies * sz.etp * sz.hidden
             fwd_b, bwd_b = fwd_b + sz.moe_fraction * hid * f, bwd_b + sz.moe_fraction * hid * b
     if _eager_rope(m, fu):
