@@ -65,8 +65,10 @@ CALIBRATED_MAPE_PCT = 12.0
 #: quantisation costs and the MLPerf v5p all-gather-only TP overlap with the tpu refit (-0.14 points), the Ampere
 #: level set by the Megatron stacks alone (+0.05: the DeepSpeed-2020, GPT-NeoX, InternEvo and llm-foundry A100 rows
 #: move further too fast while Korthikanti and vTrain improve);
+#: GPT-OSS's eager model-feature ops (clamped GLU, per-expert output bias, unfused YaRN RoPE, replayed recompute
+#: modules: the five GPT-OSS rows +21..+60% -> +2..+27%; 9.60 -> 9.22 on the merged main of this session);
 #: a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 10.07
+PUBLISHED_MAPE_CEILING_PCT = 9.22
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%

@@ -338,7 +338,8 @@ def test_llama4_explicit_no_rope_layers_and_missing_chunk():
 def test_presets_equal_their_hf_configs(preset, fixture):
     p, h = load_model(preset), load_hf_config(HF / fixture)
     keys = ("num_layers", "hidden_size", "num_heads", "kv_heads", "dim_per_head", "vocab_size", "tied_embeddings",
-            "attention_window", "attention_chunk", "attention_layer_kinds", "num_moe_layers", "moe", "max_seq_len")
+            "attention_window", "attention_chunk", "attention_layer_kinds", "num_moe_layers", "moe", "max_seq_len",
+            "linear_bias", "glu_clamp")
     for k in keys:
         assert getattr(p, k) == getattr(h, k), k
 

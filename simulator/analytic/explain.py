@@ -12,7 +12,8 @@ import inspect
 from dataclasses import dataclass, fields
 
 from .. import metrics
-from ..costs import communication, flops, framework_effects, host, layer, memory, offload, optimizer, params, stage
+from ..costs import (communication, flops, framework_effects, host, layer, memory, model_ops, offload, optimizer,
+                     params, stage)
 from ..pipeline import closed_form, split
 from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate, TierMemory
 from .compose import evaluate
@@ -31,11 +32,11 @@ class Entry:
 TIME_FUNCTIONS = {
     "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, layer.local_attention_factors,
                 stage.logits_s),
-    "elementwise": (layer.elementwise_s,),
+    "elementwise": (layer.elementwise_s, model_ops.model_ops_s),
     "fp8_cast": (layer.fp8_cast_s, layer.int8_quantise_s),
     "host": (layer.host_time_s, layer.host_bound_passes_s, host.layer_kernel_host, host.synced_pass_s,
              layer.layer_costs, stage.rank_host_s),
-    "recompute": (layer.layer_costs, layer.recompute_pass_s, layer.attention_core_s),
+    "recompute": (layer.layer_costs, layer.recompute_pass_s, layer.attention_core_s, model_ops.module_replay_s),
     "tp_comm": (communication.tp_exposed_s,),
     "cp_comm": (communication.cp_exposed_s,),
     "ep_comm": (communication.ep_exposed_s,),

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .model_ops import eager_op_kernels
+
 #: Forward kernels of the attention block (TransformerLayer._forward_attention with TE): input layernorm (1), QKV
 #: GEMM (1), RoPE on q and k (2), fused attention (1), output projection GEMM (1), bias-dropout-add (1), pre-MLP
 #: layernorm (1), tensor-parallel collectives (0 without TP; 2 with SP: all-gather, reduce-scatter), plus one FP8
@@ -104,10 +106,15 @@ def layer_kernel_host(sz, kernel_host_s: float, scope: tuple, fp8: bool) -> Laye
     GroupedLinear issues a GEMM per local expert); its forward syncs unless the routing pads every expert to a
     capacity (drop and pad: static shapes) or a CUDA graph captures the whole MoE block (which needs them).
 
+    The eager model-feature ops (costs.model_ops.eager_op_kernels: unfused YaRN RoPE in the attention block, the
+    clamped GLU and per-expert output bias after the sync) add their kernels where the framework runs them.
+
     Source: module docstring (Megatron-Core code paths, kernel counts per block)."""
     q = 1.0 if fp8 else 0.0
     full = "full_iteration" in scope
+    e_attn_f, e_attn_b, e_moe_f, e_moe_b = eager_op_kernels(sz)
     a_f, a_b = _pass_kernels(ATTN_KERNELS_FWD, ATTN_GEMMS, q)
+    a_f, a_b = a_f + e_attn_f, a_b + e_attn_b
     m_f, m_b = _pass_kernels(MLP_KERNELS_FWD, MLP_GEMMS, q)
     attn = "attn" in scope or full
     dense_f = _scoped(a_f, attn) + _scoped(m_f, "mlp" in scope or full)
@@ -120,6 +127,7 @@ def layer_kernel_host(sz, kernel_host_s: float, scope: tuple, fp8: bool) -> Laye
     r_f, r_b = _pass_kernels(ROUTER_KERNELS_FWD, ROUTER_GEMMS, 0.0)
     p_f, p_b = _pass_kernels(PREPROCESS_KERNELS_FWD + PERMUTE_KERNELS_FWD, 0.0, 0.0)
     post_f, post_b = _pass_kernels(POST_SYNC_KERNELS_FWD + EXPERT_GEMMS * local, EXPERT_GEMMS * local, q)
+    post_f, post_b = post_f + e_moe_f, post_b + e_moe_b
     shared = float(m.moe.num_shared_experts) > 0
     s_f, s_b = _pass_kernels(SHARED_KERNELS_FWD, SHARED_GEMMS, q) if shared else (0.0, 0.0)
     padded = _drop_and_pad(sz)

@@ -3,8 +3,9 @@ compose (forward, backward, weight gradient, recompute), as arrays over the layo
 
     forward pass   = max(GPU time, host time)                       host-bound floor (eager frameworks)
     GPU time (fwd) = QKV + out-proj + MLP/MoE GEMMs + attention core + elementwise + FP8 casts (int8: AQT quantisation)
+                     + eager model-feature ops (costs.model_ops: clamped GLU, expert bias, unfused YaRN RoPE)
     GPU time (bwd) = input-gradient GEMMs + weight-gradient GEMMs + attention-core backward + 2 x elementwise
-                     + FP8 casts of the output gradients
+                     + FP8 casts of the output gradients + the eager ops' gradients
     weight grad    = the weight-gradient GEMMs (ZB-H1 splits them off the backward)
     recompute      = full: the forward pass again; selective: the attention core again
 
@@ -23,6 +24,7 @@ from .flops import attention_kind_shapes
 from .kernels import ATTENTION_TILE_Q
 from .framework_effects import attention_kernel_speed_ratio
 from .host import layer_kernel_host, synced_pass_s
+from .model_ops import model_ops_s, module_replay_s
 from ..specs.layout import MOE_DISPATCH_CODES
 
 #: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
@@ -65,6 +67,8 @@ class LayerCosts:
     elementwise_s: object
     fp8_cast_fwd_s: object
     fp8_cast_bwd_s: object
+    model_ops_fwd_s: object
+    model_ops_bwd_s: object
     host_s: float
     gpu_fwd_s: object
     gpu_bwd_s: object
@@ -105,8 +109,9 @@ class LayerCosts:
 
     @property
     def elementwise_pass_s(self):
-        """Elementwise time of one forward and one backward pass (the backward moves twice the forward's bytes)."""
-        return self.elementwise_s + 2.0 * self.elementwise_s
+        """Elementwise time of one forward and one backward pass (the backward moves twice the forward's bytes),
+        with the model-feature ops the framework runs eagerly (model_ops_fwd_s, model_ops_bwd_s)."""
+        return self.elementwise_s + 2.0 * self.elementwise_s + self.model_ops_fwd_s + self.model_ops_bwd_s
 
     @property
     def fp8_cast_pass_s(self):
@@ -349,10 +354,14 @@ def mlp_elements(sz) -> MlpElements:
     the unpermute keeps no copy of its input); the permute/unpermute traffic is priced with the MLP passes
     (token_permute_passes_s).
     The routed copies are those of the busiest EP rank: the mean times the routing load's gemm_factor (imbalance,
-    or a capacity buffer padded to E C / (T k) of the mean: DeepSpeed's [E, C, h] dispatch tensor).
+    or a capacity buffer padded to E C / (T k) of the mean: DeepSpeed's [E, C, h] dispatch tensor). With the
+    experts' activation replayed (RecomputeSpec.replayed_modules moe_act: CheckpointWithoutOutput discards fc2's
+    input) the activation output is not kept; with an eager clamped GLU (FusionSpec.glu_clamp) and no replay, the
+    clamp keeps fc1's output for its backward and the fused activation the clamped copy (gate x fe more).
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4.1; Megatron-Core megatron/core/transformer/moe/
-    README.md ("memory efficient token permutation")."""
+    README.md ("memory efficient token permutation"); moe/experts.py TEGroupedMLP.forward (activation_recompute)
+    and fusions/fused_bias_geglu.py weighted_bias_quick_geglu_impl (clamp, cat, then the saving autograd function)."""
     m = sz.model
     gate = 2.0 if m.gated_mlp else 1.0
     f = float(m.ffn_hidden_size)
@@ -362,6 +371,13 @@ def mlp_elements(sz) -> MlpElements:
         moe_act = r * k * ((gate + 1.0) * fe + sz.hidden) + (gate + 1.0) * fs
         moe_ew = moe_act                                   # the permutations: token_permute_passes_s
         moe_fc2 = r * k * (fe + sz.hidden) + fs
+        fw = sz.framework
+        if fw is not None and "moe_act" in fw.recompute.replayed_modules:
+            # the experts' activation output (fc2's input) is recomputed, not kept
+            moe_act, moe_fc2 = moe_act - r * k * fe, moe_fc2 - r * k * fe
+        elif fw is not None and m.glu_clamp is not None and fw.fusions.glu_clamp == "eager":
+            # the eager clamp keeps fc1's output and the fused activation the clamped copy: gate x fe more
+            moe_act = moe_act + r * k * gate * fe
     else:
         moe_act = moe_ew = moe_fc2 = 0.0
     dense_act = (gate + 1.0) * f
@@ -691,16 +707,19 @@ def layer_costs(sz) -> LayerCosts:
     fp8_f, fp8_b = fp8_cast_s(sz, in_n, out_k)
     q8_f, q8_b = int8_quantise_s(sz, in_n, out_k)
     fp8_f, fp8_b = fp8_f + q8_f, fp8_b + q8_b
+    ops_f, ops_b = model_ops_s(sz)
     host = host_time_s(sz.hardware, sz.framework)
     proj = _add(qkv, out_proj)
-    gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f
+    gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f + ops_f
     wgrad = proj[2] + mlp[2]
-    gpu_b = proj[1] + mlp[1] + wgrad + core_b + 2.0 * t_elem + fp8_b
+    gpu_b = proj[1] + mlp[1] + wgrad + core_b + 2.0 * t_elem + fp8_b + ops_b
     fwd_s, bwd_s = host_bound_passes_s(sz, gpu_f, gpu_b, mlp, host)
+    replay = module_replay_s(sz)
     return LayerCosts(
         qkv_s=qkv[0], out_proj_s=out_proj[0], attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=mlp[0],
         attention_projection_dgrad_s=proj[1], attention_projection_wgrad_s=proj[2], mlp_dgrad_s=mlp[1],
-        mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, host_s=host,
-        gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=fwd_s, backward_s=bwd_s,
+        mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, model_ops_fwd_s=ops_f,
+        model_ops_bwd_s=ops_b, host_s=host, gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=fwd_s, backward_s=bwd_s,
         recompute_s=recompute_pass_s(sz, fwd_s, core_f, proj[0] + mlp[0], t_elem,
-                                     {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0]}), wgrad_s=wgrad)
+                                     {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0]})
+        + np.where(sz.recompute == 2, 0.0, replay), wgrad_s=wgrad)

@@ -68,9 +68,10 @@ def pass_costs(lc, comm, edge) -> PassCosts:
                      cp_b=scalar(comm.cp_bwd_s), logits_f=scalar(edge.logits_fwd_s), logits_b=scalar(edge.logits_bwd_s),
                      emb_comm=scalar(edge.embedding_comm_s), p2p=scalar(comm.p2p_s),
                      host_pass=scalar(edge.host_pass_s),
-                     parts_f=_parts(("elementwise", lc.elementwise_s), ("fp8_cast", lc.fp8_cast_fwd_s),
-                                    ("host", lc.host_fwd_s)),
-                     parts_b=_parts(("elementwise", 2.0 * lc.elementwise_s), ("fp8_cast", lc.fp8_cast_bwd_s),
+                     parts_f=_parts(("elementwise", lc.elementwise_s + lc.model_ops_fwd_s),
+                                    ("fp8_cast", lc.fp8_cast_fwd_s), ("host", lc.host_fwd_s)),
+                     parts_b=_parts(("elementwise", 2.0 * lc.elementwise_s + lc.model_ops_bwd_s),
+                                    ("fp8_cast", lc.fp8_cast_bwd_s),
                                     ("host", lc.host_bwd_s)))
 
 

@@ -142,6 +142,10 @@ class RecomputeSpec(Spec):
                           "recomputes every other forward op it needs (costs.layer.recompute_pass_s). None: the "
                           "attention core only (Megatron-style selective)")
     default: Recompute = Field(description="the code default: what runs when no recompute flag is given")
+    replayed_modules: tuple[Literal["layernorm", "moe_act"], ...] = Field(
+        (), description="small modules replayed in the backward under any layout recompute setting but 'full' "
+                        "(Megatron-Core --recompute-modules layernorm / moe_act: the separate pre-MLP norm and the "
+                        "routed experts' activation, checkpointed without their outputs); () none")
     source: str = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -361,6 +365,18 @@ class FusionSpec(Spec):
         False, description="dropout (with the preceding bias add) and the residual add run as one kernel that reads "
                            "the branch output and the residual and writes the sum and a 1-byte dropout mask "
                            "(Megatron's bias_dropout_add_fused_train), instead of a dropout kernel and an add kernel")
+    glu_clamp: Literal["fused", "eager"] = Field(
+        "fused", description="a clamped GLU (ModelSpec.glu_clamp): 'eager' clamps the gate and linear halves and "
+                             "concatenates them with separate PyTorch kernels (autograd-tracked) before the fused "
+                             "activation; 'fused': inside the activation kernel (no extra traffic)")
+    expert_bias: Literal["fused", "eager-per-expert"] = Field(
+        "fused", description="the routed experts' output (fc2) bias (ModelSpec.linear_bias): 'eager-per-expert' "
+                             "adds bias x routing probability per local expert with PyTorch ops and concatenates "
+                             "the chunks; 'fused': in the GEMM epilogue")
+    scaled_rope: Literal["fused", "eager"] = Field(
+        "fused", description="RoPE with a YaRN attention temperature (ModelSpec.yarn_mscale != 1): "
+                             "'eager' runs the unfused PyTorch rotary (rotate-half, two products, a sum, "
+                             "concatenations) on q and k; 'fused': a fused RoPE kernel like plain RoPE")
     source: str = Field("not stated: separate dropout and residual-add kernels assumed", min_length=1)
 
 

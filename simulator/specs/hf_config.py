@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ ARCHITECTURES: dict[str, _Family] = {
                                  dense_ffn_key="intermediate_size_mlp",
                                  ignored="the router's sigmoid scaling of the expert input; q/k L2 norms"),
     "GptOssForCausalLM": _Family("GptOssConfig", moe="mixtral", head_dim_required=True, local="gpt_oss",
-                                 ignored="attention biases and sinks; expert biases; the clamped SwiGLU"),
+                                 ignored="attention sinks (learnable softmax offsets)"),
     "DeepseekV2ForCausalLM": _Family("DeepseekV2Config", moe="deepseek", mla=True, kv_heads_default_mha=True,
                                      ignored="MLA latent RMSNorms"),
     "DeepseekV3ForCausalLM": _Family("DeepseekV3Config", moe="deepseek", mla=True,
@@ -419,6 +420,7 @@ def model_from_hf_config(config: Mapping[str, Any], *, where: str = "config.json
     data.update(_attention_fields(r, fam, hidden, heads))
     local, local_note = _local_attention(r, fam, layers)
     data.update({k: v for k, v in local.items() if v is not None})
+    data.update(_model_features(r, fam))
     moe_note = ""
     if fam.moe is not None:
         data["moe"], moe_note = _moe_block(r, fam, layers, ffn)
@@ -430,6 +432,57 @@ def model_from_hf_config(config: Mapping[str, Any], *, where: str = "config.json
         keys = [f"{field} <- {key}" for field, key in _FIELD_KEYS.items() if re.search(rf"\b{field}\b", str(err))]
         raise SpecError(f"{err} (trainsim fields from the config's keys: {', '.join(keys)})" if keys
                         else str(err)) from None
+
+
+def _yarn_temperature(rope: Mapping[str, Any], where: str) -> float:
+    """YaRN's attention factor: `attention_factor` where given, else get_mscale(factor, mscale) /
+    get_mscale(factor, mscale_all_dim) with both given, else get_mscale(factor) = 0.1 ln(factor) + 1 (1 for a
+    factor <= 1).
+
+    Source: transformers modeling_rope_utils.py _compute_yarn_parameters (get_mscale); Megatron-Core
+    yarn_rotary_pos_embedding.py _yarn_get_concentration_factor (the same rule)."""
+    def get_mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1.0 else 0.1 * m * math.log(scale) + 1.0
+
+    def num(key: str, default):
+        v = rope.get(key, default)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+            raise SpecError(f"{where}: {key} = {_show(v)}: must be a number")
+        return v
+
+    if num("attention_factor", None) is not None:
+        return float(rope["attention_factor"])
+    factor = float(num("factor", 1.0))
+    ms, ms_all = num("mscale", None), num("mscale_all_dim", None)
+    if ms and ms_all:
+        return get_mscale(factor, float(ms)) / get_mscale(factor, float(ms_all))
+    return get_mscale(factor)
+
+
+def _model_features(r: _Reader, fam: _Family) -> dict[str, Any]:
+    """ModelSpec feature fields the config states: yarn_mscale, YaRN's attention temperature, from rope_scaling /
+    rope_parameters of rope_type (or type) yarn where it is not 1 (_yarn_temperature); for GPT-OSS also
+    linear_bias (attention_bias, default true; the experts always carry gate_up_proj_bias and down_proj_bias) and
+    glu_clamp (swiglu_limit, default 7.0).
+
+    Source: huggingface/transformers configuration_gpt_oss.py (GptOssConfig: attention_bias True, swiglu_limit 7.0,
+    rope_scaling {"rope_type": "yarn", "factor": 32.0, ...}) and modeling_gpt_oss.py (GptOssExperts biases,
+    clamp(min=None, max=limit) / clamp(-limit, limit) of the gate and up halves)."""
+    out: dict[str, Any] = {}
+    for key in ("rope_scaling", "rope_parameters"):
+        rope = r.config.get(key)
+        if isinstance(rope, Mapping) and str(rope.get("rope_type", rope.get("type", ""))).lower() == "yarn":
+            t = _yarn_temperature(rope, f"{r.where}: {key}")
+            if t != 1.0:
+                out["yarn_mscale"] = t
+    if fam.local == "gpt_oss":
+        out["linear_bias"] = True if r.config.get("attention_bias") is None else r.bool("attention_bias", True)
+        limit = r.config.get("swiglu_limit", 7.0)
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            raise SpecError(f"{r.where}: swiglu_limit = {_show(limit)}: must be a positive number (the clamp of the "
+                            "SwiGLU halves)")
+        out["glu_clamp"] = float(limit)
+    return out
 
 
 #: trainsim field <- Hugging Face key, for messages about a rule that spans fields.

@@ -92,7 +92,27 @@ class ModelSpec(Spec):
         description="explicit per-layer attention kind, one entry per layer: full (global causal) or local (the "
                     "window or chunk); for patterns no period describes (Qwen2 max_window_layers); excludes "
                     "global_attention_every")
+    linear_bias: bool = Field(
+        False, description="additive biases on the attention projections and the MLP / expert linears (GPT-OSS: HF "
+                           "attention bias true and the experts' gate_up_proj_bias / down_proj_bias; Megatron-Core "
+                           "add_bias_linear); false for Llama-style models")
+    glu_clamp: Optional[float] = Field(
+        None, gt=0, description="clamped gated activation: the gate half clamped from above and the linear half to "
+                                "[-limit, limit] before the GLU (GPT-OSS swiglu_limit 7.0; Megatron-Core "
+                                "activation_func_clamp_value); null: no clamp")
+    yarn_mscale: Optional[float] = Field(
+        None, gt=0, description="YaRN RoPE's attention temperature (Peng et al. 2023, arXiv 2309.00071, eq. 23), the "
+                                "factor on cos and sin: 0.1 ln(factor) + 1 unless the config gives mscale and "
+                                "mscale_all_dim (their ratio); GPT-OSS (factor 32): 1.3466; DeepSeek-V3 (mscale = "
+                                "mscale_all_dim): 1; null: plain RoPE or no temperature")
     notes: str = Field("", max_length=MAX_TEXT)
+
+    @model_validator(mode="after")
+    def _glu_clamp(self):
+        if self.glu_clamp is not None and not self.gated_mlp:
+            raise ValueError(f"glu_clamp ({self.glu_clamp}) needs a gated MLP (gated_mlp true): the clamp acts on "
+                             "the GLU's gate and linear halves")
+        return self
 
     @model_validator(mode="after")
     def _attention_pattern(self):

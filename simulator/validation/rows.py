@@ -21,6 +21,7 @@ and column) and rows whose stated layout does not fill their devices become skip
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -289,6 +290,32 @@ def attention_pattern_of_notes(notes: str) -> dict:
     return out
 
 
+#: Model features the notes state in the model provider's terms (recipe_notes.yaml: Megatron-Bridge's GPT-OSS provider
+#: sets activation_func_clamp_value 7.0, add_bias_linear True and position_embedding_type yarn).
+_GLU_CLAMP_NOTE = re.compile(r"activation_func_clamp_value (\d+(?:\.\d+)?)")
+_LINEAR_BIAS_NOTE = re.compile(r"\badd_bias_linear\b(?! false)")
+_YARN_NOTE = re.compile(r"position_embedding_type yarn \(yarn_rotary_scaling_factor (\d+(?:\.\d+)?)\)")
+
+
+def model_features_of_notes(notes: str) -> dict:
+    """ModelSpec feature fields (glu_clamp, linear_bias, yarn_mscale) the notes state in Megatron-Core's config
+    names; {} when they state none.
+
+    Source: the run's model provider as recipe_notes.yaml quotes it (Megatron-Bridge models/gpt_oss: GPT-OSS's
+    clamped SwiGLU, linear biases and YaRN RoPE, from the HF config swiglu_limit 7.0, attention_bias true and
+    rope_scaling yarn factor 32; yarn_mscale unset: Megatron-Core's _yarn_get_mscale, 0.1 ln(factor) + 1)."""
+    out: dict = {}
+    m = _GLU_CLAMP_NOTE.search(notes)
+    if m:
+        out["glu_clamp"] = float(m.group(1))
+    if _LINEAR_BIAS_NOTE.search(notes):
+        out["linear_bias"] = True
+    m = _YARN_NOTE.search(notes)
+    if m:
+        out["yarn_mscale"] = 0.1 * math.log(float(m.group(1))) + 1.0
+    return out
+
+
 def model_from_row(row: dict, assumptions: list) -> ModelSpec:
     """A ModelSpec from the row's model columns (notes give head_dim, a dense prefix, MLA)."""
     blank = [c for c in ("n_layers", "hidden", "n_heads", "vocab", "seq_len") if row[c] is None]
@@ -312,6 +339,9 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
         nth = {1: "", 2: "2nd ", 3: "3rd "}.get(k, f"{k}th ") if k else ""
         assumptions.append(f"local attention from the notes: {kind}, "
                            + (f"every {nth}layer global" if k else "on every layer"))
+    features = model_features_of_notes(notes)
+    if features:
+        assumptions.append("model features from the notes: " + ", ".join(f"{k}={v}" for k, v in features.items()))
     try:
         return ModelSpec(name=name, source=row.get("source") or "runs file", num_layers=row["n_layers"],
                          hidden_size=row["hidden"], num_heads=row["n_heads"],
@@ -319,7 +349,7 @@ def model_from_row(row: dict, assumptions: list) -> ModelSpec:
                          head_dim=head_dim if mla is None else (mla.v_head_dim if mla else None), ffn_hidden_size=ffn,
                          gated_mlp=bool(row["gated_mlp"]) if row["gated_mlp"] is not None else False,
                          vocab_size=row["vocab"], max_seq_len=row["seq_len"], moe=moe, mla=mla,
-                         mtp_layers=mtp_layers_of_notes(notes), **local)
+                         mtp_layers=mtp_layers_of_notes(notes), **local, **features)
     except Exception as err:  # pydantic ValidationError
         raise RowError(f"model columns do not form a valid model: {err}".splitlines()[0]) from None
 
@@ -604,7 +634,8 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     """A row whose notes list the recipe's Megatron-Core recompute modules (`recompute modules [a, b]`, from
     --recompute-modules / recompute_modules) fixes a blank recompute cell: with `mlp` listed, selective recompute
     of the MLP (the preset's selective kind becomes 'mlp'); with `core_attn`, the preset's selective; otherwise
-    none. The other modules (mla_up_proj, layernorm, moe_act) replay a few percent of a layer and are not priced.
+    none. layernorm and moe_act are replayed under any setting (RecomputeSpec.replayed_modules, priced by
+    costs.model_ops.module_replay_s); mla_up_proj replays a few percent of a layer and is not priced.
     Returns (framework, known, overrides).
 
     Source: Megatron-Core TransformerConfig.recompute_modules; the row's notes (the recipe's recompute_modules)."""
@@ -612,6 +643,12 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     if not m:
         return fw, known, overrides
     modules = {x.strip() for x in m.group(1).split(",") if x.strip()}
+    replayed = tuple(x for x in ("layernorm", "moe_act") if x in modules)
+    if replayed and replayed != fw.recompute.replayed_modules:
+        fw = fw.model_copy(update={"recompute": fw.recompute.model_copy(update={"replayed_modules": replayed})})
+        overrides = overrides + (("recompute_modules", ",".join(replayed), "notes list recompute modules "
+                                  "(Megatron-Core --recompute-modules): replayed in the backward "
+                                  "(costs.model_ops.module_replay_s)"),)
     if "mlp" in modules:
         value = "selective"
         if fw.recompute.selective != "mlp":
@@ -625,7 +662,7 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     if known.get("recompute") is None:
         known["recompute"] = value
         assumptions.append(f"recompute blank: {value} from the recipe's recompute modules "
-                           f"[{', '.join(sorted(modules))}] (mla_up_proj, layernorm, moe_act replays not priced)")
+                           f"[{', '.join(sorted(modules))}] (an mla_up_proj replay is not priced)")
     return fw, known, overrides
 
 
