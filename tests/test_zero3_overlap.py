@@ -80,3 +80,59 @@ def test_engines_agree_within_3_percent_on_gpt3_zero3_with_few_micro_batches(glo
     a, d = estimate(sc), simulate(sc)
     assert a.step_time_s == pytest.approx(d.step_time_s, rel=0.03)
     assert a.time_breakdown_s["dp_comm"] == pytest.approx(d.time_breakdown_s["dp_comm"], rel=0.05)
+
+
+def one_stage_spec(reduce_blocks: bool) -> EngineSpec:
+    """pp 1, one micro-batch, four layers, every layer gathered ahead of each pass (prefetched); the reduce-scatter
+    of each layer's gradients either queued beside the next layer's backward or blocking after its own (XLA:TPU
+    without SparseCore/continuation-fusion all-reduce); no port sharing (contention off)."""
+    fwd = tuple(Seg(compute_s=F, gather_s=G, label=f"layer {l}") for l in range(4))
+    if reduce_blocks:
+        bwd = tuple(Seg(compute_s=B, gather_s=G, post=(("dp", R),), label=f"layer {l}") for l in reversed(range(4)))
+    else:
+        bwd = tuple(Seg(compute_s=B, gather_s=G, reduce_s=R, label=f"layer {l}") for l in reversed(range(4)))
+    stage = StageSpec(ops=one_f_one_b(1, 1)[0], segments={("F", 0): fwd, ("B", 0): bwd})
+    return EngineSpec(pp=1, vpp=1, num_micro=1, stages=(stage,), overlap=True, contention=False)
+
+
+def test_blocking_reduce_scatters_by_hand_take_26s():
+    """Forward as above: gather 1 [0, 2], F1 [2, 3], F2 [4, 5], F3 [6, 7], F4 [8, 9] (5 exposed). Backward: G(B4)
+    [8, 10] (1 exposed), B4 [10, 12], RS4 [12, 14] on the critical path; G(B3) [10, 12] beside B4, B3 [14, 16],
+    RS3 [16, 18]; G(B2) [14, 16], B2 [18, 20], RS2 [20, 22]; G(B1) [18, 20], B1 [22, 24], RS1 [24, 26]. Step 26 =
+    12 compute + 2 first gather + 3 forward + 1 backward + 4 x 2 reduce-scatters; the closed form gives the same."""
+    assert simulate_spec(one_stage_spec(True)).step_time_s == pytest.approx(26.0)
+    assert float(zero3_step_exposed_s(G, R, F, B, 4, 1, 0.0, 1.0, True, reduce_blocks=True)) == pytest.approx(14.0)
+    # with queued reduce-scatters and no port sharing the backward's gathers and reduce-scatters run side by
+    # side: B4 [10, 12], B3 [12, 14], B2 [14, 16], B1 [16, 18], RS1 [18, 20]: 20
+    assert simulate_spec(one_stage_spec(False)).step_time_s == pytest.approx(20.0)
+
+
+def test_maxtext_blocks_the_reduce_scatter_on_tpu_only_and_sparsecore_offload_lifts_it():
+    """MaxText's preset: the FSDP gradient reduction blocks on TPU (no SparseCore / continuation-fusion all-reduce
+    by default), not on GPUs; a row whose recipe notes state the SparseCore all-reduce offload runs it beside
+    compute (validation.rows.grad_reduce_override)."""
+    from simulator.specs.frameworks_loading import framework_for_run
+    from simulator.validation.rows import grad_reduce_override
+    fw = framework_for_run("maxtext", 2025)
+    assert fw.overlap.zero3_reduce_blocking_families == ("tpu",)
+    off, applied = grad_reduce_override(fw, "... with SparseCore offload of the all-reduce (ENABLE_...)", "tpu")
+    assert off.overlap.zero3_reduce_blocking_families == () and applied[0][:2] == ("zero3_reduce_overlap", True)
+    same, none = grad_reduce_override(fw, "no SparseCore offload of any collective; no sparsecore offload of "
+                                          "all-reduce", "tpu")
+    assert same is fw and none == ()
+    assert grad_reduce_override(fw, "SparseCore offload of all-reduce", "nvidia-hopper") == (fw, ())
+
+
+def test_blocking_reduce_scatter_engines_agree_on_a_tpu_fsdp_layout():
+    """One v6e-256 slice, Llama 2 7B under MaxText-like FSDP: both engines add the same per-layer blocking
+    reduce-scatters (within 3%), and the blocking form is slower than the queued one."""
+    from simulator.specs.frameworks_loading import framework_for_run
+    fw = framework_for_run("maxtext", 2025)
+    sc = Scenario.build(model="llama2-7b", hardware="tpu-v6e", devices=256, tp=1, pp=1, zero=3, micro_batch=1,
+                        global_batch=256, seq_len=4096, framework=fw)
+    a, d = estimate(sc), simulate(sc)
+    assert d.step_time_s == pytest.approx(a.step_time_s, rel=0.03)
+    fw_q = fw.model_copy(update={"overlap": fw.overlap.model_copy(update={"zero3_reduce_blocking_families": ()})})
+    q = estimate(Scenario.build(model="llama2-7b", hardware="tpu-v6e", devices=256, tp=1, pp=1, zero=3,
+                                micro_batch=1, global_batch=256, seq_len=4096, framework=fw_q))
+    assert a.step_time_s > q.step_time_s

@@ -418,8 +418,19 @@ def zero3_gathers_per_layer(sz, tensors_per_layer: int):
     return np.where(sz.table.zero3_unit == 1, float(tensors_per_layer), 1.0)
 
 
+def zero3_reduce_blocks(sz) -> bool:
+    """Whether the framework's ZeRO-3 gradient reduce-scatter blocks each layer's backward on this hardware family
+    (FrameworkSpec.overlap.zero3_reduce_blocking_families: XLA:TPU without the SparseCore or continuation-fusion
+    all-reduce); the weight gathers keep their prefetch.
+
+    Source: MaxText benchmarks/xla_flags_library.py (ENABLE_SPARSECORE_OFFLOADING_FOR_ALL_REDUCE: overlapping the
+    gradient reduction with compute); the framework preset's overlap source."""
+    fw = sz.framework
+    return bool(fw is not None and sz.hardware.family in fw.overlap.zero3_reduce_blocking_families)
+
+
 def zero3_step_exposed_s(ag_layer, rs_layer, win_f, win_b, num_layers, num_micro, fill_passes, backward_gathers,
-                         overlap):
+                         overlap, reduce_blocks=False):
     """Exposed ZeRO-3 time of one step (seconds) of a rank that gathers each of its `num_layers` layers' weights
     (`ag_layer` s per gather) for the forward and `backward_gathers` times for the backward (1, or 2 with the
     recompute forward of full recompute), and reduce-scatters each layer's gradients once (`rs_layer` s), every
@@ -441,8 +452,14 @@ def zero3_step_exposed_s(ag_layer, rs_layer, win_f, win_b, num_layers, num_micro
     (after its last backward) are exposed. Without prefetch every gather and reduce-scatter blocks its pass:
     (m + fill) x nl x (gathers + reduce-scatter).
 
+    With `reduce_blocks` (the gathers prefetched, each layer's reduce-scatter run after its backward before the next
+    layer's: costs.communication.zero3_reduce_blocks) every reduce-scatter lengthens its pass, (m + fill) x nl x
+    reduce-scatter, the gathers are prefetched as above without a reduce-scatter beside them, and the port counts the
+    gathers only (the reduce-scatters already sit on the critical path); the step's tail is its first gather.
+
     Hand-derived timelines (tests/test_zero3_overlap.py): pp 2, one micro-batch, two layers per stage, gather 2,
-    reduce-scatter 2, forward 1 and backward 2 per layer: 19 (12 compute + 7 exposed); one stage, four layers: 24.
+    reduce-scatter 2, forward 1 and backward 2 per layer: 19 (12 compute + 7 exposed); one stage, four layers: 24;
+    the same with blocking reduce-scatters: 26.
 
     Source: Zhao et al. 2023 (PyTorch FSDP, arXiv 2304.11277) sec. 3.3-3.4 (the next unit's all-gather issued
     before the current unit's compute; all-gather and reduce-scatter on separate streams over one network);
@@ -452,18 +469,21 @@ def zero3_step_exposed_s(ag_layer, rs_layer, win_f, win_b, num_layers, num_micro
     passes on the critical path)."""
     nl, m = np.asarray(num_layers, dtype=float), np.asarray(num_micro, dtype=float)
     g_b = backward_gathers * ag_layer
+    rs_q = 0.0 if reduce_blocks else rs_layer                   # the reduce-scatter beside the gathers (queued)
     first_f = np.maximum(0.0, ag_layer - win_b)
     rest_f = np.maximum(0.0, nl - 1.0) * np.maximum(0.0, ag_layer - win_f)
     first_b = np.maximum(0.0, g_b - win_f)
     second_b = np.minimum(1.0, np.maximum(0.0, nl - 1.0)) * np.maximum(0.0, g_b - win_b)
-    rest_b = np.maximum(0.0, nl - 2.0) * np.maximum(0.0, g_b + np.minimum(g_b, rs_layer) - win_b)
+    rest_b = np.maximum(0.0, nl - 2.0) * np.maximum(0.0, g_b + np.minimum(g_b, rs_q) - win_b)
     steady = first_f + rest_f + first_b + second_b + rest_b      # one micro-batch's F + B passes grow by this
     filling = rest_f + second_b + rest_b                         # a fill/drain pair (first gathers in idle time)
     lengthen = m * steady + fill_passes * filling - first_f      # the step's very first gather: `edges` below
-    port = nl * (ag_layer + g_b + rs_layer)
+    port = nl * (ag_layer + g_b + rs_q)
     over_port = m * np.maximum(0.0, port - nl * (win_f + win_b) - steady)
-    with_prefetch = lengthen + np.maximum(ag_layer + rs_layer, over_port)
-    blocking = (m + fill_passes) * port
+    with_prefetch = lengthen + np.maximum(ag_layer + rs_q, over_port)
+    if reduce_blocks:
+        with_prefetch = with_prefetch + (m + fill_passes) * nl * rs_layer
+    blocking = (m + fill_passes) * nl * (ag_layer + g_b + rs_layer)
     return np.where(np.asarray(overlap, dtype=bool), with_prefetch, blocking)
 
 
@@ -500,7 +520,7 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     z3_ovl = t.overlap_grad_reduce if zero3_overlap is None else zero3_overlap
     pass_f, pass_b = (comp_f if pass_f is None else pass_f), (comp_b if pass_b is None else pass_b)
     exposed_3 = zero3_step_exposed_s(ag_layer, rs_layer, pass_f / nl_max, pass_b / nl_max, nl_max, num_micro,
-                                     fill_passes, n_gather - 1.0, z3_ovl)
+                                     fill_passes, n_gather - 1.0, z3_ovl, zero3_reduce_blocks(sz))
     exposed = np.where(zero >= 3, exposed_3, exposed_012)
     total = np.where(zero == 0, grad_ar, np.where(zero >= 3, num_micro * nl_max * (n_gather * ag_layer + rs_layer),
                                                   rs_rounds * grad_rs + param_ag))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..costs import offload as off
-from ..costs.communication import dp_comm_times, dp_phase_cost, onebit_stage_s
+from ..costs.communication import dp_comm_times, dp_phase_cost, onebit_stage_s, zero3_reduce_blocks
 from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
@@ -193,6 +193,7 @@ class _StageBuilder:
         self.split_w = self.sched in ("zb-h1", "zb-v", "dualpipe")
         self.bucket_overlap = overlap and lay.overlap_grad_reduce
         self.z3_prefetch = self.bucket_overlap and bool(np.all(off.zero3_prefetch_possible(sz)))
+        self.z3_reduce_blocks = zero3_reduce_blocks(sz)   # the reduce-scatter after each backward (XLA:TPU)
         self.z3 = lay.zero >= 3
         self.z2_streamed = lay.zero == 2 and self.bucket_overlap
         self.n_gather_b = 2.0 if lay.recompute == "full" else 1.0   # recompute + backward gathers
@@ -247,7 +248,10 @@ class _StageBuilder:
             return seg_kwargs
         if not self.z3:
             return seg_kwargs
-        if self.z3_prefetch:
+        if self.z3_prefetch and self.z3_reduce_blocks:
+            seg_kwargs["gather_s"] = gather
+            seg_kwargs["post"] = seg_kwargs.get("post", ()) + _comm(("dp", reduce))
+        elif self.z3_prefetch:
             seg_kwargs["gather_s"] = gather
             seg_kwargs["reduce_s"] = reduce
         else:

@@ -121,6 +121,10 @@ class OverlapSpec(Spec):
                                                   "the input-gradient GEMM and the reduce-scatter under the weight "
                                                   "gradient (Megatron-LM since 2021-09)")
     zero3_prefetch: bool = Field(description="ZeRO-3/FSDP gathers the next unit's parameters while this one computes")
+    zero3_reduce_blocking_families: tuple[str, ...] = Field(
+        (), description="hardware families on which the stack's ZeRO-3/FSDP gradient reduce-scatter blocks the "
+                        "backward instead of running beside it (XLA:TPU without a SparseCore or continuation-fusion "
+                        "all-reduce); the weight gathers keep their prefetch")
     zero3_gather_unit: GatherUnit = Field(description="ZeRO-3 gather granularity: one flat gather per layer "
                                                       "(FSDP, coalesced DeepSpeed) or per parameter tensor")
     ep_a2a_overlap: bool = Field(description="MoE all-to-alls hidden behind another micro-batch's compute")

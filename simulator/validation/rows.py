@@ -590,6 +590,23 @@ def tp_scope_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tup
                                            "on the TP all-gather side): the reduce-scatter half stays exposed"),)
 
 
+_SC_ALL_REDUCE = re.compile(r"(?<!no )sparsecore offload of (?:the )?all-reduce")
+
+
+def grad_reduce_override(fw: FrameworkSpec, notes: str, family: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with the ZeRO-3 gradient reduction overlapped on the row's family when the notes state the
+    recipe's SparseCore offload of the all-reduce (MaxText ENABLE_SPARSECORE_OFFLOADING_FOR_ALL_REDUCE, which
+    overlaps the gradient reduction with compute: benchmarks/xla_flags_library.py); a documented override, reported
+    per row."""
+    blocking = fw.overlap.zero3_reduce_blocking_families
+    if family not in blocking or not _SC_ALL_REDUCE.search(notes.lower()):
+        return fw, ()
+    ov = fw.overlap.model_copy(update={"zero3_reduce_blocking_families": tuple(f for f in blocking if f != family)})
+    return fw.model_copy(update={"overlap": ov}), (
+        ("zero3_reduce_overlap", True, "notes state the recipe's SparseCore offload of the all-reduce: the FSDP "
+                                       "gradient reduction runs beside compute"),)
+
+
 def row_framework(row: dict) -> FrameworkSpec:
     """The framework preset of a row: its `framework` column (blank: 'unknown') in its year (framework_for_run).
 
@@ -773,7 +790,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     fw, dispatch = dispatch_override(fw, notes)
     fw, tp_scope = tp_scope_override(fw, notes)
     fw, graphs = cuda_graph_override(fw, notes)
-    overrides = overrides + remat + dispatch + tp_scope + graphs
+    fw, grad_reduce = grad_reduce_override(fw, notes, hw.family)
+    overrides = overrides + remat + dispatch + tp_scope + graphs + grad_reduce
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
