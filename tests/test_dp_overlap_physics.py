@@ -39,3 +39,30 @@ def test_overlapped_dp_collective_costs_its_sm_share():
     s = NCCL_RING_CHANNELS / 108.0
     assert on > 0
     assert on / (off - on) == pytest.approx(3.0 * s / (1.0 - s), rel=0.02)
+
+
+def test_interleaved_steady_fraction_by_hand():
+    """p = 8, v = 12: the first rank's warm-up is (v - 1) p + 2 (p - 1) = 102 of its m v forward chunk passes.
+    m = 128: (1536 - 102) / 1536 in the steady phase; m = 8 = p: all warm-up; no interleaving or no pipeline: 0."""
+    from simulator.pipeline.closed_form import interleaved_steady_fraction
+    got = interleaved_steady_fraction(np.array([128, 8, 16, 128]), np.array([8, 8, 8, 1]), np.array([12, 12, 1, 12]))
+    assert got == pytest.approx([(1536 - 102) / 1536, 0.0, 0.0, 0.0])
+
+
+def test_megatron_core_hides_steady_pipeline_sends_only_when_interleaved():
+    """overlap_p2p_comm (megatron-core preset): interleaved, the exposed pipeline-send time drops by the steady
+    share of the sends; 1F1B keeps them all."""
+    from simulator.pipeline.closed_form import interleaved_steady_fraction
+    kw = dict(seq_len=4096, tp=1, pp=4, zero=1, micro_batch=1)
+    inter = ts.Scenario.build("llama2-7b", "h100-sxm5-80gb", 8, 64, vpp=2, **kw)
+    fw = inter.framework.model_copy(update={"overlap": inter.framework.overlap.model_copy(
+        update={"pp_p2p_overlap": False})})
+    on, off = ts.estimate(inter), ts.estimate(inter.model_copy(update={"framework": fw}))
+    frac = float(interleaved_steady_fraction(32, 4, 2))
+    assert frac > 0
+    assert on.time_breakdown_s["pp_comm"] == pytest.approx((1.0 - frac) * off.time_breakdown_s["pp_comm"], rel=1e-9)
+    plain = ts.Scenario.build("llama2-7b", "h100-sxm5-80gb", 8, 64, **kw)
+    fw1 = plain.framework.model_copy(update={"overlap": plain.framework.overlap.model_copy(
+        update={"pp_p2p_overlap": False})})
+    assert ts.estimate(plain).time_breakdown_s["pp_comm"] == pytest.approx(
+        ts.estimate(plain.model_copy(update={"framework": fw1})).time_breakdown_s["pp_comm"], rel=1e-12)
