@@ -20,10 +20,15 @@ def scenario(model="gpt3-175b", devices=16, global_batch=32, seq_len=2048, **lay
 
 
 def both(sc):
-    """(simulate with overlap and contention off, estimate) of `sc` with the layout's overlap flags off."""
+    """(simulate with overlap and contention off, estimate) of `sc` with the layout's overlap flags off and the
+    framework's pipeline-send overlap off (the replay's overlap=False blocks on every send)."""
+    fw = sc.framework
+    if fw is not None:
+        fw = fw.model_copy(update={"overlap": fw.overlap.model_copy(update={"pp_p2p_overlap": False})})
     sc = sc.model_copy(update={"layout": sc.layout.model_copy(update={"overlap_grad_reduce": False,
                                                                        "dp_param_gather_overlap": False,
-                                                                       "tp_comm_overlap": False})})
+                                                                       "tp_comm_overlap": False}),
+                               "framework": fw})
     return simulate(sc, overlap=False, contention=False), ts.estimate(sc)
 
 

@@ -30,7 +30,8 @@ from ..costs.sizes import sizes
 from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
                            first_max, logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
-from ..pipeline.closed_form import num_micro_batches, pipeline_time_s, two_chunk_pipeline_time_s
+from ..pipeline.closed_form import (interleaved_steady_fraction, num_micro_batches, pipeline_time_s,
+                                     two_chunk_pipeline_time_s)
 from ..pipeline.two_chunk import overlapped_forward_backward_s
 from ..specs.layout import SCHEDULE_CODES
 from ..specs.job import Job
@@ -104,11 +105,16 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, code, nl_pace * lc.wgrad_s,
                              layers_run * lc.wgrad_s, fb_max)
     hid_ep = hid_pp = 0.0
+    if sz.framework is not None and sz.framework.overlap.pp_p2p_overlap:
+        # overlap_p2p_comm: the steady phase's sends run under the opposite pass (interleaved schedule only)
+        hid_pp = np.where(code == SCHEDULE_CODES["interleaved"],
+                          sz.num_micro * p2p_per_micro * interleaved_steady_fraction(sz.num_micro, sz.pp, sz.vpp), 0.0)
+        t_pipe = t_pipe - hid_pp
     two = (code == SCHEDULE_CODES["dualpipe"]) | (code == SCHEDULE_CODES["zb-v"])
     if np.any(two):
-        t2, hid_ep, hid_pp = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pass_fwd, pass_bwd, p2p_per_micro)
+        t2, hid_ep, hid_pp2 = two_chunk_time_s(sz, lc, comm, idx, nl_pace, pass_fwd, pass_bwd, p2p_per_micro)
         t_pipe = np.where(two, t2, t_pipe)
-        hid_ep, hid_pp = np.where(two, hid_ep, 0.0), np.where(two, hid_pp, 0.0)
+        hid_ep, hid_pp = np.where(two, hid_ep, 0.0), np.where(two, hid_pp2, hid_pp)
     return PipelinePace(idx=idx, tau_max=tau_max, compute_fwd_s=pick(idx, [t.compute_fwd_s for t in times], masks),
                         pass_fwd_s=pass_fwd, pass_bwd_s=pass_bwd,
                         compute_bwd_s=pick(idx, [t.compute_bwd_s for t in times], masks),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES
+from ..specs.layout import DP_COMPRESSION_CODES, MOE_DISPATCH_CODES, SCHEDULE_CODES
 from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to_all_time_s, hierarchical_phase_cost,
                                     p2p_time_s,
                                     tree_all_reduce_latency_s)
@@ -259,14 +259,12 @@ def ep_overlap_exposed_s(a2a_s, compute_s, sm_share):
 SM_COLLECTIVE_VENDORS = ("nvidia", "amd")
 
 
-def ep_overlap_sm_share(sz) -> float:
-    """Share of the device's compute units an overlapped EP all-to-all holds: the framework's
-    moe.overlap_comm_sms over the device's SM / CU count (the kernel catalogue's compute_units), at most 1; 0 on
-    devices whose collectives run on DMA engines (SM_COLLECTIVE_VENDORS).
+def collective_sm_share(sz, sms: float) -> float:
+    """Share of the device's compute units `sms` collective kernels hold: sms over the device's SM / CU count (the
+    kernel catalogue's compute_units), at most 1; 0 on devices whose collectives run on DMA engines
+    (SM_COLLECTIVE_VENDORS) or for no SMs.
 
-    Source: FrameworkSpec.moe.overlap_comm_sms (the preset's source); simulator/presets/kernels/catalog.yaml
-    (devices: compute_units)."""
-    sms = sz.framework.moe.overlap_comm_sms if sz.framework is not None else 0
+    Source: simulator/presets/kernels/catalog.yaml (devices: compute_units)."""
     if not sms:
         return 0.0
     model = sz.kernel.model
@@ -279,6 +277,32 @@ def ep_overlap_sm_share(sz) -> float:
     if dev.vendor not in SM_COLLECTIVE_VENDORS:
         return 0.0
     return min(1.0, sms / float(dev.compute_units))
+
+
+def ep_overlap_sm_share(sz) -> float:
+    """Share of the device's compute units an overlapped EP all-to-all holds: the framework's
+    moe.overlap_comm_sms over the device's SM / CU count (collective_sm_share).
+
+    Source: FrameworkSpec.moe.overlap_comm_sms (the preset's source); simulator/presets/kernels/catalog.yaml
+    (devices: compute_units)."""
+    return collective_sm_share(sz, sz.framework.moe.overlap_comm_sms if sz.framework is not None else 0)
+
+
+#: Channels (thread blocks, one SM each, never shared with compute kernels) of an NCCL ring reduce-scatter /
+#: all-gather / all-reduce between nodes: NCCL gives each ring its search channels twice over and, on sm90 and later
+#: with more than one node, doubles them again while they are fewer than 16 (src/graph/connect.cc ncclTopoPostset,
+#: "Use 4 compute channels per search channel to reach peak BW"); an NCCL maintainer: "If you are on DGX with 8
+#: NICs ... it would use 16 SMs", and "NCCL CTAs won't share an SM with compute kernels" (NVIDIA/nccl issue #689,
+#: S. Jeaugey, 2023). NCCL_MAX_NCHANNELS is not set in the recipes of the rows here.
+NCCL_RING_CHANNELS = 16
+
+
+def dp_overlap_sm_share(sz) -> float:
+    """Share of the device's compute units an overlapped data-parallel reduce-scatter / all-gather holds for its
+    whole run (NCCL_RING_CHANNELS over the device's SMs; 0 where collectives run on DMA engines).
+
+    Source: NCCL_RING_CHANNELS; collective_sm_share."""
+    return collective_sm_share(sz, NCCL_RING_CHANNELS)
 
 
 def ep_exposed_s(sz, lc):
@@ -487,6 +511,31 @@ def zero3_step_exposed_s(ag_layer, rs_layer, win_f, win_b, num_layers, num_micro
     return np.where(np.asarray(overlap, dtype=bool), with_prefetch, blocking)
 
 
+def interleaved_sync_exposed_s(comm_s, pass_s, vpp, num_micro, pp):
+    """Exposed time of one step's gradient reduction (or parameter gather) of `comm_s` seconds that an
+    interleaved 1F1B schedule launches model chunk by model chunk, beside the rank's backward (forward) passes of
+    `pass_s` seconds per micro-batch over its `vpp` chunks.
+
+    Megatron-Core's interleaved schedule launches a chunk's gradient reduce-scatter (grad_sync_func) as soon as that
+    chunk's last micro-batch has run its backward, and a chunk's parameter all-gather (param_sync_func) with the
+    first forward of the chunk before it. The last group of q = min(m, p) micro-batches runs its backward chunk by
+    chunk (p micro-batches per chunk), so the first chunk's reduction runs beside its own last backward and the
+    q backward passes of each of the v - 1 chunks after it: a window of (1 + (v - 1) q) / v micro-batch backward
+    passes instead of one; the forward side mirrors it. Whatever the window cannot hide is exposed, and the last
+    chunk's share (1/v of the volume) beside its own pass at least. v = 1 gives max(0, comm - pass) (bucketed
+    overlap with the last micro-batch's backward).
+
+    Source: NVIDIA/Megatron-LM megatron/core/pipeline_parallel/schedules.py (core_r0.7.0)
+    forward_backward_pipelining_with_interleaving: backward_step_helper calls grad_sync_func[chunk] when
+    is_last_microbatch_for_model_chunk, forward_step_helper calls param_sync_func[chunk + 1] on the chunk's first
+    micro-batch; get_model_chunk_id (p micro-batches per chunk in a group). NeMo sets the same hooks for its
+    distributed optimizer (megatron_gpt_model.py: grad_sync_func / param_sync_func)."""
+    v = np.maximum(1.0, np.asarray(vpp, dtype=float))
+    q = np.maximum(1.0, np.minimum(np.asarray(num_micro, dtype=float), np.asarray(pp, dtype=float)))
+    window = pass_s * (1.0 + (v - 1.0) * q) / v
+    return np.maximum(np.maximum(0.0, comm_s - window), np.maximum(0.0, comm_s - pass_s) / v)
+
+
 def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tensors_per_layer: int,
                    fill_passes=0.0, zero3_overlap=None, pass_f=None, pass_b=None):
     """(exposed, total) data-parallel / ZeRO communication of one step of the rank that holds `dense_params` and
@@ -511,8 +560,18 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     win_b = ovl * comp_b
     win_f = np.where(t.dp_param_gather_overlap, 1.0, 0.0) * comp_f     # ZeRO-1/2 parameter all-gather
     rs_rounds = np.where(zero == 2, num_micro, 1.0)
-    exposed_012 = np.where(zero == 0, np.maximum(0.0, grad_ar - win_b),
-                           rs_rounds * np.maximum(0.0, grad_rs - win_b) + np.maximum(0.0, param_ag - win_f))
+    # interleaved 1F1B: chunk-by-chunk launch (interleaved_sync_exposed_s); ZeRO-2 reduces every micro-batch
+    # an overlapped collective's NCCL blocks hold their SMs for its whole run (ep_overlap_exposed_s)
+    share = dp_overlap_sm_share(sz)
+    chunked = (t.schedule == SCHEDULE_CODES["interleaved"]) & (sz.vpp > 1) & (zero <= 1)
+    grad_sync = np.where(zero == 0, grad_ar, grad_rs)
+    sync_b = np.where(chunked, interleaved_sync_exposed_s(grad_sync, win_b, sz.vpp, num_micro, sz.pp),
+                      rs_rounds * np.maximum(0.0, grad_sync - win_b))
+    sync_b = np.maximum(sync_b, rs_rounds * share * grad_sync)
+    gather_f = np.where(chunked, interleaved_sync_exposed_s(param_ag, win_f, sz.vpp, num_micro, sz.pp),
+                        np.maximum(0.0, param_ag - win_f))
+    gather_f = np.maximum(gather_f, share * param_ag)
+    exposed_012 = sync_b + np.where(zero == 0, 0.0, gather_f)
     n_gather = 2.0 + np.where(sz.recompute == 2, 1.0, 0.0)
     bw_pp, lat = dp_phase_cost(sz, dense_params, expert_params)
     ag_layer = sz.weight_bytes * bw_pp / nl_max + lat * zero3_gathers_per_layer(sz, tensors_per_layer)

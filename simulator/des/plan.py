@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..costs import offload as off
-from ..costs.communication import dp_comm_times, dp_phase_cost, onebit_stage_s, zero3_reduce_blocks
+from ..costs.communication import (dp_comm_times, dp_overlap_sm_share, dp_phase_cost, onebit_stage_s,
+                                    zero3_reduce_blocks)
 from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
@@ -409,6 +410,11 @@ def _stage_tail(sz, lay, b: _StageBuilder, items, dense_tot, expert_tot, num_mic
             dp_gather = 0.0 if zero == 0 else ag
         else:
             buckets = _buckets(items, b.vpp, dpc, zero, b.z2_streamed, dp)
+            # the overlapped collectives' NCCL blocks hold their SMs while they run (dp_overlap_sm_share): the
+            # compute beside them loses that share of its rate for their duration
+            share = dp_overlap_sm_share(sz)
+            dp_reduce = share * (ar if zero == 0 else (num_micro * rs if zero == 2 else rs))
+            dp_gather = 0.0 if zero == 0 else share * ag
             if zero in (1, 2) and lay.dp_param_gather_overlap is False:   # the framework gathers after the step
                 buckets = tuple(dataclasses.replace(bk, gather_s=0.0) for bk in buckets)
                 dp_gather = ag

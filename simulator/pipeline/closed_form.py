@@ -120,3 +120,19 @@ def pipeline_time_s(tau_max, tau_sum, num_micro, vpp, schedule, w_max=0.0, w_sum
     fill = np.where(code == 3, np.maximum(0.0, fill - 2.0 * (w_sum - w_max)), fill)
     chain = (tau_sum - w_sum) + (m - 1.0) * (tau_max - w_max) + w_max     # ZB-H1's B chain when m < p
     return np.where(code == 3, np.maximum(m * pace + fill, chain), m * pace + fill)
+
+
+def interleaved_steady_fraction(num_micro, pp, vpp):
+    """Share of the first pipeline rank's chunk passes that run in the steady 1F1B phase of Megatron's interleaved
+    schedule: of its m x v forward chunk passes, the first min(m v, (v - 1) p + 2 (p - 1)) are warm-up (and as
+    many backward ones cool-down); with m = p every pass is warm-up. With overlap_p2p_comm the pipeline sends of the
+    steady phase run under the other direction's pass; those of warm-up and cool-down stay exposed.
+
+    Source: NVIDIA/Megatron-LM megatron/core/pipeline_parallel/schedules.py (core_r0.7.0)
+    forward_backward_pipelining_with_interleaving: num_warmup_microbatches = (pp - rank - 1) x 2 + (v - 1) x pp,
+    all warm-up when num_microbatches == pp; NeMo docs features/optimizations/communication_overlap.rst ("The PP
+    communications in pipeline fill and flush are still exposed")."""
+    m, p, v = (np.asarray(x, dtype=float) for x in (num_micro, pp, vpp))
+    total = m * v
+    warm = np.minimum(total, (v - 1.0) * p + 2.0 * (p - 1.0))
+    return np.where((v > 1) & (p > 1) & (m != p), np.maximum(0.0, total - warm) / np.maximum(total, 1.0), 0.0)

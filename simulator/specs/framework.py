@@ -120,6 +120,9 @@ class OverlapSpec(Spec):
                                                   "under the weight-gradient GEMM; with SP, the input all-gather under "
                                                   "the input-gradient GEMM and the reduce-scatter under the weight "
                                                   "gradient (Megatron-LM since 2021-09)")
+    pp_p2p_overlap: bool = Field(False, description="interleaved pipelines: the steady 1F1B phase's pipeline sends "
+                                                    "run asynchronously under the opposite pass (Megatron "
+                                                    "overlap_p2p_comm); warm-up and cool-down sends stay exposed")
     zero3_prefetch: bool = Field(description="ZeRO-3/FSDP gathers the next unit's parameters while this one computes")
     zero3_reduce_blocking_families: tuple[str, ...] = Field(
         (), description="hardware families on which the stack's ZeRO-3/FSDP gradient reduce-scatter blocks the "
