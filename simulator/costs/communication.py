@@ -305,6 +305,25 @@ def dp_overlap_sm_share(sz) -> float:
     return collective_sm_share(sz, NCCL_RING_CHANNELS)
 
 
+def ep_overlap_unpaired_fraction(num_micro, pp, vpp):
+    """Share of a rank's (model-chunk) forward and backward passes that Megatron-Core's combined 1F1B runs alone,
+    with no pass of another micro-batch to hide their all-to-alls under: without pipelining the first forward and
+    the last backward (1 of m); with the interleaved schedule the warm-up forwards and the cool-down backwards of
+    the first stage (the critical one, first to start and last to finish), 2 (pp - 1) + (vpp - 1) pp + 1 of its
+    m vpp chunk passes each (the microbatch group per virtual stage is pp; the overlap adds one warm-up forward
+    "to ensure the forward and backward computations are independent in all 1f1b steps"), at most all of them.
+
+    Source: NVIDIA/Megatron-LM megatron/core/pipeline_parallel/schedules.py get_pp_rank_microbatches
+    (num_warmup_microbatches with overlap_moe_expert_parallel_comm); combined_1f1b.py
+    combined_1f1b_schedule_for_no_pipelining (first forward and last backward "executed alone, no a2a
+    overlapping")."""
+    m = np.asarray(num_micro, dtype=float)
+    pp = np.asarray(pp, dtype=float)
+    v = np.maximum(np.asarray(vpp, dtype=float), 1.0)
+    alone = np.where(pp > 1, 2.0 * (pp - 1.0) + (v - 1.0) * pp + 1.0, 1.0)
+    return np.minimum(1.0, alone / np.maximum(m * np.where(pp > 1, v, 1.0), 1.0))
+
+
 def ep_exposed_s(sz, lc):
     """(forward, backward) exposed MoE all-to-all time of a layer (averaged over the model's layers): dispatch and
     combine of the top-k token copies over the EP group, each pass, the dispatch followed by its probabilities'
@@ -315,7 +334,8 @@ def ep_exposed_s(sz, lc):
     the backward of another run together layer by layer, each all-to-all beside a compute chunk of the other:
     f.attn || b.combine-grad, f.dispatch || b.mlp, f.mlp || b.dispatch-grad, f.combine || b.attn; each is exposed
     only by what outlasts its chunk, and slows its chunk while it holds SMs (ep_overlap_sm_share,
-    ep_overlap_exposed_s). Megatron runs it only with pp == 1 or an interleaved schedule; the first forward and the last backward have no partner (1/m stays exposed); the replay under full
+    ep_overlap_exposed_s). Megatron runs it only with pp == 1 or an interleaved schedule; the passes without a partner (the first forward and
+    last backward, and with pipelining the warm-up and cool-down passes, ep_overlap_unpaired_fraction) stay exposed; the replay under full
     recompute or MLP recompute (selective kind 'mlp') stays exposed.
 
     Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py; ep_overlap_exposed_s."""
@@ -334,8 +354,9 @@ def ep_exposed_s(sz, lc):
     disp = a2a + probs                   # the dispatch: tokens, then their probabilities (each pass)
     ep_f_hidden = ep_overlap_exposed_s(disp, mlp_b, share) + ep_overlap_exposed_s(a2a, attn_b, share)
     ep_b_hidden = ep_overlap_exposed_s(a2a, attn_f, share) + ep_overlap_exposed_s(disp, mlp_f, share)
-    ep_f_hidden = ep_f_hidden + (a2a + disp - ep_f_hidden) / sz.num_micro
-    ep_b_hidden = ep_b_hidden + (a2a + disp - ep_b_hidden) / sz.num_micro
+    alone = ep_overlap_unpaired_fraction(sz.num_micro, t.pp, t.vpp)
+    ep_f_hidden = ep_f_hidden + (a2a + disp - ep_f_hidden) * alone
+    ep_b_hidden = ep_b_hidden + (a2a + disp - ep_b_hidden) * alone
     t_ep_f = np.where(ep_hide, ep_f_hidden, a2a + disp)     # dispatch + combine
     sel = sz.framework.recompute.selective if sz.framework is not None else "core-attention"
     replay = (sz.recompute == 2) | ((sz.recompute == 1) & (sel == "mlp"))   # full or MLP recompute re-dispatches
