@@ -43,17 +43,21 @@ KORTHIKANTI_TABLE5 = {
 #: (kernel_level 0.893 -> 0.928): 3.18% mean, 7.04% max (the 1T rows +6.4/+7.0% too slow, where the same
 #: per-pipeline layout in Narayanan's 2021 Table 1 is predicted within 0.3%: the 2022 code runs it 8% faster for a
 #: reason not modelled; the max LOOSENED from 6.01% at the step without the fusion; the issue's 2.9% is not met).
-KORTHIKANTI_MEAN_PCT = 3.2
-KORTHIKANTI_MAX_PCT = 7.1
+#: 2.98% mean, 6.65% max after session 5's merges and the final refit (interleaved DP sync window and NCCL SM share
+#: from hop5; Ampere kernel_level 0.931): still 0.08 above the issue's 2.9%.
+KORTHIKANTI_MEAN_PCT = 3.0
+KORTHIKANTI_MAX_PCT = 6.7
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error over their 102
 #: predicted rows, 7.1% with the fitted GEMM curve (6 free kernel parameters per family), 14.6% with the measured
 #: kernel model and one kernel_level per family, 15.1% after merging the framework presets (LOOSENED, issue 11),
 #: 15.1% after the refit on the merged code, 11.9% with the TPU systolic rule, MaxText remat policies and the tpu
-#: kernel_level fit (the MLPerf v4.0 and MaxText reference TPU rows). Not a claim about new sources.
+#: kernel_level fit (the MLPerf v4.0 and MaxText reference TPU rows); 7.33% after session 5 (family levels fitted on
+#: reference-stack rows only, interleaved DP window, TPU blocking FSDP reduce-scatter, final refit). Not a claim
+#: about new sources.
 CALIBRATED_SOURCES = ("Narayanan et al. 2021", "Korthikanti", "MLPerf Training v3.1", "MLPerf Training v4.0",
                       "MaxText reference", "Megatron-LM README", "MosaicML",
                       "Megatron-Bridge performance summary archive", "NeMo performance summary (NeMo 24.07)")
-CALIBRATED_MAPE_PCT = 12.0
+CALIBRATED_MAPE_PCT = 7.4
 #: Every predicted row of the 272-row file (new sources, families and frameworks included): 26.3% over 226 rows
 #: when the file grew, 22.4% over 266 rows with framework presets and the memory metrics, 15.0% with the measured
 #: kernel model (issue 11), 14.4% after the refit on the merged code and the first Volta fit (Volta 23.1% -> 5.9%),
@@ -67,8 +71,10 @@ CALIBRATED_MAPE_PCT = 12.0
 #: move further too fast while Korthikanti and vTrain improve);
 #: GPT-OSS's eager model-feature ops (clamped GLU, per-expert output bias, unfused YaRN RoPE, replayed recompute
 #: modules: the five GPT-OSS rows +21..+60% -> +2..+27%; 9.60 -> 9.22 on the merged main of this session);
+#: 8.81% with the interleaved-1F1B DP sync window, NCCL SM share and interleaved P2P overlap (hop5), MaxText's blocking
+#: FSDP reduce-scatter on TPU (v6e5), unpaired EP-overlap passes (epov5) and the final refit of every overlay;
 #: a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 9.22
+PUBLISHED_MAPE_CEILING_PCT = 8.82
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%
@@ -135,15 +141,17 @@ def test_vtrain_multi_node_beats_vtrain():
     """vTrain's own error on its 109 multi-node runs is 14.73% (Bang et al. 2023); this version reaches 11.8%
     (14.5% before the ampere branch's unfused-attention and Megatron fp16-gradient physics; 8.3% with the fitted
     GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.86% with the optimizer-step physics; 8.30%
-    with the Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5; target 8.3%)."""
+    with the Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5; target 8.3%); 8.00% after
+    session 5's merges and the final refit."""
     s = validate(VT_MULTI).summary
-    assert s["n"] == 109 and s["mape_pct"] < 8.31
+    assert s["n"] == 109 and s["mape_pct"] < 8.01
 
 
 def test_vtrain_single_node_error():
     """vTrain's own error on its 1,440 single-node runs is 8.37%; this version reaches 7.26% (10.08% before the
     ampere branch's unfused-attention physics and refit; 7.5% with the fitted GEMM curve before the measured kernel
     model); 7.68% with the optimizer-step physics (Megatron's gradient-buffer passes; LOOSENED); 6.95% with the
-    Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5)."""
+    Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5); 6.92% after session 5's merges
+    and the final refit."""
     s = validate(VT_SINGLE).summary
-    assert s["n"] == 1440 and s["mape_pct"] < 6.96
+    assert s["n"] == 1440 and s["mape_pct"] < 6.93
