@@ -541,3 +541,22 @@ def test_maxtext_megablox_prices_its_tile_visits_and_megatron_does_not():
     from simulator.specs.frameworks_loading import framework_for_run
     assert framework_for_run("maxtext", 2025).moe.grouped_gemm_tile_rows == 512
     assert framework_for_run("megatron-core", 2025).moe.grouped_gemm_tile_rows is None
+
+
+def test_maxtext_permute_sorts_the_whole_tp_groups_tokens_on_every_tp_rank():
+    """MaxText sparse_matmul takes the tokens replicated over 'tensor' (moe.permute_gathered_over_tp): the permute
+    reads and writes the TP group's M tokens (h + k h elements each) on every rank, the unpermute the scattered
+    h/tp columns of the M k copies (k h + h over tp); Megatron-Core with SP does both on M/tp tokens."""
+    from dataclasses import replace
+    from simulator.costs.layer import token_permute_passes_s
+    from simulator.specs.frameworks_loading import framework_for_run
+    sz, _ = toy_sizes(devices=2, ep=1, tp=2, sequence_parallel=True)
+    M, h, k = float(np.ravel(sz.tokens)[0]), 512, 2
+    base = float(np.ravel(token_permute_passes_s(sz)[0])[0])
+    assert base == pytest.approx(M / 2 * ((h + k * h) + (k * h + h)) * 2 / 1e12, rel=1e-12)
+    fw = sz.framework
+    on = replace(sz, framework=fw.model_copy(update={"moe": fw.moe.model_copy(update={"permute_gathered_over_tp": True})}))
+    got = float(np.ravel(token_permute_passes_s(on)[0])[0])
+    assert got == pytest.approx((M * (h + k * h) + M / 2 * (k * h + h)) * 2 / 1e12, rel=1e-12)
+    assert framework_for_run("maxtext", 2025).moe.permute_gathered_over_tp
+    assert not framework_for_run("megatron-core", 2025).moe.permute_gathered_over_tp

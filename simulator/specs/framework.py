@@ -310,6 +310,13 @@ class MoeDispatchSpec(Spec):
                     "per copy) in an all-to-all of their own after the tokens' (Megatron-Core "
                     "MoEAlltoAllTokenDispatcher.token_dispatch), and its gradient back in the backward; false: the "
                     "probabilities stay on the sending rank or ride in the dispatch kernel (DeepEP/HybridEP)")
+    permute_gathered_over_tp: bool = Field(
+        False,
+        description="the sender-side permute (sort of the tokens by expert and the gather of their k copies) runs "
+                    "on the whole TP group's tokens, gathered over the TP ranks (MaxText sparse_matmul: shard_map "
+                    "input replicated over 'tensor'), not on each rank's 1/tp share; the unpermute still runs on "
+                    "the reduce-scattered h/tp columns. False: every permutation on the rank's tokens / tp "
+                    "(Megatron-Core with sequence parallelism)")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 
