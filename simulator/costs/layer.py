@@ -405,6 +405,23 @@ def attention_table_kernel(sz):
     return TABLE_ATTENTION_KERNEL.get(name) if name else None
 
 
+def attention_bwd_over_fwd(sz) -> float:
+    """Executed FLOPs of the fused attention backward over the forward's: FlashAttention-2's fused backward runs 5
+    matmuls (QK^T again, dP = dO V^T, dV, dK, dQ) where the forward runs 2 (FLASH_BWD_OVER_FWD = 2.5); a stack
+    whose kernel splits the backward states its own ratio (framework attention.bwd_over_fwd_by_kernel): Pallas
+    splash attention without its fused backward (MaxText sa_use_fused_bwd_kernel False, the default) runs a dK/dV
+    kernel (QK^T, dV = P^T dO, dP = dO V^T, dK = dS^T Q: 4) and a dQ kernel (QK^T, dP, dQ = dS K: 3), 7 / 2 = 3.5.
+
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1-3.2; AI-Hypercomputer/maxtext
+    src/MaxText/kernels/splash_attention_kernel.py at 3eb77db3c (_flash_attention_dkv_kernel,
+    _flash_attention_dq_kernel, _splash_attention_bwd: the dq kernel runs unless use_fused_bwd_kernel)."""
+    fw = getattr(sz, "framework", None)
+    name = getattr(sz, "attention_kernel", None)
+    if fw is None or name is None:
+        return FLASH_BWD_OVER_FWD
+    return float(fw.attention.bwd_over_fwd_by_kernel.get(name, FLASH_BWD_OVER_FWD))
+
+
 def attention_core_s(sz):
     """(forward, backward) time of the attention core (QK^T, softmax, x V) of one layer.
 
@@ -437,7 +454,8 @@ def attention_core_s(sz):
         r_b = attention_kernel_speed_ratio(name, kr.attention_table_kernel("bwd", kern), fam, d_head, "bwd")
         win_f, win_b = local_attention_factors(sz, sq, kern)
         fwd = work * win_f / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
-        bwd = FLASH_BWD_OVER_FWD * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
+        bwd = attention_bwd_over_fwd(sz) * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern)
+                                                          * r_b)
     if not flash.all():
         gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
         fw = getattr(sz, "framework", None)
