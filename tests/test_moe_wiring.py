@@ -541,3 +541,48 @@ def test_maxtext_megablox_prices_its_tile_visits_and_megatron_does_not():
     from simulator.specs.frameworks_loading import framework_for_run
     assert framework_for_run("maxtext", 2025).moe.grouped_gemm_tile_rows == 512
     assert framework_for_run("megatron-core", 2025).moe.grouped_gemm_tile_rows is None
+
+
+def test_maxtext_permute_sorts_the_whole_tp_groups_tokens_on_every_tp_rank():
+    """MaxText sparse_matmul takes the tokens replicated over 'tensor' (moe.permute_gathered_over_tp): the permute
+    reads and writes the TP group's M tokens (h + k h elements each) on every rank, the unpermute the scattered
+    h/tp columns of the M k copies (k h + h over tp); Megatron-Core with SP does both on M/tp tokens."""
+    from dataclasses import replace
+    from simulator.costs.layer import token_permute_passes_s
+    from simulator.specs.frameworks_loading import framework_for_run
+    sz, _ = toy_sizes(devices=2, ep=1, tp=2, sequence_parallel=True)
+    M, h, k = float(np.ravel(sz.tokens)[0]), 512, 2
+    base = float(np.ravel(token_permute_passes_s(sz)[0])[0])
+    assert base == pytest.approx(M / 2 * ((h + k * h) + (k * h + h)) * 2 / 1e12, rel=1e-12)
+    fw = sz.framework
+    on = replace(sz, framework=fw.model_copy(update={"moe": fw.moe.model_copy(update={"permute_gathered_over_tp": True})}))
+    got = float(np.ravel(token_permute_passes_s(on)[0])[0])
+    assert got == pytest.approx((M * (h + k * h) + M / 2 * (k * h + h)) * 2 / 1e12, rel=1e-12)
+    assert framework_for_run("maxtext", 2025).moe.permute_gathered_over_tp
+    assert not framework_for_run("megatron-core", 2025).moe.permute_gathered_over_tp
+
+
+def test_splash_attention_backward_runs_seven_matmuls_unless_the_recipe_fuses_it():
+    """MaxText's splash attention without its fused backward (sa_use_fused_bwd_kernel False, base.yml default) runs
+    a dK/dV kernel (QK^T, P^T dO, dO V^T, dS^T Q) and a dQ kernel (QK^T, dO V^T, dS K): 7 matmuls over the forward's
+    2 = 3.5; a recipe that sets it True runs FlashAttention-2's 5 (2.5), as Megatron's kernels do."""
+    from types import SimpleNamespace
+    from simulator.costs.layer import FLASH_BWD_OVER_FWD, attention_bwd_over_fwd
+    from simulator.specs.frameworks_loading import framework_for_run
+    from simulator.validation.rows import attention_bwd_override
+    mt = framework_for_run("maxtext", 2025)
+    assert attention_bwd_over_fwd(SimpleNamespace(framework=mt, attention_kernel="xla-splash")) == (4 + 3) / 2
+    assert attention_bwd_over_fwd(SimpleNamespace(framework=mt, attention_kernel="triton")) == FLASH_BWD_OVER_FWD
+    mc = framework_for_run("megatron-core", 2025)
+    assert attention_bwd_over_fwd(SimpleNamespace(framework=mc, attention_kernel=mc.attention.kernel)) == 5 / 2
+    fused, why = attention_bwd_override(mt, "The same config sets sa_use_fused_bwd_kernel True (fused backward).")
+    assert attention_bwd_over_fwd(SimpleNamespace(framework=fused, attention_kernel="xla-splash")) == 2.5
+    assert why and why[0][0] == "attention_bwd"
+    assert attention_bwd_override(mt, "sa_use_fused_bwd_kernel False") == (mt, ())
+
+
+def test_attention_backward_ratio_outside_its_range_is_refused():
+    from simulator.specs.frameworks_loading import framework_for_run
+    att = framework_for_run("maxtext", 2025).attention
+    with pytest.raises(Exception, match="bwd_over_fwd_by_kernel"):
+        type(att)(**{**att.model_dump(), "bwd_over_fwd_by_kernel": {"xla-splash": 9.0}})

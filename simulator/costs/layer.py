@@ -273,6 +273,10 @@ def token_permute_passes_s(sz, gemm_factor=1.0):
 
     - sender side: the fused permute reads the token and writes its k copies in expert order (h + k h elements)
       and the fused unpermute reads the k returned copies and writes their probability-weighted sum (k h + h);
+      with the framework's moe.permute_gathered_over_tp (MaxText sparse_matmul, whose shard_map takes the tokens
+      replicated over the TP axis: "We all gather the input activations over tensor parallelism") the permute
+      runs on all M tokens of the TP group on every TP rank (tp times the M/tp rows), while the unpermute runs on
+      the reduce-scattered h/tp columns of the M k copies (the bytes of M/tp full rows);
     - receiver side, with expert parallelism and more than one local expert: Megatron-Core's all-to-all
       dispatcher regroups the received copies from source-rank order to local-expert order after the dispatch and
       back before the combine (sort_chunks_by_idxs: read and write r k h each way, r the busiest rank's load
@@ -288,7 +292,10 @@ def token_permute_passes_s(sz, gemm_factor=1.0):
     Source: NVIDIA/Megatron-LM megatron/core/transformer/moe/token_dispatcher.py (MoEAlltoAllTokenDispatcher:
     permute, all-to-all, sort_chunks_by_idxs when num_local_experts > 1, and the reverse in token_unpermutation;
     MoEFlexTokenDispatcher: DeepEP fused dispatch, then permute) and moe_utils.py (permute, unpermute with probs,
-    sort_chunks_by_idxs); SimuMax simumax/core/transformer/moe_module.py (Permutation: permute1 (input +
+    sort_chunks_by_idxs); AI-Hypercomputer/maxtext MaxText/layers/moe.py at 9ca35d7 (sparse_matmul: shard_map
+    in_specs (activation_batch_no_exp, activation_length, None) for the tokens, permute = argsort + jnp.take of
+    the rows, psum_scatter over 'tensor' after the last gmm, unpermute on the scattered columns); SimuMax
+    simumax/core/transformer/moe_module.py (Permutation: permute1 (input +
     permuted) and permute2 (2 x permuted); UnPermutation alike), whose B200 release rows it reproduces."""
     fw = sz.framework
     m = sz.model
@@ -300,7 +307,9 @@ def token_permute_passes_s(sz, gemm_factor=1.0):
     node_limited = code == MOE_DISPATCH_CODES["node-limited"]
     regroup = (ep > 1) & (E / ep > 1)
     r = gemm_factor
-    flat = (h + k * h) + (k * h + h) + np.where(regroup, 4.0 * r * k * h, 0.0)
+    # MaxText sparse_matmul (moe.permute_gathered_over_tp): each TP rank sorts the whole TP group's tokens
+    send = sz.tp if fw is not None and fw.moe.permute_gathered_over_tp else 1.0
+    flat = send * (h + k * h) + (k * h + h) + np.where(regroup, 4.0 * r * k * h, 0.0)
     flex = np.where(ep > 1, 4.0 * r * k * h, (h + k * h) + (k * h + h))
     elems = np.where(node_limited, flex, flat)
     nbytes = sz.act_bytes * sz.tokens / sz.tp * elems
@@ -396,6 +405,23 @@ def attention_table_kernel(sz):
     return TABLE_ATTENTION_KERNEL.get(name) if name else None
 
 
+def attention_bwd_over_fwd(sz) -> float:
+    """Executed FLOPs of the fused attention backward over the forward's: FlashAttention-2's fused backward runs 5
+    matmuls (QK^T again, dP = dO V^T, dV, dK, dQ) where the forward runs 2 (FLASH_BWD_OVER_FWD = 2.5); a stack
+    whose kernel splits the backward states its own ratio (framework attention.bwd_over_fwd_by_kernel): Pallas
+    splash attention without its fused backward (MaxText sa_use_fused_bwd_kernel False, the default) runs a dK/dV
+    kernel (QK^T, dV = P^T dO, dP = dO V^T, dK = dS^T Q: 4) and a dQ kernel (QK^T, dP, dQ = dS K: 3), 7 / 2 = 3.5.
+
+    Source: Dao 2023 (FlashAttention-2, arXiv 2307.08691) sec. 3.1-3.2; AI-Hypercomputer/maxtext
+    src/MaxText/kernels/splash_attention_kernel.py at 3eb77db3c (_flash_attention_dkv_kernel,
+    _flash_attention_dq_kernel, _splash_attention_bwd: the dq kernel runs unless use_fused_bwd_kernel)."""
+    fw = getattr(sz, "framework", None)
+    name = getattr(sz, "attention_kernel", None)
+    if fw is None or name is None:
+        return FLASH_BWD_OVER_FWD
+    return float(fw.attention.bwd_over_fwd_by_kernel.get(name, FLASH_BWD_OVER_FWD))
+
+
 def attention_core_s(sz):
     """(forward, backward) time of the attention core (QK^T, softmax, x V) of one layer.
 
@@ -428,7 +454,8 @@ def attention_core_s(sz):
         r_b = attention_kernel_speed_ratio(name, kr.attention_table_kernel("bwd", kern), fam, d_head, "bwd")
         win_f, win_b = local_attention_factors(sz, sq, kern)
         fwd = work * win_f / (kr.attention_efficiency(sq, d_head, bh, "fwd", kern) * r_f)
-        bwd = FLASH_BWD_OVER_FWD * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern) * r_b)
+        bwd = attention_bwd_over_fwd(sz) * work * win_b / (kr.attention_efficiency(sq, d_head, bh, "bwd", kern)
+                                                          * r_b)
     if not flash.all():
         gemms = kr.grouped_time_s(bh, sq, s, d_head, "bf16") + kr.grouped_time_s(bh, sq, d_v, s, "bf16")
         fw = getattr(sz, "framework", None)

@@ -89,7 +89,22 @@ class AttentionSpec(Spec):
         "fused-kernel", description="how the s x s softmax runs when attention is unfused: Megatron's fused "
                                     "scale-mask-softmax kernel, or 'torch-fp32': --no-masked-softmax-fusion with "
                                     "--attention-softmax-in-fp32 (cast to fp32, mask, softmax, cast back as torch ops)")
+    bwd_over_fwd_by_kernel: dict[AttentionKernel, float] = Field(
+        default_factory=dict,
+        description="fused-attention kernel -> its backward's executed FLOPs over its forward's where the stack runs "
+                    "it otherwise than FlashAttention-2's one fused backward (5 matmuls over the forward's 2: 2.5, "
+                    "costs.layer.FLASH_BWD_OVER_FWD), e.g. xla-splash: 3.5 for Pallas splash attention with "
+                    "separate dq and dk/dv backward kernels (each recomputes the scores and dP)")
     source: str = Field(min_length=1, description="where the kernel choice comes from")
+
+    @field_validator("bwd_over_fwd_by_kernel")
+    @classmethod
+    def _bwd_ratio_range(cls, v):
+        for k, r in v.items():
+            if not 2.0 <= r <= 5.0:
+                raise ValueError(f"bwd_over_fwd_by_kernel[{k}] = {r}: must lie in [2, 5] (backward matmuls over the "
+                                 f"forward's 2)")
+        return v
 
     def kernel_for(self, family: str) -> AttentionKernel:
         """The kernel this stack runs on a hardware family."""
@@ -310,6 +325,13 @@ class MoeDispatchSpec(Spec):
                     "per copy) in an all-to-all of their own after the tokens' (Megatron-Core "
                     "MoEAlltoAllTokenDispatcher.token_dispatch), and its gradient back in the backward; false: the "
                     "probabilities stay on the sending rank or ride in the dispatch kernel (DeepEP/HybridEP)")
+    permute_gathered_over_tp: bool = Field(
+        False,
+        description="the sender-side permute (sort of the tokens by expert and the gather of their k copies) runs "
+                    "on the whole TP group's tokens, gathered over the TP ranks (MaxText sparse_matmul: shard_map "
+                    "input replicated over 'tensor'), not on each rank's 1/tp share; the unpermute still runs on "
+                    "the reduce-scattered h/tp columns. False: every permutation on the rank's tokens / tp "
+                    "(Megatron-Core with sequence parallelism)")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 

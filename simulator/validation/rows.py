@@ -607,6 +607,22 @@ def grad_reduce_override(fw: FrameworkSpec, notes: str, family: str) -> tuple[Fr
                                        "gradient reduction runs beside compute"),)
 
 
+_FUSED_SPLASH_BWD = re.compile(r"sa_use_fused_bwd_kernel[ =:]+true")
+
+
+def attention_bwd_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset without its own attention-backward FLOP ratios (FlashAttention-2's fused backward, 2.5x the
+    forward) when the notes state MaxText's fused splash backward (sa_use_fused_bwd_kernel True in the recipe; the
+    base.yml default False runs separate dQ and dK/dV kernels, presets/frameworks/maxtext.yaml); a documented
+    override, reported per row."""
+    if not fw.attention.bwd_over_fwd_by_kernel or not _FUSED_SPLASH_BWD.search(notes.lower()):
+        return fw, ()
+    att = fw.attention.model_copy(update={"bwd_over_fwd_by_kernel": {}})
+    return fw.model_copy(update={"attention": att}), (
+        ("attention_bwd", "fused", "notes state the recipe's fused splash-attention backward "
+                                   "(sa_use_fused_bwd_kernel True): one dQ/dK/dV kernel, 2.5x the forward's FLOPs"),)
+
+
 def row_framework(row: dict) -> FrameworkSpec:
     """The framework preset of a row: its `framework` column (blank: 'unknown') in its year (framework_for_run).
 
@@ -791,7 +807,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     fw, tp_scope = tp_scope_override(fw, notes)
     fw, graphs = cuda_graph_override(fw, notes)
     fw, grad_reduce = grad_reduce_override(fw, notes, hw.family)
-    overrides = overrides + remat + dispatch + tp_scope + graphs + grad_reduce
+    fw, attn_bwd = attention_bwd_override(fw, notes)
+    overrides = overrides + remat + dispatch + tp_scope + graphs + grad_reduce + attn_bwd
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
     if mb is not None:
         known["micro_batch"] = mb
