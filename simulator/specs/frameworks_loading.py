@@ -11,7 +11,6 @@ once per process while its size and modification time stay the same (safe_yaml.r
 """
 from __future__ import annotations
 
-import difflib
 import functools
 from importlib import resources
 from pathlib import Path
@@ -43,6 +42,8 @@ def _preset_names() -> tuple[str, ...]:
 
 
 def _unknown(name: str) -> SpecError:
+    import difflib   # error path only
+
     names = available_frameworks()
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""

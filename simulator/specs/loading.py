@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import typing
@@ -113,6 +112,8 @@ def _unknown_key(cls: type[BaseModel], loc: tuple, where: str) -> str:
     key = str(loc[-1]) if loc else "?"
     path = ".".join(str(p) for p in loc)
     allowed = _fields_at(cls, loc[:-1])
+    import difflib   # error paths only (issue #13: a command imports what it uses)
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         hint = f"did you mean '{close[0]}'?"
@@ -172,6 +173,8 @@ def _is_path(text: str) -> bool:
 
 
 def _unknown_name(text: str, names: list[str], aliases: dict, kind: str, listing: str) -> SpecError:
+    import difflib
+
     shown = shorten(repr(text))
     pool = {n: n for n in names}
     pool.update({a: t for a, t in aliases.items() if t in pool})
@@ -328,6 +331,8 @@ def _merge_tiers(tiers: list, changes: dict, src: Source) -> list:
     out = [dict(t) for t in tiers]
     for name, fields in changes.items():
         if name not in names:
+            import difflib
+
             close = difflib.get_close_matches(str(name), [str(n) for n in names], n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"the tiers are {', '.join(map(str, names))}"
             raise SpecError(f"{src}: tiers.{shorten(str(name))}: no such tier in the extended profile; {hint}")

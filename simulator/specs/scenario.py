@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import SpecError
 from .base import Spec
@@ -43,6 +43,9 @@ class HardwareOverrides(Spec):
 
 class ScenarioFile(Spec):
     """The keys a scenario YAML may hold (all optional; the CLI requires model, hardware, devices, batch)."""
+
+    # Its validator (~5 ms, the largest of the specs) is built on the first scenario file read, not by every import.
+    model_config = ConfigDict(defer_build=True)
 
     model: Optional[str] = None
     hardware: Optional[str] = None
