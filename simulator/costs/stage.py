@@ -256,11 +256,14 @@ class StageTimes:
 def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind, chunks=1.0) -> StageTimes:
     """Per-micro-batch times of a rank kind: its layers' passes (with recompute in the backward), the logits on the
     last rank, the host work outside the layers its passes expose (pass_host_s; `chunks`: the model chunks its
-    layers are spread over), the embedding all-reduce on the first rank."""
+    layers are spread over), half with each pass, the embedding all-reduce on the first rank. The halves keep the
+    forward and backward of the first and last ranks alike, so the pipeline closed forms stay exact against the
+    discrete-event replay; where in its passes a rank exposes the work moves its total by nothing."""
     hf, hb = pass_host_s(lc, edge, kind, chunks)
+    half = 0.5 * (hf + hb)          # half with each pass, as before the head/tail split (pipeline symmetry)
     nl = kind.layers
-    comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + hf
-    comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + hb
+    comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + half
+    comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + half
     return StageTimes(comp_f, comp_b, nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s, nl * comm.bwd_s,
                       elementwise_s=nl * lc.elementwise_pass_s, fp8_cast_s=nl * lc.fp8_cast_pass_s,
                       host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + hf + hb, edge_host_s=hf + hb)

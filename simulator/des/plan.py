@@ -280,20 +280,26 @@ class _StageBuilder:
 
     def host_segs(self, r: int, c: int = 0) -> tuple:
         """((forward head, forward tail), (backward head, backward tail)) segments of the per-micro-batch host work
-        outside the layers on chunk c of rank r: the every-rank part spread over the chunks a micro-batch passes
-        on the rank (a ZB-V micro-batch both of its two, a DualPipe one one of them), the embedding's with the
-        chunk of the first stage, the loss's with the chunk of the last; the head part exposed, of the tail what
-        outlasts the chunk's lead (costs.stage head_host_s, tail_host_s, tail_lead_s, as the analytic engine)."""
+        outside the layers on chunk c of rank r: the head part exposed, of the tail what outlasts the lead of a
+        chunk (costs.stage head_host_s, tail_host_s, tail_lead_s), half at the head of each pass (costs.stage.
+        stage_times; the tails stay empty). As the analytic engine composes it (per rank,
+        the lead of its layers spread evenly over its chunks), spread over the rank's chunks; DualPipe and ZB-V
+        chunks carry the embedding's or the loss's share where their stage has it (a DualPipe micro-batch passes
+        one of the rank's chunks, a ZB-V micro-batch both), with the lead of the chunk."""
         cs = self.cs
-        j, last = self.stage_of(r, c), len(self.chunks) - 1
-        emb, out = float(j == 0), float(j == last)
-        every = 0.5 if self.sched == "zb-v" else (1.0 if self.sched == "dualpipe" else 1.0 / self.vpp)
+        if self.sched in ("dualpipe", "zb-v"):
+            j, last = self.stage_of(r, c), len(self.chunks) - 1
+            emb, out, share, layers = float(j == 0), float(j == last), 1.0, float(self.chunks[j])
+            every = 0.5 if self.sched == "zb-v" else 1.0
+        else:
+            emb, out, share, every = float(r == 0), float(r == self.pp - 1), 1.0 / self.vpp, 1.0
+            layers = sum(self.chunks[self.stage_of(r, k)] for k in range(self.vpp)) / self.vpp
         heads = head_host_s(cs.host_pass, emb, out, every)
         tails = tail_host_s(cs.host_pass, emb, out)
-        leads = tail_lead_s(cs.lead_f, cs.lead_b, self.chunks[j], cs.logits_f, out)
-        seg = lambda t: (Seg(compute_s=t, parts=(("host", t),), label="host"),) if t > 0 else ()  # noqa: E731
-        return tuple((seg(float(h)), seg(float(exposed_tail_host_s(t, ld))))
-                     for h, t, ld in zip(heads, tails, leads))
+        leads = tail_lead_s(cs.lead_f, cs.lead_b, layers, cs.logits_f, out)
+        t = 0.5 * share * sum(float(h + exposed_tail_host_s(tl, ld)) for h, tl, ld in zip(heads, tails, leads))
+        seg = (Seg(compute_s=t, parts=(("host", t),), label="host"),) if t > 0 else ()
+        return (seg, ()), (seg, ())
 
     def forward(self, j: int, host: tuple):
         """Segments of the forward pass of model chunk j, and where each layer's segment sits in it. `host`: its
