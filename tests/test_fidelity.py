@@ -44,9 +44,13 @@ KORTHIKANTI_TABLE5 = {
 #: per-pipeline layout in Narayanan's 2021 Table 1 is predicted within 0.3%: the 2022 code runs it 8% faster for a
 #: reason not modelled; the max LOOSENED from 6.01% at the step without the fusion; the issue's 2.9% is not met).
 #: 2.98% mean, 6.65% max after session 5's merges and the final refit (interleaved DP sync window and NCCL SM share
-#: from hop5; Ampere kernel_level 0.931): still 0.08 above the issue's 2.9%.
-KORTHIKANTI_MEAN_PCT = 3.0
-KORTHIKANTI_MAX_PCT = 6.7
+#: from hop5; Ampere kernel_level 0.931): still 0.08 above the issue's 2.9%. 2.68% mean, 5.95% max (kor5 branch) with
+#: the per-micro-batch host work at the passes' tails (loss forward, embedding backward) hidden under the GPU work
+#: the pass has queued ahead of the host (Megatron-LM 2022 drains the GPU at every pass boundary, so only the head
+#: work is exposed; costs.stage head_host_s / tail_host_s): the 530B and 1T rows 0.5-0.7 points closer; the shipped
+#: Ampere overlay kept (a refit on this code gives 2.78% / 6.19%).
+KORTHIKANTI_MEAN_PCT = 2.7
+KORTHIKANTI_MAX_PCT = 6.0
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error over their 102
 #: predicted rows, 7.1% with the fitted GEMM curve (6 free kernel parameters per family), 14.6% with the measured
 #: kernel model and one kernel_level per family, 15.1% after merging the framework presets (LOOSENED, issue 11),
@@ -77,8 +81,10 @@ CALIBRATED_MAPE_PCT = 7.45
 #: 8.81% with the interleaved-1F1B DP sync window, NCCL SM share and interleaved P2P overlap (hop5), MaxText's blocking
 #: FSDP reduce-scatter on TPU (v6e5), unpaired EP-overlap passes (epov5) and the final refit of every overlay;
 #: 8.73% with MaxText's sparse-matmul permute over the TP group and its unfused splash-attention backward (mtmoe5);
+#: + per-micro-batch host work at the passes' tails hidden (kor5: the Narayanan 2021 Megatron rows, already predicted
+#: too fast, move 0.05-0.55 points further, the Korthikanti rows 0.1-0.7 closer);
 #: a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 8.73
+PUBLISHED_MAPE_CEILING_PCT = 8.76
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%
@@ -146,9 +152,10 @@ def test_vtrain_multi_node_beats_vtrain():
     (14.5% before the ampere branch's unfused-attention and Megatron fp16-gradient physics; 8.3% with the fitted
     GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.86% with the optimizer-step physics; 8.30%
     with the Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5; target 8.3%); 8.00% after
-    session 5's merges and the final refit."""
+    session 5's merges and the final refit; 7.89% with the per-micro-batch host work at the passes' tails hidden
+    (kor5)."""
     s = validate(VT_MULTI).summary
-    assert s["n"] == 109 and s["mape_pct"] < 8.01
+    assert s["n"] == 109 and s["mape_pct"] < 7.90
 
 
 def test_vtrain_single_node_error():
@@ -156,6 +163,8 @@ def test_vtrain_single_node_error():
     ampere branch's unfused-attention physics and refit; 7.5% with the fitted GEMM curve before the measured kernel
     model); 7.68% with the optimizer-step physics (Megatron's gradient-buffer passes; LOOSENED); 6.95% with the
     Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5); 6.92% after session 5's merges
-    and the final refit."""
+    and the final refit; 7.00% with the per-micro-batch host work at the passes' tails hidden (kor5; LOOSENED from
+    6.93, within the issue's 7.5%: the hidden tails make the single-node predictions faster, and the shipped
+    overlay's layer_overhead_us was fitted with that work serial)."""
     s = validate(VT_SINGLE).summary
-    assert s["n"] == 1440 and s["mape_pct"] < 6.93
+    assert s["n"] == 1440 and s["mape_pct"] < 7.01

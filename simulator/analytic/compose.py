@@ -27,7 +27,7 @@ from ..costs.offload import zero3_prefetch_possible
 from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import rank_params
 from ..costs.sizes import sizes
-from ..costs.stage import (HOST_LAYERS_EMBEDDING, HOST_LAYERS_EVERY_RANK, HOST_LAYERS_LOSS, RankKind, edge_costs,
+from ..costs.stage import (HOST_LAYERS_EVERY_RANK, RankKind, edge_costs,
                            first_max, logits_s, memory_columns, rank_kinds, stage_times, step_overhead_s)
 from ..feasibility import memory_reason, structural_reasons, subject_of
 from ..pipeline.closed_form import (interleaved_steady_fraction, num_micro_batches, pipeline_time_s,
@@ -84,7 +84,7 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     code = sz.table.schedule
     chunks = np.where(code == SCHEDULE_CODES["zb-v"], 2.0, np.where(code == SCHEDULE_CODES["dualpipe"], 1.0, sz.vpp))
     p2p_per_micro = 2.0 * comm.p2p_s * chunks          # one send forward and one backward per chunk a micro-batch passes
-    times = [stage_times(lc, comm, edge, k) for k in kinds]
+    times = [stage_times(lc, comm, edge, k, chunks) for k in kinds]
     tau, fwd, bwd = [], [], []
     for st, k in zip(times, kinds):
         cf, cb, mf, mb = st.compute_fwd_s, st.compute_bwd_s, st.comm_fwd_s, st.comm_bwd_s
@@ -101,7 +101,7 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     layers_run = sz.num_layers + sz.model.mtp_layers
     tau_sum = (layers_run * (lc.forward_s + lc.backward_s + lc.recompute_s + comm.fwd_s + comm.bwd_s)
                + edge.logits_fwd_s + edge.logits_bwd_s + edge.embedding_comm_s + sz.pp * p2p_per_micro
-               + edge.host_pass_s * (sz.pp * HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING + HOST_LAYERS_LOSS))
+               + edge_host_sum_s(sz, edge, times))
     t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, code, nl_pace * lc.wgrad_s,
                              layers_run * lc.wgrad_s, fb_max)
     hid_ep = hid_pp = 0.0
@@ -124,6 +124,15 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
                         fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times], masks),
                         host_s=pick(idx, [t.host_s for t in times], masks), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
                         embedding=pick(idx, [k.embedding for k in kinds], masks), masks=masks)
+
+
+def edge_host_sum_s(sz, edge, times):
+    """Host work outside the layers that one micro-batch exposes summed over the pipeline's stages: every stage's
+    every-rank part, and beyond it what the first rank's embedding and the last rank's loss expose (costs.stage.
+    pass_host_s; one rank is both with pp = 1)."""
+    every = edge.host_pass_s * HOST_LAYERS_EVERY_RANK
+    first, last = times[0].edge_host_s - every, times[-1].edge_host_s - every
+    return sz.pp * every + first + np.where(sz.pp > 1, last, 0.0)
 
 
 def two_chunk_time_s(sz, lc, comm, idx, nl_pace, f_pace, bwd_pace, p2p_per_micro):

@@ -50,7 +50,10 @@ class LayerCosts:
     (FP8 cast-transposes, or AQT's int8 operand quantisation in int8 runs).
     Backward: `attention_projection_dgrad_s`/`_wgrad_s` and `mlp_dgrad_s`/`mlp_wgrad_s` (input- and weight-gradient
     GEMMs), `attention_core_bwd_s`, `fp8_cast_bwd_s` (elementwise moves twice the forward's bytes).
-    `host_s`: host time of one layer pass (kernel launches, framework), the floor of every pass.
+    `host_s`: host time of one layer pass (kernel launches, framework), the floor of every pass; `issue_fwd_s` /
+    `issue_bwd_s`: the host time to issue one layer's forward / backward kernels (that floor, or the kernel-count
+    model's where the framework prices kernels), so a pass leaves the GPU `forward_s - issue_fwd_s` of queued work
+    ahead of the host (costs.stage.layer_lead_s).
     Passes: `gpu_fwd_s`/`gpu_bwd_s` before the host floor; `forward_s`, `backward_s`, `recompute_s` (inside the
     backward) and `wgrad_s` (the weight-gradient GEMMs of the backward).
     """
@@ -70,6 +73,8 @@ class LayerCosts:
     model_ops_fwd_s: object
     model_ops_bwd_s: object
     host_s: float
+    issue_fwd_s: object
+    issue_bwd_s: object
     gpu_fwd_s: object
     gpu_bwd_s: object
     forward_s: object
@@ -640,7 +645,8 @@ def host_time_s(hw, framework=None) -> float:
 
 
 def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
-    """(forward, backward) pass times with the host floor: max(GPU time, `floor_s`) per pass (the profile's or
+    """(forward, backward, forward issue, backward issue): the pass times with the host floor, and the host time
+    that issues each pass's kernels (the floor, or the kernel-count model's averaged over the layers). Pass times: max(GPU time, `floor_s`) per pass (the profile's or
     preset's layer_overhead_us); where the framework prices host time per kernel (host.kernel_host_us), the
     kernel-count model of costs.host over that floor (H = max(kernels x kernel time, floor)): each dense layer
     max(G, H), each MoE layer whose forward waits on
@@ -652,7 +658,7 @@ def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
     fw = sz.framework
     k = fw.host.kernel_host_s if fw is not None else None
     if k is None:
-        return np.maximum(gpu_f, floor_s), np.maximum(gpu_b, floor_s)
+        return np.maximum(gpu_f, floor_s), np.maximum(gpu_b, floor_s), floor_s, floor_s
     lk = layer_kernel_host(sz, k, fw.host.cuda_graph_scope, sz.training.dtype == "fp8")
     lk = replace(lk, **{f: np.maximum(getattr(lk, f), floor_s) for f in ("dense_fwd_s", "dense_bwd_s", "moe_fwd_s",
                                                                          "moe_bwd_s")})
@@ -663,12 +669,14 @@ def host_bound_passes_s(sz, gpu_f, gpu_b, mlp, floor_s):
     # what the host adds to each layer kind's GPU time (exactly 0 where the GPU is slower), averaged over the layers
     add_f = (1.0 - frac) * np.maximum(lk.dense_fwd_s - g_dense_f, 0.0)
     add_b = (1.0 - frac) * np.maximum(lk.dense_bwd_s - g_dense_b, 0.0)
+    issue_f, issue_b = (1.0 - frac) * lk.dense_fwd_s, (1.0 - frac) * lk.dense_bwd_s
     if moe is not None and frac > 0.0:
         g_moe_f, g_moe_b = gpu_f - mlp[0] + moe[0], gpu_b - mlp_b + moe[1] + moe[2]
         moe_f = synced_pass_s(g_moe_f, moe[0], lk.moe_fwd_s, lk.moe_post_sync_fwd_s, lk.moe_syncs)
         add_f = add_f + frac * (moe_f - g_moe_f)
         add_b = add_b + frac * np.maximum(lk.moe_bwd_s - g_moe_b, 0.0)
-    return gpu_f + add_f, gpu_b + add_b
+        issue_f, issue_b = issue_f + frac * lk.moe_fwd_s, issue_b + frac * lk.moe_bwd_s
+    return gpu_f + add_f, gpu_b + add_b, issue_f, issue_b
 
 
 def remat_policy_s(saved, elem_f, qkv_f, core_f, out_proj_f, mlp_f, gated: bool):
@@ -740,13 +748,13 @@ def layer_costs(sz) -> LayerCosts:
     gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f + ops_f
     wgrad = proj[2] + mlp[2]
     gpu_b = proj[1] + mlp[1] + wgrad + core_b + 2.0 * t_elem + fp8_b + ops_b
-    fwd_s, bwd_s = host_bound_passes_s(sz, gpu_f, gpu_b, mlp, host)
+    fwd_s, bwd_s, issue_f, issue_b = host_bound_passes_s(sz, gpu_f, gpu_b, mlp, host)
     replay = module_replay_s(sz)
     return LayerCosts(
         qkv_s=qkv[0], out_proj_s=out_proj[0], attention_core_s=core_f, attention_core_bwd_s=core_b, mlp_s=mlp[0],
         attention_projection_dgrad_s=proj[1], attention_projection_wgrad_s=proj[2], mlp_dgrad_s=mlp[1],
         mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, model_ops_fwd_s=ops_f,
-        model_ops_bwd_s=ops_b, host_s=host, gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=fwd_s, backward_s=bwd_s,
+        model_ops_bwd_s=ops_b, host_s=host, issue_fwd_s=issue_f, issue_bwd_s=issue_b, gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=fwd_s, backward_s=bwd_s,
         recompute_s=recompute_pass_s(sz, fwd_s, core_f, proj[0] + mlp[0], t_elem,
                                      {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0]})
         + np.where(sz.recompute == 2, 0.0, replay), wgrad_s=wgrad)

@@ -162,16 +162,86 @@ def edge_costs(sz, lc, comm, logits=None) -> EdgeCosts:
 
 def rank_host_s(host_pass_s, embedding, logits):
     """Host work per micro-batch of a rank: its every-rank part, plus the embedding's on the first rank and the
-    loss's on the last (HOST_LAYERS_* layer passes each).
+    loss's on the last (HOST_LAYERS_* layer passes each), before any of it hides (pass_host_s).
 
     Source: the HOST_LAYERS_* estimate above (kernel counts of Megatron-LM's GPT step)."""
     return host_pass_s * (HOST_LAYERS_EVERY_RANK + HOST_LAYERS_EMBEDDING * embedding + HOST_LAYERS_LOSS * logits)
 
 
+def head_host_s(host_pass_s, embedding, logits, every=1.0):
+    """(forward, backward) host work per micro-batch at the head of a rank's passes, which the GPU waits for: half
+    the every-rank part with each pass (the batch fetch and its TP broadcast before the forward, the pipeline
+    send/receive and schedule bookkeeping around both), the embedding forward on the first rank (its lookup,
+    masking and all-reduce precede the layers) and the loss backward on the last (the loss scaling and the
+    cross-entropy gradient's small kernels precede the output layer's gradient GEMMs).
+
+    Source: Megatron-LM at 2755bcb (2022-06, the code of Korthikanti et al. 2022): each pass starts on a drained GPU
+    (megatron/global_vars.py _Timer.start/stop call torch.cuda.synchronize around forward_step ('forward-compute'),
+    backward_step ('backward-compute') and get_batch ('batch-generator'); p2p_communication._communicate calls
+    torch.cuda.synchronize after every send/receive; mpu/data.py broadcast_data copies the sizes to the CPU), so the
+    host work before the pass's first long kernel runs with the GPU idle; schedules.py backward_step runs
+    optimizer.scale_loss and the autograd engine from the loss first. `every`: the share of the every-rank part a
+    pass carries (1 per micro-batch; the discrete-event engine spreads it over a rank's model chunks)."""
+    every = 0.5 * HOST_LAYERS_EVERY_RANK * host_pass_s * every
+    return (every + 0.5 * HOST_LAYERS_EMBEDDING * host_pass_s * embedding,
+            every + 0.5 * HOST_LAYERS_LOSS * host_pass_s * logits)
+
+
+def tail_host_s(host_pass_s, embedding, logits):
+    """(forward, backward) host work per micro-batch at the tail of a rank's passes: the loss forward on the last
+    rank (the logits GEMM, the vocab-parallel cross entropy and its all-reduces, issued after the last layer's
+    kernels) and the embedding backward on the first rank (issued after the layers' backward). What of it the GPU
+    waits for: exposed_tail_host_s.
+
+    Source: Megatron-LM at 2755bcb: schedules.py forward_step applies loss_func after the model's forward, before
+    the 'forward-compute' timer's synchronize; the embedding's gradient is the autograd engine's last node."""
+    return (0.5 * HOST_LAYERS_LOSS * host_pass_s * logits, 0.5 * HOST_LAYERS_EMBEDDING * host_pass_s * embedding)
+
+
+def layer_lead_s(lc):
+    """(forward, backward) GPU work one layer pass leaves queued ahead of the host: forward_s - issue_fwd_s and
+    backward_s - issue_bwd_s (0 where the pass is host bound).
+
+    Source: costs.layer.host_bound_passes_s (pass = max(GPU, issue) per layer)."""
+    return lc.forward_s - lc.issue_fwd_s, lc.backward_s - lc.issue_bwd_s
+
+
+def tail_lead_s(layer_lead_fwd_s, layer_lead_bwd_s, chunk_layers, logits_fwd_s, logits):
+    """(forward, backward) GPU work a pass of `chunk_layers` layers has queued ahead of the host when the host
+    reaches its tail: every layer's lead (layer_lead_s), and in the forward the loss's own logits GEMM, which runs
+    while the host issues the cross entropy after it (`logits`: 1 on the rank that runs the output layer).
+    Recompute and the exposed TP communication, GPU work too, are left out (the lead is a lower bound).
+
+    Source: He 2022, "Making Deep Learning Go Brrrr From First Principles" (asynchronous launch: the host runs ahead
+    while kernels outlast their launches)."""
+    return chunk_layers * layer_lead_fwd_s + logits * logits_fwd_s, chunk_layers * layer_lead_bwd_s
+
+
+def exposed_tail_host_s(tail_s, lead_s):
+    """Host work at a pass's tail that the GPU waits for: what exceeds the GPU work queued ahead of it (the pass
+    then ends with the host's synchronize; list scheduling of the host's issue and the GPU's execution).
+
+    Source: He 2022 (overhead-bound regime: time = max(GPU, host) over the work the host issues ahead)."""
+    return np.maximum(tail_s - lead_s, 0.0)
+
+
+def pass_host_s(lc, edge: EdgeCosts, kind: RankKind, chunks=1.0):
+    """(forward, backward) host time per micro-batch outside the layers that a rank kind's passes expose: the head
+    work (head_host_s) and what of the tail work (tail_host_s) outlasts the lead of the chunk that carries it
+    (tail_lead_s, the rank's layers spread evenly over its `chunks` model chunks).
+
+    Source: head_host_s, tail_host_s, tail_lead_s (Megatron-LM's synchronised pass boundaries)."""
+    head_f, head_b = head_host_s(edge.host_pass_s, kind.embedding, kind.logits)
+    tail_f, tail_b = tail_host_s(edge.host_pass_s, kind.embedding, kind.logits)
+    lead_f, lead_b = tail_lead_s(*layer_lead_s(lc), kind.layers / chunks, edge.logits_fwd_s, kind.logits)
+    return head_f + exposed_tail_host_s(tail_f, lead_f), head_b + exposed_tail_host_s(tail_b, lead_b)
+
+
 @dataclass(frozen=True)
 class StageTimes:
     """One micro-batch on one rank kind: compute and exposed communication of its forward and backward, and the
-    parts of its compute that are elementwise kernels, FP8 casts and host-bound time (forward and backward)."""
+    parts of its compute that are elementwise kernels, FP8 casts and host-bound time (forward and backward), and
+    the exposed host work outside its layers (`edge_host_s`, part of `host_s`)."""
 
     compute_fwd_s: object
     compute_bwd_s: object
@@ -180,18 +250,23 @@ class StageTimes:
     elementwise_s: object
     fp8_cast_s: object
     host_s: object
+    edge_host_s: object = 0.0
 
 
-def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind) -> StageTimes:
+def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind, chunks=1.0) -> StageTimes:
     """Per-micro-batch times of a rank kind: its layers' passes (with recompute in the backward), the logits on the
-    last rank, half its host work with each pass, the embedding all-reduce on the first rank."""
-    mh = rank_host_s(edge.host_pass_s, kind.embedding, kind.logits)
+    last rank, the host work outside the layers its passes expose (pass_host_s; `chunks`: the model chunks its
+    layers are spread over), half with each pass, the embedding all-reduce on the first rank. The halves keep the
+    forward and backward of the first and last ranks alike, so the pipeline closed forms stay exact against the
+    discrete-event replay; where in its passes a rank exposes the work moves its total by nothing."""
+    hf, hb = pass_host_s(lc, edge, kind, chunks)
+    half = 0.5 * (hf + hb)          # half with each pass, as before the head/tail split (pipeline symmetry)
     nl = kind.layers
-    comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + 0.5 * mh
-    comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + 0.5 * mh
+    comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + half
+    comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + half
     return StageTimes(comp_f, comp_b, nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s, nl * comm.bwd_s,
                       elementwise_s=nl * lc.elementwise_pass_s, fp8_cast_s=nl * lc.fp8_cast_pass_s,
-                      host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + mh)
+                      host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + hf + hb, edge_host_s=hf + hb)
 
 
 def activation_bytes_of_layer(sz, mlp, recompute=None):

@@ -20,7 +20,8 @@ from ..costs.layer import mlp_elements
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
-from ..costs.stage import RankKind, activation_bytes_of_layer, rank_host_s, step_overhead_s
+from ..costs.stage import (RankKind, activation_bytes_of_layer, exposed_tail_host_s, head_host_s, layer_lead_s,
+                           step_overhead_s, tail_host_s, tail_lead_s)
 from ..pipeline.schedules import chunk_position, chunks_per_rank, micro_per_chunk, num_stages, schedule_ops
 from ..pipeline.two_chunk import dualpipe_groups, overlapped_forward_backward_s
 from ..pipeline.split import checked_chunk_layers
@@ -57,6 +58,8 @@ class PassCosts:
     emb_comm: float
     p2p: float              # pipeline send of one activation
     host_pass: float        # host time of one layer pass as the per-micro-batch host work counts it
+    lead_f: float           # GPU work one layer's forward / backward leaves queued ahead of the host
+    lead_b: float
     parts_f: tuple          # (category, seconds) parts of a layer's forward pass (elementwise, fp8_cast, host)
     parts_b: tuple          # and of its backward pass
 
@@ -68,7 +71,8 @@ def pass_costs(lc, comm, edge) -> PassCosts:
                      ep_f=scalar(comm.ep_fwd_s), ep_b=scalar(comm.ep_bwd_s), cp_f=scalar(comm.cp_fwd_s),
                      cp_b=scalar(comm.cp_bwd_s), logits_f=scalar(edge.logits_fwd_s), logits_b=scalar(edge.logits_bwd_s),
                      emb_comm=scalar(edge.embedding_comm_s), p2p=scalar(comm.p2p_s),
-                     host_pass=scalar(edge.host_pass_s),
+                     host_pass=scalar(edge.host_pass_s), lead_f=scalar(layer_lead_s(lc)[0]),
+                     lead_b=scalar(layer_lead_s(lc)[1]),
                      parts_f=_parts(("elementwise", lc.elementwise_s + lc.model_ops_fwd_s),
                                     ("fp8_cast", lc.fp8_cast_fwd_s), ("host", lc.host_fwd_s)),
                      parts_b=_parts(("elementwise", 2.0 * lc.elementwise_s + lc.model_ops_bwd_s),
@@ -274,21 +278,33 @@ class _StageBuilder:
         """Stage (index into the per-stage layer list) of chunk c of rank r."""
         return chunk_position(self.sched, r, c, self.pp)[1]
 
-    def host_seg(self, r: int, c: int = 0) -> tuple:
-        """Per-micro-batch host work outside the layers: half with the forward, half with the backward, spread
-        over the rank's chunks (costs.stage.rank_host_s, as the analytic engine adds it). DualPipe and ZB-V
+    def host_segs(self, r: int, c: int = 0) -> tuple:
+        """((forward head, forward tail), (backward head, backward tail)) segments of the per-micro-batch host work
+        outside the layers on chunk c of rank r: the head part exposed, of the tail what outlasts the lead of a
+        chunk (costs.stage head_host_s, tail_host_s, tail_lead_s), half at the head of each pass (costs.stage.
+        stage_times; the tails stay empty). As the analytic engine composes it (per rank,
+        the lead of its layers spread evenly over its chunks), spread over the rank's chunks; DualPipe and ZB-V
         chunks carry the embedding's or the loss's share where their stage has it (a DualPipe micro-batch passes
-        one of the rank's chunks, a ZB-V micro-batch both)."""
+        one of the rank's chunks, a ZB-V micro-batch both), with the lead of the chunk."""
+        cs = self.cs
         if self.sched in ("dualpipe", "zb-v"):
             j, last = self.stage_of(r, c), len(self.chunks) - 1
-            every = rank_host_s(self.cs.host_pass, 0.0, 0.0) / (2.0 if self.sched == "zb-v" else 1.0)
-            t = every + rank_host_s(self.cs.host_pass, j == 0, j == last) - rank_host_s(self.cs.host_pass, 0.0, 0.0)
+            emb, out, share, layers = float(j == 0), float(j == last), 1.0, float(self.chunks[j])
+            every = 0.5 if self.sched == "zb-v" else 1.0
         else:
-            t = rank_host_s(self.cs.host_pass, r == 0, r == self.pp - 1) / self.vpp
-        return (Seg(compute_s=0.5 * t, parts=(("host", 0.5 * t),), label="host"),) if t > 0 else ()
+            emb, out, share, every = float(r == 0), float(r == self.pp - 1), 1.0 / self.vpp, 1.0
+            layers = sum(self.chunks[self.stage_of(r, k)] for k in range(self.vpp)) / self.vpp
+        heads = head_host_s(cs.host_pass, emb, out, every)
+        tails = tail_host_s(cs.host_pass, emb, out)
+        leads = tail_lead_s(cs.lead_f, cs.lead_b, layers, cs.logits_f, out)
+        t = 0.5 * share * sum(float(h + exposed_tail_host_s(tl, ld)) for h, tl, ld in zip(heads, tails, leads))
+        seg = (Seg(compute_s=t, parts=(("host", t),), label="host"),) if t > 0 else ()
+        return (seg, ()), (seg, ())
 
-    def forward(self, j: int, host_seg: tuple):
-        """Segments of the forward pass of model chunk j, and where each layer's segment sits in it."""
+    def forward(self, j: int, host: tuple):
+        """Segments of the forward pass of model chunk j, and where each layer's segment sits in it. `host`: its
+        (head, tail) host segments."""
+        host_seg, tail = host
         cs, z, o, h = self.cs, self.z, self.o, self.host
         seg = lambda kw, gather, reduce, fetch, d2h: h(self.zero3(kw, gather, reduce), fetch, d2h)  # noqa: E731
         lo, n = int(self.starts[j]), self.chunks[j]
@@ -308,11 +324,13 @@ class _StageBuilder:
             fwd_index[l] = off + i + (1 if first else 0)
         if last:
             fwd_index[("out",)] = off + len(fs) - 1
-        return host_seg + tuple(fs) + self.p2p_for(j, "F"), fwd_index
+        return host_seg + tuple(fs) + tail + self.p2p_for(j, "F"), fwd_index
 
-    def backward(self, c: int, j: int, host_seg: tuple, fwd_index: dict):
+    def backward(self, c: int, j: int, host: tuple, fwd_off: int, fwd_index: dict):
         """Segments of the backward pass of chunk j (input + weight gradient, or input gradient only for ZB-H1)
-        and its gradient items (dense, expert, trigger, forward use, label)."""
+        and its gradient items (dense, expert, trigger, forward use, label). `host`: its (head, tail) host
+        segments; `fwd_off`: where the forward's first segment after its host head sits."""
+        host_seg, tail = host
         cs, z, p, o, h = self.cs, self.z, self.p, self.o, self.host
         seg = lambda kw, gather, reduce, fetch, d2h: h(self.zero3(kw, gather, reduce), fetch, d2h)  # noqa: E731
         lo, n = int(self.starts[j]), self.chunks[j]
@@ -332,8 +350,8 @@ class _StageBuilder:
                 items.append((p.layer_d, p.layer_e, ("B", c, len(bs) - 1), fwd_index[l], f"layer {l}"))
         if first:
             bs.append(Seg(**seg({"label": "embedding"}, 0.0, z.rs_emb, 0.0, o.grad_emb)))
-            items.append((p.emb, 0.0, ("B", c, len(bs) - 1), len(host_seg), "embedding"))
-        return tuple(bs) + self.p2p_for(j, "B"), items
+            items.append((p.emb, 0.0, ("B", c, len(bs) - 1), fwd_off, "embedding"))
+        return tuple(bs) + tail + self.p2p_for(j, "B"), items
 
     def wgrad(self, c: int, j: int, fwd_index: dict):
         """Segments of the weight-gradient pass of chunk j (ZB-H1) and its gradient items."""
@@ -350,10 +368,10 @@ class _StageBuilder:
         segments, items = {}, []
         dense_tot = expert_tot = 0.0
         for c in range(self.vpp):
-            host_seg = self.host_seg(r, c)
+            host_f, host_b = self.host_segs(r, c)
             j = self.stage_of(r, c)
-            segments[("F", c)], fwd_index = self.forward(j, host_seg)
-            segments[("B", c)], b_items = self.backward(c, j, host_seg, fwd_index)
+            segments[("F", c)], fwd_index = self.forward(j, host_f)
+            segments[("B", c)], b_items = self.backward(c, j, host_b, len(host_f[0]), fwd_index)
             w_items = []
             if self.split_w:
                 segments[("W", c)], w_items = self.wgrad(c, j, fwd_index)
