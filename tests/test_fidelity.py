@@ -48,9 +48,11 @@ KORTHIKANTI_TABLE5 = {
 #: the per-micro-batch host work at the passes' tails (loss forward, embedding backward) hidden under the GPU work
 #: the pass has queued ahead of the host (Megatron-LM 2022 drains the GPU at every pass boundary, so only the head
 #: work is exposed; costs.stage head_host_s / tail_host_s): the 530B and 1T rows 0.5-0.7 points closer; the shipped
-#: Ampere overlay kept (a refit on this code gives 2.78% / 6.19%).
-KORTHIKANTI_MEAN_PCT = 2.7
-KORTHIKANTI_MAX_PCT = 6.0
+#: Ampere overlay kept (a refit on this code gives 2.78% / 6.19%). The session's final refit on the merged main
+#: (documented order frameworks -> families -> frameworks; Ampere LOSO 11.6 -> 9.3%) ships that: 2.78% / 6.19%
+#: (LOOSENED from the kor5 branch's 2.68 / 5.95, within the issue's 2.9% mean).
+KORTHIKANTI_MEAN_PCT = 2.79
+KORTHIKANTI_MAX_PCT = 6.2
 #: Sources the shipped calibration was fitted on (the profiles' CALIBRATION records): in-sample error over their 102
 #: predicted rows, 7.1% with the fitted GEMM curve (6 free kernel parameters per family), 14.6% with the measured
 #: kernel model and one kernel_level per family, 15.1% after merging the framework presets (LOOSENED, issue 11),
@@ -60,11 +62,11 @@ KORTHIKANTI_MAX_PCT = 6.0
 #: about new sources. LOOSENED to 7.45 (7.44% measured) by MaxText's unfused splash-attention backward (3.5x the
 #: forward, mtmoe5): the MaxText reference and MLPerf v4.0 TPU rows run 0.4-1.7 points slower at the shipped tpu
 #: kernel_level 0.899; a tpu refit on this code gives 0.906 (benchmarks/calibrate.py --family tpu), left to the
-#: lead's final refit.
+#: lead's final refit. 7.40% after the final refit (tpu kernel_level 0.906).
 CALIBRATED_SOURCES = ("Narayanan et al. 2021", "Korthikanti", "MLPerf Training v3.1", "MLPerf Training v4.0",
                       "MaxText reference", "Megatron-LM README", "MosaicML",
                       "Megatron-Bridge performance summary archive", "NeMo performance summary (NeMo 24.07)")
-CALIBRATED_MAPE_PCT = 7.45
+CALIBRATED_MAPE_PCT = 7.4
 #: Every predicted row of the 272-row file (new sources, families and frameworks included): 26.3% over 226 rows
 #: when the file grew, 22.4% over 266 rows with framework presets and the memory metrics, 15.0% with the measured
 #: kernel model (issue 11), 14.4% after the refit on the merged code and the first Volta fit (Volta 23.1% -> 5.9%),
@@ -84,7 +86,8 @@ CALIBRATED_MAPE_PCT = 7.45
 #: + per-micro-batch host work at the passes' tails hidden (kor5: the Narayanan 2021 Megatron rows, already predicted
 #: too fast, move 0.05-0.55 points further, the Korthikanti rows 0.1-0.7 closer);
 #: a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
-PUBLISHED_MAPE_CEILING_PCT = 8.76
+#: 8.76% after the final refit;
+PUBLISHED_MAPE_CEILING_PCT = 8.77
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%
@@ -153,9 +156,9 @@ def test_vtrain_multi_node_beats_vtrain():
     GEMM curve before the measured kernel model: LOOSENED, issue 11); 11.86% with the optimizer-step physics; 8.30%
     with the Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5; target 8.3%); 8.00% after
     session 5's merges and the final refit; 7.89% with the per-micro-batch host work at the passes' tails hidden
-    (kor5)."""
+    (kor5); 7.93% after the final refit (LOOSENED by 0.03)."""
     s = validate(VT_MULTI).summary
-    assert s["n"] == 109 and s["mape_pct"] < 7.90
+    assert s["n"] == 109 and s["mape_pct"] < 7.93
 
 
 def test_vtrain_single_node_error():
@@ -165,6 +168,6 @@ def test_vtrain_single_node_error():
     Ampere level fitted on the reference stacks and fused bias-dropout-add (amp5); 6.92% after session 5's merges
     and the final refit; 7.00% with the per-micro-batch host work at the passes' tails hidden (kor5; LOOSENED from
     6.93, within the issue's 7.5%: the hidden tails make the single-node predictions faster, and the shipped
-    overlay's layer_overhead_us was fitted with that work serial)."""
+    overlay's layer_overhead_us was fitted with that work serial); 7.02% after the final refit (LOOSENED by 0.01)."""
     s = validate(VT_SINGLE).summary
-    assert s["n"] == 1440 and s["mape_pct"] < 7.01
+    assert s["n"] == 1440 and s["mape_pct"] < 7.02
