@@ -137,10 +137,13 @@ print(json.dumps({"rc": rc, "extra": extra, "base": sorted({m.split('.')[0] for 
 """
 
 #: What trainsim's own code adds for a one-layout or search command: argparse (and its gettext), gc (the
-#: collector tuning), hashlib (the kernel-surface cache key), encodings (utf-8-sig, data files with a BOM).
-OWN_IMPORTS = {"argparse", "gettext", "gc", "hashlib", "_hashlib", "_blake2", "encodings"}
-#: simulate also runs SimPy (with what SimPy and numpy.random bring: secrets, hmac, email for its version).
-SIMPY_IMPORTS = {"simpy", "numpy", "secrets", "hmac", "email"}
+#: collector tuning), hashlib (the kernel-surface cache key), encodings (utf-8-sig, data files with a BOM), importlib
+#: (importlib.resources finds the shipped profiles; an interpreter whose site setup ran no .pth file has not imported
+#: the package yet, as in a fresh virtual environment).
+OWN_IMPORTS = {"argparse", "gettext", "gc", "hashlib", "_hashlib", "_blake2", "encodings", "importlib"}
+#: simulate also runs SimPy (with what SimPy and numpy.random bring: secrets, hmac, email for its version, heapq for
+#: SimPy's event queue where the site setup has not imported it already).
+SIMPY_IMPORTS = {"simpy", "numpy", "secrets", "hmac", "email", "heapq", "_heapq"}
 
 
 def extra_imports(argv: list[str]) -> tuple[set, set]:
