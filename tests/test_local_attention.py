@@ -26,30 +26,23 @@ HF = Path(__file__).parent / "fixtures" / "hf"
 TINY = dict(name="tiny", num_layers=12, hidden_size=256, num_heads=4, ffn_hidden_size=1024, vocab_size=1000)
 
 
+def kept(q, k, window=None, chunk=None):
+    """Whether causal query q attends to key k under the window / chunk mask (transformers masking_utils rules)."""
+    if k > q:
+        return False
+    if window is not None and not k > q - window:
+        return False
+    return chunk is None or k // chunk == q // chunk
+
+
 def brute_pairs(S, window=None, chunk=None):
-    """Kept (query, key) pairs by enumerating the mask (transformers masking_utils rules)."""
-    n = 0
-    for q in range(S):
-        for k in range(q + 1):
-            if window is not None and not k > q - window:
-                continue
-            if chunk is not None and k // chunk != q // chunk:
-                continue
-            n += 1
-    return n
+    """Kept (query, key) pairs by enumerating the mask."""
+    return sum(kept(q, k, window, chunk) for q in range(S) for k in range(q + 1))
 
 
 def brute_tiles(S, T, window=None, chunk=None):
     """T x T blocks holding at least one kept pair, by enumeration."""
-    blocks = set()
-    for q in range(S):
-        for k in range(q + 1):
-            if window is not None and not k > q - window:
-                continue
-            if chunk is not None and k // chunk != q // chunk:
-                continue
-            blocks.add((q // T, k // T))
-    return len(blocks)
+    return len({(q // T, k // T) for q in range(S) for k in range(q + 1) if kept(q, k, window, chunk)})
 
 
 # ---- the closed forms ----------------------------------------------------------------------------------------
