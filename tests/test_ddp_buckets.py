@@ -7,9 +7,8 @@ from simulator.costs.communication import ddp_bucket_count
 from simulator.specs.stack import framework_named
 
 
-def _sz(rule, overlap=True):
-    return SimpleNamespace(framework=SimpleNamespace(overlap=SimpleNamespace(dp_bucket_params=rule)),
-                           table=SimpleNamespace(overlap_grad_reduce=overlap))
+def _sz(rule):
+    return SimpleNamespace(framework=SimpleNamespace(overlap=SimpleNamespace(dp_bucket_params=rule)))
 
 
 def test_bucket_count_by_hand():
@@ -20,13 +19,6 @@ def test_bucket_count_by_hand():
     assert ddp_bucket_count(sz, 2.4e9, 64) == 38.0
     # a partial bucket still costs one call; a tiny gradient one
     np.testing.assert_array_equal(ddp_bucket_count(sz, np.array([4.0e7 + 1, 10.0]), 8), [2.0, 1.0])
-
-
-def test_no_overlap_one_bucket():
-    # Megatron-Core sets bucket_size None without overlap_grad_reduce: one collective per buffer
-    assert ddp_bucket_count(_sz((4.0e7, 1.0e6), overlap=False), 2.4e9, 8) == 1.0
-    np.testing.assert_array_equal(ddp_bucket_count(_sz((4.0e7, 1.0e6), np.array([True, False])), 2.4e9, 8),
-                                  [60.0, 1.0])
 
 
 def test_no_rule_one_collective():

@@ -462,23 +462,20 @@ def dp_comm_times(sz, dense_params, expert_params):
 
 def ddp_bucket_count(sz, params, dp):
     """Gradient collectives one data-parallel reduction of `params` parameters over a group of `dp` ranks is
-    issued as: with overlap_grad_reduce, ceil(params / bucket) with the framework's bucket of max(minimum,
-    per-rank x dp) parameters (OverlapSpec.dp_bucket_params); without it, or for a framework without the rule, 1
-    (Megatron-Core sets bucket_size None, one bucket per buffer, when overlap_grad_reduce is off). Each bucket's
-    reduce-scatter or all-reduce is its own NCCL call and pays the collective's latency. Megatron-Core 40 M
-    parameters x 8 ranks: a 2.4 B parameter rank's gradients go in ceil(2.4e9 / 4e7) = 60 collectives.
+    issued as: ceil(params / bucket) with the framework's bucket of max(minimum, per-rank x dp) parameters
+    (OverlapSpec.dp_bucket_params), 1 for a framework without the rule. Each bucket's reduce-scatter or all-reduce
+    is its own NCCL call and pays the collective's latency. Megatron-Core 40 M parameters x 8 ranks: a 2.4 B
+    parameter rank's gradients go in ceil(2.4e9 / 4e7) = 60 collectives.
 
     Source: Megatron-Core distributed/distributed_data_parallel.py (bucket_size = max(40000000, 1000000 x
-    data-parallel size) when the DDP config leaves it unset; "Set bucket_size to infinity if overlap_grad_reduce
-    is False") and distributed/param_and_grad_buffer.py (one reduce-scatter / all-reduce per bucket in
-    start_grad_sync)."""
+    data-parallel size) when the DDP config leaves it unset) and distributed/param_and_grad_buffer.py (one
+    reduce-scatter / all-reduce per bucket in start_grad_sync)."""
     fw = sz.framework
     rule = getattr(getattr(fw, "overlap", None), "dp_bucket_params", None)
     if rule is None:
         return 1.0
     bucket = np.maximum(float(rule[0]), float(rule[1]) * np.asarray(dp, dtype=float))
-    n = np.maximum(np.ceil(np.asarray(params, dtype=float) / bucket), 1.0)
-    return np.where(np.asarray(sz.table.overlap_grad_reduce, dtype=bool), n, 1.0)
+    return np.maximum(np.ceil(np.asarray(params, dtype=float) / bucket), 1.0)
 
 
 def zero3_gathers_per_layer(sz, tensors_per_layer: int):
