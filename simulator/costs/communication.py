@@ -446,36 +446,13 @@ def dp_comm_times(sz, dense_params, expert_params):
     smaller.
 
     Source: topology.collectives.all_reduce_time_s; NCCL src/graph/tuning.cc (tree vs ring latency)."""
-    bw_d, _ = dp_phase_cost(sz, dense_params, expert_params)
+    bw_d, lat_d = dp_phase_cost(sz, dense_params, expert_params)
     g, w = sz.grad_bytes, sz.weight_bytes
-    lat_rs, lat_ar, lat_ag = 0.0, 0.0, 0.0
-    for (n, stride), params in zip(sz.dp_groups.pairs(), (dense_params, expert_params)):
-        _, lat = hierarchical_phase_cost(params, n, stride, sz.tiers)
-        lat = np.where(n > 1, lat, 0.0)
-        tree = np.where(n > 1, tree_all_reduce_latency_s(n, stride, sz.tiers), 0.0)
-        buckets = ddp_bucket_count(sz, params, n)
-        lat_rs = lat_rs + buckets * lat
-        lat_ar = lat_ar + buckets * np.minimum(2.0 * lat, tree)
-        lat_ag = lat_ag + lat
-    return 2.0 * g * bw_d + lat_ar, g * bw_d + lat_rs, w * bw_d + lat_ag
-
-
-def ddp_bucket_count(sz, params, dp):
-    """Gradient collectives one data-parallel reduction of `params` parameters over a group of `dp` ranks is
-    issued as: ceil(params / bucket) with the framework's bucket of max(minimum, per-rank x dp) parameters
-    (OverlapSpec.dp_bucket_params), 1 for a framework without the rule. Each bucket's reduce-scatter or all-reduce
-    is its own NCCL call and pays the collective's latency. Megatron-Core 40 M parameters x 8 ranks: a 2.4 B
-    parameter rank's gradients go in ceil(2.4e9 / 4e7) = 60 collectives.
-
-    Source: Megatron-Core distributed/distributed_data_parallel.py (bucket_size = max(40000000, 1000000 x
-    data-parallel size) when the DDP config leaves it unset) and distributed/param_and_grad_buffer.py (one
-    reduce-scatter / all-reduce per bucket in start_grad_sync)."""
-    fw = sz.framework
-    rule = getattr(getattr(fw, "overlap", None), "dp_bucket_params", None)
-    if rule is None:
-        return 1.0
-    bucket = np.maximum(float(rule[0]), float(rule[1]) * np.asarray(dp, dtype=float))
-    return np.maximum(np.ceil(np.asarray(params, dtype=float) / bucket), 1.0)
+    rs = g * bw_d + lat_d
+    tree = sum(np.where(n > 1, tree_all_reduce_latency_s(n, stride, sz.tiers), 0.0)
+               for n, stride in sz.dp_groups.pairs())
+    ar = 2.0 * g * bw_d + np.minimum(2.0 * lat_d, tree)
+    return ar, rs, w * bw_d + lat_d
 
 
 def zero3_gathers_per_layer(sz, tensors_per_layer: int):

@@ -138,10 +138,6 @@ class OverlapSpec(Spec):
     pp_p2p_overlap: bool = Field(False, description="interleaved pipelines: the steady 1F1B phase's pipeline sends "
                                                     "run asynchronously under the opposite pass (Megatron "
                                                     "overlap_p2p_comm); warm-up and cool-down sends stay exposed")
-    dp_bucket_params: tuple[float, float] | None = Field(
-        None, description="DDP gradient bucket size rule (minimum parameters, parameters per data-parallel rank): "
-                          "the gradients are reduced as one collective per bucket of max(minimum, per-rank x dp) "
-                          "parameters, each paying the collective's latency; None: one collective for all")
     zero3_prefetch: bool = Field(description="ZeRO-3/FSDP gathers the next unit's parameters while this one computes")
     zero3_reduce_blocking_families: tuple[str, ...] = Field(
         (), description="hardware families on which the stack's ZeRO-3/FSDP gradient reduce-scatter blocks the "
