@@ -20,3 +20,14 @@ def test_no_query_compression():
 
 def test_other_attention_zero():
     assert mla_latent_norm_elements(SimpleNamespace(mla=None)) == 0.0
+
+
+def test_elementwise_pass_adds_the_latents_unsplit_by_tp():
+    """10 tokens, h = 100, tp 8, fused bias-dropout-add (11 h outside TP), 800 MLP elements split tp ways, plus
+    DeepSeek-V2's 4096 latent-norm elements, not split: 2 bytes x 10 x (1100 + 100 + 4096)."""
+    from simulator.costs.layer import elementwise_s
+    from simulator.specs.frameworks_loading import framework_for_run
+
+    sz = SimpleNamespace(framework=framework_for_run("megatron-lm", 2022), act_bytes=2.0, tokens=10.0, hidden=100.0,
+                         sp_factor=1.0, tp=8.0, kernel=SimpleNamespace(stream_s=lambda b: b), model=_model(1536, 512))
+    assert elementwise_s(sz, 800.0) == 2.0 * 10.0 * (1100.0 + 100.0 + 4096.0)
