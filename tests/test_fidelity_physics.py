@@ -175,7 +175,7 @@ def test_fused_bias_dropout_add_moves_11h_instead_of_14h_outside_the_tp_regions(
 
     def sz(framework):
         return SimpleNamespace(framework=framework, act_bytes=2.0, tokens=10.0, hidden=100.0, sp_factor=1.0, tp=8.0,
-                               kernel=SimpleNamespace(stream_s=lambda b: b))
+                               kernel=SimpleNamespace(stream_s=lambda b: b), model=SimpleNamespace(mla=None))
     unfused, fused = framework_for_run("megatron-lm", 2019), framework_for_run("megatron-lm", 2021)
     assert not unfused.fusions.bias_dropout_add and fused.fusions.bias_dropout_add
     assert framework_for_run("megatron-lm", 2022).fusions.bias_dropout_add

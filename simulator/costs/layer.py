@@ -546,10 +546,25 @@ ELEMENTWISE_OUTSIDE_TP = 14.0
 ELEMENTWISE_OUTSIDE_TP_FUSED_BDA = 11.0
 
 
+def mla_latent_norm_elements(m) -> float:
+    """Elements per token the RMSNorms of MLA's compressed latents move in one forward pass: each norm reads its
+    latent and writes it (2 x (q_lora_rank + kv_lora_rank)); without a query compression (q_lora_rank None) only
+    the KV latent's. The down-projections are not split across TP ranks, so neither are their latents. 0 for
+    other attention. DeepSeek-V2 (1536 + 512): 4096 elements per token.
+
+    Source: DeepSeek-V2 (arXiv 2405.04434) appendix / HF modeling_deepseek.py DeepseekV2Attention (q_a_layernorm,
+    kv_a_layernorm: DeepseekV2RMSNorm of the compressed query and KV latents); Megatron-Core megatron/core/
+    transformer/multi_latent_attention.py (q_layernorm, kv_layernorm on the down-projections' outputs)."""
+    if m.mla is None:
+        return 0.0
+    q = 0.0 if m.mla.q_lora_rank is None else float(m.mla.q_lora_rank)
+    return 2.0 * (q + float(m.mla.kv_lora_rank))
+
+
 def elementwise_s(sz, ew_elems):
     """Forward time of a layer's memory-bound elementwise kernels: ELEMENTWISE_OUTSIDE_TP (14 h) per token outside
     the TP regions, 11 h where the framework fuses bias-dropout-add (split tp ways with SP), plus the MLP's elements
-    inside them.
+    inside them and MLA's latent norms (mla_latent_norm_elements).
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 4 (these ops are memory bound); costs.compute
     elementwise_bytes_per_token for the count; NVIDIA/Megatron-LM megatron/model/transformer.py
@@ -557,7 +572,8 @@ def elementwise_s(sz, ew_elems):
     fw = sz.framework
     fused = fw is not None and fw.fusions.bias_dropout_add
     outside = ELEMENTWISE_OUTSIDE_TP_FUSED_BDA if fused else ELEMENTWISE_OUTSIDE_TP
-    ew_bytes = sz.act_bytes * sz.tokens * (outside * sz.hidden / sz.sp_factor + ew_elems / sz.tp)
+    ew_bytes = sz.act_bytes * sz.tokens * (outside * sz.hidden / sz.sp_factor + ew_elems / sz.tp
+                                           + mla_latent_norm_elements(sz.model))
     return sz.kernel.stream_s(ew_bytes)
 
 
