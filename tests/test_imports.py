@@ -33,14 +33,18 @@ SIMULATE = ["simulate", *JOB, "--devices", "64", "--global-batch", "64", "--tp",
 
 def loaded_after(argv: list[str], heavy: tuple = HEAVY) -> list[str]:
     """The `heavy` packages a fresh interpreter holds after `trainsim ARGV` (the command must succeed)."""
-    probe = PROBE.replace(repr(HEAVY), repr(tuple(heavy)))
+    return run_probe(PROBE.replace(repr(HEAVY), repr(tuple(heavy))), argv)["loaded"]
+
+
+def run_probe(probe: str, argv: list[str]) -> dict:
+    """Run `probe` in a fresh interpreter with ARGV; its last stderr line is a JSON report whose rc must be 0."""
     r = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120,
                        cwd=ROOT)
     last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
     assert last.startswith("{"), f"probe failed (exit {r.returncode}):\n{r.stderr[-2000:]}"
     out = json.loads(last)
     assert out["rc"] == 0, f"trainsim {' '.join(argv)} exited {out['rc']}:\n{r.stderr[-2000:]}"
-    return out["loaded"]
+    return out
 
 
 @pytest.mark.parametrize("argv", [ESTIMATE, ESTIMATE + ["--format", "json"]], ids=["table", "json"])
@@ -147,12 +151,7 @@ SIMPY_IMPORTS = {"simpy", "numpy", "secrets", "hmac", "email", "heapq", "_heapq"
 
 
 def extra_imports(argv: list[str]) -> tuple[set, set]:
-    r = subprocess.run([sys.executable, "-c", EXTRA_PROBE, *argv], capture_output=True, text=True, timeout=120,
-                       cwd=ROOT)
-    last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
-    assert last.startswith("{"), f"probe failed (exit {r.returncode}):\n{r.stderr[-2000:]}"
-    out = json.loads(last)
-    assert out["rc"] == 0, f"trainsim {' '.join(argv)} exited {out['rc']}:\n{r.stderr[-2000:]}"
+    out = run_probe(EXTRA_PROBE, argv)
     return {m for m in out["extra"] if not m.startswith("_cython")}, set(out["base"])
 
 
