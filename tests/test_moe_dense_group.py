@@ -26,7 +26,8 @@ def _dispatch_s(group: str):
 
 def test_deepspeed_preset_dispatches_densely_over_the_micro_batch():
     fw = load_framework("deepspeed-2020")
-    assert (fw.moe.dispatch, fw.moe.dense_group, fw.moe.gate_dtype) == ("dense-einsum", "micro-batch", "fp32")
+    assert (fw.moe.dispatch, fw.moe.dense_group, fw.moe.gate_passes) == ("dense-einsum", "micro-batch",
+                                                                       "eager-fp32")
 
 
 def test_micro_batch_group_einsums_by_hand():

@@ -255,8 +255,8 @@ def dense_dispatch_passes_s(sz):
     min_capacity; padded E C rows) or S k / E without a capacity factor. Backward: the dispatch mask carries no
     gradient, so the dispatch einsum has its input gradient only; the combine einsum has both (the expert output's
     and the combine weights', which carry the router's gradient; booked as its weight-gradient pass). Plus the
-    gate's memory-bound one-hot passes over [S, E] and [S, E, C] (costs.dense_dispatch.gate_stream_bytes, the
-    combine tensor in the preset's moe.gate_dtype), forward and backward. The group is one sequence (MaxText) or
+    gate's memory-bound one-hot passes over [S, E] and [S, E, C] where the preset's moe.gate_passes says they run
+    as eager kernels (costs.dense_dispatch.gate_stream_bytes; 'fused': none counted), forward and backward. The group is one sequence (MaxText) or
     the rank's whole micro-batch (DeepSpeed-MoE: S = micro-batch x sequence tokens, so the einsums and the
     [S, E, C] passes grow with the square of the micro-batch's tokens), by the preset's moe.dense_group. Zero for
     the permute dispatch.
@@ -281,9 +281,10 @@ def dense_dispatch_passes_s(sz):
     disp = kr.gemm_passes_s(E * C, h, S, "bf16")      # (E C x S) @ (S x M): forward, d input, (no mask gradient)
     comb = kr.gemm_passes_s(S, h, E * C, "bf16")      # (S x E C) @ (E C x M): forward, d expert out, d combine
     gemms = (disp[0] + comb[0], disp[1] + comb[1], comb[2])
-    gate_b = 4.0 if fw.moe.gate_dtype == "fp32" else sz.act_bytes
-    fwd_b, bwd_b = gate_stream_bytes(S, E, C, h, k, sz.act_bytes, gate_b)
-    return _scale(seqs, _add(gemms, (kr.stream_s(fwd_b), kr.stream_s(bwd_b), 0.0)))
+    if fw.moe.gate_passes == "eager-fp32":
+        fwd_b, bwd_b = gate_stream_bytes(S, E, C, h, k, sz.act_bytes, 4.0)
+        gemms = _add(gemms, (kr.stream_s(fwd_b), kr.stream_s(bwd_b), 0.0))
+    return _scale(seqs, gemms)
 
 
 def token_permute_passes_s(sz, gemm_factor=1.0):
