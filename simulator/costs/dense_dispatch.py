@@ -28,7 +28,8 @@ import numpy as np
 
 #: Backward GEMMs of the dispatch einsum "sec,sm->ecm": the input gradient alone (d input = mask @ d out,
 #: (S x E C) @ (E C x M)); the boolean dispatch mask requires no gradient, so autograd runs no second GEMM (torch bmm backward computes
-#: only the inputs that require grad).
+#: only the inputs that require grad). MaxText's dense_matmul alike: dispatch_mask = combine_mask.astype(bool)
+#: (AI-Hypercomputer/maxtext layers/moe.py generate_masks), whose cast to bool has no cotangent.
 DISPATCH_BACKWARD_GEMMS = 1
 #: Backward GEMMs of the combine einsum "sec,ecm->sm": d expert_output = combine^T @ d out and d combine =
 #: d out @ expert_output^T (the combine weights carry the gates' gradient).
