@@ -50,3 +50,17 @@ def test_deepspeed_capacity_flags_set_a_padded_capacity_with_its_minimum():
     assert expert_capacity_tokens(2048, 1, 128, rt.capacity_factor, rt.min_capacity) == 16
     assert expert_capacity_tokens(256, 1, 128, rt.capacity_factor, rt.min_capacity) == 4
     assert _routing_of(notes + " --disable-moe-token-dropping", []) is None
+
+
+@pytest.mark.parametrize("name", ["deepspeed-2020", "deepspeed", "megatron-deepspeed-2021", "megatron-deepspeed"])
+def test_every_deepspeed_moe_stack_dispatches_with_fp32_einsum_masks(name):
+    """DeepSpeed's MoE layer (sharded_moe.py MOELayer), which Megatron-DeepSpeed imports, in every release."""
+    from simulator.specs.frameworks_loading import load_framework
+    moe = load_framework(name).moe
+    assert (moe.dispatch, moe.dense_group, moe.gate_passes) == ("dense-einsum", "micro-batch", "eager-fp32")
+
+
+@pytest.mark.parametrize("name", ["megatron-core", "megatron-bridge", "maxtext"])
+def test_sort_based_stacks_keep_the_permute_dispatch(name):
+    from simulator.specs.frameworks_loading import load_framework
+    assert load_framework(name).moe.dispatch == "permute"
