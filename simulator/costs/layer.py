@@ -253,11 +253,12 @@ def dense_dispatch_passes_s(sz):
     2 S E C M FLOPs each (costs.dense_dispatch.dense_einsum_flops), with C the per-group expert capacity: the
     routing's capacity (costs.moe_routing.expert_capacity_tokens: ceil(capacity_factor x S k / E), at least
     min_capacity; padded E C rows) or S k / E without a capacity factor. Backward: the dispatch mask carries no
-    gradient, so the dispatch einsum has its input gradient only; the combine einsum has both (the expert output's
-    and the combine weights', which carry the router's gradient; booked as its weight-gradient pass). Plus the
+    gradient, so the dispatch einsum has the tokens' gradient only; the combine einsum has both (the expert
+    output's and the combine weights', which carry the router's gradient). Neither einsum has a weight, so all
+    three backward GEMMs are input-gradient work (none is deferrable as a weight gradient). Plus the
     gate's memory-bound one-hot passes over [S, E] and [S, E, C] where the preset's moe.gate_passes says they run
-    as eager kernels (costs.dense_dispatch.gate_stream_bytes; 'fused': none counted), forward and backward. The group is one sequence (MaxText) or
-    the rank's whole micro-batch (DeepSpeed-MoE: S = micro-batch x sequence tokens, so the einsums and the
+    as eager kernels (costs.dense_dispatch.gate_stream_bytes; 'fused': none counted), forward and backward. The
+    group is one sequence (MaxText) or the rank's whole micro-batch (DeepSpeed-MoE: S = micro-batch x sequence tokens, so the einsums and the
     [S, E, C] passes grow with the square of the micro-batch's tokens), by the preset's moe.dense_group. Zero for
     the permute dispatch.
 
@@ -278,9 +279,10 @@ def dense_dispatch_passes_s(sz):
     seqs = sz.tokens / S
     h = sz.hidden / sz.tp
     kr = sz.kernel
-    disp = kr.gemm_passes_s(E * C, h, S, "bf16")      # (E C x S) @ (S x M): forward, d input, (no mask gradient)
-    comb = kr.gemm_passes_s(S, h, E * C, "bf16")      # (S x E C) @ (E C x M): forward, d expert out, d combine
-    gemms = (disp[0] + comb[0], disp[1] + comb[1], comb[2])
+    # gemm_passes_s(m, n, k) of y = x W gives (forward, d x, d W); here x and W are both activations
+    disp = kr.gemm_passes_s(E * C, h, S, "bf16")      # mask^T (E C x S) @ tokens (S x M): d tokens = its "d W"
+    comb = kr.gemm_passes_s(S, h, E * C, "bf16")      # combine (S x E C) @ expert out (E C x M): both gradients
+    gemms = (disp[0] + comb[0], disp[2] + comb[1] + comb[2], 0.0)
     if fw.moe.gate_passes == "eager-fp32":
         fwd_b, bwd_b = gate_stream_bytes(S, E, C, h, k, sz.act_bytes, 4.0)
         gemms = _add(gemms, (kr.stream_s(fwd_b), kr.stream_s(bwd_b), 0.0))
