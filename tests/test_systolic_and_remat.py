@@ -144,5 +144,7 @@ def test_dense_einsum_dispatch_adds_its_mask_matmuls_by_hand():
     # ... less the permute dispatch's own sort traffic (costs.layer.token_permute_passes_s, no expert parallelism):
     # permute h + k h and unpermute k h + h = 3072 elements per token x 512 tokens x 2 B at the toy 1 TB/s
     sort = 3072 * 512 * 2 / 1e12
+    # MaxText's gate is compiled (moe.gate_passes 'fused'): no separate one-hot passes
     assert f1 - f0 == pytest.approx(extra - sort, rel=1e-9)
-    assert d1 - d0 == pytest.approx(extra - sort, rel=1e-9)
+    # backward: the dispatch's tokens gradient and the combine's two gradients, 3/2 of the forward's matmuls
+    assert d1 - d0 == pytest.approx(1.5 * extra - sort, rel=1e-9)

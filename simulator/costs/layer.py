@@ -23,8 +23,10 @@ from .compute import TABLE_ATTENTION_KERNEL
 from .flops import attention_kind_shapes
 from .kernels import ATTENTION_TILE_Q
 from .framework_effects import attention_kernel_speed_ratio
+from .dense_dispatch import gate_stream_bytes
 from .host import layer_kernel_host, synced_pass_s
 from .model_ops import model_ops_s, module_replay_s
+from .moe_routing import expert_capacity_tokens
 from ..specs.layout import MOE_DISPATCH_CODES
 
 #: Flash-attention backward executes 5 GEMMs where the forward executes 2 (it recomputes the scores), so
@@ -248,28 +250,43 @@ def expert_gemm_s(sz, gemm_factor=1.0):
 def dense_dispatch_passes_s(sz):
     """(forward, input-gradient, weight-gradient) times of a dense-einsum MoE dispatch (MoeDispatchSpec): per
     group of S tokens, the dispatch einsum (E C x S) @ (S x M) and the combine einsum (S x E C) @ (E C x M),
-    C = capacity_factor x S x top_k / E (1 without a capacity factor), each run as a GEMM with its three passes
-    (the combine mask carries the router's gradient; the boolean dispatch mask does not, counted alike: an upper
-    bound by one pass). The group is one sequence (MaxText) or the rank's whole micro-batch (DeepSpeed-MoE:
-    S = micro-batch x sequence tokens, so the einsums grow with the square of the micro-batch's tokens), by the
-    preset's moe.dense_group. Zero for the permute dispatch.
+    2 S E C M FLOPs each (costs.dense_dispatch.dense_einsum_flops), with C the per-group expert capacity: the
+    routing's capacity (costs.moe_routing.expert_capacity_tokens: ceil(capacity_factor x S k / E), at least
+    min_capacity; padded E C rows) or S k / E without a capacity factor. Backward: the dispatch mask carries no
+    gradient, so the dispatch einsum has the tokens' gradient only; the combine einsum has both (the expert
+    output's and the combine weights', which carry the router's gradient). Neither einsum has a weight, so all
+    three backward GEMMs are input-gradient work (none is deferrable as a weight gradient). Plus the
+    gate's memory-bound one-hot passes over [S, E] and [S, E, C] where the preset's moe.gate_passes says they run
+    as eager kernels (costs.dense_dispatch.gate_stream_bytes; 'fused': none counted), forward and backward. The
+    group is one sequence (MaxText) or the rank's whole micro-batch (DeepSpeed-MoE: S = micro-batch x sequence tokens, so the einsums and the
+    [S, E, C] passes grow with the square of the micro-batch's tokens), by the preset's moe.dense_group. Zero for
+    the permute dispatch.
 
     Source: AI-Hypercomputer/maxtext layers/moe.py (dense_matmul: dispatch and combine einsums); deepspeedai/
     DeepSpeed deepspeed/moe/sharded_moe.py MOELayer.forward (reshaped_input = input.reshape(-1, d_model);
     einsum "sec,sm->ecm" and "sec,ecm->sm", run as matmuls; Tutel's sparse dispatcher only with use_tutel);
-    Lepikhin et al. 2020 (GShard, arXiv 2006.16668) sec. 2.2 (dispatch/combine tensors)."""
+    Lepikhin et al. 2020 (GShard, arXiv 2006.16668) sec. 2.2 (dispatch/combine tensors); costs.dense_dispatch."""
     fw = sz.framework
     if fw is None or fw.moe.dispatch != "dense-einsum" or sz.model.moe is None:
         return (0.0, 0.0, 0.0)
     _, E, k, _ = _moe_dims(sz.model)
     rt = sz.job.training.moe_routing
-    cf = rt.capacity_factor if rt is not None and rt.capacity_factor else 1.0
     S = sz.tokens if fw.moe.dense_group == "micro-batch" else sz.seq_len / sz.cp
-    slots = cf * S * k                        # E x C
+    if rt is not None and rt.capacity_factor:
+        C = expert_capacity_tokens(S, k, E, rt.capacity_factor, rt.min_capacity)
+    else:
+        C = S * k / E
     seqs = sz.tokens / S
     h = sz.hidden / sz.tp
     kr = sz.kernel
-    return _scale(seqs, _add(kr.gemm_passes_s(slots, h, S, "bf16"), kr.gemm_passes_s(S, h, slots, "bf16")))
+    # gemm_passes_s(m, n, k) of y = x W gives (forward, d x, d W); here x and W are both activations
+    disp = kr.gemm_passes_s(E * C, h, S, "bf16")      # mask^T (E C x S) @ tokens (S x M): d tokens = its "d W"
+    comb = kr.gemm_passes_s(S, h, E * C, "bf16")      # combine (S x E C) @ expert out (E C x M): both gradients
+    gemms = (disp[0] + comb[0], disp[2] + comb[1] + comb[2], 0.0)
+    if fw.moe.gate_passes == "eager-fp32":
+        fwd_b, bwd_b = gate_stream_bytes(S, E, C, h, k, sz.act_bytes, 4.0)
+        gemms = _add(gemms, (kr.stream_s(fwd_b), kr.stream_s(bwd_b), 0.0))
+    return _scale(seqs, gemms)
 
 
 def token_permute_passes_s(sz, gemm_factor=1.0):

@@ -308,6 +308,13 @@ class MoeDispatchSpec(Spec):
     dense_group: Literal["sequence", "micro-batch"] = Field(
         "sequence", description="the token group S a dense-einsum dispatch builds its masks over: each sequence "
                                 "(MaxText) or every token of the rank's micro-batch at once (DeepSpeed-MoE)")
+    gate_passes: Literal["fused", "eager-fp32"] = Field(
+        "fused",
+        description="how a dense-einsum gate materialises its one-hot tensors: 'fused' (a compiler fuses the mask "
+                    "construction and casts into the einsums' operands; no separate memory passes counted: MaxText/"
+                    "XLA) or 'eager-fp32' (PyTorch eager kernels over [S, E] and [S, E, C] with the softmax and the "
+                    "combine tensor in fp32, cast to the activation dtype for the einsums: DeepSpeed top1gating/"
+                    "top2gating, costs.dense_dispatch.gate_stream_bytes)")
     grouped_gemm_tile_rows: Optional[int] = Field(
         None, ge=1, le=65536,
         description="row tile of a grouped-GEMM kernel that visits a row tile once per group it holds (Pallas "

@@ -762,9 +762,24 @@ _CAPACITY = re.compile(r"token-dropping moe: capacity_factor (\d+(?:\.\d+)?)"
                        r"|--moe-expert-capacity-factor (\d+(?:\.\d+)?) with --moe-pad-expert-input-to-capacity")
 
 
+#: DeepSpeed-MoE's token-dropping capacity in Megatron-DeepSpeed's flag spelling: --moe-train-capacity-factor X
+#: (with --moe-min-capacity N); DeepSpeed pads every [E, C, M] dispatch buffer to capacity (deepspeed/moe/
+#: sharded_moe.py _capacity and MOELayer.forward), unless --disable-moe-token-dropping is also stated.
+_DS_CAPACITY = re.compile(r"--moe-train-capacity-factor (\d+(?:\.\d+)?)")
+_DS_MIN_CAPACITY = re.compile(r"--moe-min-capacity (\d+)")
+
+
 def _routing_of(notes: str, assumptions: list) -> Optional[RoutingSpec]:
     """The MoE routing a row's notes state (a token-dropping capacity factor), None when they state none."""
-    m = _CAPACITY.search(notes.lower())
+    low = notes.lower()
+    ds = _DS_CAPACITY.search(low)
+    if ds is not None and "--disable-moe-token-dropping" not in low:
+        mc = _DS_MIN_CAPACITY.search(low)
+        min_cap = int(mc.group(1)) if mc else 0
+        assumptions.append(f"token-dropping MoE: capacity factor {ds.group(1)}, min capacity {min_cap}, buffers "
+                           "padded to capacity (DeepSpeed flags in the notes)")
+        return RoutingSpec(capacity_factor=float(ds.group(1)), min_capacity=min_cap, pad_to_capacity=True)
+    m = _CAPACITY.search(low)
     if m is None:
         return None
     cf = m.group(1) or m.group(2)
