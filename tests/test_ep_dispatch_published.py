@@ -81,3 +81,46 @@ def test_flat_all_to_all_grows_with_servers_as_lsh_moe_eq6_says():
     assert t4 == pytest.approx(0.75 * s / 6.25e9)
     assert t8 / t4 == pytest.approx(7 / 6)
     assert all_to_all_time_s(s, 32, 1, tiers(8)) / all_to_all_time_s(s, 16, 1, tiers(8)) == pytest.approx(1.5)
+
+
+#: HybridEP README (DeepEP hybrid-ep branch docs/README_Hybrid-EP.md), H100 table, 16 SMs (Megatron-Core's default
+#: moe_hybridep_num_sms), torch API: ranks -> (BF16 dispatch, combine) "IB bandwidth" GB/s, 8 local experts per rank.
+HYBRIDEP_H100_16SM = {16: (54.47, 53.35), 32: (47.36, 52.53), 64: (41.24, 46.57)}
+
+
+def test_hybridep_network_scale_by_hand_and_between_its_points():
+    # 2 nodes: mean(54.47, 53.35) x 1/2 = 26.955 GB/s of the 45 GB/s tier = 0.599; 4 nodes 49.945 x 3/4 / 45 =
+    # 0.832; 8 nodes 43.905 x 7/8 / 45 = 0.854
+    for ranks, (d, c) in HYBRIDEP_H100_16SM.items():
+        nodes = ranks // 8
+        assert md.HYBRIDEP_NETWORK_SCALE[nodes] == pytest.approx((d + c) / 2 * (nodes - 1) / nodes / 45.0, abs=6e-4)
+    assert md.hybridep_network_scale(1) == 1.0
+    assert md.hybridep_network_scale(2 ** 1.5) == pytest.approx((0.599 + 0.832) / 2)
+    assert md.hybridep_network_scale(64) == pytest.approx(0.854)
+
+
+def test_hybridep_dispatch_reproduces_its_h100_table_and_deepep_is_untouched():
+    # the README's test: 4096 tokens, hidden 7168 BF16, top-8 of 8 x ranks experts, uniform routing, 8 GPUs a node;
+    # its figure counts distinct (token, node) pairs, own node included
+    tiers = tier_arrays(load_hardware("h100-sxm5-80gb"))
+    for ranks, (d, c) in HYBRIDEP_H100_16SM.items():
+        nodes, experts = ranks // 8, 8 * ranks
+        pairs = float(md.expected_nodes_per_token(experts, nodes, 8))
+        t = float(md.node_limited_dispatch_time_s(4096, 7168, 2.0, 8, experts, ranks, 1, tiers, backend="hybridep"))
+        assert 4096 * pairs * 7168 * 2.0 / t / 1e9 == pytest.approx((d + c) / 2, rel=0.02), ranks
+        deep = float(md.node_limited_dispatch_time_s(4096, 7168, 2.0, 8, experts, ranks, 1, tiers))
+        assert deep < t
+    # inside one node (NVLink only) the backend changes nothing
+    one = dict(tokens=4096, hidden=7168, bytes_per_element=2.0, top_k=8, num_experts=64, n=8, stride=1, tiers=tiers)
+    assert md.node_limited_dispatch_time_s(**one, backend="hybridep") == md.node_limited_dispatch_time_s(**one)
+    with pytest.raises(Exception, match="backend 'nccl'"):
+        md.node_limited_dispatch_time_s(**dict(one, n=16), backend="nccl")
+
+
+def test_notes_naming_hybridep_select_its_backend():
+    from simulator.validation.rows import flex_backend_override, row_framework
+    fw = row_framework({"framework": "megatron-bridge", "year": 2026})
+    assert fw.moe.flex_backend == "deepep"
+    got, why = flex_backend_override(fw, "EP16 over two nodes with the HybridEP flex token dispatcher")
+    assert got.moe.flex_backend == "hybridep" and why[0][:2] == ("moe_flex_backend", "hybridep")
+    assert flex_backend_override(fw, "DeepEP (flex token dispatcher)") == (fw, ())

@@ -182,9 +182,9 @@ def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     routing load's dispatch_factor (`dispatch_factor` and `max_over_mean` override the load's; they broadcast, for
     per-layer samples).
     Flat: collectives.all_to_all_time_s; hierarchical: intra-node then inter-node with Tutel's local re-layouts
-    at the achieved HBM bandwidth; node-limited (DeepEP): one copy per destination node, at most moe_max_nodes
-    nodes per token, NVLink forwarding. The latency model (one alpha per tier, or per peer) is the job's
-    network.all_to_all_latency.
+    at the achieved HBM bandwidth; node-limited (DeepEP, or HybridEP by the framework's moe.flex_backend): one copy
+    per destination node, at most moe_max_nodes nodes per token, NVLink forwarding. The latency model (one alpha
+    per tier, or per peer) is the job's network.all_to_all_latency.
 
     Source: Megatron-Core MoEAlltoAllTokenDispatcher; DeepSpeed-MoE arXiv 2201.05596 sec. 5; Tutel arXiv
     2206.03382 sec. 3.3; DeepSeek-V3 arXiv 2412.19437 sec. 3.2.2 (topology.moe_dispatch)."""
@@ -207,8 +207,10 @@ def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     if np.any(code == MOE_DISPATCH_CODES["node-limited"]):
         mom = max_over_mean if max_over_mean is not None else (load.max_over_mean if load is not None else 1.0)
         max_nodes = np.where(t.moe_max_nodes > 0, t.moe_max_nodes, np.inf)
+        backend = sz.framework.moe.flex_backend if sz.framework is not None else "deepep"
         nl = node_limited_dispatch_time_s(sz.tokens / sz.sp_factor, sz.hidden, sz.act_bytes, k,
-                                          float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer)
+                                          float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer,
+                                          backend)
         out = np.where(code == MOE_DISPATCH_CODES["node-limited"], nl, out)
     return out
 
