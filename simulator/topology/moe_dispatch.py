@@ -121,7 +121,10 @@ def node_limited_dispatch_time_s(tokens, hidden, bytes_per_element, top_k, num_e
     Network: T x h x bytes x E[remote nodes per token] over the slowest tier the group crosses, with (N - 1)
     peer messages; NVLink: the T x k expert copies, (G - 1)/G of them to another GPU of the node, over the
     fastest tier. The kernel pipelines both, so max(network, NVLink). Latency: one alpha per tier, or per peer
-    message ((N - 1) network, (G - 1) NVLink) with `per_peer_latency`. Remote nodes = expected_nodes_per_token
+    message ((N - 1) network, (G - 1) NVLink) with `per_peer_latency`. The NVLink term moves the k copies, not one
+    per distinct destination rank (which DeepEP and HybridEP send): the published NVLink-bound figures fit the k-copy
+    volume (DeepEP EP16 on H800: 43 GB/s logical, this model 45.5, per-rank copies 56; HybridEP EP8 on B200: 536
+    GB/s in its count, this model 496, per-rank copies 726). Remote nodes = expected_nodes_per_token
     x (N - 1)/N (the chosen nodes are uniform, the token's own node among them). `max_over_mean` scales the
     busiest rank's receive side. `backend` 'hybridep' runs the network term at hybridep_network_scale of the tier
     (DeepEP's kernels reach the tier: its H800 table is reproduced within 10%). Source: DeepSeek-V3 arXiv
