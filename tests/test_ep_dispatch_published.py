@@ -124,3 +124,30 @@ def test_notes_naming_hybridep_select_its_backend():
     got, why = flex_backend_override(fw, "EP16 over two nodes with the HybridEP flex token dispatcher")
     assert got.moe.flex_backend == "hybridep" and why[0][:2] == ("moe_flex_backend", "hybridep")
     assert flex_backend_override(fw, "DeepEP (flex token dispatcher)") == (fw, ())
+
+
+def _moe_scenario(backend: str, devices: int, ep: int):
+    from simulator.specs.model import ModelSpec
+    from simulator.specs.scenario import Scenario
+    from simulator.specs.stack import as_framework
+    fw = as_framework("megatron-bridge")
+    fw = fw.model_copy(update={"moe": fw.moe.model_copy(update={"flex_backend": backend})})
+    model = ModelSpec(name="moe-test", source="test", num_layers=4, hidden_size=1024, num_heads=8,
+                      ffn_hidden_size=4096, vocab_size=32000, max_seq_len=4096,
+                      moe=dict(num_experts=64, top_k=4, expert_ffn_hidden_size=512))
+    return Scenario.build(model, "h100-sxm5-80gb", devices, global_batch=devices, seq_len=4096, framework=fw,
+                          tp=1, pp=1, ep=ep, micro_batch=1, recompute="none", zero=1, moe_dispatch="node-limited")
+
+
+def test_hybridep_routing_map_gather_is_charged_once_per_forward_by_hand():
+    # one node, EP8: the custom all-gather of 4096 tokens x 64 experts x 1 byte from each of 8 ranks (2.097 MB
+    # gathered): 7/8 x 2.097 MB over NVLink (450 GB/s x 0.77) + one 5.7 us latency + the 24.3 us call; charged in
+    # each MoE layer's forward (4 layers, 1 micro-batch), nowhere else; the dispatch itself is unchanged inside a node
+    from simulator.analytic.estimate import estimate
+    tiers = tier_arrays(load_hardware("h100-sxm5-80gb"))
+    nbytes = 4096 * 64 * 1.0 * 8
+    gather = float(all_to_all_time_s(nbytes, 8, 1, tiers))
+    assert gather == pytest.approx(7 / 8 * nbytes / (450e9 * 0.77) + 5.7e-6 + 24.3e-6, rel=1e-6)
+    deep = estimate(_moe_scenario("deepep", 8, 8)).time_breakdown_s["ep_comm"]
+    hyb = estimate(_moe_scenario("hybridep", 8, 8)).time_breakdown_s["ep_comm"]
+    assert hyb - deep == pytest.approx(4 * gather, rel=1e-6)
