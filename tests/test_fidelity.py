@@ -66,7 +66,7 @@ KORTHIKANTI_MAX_PCT = 6.2
 CALIBRATED_SOURCES = ("Narayanan et al. 2021", "Korthikanti", "MLPerf Training v3.1", "MLPerf Training v4.0",
                       "MaxText reference", "Megatron-LM README", "MosaicML",
                       "Megatron-Bridge performance summary archive", "NeMo performance summary (NeMo 24.07)")
-CALIBRATED_MAPE_PCT = 7.4
+CALIBRATED_MAPE_PCT = 7.2    # 7.40 -> 7.20 with HybridEP's network fraction and routing-map all-gather (a2a6)
 #: Every predicted row of the 272-row file (new sources, families and frameworks included): 26.3% over 226 rows
 #: when the file grew, 22.4% over 266 rows with framework presets and the memory metrics, 15.0% with the measured
 #: kernel model (issue 11), 14.4% after the refit on the merged code and the first Volta fit (Volta 23.1% -> 5.9%),
@@ -87,7 +87,9 @@ CALIBRATED_MAPE_PCT = 7.4
 #: too fast, move 0.05-0.55 points further, the Korthikanti rows 0.1-0.7 closer);
 #: a ceiling against regressions, not a target (the open fidelity issues aim at 10-12%).
 #: 8.76% after the final refit;
-PUBLISHED_MAPE_CEILING_PCT = 8.77
+#: 8.68% with HybridEP's published H100 network fraction and its per-forward routing-map all-gather (a2a6: the
+#: HybridEP rows only; mbridge2604-qwen3-30b-a3b-16 +41.0 -> +20.6%);
+PUBLISHED_MAPE_CEILING_PCT = 8.69
 #: Memory rows (issue 10 target 8%): 45 rows reach 5.7% (allocated 1.26%, reserved 2.45%, InternEvo's five
 #: `memory_gb` rows 36.4%; 9.2% before MLA from the notes, TE dummy weight gradients, no dropout masks for
 #: gated-MLP models and InternEvo's device-level GiB report); SimuMax's 19 B200 allocated-memory rows 1.26%

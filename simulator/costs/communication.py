@@ -17,6 +17,7 @@ from ..topology.collectives import (all_gather_time_s, all_reduce_time_s, all_to
                                     p2p_time_s,
                                     tree_all_reduce_latency_s)
 from ..topology.moe_dispatch import hierarchical_all_to_all_time_s, node_limited_dispatch_time_s
+from ..topology.placement import group_levels
 from .layer import column_parallel_share
 
 
@@ -182,9 +183,9 @@ def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     routing load's dispatch_factor (`dispatch_factor` and `max_over_mean` override the load's; they broadcast, for
     per-layer samples).
     Flat: collectives.all_to_all_time_s; hierarchical: intra-node then inter-node with Tutel's local re-layouts
-    at the achieved HBM bandwidth; node-limited (DeepEP): one copy per destination node, at most moe_max_nodes
-    nodes per token, NVLink forwarding. The latency model (one alpha per tier, or per peer) is the job's
-    network.all_to_all_latency.
+    at the achieved HBM bandwidth; node-limited (DeepEP, or HybridEP by the framework's moe.flex_backend): one copy
+    per destination node, at most moe_max_nodes nodes per token, NVLink forwarding. The latency model (one alpha
+    per tier, or per peer) is the job's network.all_to_all_latency.
 
     Source: Megatron-Core MoEAlltoAllTokenDispatcher; DeepSpeed-MoE arXiv 2201.05596 sec. 5; Tutel arXiv
     2206.03382 sec. 3.3; DeepSeek-V3 arXiv 2412.19437 sec. 3.2.2 (topology.moe_dispatch)."""
@@ -207,8 +208,10 @@ def moe_all_to_all_s(sz, dispatch_factor=None, max_over_mean=None):
     if np.any(code == MOE_DISPATCH_CODES["node-limited"]):
         mom = max_over_mean if max_over_mean is not None else (load.max_over_mean if load is not None else 1.0)
         max_nodes = np.where(t.moe_max_nodes > 0, t.moe_max_nodes, np.inf)
+        backend = sz.framework.moe.flex_backend if sz.framework is not None else "deepep"
         nl = node_limited_dispatch_time_s(sz.tokens / sz.sp_factor, sz.hidden, sz.act_bytes, k,
-                                          float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer)
+                                          float(m.moe.num_experts), n, stride, tiers, max_nodes, mom, per_peer,
+                                          backend)
         out = np.where(code == MOE_DISPATCH_CODES["node-limited"], nl, out)
     return out
 
@@ -239,6 +242,40 @@ def moe_probs_all_to_all_s(sz):
     out = all_to_all_time_s(nbytes, sz.ep, sz.strides["ep"], sz.tiers, per_peer_latency=per_peer)
     code = t.moe_dispatch if t.moe_dispatch is not None else np.zeros(len(t), np.int64)
     return np.where((t.ep > 1) & (code != MOE_DISPATCH_CODES["node-limited"]), out, 0.0)
+
+
+#: Bytes per (token, expert) entry of the routing map HybridEP gathers (torch.bool).
+ROUTING_MAP_BYTES_PER_ENTRY = 1.0
+
+
+def hybridep_routing_map_gather_s(sz):
+    """The all-gather of the routing map that HybridEP's metadata preprocessing runs before every dispatch that has
+    no cached handle (each MoE layer's forward; the backward reuses the forward's handle): each rank's boolean map of
+    its tokens x all experts (1 byte an entry), gathered over the EP group: across nodes NCCL's
+    all_gather_into_tensor (collectives.all_gather_time_s: ring steps), inside one NVLink domain HybridEP's custom
+    all-gather, each rank writing its map into every peer's buffer at once (bandwidth (n-1)/n x S, one latency: the
+    form of collectives.all_to_all_time_s). Zero unless the layout's dispatch is node-limited on the hybridep
+    backend with EP > 1. Its own benchmark (README table) passes the cached handle, so its bandwidth figures leave
+    this out.
+
+    Source: DeepEP hybrid-ep branch csrc/hybrid_ep (allgather_routing_map: torch.distributed all_gather_into_tensor
+    of a kBool [tokens_per_rank x group_size, num_experts] tensor when num_of_nodes > 1, else the custom
+    all-gather); Megatron-Core
+    fused_a2a.py HybridEPDispatch.forward (dispatch_with_permute with routing_map and no handle);
+    collectives.all_gather_time_s / all_to_all_time_s."""
+    m, t, fw = sz.model, sz.table, sz.framework
+    zero = np.zeros_like(np.asarray(sz.tp, dtype=float))
+    if m.moe is None or fw is None or fw.moe.flex_backend != "hybridep" or t.moe_dispatch is None:
+        return zero
+    ep = np.asarray(sz.ep, dtype=float)
+    nbytes = sz.tokens / sz.sp_factor * float(m.moe.num_experts) * ROUTING_MAP_BYTES_PER_ENTRY * ep
+    levels = group_levels(sz.ep, sz.strides["ep"], sz.tiers)
+    across = np.zeros(np.shape(ep), dtype=bool)
+    for f in levels[1:]:
+        across = across | (np.asarray(f) > 1.0)
+    out = np.where(across, all_gather_time_s(nbytes, sz.ep, sz.strides["ep"], sz.tiers),
+                   all_to_all_time_s(nbytes, sz.ep, sz.strides["ep"], sz.tiers))
+    return np.where((t.ep > 1) & (t.moe_dispatch == MOE_DISPATCH_CODES["node-limited"]), out, 0.0)
 
 
 def ep_overlap_exposed_s(a2a_s, compute_s, sm_share):
@@ -343,8 +380,9 @@ def ep_exposed_s(sz, lc):
     if m.moe is not None:
         a2a = np.where(t.ep > 1, moe_all_to_all_s(sz), 0.0) * sz.moe_fraction
         probs = moe_probs_all_to_all_s(sz) * sz.moe_fraction
+        gather = hybridep_routing_map_gather_s(sz) * sz.moe_fraction
     else:
-        a2a = probs = np.zeros_like(sz.tp)
+        a2a = probs = gather = np.zeros_like(sz.tp)
     ep_hide = t.ep_comm_overlap & ((t.pp == 1) | (t.schedule == 2))
     attn_f = lc.attention_projection_s + lc.attention_core_s
     mlp_f = np.maximum(0.0, lc.gpu_fwd_s - attn_f)
@@ -357,10 +395,10 @@ def ep_exposed_s(sz, lc):
     alone = ep_overlap_unpaired_fraction(sz.num_micro, t.pp, t.vpp)
     ep_f_hidden = ep_f_hidden + (a2a + disp - ep_f_hidden) * alone
     ep_b_hidden = ep_b_hidden + (a2a + disp - ep_b_hidden) * alone
-    t_ep_f = np.where(ep_hide, ep_f_hidden, a2a + disp)     # dispatch + combine
+    t_ep_f = np.where(ep_hide, ep_f_hidden, a2a + disp) + gather     # dispatch + combine, HybridEP's map gather
     sel = sz.framework.recompute.selective if sz.framework is not None else "core-attention"
     replay = (sz.recompute == 2) | ((sz.recompute == 1) & (sel == "mlp"))   # full or MLP recompute re-dispatches
-    t_ep_b = np.where(ep_hide, ep_b_hidden, a2a + disp) + np.where(replay, a2a + disp, 0.0)
+    t_ep_b = np.where(ep_hide, ep_b_hidden, a2a + disp) + np.where(replay, a2a + disp + gather, 0.0)
     return t_ep_f, t_ep_b
 
 

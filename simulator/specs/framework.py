@@ -339,6 +339,12 @@ class MoeDispatchSpec(Spec):
                     "input replicated over 'tensor'), not on each rank's 1/tp share; the unpermute still runs on "
                     "the reduce-scattered h/tp columns. False: every permutation on the rank's tokens / tp "
                     "(Megatron-Core with sequence parallelism)")
+    flex_backend: Literal["deepep", "hybridep"] = Field(
+        "deepep",
+        description="kernels of a node-limited dispatch (layout moe_dispatch node-limited; Megatron-Core "
+                    "--moe-flex-dispatcher-backend): deepep (DeepEP normal kernels, which reach the network tier's "
+                    "bandwidth) or hybridep (NVIDIA HybridEP, whose torch-API dispatch reaches less of it across "
+                    "nodes: topology.moe_dispatch.hybridep_network_scale)")
     source: str = Field("Megatron-Core token permutation (moe/moe_utils.py permute)", min_length=1)
 
 

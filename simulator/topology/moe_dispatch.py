@@ -34,6 +34,32 @@ from .placement import TierArrays, group_levels
 TUTEL_RELAYOUT_PASSES = 2
 
 
+#: HybridEP (NVIDIA, DeepEP hybrid-ep branch docs/README_Hybrid-EP.md, "H100 Platform" table): torch-API
+#: dispatch (BF16) and combine "IB bandwidth" at Megatron-Core's default 16 SMs (TransformerConfig
+#: moe_hybridep_num_sms = 16), 4096 tokens, hidden 7168, top-8, random uniform routing, 8 local experts per rank,
+#: 8 ranks per node: ranks 16 -> 54.47 / 53.35 GB/s, 32 -> 47.36 / 52.53, 64 -> 41.24 / 46.57. The figure counts
+#: every (token, node) pair the token's own node included (tests/utils.py count_rdma_send_from_routing_map, "to
+#: align with the implementation in the DeepEP"), so the bytes that cross the network are (N - 1)/N of it: mean of
+#: dispatch and combine x (N - 1)/N = 26.96, 37.46, 38.42 GB/s per GPU on 2, 4 and 8 nodes, over the 45 GB/s the
+#: H100 profile's NDR tier reaches (50 GB/s x 0.9, nccl-tests): 0.599, 0.832, 0.854. DeepEP's normal kernels reach
+#: the tier's bandwidth on the same class of network (tests/test_ep_dispatch_published.py), so the scale is the
+#: HybridEP torch API's (its launch, its host-side sizing and its RDMA engine), carried to other networks as the
+#: same fraction of the tier. Nodes -> scale on the network term.
+HYBRIDEP_NETWORK_SCALE = {2: 0.599, 4: 0.832, 8: 0.854}
+
+
+def hybridep_network_scale(num_nodes):
+    """Fraction of the network tier's bandwidth HybridEP's dispatch/combine reaches across `num_nodes` nodes:
+    HYBRIDEP_NETWORK_SCALE, linear in log2(nodes) between its points, its end values outside them (1 below 2
+    nodes: no network term).
+
+    Source: HYBRIDEP_NETWORK_SCALE (HybridEP README, H100 table)."""
+    pts = sorted(HYBRIDEP_NETWORK_SCALE)
+    x = np.log2(np.maximum(np.asarray(num_nodes, dtype=float), 1.0))
+    y = np.interp(x, np.log2(pts), [HYBRIDEP_NETWORK_SCALE[p] for p in pts])
+    return np.where(np.asarray(num_nodes, dtype=float) >= 2.0, y, 1.0)
+
+
 def _tier_bandwidth(tiers: TierArrays, k: int, f):
     """Bandwidth a node-limited (DeepEP/HybridEP) dispatch gets on tier k: the tier's achieved bandwidth (its own
     kernels, not NCCL's all-to-all)."""
@@ -88,16 +114,22 @@ def expected_nodes_per_token(num_experts, num_nodes, top_k, max_nodes=None):
 
 
 def node_limited_dispatch_time_s(tokens, hidden, bytes_per_element, top_k, num_experts, n, stride,
-                                 tiers: TierArrays, max_nodes=None, max_over_mean=1.0, per_peer_latency=False):
+                                 tiers: TierArrays, max_nodes=None, max_over_mean=1.0, per_peer_latency=False,
+                                 backend: str = "deepep"):
     """DeepEP-style dispatch of one rank's `tokens`: one network copy per destination node, NVLink forwarding.
 
     Network: T x h x bytes x E[remote nodes per token] over the slowest tier the group crosses, with (N - 1)
     peer messages; NVLink: the T x k expert copies, (G - 1)/G of them to another GPU of the node, over the
     fastest tier. The kernel pipelines both, so max(network, NVLink). Latency: one alpha per tier, or per peer
-    message ((N - 1) network, (G - 1) NVLink) with `per_peer_latency`. Remote nodes = expected_nodes_per_token
+    message ((N - 1) network, (G - 1) NVLink) with `per_peer_latency`. The NVLink term moves the k copies, not one
+    per distinct destination rank (which DeepEP and HybridEP send): the published NVLink-bound figures fit the k-copy
+    volume (DeepEP EP16 on H800: 43 GB/s logical, this model 45.5, per-rank copies 56; HybridEP EP8 on B200: 536
+    GB/s in its count, this model 496, per-rank copies 726). Remote nodes = expected_nodes_per_token
     x (N - 1)/N (the chosen nodes are uniform, the token's own node among them). `max_over_mean` scales the
-    busiest rank's receive side. Source: DeepSeek-V3 arXiv 2412.19437 sec. 3.2.2 (IB to the same in-node index,
-    then NVLink; up to 4 nodes x 3.2 experts per node at IB 50 GB/s vs NVLink 160 GB/s); DeepEP README."""
+    busiest rank's receive side. `backend` 'hybridep' runs the network term at hybridep_network_scale of the tier
+    (DeepEP's kernels reach the tier: its H800 table is reproduced within 10%). Source: DeepSeek-V3 arXiv
+    2412.19437 sec. 3.2.2 (IB to the same in-node index, then NVLink; up to 4 nodes x 3.2 experts per node at IB
+    50 GB/s vs NVLink 160 GB/s); DeepEP README; HybridEP README (HYBRIDEP_NETWORK_SCALE)."""
     levels = group_levels(n, stride, tiers)
     G = levels[0]
     N = np.asarray(n, dtype=float) / G
@@ -106,6 +138,10 @@ def node_limited_dispatch_time_s(tokens, hidden, bytes_per_element, top_k, num_e
     remote = expected_nodes_per_token(num_experts, N, top_k, max_nodes) * (N - 1.0) / np.maximum(N, 1.0)
     slow = _slowest_crossed(levels)
     bw_net = np.choose(slow, [_tier_bandwidth(tiers, k, levels[k]) for k in range(tiers.num_tiers)])
+    if backend == "hybridep":
+        bw_net = bw_net * hybridep_network_scale(N)
+    elif backend != "deepep":
+        raise SpecError(f"node-limited dispatch backend '{backend}' is not one of deepep, hybridep")
     lat_net = np.choose(slow, list(tiers.latency_s))
     peers_net = (N - 1.0) if per_peer_latency else 1.0
     peers_nvl = (G - 1.0) if per_peer_latency else 1.0

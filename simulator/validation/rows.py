@@ -576,6 +576,19 @@ def dispatch_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tup
         ("moe_dispatch", "dense-einsum", "notes state a dense (non-sparse) matmul MoE dispatch (sparse_matmul false)"),)
 
 
+_HYBRIDEP = re.compile(r"hybrid[ _-]?ep")
+
+
+def flex_backend_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with moe.flex_backend 'hybridep' when the notes state the HybridEP flex dispatcher backend
+    (Megatron-Core --moe-flex-dispatcher-backend hybridep; a documented override, reported per row)."""
+    if fw.moe.flex_backend == "hybridep" or not _HYBRIDEP.search(notes.lower()):
+        return fw, ()
+    moe = fw.moe.model_copy(update={"flex_backend": "hybridep"})
+    return fw.model_copy(update={"moe": moe}), (
+        ("moe_flex_backend", "hybridep", "notes state the HybridEP flex token dispatcher backend"),)
+
+
 def tp_scope_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
     """The preset with TP comm overlap on the all-gather side only when the notes state XLA's decomposed all-gather
     einsum without its reduce-scatter counterpart (collective matmul on the all-gather side; a documented override,
@@ -819,6 +832,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     fw, known, overrides = _recompute_modules(notes, fw, known, overrides, assumptions)
     fw, remat = remat_override(fw, notes)
     fw, dispatch = dispatch_override(fw, notes)
+    fw, flex = flex_backend_override(fw, notes)
+    dispatch = dispatch + flex
     fw, tp_scope = tp_scope_override(fw, notes)
     fw, graphs = cuda_graph_override(fw, notes)
     fw, grad_reduce = grad_reduce_override(fw, notes, hw.family)
