@@ -53,6 +53,20 @@ def test_a_recipe_layout_fills_only_the_blank_cells():
     assert recipe_layout("no recipe here", {"vpp": None}, []) == {"vpp": None}
 
 
+def test_a_recipe_layout_replaces_cells_the_row_marks_inferred_and_rederives_an_inferred_dp():
+    """DeepSpeed-MoE's dense baseline: the runs file inferred tp 1 / ZeRO 1 from a later script version; the script
+    as published with the blog (Megatron-DeepSpeed 3c666e85) sets MP_SIZE 8 and ZeRO stage 0: 128 / (8 x 1 x 1) =
+    16-way data parallelism."""
+    from simulator.validation.rows import recipe_layout
+    notes = "Recipe (ds_pretrain_gpt_6.7B_dense.sh). recipe layout: tp 8, zero_stage 0, micro_batch 4."
+    known = {"tp": 1, "pp": 1, "dp": 128, "cp": 1, "zero_stage": 1, "micro_batch": None, "sequence_parallel": 0}
+    said: list = []
+    out = recipe_layout(notes, known, said, frozenset({"tp", "dp", "zero_stage"}), 128)
+    assert (out["tp"], out["dp"], out["zero_stage"], out["micro_batch"]) == (8, 16, 0, 4) and len(said) == 3
+    stated = recipe_layout(notes, known, [], frozenset({"dp"}), 128)      # tp and ZeRO stated by the source: kept
+    assert (stated["tp"], stated["dp"], stated["zero_stage"]) == (1, 128, 1)
+
+
 def test_narayanan_table_1_rows_run_the_authors_reproduction_layouts():
     """Narayanan et al. 2021 Table 1 as examples/sc21/run_table_1.sh runs it (Megatron-LM de7dc40f88): the 76B row
     interleaves 3 chunks of 5 layers with micro-batch 2, the 1T row does not interleave; the 1.7B-18B rows run

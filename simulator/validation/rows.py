@@ -90,7 +90,7 @@ _DEEPEP = re.compile(r"deepep|hybridep|flex token dispatcher")
 _RECOMPUTE_MODULES = re.compile(r"recompute modules \[([a-z_, ]*)\]")
 _MAX_NODES = re.compile(r"at most (\d+) nodes per token")
 _RECIPE_LAYOUT = re.compile(r"recipe layout: ([a-z_0-9 ,]*)")
-_RECIPE_CELL = re.compile(r"\b(vpp|micro_batch) (\d+)")
+_RECIPE_CELL = re.compile(r"\b(tp|zero_stage|vpp|micro_batch) (\d+)")
 _CONV_EMBEDDING = re.compile(r"incl(\.|udes|uding)? embeddings|includes embeddings|incl\. embeddings")
 
 
@@ -434,9 +434,12 @@ def known_layout(row: dict, model: ModelSpec, assumptions: list) -> dict:
     return known
 
 
-def recipe_layout(notes: str, known: dict, assumptions: list) -> dict:
-    """`known` with the blank vpp / micro_batch cells that the row's recipe facts state ("recipe layout: vpp 3,
-    micro_batch 2", recipe_notes.yaml: the run's own launch script) filled in; stated cells are never changed.
+def recipe_layout(notes: str, known: dict, assumptions: list, inferred: frozenset = frozenset(),
+                  n_devices: Optional[int] = None) -> dict:
+    """`known` with the cells that the row's recipe facts state ("recipe layout: tp 8, zero_stage 0, micro_batch 4",
+    recipe_notes.yaml: the run's own launch script at a named commit): blank cells are filled, and cells the row
+    itself marks as inferred (its `inferred` column: an assumption of whoever transcribed it) are replaced; cells
+    the source states are never changed. A replaced tp re-derives an inferred dp as n_devices / (tp pp cp).
 
     Source: the recipe file each recipe_notes.yaml entry names."""
     m = _RECIPE_LAYOUT.search(notes.lower())
@@ -444,9 +447,22 @@ def recipe_layout(notes: str, known: dict, assumptions: list) -> dict:
         return known
     out = dict(known)
     for field_, value in _RECIPE_CELL.findall(m.group(1)):
+        value = int(value)
         if out.get(field_) is None:
-            out[field_] = int(value)
+            out[field_] = value
             assumptions.append(f"{field_} blank: {value} from the run's recipe (recipe_notes.yaml)")
+        elif field_ in inferred and out[field_] != value:
+            assumptions.append(f"{field_} {out[field_]} (inferred in the runs file) -> {value} from the run's recipe "
+                               "(recipe_notes.yaml)")
+            out[field_] = value
+            if field_ == "tp":
+                if value == 1:
+                    out["sequence_parallel"] = 0
+                if "dp" in inferred and n_devices and out.get("pp") and out.get("cp"):
+                    dp, rest = divmod(n_devices, value * out["pp"] * out["cp"])
+                    if rest:
+                        raise RowError(f"recipe tp {value} does not divide n_devices ({n_devices}) / (pp cp)")
+                    out["dp"] = dp
     return out
 
 
@@ -826,7 +842,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     model = model_from_row(row, assumptions)
     stage_layers, model = stage_layers_of_notes(notes, model, assumptions)
     training = _training_of(row, assumptions)
-    known = recipe_layout(notes, known_layout(row, model, assumptions), assumptions)
+    inferred = frozenset(f.strip() for f in (row.get("inferred") or "").split(";") if f.strip())
+    known = recipe_layout(notes, known_layout(row, model, assumptions), assumptions, inferred, row["n_devices"])
     fw = row_framework(row)
     facts, overrides = framework_facts(row, fw, hw.family)
     fw, known, overrides = _recompute_modules(notes, fw, known, overrides, assumptions)
