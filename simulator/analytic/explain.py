@@ -32,7 +32,7 @@ class Entry:
 TIME_FUNCTIONS = {
     "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, layer.local_attention_factors,
                 stage.logits_s),
-    "elementwise": (layer.elementwise_s, model_ops.model_ops_s),
+    "elementwise": (layer.elementwise_s, model_ops.model_ops_s, layer.mla_rope_assembly_s),
     "fp8_cast": (layer.fp8_cast_s, layer.int8_quantise_s),
     "host": (layer.host_time_s, layer.host_bound_passes_s, host.layer_kernel_host, host.synced_pass_s,
              layer.layer_costs, stage.rank_host_s, stage.head_host_s, stage.tail_host_s,
