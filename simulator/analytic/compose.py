@@ -23,6 +23,7 @@ from ..costs.communication import dp_step_comm_s, layer_comm, local_sgd_sync_s
 from ..costs.flops import param_tensors_per_layer
 from ..costs.compute import ShapeIndex
 from ..costs.layer import LayerCosts, layer_costs
+from ..costs.layer_mix import LayerKindDelta, layer_kind_delta, mixed_layers
 from ..costs.offload import zero3_prefetch_possible
 from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import rank_params
@@ -76,15 +77,18 @@ class PipelinePace:
     pass_fwd_s: object = None     # the pacing rank's forward / backward pass per micro-batch (compute + exposed comm)
     pass_bwd_s: object = None
     masks: object = None          # kind_masks(idx), for further picks by the pacing rank
+    moe_excess: object = 0.0      # the pacing rank's MoE layers beyond the average share (costs.layer_mix)
+    delta: object = None          # costs.layer_mix.LayerKindDelta (None: no dense/MoE mix to price)
 
 
-def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
+def pipeline_pace(sz, lc, comm, edge, kinds, delta=None) -> PipelinePace:
     """Per-micro-batch time tau of each rank kind (compute, exposed communication, two pipeline sends per chunk
-    boundary), the slowest one, and the pipeline time of the schedule from tau_max and the sum over stages."""
+    boundary), the slowest one, and the pipeline time of the schedule from tau_max and the sum over stages.
+    `delta`: costs.layer_mix.LayerKindDelta where the stages' dense/MoE layer mix differs (None: it does not)."""
     code = sz.table.schedule
     chunks = np.where(code == SCHEDULE_CODES["zb-v"], 2.0, np.where(code == SCHEDULE_CODES["dualpipe"], 1.0, sz.vpp))
     p2p_per_micro = 2.0 * comm.p2p_s * chunks          # one send forward and one backward per chunk a micro-batch passes
-    times = [stage_times(lc, comm, edge, k, chunks) for k in kinds]
+    times = [stage_times(lc, comm, edge, k, chunks, delta) for k in kinds]
     tau, fwd, bwd = [], [], []
     for st, k in zip(times, kinds):
         cf, cb, mf, mb = st.compute_fwd_s, st.compute_bwd_s, st.comm_fwd_s, st.comm_bwd_s
@@ -102,7 +106,10 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
     tau_sum = (layers_run * (lc.forward_s + lc.backward_s + lc.recompute_s + comm.fwd_s + comm.bwd_s)
                + edge.logits_fwd_s + edge.logits_bwd_s + edge.embedding_comm_s + sz.pp * p2p_per_micro
                + edge_host_sum_s(sz, edge, times))
-    t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, code, nl_pace * lc.wgrad_s,
+    w_pace = nl_pace * lc.wgrad_s
+    if delta is not None:
+        w_pace = w_pace + pick(idx, [k.moe_excess for k in kinds], masks) * delta.wgrad_s
+    t_pipe = pipeline_time_s(tau_max, tau_sum, sz.num_micro, sz.vpp, code, w_pace,
                              layers_run * lc.wgrad_s, fb_max)
     hid_ep = hid_pp = 0.0
     if sz.framework is not None and sz.framework.overlap.pp_p2p_overlap:
@@ -123,7 +130,9 @@ def pipeline_pace(sz, lc, comm, edge, kinds) -> PipelinePace:
                         layers=nl_pace, elementwise_s=pick(idx, [t.elementwise_s for t in times], masks),
                         fp8_cast_s=pick(idx, [t.fp8_cast_s for t in times], masks),
                         host_s=pick(idx, [t.host_s for t in times], masks), hidden_ep_s=hid_ep, hidden_pp_s=hid_pp,
-                        embedding=pick(idx, [k.embedding for k in kinds], masks), masks=masks)
+                        embedding=pick(idx, [k.embedding for k in kinds], masks), masks=masks,
+                        moe_excess=(pick(idx, [k.moe_excess for k in kinds], masks) if delta is not None else 0.0),
+                        delta=delta)
 
 
 def edge_host_sum_s(sz, edge, times):
@@ -164,15 +173,21 @@ def time_columns(sz, lc, comm, edge, pace: PipelinePace, dp_exposed, t_opt, t_fi
     emb_pace = np.where(pace.idx == 0, 1.0, 0.0) if pace.embedding is None else pace.embedding
     bd_recompute = mm * nl_pace * lc.recompute_s
     bd_elem, bd_fp8, bd_host = mm * pace.elementwise_s, mm * pace.fp8_cast_s, mm * pace.host_s
+    d, x = pace.delta, pace.moe_excess
+    tp_x = ep_x = cp_x = 0.0
+    if d is not None:       # the pacing rank's MoE layers beyond the average share (costs.layer_mix)
+        bd_recompute = bd_recompute + mm * x * d.recompute_s
+        tp_x, ep_x, cp_x = (mm * x * (a + b) for a, b in ((d.tp_fwd_s, d.tp_bwd_s), (d.ep_fwd_s, d.ep_bwd_s),
+                                                          (d.cp_fwd_s, d.cp_bwd_s)))
     return {
         "time_compute_s": mm * (pace.compute_fwd_s + pace.compute_bwd_s) - bd_recompute - bd_elem - bd_fp8 - bd_host,
         "time_elementwise_s": bd_elem,
         "time_fp8_cast_s": bd_fp8,
         "time_host_s": bd_host,
         "time_recompute_s": bd_recompute,
-        "time_tp_comm_s": mm * (nl_pace * (comm.tp_fwd_s + comm.tp_bwd_s) + emb_pace * edge.embedding_comm_s),
-        "time_ep_comm_s": mm * nl_pace * (comm.ep_fwd_s + comm.ep_bwd_s) - pace.hidden_ep_s,
-        "time_cp_comm_s": mm * nl_pace * (comm.cp_fwd_s + comm.cp_bwd_s),
+        "time_tp_comm_s": mm * (nl_pace * (comm.tp_fwd_s + comm.tp_bwd_s) + emb_pace * edge.embedding_comm_s) + tp_x,
+        "time_ep_comm_s": mm * nl_pace * (comm.ep_fwd_s + comm.ep_bwd_s) - pace.hidden_ep_s + ep_x,
+        "time_cp_comm_s": mm * nl_pace * (comm.cp_fwd_s + comm.cp_bwd_s) + cp_x,
         "time_pp_comm_s": mm * pace.p2p_per_micro_s - pace.hidden_pp_s,
         "time_bubble_s": pace.bubble_s,
         "time_dp_comm_s": dp_exposed,
@@ -427,6 +442,30 @@ def distinct_layer_costs(job: Job, sz, cache: dict | None = None) -> tuple:
             (cols["logits_fwd"], cols["logits_bwd"]))
 
 
+def kind_delta(job: Job, sz, kinds):
+    """costs.layer_mix.LayerKindDelta (an MoE layer's passes over a dense layer's) of every row of `sz`, computed
+    only on the rows whose rank kinds hold other than the model's average dense/MoE mix (zero on the others); None
+    where no row does (a dense model, an all-MoE model, one pipeline stage)."""
+    if not mixed_layers(job.model):
+        return None
+    need = reduce(np.logical_or, [np.asarray(k.moe_excess) != 0 for k in kinds])
+    if not np.any(need):
+        return None
+    rows = np.flatnonzero(need)
+    sub = sz if len(rows) == len(sz.table) else sizes(job, _rows(sz.table, rows))
+    d = layer_kind_delta(sub, layer_costs, layer_comm)
+    if sub is sz:
+        return d
+    n = len(sz.table)
+
+    def spread(v):
+        out = np.zeros(n)
+        out[rows] = np.broadcast_to(v, (len(rows),))
+        return out
+
+    return LayerKindDelta(**{f.name: spread(getattr(d, f.name)) for f in fields(LayerKindDelta)})
+
+
 def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None = None) -> dict:
     """Evaluate every layout of `t` in one vectorised pass (evaluate's keys and numbers).
 
@@ -442,11 +481,12 @@ def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None
     comm = layer_comm(sz, lc)
     edge = edge_costs(sz, lc, comm, logits)
     kinds = rank_kinds(sz)
+    delta = kind_delta(job, sz, kinds)
     if structural is None:
         structural = structural_reasons(subject_of(job.model, job.training, job.num_devices, t, sz.num_micro,
                                                    job.hardware))
     reasons = np.array(structural, dtype=np.int64)
-    pace = pipeline_pace(sz, lc, comm, edge, kinds)
+    pace = pipeline_pace(sz, lc, comm, edge, kinds, delta)
     mem = memory_columns(sz, kinds)
     reasons |= memory_reason(mem)
 

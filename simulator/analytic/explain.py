@@ -12,8 +12,8 @@ import inspect
 from dataclasses import dataclass, fields
 
 from .. import metrics
-from ..costs import (communication, flops, framework_effects, host, layer, memory, model_ops, offload, optimizer,
-                     params, stage)
+from ..costs import (communication, flops, framework_effects, host, layer, layer_mix, memory, model_ops, offload,
+                     optimizer, params, stage)
 from ..pipeline import closed_form, split
 from ..results import MEMORY_KEYS, MEMORY_QUANTITIES, TIME_CATEGORIES, TIME_QUANTITIES, StepEstimate, TierMemory
 from .compose import evaluate
@@ -31,8 +31,8 @@ class Entry:
 #: Functions behind each step-time category.
 TIME_FUNCTIONS = {
     "compute": (layer.attention_projections_s, layer.mlp_s, layer.attention_core_s, layer.local_attention_factors,
-                stage.logits_s),
-    "elementwise": (layer.elementwise_s, model_ops.model_ops_s),
+                stage.logits_s, layer_mix.kind_moe_excess, layer_mix.layer_kind_delta),
+    "elementwise": (layer.elementwise_s, model_ops.model_ops_s, layer.mla_rope_assembly_s),
     "fp8_cast": (layer.fp8_cast_s, layer.int8_quantise_s),
     "host": (layer.host_time_s, layer.host_bound_passes_s, host.layer_kernel_host, host.synced_pass_s,
              layer.layer_costs, stage.rank_host_s, stage.head_host_s, stage.tail_host_s,

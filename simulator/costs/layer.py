@@ -4,6 +4,7 @@ compose (forward, backward, weight gradient, recompute), as arrays over the layo
     forward pass   = max(GPU time, host time)                       host-bound floor (eager frameworks)
     GPU time (fwd) = QKV + out-proj + MLP/MoE GEMMs + attention core + elementwise + FP8 casts (int8: AQT quantisation)
                      + eager model-feature ops (costs.model_ops: clamped GLU, expert bias, unfused YaRN RoPE)
+                     + MLA's RoPE and query/key/value assembly (mla_rope_assembly_s)
     GPU time (bwd) = input-gradient GEMMs + weight-gradient GEMMs + attention-core backward + 2 x elementwise
                      + FP8 casts of the output gradients + the eager ops' gradients
     weight grad    = the weight-gradient GEMMs (ZB-H1 splits them off the backward)
@@ -49,7 +50,8 @@ class LayerCosts:
 
     Forward ops: `qkv_s`, `out_proj_s` (attention projections), `attention_core_s`, `mlp_s` (dense MLP or MoE,
     averaged over the model's layers), `elementwise_s` (norms, residuals, activation, dropout), `fp8_cast_fwd_s`
-    (FP8 cast-transposes, or AQT's int8 operand quantisation in int8 runs).
+    (FP8 cast-transposes, or AQT's int8 operand quantisation in int8 runs), `model_ops_fwd_s` (eager model-feature
+    ops and MLA's RoPE and query/key/value assembly; `model_ops_bwd_s` their backward).
     Backward: `attention_projection_dgrad_s`/`_wgrad_s` and `mlp_dgrad_s`/`mlp_wgrad_s` (input- and weight-gradient
     GEMMs), `attention_core_bwd_s`, `fp8_cast_bwd_s` (elementwise moves twice the forward's bytes).
     `host_s`: host time of one layer pass (kernel launches, framework), the floor of every pass; `issue_fwd_s` /
@@ -117,7 +119,8 @@ class LayerCosts:
     @property
     def elementwise_pass_s(self):
         """Elementwise time of one forward and one backward pass (the backward moves twice the forward's bytes),
-        with the model-feature ops the framework runs eagerly (model_ops_fwd_s, model_ops_bwd_s)."""
+        with the model-feature ops the framework runs eagerly and MLA's RoPE and query/key/value assembly
+        (model_ops_fwd_s, model_ops_bwd_s)."""
         return self.elementwise_s + 2.0 * self.elementwise_s + self.model_ops_fwd_s + self.model_ops_bwd_s
 
     @property
@@ -578,6 +581,44 @@ def mla_latent_norm_elements(m) -> float:
     return 2.0 * (q + float(m.mla.kv_lora_rank))
 
 
+def mla_rope_assembly_elements(m, tp=1.0):
+    """Elements per token that MLA's RoPE and query/key/value assembly move in one forward pass (the backward
+    moves as many), with n = heads / tp per rank, d_n = qk_nope_head_dim, d_r = qk_rope_head_dim, d_v =
+    v_head_dim: the key/value kernel reads the KV up-projection's output (n (d_n + d_v)) and the shared rotary key
+    (d_r), and writes the key with the rotated part broadcast to every head (n (d_n + d_r)) and a contiguous value
+    (n d_v); the query kernel rotates the rope slice of q in place (reads and writes n d_r). Total n (2 d_n + 2 d_v
+    + 3 d_r) + d_r; the backward kernels read the key and value gradients and write the KV up-projection's
+    gradient and the rotary key's (summed over heads), and rotate the query gradient's slice in place: the same
+    count. DeepSeek-V2/V3 (128 heads, 128 / 64 / 128): 90,176 elements per token, 17.6 h of V2. 0 for other
+    attention (standard RoPE rotates q and k in place inside the fused kernels costs.host counts).
+
+    Source: NVIDIA/Megatron-LM megatron/core/transformer/multi_latent_attention.py (qkv_up_proj_and_rope_apply:
+    fused_apply_mla_rope_for_q / fused_apply_mla_rope_for_kv with apply_rope_fusion, on by default:
+    --no-rope-fusion store_false in megatron/training/arguments.py; MLA's rope_type 'yarn' default) and megatron/
+    core/fusions/fused_mla_yarn_rope_apply.py (rotary_fwd_q_kernel modifies q in place; ApplyMLARotaryEmbKV
+    returns new o_key, o_value and, backward, d_kv and d_emb), at 23e00ed (core_r0.14.0, SimuMax's B200 runs);
+    the unfused path (split, rotate, torch.cat of query and key, value.contiguous()) moves at least as much.
+    DeepSeek-V2 (arXiv 2405.04434) sec. 2.1.3 (decoupled RoPE: the rotary key shared by all heads)."""
+    if m.mla is None:
+        return 0.0
+    c = m.mla
+    n = float(m.num_heads) / np.asarray(tp, dtype=float)
+    dn, dr, dv = float(c.qk_nope_head_dim), float(c.qk_rope_head_dim), float(c.v_head_dim)
+    return n * (2.0 * dn + 2.0 * dv + 3.0 * dr) + dr
+
+
+def mla_rope_assembly_s(sz):
+    """(forward, backward) time of MLA's RoPE and query/key/value assembly in one layer, one micro-batch:
+    mla_rope_assembly_elements per token of the rank's M tokens, memory bound at the device's elementwise
+    bandwidth. (0, 0) for other attention.
+
+    Source: mla_rope_assembly_elements; costs.compute KernelRates.stream_s (measured bandwidth fraction)."""
+    if sz.model.mla is None:
+        return 0.0, 0.0
+    t = sz.kernel.stream_s(sz.act_bytes * sz.tokens * mla_rope_assembly_elements(sz.model, sz.tp))
+    return t, t
+
+
 def elementwise_s(sz, ew_elems):
     """Forward time of a layer's memory-bound elementwise kernels: ELEMENTWISE_OUTSIDE_TP (14 h) per token outside
     the TP regions, 11 h where the framework fuses bias-dropout-add (split tp ways with SP), plus the MLP's elements
@@ -776,6 +817,8 @@ def layer_costs(sz) -> LayerCosts:
     q8_f, q8_b = int8_quantise_s(sz, in_n, out_k)
     fp8_f, fp8_b = fp8_f + q8_f, fp8_b + q8_b
     ops_f, ops_b = model_ops_s(sz)
+    mla_f, mla_b = mla_rope_assembly_s(sz)
+    ops_f, ops_b = ops_f + mla_f, ops_b + mla_b
     host = host_time_s(sz.hardware, sz.framework)
     proj = _add(qkv, out_proj)
     gpu_f = proj[0] + mlp[0] + core_f + t_elem + fp8_f + ops_f

@@ -15,6 +15,7 @@ from ..units import GIGA
 from .framework_effects import (fsdp_unsharded_bytes, logits_peak_bytes, op_sac_saved_elements_per_token,
                                 reserved_bytes as allocator_reserved_bytes)
 from .layer import _moe_dims, mlp_elements
+from .layer_mix import kind_moe_excess
 from .memory import (DistinctShapes, activation_bytes_per_layer, mla_saved_elements_per_token,
                      model_state_bytes)
 from .offload import offload_memory, rank_partition, tier_columns, zero3_buffer_params
@@ -46,6 +47,7 @@ class RankKind:
     held_layers: object = None
     held_embedding: object = None
     held_logits: object = None
+    moe_excess: object = 0.0      # MoE layers it runs beyond the model's average share (costs.layer_mix)
 
     def held(self) -> tuple:
         """(layers, embedding, output layer) whose parameters the rank holds."""
@@ -72,7 +74,7 @@ def with_mtp(kinds: tuple, mtp_layers: int) -> tuple:
         h_extra = float(mtp_layers) * np.asarray(h_logits, dtype=float)
         out.append(RankKind(k.layers + extra, k.embedding, k.logits, k.valid, held_layers=h_layers + h_extra,
                             held_embedding=np.where(h_extra > 0, np.maximum(h_emb, 1.0), h_emb),
-                            held_logits=h_logits))
+                            held_logits=h_logits, moe_excess=k.moe_excess))
     return tuple(out)
 
 
@@ -80,6 +82,19 @@ def rank_kinds(sz) -> tuple:
     """(first, middle, last) RankKinds with the model's multi-token prediction modules (with_mtp) on the rank that
     runs the output layer; see _rank_kinds."""
     return with_mtp(_rank_kinds(sz), sz.model.mtp_layers)
+
+
+def first_chunk_layers(t, first_rank_layers):
+    """Layers of the model's first chunk (on the first rank) of every layout: the row's stated stage_layers[0],
+    else the first rank's layers over its vpp chunks (rounded up: the default split gives the first chunks the
+    extra layers).
+
+    Source: pipeline.split (Megatron-LM chunk i on rank i % pp)."""
+    c0 = np.ceil(np.asarray(first_rank_layers, dtype=float) / np.maximum(np.asarray(t.vpp, dtype=float), 1.0))
+    if t.stage_layers is None:
+        return c0
+    stated = np.array([float(sl[0]) if sl is not None and len(sl) else np.nan for sl in t.stage_layers])
+    return np.where(np.isnan(stated), c0, stated)
 
 
 def _rank_kinds(sz) -> tuple:
@@ -94,10 +109,12 @@ def _rank_kinds(sz) -> tuple:
     Lf, Lm, Ll = (x.astype(f64) for x in stage_split(t, sz.num_layers))
     single = t.pp == 1
     first_logits = np.where(single, 1.0, 0.0)
-    kinds = (RankKind(Lf, 1.0, first_logits, np.ones(len(t), bool)),
-             RankKind(Lm, 0.0, 0.0, t.pp >= 3),
-             RankKind(Ll, 0.0, 1.0, ~single))
     dual, zbv = t.schedule == SCHEDULE_CODES["dualpipe"], t.schedule == SCHEDULE_CODES["zb-v"]
+    xf, xm, xl = kind_moe_excess(sz.model, sz.num_layers, t.pp, Lf, Lm, Ll, two_chunk=dual | zbv,
+                                 first_chunk=first_chunk_layers(t, Lf))
+    kinds = (RankKind(Lf, 1.0, first_logits, np.ones(len(t), bool), moe_excess=xf),
+             RankKind(Lm, 0.0, 0.0, t.pp >= 3, moe_excess=xm),
+             RankKind(Ll, 0.0, 1.0, ~single, moe_excess=xl))
     if not (dual.any() or zbv.any()):
         return kinds
     run, held = two_chunk_split(t, sz.num_layers)
@@ -111,7 +128,7 @@ def _rank_kinds(sz) -> tuple:
         held_edge = np.where(dual & (k != 1), 1.0, np.where(two, edge_two[k][0], edge_run[k][0]))
         out.append(RankKind(np.where(two, run[k], kind.layers), emb, logit, kind.valid,
                             held_layers=np.where(two, held[k], kind.layers), held_embedding=held_edge,
-                            held_logits=np.where(dual & (k != 1), 1.0, logit)))
+                            held_logits=np.where(dual & (k != 1), 1.0, logit), moe_excess=kind.moe_excess))
     return tuple(out)
 
 
@@ -253,20 +270,30 @@ class StageTimes:
     edge_host_s: object = 0.0
 
 
-def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind, chunks=1.0) -> StageTimes:
+def stage_times(lc, comm, edge: EdgeCosts, kind: RankKind, chunks=1.0, delta=None) -> StageTimes:
     """Per-micro-batch times of a rank kind: its layers' passes (with recompute in the backward), the logits on the
     last rank, the host work outside the layers its passes expose (pass_host_s; `chunks`: the model chunks its
     layers are spread over), half with each pass, the embedding all-reduce on the first rank. The halves keep the
     forward and backward of the first and last ranks alike, so the pipeline closed forms stay exact against the
-    discrete-event replay; where in its passes a rank exposes the work moves its total by nothing."""
+    discrete-event replay; where in its passes a rank exposes the work moves its total by nothing. `delta`
+    (costs.layer_mix.LayerKindDelta, None: no dense/MoE mix) adds the kind's MoE layers beyond the average share
+    (kind.moe_excess) times an MoE layer's passes over a dense layer's."""
     hf, hb = pass_host_s(lc, edge, kind, chunks)
     half = 0.5 * (hf + hb)          # half with each pass, as before the head/tail split (pipeline symmetry)
     nl = kind.layers
     comp_f = nl * lc.forward_s + kind.logits * edge.logits_fwd_s + half
     comp_b = nl * (lc.backward_s + lc.recompute_s) + kind.logits * edge.logits_bwd_s + half
-    return StageTimes(comp_f, comp_b, nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s, nl * comm.bwd_s,
-                      elementwise_s=nl * lc.elementwise_pass_s, fp8_cast_s=nl * lc.fp8_cast_pass_s,
-                      host_s=nl * (lc.host_fwd_s + lc.host_bwd_s) + hf + hb, edge_host_s=hf + hb)
+    comm_f = nl * comm.fwd_s + kind.embedding * edge.embedding_comm_s
+    comm_b = nl * comm.bwd_s
+    ew, fp8, host = nl * lc.elementwise_pass_s, nl * lc.fp8_cast_pass_s, nl * (lc.host_fwd_s + lc.host_bwd_s)
+    if delta is not None:
+        x = kind.moe_excess
+        comp_f, comp_b = comp_f + x * delta.forward_s, comp_b + x * (delta.backward_s + delta.recompute_s)
+        comm_f, comm_b = comm_f + x * delta.comm_fwd_s, comm_b + x * delta.comm_bwd_s
+        ew, fp8 = ew + x * delta.elementwise_pass_s, fp8 + x * delta.fp8_cast_pass_s
+        host = host + x * (delta.host_fwd_s + delta.host_bwd_s)
+    return StageTimes(comp_f, comp_b, comm_f, comm_b, elementwise_s=ew, fp8_cast_s=fp8, host_s=host + hf + hb,
+                      edge_host_s=hf + hb)
 
 
 def activation_bytes_of_layer(sz, mlp, recompute=None):

@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..costs import offload as off
-from ..costs.communication import (dp_comm_times, dp_overlap_sm_share, dp_phase_cost, onebit_stage_s,
+from ..costs.communication import (layer_comm, dp_comm_times, dp_overlap_sm_share, dp_phase_cost, onebit_stage_s,
                                     zero3_reduce_blocks)
-from ..costs.layer import mlp_elements
+from ..costs.layer import layer_costs, mlp_elements
+from ..costs.layer_mix import layer_kind_delta, mixed_layers, moe_layer_prefix
 from ..costs.flops import param_tensors_per_layer
 from ..costs.optimizer import grad_buffer_passes, optimizer_step_time_s
 from ..costs.params import edge_params_per_rank, layer_params_per_rank
@@ -189,8 +190,9 @@ class _StageBuilder:
     """Builds the segments of every pass of one stage, and the gradient items in the order they become final."""
 
     def __init__(self, sz, lay, cs: PassCosts, p: _Params, z: _Zero3, chunks, overlap: bool, o: _Offload,
-                 imbalance=None, hops=None):
+                 imbalance=None, hops=None, mix=None):
         self.lay, self.cs, self.p, self.z, self.chunks, self.o = lay, cs, p, z, chunks, o
+        self.mix = mix                       # (LayerKindDelta, MoE-layer prefix counts, MoE share) or None
         self.sched = lay.resolved_schedule
         self.pp, self.vpp = lay.pp, chunks_per_rank(self.sched, lay.vpp)
         self.starts = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
@@ -222,27 +224,63 @@ class _StageBuilder:
         sec = self.hops.get((rank(j), rank(to)), self.cs.p2p)
         return (Seg(post=_comm(("pp", sec)), label="p2p"),)
 
+    def mix_offset(self, l: int) -> float:
+        """Layer l's MoE share minus the model's average (1 - f for an MoE layer, -f for a dense one; 0 without a
+        dense/MoE mix and for the multi-token prediction layers after the model's last): the multiple of
+        costs.layer_mix.LayerKindDelta its passes take over the average layer's."""
+        if self.mix is None:
+            return 0.0
+        _, prefix, frac = self.mix
+        if l + 1 >= len(prefix):
+            return 0.0
+        return float(prefix[l + 1] - prefix[l]) - frac
+
+    def _mixed(self, l: int, name: str) -> float:
+        x = self.mix_offset(l)
+        return x * scalar(getattr(self.mix[0], name)) if x else 0.0
+
     def layer_f(self, l: int) -> dict:
-        """Forward segment fields of layer l (with this step's routing draw for the layer, if any)."""
+        """Forward segment fields of layer l (with this step's routing draw for the layer, if any, and its kind,
+        dense or MoE, where the model mixes them)."""
         cs, imb = self.cs, self.imb
-        if imb is None:
+        mx = self._mixed
+        if imb is None and self.mix is None:
             return {"compute_s": cs.t_f, "post": self.f_comm}
-        return {"compute_s": cs.t_f + float(imb.fwd_s[l]),
-                "post": _comm(("tp", cs.tp_f), ("ep", cs.ep_f * float(imb.ep_scale[l])), ("cp", cs.cp_f))}
+        scale = float(imb.ep_scale[l]) if imb is not None else 1.0
+        return {"compute_s": cs.t_f + (float(imb.fwd_s[l]) if imb is not None else 0.0) + mx(l, "forward_s"),
+                "post": _comm(("tp", cs.tp_f + mx(l, "tp_fwd_s")), ("ep", (cs.ep_f + mx(l, "ep_fwd_s")) * scale),
+                              ("cp", cs.cp_f + mx(l, "cp_fwd_s")))}
 
     def layer_b(self, l: int) -> dict:
         """Backward segment fields of layer l (input gradient only when the schedule splits off W)."""
         cs, imb = self.cs, self.imb
-        if imb is None:
+        mx = self._mixed
+        if imb is None and self.mix is None:
             return {"compute_s": self.b_compute, "recompute_s": cs.t_rc, "post": self.b_comm}
-        d_b, d_w, d_f = float(imb.bwd_s[l]), float(imb.wgrad_s[l]), float(imb.fwd_s[l])
-        return {"compute_s": self.b_compute + d_b - (d_w if self.split_w else 0.0),
-                "recompute_s": cs.t_rc + d_b - 2.0 * d_f,
-                "post": _comm(("tp", cs.tp_b), ("ep", cs.ep_b * float(imb.ep_scale[l])), ("cp", cs.cp_b))}
+        d_b, d_w, d_f = ((float(imb.bwd_s[l]), float(imb.wgrad_s[l]), float(imb.fwd_s[l])) if imb is not None
+                         else (0.0, 0.0, 0.0))
+        scale = float(imb.ep_scale[l]) if imb is not None else 1.0
+        k_b = mx(l, "backward_s") - (mx(l, "wgrad_s") if self.split_w else 0.0) + mx(l, "recompute_s")
+        return {"compute_s": self.b_compute + d_b - (d_w if self.split_w else 0.0) + k_b,
+                "recompute_s": cs.t_rc + d_b - 2.0 * d_f + mx(l, "recompute_s"),
+                "post": _comm(("tp", cs.tp_b + mx(l, "tp_bwd_s")), ("ep", (cs.ep_b + mx(l, "ep_bwd_s")) * scale),
+                              ("cp", cs.cp_b + mx(l, "cp_bwd_s")))}
 
     def layer_w(self, l: int) -> float:
         """Weight-gradient time of layer l (split-backward schedules)."""
-        return self.cs.t_w + (float(self.imb.wgrad_s[l]) if self.imb is not None else 0.0)
+        return (self.cs.t_w + (float(self.imb.wgrad_s[l]) if self.imb is not None else 0.0)
+                + self._mixed(l, "wgrad_s"))
+
+    def parts(self, l: int, pass_: str) -> tuple:
+        """(category, seconds) parts of layer l's forward ('f') or backward ('b') pass, with its dense/MoE kind."""
+        base = self.cs.parts_f if pass_ == "f" else self.cs.parts_b
+        if not self.mix_offset(l):
+            return base
+        names = {"elementwise": f"elementwise_{pass_}wd_s", "fp8_cast": f"fp8_cast_{pass_}wd_s",
+                 "host": f"host_{pass_}wd_s"}
+        have = dict(base)
+        return tuple((k, v) for k, v in ((k, have.get(k, 0.0) + self._mixed(l, names[k]))
+                                         for k in ("elementwise", "fp8_cast", "host")) if v > 0)
 
     def zero3(self, seg_kwargs: dict, gather: float, reduce: float) -> dict:
         """Attach a ZeRO-3 gather/reduce to a segment: prefetched/queued with overlap, inline without. ZeRO-2
@@ -314,7 +352,7 @@ class _StageBuilder:
             fs.append(Seg(**seg({"post": _comm(("tp", cs.emb_comm)), "label": "embedding"}, z.ag_emb, 0.0,
                                 o.fetch_emb, 0.0)))
         for l in range(lo, lo + n):
-            fs.append(Seg(**seg({**self.layer_f(l), "parts": cs.parts_f, "label": f"layer {l}"},
+            fs.append(Seg(**seg({**self.layer_f(l), "parts": self.parts(l, "f"), "label": f"layer {l}"},
                                 z.ag_l, 0.0, o.fetch_layer, o.act)))
         if last:
             fs.append(Seg(**seg({"compute_s": cs.logits_f, "label": "logits"}, z.ag_out, 0.0, o.fetch_out, 0.0)))
@@ -342,7 +380,7 @@ class _StageBuilder:
                                 o.grad_out)))
             items.append((p.out, 0.0, ("B", c, len(bs) - 1), fwd_index[("out",)], "output layer"))
         for l in range(lo + n - 1, lo - 1, -1):
-            kw = {**self.layer_b(l), "parts": cs.parts_b,
+            kw = {**self.layer_b(l), "parts": self.parts(l, "b"),
                   "label": f"layer {l}"}
             bs.append(Seg(**seg(kw, self.n_gather_b * z.ag_l, 0.0 if self.split_w else z.rs_l,
                                 o.n_b * o.fetch_layer + o.act, 0.0 if self.split_w else o.grad_layer)))
@@ -515,8 +553,12 @@ def build_plan(sc, sz, lc, comm, edge, *, overlap: bool, contention: bool, num_m
     p = _params(sz)
     dp = _DPCosts(sz)
     rates = off.host_rates(sc.hardware, sc.num_devices)
+    mix = None
+    if mixed_layers(m) and pp > 1 and not two:      # the stages' dense/MoE layer mix (costs.layer_mix)
+        prefix = moe_layer_prefix(m)
+        mix = (layer_kind_delta(sz, layer_costs, layer_comm), prefix, float(prefix[-1]) / m.num_layers)
     b = _StageBuilder(sz, lay, cs, p, _zero3(sz, lay, p, dp), chunks, overlap, _offload(sz, lay, rates), imbalance,
-                      hops)
+                      hops, mix)
     stages, stage_totals = [], []
     for r in range(pp):
         segments, items, dense_tot, expert_tot = b.stage(r)
