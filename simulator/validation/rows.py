@@ -416,7 +416,8 @@ def power_of_notes(notes: str) -> dict:
 
 def hardware_from_row(row: dict, profiles: Optional[dict] = None) -> HardwareProfile:
     """The row's profile with its per-row overrides (Gb/s columns converted to GB/s). `profiles` (a dict one file's
-    rows share) keeps each named profile loaded once: profiles are frozen."""
+    rows share) keeps each named profile loaded once, and each profile with the same overrides built once:
+    profiles are frozen."""
     name = row["hardware_profile"]
     if not name:
         raise RowError("hardware_profile blank")
@@ -442,10 +443,16 @@ def hardware_from_row(row: dict, profiles: Optional[dict] = None) -> HardwarePro
         over["scaleout_gb_per_s"] = row["scaleout_gbps_per_device"] / 8.0
     over.update(power_of_notes(row.get("notes") or ""))
     if over:
+        key = (name, tuple(sorted(over.items())))      # rows of one cluster state the same overrides
+        got = profiles.get(key) if profiles is not None else None
+        if got is not None:
+            return got
         try:
             hw = override_hardware(hw, **over)
         except SpecError as err:
             raise RowError(str(err)) from None
+        if profiles is not None:
+            profiles[key] = hw
     return hw
 
 
