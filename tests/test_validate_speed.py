@@ -76,3 +76,72 @@ def test_a_note_pattern_needs_lower_case_ascii_literals_under_ignorecase():
         R.NotePattern(r"Power \d+", re.I, ("Power",))
     with pytest.raises(ValueError):
         R.NotePattern(r"power \d+", re.I, ())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# kernel-surface lookups: LogGrid interpolates every axis at once
+# ---------------------------------------------------------------------------------------------------------------
+
+def loggrid_axis_by_axis(grid, *coords):
+    """The multilinear interpolation as LogGrid computed it before issue #13's change, axis by axis (reference)."""
+    import numpy as np
+    arrays = np.broadcast_arrays(*(np.asarray(c, dtype=float) for c in coords))
+    out_shape = arrays[0].shape
+    arrays = [a.ravel() for a in arrays]
+    shape = grid.values.shape
+    strides = [int(s) for s in np.cumprod((1,) + shape[:0:-1])[::-1]]
+    bounds = [n - 1.000001 for n in shape]
+    flat = grid.values.ravel()
+    base, frac = 0, []
+    for d in range(len(grid.lo)):
+        u = np.log2(np.maximum(arrays[d], 1e-300))
+        u -= grid.lo[d]
+        u /= grid.step
+        np.clip(u, 0.0, bounds[d], out=u)
+        i = u.astype(np.intp)
+        base = base + i * strides[d]
+        frac.append(u - i)
+    corners = [(0, None)]
+    for d in range(len(grid.lo)):
+        lo_w, hi_w, step = 1.0 - frac[d], frac[d], int(strides[d])
+        corners = [(o, lo_w if w is None else w * lo_w) for o, w in corners] + \
+                  [(o + step, hi_w if w is None else w * hi_w) for o, w in corners]
+    out = np.zeros_like(frac[0])
+    values = flat.take(np.add.outer([o for o, _ in corners], base))
+    for j, (_, weight) in enumerate(corners):
+        out += weight * values[j]
+    return out.reshape(out_shape)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_loggrid_gives_the_axis_by_axis_numbers_bit_for_bit(dims):
+    """Random grids and points inside, outside (clamped) and on the nodes, scalars and broadcast shapes."""
+    import numpy as np
+    from simulator.costs.kernels import LogGrid
+    rng = np.random.default_rng(dims)
+    shape = tuple(int(x) for x in rng.integers(2, 9, size=dims))
+    g = LogGrid(lo=tuple(float(x) for x in rng.uniform(0, 5, size=dims)), step=0.25,
+                values=rng.normal(size=shape))
+    pts = [2.0 ** rng.uniform(-2, 10, size=500) for _ in range(dims)]
+    pts[0][:20] = 2.0 ** (g.lo[0] + 0.25 * np.arange(20))          # nodes, and beyond the last one
+    for args in (pts, [p[:1] for p in pts], [p[0] for p in pts], [p.reshape(20, 25) for p in pts],
+                 [pts[0].reshape(-1, 1)] + [p[:7] for p in pts[1:]]):
+        assert np.array_equal(g(*args), loggrid_axis_by_axis(g, *args))
+
+
+def test_loggrid_on_the_shipped_kernel_surfaces_bit_for_bit():
+    """Every measured GEMM / attention surface of two devices (table and transferred), on the shapes a validation
+    run looks up."""
+    import numpy as np
+    from simulator.costs.compute import cached_kernel_model
+    from simulator.specs.loading import load_hardware
+    rng = np.random.default_rng(0)
+    x = [2.0 ** rng.uniform(0, 21, size=300) for _ in range(3)]
+    checked = 0
+    for name in ("a100-sxm4-80gb", "h100-sxm5-80gb"):
+        km = cached_kernel_model(load_hardware(name))
+        for key in list(km.ops):
+            grid = km.ops[key].grid
+            assert np.array_equal(grid(*x), loggrid_axis_by_axis(grid, *x)), (name, key)
+            checked += 1
+    assert checked >= 6

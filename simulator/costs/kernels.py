@@ -252,41 +252,48 @@ class LogGrid:
         return {k: v for k, v in self.__dict__.items() if k != "_layout_cache"}     # pickles without the cache
 
     def _layout(self) -> tuple:
-        """(strides in elements, clip bound per axis, flattened values), computed once per grid."""
+        """(strides in elements, lo and clip bound per axis as a column, the flat offset of each of the 2^d
+        corners in the order __call__ weights them, flattened values), computed once per grid."""
         cached = self.__dict__.get("_layout_cache")
         if cached is None:
             shape = self.values.shape
             strides = [int(s) for s in np.cumprod((1,) + shape[:0:-1])[::-1]]
-            cached = (strides, [n - 1.000001 for n in shape], self.values.ravel())
+            offsets = [0]                      # axis d's upper corner adds strides[d]: the lower half first
+            for st in strides:
+                offsets = offsets + [o + st for o in offsets]
+            cached = (strides, np.array(self.lo, dtype=float)[:, None],
+                      np.array([n - 1.000001 for n in shape], dtype=float)[:, None], np.array(offsets, dtype=np.intp),
+                      self.values.ravel())
             object.__setattr__(self, "_layout_cache", cached)
         return cached
 
     def __call__(self, *coords) -> np.ndarray:
+        """Multilinear interpolation at the coordinates (broadcast together), every axis at once: the same numbers
+        as interpolating axis by axis (each element sees the same operations in the same order; the corner weights
+        are the products lower-axis first), in a fixed number of numpy calls (a validation run makes ~1,000 small
+        lookups)."""
         arrays = [np.asarray(c, dtype=float) for c in coords]
         if any(a.shape != arrays[0].shape for a in arrays):
             arrays = np.broadcast_arrays(*arrays)
         out_shape = arrays[0].shape
-        arrays = [a.ravel() for a in arrays]
-        strides, bounds, flat = self._layout()
-        dims = len(self.lo)
-        base, frac = 0, []
-        for d in range(dims):
-            u = np.log2(np.maximum(arrays[d], 1e-300))
-            u -= self.lo[d]
-            u /= self.step
-            np.clip(u, 0.0, bounds[d], out=u)
-            i = u.astype(np.intp)              # u >= 0: truncation is floor
-            base = base + i * strides[d]
-            frac.append(u - i)
-        corners = [(0, None)]                  # (offset, weight) of the 2**dims corners, built axis by axis
-        for d in range(dims):
-            lo_w, hi_w, step = 1.0 - frac[d], frac[d], int(strides[d])
-            corners = [(o, lo_w if w is None else w * lo_w) for o, w in corners] + \
-                      [(o + step, hi_w if w is None else w * hi_w) for o, w in corners]
-        out = np.zeros_like(frac[0])
-        values = flat.take(np.add.outer([o for o, _ in corners], base))     # every corner's values in one take
-        for j, (_, weight) in enumerate(corners):
-            out += weight * values[j]
+        strides, lo, bounds, offsets, flat = self._layout()
+        u = np.log2(np.maximum(np.stack([a.ravel() for a in arrays]), 1e-300))     # (axes, points)
+        u -= lo
+        u /= self.step
+        np.clip(u, 0.0, bounds, out=u)
+        i = u.astype(np.intp)                  # u >= 0: truncation is floor
+        base = i[0] * strides[0]
+        for d in range(1, len(strides)):
+            base += i[d] * strides[d]
+        frac = u - i
+        lower = 1.0 - frac
+        weight = np.stack([lower[0], frac[0]])               # corner weights, axis 0 fastest
+        for d in range(1, len(strides)):
+            weight = (np.stack([lower[d], frac[d]])[:, None, :] * weight[None, :, :]).reshape(-1, u.shape[1])
+        terms = weight * flat.take(np.add.outer(offsets, base))     # every corner's values in one take
+        out = np.zeros(u.shape[1])
+        for term in terms:                     # corner by corner, as the axis-by-axis sum added them
+            out += term
         return out.reshape(out_shape)
 
 
