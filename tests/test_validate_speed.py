@@ -145,3 +145,29 @@ def test_loggrid_on_the_shipped_kernel_surfaces_bit_for_bit():
             assert np.array_equal(grid(*x), loggrid_axis_by_axis(grid, *x)), (name, key)
             checked += 1
     assert checked >= 6
+
+
+def gemm_fill_choice_by_choice(m, n, groups, units, tile_m, tile_n):
+    """gemm_fill as computed before issue #13's change, one tile choice at a time (reference)."""
+    import numpy as np
+    from simulator.costs.kernels import TILE_CHOICES
+    m, n, g = (np.asarray(x, dtype=float) for x in (m, n, groups))
+    rows = {f: np.ceil(m / (f * tile_m)) for f in {c[0] for c in TILE_CHOICES}}
+    cols = {f: np.ceil(n / (f * tile_n)) for f in {c[1] for c in TILE_CHOICES}}
+    slots = None
+    for fm, fn in TILE_CHOICES:
+        area = np.ceil(g * rows[fm] * cols[fn] / units) * (fm * fn)
+        slots = area if slots is None else np.minimum(slots, area)
+    return g * m * n / (slots * (units * tile_m * tile_n))
+
+
+def test_gemm_fill_gives_the_choice_by_choice_numbers_bit_for_bit():
+    import numpy as np
+    from simulator.costs.kernels import gemm_fill
+    rng = np.random.default_rng(3)
+    m, n = np.floor(2.0 ** rng.uniform(0, 18, size=(2, 2000)))
+    g = np.floor(2.0 ** rng.uniform(0, 7, size=2000))
+    for args in ((m, n, g), (m, n, 1.0), (m[0], n[0], 1.0), (m[:5].reshape(5, 1), n[:3], g[:3]), (64.0, 128.0, 2.0)):
+        for units, tm, tn in ((108, 128, 128), (132, 128, 256), (304, 256, 128)):
+            got, want = gemm_fill(*args, units, tm, tn), gemm_fill_choice_by_choice(*args, units, tm, tn)
+            assert np.shape(got) == np.shape(want) and np.array_equal(got, want)

@@ -84,6 +84,12 @@ PRIOR_WEIGHT = 0.1                     # background weight: data farther than ~2
 BANDWIDTHS = (0.25, 0.35, 0.5, 0.7, 1.0)   # candidate kernel widths (octaves), chosen by leave-one-out
 K_HALVES = (0.0, 32.0, 64.0, 128.0, 192.0, 256.0, 384.0, 512.0, 768.0)   # candidate saturation half-points
 TILE_CHOICES = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5), (2.0, 1.0), (1.0, 2.0))   # x the device tile
+#: TILE_CHOICES as arrays for gemm_fill: the distinct m and n factors, each choice's index into them, its area
+_TILE_AXES = tuple(np.array(x) for x in (
+    sorted({c[0] for c in TILE_CHOICES}), sorted({c[1] for c in TILE_CHOICES}),
+    [sorted({c[0] for c in TILE_CHOICES}).index(c[0]) for c in TILE_CHOICES],
+    [sorted({c[1] for c in TILE_CHOICES}).index(c[1]) for c in TILE_CHOICES]))
+_TILE_AREAS = np.array([fm * fn for fm, fn in TILE_CHOICES])
 ATTENTION_TILE_Q = 128                 # query rows per attention tile (FlashAttention-2/3 forward block size)
 CROSS_VENDOR_ERROR_FACTOR = 2.0
 SPREAD_TIE = 1e-6                      # residual spreads closer than this are equal (`_select`)
@@ -158,12 +164,11 @@ def gemm_fill(m, n, groups, units: int, tile_m: int, tile_n: int):
 
     Source: NVIDIA Matrix Multiplication Background User's Guide (tile and wave quantisation)."""
     m, n, g = (np.asarray(x, dtype=float) for x in (m, n, groups))
-    rows = {f: np.ceil(m / (f * tile_m)) for f in {c[0] for c in TILE_CHOICES}}
-    cols = {f: np.ceil(n / (f * tile_n)) for f in {c[1] for c in TILE_CHOICES}}
-    slots = None                           # fewest occupied tile-slot areas = best fill
-    for fm, fn in TILE_CHOICES:
-        area = np.ceil(g * rows[fm] * cols[fn] / units) * (fm * fn)
-        slots = area if slots is None else np.minimum(slots, area)
+    fm, fn, im, jn = _TILE_AXES
+    rows = np.ceil(m[..., None] / (fm * tile_m))          # tiles along m (n) for each distinct factor, last axis
+    cols = np.ceil(n[..., None] / (fn * tile_n))
+    area = np.ceil(g[..., None] * rows[..., im] * cols[..., jn] / units) * _TILE_AREAS   # every choice at once
+    slots = area.min(axis=-1)              # fewest occupied tile-slot areas = best fill
     return g * m * n / (slots * (units * tile_m * tile_n))
 
 
