@@ -282,7 +282,7 @@ class LogGrid:
             arrays = np.broadcast_arrays(*arrays)
         out_shape = arrays[0].shape
         strides, lo, bounds, offsets, flat = self._layout()
-        u = np.log2(np.maximum(np.stack([a.ravel() for a in arrays]), 1e-300))     # (axes, points)
+        u = np.log2(np.maximum(np.array([a.ravel() for a in arrays]), 1e-300))     # (axes, points)
         u -= lo
         u /= self.step
         np.clip(u, 0.0, bounds, out=u)
@@ -291,10 +291,10 @@ class LogGrid:
         for d in range(1, len(strides)):
             base += i[d] * strides[d]
         frac = u - i
-        lower = 1.0 - frac
-        weight = np.stack([lower[0], frac[0]])               # corner weights, axis 0 fastest
+        pairs = np.array([1.0 - frac, frac])   # (lower, upper corner) weight of each axis
+        weight = pairs[:, 0]                   # corner weights, axis 0 fastest
         for d in range(1, len(strides)):
-            weight = (np.stack([lower[d], frac[d]])[:, None, :] * weight[None, :, :]).reshape(-1, u.shape[1])
+            weight = (pairs[:, d, None, :] * weight[None, :, :]).reshape(-1, u.shape[1])
         terms = weight * flat.take(np.add.outer(offsets, base))     # every corner's values in one take
         out = np.zeros(u.shape[1])
         for term in terms:                     # corner by corner, as the axis-by-axis sum added them
