@@ -86,7 +86,7 @@ class NotePattern:
 
     Source: Python `re` documentation (IGNORECASE: Unicode case folding of [a-z])."""
 
-    __slots__ = ("regex", "needles", "folded")
+    __slots__ = ("folded", "needles", "regex")
 
     def __init__(self, pattern: str, flags: int = 0, needles: tuple = ()):
         self.regex = re.compile(pattern, flags)
