@@ -30,7 +30,6 @@ try:
     from .specs.layout import Layout
     from .specs.loading import available_models, available_profiles, load_hardware, load_model
     from .specs.model import ModelSpec
-    from .specs.scenario import Scenario
     from .specs.training import TrainingSpec
 finally:
     # What the imports made is long-lived: it is moved to the oldest generation as survivors of a collection would
@@ -43,8 +42,9 @@ finally:
         _gc.enable()
     del _collecting
 
-#: Lazily imported public functions: name -> module that defines it.
+#: Lazily imported public names (functions, and Scenario: validate never builds one): name -> its module.
 _LAZY = {
+    "Scenario": "simulator.specs.scenario",
     "estimate": "simulator.analytic.estimate",
     "simulate": "simulator.crosscheck",
     "search": "simulator.planning.search",
@@ -66,6 +66,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'simulator' has no attribute '{name}'")
 
 
-__all__ = ["Scenario", "ModelSpec", "HardwareProfile", "TrainingSpec", "Layout", "StepEstimate", "SimulationResult",
+__all__ = ["ModelSpec", "HardwareProfile", "TrainingSpec", "Layout", "StepEstimate", "SimulationResult",
            "load_model", "load_hardware", "load_cluster", "available_models", "available_profiles", "SpecError",
            "InfeasibleLayoutError", *_LAZY]

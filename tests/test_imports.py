@@ -198,3 +198,20 @@ def test_importing_simulator_leaves_the_permanent_generation_as_it_found_it(stat
     else:                      # nothing left in the permanent generation, and the imports' ~60k objects are old:
         assert out["before"] == 0 and out["after"] == 0    # the next collections do not traverse them
         assert out["young"] < 5000, out
+
+
+RUNS = str(ROOT / "benchmarks" / "data" / "published_runs.csv")
+
+
+@pytest.mark.parametrize("extra", [[], ["--format", "json"]], ids=["table", "json"])
+def test_validate_imports_no_plotting_frames_graphs_des_nor_scenario(extra):
+    """`trainsim validate` (issue #13: < 0.6 s whole process) predicts from the cases' own specs with the analytic
+    engine: no matplotlib (no --plot), pandas, networkx, SimPy, nor the Scenario model (pydantic builds its schema at
+    import; validate never makes one)."""
+    heavy = HEAVY + ("networkx", "simpy", "simulator.specs.scenario", "simulator.des")
+    assert loaded_after(["validate", RUNS, *extra], heavy=heavy) == []
+
+
+def test_the_scenario_probe_sees_scenario_when_estimate_builds_one():
+    """Positive control for the probe above: estimate builds a Scenario."""
+    assert loaded_after(ESTIMATE, heavy=("simulator.specs.scenario",)) == ["simulator.specs.scenario"]

@@ -84,6 +84,12 @@ PRIOR_WEIGHT = 0.1                     # background weight: data farther than ~2
 BANDWIDTHS = (0.25, 0.35, 0.5, 0.7, 1.0)   # candidate kernel widths (octaves), chosen by leave-one-out
 K_HALVES = (0.0, 32.0, 64.0, 128.0, 192.0, 256.0, 384.0, 512.0, 768.0)   # candidate saturation half-points
 TILE_CHOICES = ((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5), (2.0, 1.0), (1.0, 2.0))   # x the device tile
+#: TILE_CHOICES as arrays for gemm_fill: the distinct m and n factors, each choice's index into them, its area
+_TILE_AXES = tuple(np.array(x) for x in (
+    sorted({c[0] for c in TILE_CHOICES}), sorted({c[1] for c in TILE_CHOICES}),
+    [sorted({c[0] for c in TILE_CHOICES}).index(c[0]) for c in TILE_CHOICES],
+    [sorted({c[1] for c in TILE_CHOICES}).index(c[1]) for c in TILE_CHOICES]))
+_TILE_AREAS = np.array([fm * fn for fm, fn in TILE_CHOICES])
 ATTENTION_TILE_Q = 128                 # query rows per attention tile (FlashAttention-2/3 forward block size)
 CROSS_VENDOR_ERROR_FACTOR = 2.0
 SPREAD_TIE = 1e-6                      # residual spreads closer than this are equal (`_select`)
@@ -158,12 +164,11 @@ def gemm_fill(m, n, groups, units: int, tile_m: int, tile_n: int):
 
     Source: NVIDIA Matrix Multiplication Background User's Guide (tile and wave quantisation)."""
     m, n, g = (np.asarray(x, dtype=float) for x in (m, n, groups))
-    rows = {f: np.ceil(m / (f * tile_m)) for f in {c[0] for c in TILE_CHOICES}}
-    cols = {f: np.ceil(n / (f * tile_n)) for f in {c[1] for c in TILE_CHOICES}}
-    slots = None                           # fewest occupied tile-slot areas = best fill
-    for fm, fn in TILE_CHOICES:
-        area = np.ceil(g * rows[fm] * cols[fn] / units) * (fm * fn)
-        slots = area if slots is None else np.minimum(slots, area)
+    fm, fn, im, jn = _TILE_AXES
+    rows = np.ceil(m[..., None] / (fm * tile_m))          # tiles along m (n) for each distinct factor, last axis
+    cols = np.ceil(n[..., None] / (fn * tile_n))
+    area = np.ceil(g[..., None] * rows[..., im] * cols[..., jn] / units) * _TILE_AREAS   # every choice at once
+    slots = area.min(axis=-1)              # fewest occupied tile-slot areas = best fill
     return g * m * n / (slots * (units * tile_m * tile_n))
 
 
@@ -252,41 +257,48 @@ class LogGrid:
         return {k: v for k, v in self.__dict__.items() if k != "_layout_cache"}     # pickles without the cache
 
     def _layout(self) -> tuple:
-        """(strides in elements, clip bound per axis, flattened values), computed once per grid."""
+        """(strides in elements, lo and clip bound per axis as a column, the flat offset of each of the 2^d
+        corners in the order __call__ weights them, flattened values), computed once per grid."""
         cached = self.__dict__.get("_layout_cache")
         if cached is None:
             shape = self.values.shape
             strides = [int(s) for s in np.cumprod((1,) + shape[:0:-1])[::-1]]
-            cached = (strides, [n - 1.000001 for n in shape], self.values.ravel())
+            offsets = [0]                      # axis d's upper corner adds strides[d]: the lower half first
+            for st in strides:
+                offsets = offsets + [o + st for o in offsets]
+            cached = (strides, np.array(self.lo, dtype=float)[:, None],
+                      np.array([n - 1.000001 for n in shape], dtype=float)[:, None], np.array(offsets, dtype=np.intp),
+                      self.values.ravel())
             object.__setattr__(self, "_layout_cache", cached)
         return cached
 
     def __call__(self, *coords) -> np.ndarray:
+        """Multilinear interpolation at the coordinates (broadcast together), every axis at once: the same numbers
+        as interpolating axis by axis (each element sees the same operations in the same order; the corner weights
+        are the products lower-axis first), in a fixed number of numpy calls (a validation run makes ~1,000 small
+        lookups)."""
         arrays = [np.asarray(c, dtype=float) for c in coords]
         if any(a.shape != arrays[0].shape for a in arrays):
             arrays = np.broadcast_arrays(*arrays)
         out_shape = arrays[0].shape
-        arrays = [a.ravel() for a in arrays]
-        strides, bounds, flat = self._layout()
-        dims = len(self.lo)
-        base, frac = 0, []
-        for d in range(dims):
-            u = np.log2(np.maximum(arrays[d], 1e-300))
-            u -= self.lo[d]
-            u /= self.step
-            np.clip(u, 0.0, bounds[d], out=u)
-            i = u.astype(np.intp)              # u >= 0: truncation is floor
-            base = base + i * strides[d]
-            frac.append(u - i)
-        corners = [(0, None)]                  # (offset, weight) of the 2**dims corners, built axis by axis
-        for d in range(dims):
-            lo_w, hi_w, step = 1.0 - frac[d], frac[d], int(strides[d])
-            corners = [(o, lo_w if w is None else w * lo_w) for o, w in corners] + \
-                      [(o + step, hi_w if w is None else w * hi_w) for o, w in corners]
-        out = np.zeros_like(frac[0])
-        values = flat.take(np.add.outer([o for o, _ in corners], base))     # every corner's values in one take
-        for j, (_, weight) in enumerate(corners):
-            out += weight * values[j]
+        strides, lo, bounds, offsets, flat = self._layout()
+        u = np.log2(np.maximum(np.array([a.ravel() for a in arrays]), 1e-300))     # (axes, points)
+        u -= lo
+        u /= self.step
+        np.clip(u, 0.0, bounds, out=u)
+        i = u.astype(np.intp)                  # u >= 0: truncation is floor
+        base = i[0] * strides[0]
+        for d in range(1, len(strides)):
+            base += i[d] * strides[d]
+        frac = u - i
+        pairs = np.array([1.0 - frac, frac])   # (lower, upper corner) weight of each axis
+        weight = pairs[:, 0]                   # corner weights, axis 0 fastest
+        for d in range(1, len(strides)):
+            weight = (pairs[:, d, None, :] * weight[None, :, :]).reshape(-1, u.shape[1])
+        terms = weight * flat.take(np.add.outer(offsets, base))     # every corner's values in one take
+        out = np.zeros(u.shape[1])
+        for term in terms:                     # corner by corner, as the axis-by-axis sum added them
+            out += term
         return out.reshape(out_shape)
 
 
