@@ -369,8 +369,12 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     n = len(t)
     structural = None
     if prune:                                       # in blocks too: cache-sized temporaries
-        structural = structural_mask(job, t) if n <= block_rows else np.concatenate(
-            [structural_mask(job, _rows(t, slice(a, a + block_rows))) for a in range(0, n, block_rows)])
+        if n <= block_rows:
+            structural = structural_mask(job, t)
+        else:                                       # written block by block, in reasons' compact type
+            structural = np.empty(n, COMPACT_DTYPES["reasons"])
+            for a in range(0, n, block_rows):
+                structural[a:a + block_rows] = structural_mask(job, _rows(t, slice(a, a + block_rows)))
     formable = None if structural is None else structural == 0
     if formable is None or formable.all():
         if n <= block_rows:
@@ -481,6 +485,20 @@ def evaluate_block(job: Job, t: LayoutTable, structural=None, cache: dict | None
     out.update({"reasons": reasons, "num_micro_batches": sz.num_micro,
                 "bubble_fraction": pace.bubble_s / np.maximum(sz.num_micro * pace.tau_max, 1e-30),
                 "pacing_rank": pace.idx, "layers_first": Lf, "layers_mid": Lm, "layers_last": Ll})
+    return compact(out)
+
+
+#: Integer columns evaluate returns in a narrower type than the engine computes them in (the same values): the
+#: reason bits (feasibility: the highest is 1 << 15) and the rank kinds (0, 1, 2; -1 for none). 1 and 4 bytes a
+#: row instead of 8: 18 MB less for a million rows (issue #13).
+COMPACT_DTYPES = {"reasons": np.int32, "memory_rank": np.int8, "pacing_rank": np.int8}
+
+
+def compact(out: dict) -> dict:
+    """`out` with the COMPACT_DTYPES columns in their narrow types (in place)."""
+    for k, dtype in COMPACT_DTYPES.items():
+        if k in out:
+            out[k] = np.asarray(out[k]).astype(dtype, copy=False)
     return out
 
 
@@ -544,4 +562,4 @@ def evaluate_unformable_block(job: Job, t: LayoutTable, structural: np.ndarray) 
             out[key] = np.where(absent[key], 0.0, np.nan)
         else:
             out[key] = nan
-    return out
+    return compact(out)
