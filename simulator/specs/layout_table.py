@@ -114,6 +114,8 @@ class LayoutTable:
                 out[name] = v.copy()                   # as the broadcast below, without its per-call work
             elif np.ndim(v) == 0:                      # one value for every row: a read-only broadcast (no n rows)
                 out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,))
+            elif isinstance(v, np.ndarray) and v.shape == (n,) and v.strides == (0,):     # a broadcast given
+                out[name] = np.broadcast_to(np.asarray(v[0], dtype=dtype), (n,))
             else:
                 out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
         return cls(placement=placement, **out)
