@@ -224,8 +224,14 @@ BLOCK_ROWS = 16000
 
 
 def _rows(t: LayoutTable, rows) -> LayoutTable:
-    """The rows `rows` (a slice or an index array) of `t`."""
-    part = {f.name: getattr(t, f.name)[rows] for f in fields(t) if isinstance(getattr(t, f.name), np.ndarray)}
+    """The rows `rows` (a slice or an index array) of `t`. A one-value column (a stride-0 broadcast, as
+    LayoutTable.from_columns stores one) stays a broadcast of its value: no gather."""
+    n = len(range(len(t))[rows]) if isinstance(rows, slice) else len(rows)
+    part = {}
+    for f in fields(t):
+        v = getattr(t, f.name)
+        if isinstance(v, np.ndarray):
+            part[f.name] = np.broadcast_to(v[:1], (n,)) if v.strides == (0,) and len(v) else v[rows]
     if t.stage_layers is not None:
         part["stage_layers"] = t.stage_layers[rows] if isinstance(rows, slice) else \
             tuple(t.stage_layers[i] for i in rows.tolist())
