@@ -223,15 +223,32 @@ def metric_columns(sz, step) -> dict:
 BLOCK_ROWS = 16000
 
 
-def _rows(t: LayoutTable, rows) -> LayoutTable:
+def _rows(t: LayoutTable, rows, filled: dict | None = None) -> LayoutTable:
     """The rows `rows` (a slice or an index array) of `t`. A one-value column (a stride-0 broadcast, as
-    LayoutTable.from_columns stores one) stays a broadcast of its value: no gather."""
+    LayoutTable.from_columns stores one) is written out for the block, no gather: a contiguous column keeps numpy's
+    SIMD loops, which a stride-0 operand does not get (+6% instructions per evaluation). `filled` (a dict the
+    caller keeps across its blocks) holds those written-out columns (read-only) for the last block length, so
+    each is written once for blocks of one length."""
     n = len(range(len(t))[rows]) if isinstance(rows, slice) else len(rows)
+    if filled is not None and filled.get("n") != n:
+        filled.clear()
+        filled["n"] = n
     part = {}
     for f in fields(t):
         v = getattr(t, f.name)
-        if isinstance(v, np.ndarray):
-            part[f.name] = np.broadcast_to(v[:1], (n,)) if v.strides == (0,) and len(v) else v[rows]
+        if not isinstance(v, np.ndarray):
+            continue
+        if v.strides == (0,) and len(v):
+            key = (f.name, v.dtype.str, v[0].item())
+            col = None if filled is None else filled.get(key)
+            if col is None:
+                col = np.full(n, v[0], v.dtype)
+                col.flags.writeable = False
+                if filled is not None:
+                    filled[key] = col
+            part[f.name] = col
+        else:
+            part[f.name] = v[rows]
     if t.stage_layers is not None:
         part["stage_layers"] = t.stage_layers[rows] if isinstance(rows, slice) else \
             tuple(t.stage_layers[i] for i in rows.tolist())
@@ -373,14 +390,14 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
     evaluate_block composes it.
     """
     n = len(t)
-    structural = None
+    structural, filled = None, {}
     if prune:                                       # in blocks too: cache-sized temporaries
         if n <= block_rows:
             structural = structural_mask(job, t)
         else:                                       # written block by block, in reasons' compact type
             structural = np.empty(n, COMPACT_DTYPES["reasons"])
             for a in range(0, n, block_rows):
-                structural[a:a + block_rows] = structural_mask(job, _rows(t, slice(a, a + block_rows)))
+                structural[a:a + block_rows] = structural_mask(job, _rows(t, slice(a, a + block_rows), filled))
     formable = None if structural is None else structural == 0
     if formable is None or formable.all():
         if n <= block_rows:
@@ -388,17 +405,17 @@ def evaluate(job: Job, t: LayoutTable, block_rows: int = BLOCK_ROWS, prune: bool
         cols, cache = _Columns(n, columns), {}
         for a in range(0, n, block_rows):
             rows = slice(a, min(n, a + block_rows))
-            cols.add(rows, evaluate_block(job, _rows(t, rows), None if structural is None else structural[rows],
+            cols.add(rows, evaluate_block(job, _rows(t, rows, filled), None if structural is None else structural[rows],
                                           cache))
         return cols.result()
     cols, cache = _Columns(n, columns), {}
     ok, bad = np.flatnonzero(formable), np.flatnonzero(~formable)
     for a in range(0, len(bad), block_rows):       # first: their NaN columns stay constants until a formable block
         rows = _span(bad[a:a + block_rows])       # fills the whole column with them (_Columns.add)
-        cols.add(rows, evaluate_unformable_block(job, _rows(t, rows), structural[rows]))
+        cols.add(rows, evaluate_unformable_block(job, _rows(t, rows, filled), structural[rows]))
     for a in range(0, len(ok), block_rows):
         rows = _contiguous(ok[a:a + block_rows])
-        cols.add(rows, evaluate_block(job, _rows(t, rows), np.zeros(len(formable[rows]), np.int64), cache))
+        cols.add(rows, evaluate_block(job, _rows(t, rows, filled), np.zeros(len(formable[rows]), np.int64), cache))
     return cols.result()
 
 
