@@ -230,3 +230,34 @@ def test_first_max_is_argmax_of_the_stack_on_ties_infinities_and_nan():
         want = np.argmax(stack, axis=0)
         assert idx.dtype == want.dtype and idx.tolist() == want.tolist()
         assert np.array_equal(top.view(np.uint64), stack[want, np.arange(len(want))].view(np.uint64))
+
+
+def test_one_value_layout_columns_are_broadcasts_and_give_the_numbers_of_full_columns():
+    """LayoutTable.from_columns stores a scalar or defaulted column as a read-only broadcast (issue #13: a
+    million-row table holds only the columns a caller varies); the engine's numbers and types are those of the
+    same table with every column written out, and the compact result types hold every value."""
+    import numpy as np
+
+    from simulator.analytic.compose import COMPACT_DTYPES, evaluate
+    from simulator.feasibility import RULES
+    from simulator.specs.job import Job
+    from simulator.specs.layout_table import BOOL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, LayoutTable
+    from simulator.specs.loading import load_hardware, load_model
+    from simulator.specs.training import TrainingSpec
+
+    assert max(r.bit for r in RULES) <= np.iinfo(COMPACT_DTYPES["reasons"]).max
+    job = Job(model=load_model("gpt3-175b"), hardware=load_hardware("a100-sxm4-80gb"),
+              training=TrainingSpec(seq_len=2048, global_batch=1536), num_devices=1024)
+    g = np.stack(np.meshgrid([1, 2, 4, 8], [1, 2, 4, 8, 16], [1, 2], [0, 1, 3], indexing="ij"), -1).reshape(-1, 4)
+    t = LayoutTable.from_columns(tp=g[:, 0], pp=g[:, 1], micro_batch=g[:, 2], zero=g[:, 3],
+                                 dp=np.where(np.arange(len(g)) % 2, 1024 // (g[:, 0] * g[:, 1]), np.arange(1, len(g) + 1)))
+    assert t.ep.strides == (0,) and not t.ep.flags.writeable and t.tp.strides != (0,)
+    full = t.replace(**{c: np.array(getattr(t, c)) for c in INT_COLUMNS + BOOL_COLUMNS + FLOAT_COLUMNS})
+    assert all(getattr(full, c).strides != (0,) for c in INT_COLUMNS)
+    a, b = evaluate(job, t, block_rows=32), evaluate(job, full, block_rows=32)
+    assert list(a) == list(b)
+    for k in a:
+        x, y = np.asarray(a[k]), np.asarray(b[k])
+        assert x.dtype == y.dtype and np.array_equal(x, y, equal_nan=True), k
+    assert a["reasons"].dtype == np.int32 and a["pacing_rank"].dtype == np.int8
+    assert np.isfinite(a["step_time_s"]).sum() > 10 and np.isnan(a["step_time_s"]).sum() > 10   # both kinds of row

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pickle
 
 from simulator.costs import surfaces_cache
+from simulator.costs.kernel_data import parse_kernel_catalog
 from simulator.costs.kernels import _fit_measured_surfaces
 
 
@@ -39,3 +40,12 @@ def test_cached_surfaces_are_the_fitted_surfaces(tmp_path, monkeypatch):
     first = surfaces_cache.cached(_fit_measured_surfaces)
     again = surfaces_cache.cached(_fit_measured_surfaces)
     assert pickle.dumps(again) == pickle.dumps(_fit_measured_surfaces()) == pickle.dumps(first)
+
+
+def test_cached_kernel_catalog_is_the_parsed_catalog(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRAINSIM_CACHE_DIR", str(tmp_path))
+    first = surfaces_cache.cached(parse_kernel_catalog, "kernel-catalog")
+    again = surfaces_cache.cached(parse_kernel_catalog, "kernel-catalog")
+    assert len(list(tmp_path.glob("kernel-catalog-*.pkl"))) == 1
+    assert again == first == parse_kernel_catalog()
+    assert pickle.dumps(again) == pickle.dumps(parse_kernel_catalog())

@@ -199,6 +199,23 @@ def test_csv_output_holds_the_same_rows(spec, tmp_path):
     pd.testing.assert_frame_equal(pq, csv.frame, check_dtype=False)
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_the_returned_rows_are_those_of_the_written_files(spec, tmp_path, fmt):
+    """sweep() keeps the frames its chunks were written from (no read-back); they must be what the files hold,
+    for the chunks written by this process (1 worker) and by pool workers (2), and after a partial restart."""
+    for workers in (1, 2):
+        out = tmp_path / f"{fmt}-{workers}"
+        res = sweep({**spec, "format": fmt, "output": str(out)}, workers=workers)
+        assert res.chunks_computed == res.num_chunks
+        pd.testing.assert_frame_equal(res.frame, read_results(out), check_exact=True)
+    for p in sorted(out.glob("chunk-*"))[1::2]:        # half the chunks gone: the rest are read from their files
+        p.unlink()
+    again = sweep({**spec, "format": fmt, "output": str(out)}, workers=2)
+    assert 0 < again.chunks_skipped < again.num_chunks
+    pd.testing.assert_frame_equal(again.frame, read_results(out), check_exact=True)
+    pd.testing.assert_frame_equal(again.frame, res.frame, check_exact=True)
+
+
 def test_spec_with_unknown_key_exits_2(tmp_path, capsys):
     from simulator.cli import main
     p = tmp_path / "bad.yaml"

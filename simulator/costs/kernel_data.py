@@ -66,7 +66,16 @@ def read_table_csv(text: str) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def load_kernel_catalog() -> KernelCatalog:
-    """The shipped catalogue and every table it lists (read once; the result is immutable)."""
+    """The shipped catalogue and every table it lists (read once; the result is immutable). Kept in the per-user
+    cache beside the fitted surfaces (surfaces_cache: named by a hash of the shipped files and this code), so a
+    fresh process reads it instead of parsing the YAML and the tables again (~20 ms of every command that
+    evaluates a layout, issue #13)."""
+    from .surfaces_cache import cached
+    return cached(parse_kernel_catalog, "kernel-catalog")
+
+
+def parse_kernel_catalog() -> KernelCatalog:
+    """The shipped catalogue and every table it lists, parsed from the files (load_kernel_catalog caches it)."""
     from ..specs.safe_yaml import parse_yaml          # libyaml's C parser where available, bounded checks
     cat = parse_yaml(_read_text("catalog.yaml"), "kernel catalogue presets/kernels/catalog.yaml")
     machines = cat.get("machines", {})

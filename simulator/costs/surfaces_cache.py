@@ -46,13 +46,13 @@ def inputs_digest() -> str:
     return h.hexdigest()
 
 
-def cached(fit: Callable[[], object]):
-    """fit() through the cache file of the current inputs."""
+def cached(fit: Callable[[], object], name: str = "kernel-surfaces"):
+    """fit() through the cache file of the current inputs (`name`: what it holds, the start of the file name)."""
     root = cache_dir()
     if root is None:
         return fit()
     try:
-        path = root / f"kernel-surfaces-{inputs_digest()[:24]}.pkl"
+        path = root / f"{name}-{inputs_digest()[:24]}.pkl"
     except OSError:
         return fit()
     try:
@@ -63,7 +63,7 @@ def cached(fit: Callable[[], object]):
     value = fit()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=".kernel-surfaces-", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{name}-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)

@@ -178,7 +178,13 @@ def _allowed(values: np.ndarray, listed, cap) -> np.ndarray:
 
 
 def _expand(cols: dict, mask: np.ndarray, options: dict) -> dict:
-    """Ragged product: row i of `cols` times every option j with mask[i, j] (vectorized)."""
+    """Ragged product: row i of `cols` times every option j with mask[i, j] (vectorized). One option that every
+    row takes (the default of most axes) leaves the rows as they are and adds the option as a read-only broadcast
+    column: the same table without a gather of every column (the largest part of enumerating a search)."""
+    if mask.shape[1] == 1 and mask.all():
+        out = dict(cols)
+        out.update({k: np.broadcast_to(np.asarray(v)[0], mask.shape[:1]) for k, v in options.items()})
+        return out
     rows, opt = np.nonzero(mask)
     out = {k: v[rows] for k, v in cols.items()}
     out.update({k: np.asarray(v)[opt] for k, v in options.items()})
@@ -422,13 +428,12 @@ def enumerate_layouts(model: ModelSpec, training: TrainingSpec, num_devices: int
     cols = _zero_recompute_sp_axes(job, cols)
     cols = _offload_axis(job, cols)
     cols = _moe_dp_sync_axes(job, cols)
-    n = len(cols["tp"])
     if "offload_optimizer" in cols:
         cols["offload_delayed_update"] = space.offload_delayed_update & (cols["offload_optimizer"] > 0)
     return LayoutTable.from_columns(
-        placement=space.placement, **cols, moe_max_nodes=np.full(n, space.moe_max_nodes or 0),
-        onebit_warmup_fraction=np.full(n, space.onebit_warmup_fraction),
-        flash_attention=np.full(n, space.flash_attention), overlap_grad_reduce=overlap_of_zero(space, cols["zero"]),
-        tp_comm_overlap=np.full(n, space.tp_comm_overlap), ep_comm_overlap=np.full(n, space.ep_comm_overlap),
-        zero3_unit=np.full(n, ZERO3_UNIT_CODES[space.zero3_unit]),
-        dp_param_gather_overlap=np.full(n, space.dp_param_gather_overlap))
+        placement=space.placement, **cols, moe_max_nodes=space.moe_max_nodes or 0,    # scalars: one value a column
+        onebit_warmup_fraction=space.onebit_warmup_fraction,
+        flash_attention=space.flash_attention, overlap_grad_reduce=overlap_of_zero(space, cols["zero"]),
+        tp_comm_overlap=space.tp_comm_overlap, ep_comm_overlap=space.ep_comm_overlap,
+        zero3_unit=ZERO3_UNIT_CODES[space.zero3_unit],
+        dp_param_gather_overlap=space.dp_param_gather_overlap)

@@ -75,7 +75,9 @@ class LayoutTable:
     @classmethod
     def from_columns(cls, placement: str = "tp-cp-ep-dp-pp", **cols) -> "LayoutTable":
         """Build from array-likes; missing columns take Layout's defaults (framework flags: the default framework
-        preset's, specs.stack); dp must be given."""
+        preset's, specs.stack); dp must be given. A column given as one scalar, and every default, is stored as a
+        read-only broadcast of that value (stride 0): a million-row table of the few columns a caller varies holds
+        those columns only (issue #13: 159 MB of int64 columns, 94 MB of them constants, before)."""
         from .stack import framework_layout_values, framework_named
         n = max(np.size(v) for v in cols.values())
         defaults = _default_layout()
@@ -110,6 +112,10 @@ class LayoutTable:
             dtype = bool if name in BOOL_COLUMNS else (float if name in FLOAT_COLUMNS else np.int64)
             if isinstance(v, np.ndarray) and v.dtype == dtype and v.shape == (n,):
                 out[name] = v.copy()                   # as the broadcast below, without its per-call work
+            elif np.ndim(v) == 0:                      # one value for every row: a read-only broadcast (no n rows)
+                out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,))
+            elif isinstance(v, np.ndarray) and v.shape == (n,) and v.strides == (0,):     # a broadcast given
+                out[name] = np.broadcast_to(np.asarray(v[0], dtype=dtype), (n,))
             else:
                 out[name] = np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
         return cls(placement=placement, **out)

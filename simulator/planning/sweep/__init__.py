@@ -28,6 +28,7 @@ a local one on numpy temporaries over 128 KB. A cluster started with Dask's defa
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -78,9 +79,10 @@ class SweepResult:
 
 
 def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, workers, start_method,
-             worker_timeout_s: float = 120.0) -> tuple:
+             worker_timeout_s: float = 120.0, write=None) -> tuple:
     """(executor description, {chunk: error} of the chunks that failed every attempt). The chunk function is
-    looked up here, at call time (tests replace `evaluate_chunk`)."""
+    looked up here, at call time (tests replace `evaluate_chunk`). `write(i, df)`: local worker processes write
+    their chunks themselves with it."""
     fn = evaluate_chunk
     if not todo:
         return "none (all chunks already written)", {}
@@ -92,7 +94,31 @@ def _execute(todo: list, pl: Plan, on_result, retries: int, dask_scheduler, work
     if n == 1 or len(todo) == 1:
         return "local (in process)", run_serial(fn, todo, pl.payload, on_result, retries)
     return (f"local ({min(n, len(todo))} processes)",
-            run_processes(fn, todo, pl.payload, on_result, retries, n, start_method))
+            run_processes(fn, largest_first(todo, pl), pl.payload, on_result, retries, n, start_method, write))
+
+
+def largest_first(todo: list, pl: Plan) -> list:
+    """The chunks in the order a pool should start them: the largest first (by the devices summed over their grid
+    points: a search's candidates grow with the device count), so that the last chunks, which a worker may finish
+    alone while the other waits, are the small ones. Stable: grid order among equals."""
+    size = {i: sum(int(p["devices"]) for p in pl.chunk_points(i)) for i in todo}
+    return sorted(todo, key=lambda i: -size[i])
+
+
+def _all_rows(out: Path, fmt: str, total: int, frames: dict) -> pd.DataFrame:
+    """read_results(out): the rows of every chunk in grid order, those computed in this run from memory (the frames
+    their files were written from; the same rows and types, tests/test_sweep.py) and the others from their files,
+    so that the sweep's process does not read back what it has just had written (a serial part of the sweep)."""
+    if not frames:
+        return read_results(out)
+    parts = [frames[i] if i in frames else read_chunk(chunk_path(out, i, fmt), fmt) for i in range(total)
+             if i in frames or chunk_path(out, i, fmt).exists()]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_chunk_to(out: Path, fmt: str, i: int, df: pd.DataFrame) -> None:
+    """write_chunk with the folder and format first (a picklable partial for the pool workers)."""
+    write_chunk(out, i, df, fmt)
 
 
 def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, None] = None,
@@ -138,18 +164,23 @@ def sweep(spec: Union[str, Path, dict, SweepSpec], *, output: Union[str, Path, N
     if on_progress:
         on_progress(state["done"], total)
 
-    def on_result(i: int, df: pd.DataFrame) -> None:
-        write_chunk(out, i, df, sp.format)
+    frames = {}
+
+    def on_result(i: int, df: pd.DataFrame, written: bool = False) -> None:
+        if not written:
+            write_chunk(out, i, df, sp.format)
+        frames[i] = df
         state["done"] += 1
         if on_progress:
             on_progress(state["done"], total)
 
     executor, failures = _execute(todo, pl, on_result, retries, dask_scheduler, workers, start_method,
-                                  worker_timeout_s)
+                                  worker_timeout_s, functools.partial(_write_chunk_to, out, sp.format))
     if failures:
         lines = [f"chunk {i}: {type(e).__name__}: {e}" for i, e in sorted(failures.items())]
         raise ChunkFailed(f"{len(failures)} of {total} chunks failed after {retries + 1} attempts (the other "
                           f"chunks are written; run the sweep again to retry):\n" + "\n".join(lines))
-    return SweepResult(spec=sp, output=out, frame=read_results(out), num_points=len(pl.points), num_chunks=total,
+    return SweepResult(spec=sp, output=out, frame=_all_rows(out, sp.format, total, frames), num_points=len(pl.points),
+                       num_chunks=total,
                        chunks_computed=len(todo), chunks_skipped=total - len(todo),
                        elapsed_s=time.perf_counter() - t0, executor=executor, fingerprint=pl.fingerprint)
