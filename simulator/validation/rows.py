@@ -295,15 +295,17 @@ def attention_pattern_of_notes(notes: str) -> dict:
 _GLU_CLAMP_NOTE = re.compile(r"activation_func_clamp_value (\d+(?:\.\d+)?)")
 _LINEAR_BIAS_NOTE = re.compile(r"\badd_bias_linear\b(?! false)")
 _YARN_NOTE = re.compile(r"position_embedding_type yarn \(yarn_rotary_scaling_factor (\d+(?:\.\d+)?)\)")
+_QK_NORM_NOTE = re.compile(r"\bqk_layernorm true\b", re.IGNORECASE)
 
 
 def model_features_of_notes(notes: str) -> dict:
-    """ModelSpec feature fields (glu_clamp, linear_bias, yarn_mscale) the notes state in Megatron-Core's config
-    names; {} when they state none.
+    """ModelSpec feature fields (glu_clamp, linear_bias, yarn_mscale, qk_norm) the notes state in Megatron-Core's
+    config names; {} when they state none.
 
     Source: the run's model provider as recipe_notes.yaml quotes it (Megatron-Bridge models/gpt_oss: GPT-OSS's
     clamped SwiGLU, linear biases and YaRN RoPE, from the HF config swiglu_limit 7.0, attention_bias true and
-    rope_scaling yarn factor 32; yarn_mscale unset: Megatron-Core's _yarn_get_mscale, 0.1 ln(factor) + 1)."""
+    rope_scaling yarn factor 32; yarn_mscale unset: Megatron-Core's _yarn_get_mscale, 0.1 ln(factor) + 1;
+    models/qwen: Qwen3's qk_layernorm True)."""
     out: dict = {}
     m = _GLU_CLAMP_NOTE.search(notes)
     if m:
@@ -313,6 +315,8 @@ def model_features_of_notes(notes: str) -> dict:
     m = _YARN_NOTE.search(notes)
     if m:
         out["yarn_mscale"] = 0.1 * math.log(float(m.group(1))) + 1.0
+    if _QK_NORM_NOTE.search(notes):
+        out["qk_norm"] = True
     return out
 
 
