@@ -623,6 +623,27 @@ def mla_rope_assembly_s(sz):
     return t, t
 
 
+def mla_up_proj_replay_s(sz):
+    """Backward-pass time of replaying MLA's up-projections under Megatron-Core's 'mla_up_proj' recompute module
+    (FrameworkSpec.recompute.replayed_modules): the q and kv up-projection forward GEMMs at their
+    attention_projections_s shapes (M x a (d_nope + d_rope) / tp from q_lora, M x a (d_nope + d_v) / tp from
+    kv_lora; the full-rank q projection where q_lora is null) and the RoPE / q, k, v assembly forward
+    (mla_rope_assembly_s). 0 for other attention or without the module.
+
+    Source: NVIDIA/Megatron-LM megatron/core/transformer/multi_latent_attention.py at b0cc2706 (recompute_up_proj
+    with 'mla_up_proj' in recompute_modules: CheckpointWithoutOutput around qkv_up_proj_and_rope_apply, its q, k,
+    v discarded after the attention core's forward and recomputed before its backward)."""
+    m, fw = sz.model, sz.framework
+    if m.mla is None or fw is None or "mla_up_proj" not in fw.recompute.replayed_modules:
+        return 0.0
+    c, kr, M, a, tp = m.mla, sz.kernel, sz.tokens, sz.heads, sz.tp
+    dqk = float(c.qk_nope_head_dim + c.qk_rope_head_dim)
+    q_in = float(c.q_lora_rank) if c.q_lora_rank is not None else sz.hidden
+    q = kr.gemm_passes_s(M, a * dqk / tp, q_in)[0]
+    kv = kr.gemm_passes_s(M, a * (c.qk_nope_head_dim + c.v_head_dim) / tp, float(c.kv_lora_rank))[0]
+    return q + kv + mla_rope_assembly_s(sz)[0]
+
+
 def elementwise_s(sz, ew_elems):
     """Forward time of a layer's memory-bound elementwise kernels: ELEMENTWISE_OUTSIDE_TP (14 h) per token outside
     the TP regions, 11 h where the framework fuses bias-dropout-add (split tp ways with SP), plus the MLP's elements
@@ -843,4 +864,4 @@ def layer_costs(sz) -> LayerCosts:
         recompute_s=recompute_pass_s(sz, fwd_s, core_f, proj[0] + mlp[0], t_elem,
                                      {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0],
                                       "dense_mlp": (1.0 - np.minimum(sz.moe_fraction, 1.0)) * dense_mlp[0]})
-        + np.where(sz.recompute == 2, 0.0, replay), wgrad_s=wgrad)
+        + np.where(sz.recompute == 2, 0.0, replay + mla_up_proj_replay_s(sz)), wgrad_s=wgrad)

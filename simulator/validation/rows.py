@@ -701,7 +701,7 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     --recompute-modules / recompute_modules) fixes a blank recompute cell: with `mlp` listed, selective recompute
     of the MLP (the preset's selective kind becomes 'mlp'); with `core_attn`, the preset's selective; otherwise
     none. layernorm and moe_act are replayed under any setting (RecomputeSpec.replayed_modules, priced by
-    costs.model_ops.module_replay_s); mla_up_proj replays a few percent of a layer and is not priced.
+    costs.model_ops.module_replay_s), and so is mla_up_proj (costs.layer.mla_up_proj_replay_s).
     Returns (framework, known, overrides).
 
     Source: Megatron-Core TransformerConfig.recompute_modules; the row's notes (the recipe's recompute_modules)."""
@@ -709,12 +709,12 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     if not m:
         return fw, known, overrides
     modules = {x.strip() for x in m.group(1).split(",") if x.strip()}
-    replayed = tuple(x for x in ("layernorm", "moe_act") if x in modules)
+    replayed = tuple(x for x in ("layernorm", "moe_act", "mla_up_proj") if x in modules)
     if replayed and replayed != fw.recompute.replayed_modules:
         fw = fw.model_copy(update={"recompute": fw.recompute.model_copy(update={"replayed_modules": replayed})})
         overrides = overrides + (("recompute_modules", ",".join(replayed), "notes list recompute modules "
                                   "(Megatron-Core --recompute-modules): replayed in the backward "
-                                  "(costs.model_ops.module_replay_s)"),)
+                                  "(costs.model_ops.module_replay_s, costs.layer.mla_up_proj_replay_s)"),)
     if "mlp" in modules:
         value = "selective"
         if fw.recompute.selective != "mlp":
@@ -728,7 +728,7 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     if known.get("recompute") is None:
         known["recompute"] = value
         assumptions.append(f"recompute blank: {value} from the recipe's recompute modules "
-                           f"[{', '.join(sorted(modules))}] (an mla_up_proj replay is not priced)")
+                           f"[{', '.join(sorted(modules))}]")
     return fw, known, overrides
 
 
