@@ -142,3 +142,39 @@ def test_activation_memory_of_the_experts_activation_by_hand():
     assert stored(mc.model_copy(update={"fusions": FusionSpec()})) == pytest.approx(2560.0)
     assert stored(mc) == pytest.approx(3584.0)
     assert stored(replay) == pytest.approx(2048.0)
+
+
+def test_qk_norm_bytes_and_elements_by_hand():
+    """Per-head q/k RMSNorm: forward read + write 2a, backward read dy and x, write dx 3a (bf16: 4 and 6 B). 8 heads,
+    2 kv heads, head_dim 64, 128 tokens: tp 1 normalises 128 x (8 + 2) x 64 = 81,920 elements (327,680 B forward,
+    491,520 B backward = 0.32768 / 0.49152 us at the toy 1 TB/s); tp 2: 4 + 1 heads = 40,960; tp 4: 2 query heads
+    and one key group (Megatron-Core gives each rank at least one) = 3 x 64 x 128 = 24,576."""
+    assert model_ops.qk_norm_bytes(2.0) == (4.0, 6.0)
+    plain = dict(linear_bias=False, glu_clamp=None, yarn_mscale=None)
+    mc = framework_for_run("megatron-core", 2026)
+    c = _costs(_model(qk_norm=True, **plain), mc)
+    assert _v(c.model_ops_fwd_s) == pytest.approx(327_680 / 1e12)
+    assert _v(c.model_ops_bwd_s) == pytest.approx(491_520 / 1e12)
+    assert _v(_costs(_model(**plain), mc).model_ops_fwd_s) == 0.0
+    # the norms are kernels of their own in any framework, fused eager-op presets or none
+    fused = mc.model_copy(update={"fusions": FusionSpec()})
+    assert _v(_costs(_model(qk_norm=True, **plain), fused).model_ops_bwd_s) == pytest.approx(491_520 / 1e12)
+    job = Job(model=_model(qk_norm=True, **plain), hardware=toy_hardware(),
+              training=TrainingSpec(seq_len=128, global_batch=1), num_devices=4, framework=mc)
+    sz = sizes(job, LayoutTable.from_columns(tp=[1, 2, 4], pp=1, dp=[4, 2, 1], micro_batch=1))
+    assert np.allclose(np.asarray(model_ops.qk_norm_elements(sz)), [81_920, 40_960, 24_576])
+    attn_f, attn_b, _, _ = model_ops.eager_op_kernels(sz)
+    assert (attn_f, attn_b) == (2.0, 4.0)
+
+
+def test_qwen3_rows_and_hf_configs_carry_the_qk_norms():
+    assert model_features_of_notes("Qwen3MoEModelProvider ...: qk_layernorm True (a per-head RMSNorm)") == {
+        "qk_norm": True}
+    _, cases = load_cases("benchmarks/data/published_runs.csv")
+    qwen3 = [c for c in cases if hasattr(c, "model") and "qwen3" in c.id]
+    assert len(qwen3) == 11 and all(c.model.qk_norm for c in qwen3)
+    assert not any(c.model.qk_norm for c in cases if hasattr(c, "model") and "qwen3" not in c.id)
+    from simulator.specs.loading import load_model
+    assert load_model("tests/fixtures/hf/qwen3-30b-a3b.json").qk_norm
+    assert load_model("tests/fixtures/hf/qwen3-8b.json").qk_norm
+    assert not load_model("tests/fixtures/hf/qwen2-7b.json").qk_norm

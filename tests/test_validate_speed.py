@@ -42,7 +42,7 @@ CRAFTED = [
     "at most 4 nodes per token", "two MTP layers", "1 multi-token prediction module", "4096-token sliding window",
     "sliding-window of (1,024)", "chunked attention of 8192", "every 4th layer is global",
     "alternating sliding window and full attention", "activation_func_clamp_value 7.0", "add_bias_linear",
-    "add_bias_linear false", "position_embedding_type yarn (yarn_rotary_scaling_factor 32)",
+    "add_bias_linear false", "qk_layernorm True", "position_embedding_type yarn (yarn_rotary_scaling_factor 32)",
     "no --overlap-grad-reduce", "overlap_grad_reduce_off", "flash attention", "no --use-flash-attn",
     "flash attention off", "--ddp-impl torch", "dense (non-sparse) matmul dispatch", "sparse_matmul=false",
     "sparsecore offload of the all-reduce", "no sparsecore offload of all-reduce",

@@ -373,7 +373,8 @@ def ep_exposed_s(sz, lc):
     only by what outlasts its chunk, and slows its chunk while it holds SMs (ep_overlap_sm_share,
     ep_overlap_exposed_s). Megatron runs it only with pp == 1 or an interleaved schedule; the passes without a partner (the first forward and
     last backward, and with pipelining the warm-up and cool-down passes, ep_overlap_unpaired_fraction) stay exposed; the replay under full
-    recompute or MLP recompute (selective kind 'mlp') stays exposed.
+    recompute stays exposed (Megatron-Core's 'mlp' recompute module checkpoints dense MLPs only, not MoE layers:
+    costs.layer.recompute_pass_s).
 
     Source: Megatron-Core MoE (megatron/core/transformer/moe/README.md); combined_1f1b.py; ep_overlap_exposed_s."""
     m, t = sz.model, sz.table
@@ -396,8 +397,7 @@ def ep_exposed_s(sz, lc):
     ep_f_hidden = ep_f_hidden + (a2a + disp - ep_f_hidden) * alone
     ep_b_hidden = ep_b_hidden + (a2a + disp - ep_b_hidden) * alone
     t_ep_f = np.where(ep_hide, ep_f_hidden, a2a + disp) + gather     # dispatch + combine, HybridEP's map gather
-    sel = sz.framework.recompute.selective if sz.framework is not None else "core-attention"
-    replay = (sz.recompute == 2) | ((sz.recompute == 1) & (sel == "mlp"))   # full or MLP recompute re-dispatches
+    replay = sz.recompute == 2          # full recompute re-dispatches (selective 'mlp' replays dense MLPs only)
     t_ep_b = np.where(ep_hide, ep_b_hidden, a2a + disp) + np.where(replay, a2a + disp + gather, 0.0)
     return t_ep_f, t_ep_b
 

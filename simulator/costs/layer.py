@@ -372,7 +372,11 @@ def mlp_s(sz):
 
     Source: Megatron-LM MLP (Shoeybi et al. 2019 sec. 3); MoE per Fedus et al. 2021 (arXiv 2101.03961) and
     Megatron-Core expert parallelism (TEGroupedMLP); DeepSeekMoE shared experts (arXiv 2401.06066)."""
-    dense, moe = mlp_parts_s(sz)
+    return _mlp_mix(sz, *mlp_parts_s(sz))
+
+
+def _mlp_mix(sz, dense, moe):
+    """mlp_s from mlp_parts_s's (dense, moe) passes: their average over the model's dense and MoE layers."""
     frac = sz.moe_fraction
     if moe is None:
         moe = (0.0, 0.0, 0.0)
@@ -619,6 +623,27 @@ def mla_rope_assembly_s(sz):
     return t, t
 
 
+def mla_up_proj_replay_s(sz):
+    """Backward-pass time of replaying MLA's up-projections under Megatron-Core's 'mla_up_proj' recompute module
+    (FrameworkSpec.recompute.replayed_modules): the q and kv up-projection forward GEMMs at their
+    attention_projections_s shapes (M x a (d_nope + d_rope) / tp from q_lora, M x a (d_nope + d_v) / tp from
+    kv_lora; the full-rank q projection where q_lora is null) and the RoPE / q, k, v assembly forward
+    (mla_rope_assembly_s). 0 for other attention or without the module.
+
+    Source: NVIDIA/Megatron-LM megatron/core/transformer/multi_latent_attention.py at b0cc2706 (recompute_up_proj
+    with 'mla_up_proj' in recompute_modules: CheckpointWithoutOutput around qkv_up_proj_and_rope_apply, its q, k,
+    v discarded after the attention core's forward and recomputed before its backward)."""
+    m, fw = sz.model, sz.framework
+    if m.mla is None or fw is None or "mla_up_proj" not in fw.recompute.replayed_modules:
+        return 0.0
+    c, kr, M, a, tp = m.mla, sz.kernel, sz.tokens, sz.heads, sz.tp
+    dqk = float(c.qk_nope_head_dim + c.qk_rope_head_dim)
+    q_in = float(c.q_lora_rank) if c.q_lora_rank is not None else sz.hidden
+    q = kr.gemm_passes_s(M, a * dqk / tp, q_in)[0]
+    kv = kr.gemm_passes_s(M, a * (c.qk_nope_head_dim + c.v_head_dim) / tp, float(c.kv_lora_rank))[0]
+    return q + kv + mla_rope_assembly_s(sz)[0]
+
+
 def elementwise_s(sz, ew_elems):
     """Forward time of a layer's memory-bound elementwise kernels: ELEMENTWISE_OUTSIDE_TP (14 h) per token outside
     the TP regions, 11 h where the framework fuses bias-dropout-add (split tp ways with SP), plus the MLP's elements
@@ -774,22 +799,26 @@ def recompute_pass_s(sz, forward_s, core_f, gemm_f, elem_f, parts=None):
     """Time a layer's recompute adds to its backward, by recompute code and the framework's selective kind:
     full replays the forward; selective 'core-attention' (Megatron) the attention core; 'op-level-sac'
     (torchtitan) the unsaved ops: every second GEMM (half the GEMM time) and the elementwise kernels;
-    'every-nth-layer' one full forward in n layers; 'mlp' (Megatron-Core --recompute-modules mlp) the MLP's
-    forward GEMMs (`parts["mlp"]`; MoE: router, experts, shared experts; the replayed all-to-alls are priced with
-    the EP communication, costs.communication.ep_exposed_s); 'remat-policy' with its saved tensors named
+    'every-nth-layer' one full forward in n layers; 'mlp' (Megatron-Core --recompute-modules mlp) the dense
+    layers' MLP forward GEMMs (`parts["dense_mlp"]`, averaged over all layers: Megatron-Core checkpoints the MLP
+    of a layer whose MLP is not an MoE layer, so MoE layers replay nothing under it: their experts and
+    all-to-alls would need the 'moe' module); 'remat-policy' with its saved tensors named
     (RecomputeSpec.saved) what `remat_policy_s` replays (`parts`: forward qkv, out-projection and MLP GEMM times),
     without them, and 'none', as core-attention.
 
     Source: Korthikanti et al. 2022 (arXiv 2205.05198) sec. 5; torchtitan models/llama3/parallelize_llama.py
     (_save_list, selective_ac_option); Megatron-Core transformer_layer.py (recompute_mlp: the MLP under
-    tensor_parallel.checkpoint); the preset's recompute.source."""
+    tensor_parallel.checkpoint, set only `if not isinstance(self.mlp, MoELayer)` since NVIDIA/Megatron-LM
+    3b141a2471, 2025-04-05, later `if not self.is_moe_layer`, the same at 0d8e0714 and b0cc2706;
+    transformer_config.py: "mlp: recompute the dense MLP submodule", "moe: recompute the MoE layer"); the
+    preset's recompute.source."""
     rc = sz.recompute
     sel = sz.framework.recompute if sz.framework is not None else None
     kind = sel.selective if sel is not None else "core-attention"
     if kind == "op-level-sac":
         selective = 0.5 * gemm_f + elem_f
     elif kind == "mlp":
-        selective = parts["mlp"] if parts is not None else 0.0
+        selective = parts["dense_mlp"] if parts is not None else 0.0
     elif kind == "every-nth-layer":
         selective = forward_s / float(sel.selective_every_n_layers)
     elif kind == "remat-policy" and sel.saved is not None and parts is not None:
@@ -810,7 +839,8 @@ def layer_costs(sz) -> LayerCosts:
     Source: He 2022 (https://horace.io/brrr_intro.html, overhead-bound regime); Korthikanti et al. 2022 (arXiv
     2205.05198) sec. 5 (recompute); Qi et al. 2023 (arXiv 2401.10241) sec. 2 (the weight-gradient half)."""
     qkv, out_proj, in_n, out_k = attention_projections_s(sz)
-    mlp = mlp_s(sz)
+    dense_mlp, moe_mlp = mlp_parts_s(sz)
+    mlp = _mlp_mix(sz, dense_mlp, moe_mlp)
     core_f, core_b = attention_core_s(sz)
     t_elem = elementwise_s(sz, mlp_elements(sz).elementwise)
     fp8_f, fp8_b = fp8_cast_s(sz, in_n, out_k)
@@ -832,5 +862,6 @@ def layer_costs(sz) -> LayerCosts:
         mlp_wgrad_s=mlp[2], elementwise_s=t_elem, fp8_cast_fwd_s=fp8_f, fp8_cast_bwd_s=fp8_b, model_ops_fwd_s=ops_f,
         model_ops_bwd_s=ops_b, host_s=host, issue_fwd_s=issue_f, issue_bwd_s=issue_b, gpu_fwd_s=gpu_f, gpu_bwd_s=gpu_b, forward_s=fwd_s, backward_s=bwd_s,
         recompute_s=recompute_pass_s(sz, fwd_s, core_f, proj[0] + mlp[0], t_elem,
-                                     {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0]})
-        + np.where(sz.recompute == 2, 0.0, replay), wgrad_s=wgrad)
+                                     {"qkv": qkv[0], "out_proj": out_proj[0], "mlp": mlp[0],
+                                      "dense_mlp": (1.0 - np.minimum(sz.moe_fraction, 1.0)) * dense_mlp[0]})
+        + np.where(sz.recompute == 2, 0.0, replay + mla_up_proj_replay_s(sz)), wgrad_s=wgrad)

@@ -1,7 +1,7 @@
 """Memory-bound work a model's own features add to a layer where the framework runs them as eager PyTorch ops
 instead of inside a fused kernel: the clamped GLU (GPT-OSS), the routed experts' output bias (GPT-OSS), RoPE with a
 YaRN temperature (GPT-OSS), and the small modules Megatron-Core replays in the backward (--recompute-modules
-layernorm, moe_act).
+layernorm, moe_act); and the per-head query/key RMSNorms (Qwen3), norm kernels of their own in every framework.
 
 Each eager op is a separate kernel that reads its inputs from HBM and writes its output, and autograd runs the
 gradient of each as kernels of its own. The byte counts below are counted from the code paths the rows ran,
@@ -67,6 +67,35 @@ def unfused_rope_bytes(a: float) -> tuple[float, float]:
     return 12.0 * a, 14.0 * a
 
 
+def qk_norm_bytes(a: float) -> tuple[float, float]:
+    """(forward, backward) HBM bytes per element of q and k of a per-head RMSNorm on the queries and keys
+    (ModelSpec.qk_norm): forward read the head and write it normalised (2a); backward read the output gradient and
+    the saved input, write the input gradient (3a). The fp32 rsigma per head row and the head_dim-wide weight-gradient
+    partials are left out. bf16: 4 and 6 bytes.
+
+    Source: megatron/core/transformer/attention.py SelfAttention.get_query_key_value_tensors (after the QKV split,
+    query = q_layernorm(query) on [s, b, heads / tp, head_dim] and key = k_layernorm(key) on the rank's key groups;
+    qk_layernorm builds both as TENorm over hidden_size_per_attention_head); Transformer Engine RMSNorm (forward
+    kernel: read x, write y, save rsigma; backward kernel: read dy and x, write dx, then the dgamma finalize);
+    Megatron-Bridge Qwen3ModelProvider / Qwen3MoEModelProvider qk_layernorm True; Hugging Face modeling_qwen3.py
+    (q_norm, k_norm: Qwen3RMSNorm(head_dim))."""
+    return 2.0 * a, 3.0 * a
+
+
+def qk_norm_elements(sz) -> object:
+    """Elements of q and k per layer pass one device normalises: M tokens x (heads / tp + max(1, kv_heads / tp)) x
+    head_dim (Megatron-Core gives each TP rank at least one key group); 0 without qk_norm or with MLA (whose latent
+    norms are fused into its up-projections: costs.layer.mla_latent_norm_elements).
+
+    Source: see qk_norm_bytes."""
+    m = sz.model
+    if not m.qk_norm or m.mla is not None:
+        return 0.0
+    tp = np.asarray(sz.tp, dtype=float)
+    heads = float(m.num_heads) / tp + np.maximum(float(m.kv_heads) / tp, 1.0)
+    return sz.tokens * heads * float(m.dim_per_head)
+
+
 def moe_act_replay_bytes(a: float, gated: bool, eager_clamp: bool) -> float:
     """HBM bytes per expert-FFN element of a routed copy that replaying the experts' activation in the backward
     moves (--recompute-modules moe_act: CheckpointWithoutOutput around bias_act_func): the fused weighted
@@ -104,8 +133,9 @@ def _eager_rope(m, fusions) -> bool:
 
 
 def model_ops_s(sz) -> tuple:
-    """(forward, backward) time of one layer's eager model-feature ops on one device, one micro-batch (arrays over
-    the layouts): the clamped GLU on the routed copies' expert FFN elements (M k fe / tp x the busiest rank's load)
+    """(forward, backward) time of one layer's model-feature ops on one device, one micro-batch (arrays over
+    the layouts): the per-head q/k RMSNorms (qk_norm_elements x qk_norm_bytes) where the model has them, in any
+    framework; the clamped GLU on the routed copies' expert FFN elements (M k fe / tp x the busiest rank's load)
     where the framework clamps eagerly, the expert output bias on their hidden elements (M k etp h / tp x load)
     where it adds it per expert, both averaged over the MoE share of the layers, and the unfused RoPE on q and k
     (M (heads + kv heads) d / tp) for a YaRN temperature other than 1 where the framework cannot fuse it; memory
@@ -113,11 +143,14 @@ def model_ops_s(sz) -> tuple:
 
     Source: the byte counts above; costs.compute KernelRates.stream_s (measured bandwidth fraction)."""
     m, fw = sz.model, sz.framework
-    if fw is None:
-        return 0.0, 0.0
-    fu, a = fw.fusions, sz.act_bytes
+    a = sz.act_bytes
     fwd_b = bwd_b = 0.0
-    if m.moe is not None and sz.moe_fraction > 0.0:
+    if m.qk_norm and m.mla is None:
+        f, b = qk_norm_bytes(a)
+        qk = qk_norm_elements(sz)
+        fwd_b, bwd_b = fwd_b + qk * f, bwd_b + qk * b
+    fu = fw.fusions if fw is not None else None
+    if fu is not None and m.moe is not None and sz.moe_fraction > 0.0:
         fe, k = float(m.moe.expert_ffn_hidden_size), float(m.moe.top_k)
         r = sz.moe_load.gemm_factor if sz.moe_load is not None else 1.0
         copies = sz.tokens * k * r / sz.tp
@@ -128,7 +161,7 @@ def model_ops_s(sz) -> tuple:
             f, b = expert_bias_bytes(a, np.where(_flex_dispatch(sz), 4.0, a))
             hid = copies * sz.etp * sz.hidden
             fwd_b, bwd_b = fwd_b + sz.moe_fraction * hid * f, bwd_b + sz.moe_fraction * hid * b
-    if _eager_rope(m, fu):
+    if fu is not None and _eager_rope(m, fu):
         f, b = unfused_rope_bytes(a)
         qk = sz.tokens * (float(m.num_heads) + float(m.kv_heads)) * float(m.dim_per_head) / sz.tp
         fwd_b, bwd_b = fwd_b + qk * f, bwd_b + qk * b
@@ -174,11 +207,15 @@ EXPERT_BIAS_KERNELS = (1.0, 1.0)
 #: each way per tensor (costs.host ATTN_KERNELS_FWD counts 2 forward).
 ROPE_KERNELS_PER_TENSOR = (12.0, 7.0)
 FUSED_ROPE_KERNELS_PER_TENSOR = 1.0
+#: Per-head q/k RMSNorms (qk_norm_bytes): forward one TE RMSNorm kernel each for q and k (2); backward the
+#: RMSNorm backward and its dgamma finalize kernel each (4).
+QK_NORM_KERNELS = (2.0, 4.0)
 
 
 def eager_op_kernels(sz) -> tuple:
-    """(attention block forward, backward, MoE block forward, backward) kernels the framework's eager model-feature
-    ops add to a layer pass over the fused path (0 where it fuses them or the model lacks them); the MoE part with
+    """(attention block forward, backward, MoE block forward, backward) kernels the model-feature ops add to a
+    layer pass over the fused path: the q/k norms' (QK_NORM_KERNELS) and the framework's eager ops' (0 where it
+    fuses them or the model lacks them); the MoE part with
     E / ep local experts, dispatched after the dispatcher's device-to-host sync.
 
     Source: the module's kernel constants (Megatron-Core code paths as in the module docstring)."""
@@ -188,9 +225,11 @@ def eager_op_kernels(sz) -> tuple:
         return zero
     fu = fw.fusions
     attn_f = attn_b = moe_f = moe_b = 0.0
+    if m.qk_norm and m.mla is None:
+        attn_f, attn_b = QK_NORM_KERNELS
     if _eager_rope(m, fu):
-        attn_f = 2.0 * (ROPE_KERNELS_PER_TENSOR[0] - FUSED_ROPE_KERNELS_PER_TENSOR)
-        attn_b = 2.0 * (ROPE_KERNELS_PER_TENSOR[1] - FUSED_ROPE_KERNELS_PER_TENSOR)
+        attn_f = attn_f + 2.0 * (ROPE_KERNELS_PER_TENSOR[0] - FUSED_ROPE_KERNELS_PER_TENSOR)
+        attn_b = attn_b + 2.0 * (ROPE_KERNELS_PER_TENSOR[1] - FUSED_ROPE_KERNELS_PER_TENSOR)
     if m.moe is not None:
         if m.glu_clamp is not None and fu.glu_clamp == "eager":
             moe_f, moe_b = moe_f + CLAMP_KERNELS[0], moe_b + CLAMP_KERNELS[1]

@@ -326,12 +326,18 @@ def activation_bytes_of_layer(sz, mlp, recompute=None):
     if sel is None or sel.selective in ("core-attention", "remat-policy", "none"):
         return base
     if sel.selective == "mlp":
-        # the MLP keeps only its input (saved outside it anyway): none of its internal activations
+        # a dense layer's MLP keeps only its input (saved outside it anyway): none of its internal activations; an
+        # MoE layer keeps all of its own (Megatron-Core checkpoints dense MLPs only: layer.recompute_pass_s)
+        dense = 1.0 - sz.moe_heavy_fraction
+        f = float(m.ffn_hidden_size)
+        gate = 2.0 if m.gated_mlp else 1.0
         no_mlp = activation_bytes_per_layer(sz.seq_len / sz.cp, sz.micro_batch, sz.hidden, sz.heads, head_dim,
-                                            sz.kv_heads, 0.0, sz.tp, sz.sequence_parallel, np.zeros_like(rc),
+                                            sz.kv_heads, mlp.stored_heavy - dense * (gate + 1.0) * f, sz.tp,
+                                            sz.sequence_parallel, np.zeros_like(rc),
                                             t.flash_attention, sz.act_bytes,
                                             gemm_input_bytes=1.0 if sz.training.dtype == "fp8" else None,
-                                            fc2_input_elems=0.0)
+                                            fc2_input_elems=mlp.fc2_input_heavy - dense * f, mla_elems=mla,
+                                            dropout=m.trains_with_dropout)
         return np.where(np.asarray(rc) == 1, no_mlp, base)
     if sel.selective == "op-level-sac":
         ffn = float(m.ffn_hidden_size) if m.moe is None else float(m.moe.expert_ffn_hidden_size) * m.moe.top_k

@@ -164,10 +164,11 @@ class RecomputeSpec(Spec):
                           "recomputes every other forward op it needs (costs.layer.recompute_pass_s). None: the "
                           "attention core only (Megatron-style selective)")
     default: Recompute = Field(description="the code default: what runs when no recompute flag is given")
-    replayed_modules: tuple[Literal["layernorm", "moe_act"], ...] = Field(
+    replayed_modules: tuple[Literal["layernorm", "moe_act", "mla_up_proj"], ...] = Field(
         (), description="small modules replayed in the backward under any layout recompute setting but 'full' "
-                        "(Megatron-Core --recompute-modules layernorm / moe_act: the separate pre-MLP norm and the "
-                        "routed experts' activation, checkpointed without their outputs); () none")
+                        "(Megatron-Core --recompute-modules layernorm / moe_act / mla_up_proj: the separate pre-MLP "
+                        "norm, the routed experts' activation and MLA's up-projections with their RoPE, "
+                        "checkpointed without their outputs); () none")
     source: str = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -55,7 +55,7 @@ hand-written file never silently takes another model's shape. tie_word_embedding
 of every class above); decoder_sparse_step to 1, mlp_only_layers to [] and moe_layer_freq to 1.
 
 What trainsim does not model is ignored and listed in the spec's notes: biases (Qwen2 q/k/v, GPT-NeoX), the
-Qwen3 q/k norms, the Qwen2-MoE shared-expert gate (hidden x 1), MLA's latent norms, DeepSeek-V3's
+Qwen2-MoE shared-expert gate (hidden x 1), MLA's latent norms, DeepSeek-V3's
 multi-token-prediction layers, GPT-NeoX's parallel residual and partial rotary, Gemma's extra norms and soft-caps,
 GPT-OSS's attention sinks and biases.
 `max_seq_len` is the context before RoPE extension (`rope_scaling.original_max_position_embeddings`, e.g. 4096
@@ -99,6 +99,7 @@ class _Family:
                                         # "gemma2" | "gemma3" | "gpt_oss"
     tied_default: bool = False          # tie_word_embeddings when absent (Gemma configs: true)
     dense_ffn_key: str = "intermediate_size"   # the dense MLP's width (Llama 4: intermediate_size_mlp)
+    qk_norm: bool = False               # per-head q/k RMSNorms (ModelSpec.qk_norm)
 
 
 ARCHITECTURES: dict[str, _Family] = {
@@ -106,14 +107,14 @@ ARCHITECTURES: dict[str, _Family] = {
     "MistralForCausalLM": _Family("MistralConfig", local="mistral"),
     "MixtralForCausalLM": _Family("MixtralConfig", moe="mixtral", local="mistral"),
     "Qwen2ForCausalLM": _Family("Qwen2Config", local="qwen", ignored="q/k/v biases"),
-    "Qwen3ForCausalLM": _Family("Qwen3Config", head_dim_required=True, local="qwen", ignored="q/k RMSNorms"),
+    "Qwen3ForCausalLM": _Family("Qwen3Config", head_dim_required=True, local="qwen", qk_norm=True),
     "Qwen2MoeForCausalLM": _Family("Qwen2MoeConfig", moe="qwen", shared_expert=True, local="qwen",
                                    ignored="q/k/v biases; the shared-expert gate (hidden x 1)"),
-    "Qwen3MoeForCausalLM": _Family("Qwen3MoeConfig", moe="qwen", local="qwen", ignored="q/k RMSNorms"),
+    "Qwen3MoeForCausalLM": _Family("Qwen3MoeConfig", moe="qwen", local="qwen", qk_norm=True),
     "Gemma2ForCausalLM": _Family("Gemma2Config", head_dim_required=True, local="gemma2", tied_default=True,
                                  ignored="post-attention and post-FFN norms; logit soft-capping"),
     "Gemma3ForCausalLM": _Family("Gemma3TextConfig", head_dim_required=True, local="gemma3", tied_default=True,
-                                 ignored="post-attention and post-FFN norms; q/k RMSNorms"),
+                                 qk_norm=True, ignored="post-attention and post-FFN norms"),
     "Llama4ForCausalLM": _Family("Llama4TextConfig", moe="llama4", head_dim_required=True, local="llama4",
                                  dense_ffn_key="intermediate_size_mlp",
                                  ignored="the router's sigmoid scaling of the expert input; q/k L2 norms"),
@@ -463,7 +464,8 @@ def _model_features(r: _Reader, fam: _Family) -> dict[str, Any]:
     """ModelSpec feature fields the config states: yarn_mscale, YaRN's attention temperature, from rope_scaling /
     rope_parameters of rope_type (or type) yarn where it is not 1 (_yarn_temperature); for GPT-OSS also
     linear_bias (attention_bias, default true; the experts always carry gate_up_proj_bias and down_proj_bias) and
-    glu_clamp (swiglu_limit, default 7.0).
+    glu_clamp (swiglu_limit, default 7.0); qk_norm for the families with per-head q/k RMSNorms (Qwen3, Qwen3-MoE,
+    Gemma 3: modeling_qwen3.py / modeling_qwen3_moe.py / modeling_gemma3.py q_norm and k_norm over head_dim).
 
     Source: huggingface/transformers configuration_gpt_oss.py (GptOssConfig: attention_bias True, swiglu_limit 7.0,
     rope_scaling {"rope_type": "yarn", "factor": 32.0, ...}) and modeling_gpt_oss.py (GptOssExperts biases,
@@ -475,6 +477,8 @@ def _model_features(r: _Reader, fam: _Family) -> dict[str, Any]:
             t = _yarn_temperature(rope, f"{r.where}: {key}")
             if t != 1.0:
                 out["yarn_mscale"] = t
+    if fam.qk_norm:
+        out["qk_norm"] = True
     if fam.local == "gpt_oss":
         out["linear_bias"] = True if r.config.get("attention_bias") is None else r.bool("attention_bias", True)
         limit = r.config.get("swiglu_limit", 7.0)

@@ -105,6 +105,10 @@ class ModelSpec(Spec):
                                 "factor on cos and sin: 0.1 ln(factor) + 1 unless the config gives mscale and "
                                 "mscale_all_dim (their ratio); GPT-OSS (factor 32): 1.3466; DeepSeek-V3 (mscale = "
                                 "mscale_all_dim): 1; null: plain RoPE or no temperature")
+    qk_norm: bool = Field(
+        False, description="a per-head RMSNorm on the queries and keys before RoPE (Qwen3 and Qwen3-MoE: "
+                           "Qwen3RMSNorm q_norm / k_norm over head_dim; Megatron-Core qk_layernorm, TENorm on each "
+                           "head); false for Llama-style models. MLA's latent norms are counted with MLA")
     notes: str = Field("", max_length=MAX_TEXT)
 
     @model_validator(mode="after")

@@ -339,15 +339,17 @@ _GLU_CLAMP_NOTE = NotePattern(r"activation_func_clamp_value (\d+(?:\.\d+)?)", 0,
 _LINEAR_BIAS_NOTE = NotePattern(r"\badd_bias_linear\b(?! false)", 0, ("add_bias_linear",))
 _YARN_NOTE = NotePattern(r"position_embedding_type yarn \(yarn_rotary_scaling_factor (\d+(?:\.\d+)?)\)", 0,
                          ("position_embedding_type yarn",))
+_QK_NORM_NOTE = NotePattern(r"\bqk_layernorm true\b", re.IGNORECASE, ("qk_layernorm true",))
 
 
 def model_features_of_notes(notes: str) -> dict:
-    """ModelSpec feature fields (glu_clamp, linear_bias, yarn_mscale) the notes state in Megatron-Core's config
-    names; {} when they state none.
+    """ModelSpec feature fields (glu_clamp, linear_bias, yarn_mscale, qk_norm) the notes state in Megatron-Core's
+    config names; {} when they state none.
 
     Source: the run's model provider as recipe_notes.yaml quotes it (Megatron-Bridge models/gpt_oss: GPT-OSS's
     clamped SwiGLU, linear biases and YaRN RoPE, from the HF config swiglu_limit 7.0, attention_bias true and
-    rope_scaling yarn factor 32; yarn_mscale unset: Megatron-Core's _yarn_get_mscale, 0.1 ln(factor) + 1)."""
+    rope_scaling yarn factor 32; yarn_mscale unset: Megatron-Core's _yarn_get_mscale, 0.1 ln(factor) + 1;
+    models/qwen: Qwen3's qk_layernorm True)."""
     out: dict = {}
     m = _GLU_CLAMP_NOTE.search(notes)
     if m:
@@ -357,6 +359,8 @@ def model_features_of_notes(notes: str) -> dict:
     m = _YARN_NOTE.search(notes)
     if m:
         out["yarn_mscale"] = 0.1 * math.log(float(m.group(1))) + 1.0
+    if _QK_NORM_NOTE.search(notes):
+        out["qk_norm"] = True
     return out
 
 
@@ -751,7 +755,7 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     --recompute-modules / recompute_modules) fixes a blank recompute cell: with `mlp` listed, selective recompute
     of the MLP (the preset's selective kind becomes 'mlp'); with `core_attn`, the preset's selective; otherwise
     none. layernorm and moe_act are replayed under any setting (RecomputeSpec.replayed_modules, priced by
-    costs.model_ops.module_replay_s); mla_up_proj replays a few percent of a layer and is not priced.
+    costs.model_ops.module_replay_s), and so is mla_up_proj (costs.layer.mla_up_proj_replay_s).
     Returns (framework, known, overrides).
 
     Source: Megatron-Core TransformerConfig.recompute_modules; the row's notes (the recipe's recompute_modules)."""
@@ -759,12 +763,12 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     if not m:
         return fw, known, overrides
     modules = {x.strip() for x in m.group(1).split(",") if x.strip()}
-    replayed = tuple(x for x in ("layernorm", "moe_act") if x in modules)
+    replayed = tuple(x for x in ("layernorm", "moe_act", "mla_up_proj") if x in modules)
     if replayed and replayed != fw.recompute.replayed_modules:
         fw = fw.model_copy(update={"recompute": fw.recompute.model_copy(update={"replayed_modules": replayed})})
         overrides = overrides + (("recompute_modules", ",".join(replayed), "notes list recompute modules "
                                   "(Megatron-Core --recompute-modules): replayed in the backward "
-                                  "(costs.model_ops.module_replay_s)"),)
+                                  "(costs.model_ops.module_replay_s, costs.layer.mla_up_proj_replay_s)"),)
     if "mlp" in modules:
         value = "selective"
         if fw.recompute.selective != "mlp":
@@ -778,7 +782,7 @@ def _recompute_modules(notes: str, fw: FrameworkSpec, known: dict, overrides: tu
     if known.get("recompute") is None:
         known["recompute"] = value
         assumptions.append(f"recompute blank: {value} from the recipe's recompute modules "
-                           f"[{', '.join(sorted(modules))}] (an mla_up_proj replay is not priced)")
+                           f"[{', '.join(sorted(modules))}]")
     return fw, known, overrides
 
 
