@@ -117,3 +117,13 @@ def test_all_reduce_takes_the_tree_latency_when_smaller():
     t = _latency_tiers()
     assert float(all_reduce_time_s(0.0, 64, 1, t)) == pytest.approx(860e-6)
     assert float(all_reduce_time_s(0.0, 4, 1, t)) == pytest.approx(60e-6)
+
+
+def test_2d_torus_sub_slices_have_no_wraparound():
+    """A 2D TPU torus (16 x 16): a collective over the whole torus uses every port, one over a full axis (16) half
+    of them, and a near-square sub-slice without wraparound (4x8, 8x8) half: MaxText's Trillium table (5100 for 1D
+    with wraparound or 2D without, 2550 for 2D with wraparound on both, v6e-256); an 8x16 slice 3/4; two chips
+    share one link, a quarter."""
+    from simulator.topology.collectives import _torus2d_share
+    shares = [float(_torus2d_share(16, f)) for f in (2, 16, 32, 64, 128, 256)]
+    assert shares == [0.25, 0.5, 0.5, 0.5, 0.75, 1.0]

@@ -46,6 +46,7 @@ CRAFTED = [
     "no --overlap-grad-reduce", "overlap_grad_reduce_off", "flash attention", "no --use-flash-attn",
     "flash attention off", "--ddp-impl torch", "dense (non-sparse) matmul dispatch", "sparse_matmul=false",
     "sparsecore offload of the all-reduce", "no sparsecore offload of all-reduce",
+    "fsdp gradients reduced by all-reduce + dynamic-slice",
     "collective matmul on the tensor-parallel all-gather side only", "xla_tpu_decompose_all_gather_einsum=true",
     "\u017fliding window 4096", "4096-token \u017fliding window", "clock fraction 0.9 \u212a", "po\u017fer limit 5 W",
     "", "nothing to see here",

@@ -136,3 +136,24 @@ def test_blocking_reduce_scatter_engines_agree_on_a_tpu_fsdp_layout():
     q = estimate(Scenario.build(model="llama2-7b", hardware="tpu-v6e", devices=256, tp=1, pp=1, zero=3,
                                 micro_batch=1, global_batch=256, seq_len=4096, framework=fw_q))
     assert a.step_time_s > q.step_time_s
+
+
+def test_gradient_all_reduce_without_the_reduce_scatter_fusion_flags():
+    """A MaxText recipe without the reduce-scatter fusion flag groups all-reduces its FSDP gradients (then slices):
+    the row override sets it from the notes only, both engines charge the blocking reduction twice (an all-reduce
+    is two phases of a reduce-scatter's bytes) and agree within 3%."""
+    from simulator.specs.frameworks_loading import framework_for_run
+    from simulator.validation.rows import grad_all_reduce_override
+    fw = framework_for_run("maxtext", 2025)
+    assert fw.overlap.zero3_reduce_all_reduce is False
+    ar_fw, applied = grad_all_reduce_override(fw, "... FSDP gradients reduced by all-reduce + dynamic-slice.")
+    assert ar_fw.overlap.zero3_reduce_all_reduce and applied[0][:2] == ("zero3_reduce", "all-reduce")
+    assert grad_all_reduce_override(fw, "LAYOUT_FOR_ALL_REDUCE_SCATTER, CF_FOR_ALL_GATHER") == (fw, ())
+
+    def build(f):
+        return Scenario.build(model="llama2-7b", hardware="tpu-v6e", devices=256, tp=1, pp=1, zero=3,
+                              micro_batch=1, global_batch=256, seq_len=4096, framework=f)
+    rs, ar = estimate(build(fw)), estimate(build(ar_fw))
+    assert ar.time_breakdown_s["dp_comm"] == pytest.approx(2.0 * rs.time_breakdown_s["dp_comm"], rel=0.02)
+    assert simulate(build(ar_fw)).step_time_s == pytest.approx(ar.step_time_s, rel=0.03)
+    assert simulate(build(ar_fw)).step_time_s > simulate(build(fw)).step_time_s

@@ -490,7 +490,23 @@ def dp_comm_times(sz, dense_params, expert_params):
     tree = sum(np.where(n > 1, tree_all_reduce_latency_s(n, stride, sz.tiers), 0.0)
                for n, stride in sz.dp_groups.pairs())
     ar = 2.0 * g * bw_d + np.minimum(2.0 * lat_d, tree)
+    if zero3_reduce_all_reduce(sz):                 # FSDP gradients: all-reduce + dynamic slice
+        rs = np.where(sz.table.zero >= 3, ar, rs)
     return ar, rs, w * bw_d + lat_d
+
+
+def zero3_reduce_all_reduce(sz) -> bool:
+    """Whether the framework reduces the ZeRO-3/FSDP gradients with an all-reduce followed by a dynamic slice (each
+    rank keeps its shard) instead of a reduce-scatter: twice the bytes on the wire, 2(n-1)/n S instead of
+    (n-1)/n S (FrameworkSpec.overlap.zero3_reduce_all_reduce, set per run from the recipe's XLA flags).
+
+    Source: MaxText benchmarks/xla_flags_library.py (REDUCE_SCATTER_FUSION: "Enable Reduce Scatter (RS) Fusion in
+    certain cases by merging All-reduce (AR) and Dynamic-Slice (DS)"; LAYOUT_FOR_ALL_REDUCE_SCATTER carries the same
+    flags); MaxText docs/guides/optimization/sharding.md (FSDP: the gradients "optimally will be synchronized with a
+    reduce scatter which is 2x faster than an all-reduce, but only certain sizes of weight matrices allow for this
+    efficient reduce scatter operation")."""
+    fw = sz.framework
+    return bool(fw is not None and fw.overlap.zero3_reduce_all_reduce)
 
 
 def zero3_gathers_per_layer(sz, tensors_per_layer: int):
@@ -634,7 +650,8 @@ def dp_step_comm_s(sz, dense_params, expert_params, comp_f, comp_b, nl_max, tens
     n_gather = 2.0 + np.where(sz.recompute == 2, 1.0, 0.0)
     bw_pp, lat = dp_phase_cost(sz, dense_params, expert_params)
     ag_layer = sz.weight_bytes * bw_pp / nl_max + lat * zero3_gathers_per_layer(sz, tensors_per_layer)
-    rs_layer = sz.grad_bytes * bw_pp / nl_max + lat
+    rs_passes = 2.0 if zero3_reduce_all_reduce(sz) else 1.0     # all-reduce + dynamic slice: two phases
+    rs_layer = rs_passes * (sz.grad_bytes * bw_pp / nl_max + lat)
     z3_ovl = t.overlap_grad_reduce if zero3_overlap is None else zero3_overlap
     pass_f, pass_b = (comp_f if pass_f is None else pass_f), (comp_b if pass_b is None else pass_b)
     exposed_3 = zero3_step_exposed_s(ag_layer, rs_layer, pass_f / nl_max, pass_b / nl_max, nl_max, num_micro,

@@ -143,6 +143,10 @@ class OverlapSpec(Spec):
         (), description="hardware families on which the stack's ZeRO-3/FSDP gradient reduce-scatter blocks the "
                         "backward instead of running beside it (XLA:TPU without a SparseCore or continuation-fusion "
                         "all-reduce); the weight gathers keep their prefetch")
+    zero3_reduce_all_reduce: bool = Field(
+        False, description="the ZeRO-3/FSDP gradient reduction runs as an all-reduce followed by a dynamic slice (twice "
+                           "a reduce-scatter's bytes) instead of a reduce-scatter: XLA:TPU without its reduce-scatter "
+                           "fusion flags (MaxText LAYOUT_FOR_ALL_REDUCE_SCATTER / REDUCE_SCATTER_FUSION)")
     zero3_gather_unit: GatherUnit = Field(description="ZeRO-3 gather granularity: one flat gather per layer "
                                                       "(FSDP, coalesced DeepSpeed) or per parameter tensor")
     ep_a2a_overlap: bool = Field(description="MoE all-to-alls hidden behind another micro-batch's compute")

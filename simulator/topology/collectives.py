@@ -5,7 +5,8 @@ Thakur et al. 2005): all-reduce moves 2(n-1)/n x S per device, reduce-scatter an
 all-to-all (n-1)/n x S. A group that spans several tiers runs hierarchically: the inner level first, then the
 next tier on data already divided by the inner members, each level over its own tier's bandwidth. On a torus
 tier a ring in each dimension the group spans uses two ports per dimension (bidirectional ring), so the usable
-bandwidth is the per-chip ICI bandwidth x dims_used / ndims.
+bandwidth is the per-chip ICI bandwidth x dims_used / ndims (on a 2D torus an axis the group spans only in part has
+no wraparound link and counts half: _torus2d_share).
 All functions are pure and vectorized over numpy arrays of sizes, group sizes and strides.
 """
 from __future__ import annotations
@@ -16,11 +17,34 @@ from .placement import TierArrays, group_levels
 
 
 def _torus_bandwidth(bw, ndims, side, f):
-    """Usable bandwidth on a torus tier for a level of fan-out f: dims_used/ndims of the chip's ICI."""
+    """Usable bandwidth on a torus tier for a level of fan-out f: dims_used/ndims of the chip's ICI; on a 2D torus
+    (_torus2d_share) each axis's share counts in full only where the level spans the whole axis."""
     if ndims == 0:
         return bw
+    if ndims == 2:
+        return bw * _torus2d_share(side, f)
     dims_used = np.clip(np.ceil(np.log(np.maximum(f, 1.0)) / np.log(max(side, 2.0)) - 1e-9), 1, ndims)
     return bw * dims_used / ndims
+
+
+def _torus2d_share(side, f):
+    """Share of a chip's ICI bandwidth a collective over f chips of a 2D torus of `side` x `side` uses: the chips
+    form a near-square rectangle a1 x a2 (a1 = min(side, 2^ceil(log2(f) / 2)), Cloud TPU slice shapes 2x4, 4x4,
+    4x8, 8x8, 8x16, 16x16), and each axis the rectangle spans carries a bidirectional ring over its half of the
+    ports; an axis shorter than the torus side has no wraparound link (a line, not a ring) and moves half as much:
+    share = (w1 + w2) / 2 with w = 1 for a full axis, 1/2 for a shorter one, 0 for an axis of one chip.
+
+    Source: MaxText docs/guides/optimization/custom_model.md (Trillium ICI arithmetic intensity "5100 for 1D-ICI (1D
+    with wraparound or 2D without wraparound), 2550 for 2D-ICI (2D with wraparound on both dimensions),
+    particularly for v6e-256"); Cloud TPU v5e/v6e and v3 slices have wraparound only along a full axis of the pod
+    (the profiles' tier notes, shared/reference/hardware.md sec. 7)."""
+    f = np.maximum(np.asarray(f, dtype=float), 1.0)
+    a1 = np.minimum(float(side), 2.0 ** np.ceil(np.log2(f) / 2.0 - 1e-9))
+    a2 = np.maximum(1.0, f / a1)
+
+    def axis(a):
+        return np.where(a <= 1.0, 0.0, np.where(a >= side, 1.0, 0.5))
+    return np.where(f > 1.0, (axis(a1) + axis(a2)) / 2.0, 0.5)    # a group of one moves nothing
 
 
 def call_latency_s(n, stride, tiers: TierArrays):

@@ -694,6 +694,22 @@ def grad_reduce_override(fw: FrameworkSpec, notes: str, family: str) -> tuple[Fr
                                        "gradient reduction runs beside compute"),)
 
 
+_RS_AS_ALL_REDUCE = NotePattern(r"gradients reduced by all-reduce \+ dynamic-slice", 0, ("dynamic-slice",))
+
+
+def grad_all_reduce_override(fw: FrameworkSpec, notes: str) -> tuple[FrameworkSpec, tuple]:
+    """The preset with the ZeRO-3 gradient reduction run as an all-reduce + dynamic slice when the notes state it
+    (a MaxText recipe whose XLA flags carry neither LAYOUT_FOR_ALL_REDUCE_SCATTER nor REDUCE_SCATTER_FUSION, the
+    flag groups that fuse the all-reduce and dynamic slice into a reduce-scatter: benchmarks/xla_flags_library.py;
+    costs.communication.zero3_reduce_all_reduce); a documented override, reported per row."""
+    if fw.overlap.zero3_reduce_all_reduce or not _RS_AS_ALL_REDUCE.search(notes.lower()):
+        return fw, ()
+    ov = fw.overlap.model_copy(update={"zero3_reduce_all_reduce": True})
+    return fw.model_copy(update={"overlap": ov}), (
+        ("zero3_reduce", "all-reduce", "notes state the recipe's XLA flags without the reduce-scatter fusion group: "
+                                       "the FSDP gradients are all-reduced, then sliced"),)
+
+
 _FUSED_SPLASH_BWD = re.compile(r"sa_use_fused_bwd_kernel[ =:]+true")
 
 
@@ -912,6 +928,8 @@ def case_from_row(row: dict, line: int, profiles: Optional[dict] = None) -> Case
     fw, tp_scope = tp_scope_override(fw, notes)
     fw, graphs = cuda_graph_override(fw, notes)
     fw, grad_reduce = grad_reduce_override(fw, notes, hw.family)
+    fw, grad_ar = grad_all_reduce_override(fw, notes)
+    grad_reduce = grad_reduce + grad_ar
     fw, attn_bwd = attention_bwd_override(fw, notes)
     overrides = overrides + remat + dispatch + tp_scope + graphs + grad_reduce + attn_bwd
     mb, policy = blank_field_policy(fw, known, row["global_batch"])
